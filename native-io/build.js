@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // Builds the native-io addon at `npm install`. A failed build is not fatal:
 // every native-io function has a pure-JS fallback, and the server reports
-// which path it took. Set C10M_SKIP_NATIVE_BUILD=1 to skip the build.
+// which path it took. Set C10M_SKIP_NATIVE_BUILD=1 to skip the build, and
+// C10M_ASAN=1 to build with AddressSanitizer (see native-io/README.md).
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -23,8 +24,23 @@ try {
   console.warn('native-io: node-gyp is not installed; the JS fallbacks will be used');
   process.exit(0);
 }
-const r = spawnSync(process.execPath, [gyp, 'rebuild'], { cwd: dir, stdio: 'inherit' });
+const args = [gyp, 'rebuild'];
+// node-gyp downloads Node's headers unless told where they are. npm passes
+// its `nodedir` setting as npm_config_nodedir; run by hand (node
+// native-io/build.js) there is no npm, so point at the headers installed
+// beside this node binary when they exist, instead of a download that fails
+// on a machine without internet access.
+if (!process.env.npm_config_nodedir) {
+  const prefix = path.resolve(path.dirname(process.execPath), '..');
+  if (fs.existsSync(path.join(prefix, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${prefix}`);
+}
+const started = process.hrtime.bigint();
+const r = spawnSync(process.execPath, args, { cwd: dir, stdio: 'inherit' });
+const seconds = (Number(process.hrtime.bigint() - started) / 1e9).toFixed(1);
 if (r.status !== 0) {
-  console.warn(`native-io: the addon did not build (exit ${r.status}); the server will run on the JS fallbacks and say so at start`);
+  console.warn(`native-io: the addon did not build (exit ${r.status}, ${seconds} s); the server will run on the JS fallbacks and say so at start`);
+} else {
+  const asan = process.env.C10M_ASAN === '1' ? ' with AddressSanitizer' : '';
+  console.log(`native-io: built native-io/build/Release/c10m_native.node${asan} in ${seconds} s`);
 }
 process.exit(0);

@@ -1,0 +1,186 @@
+// Commands and replies of protocol v1 in both encodings (JSON text frames,
+// msgpack binary frames). Parsing turns any input into a Command or a
+// ProtocolError: it never throws.
+import { Packr, Unpackr } from 'msgpackr';
+import { CommandId, ErrorCode, ProtocolError } from './errors';
+import { topicError } from './topic';
+
+export type Encoding = 'json' | 'msgpack';
+export const ENCODING_JSON = 0;
+export const ENCODING_MSGPACK = 1;
+export type EncodingId = typeof ENCODING_JSON | typeof ENCODING_MSGPACK;
+
+export function encodingId(e: Encoding): EncodingId {
+  return e === 'msgpack' ? ENCODING_MSGPACK : ENCODING_JSON;
+}
+
+export type Qos = 'standard' | 'guaranteed';
+export type ResumePosition = [epoch: number, seq: number];
+
+export interface SubCommand {
+  id: CommandId;
+  op: 'sub';
+  topics: string[];
+  resume: Record<string, ResumePosition> | null;
+  qos: Qos;
+}
+export interface UnsubCommand {
+  id: CommandId;
+  op: 'unsub';
+  topics: string[];
+}
+export interface PubCommand {
+  id: CommandId;
+  op: 'pub';
+  topic: string;
+  data: unknown;
+  ack: boolean;
+  retain: boolean;
+  /** Creation time in microseconds given by the publisher (benchmarks), else null: the server's receive time is used. */
+  ts: number | null;
+}
+export interface PingCommand {
+  id: CommandId;
+  op: 'ping';
+}
+export type Command = SubCommand | UnsubCommand | PubCommand | PingCommand;
+
+/** Most topics one sub or unsub command may name. */
+export const MAX_TOPICS_PER_COMMAND = 1024;
+
+export const packr = new Packr({ useRecords: false, variableMapSize: true });
+export const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+
+const textDecoder = new TextDecoder('utf-8', { fatal: true });
+
+/** Parses a JSON text frame (as bytes) into a command. */
+export function parseJsonCommand(bytes: Uint8Array): Command | ProtocolError {
+  let value: unknown;
+  try {
+    value = JSON.parse(textDecoder.decode(bytes));
+  } catch {
+    return new ProtocolError(ErrorCode.BAD_JSON, 'frame is not valid JSON');
+  }
+  return validateCommand(value);
+}
+
+/** Parses a msgpack binary frame into a command. */
+export function parseMsgpackCommand(bytes: Uint8Array): Command | ProtocolError {
+  let value: unknown;
+  try {
+    value = unpackr.unpack(bytes);
+  } catch {
+    return new ProtocolError(ErrorCode.BAD_MSGPACK, 'frame is not valid msgpack');
+  }
+  return validateCommand(value);
+}
+
+function isPlainMap(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Map);
+}
+
+/** Checks the shape of a decoded command; every field is checked for type. */
+export function validateCommand(value: unknown): Command | ProtocolError {
+  if (!isPlainMap(value)) return new ProtocolError(ErrorCode.BAD_REQUEST, 'a command must be a map');
+  const id = value.id;
+  if (id === undefined || id === null) return new ProtocolError(ErrorCode.MISSING_ID, 'a command needs an id');
+  if (typeof id !== 'number' && typeof id !== 'string') return new ProtocolError(ErrorCode.MISSING_ID, 'id must be a string or a number');
+  if (typeof id === 'string' && id.length > 128) return new ProtocolError(ErrorCode.MISSING_ID, 'id must be at most 128 characters');
+  if (typeof id === 'number' && !Number.isFinite(id)) return new ProtocolError(ErrorCode.MISSING_ID, 'id must be a finite number');
+  switch (value.op) {
+    case 'sub':
+      return validateSub(id, value);
+    case 'unsub': {
+      const topics = validateTopics(id, value.topics);
+      return topics instanceof ProtocolError ? topics : { id, op: 'unsub', topics };
+    }
+    case 'pub': {
+      const err = topicError(value.topic);
+      if (err !== null) return new ProtocolError(ErrorCode.BAD_TOPIC, err, id);
+      if (!('data' in value) || value.data === undefined) return new ProtocolError(ErrorCode.BAD_DATA, 'a publish needs data', id);
+      const ack = optionalBoolean(value.ack);
+      const retain = optionalBoolean(value.retain);
+      if (ack === null) return new ProtocolError(ErrorCode.BAD_REQUEST, 'ack must be a boolean', id);
+      if (retain === null) return new ProtocolError(ErrorCode.BAD_REQUEST, 'retain must be a boolean', id);
+      let ts: number | null = null;
+      if (value.ts !== undefined && value.ts !== null) {
+        if (!isUint(value.ts, Number.MAX_SAFE_INTEGER)) return new ProtocolError(ErrorCode.BAD_REQUEST, 'ts must be a non-negative integer (microseconds)', id);
+        ts = value.ts;
+      }
+      return { id, op: 'pub', topic: value.topic as string, data: value.data, ack, retain, ts };
+    }
+    case 'ping':
+      return { id, op: 'ping' };
+    default:
+      return new ProtocolError(ErrorCode.UNKNOWN_OP, `unknown op ${JSON.stringify(value.op) ?? 'undefined'}; expected sub, unsub, pub or ping`, id);
+  }
+}
+
+function optionalBoolean(v: unknown): boolean | null {
+  if (v === undefined || v === null) return false;
+  return typeof v === 'boolean' ? v : null;
+}
+
+function validateTopics(id: CommandId, topics: unknown): string[] | ProtocolError {
+  if (!Array.isArray(topics) || topics.length === 0) return new ProtocolError(ErrorCode.BAD_REQUEST, 'topics must be a non-empty array of topic names', id);
+  if (topics.length > MAX_TOPICS_PER_COMMAND) return new ProtocolError(ErrorCode.BAD_REQUEST, `at most ${MAX_TOPICS_PER_COMMAND} topics per command`, id);
+  for (const t of topics) {
+    const err = topicError(t);
+    if (err !== null) return new ProtocolError(ErrorCode.BAD_TOPIC, `${String(t).slice(0, 300)}: ${err}`, id);
+  }
+  return topics as string[];
+}
+
+function validateSub(id: CommandId, value: Record<string, unknown>): SubCommand | ProtocolError {
+  const topics = validateTopics(id, value.topics);
+  if (topics instanceof ProtocolError) return topics;
+  let qos: Qos = 'guaranteed';
+  if (value.qos !== undefined && value.qos !== null) {
+    if (value.qos !== 'standard' && value.qos !== 'guaranteed') return new ProtocolError(ErrorCode.BAD_REQUEST, 'qos must be "standard" or "guaranteed"', id);
+    qos = value.qos;
+  }
+  let resume: Record<string, ResumePosition> | null = null;
+  if (value.resume !== undefined && value.resume !== null) {
+    if (!isPlainMap(value.resume)) return new ProtocolError(ErrorCode.BAD_REQUEST, 'resume must be a map of topic to [epoch, seq]', id);
+    resume = {};
+    for (const [topic, pos] of Object.entries(value.resume)) {
+      if (!topics.includes(topic)) return new ProtocolError(ErrorCode.BAD_REQUEST, `resume names ${topic.slice(0, 300)}, which is not in topics`, id);
+      if (!Array.isArray(pos) || pos.length !== 2 || !isUint(pos[0], 0xffffffff) || !isUint(pos[1], Number.MAX_SAFE_INTEGER)) {
+        return new ProtocolError(ErrorCode.BAD_REQUEST, `resume position of ${topic} must be [epoch, seq], two non-negative integers`, id);
+      }
+      resume[topic] = [pos[0], pos[1]];
+    }
+  }
+  return { id, op: 'sub', topics, resume, qos };
+}
+
+function isUint(v: unknown, max: number): v is number {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
+}
+
+/** Encodes a reply map in the session's encoding. Replies are per command, never per delivery. */
+export function encodeReply(encoding: EncodingId, reply: Record<string, unknown>): string | Uint8Array {
+  return encoding === ENCODING_JSON ? JSON.stringify(reply) : packr.pack(reply);
+}
+
+export function errorReply(err: ProtocolError): Record<string, unknown> {
+  return { id: err.id, error: { code: err.code, message: err.message } };
+}
+
+/** Data as JSON text, for JSON frames. Binary data becomes {"$base64": "..."} (JSON has no bytes). */
+export function dataToJson(data: unknown): string {
+  return JSON.stringify(data, binaryReplacer);
+}
+
+function binaryReplacer(this: unknown, _key: string, v: unknown): unknown {
+  if (v instanceof Uint8Array) return { $base64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
+  if (v !== null && typeof v === 'object' && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) {
+    return { $base64: Buffer.from((v as { data: number[] }).data).toString('base64') };
+  }
+  return v;
+}
+
+/** Data as msgpack bytes, for binary frames. */
+export function dataToMsgpack(data: unknown): Uint8Array {
+  return packr.pack(data);
+}

@@ -1,0 +1,76 @@
+// Every error code and close code of protocol v1, used by server and SDK alike.
+// Documented in protocol/PROTOCOL.md; codes are stable: add, never rename.
+
+export const ErrorCode = {
+  /** The frame is not valid JSON (JSON encoding). */
+  BAD_JSON: 'BAD_JSON',
+  /** The frame is not valid msgpack (msgpack encoding). */
+  BAD_MSGPACK: 'BAD_MSGPACK',
+  /** The command is not a map, or a field has the wrong type. */
+  BAD_REQUEST: 'BAD_REQUEST',
+  /** The command has no `id`, or its id is not a string or a number. */
+  MISSING_ID: 'MISSING_ID',
+  /** `op` is missing or not one of sub, unsub, pub, ping. */
+  UNKNOWN_OP: 'UNKNOWN_OP',
+  /** A topic name breaks the naming rules. */
+  BAD_TOPIC: 'BAD_TOPIC',
+  /** `data` is missing from a publish. */
+  BAD_DATA: 'BAD_DATA',
+  /** The encoded `data` of a publish is larger than the server's max payload. */
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  /** A session subscribed to more topics than `--max-subscriptions-per-session`. */
+  TOO_MANY_SUBSCRIPTIONS: 'TOO_MANY_SUBSCRIPTIONS',
+  /** The server is draining for shutdown and takes no new work. */
+  SHUTTING_DOWN: 'SHUTTING_DOWN',
+  /** HTTP: no route for this method and path. */
+  NOT_FOUND: 'NOT_FOUND',
+  /** The server failed to handle a valid request; it was logged and counted. */
+  INTERNAL: 'INTERNAL',
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** WebSocket close codes the server sends (RFC 6455 section 7.4, and our 4000-4999 range). */
+export const CloseCode = {
+  /** Normal close asked for by the client. */
+  NORMAL: 1000,
+  /** The server is shutting down or restarting: reconnect at once, to another node if you can. */
+  SHUTDOWN: 1001,
+  /** The frame violated the protocol (the WebSocket layer's own errors). */
+  PROTOCOL_ERROR: 1002,
+  /** A binary frame on a JSON session, or a text frame on a msgpack session. */
+  UNSUPPORTED_DATA: 1003,
+  /** A text frame that is not valid UTF-8. */
+  INVALID_PAYLOAD: 1007,
+  /** Policy: too many bad commands, too many connections from one address, bad upgrade. */
+  POLICY_VIOLATION: 1008,
+  /** A frame larger than the server's max frame size. */
+  MESSAGE_TOO_BIG: 1009,
+  /** The server failed; reconnect. */
+  INTERNAL_ERROR: 1011,
+  /** The session fell too far behind (unsent bytes over --max-backpressure-bytes): resume from the last seq. */
+  SLOW_CONSUMER: 4000,
+} as const;
+export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
+
+export const CloseReason: Record<number, string> = {
+  [CloseCode.SHUTDOWN]: 'server shutting down; reconnect',
+  [CloseCode.UNSUPPORTED_DATA]: 'wrong frame type for this encoding',
+  [CloseCode.POLICY_VIOLATION]: 'policy violation',
+  [CloseCode.MESSAGE_TOO_BIG]: 'frame too big',
+  [CloseCode.INTERNAL_ERROR]: 'internal error',
+  [CloseCode.SLOW_CONSUMER]: 'slow consumer; resume from your last seq',
+};
+
+/** An error reply: `{"id":..,"error":{"code":..,"message":..}}`. */
+export class ProtocolError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    message: string,
+    /** The id of the command it answers, when one could be read. */
+    readonly id: CommandId | null = null,
+  ) {
+    super(message);
+  }
+}
+
+export type CommandId = string | number;

@@ -1,0 +1,93 @@
+// Layout of a workgroup's shared stats block: the contract between the
+// workgroup that writes it and the control plane that reads it (metrics,
+// /jmx, dashboard). One Float64Array over a SharedArrayBuffer per workgroup.
+//
+// Concurrency: exactly one writer, the workgroup's own thread (or process),
+// with plain stores; readers only load. A reader may see a counter one
+// update behind its neighbour, never a torn value (aligned 8-byte stores).
+// The block survives a workgroup restart: counters keep counting (the new
+// workgroup continues from the values it finds), gauges are reset by it.
+
+/** Counter and gauge slots. Counters only grow; gauges go up and down. */
+export const Stat = {
+  // gauges
+  SESSIONS: 0,
+  SUBSCRIPTIONS: 1,
+  TOPICS_OWNED: 2,
+  SLAB_CAPACITY: 3,
+  SLAB_USED: 4,
+  CACHE_MESSAGES: 5,
+  CACHE_BYTES: 6,
+  RING_SPILL_RECORDS: 7, // records waiting in spill queues now
+  LISTENING: 8, // 1 once the workgroup listens on the public port
+  HEARTBEAT_MS: 9, // Date.now() of the last event-loop tick, written once a second
+  // counters
+  SESSIONS_OPENED: 16,
+  SESSIONS_CLOSED: 17,
+  SESSIONS_REJECTED: 18, // upgrade refused: per-IP cap, draining, bad request
+  MESSAGES_IN: 19, // publishes accepted from clients (WebSocket and HTTP) here
+  MESSAGES_SEQUENCED: 20, // publishes sequenced here as the topic owner
+  MESSAGES_OUT: 21, // frames handed to subscribers here (one per subscriber)
+  BYTES_OUT: 22, // payload bytes of those frames
+  BYTES_IN: 23, // bytes of commands received
+  PROTOCOL_ERRORS: 24,
+  SLOW_CONSUMER_CLOSES: 25,
+  RING_RECORDS_OUT: 26,
+  RING_RECORDS_IN: 27,
+  RING_FULL_EVENTS: 28,
+  RING_WAKEUPS: 29,
+  CACHE_EVICTIONS: 30,
+  REPLAYED_MESSAGES: 31,
+  RESUMES_RECOVERED: 32,
+  RESUMES_NOT_RECOVERED: 33,
+  HTTP_PUBLISHES: 34,
+  INTERNAL_ERRORS: 35,
+} as const;
+export type Stat = (typeof Stat)[keyof typeof Stat];
+
+/** Names for exporters, in slot order; gauges first. */
+export const STAT_NAMES: Record<Stat, string> = Object.fromEntries(Object.entries(Stat).map(([k, v]) => [v, k.toLowerCase()])) as Record<Stat, string>;
+export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.LISTENING, Stat.HEARTBEAT_MS];
+
+/**
+ * Publish-to-write latency histogram (measured inside the server: from the
+ * publish arriving at a workgroup to the frame handed to uWS in the
+ * delivering workgroup). Bucket i counts latencies below LATENCY_BOUNDS_MICROS[i];
+ * the last bucket counts the rest.
+ */
+export const LATENCY_BOUNDS_MICROS: readonly number[] = [10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000];
+export const LATENCY_BASE = 64;
+export const LATENCY_BUCKETS = LATENCY_BOUNDS_MICROS.length + 1;
+/** Sum of recorded latencies (micros) and their count, after the buckets. */
+export const LATENCY_SUM = LATENCY_BASE + LATENCY_BUCKETS;
+export const LATENCY_COUNT = LATENCY_SUM + 1;
+
+export const STATS_SLOTS = 128;
+export const STATS_BYTES = STATS_SLOTS * 8;
+
+/** Index of the bucket for a latency in microseconds. No allocation. */
+export function latencyBucket(micros: number): number {
+  const b = LATENCY_BOUNDS_MICROS;
+  for (let i = 0; i < b.length; i++) if (micros < b[i]) return i;
+  return b.length;
+}
+
+/** Records one latency sample (the workgroup's own block only). */
+export function recordLatency(stats: Float64Array, micros: number): void {
+  stats[LATENCY_BASE + latencyBucket(micros)]++;
+  stats[LATENCY_SUM] += micros;
+  stats[LATENCY_COUNT]++;
+}
+
+/** Estimates a percentile (0..1) from the bucket counts: the upper bound of the bucket it falls in. */
+export function latencyPercentile(stats: Float64Array, p: number): number | null {
+  const count = stats[LATENCY_COUNT];
+  if (count === 0) return null;
+  const rank = Math.ceil(p * count);
+  let seen = 0;
+  for (let i = 0; i < LATENCY_BUCKETS; i++) {
+    seen += stats[LATENCY_BASE + i];
+    if (seen >= rank) return i < LATENCY_BOUNDS_MICROS.length ? LATENCY_BOUNDS_MICROS[i] : Infinity;
+  }
+  return Infinity;
+}

@@ -1,0 +1,77 @@
+// The admin port: health, readiness and (registered by other modules)
+// metrics and dashboard routes. Bound to 127.0.0.1 unless told otherwise;
+// an optional bearer token guards every route but /healthz.
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { Logger } from './log';
+
+export type AdminHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
+
+export interface AdminOptions {
+  host: string;
+  port: number;
+  token: string;
+}
+
+export class AdminServer {
+  private readonly routes = new Map<string, AdminHandler>();
+  private server: http.Server | null = null;
+
+  constructor(private readonly options: AdminOptions, private readonly log: Logger) {}
+
+  /** Adds a GET route, e.g. route('/metrics', handler). */
+  route(path: string, handler: AdminHandler): void {
+    this.routes.set(path, handler);
+  }
+
+  get port(): number {
+    return (this.server?.address() as AddressInfo | null)?.port ?? 0;
+  }
+
+  listen(): Promise<number> {
+    const server = http.createServer((req, res) => this.handle(req, res));
+    this.server = server;
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(this.options.port, this.options.host, () => {
+        server.off('error', reject);
+        resolve(this.port);
+      });
+    });
+  }
+
+  private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const handler = this.routes.get(url.pathname);
+    if (!handler || (req.method !== 'GET' && req.method !== 'HEAD')) {
+      return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no admin route ${req.method} ${url.pathname}` } });
+    }
+    const token = this.options.token;
+    if (token !== '' && url.pathname !== '/healthz' && req.headers.authorization !== `Bearer ${token}`) {
+      res.setHeader('www-authenticate', 'Bearer realm="c10m admin"');
+      return sendJson(res, 401, { error: { code: 'UNAUTHORIZED', message: 'admin token required: Authorization: Bearer <token>' } });
+    }
+    Promise.resolve()
+      .then(() => handler(req, res))
+      .catch((err) => {
+        this.log.error({ err, path: url.pathname }, 'admin route failed');
+        if (!res.headersSent) sendJson(res, 500, { error: { code: 'INTERNAL', message: 'admin route failed' } });
+        else res.end();
+      });
+  }
+
+  close(): Promise<void> {
+    const server = this.server;
+    if (!server) return Promise.resolve();
+    return new Promise((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+}
+
+export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(text);
+}

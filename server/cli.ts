@@ -1,0 +1,129 @@
+// The `c10m` command line. Exit codes: 0 ok, 1 failure at run time,
+// 2 bad flags or config (a clear message, never a stack trace).
+import { Command, CommanderError, Option } from 'commander';
+import { UwsFallbackRefused } from '../native-io/uws';
+import { ConfigError, OPTIONS, envName, resolveConfig, type Config } from './config';
+import { serverLogger } from './log';
+import { startServer } from './server';
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+function serveCommand(): Command {
+  const cmd = new Command('serve').description(
+    'Start a c10m node: WebSocket pub/sub on the public port, metrics and health on the admin port.\n' +
+      'Every option can also be set by its environment variable (shown in brackets) or a JSON config file;\n' +
+      'precedence: flag > environment > config file > default.',
+  );
+  for (const spec of OPTIONS) {
+    const flags = spec.kind === 'bool' ? `--${spec.flag}` : `--${spec.flag} <${spec.kind === 'int' ? 'n' : 'value'}>`;
+    const opt = new Option(flags, `${spec.help} [${envName(spec.flag)}]`);
+    if (spec.key !== 'adminToken') opt.default(spec.default(), undefined);
+    cmd.addOption(opt);
+  }
+  cmd.option('--config <file>', 'JSON config file of option: value (camelCase keys or flag names) [C10M_CONFIG]');
+  cmd.action(async (_opts, command: Command) => {
+    // Only values given on the command line count as flags; commander's defaults are for --help.
+    const flags: Partial<Record<keyof Config, unknown>> = {};
+    for (const spec of OPTIONS) {
+      if (command.getOptionValueSource(spec.key) === 'cli') flags[spec.key] = command.getOptionValue(spec.key);
+    }
+    const configFile = (command.getOptionValue('config') as string | undefined) ?? process.env.C10M_CONFIG;
+    const config = resolveConfig(flags, process.env, configFile);
+    await serve(config);
+  });
+  return cmd;
+}
+
+async function serve(config: Config): Promise<void> {
+  const log = serverLogger(config.logLevel);
+  let server;
+  try {
+    server = await startServer(config, log);
+  } catch (err) {
+    if (err instanceof UwsFallbackRefused) {
+      process.stderr.write(`c10m: refusing to start: ${err.message}\n`);
+      process.exit(EXIT_FAILURE);
+    }
+    log.fatal({ err: (err as Error).message }, 'could not start');
+    process.stderr.write(`c10m: could not start: ${(err as Error).message}\n`);
+    process.exit(EXIT_FAILURE);
+  }
+  for (const hook of serveStartHooks) hook(config, (msg) => log.warn(msg));
+  let signals = 0;
+  const onSignal = (signal: string) => {
+    if (++signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(EXIT_FAILURE);
+    }
+    log.info({ signal }, 'signal received');
+    server.shutdown().then(
+      () => process.exit(EXIT_OK),
+      (err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(EXIT_FAILURE);
+      },
+    );
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+}
+
+/** Checks run once `serve` is up (e.g. the descriptor-limit warning); each may warn. */
+export const serveStartHooks: ((config: Config, warn: (message: string) => void) => void)[] = [];
+
+/** Other folders add their commands here (ops, bench); each is optional so the CLI works without it. */
+function registerOptional(program: Command): void {
+  for (const [mod, fn] of [
+    ['../sysctl/cli', 'registerOpsCommands'],
+    ['../bench/cli', 'registerBenchCommands'],
+  ] as const) {
+    let loaded: Record<string, unknown>;
+    try {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      loaded = require(mod);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && (err as Error).message.includes(mod.slice(3))) continue;
+      throw err;
+    }
+    (loaded[fn] as (p: Command) => void)(program);
+    if (typeof loaded.capacityWarning === 'function') {
+      const warnFn = loaded.capacityWarning as (maxSessions: number) => string | null;
+      serveStartHooks.push((config, warn) => {
+        const w = warnFn(config.maxSessions);
+        if (w) warn(w);
+      });
+    }
+  }
+}
+
+export function buildProgram(): Command {
+  const program = new Command('c10m')
+    .description('c10m: a real-time publish/subscribe server for millions of WebSocket sessions per node')
+    .version(require('../../package.json').version as string)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride();
+  program.addCommand(serveCommand());
+  registerOptional(program);
+  for (const c of program.commands) c.exitOverride();
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // commander already printed its message
+      process.exit(err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help' ? EXIT_OK : EXIT_USAGE);
+    }
+    if (err instanceof ConfigError) {
+      process.stderr.write(`c10m: bad configuration: ${err.message}\n`);
+      process.exit(EXIT_USAGE);
+    }
+    process.stderr.write(`c10m: ${(err as Error).message}\n`);
+    process.exit(EXIT_FAILURE);
+  }
+}

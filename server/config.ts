@@ -1,0 +1,147 @@
+// Configuration of `c10m serve`: one table of options, each with its flag,
+// environment variable and config-file key of the same stem. Precedence:
+// flag > environment > config file > default. Every value is validated here;
+// a bad one is a ConfigError (exit code 2), never a stack trace.
+import { availableParallelism } from 'node:os';
+import { readFileSync } from 'node:fs';
+
+export interface Config {
+  host: string;
+  port: number;
+  adminHost: string;
+  adminPort: number;
+  adminToken: string;
+  workgroups: number;
+  maxPayloadBytes: number;
+  maxBackpressureBytes: number;
+  idleTimeoutSeconds: number;
+  drainTimeoutSeconds: number;
+  maxConnectionsPerIp: number;
+  maxSubscriptionsPerSession: number;
+  maxSessions: number;
+  benchmarkMode: boolean;
+  allowSlowFallback: boolean;
+  logLevel: string;
+}
+
+type Kind = 'int' | 'string' | 'bool' | 'level' | 'host';
+
+export interface OptionSpec {
+  key: keyof Config;
+  /** Flag without dashes, e.g. 'max-payload-bytes'. */
+  flag: string;
+  kind: Kind;
+  help: string;
+  default: () => Config[keyof Config];
+  min?: number;
+  max?: number;
+  /** Extra check; returns an error sentence or null. */
+  check?: (v: number) => string | null;
+}
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+export const OPTIONS: OptionSpec[] = [
+  { key: 'host', flag: 'host', kind: 'host', help: 'address the public WebSocket/HTTP port binds to', default: () => '0.0.0.0' },
+  { key: 'port', flag: 'port', kind: 'int', min: 0, max: 65535, help: 'public port (WebSocket /v1/ws, HTTP POST /v1/publish); 0 picks a free port', default: () => 8080 },
+  { key: 'adminHost', flag: 'admin-host', kind: 'host', help: 'address the admin port binds to (metrics, health); keep it private', default: () => '127.0.0.1' },
+  { key: 'adminPort', flag: 'admin-port', kind: 'int', min: 0, max: 65535, help: 'admin port (/metrics, /jmx, /dashboard, /healthz, /readyz); 0 picks a free port', default: () => 9090 },
+  { key: 'adminToken', flag: 'admin-token', kind: 'string', help: 'bearer token required on the admin port (empty: none)', default: () => '' },
+  { key: 'workgroups', flag: 'workgroups', kind: 'int', min: 1, max: 32, help: 'worker threads serving the public port (default: one per core)', default: () => Math.min(32, availableParallelism()) },
+  { key: 'maxPayloadBytes', flag: 'max-payload-bytes', kind: 'int', min: 1, max: 16 * 1024 * 1024, help: 'largest publish data, in bytes once encoded', default: () => 64 * 1024 },
+  { key: 'maxBackpressureBytes', flag: 'max-backpressure-bytes', kind: 'int', min: 1024, max: 1024 * 1024 * 1024, help: 'unsent bytes a session may hold before it is closed as a slow consumer (4000)', default: () => 256 * 1024 },
+  { key: 'idleTimeoutSeconds', flag: 'idle-timeout-seconds', kind: 'int', min: 0, max: 960, help: 'close a session silent this long (pings are automatic); 0 disables; otherwise 8..960', default: () => 120, check: (v) => (v !== 0 && v < 8 ? 'must be 0 or at least 8' : null) },
+  { key: 'drainTimeoutSeconds', flag: 'drain-timeout-seconds', kind: 'int', min: 0, max: 3600, help: 'on SIGTERM, how long to wait for sessions to close before exiting', default: () => 10 },
+  { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', kind: 'int', min: 0, max: 10_000_000, help: 'sessions one client address may hold (0: no limit)', default: () => 0 },
+  { key: 'maxSubscriptionsPerSession', flag: 'max-subscriptions-per-session', kind: 'int', min: 1, max: 1_000_000, help: 'topics one session may subscribe to', default: () => 1024 },
+  { key: 'maxSessions', flag: 'max-sessions', kind: 'int', min: 1, max: 100_000_000, help: 'sessions this node is sized for (checked against the descriptor limit at start)', default: () => 1_000_000 },
+  { key: 'benchmarkMode', flag: 'benchmark-mode', kind: 'bool', help: "spread connections by the kernel's 4-tuple hash instead of by client address (load generators on few addresses)", default: () => false },
+  { key: 'allowSlowFallback', flag: 'allow-slow-fallback', kind: 'bool', help: "start even if uWebSockets.js's native binary does not load (its pure-JS fallback is many times slower)", default: () => false },
+  { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
+];
+
+export class ConfigError extends Error {}
+
+export function envName(flag: string): string {
+  return 'C10M_' + flag.toUpperCase().replace(/-/g, '_');
+}
+
+function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyof Config] {
+  const where = `${source} ${spec.kind === 'bool' ? '' : ''}`.trim();
+  switch (spec.kind) {
+    case 'bool': {
+      if (typeof raw === 'boolean') return raw;
+      if (typeof raw === 'string' && /^(1|true|yes|on)$/i.test(raw)) return true;
+      if (typeof raw === 'string' && /^(0|false|no|off|)$/i.test(raw)) return false;
+      throw new ConfigError(`${where}: expected true or false, got ${JSON.stringify(raw)}`);
+    }
+    case 'int': {
+      const n = typeof raw === 'number' ? raw : typeof raw === 'string' && /^\s*-?\d+\s*$/.test(raw) ? Number(raw) : NaN;
+      if (!Number.isSafeInteger(n)) throw new ConfigError(`${where}: expected a whole number, got ${JSON.stringify(raw)}`);
+      if (spec.min !== undefined && n < spec.min) throw new ConfigError(`${where}: ${n} is below the minimum ${spec.min}`);
+      if (spec.max !== undefined && n > spec.max) throw new ConfigError(`${where}: ${n} is above the maximum ${spec.max}`);
+      const extra = spec.check?.(n);
+      if (extra) throw new ConfigError(`${where}: ${n} ${extra}`);
+      return n;
+    }
+    case 'level':
+      if (typeof raw === 'string' && LOG_LEVELS.includes(raw)) return raw;
+      throw new ConfigError(`${where}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
+    case 'host':
+      if (typeof raw === 'string' && raw.length > 0 && raw.length <= 255 && /^[A-Za-z0-9.:\-_[\]%]+$/.test(raw)) return raw;
+      throw new ConfigError(`${where}: expected a host name or address, got ${JSON.stringify(raw)}`);
+    case 'string':
+      if (typeof raw === 'string') return raw;
+      throw new ConfigError(`${where}: expected a string, got ${JSON.stringify(raw)}`);
+  }
+}
+
+/** Reads a JSON config file whose keys are the camelCase option keys (or the flag names). */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (err as Error).message}`);
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw new ConfigError(`config file ${path}: not valid JSON (${(err as Error).message})`);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ConfigError(`config file ${path}: must be a JSON object of option: value`);
+  const known = new Map<string, OptionSpec>();
+  for (const s of OPTIONS) {
+    known.set(s.key, s);
+    known.set(s.flag, s);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) {
+    const spec = known.get(k);
+    if (!spec) throw new ConfigError(`config file ${path}: unknown option "${k}" (known: ${OPTIONS.map((s) => s.key).join(', ')})`);
+    out[spec.key] = v;
+  }
+  return out;
+}
+
+/**
+ * Merges the sources. `flags` holds only options given on the command line
+ * (keyed by Config key, values as strings or booleans from commander).
+ */
+export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env: NodeJS.ProcessEnv, configFile: string | undefined): Config {
+  const file = configFile ? readConfigFile(configFile) : {};
+  const out: Record<string, unknown> = {};
+  for (const spec of OPTIONS) {
+    const e = envName(spec.flag);
+    if (flags[spec.key] !== undefined) out[spec.key] = parseValue(spec, flags[spec.key], `--${spec.flag}`);
+    else if (env[e] !== undefined) out[spec.key] = parseValue(spec, env[e], e);
+    else if (file[spec.key] !== undefined) out[spec.key] = parseValue(spec, file[spec.key], `config file ${configFile}: ${spec.key}`);
+    else out[spec.key] = spec.default();
+  }
+  const config = out as unknown as Config;
+  if (config.port !== 0 && config.port === config.adminPort && config.host === config.adminHost) {
+    throw new ConfigError(`the public port and the admin port are both ${config.port}`);
+  }
+  return config;
+}

@@ -1,0 +1,62 @@
+// Starts a node: the workgroups (data plane) and the admin port (control plane).
+import { loadUws } from '../native-io/uws';
+import { AdminServer, sendJson } from './admin';
+import type { Config } from './config';
+import type { Logger } from './log';
+import { Supervisor } from './supervisor';
+
+export interface RunningServer {
+  config: Config;
+  supervisor: Supervisor;
+  admin: AdminServer;
+  port: number;
+  adminPort: number;
+  uwsNative: boolean;
+  /** Graceful shutdown: readiness off, sessions told to reconnect (1001), drained within the drain timeout. */
+  shutdown(): Promise<void>;
+}
+
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  // Refuses (throws UwsFallbackRefused) before any thread starts, unless the fallback is allowed.
+  const uws = loadUws(config.allowSlowFallback);
+  if (!uws.native) {
+    log.warn({ reason: uws.nativeError }, '!!! uWebSockets.js native binary did not load: serving on its SLOW pure-JS fallback because --allow-slow-fallback is set. Do not run production like this. !!!');
+  }
+  const supervisor = new Supervisor(config, log);
+  const admin = new AdminServer({ host: config.adminHost, port: config.adminPort, token: config.adminToken }, log);
+  let shuttingDown = false;
+  admin.route('/healthz', (_req, res) => sendJson(res, 200, { status: 'ok', workgroups: supervisor.workgroups, listening: supervisor.listeningCount() }));
+  admin.route('/readyz', (_req, res) => {
+    const ready = !shuttingDown && supervisor.ready;
+    sendJson(res, ready ? 200 : 503, { ready, shuttingDown, workgroups: supervisor.workgroups, listening: supervisor.listeningCount() });
+  });
+  const adminPort = await admin.listen();
+  try {
+    await supervisor.start();
+  } catch (err) {
+    await supervisor.drain(1000);
+    await admin.close();
+    throw err;
+  }
+  log.info({ port: supervisor.port, adminPort, workgroups: supervisor.workgroups, uwsNative: uws.native }, 'c10m listening');
+  let shutdownPromise: Promise<void> | null = null;
+  return {
+    config,
+    supervisor,
+    admin,
+    port: supervisor.port,
+    adminPort,
+    uwsNative: uws.native,
+    shutdown() {
+      if (shutdownPromise) return shutdownPromise;
+      shuttingDown = true;
+      shutdownPromise = (async () => {
+        log.info({ drainTimeoutSeconds: config.drainTimeoutSeconds }, 'shutting down: draining sessions');
+        await supervisor.drain(config.drainTimeoutSeconds * 1000);
+        await admin.close();
+        log.info('shut down');
+      })();
+      return shutdownPromise;
+    },
+  };
+}

@@ -1,0 +1,192 @@
+// The supervisor starts the workgroups, knows which of them listen, and
+// restarts one that dies without disturbing the others. It is on no
+// per-message path: workgroups talk to it only about their life cycle.
+import { EventEmitter } from 'node:events';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { STATS_BYTES, Stat } from '../protocol/stats';
+import type { Config } from './config';
+import type { Logger } from './log';
+
+// The workgroup entry, next to this file in dist/ (server/ never imports workgroups/).
+const WORKER_ENTRY = path.join(__dirname, '..', 'workgroups', 'worker.js');
+
+/** Most restarts of one workgroup within RESTART_WINDOW_MS before the supervisor gives up on it. */
+const MAX_RESTARTS_IN_WINDOW = 10;
+const RESTART_WINDOW_MS = 60_000;
+
+interface Slot {
+  worker: Worker | null;
+  listening: boolean;
+  restarts: number;
+  recentRestarts: number[];
+  uwsNative: boolean;
+}
+
+type Event =
+  | { type: 'listening'; id: number; port: number; uwsNative: boolean }
+  | { type: 'listen-failed'; id: number; error: string }
+  | { type: 'drained'; id: number; closedSessions: number }
+  | { type: 'fatal'; id: number; error: string };
+
+export class Supervisor extends EventEmitter {
+  readonly stats: SharedArrayBuffer[];
+  private readonly slots: Slot[];
+  private shuttingDown = false;
+  private boundPort = 0;
+  totalRestarts = 0;
+
+  constructor(private readonly config: Config, private readonly log: Logger) {
+    super();
+    this.stats = Array.from({ length: config.workgroups }, () => new SharedArrayBuffer(STATS_BYTES));
+    this.slots = Array.from({ length: config.workgroups }, () => ({ worker: null, listening: false, restarts: 0, recentRestarts: [], uwsNative: true }));
+  }
+
+  get workgroups(): number {
+    return this.slots.length;
+  }
+  get port(): number {
+    return this.boundPort;
+  }
+  get ready(): boolean {
+    return !this.shuttingDown && this.slots.every((s) => s.listening);
+  }
+  listeningCount(): number {
+    return this.slots.filter((s) => s.listening).length;
+  }
+  restartsOf(id: number): number {
+    return this.slots[id].restarts;
+  }
+  statsOf(id: number): Float64Array {
+    return new Float64Array(this.stats[id]);
+  }
+
+  /** Starts every workgroup; resolves once all listen, rejects if one cannot. */
+  async start(): Promise<void> {
+    // The first workgroup binds first, so that a requested port of 0 becomes one port for all.
+    this.boundPort = await this.spawn(0, this.config.port);
+    await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1, this.boundPort)));
+  }
+
+  private spawn(id: number, port: number): Promise<number> {
+    const slot = this.slots[id];
+    const c = this.config;
+    const worker = new Worker(WORKER_ENTRY, {
+      workerData: {
+        id,
+        count: this.slots.length,
+        restarts: slot.restarts,
+        stats: this.stats[id],
+        options: {
+          host: c.host,
+          port,
+          maxPayloadBytes: c.maxPayloadBytes,
+          maxBackpressureBytes: c.maxBackpressureBytes,
+          idleTimeoutSeconds: c.idleTimeoutSeconds,
+          maxConnectionsPerIp: c.maxConnectionsPerIp,
+          maxSubscriptionsPerSession: c.maxSubscriptionsPerSession,
+          benchmarkMode: c.benchmarkMode,
+          allowSlowFallback: c.allowSlowFallback,
+          logLevel: c.logLevel,
+          drainTimeoutSeconds: c.drainTimeoutSeconds,
+        },
+      },
+    });
+    slot.worker = worker;
+    slot.listening = false;
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      worker.on('message', (e: Event) => {
+        switch (e.type) {
+          case 'listening':
+            slot.listening = true;
+            slot.uwsNative = e.uwsNative;
+            if (!settled) {
+              settled = true;
+              resolve(e.port);
+            }
+            this.emit('listening', id);
+            break;
+          case 'listen-failed':
+            if (!settled) {
+              settled = true;
+              reject(new Error(`workgroup ${id}: ${e.error}`));
+            }
+            break;
+          case 'fatal':
+            this.log.error({ wg: id, error: e.error }, 'workgroup reported a fatal error');
+            if (!settled) {
+              settled = true;
+              reject(new Error(`workgroup ${id}: ${e.error}`));
+            }
+            break;
+          case 'drained':
+            this.emit('drained', id, e.closedSessions);
+            break;
+        }
+      });
+      worker.on('error', (err) => {
+        this.log.error({ wg: id, err }, 'workgroup thread error');
+        if (!settled) {
+          settled = true;
+          reject(err);
+        }
+      });
+      worker.on('exit', (code) => {
+        slot.listening = false;
+        slot.worker = null;
+        // The stats block outlives the thread: its gauges must not claim sessions that are gone.
+        const s = new Float64Array(this.stats[id]);
+        s[Stat.SESSIONS] = 0;
+        s[Stat.LISTENING] = 0;
+        this.emit('exit', id, code);
+        if (!settled) {
+          settled = true;
+          reject(new Error(`workgroup ${id} exited with code ${code} before listening`));
+          return;
+        }
+        if (!this.shuttingDown) this.restart(id, code);
+      });
+    });
+  }
+
+  private restart(id: number, code: number): void {
+    const slot = this.slots[id];
+    const now = Date.now();
+    slot.recentRestarts = slot.recentRestarts.filter((t) => now - t < RESTART_WINDOW_MS);
+    if (slot.recentRestarts.length >= MAX_RESTARTS_IN_WINDOW) {
+      this.log.fatal({ wg: id, code }, `workgroup died ${MAX_RESTARTS_IN_WINDOW} times in a minute; not restarting it`);
+      this.emit('gave-up', id);
+      return;
+    }
+    slot.recentRestarts.push(now);
+    const delayMs = Math.min(5000, 50 * 2 ** (slot.recentRestarts.length - 1));
+    slot.restarts++;
+    this.totalRestarts++;
+    this.log.warn({ wg: id, code, restarts: slot.restarts, delayMs }, 'workgroup exited; restarting it');
+    setTimeout(() => {
+      if (this.shuttingDown) return;
+      this.spawn(id, this.boundPort).then(
+        () => this.log.info({ wg: id }, 'workgroup restarted'),
+        (err) => this.log.error({ wg: id, err: (err as Error).message }, 'workgroup restart failed'),
+      );
+    }, delayMs);
+  }
+
+  /** Drains every workgroup (stop accepting, close sessions with 1001) and waits for their threads to end. */
+  async drain(timeoutMs: number): Promise<void> {
+    this.shuttingDown = true;
+    const exits = this.slots.map(
+      (slot) =>
+        new Promise<void>((resolve) => {
+          const w = slot.worker;
+          if (w === null) return resolve();
+          w.once('exit', () => resolve());
+          w.postMessage({ type: 'drain', timeoutMs });
+        }),
+    );
+    // A thread that does not end within the drain time plus a margin is reported, not killed:
+    // terminating a thread with open uWS handles would abort the process anyway.
+    await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, timeoutMs + 3000).unref())]);
+  }
+}

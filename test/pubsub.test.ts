@@ -1,0 +1,111 @@
+import { connect, httpPublish, type TestClient } from './helpers/client';
+import { startServer, type TestServer } from './helpers/server';
+
+let server: TestServer;
+const clients: TestClient[] = [];
+async function client(encoding: 'json' | 'msgpack' = 'json') {
+  const c = await connect(server.url(), encoding);
+  clients.push(c);
+  return c;
+}
+
+beforeAll(async () => {
+  server = await startServer(['--workgroups', '1']);
+});
+afterEach(async () => {
+  await Promise.all(clients.splice(0).map((c) => c.close()));
+});
+afterAll(async () => {
+  await server.stop();
+});
+
+test('a subscriber receives what is published over WebSocket, with epoch, seq and ts', async () => {
+  const sub = await client();
+  const reply = await sub.sub(['/news/today']);
+  expect(reply.ok).toBe(true);
+  const state = (reply.topics as Record<string, { epoch: number; seq: number }>)['/news/today'];
+  const pub = await client();
+  const before = Date.now() * 1000;
+  const ack = await pub.pub('/news/today', { headline: 'hello' });
+  expect(ack).toMatchObject({ ok: true, epoch: state.epoch, seq: state.seq + 1 });
+  await sub.until(() => sub.deliveries.length === 1);
+  const d = sub.deliveries[0];
+  expect(d).toMatchObject({ topic: '/news/today', epoch: state.epoch, seq: state.seq + 1, data: { headline: 'hello' } });
+  expect(d.ts).toBeGreaterThanOrEqual(before - 1000);
+  expect(d.ts).toBeLessThanOrEqual(Date.now() * 1000 + 1000);
+});
+
+test('publish over HTTP (JSON and msgpack bodies) reaches subscribers and answers epoch and seq', async () => {
+  const sub = await client();
+  await sub.sub(['/http/t']);
+  const r1 = await httpPublish(server.port, { topic: '/http/t', data: [1, 2, 3] });
+  expect(r1.status).toBe(200);
+  expect(typeof r1.body.epoch).toBe('number');
+  const r2 = await httpPublish(server.port, { topic: '/http/t', data: 'packed' }, 'application/msgpack');
+  expect(r2.status).toBe(200);
+  expect(r2.body.seq).toBe((r1.body.seq as number) + 1);
+  await sub.until(() => sub.deliveries.length === 2);
+  expect(sub.deliveries.map((d) => d.data)).toEqual([[1, 2, 3], 'packed']);
+});
+
+test('JSON and msgpack subscribers on one topic receive the same message', async () => {
+  const j = await client('json');
+  const m = await client('msgpack');
+  await j.sub(['/mixed']);
+  await m.sub(['/mixed']);
+  const p = await client('msgpack');
+  const data = { n: 42, s: 'text', nested: { list: [true, null, 1.5] } };
+  await p.pub('/mixed', data);
+  await j.until(() => j.deliveries.length === 1);
+  await m.until(() => m.deliveries.length === 1);
+  expect(j.deliveries[0].data).toEqual(data);
+  expect(m.deliveries[0].data).toEqual(data);
+  expect(m.deliveries[0].seq).toBe(j.deliveries[0].seq);
+  expect(m.deliveries[0].epoch).toBe(j.deliveries[0].epoch);
+});
+
+test('many topics: each subscriber gets exactly its own topics, in seq order', async () => {
+  const topics = Array.from({ length: 50 }, (_, i) => `/many/t${i}`);
+  const subs = await Promise.all(topics.slice(0, 10).map(() => client()));
+  await Promise.all(subs.map((s, i) => s.sub(topics.slice(i * 5, i * 5 + 5))));
+  const pub = await client();
+  for (let round = 0; round < 3; round++) for (const t of topics) pub.send({ id: `${t}-${round}`, op: 'pub', topic: t, data: round });
+  await pub.request({ op: 'ping' });
+  for (let i = 0; i < subs.length; i++) {
+    const s = subs[i];
+    await s.until(() => s.deliveries.length === 15, 5000, `15 deliveries for sub ${i}`);
+    const mine = topics.slice(i * 5, i * 5 + 5);
+    for (const t of mine) {
+      const got = s.deliveries.filter((d) => d.topic === t);
+      expect(got.map((d) => d.data)).toEqual([0, 1, 2]);
+      expect(got.map((d) => d.seq)).toEqual([got[0].seq, got[0].seq + 1, got[0].seq + 2]);
+    }
+    expect(s.deliveries.every((d) => mine.includes(d.topic))).toBe(true);
+  }
+});
+
+test('unsubscribe stops delivery', async () => {
+  const sub = await client();
+  await sub.sub(['/u/a', '/u/b']);
+  const pub = await client();
+  await pub.pub('/u/a', 1);
+  await sub.until(() => sub.deliveries.length === 1);
+  expect((await sub.request({ op: 'unsub', topics: ['/u/a'] })).ok).toBe(true);
+  await pub.pub('/u/a', 2);
+  await pub.pub('/u/b', 3);
+  await sub.until(() => sub.deliveries.length === 2);
+  await sub.request({ op: 'ping' });
+  expect(sub.deliveries.map((d) => [d.topic, d.data])).toEqual([
+    ['/u/a', 1],
+    ['/u/b', 3],
+  ]);
+});
+
+test('a publish without ack gets no reply; ping answers', async () => {
+  const c = await client();
+  c.send({ id: 'quiet', op: 'pub', topic: '/q', data: 1 });
+  const pong = await c.request({ op: 'ping' });
+  expect(pong.ok).toBe(true);
+  expect(typeof pong.ts).toBe('number');
+  expect(c.replies.has('quiet')).toBe(false);
+});

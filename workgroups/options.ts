@@ -1,0 +1,37 @@
+// What a workgroup is told at start (through workerData). The control plane
+// builds it from its config; it is plain data so that a workgroup can run
+// as a thread now and as a process later.
+
+export interface WorkgroupOptions {
+  host: string;
+  port: number;
+  maxPayloadBytes: number;
+  maxBackpressureBytes: number;
+  idleTimeoutSeconds: number;
+  maxConnectionsPerIp: number;
+  maxSubscriptionsPerSession: number;
+  benchmarkMode: boolean;
+  allowSlowFallback: boolean;
+  logLevel: string;
+  drainTimeoutSeconds: number;
+}
+
+export interface WorkgroupInit {
+  id: number;
+  count: number;
+  options: WorkgroupOptions;
+  /** This workgroup's stats block (protocol/stats.ts layout). */
+  stats: SharedArrayBuffer;
+  /** How many times this workgroup has been started before (0 at first start). */
+  restarts: number;
+}
+
+/** Messages a workgroup posts to the control plane (control only: never per message). */
+export type WorkgroupEvent =
+  | { type: 'listening'; id: number; port: number; uwsNative: boolean }
+  | { type: 'listen-failed'; id: number; error: string }
+  | { type: 'drained'; id: number; closedSessions: number }
+  | { type: 'fatal'; id: number; error: string };
+
+/** Messages the control plane posts to a workgroup. */
+export type ControlCommand = { type: 'drain'; timeoutMs: number };

@@ -1,0 +1,166 @@
+// Session slab: every session of a workgroup is a slot in a struct of typed
+// arrays (one array per field). The uWS user data of a socket holds only
+// its slot number; there is no per-session object, closure or Map entry of ours.
+//
+// The slab grows by whole chunks of CHUNK_SLOTS slots: growing never copies
+// the sessions already there. A freed slot goes on a free list and its
+// generation is bumped, so anything that kept (slot, generation) for later
+// (an ack from another workgroup, a replay) can tell a closed session from
+// its successor in the same slot.
+//
+// Concurrency: the workgroup's thread is the only reader and writer.
+
+export const CHUNK_BITS = 12;
+export const CHUNK_SLOTS = 1 << CHUNK_BITS;
+const CHUNK_MASK = CHUNK_SLOTS - 1;
+
+/** Session states. */
+export const SessionState = {
+  FREE: 0,
+  OPEN: 1,
+  /** Closing by our decision (slow consumer, policy); still in uWS until its close handler. */
+  CLOSING: 2,
+} as const;
+
+/** Flag bits of a session (one comment per bit). */
+export const SessionFlag = {
+  /** The session asked for msgpack (binary frames); unset means JSON. */
+  MSGPACK: 1 << 0,
+  /** Counted in the per-IP connection table (so close must uncount it). */
+  IP_COUNTED: 1 << 1,
+} as const;
+
+/** Fields: bytes per slot, summed for memory accounting. */
+const FIELD_BYTES = 4 /* generation */ + 1 /* state */ + 1 /* flags */ + 4 /* ipHash */ + 4 /* connectedAtSec */ + 4 /* lastActivitySec */ + 2 /* subscriptions */ + 2 /* errors */ + 4 * 8; /* messagesIn, messagesOut, bytesIn, bytesOut */
+export const SLAB_BYTES_PER_SESSION = FIELD_BYTES;
+
+export type ChunkAllocator = (bytes: number) => ArrayBufferLike;
+const defaultAllocator: ChunkAllocator = (bytes) => new ArrayBuffer(bytes);
+
+interface Chunk {
+  generation: Uint32Array;
+  state: Uint8Array;
+  flags: Uint8Array;
+  ipHash: Uint32Array;
+  connectedAtSec: Uint32Array;
+  lastActivitySec: Uint32Array;
+  subscriptions: Uint16Array;
+  errors: Uint16Array;
+  messagesIn: Float64Array;
+  messagesOut: Float64Array;
+  bytesIn: Float64Array;
+  bytesOut: Float64Array;
+}
+
+function makeChunk(buffer: ArrayBufferLike): Chunk {
+  // Widest fields first, so every array is aligned.
+  let o = 0;
+  const f64 = () => { const a = new Float64Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS * 8; return a; };
+  const u32 = () => { const a = new Uint32Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS * 4; return a; };
+  const u16 = () => { const a = new Uint16Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS * 2; return a; };
+  const u8 = () => { const a = new Uint8Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS; return a; };
+  return {
+    messagesIn: f64(), messagesOut: f64(), bytesIn: f64(), bytesOut: f64(),
+    generation: u32(), ipHash: u32(), connectedAtSec: u32(), lastActivitySec: u32(),
+    subscriptions: u16(), errors: u16(),
+    state: u8(), flags: u8(),
+  };
+}
+
+export class SessionSlab {
+  private readonly chunks: Chunk[] = [];
+  /** Stack of free slots; top at freeCount - 1. */
+  private free = new Int32Array(CHUNK_SLOTS);
+  private freeCount = 0;
+  private used = 0;
+
+  constructor(private readonly allocate: ChunkAllocator = defaultAllocator) {}
+
+  get capacity(): number {
+    return this.chunks.length * CHUNK_SLOTS;
+  }
+  get size(): number {
+    return this.used;
+  }
+  get bytes(): number {
+    return this.chunks.length * CHUNK_SLOTS * FIELD_BYTES;
+  }
+
+  /** Takes a free slot (growing by one chunk when none is free) and opens it. */
+  open(flags: number, ipHash: number, nowSec: number): number {
+    if (this.freeCount === 0) this.grow();
+    const slot = this.free[--this.freeCount];
+    const c = this.chunks[slot >>> CHUNK_BITS];
+    const i = slot & CHUNK_MASK;
+    c.state[i] = SessionState.OPEN;
+    c.flags[i] = flags;
+    c.ipHash[i] = ipHash;
+    c.connectedAtSec[i] = nowSec;
+    c.lastActivitySec[i] = nowSec;
+    c.subscriptions[i] = 0;
+    c.errors[i] = 0;
+    c.messagesIn[i] = 0;
+    c.messagesOut[i] = 0;
+    c.bytesIn[i] = 0;
+    c.bytesOut[i] = 0;
+    this.used++;
+    return slot;
+  }
+
+  /** Frees a slot: its generation moves on, so stale (slot, generation) pairs no longer match. */
+  close(slot: number): void {
+    const c = this.chunks[slot >>> CHUNK_BITS];
+    const i = slot & CHUNK_MASK;
+    if (c.state[i] === SessionState.FREE) return;
+    c.state[i] = SessionState.FREE;
+    c.generation[i] = (c.generation[i] + 1) >>> 0;
+    this.free[this.freeCount++] = slot;
+    this.used--;
+  }
+
+  private grow(): void {
+    const base = this.capacity;
+    this.chunks.push(makeChunk(this.allocate(CHUNK_SLOTS * FIELD_BYTES)));
+    if (this.free.length < base + CHUNK_SLOTS) {
+      // Rare (once per chunk); the free list holds slot numbers only.
+      const bigger = new Int32Array(base + CHUNK_SLOTS);
+      bigger.set(this.free.subarray(0, this.freeCount));
+      this.free = bigger;
+    }
+    // Push in reverse so the lowest slot is taken first.
+    for (let s = base + CHUNK_SLOTS - 1; s >= base; s--) this.free[this.freeCount++] = s;
+  }
+
+  // Field access. Each is one shift and one mask; no allocation.
+  isOpen(slot: number, generation: number): boolean {
+    const c = this.chunks[slot >>> CHUNK_BITS];
+    if (c === undefined) return false;
+    const i = slot & CHUNK_MASK;
+    return c.state[i] === SessionState.OPEN && c.generation[i] === generation;
+  }
+  state(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].state[slot & CHUNK_MASK]; }
+  setState(slot: number, s: number): void { this.chunks[slot >>> CHUNK_BITS].state[slot & CHUNK_MASK] = s; }
+  generation(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].generation[slot & CHUNK_MASK]; }
+  flags(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].flags[slot & CHUNK_MASK]; }
+  ipHash(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].ipHash[slot & CHUNK_MASK]; }
+  connectedAtSec(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].connectedAtSec[slot & CHUNK_MASK]; }
+  subscriptions(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].subscriptions[slot & CHUNK_MASK]; }
+  addSubscriptions(slot: number, delta: number): void { this.chunks[slot >>> CHUNK_BITS].subscriptions[slot & CHUNK_MASK] += delta; }
+  /** Counts one bad command; returns the session's total. */
+  addError(slot: number): number { return ++this.chunks[slot >>> CHUNK_BITS].errors[slot & CHUNK_MASK]; }
+  /** Records one command received. */
+  recordIn(slot: number, bytes: number, nowSec: number): void {
+    const c = this.chunks[slot >>> CHUNK_BITS];
+    const i = slot & CHUNK_MASK;
+    c.messagesIn[i]++;
+    c.bytesIn[i] += bytes;
+    c.lastActivitySec[i] = nowSec;
+  }
+  /** Records one frame sent directly to this session (replies, replays; fan-out is counted per topic). */
+  recordOut(slot: number, bytes: number): void {
+    const c = this.chunks[slot >>> CHUNK_BITS];
+    const i = slot & CHUNK_MASK;
+    c.messagesOut[i]++;
+    c.bytesOut[i] += bytes;
+  }
+}
