@@ -3,6 +3,7 @@ import { loadUws } from '../native-io/uws';
 import { AdminServer, sendJson } from './admin';
 import type { Config } from './config';
 import type { Logger } from './log';
+import { registerObservability } from './observability';
 import { Supervisor } from './supervisor';
 
 export interface RunningServer {
@@ -30,6 +31,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     const ready = !shuttingDown && supervisor.ready;
     sendJson(res, ready ? 200 : 503, { ready, shuttingDown, workgroups: supervisor.workgroups, listening: supervisor.listeningCount() });
   });
+  registerObservability(admin, supervisor, config);
   const adminPort = await admin.listen();
   try {
     await supervisor.start();

@@ -26,6 +26,7 @@ import { IpTable, addressHash } from './ip-table';
 import type { Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from './options';
 import { SessionFlag, SessionSlab, SessionState } from './slab';
+import { registerStaticRoutes } from './static';
 import { TopicTable, ownerOf } from './topics';
 
 /** The only thing uWS keeps for a socket of ours. */
@@ -114,6 +115,7 @@ export class Workgroup {
       subscription: (_ws, topic, newCount, oldCount) => this.onSubscriptionChange(topic, newCount, oldCount),
     });
     app.post('/v1/publish', (res, req) => this.onHttpPublish(res, req));
+    registerStaticRoutes(app);
     app.any('/*', (res, req) => {
       res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: ErrorCode.NOT_FOUND, message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` } }));
     });
