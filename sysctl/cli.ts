@@ -1,0 +1,159 @@
+// The operator commands `c10m sysctl` and `c10m doctor`, registered on the
+// server's commander program, and the capacity warning `c10m serve` prints
+// at start. Exit codes: 0 success (doctor: every check passes), 1 doctor
+// checks fail or a file could not be written, 2 bad flags.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { formatDoctorReport, runDoctor } from './doctor';
+import {
+  computeProfile,
+  descriptorsNeeded,
+  MAX_PROFILE_SESSIONS,
+  renderLimits,
+  renderSysctl,
+  sessionsForDescriptors,
+  sessionsLabel,
+} from './profile';
+import * as system from './system';
+
+export const EXIT_OK = 0;
+export const EXIT_CHECKS_FAILED = 1;
+export const EXIT_BAD_FLAGS = 2;
+
+/** Default target of `c10m doctor` without --sessions: the project's namesake. */
+export const DOCTOR_DEFAULT_SESSIONS = 10_000_000;
+
+/** "10000000", "10_000_000", "10m", "500k" -> a whole number >= 1 (commander argParser). */
+export function parseCount(text: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kKmM]?)$/.exec(text.replace(/_/g, ''));
+  const value = m ? Number(m[1]) * (m[2] === '' ? 1 : /k/i.test(m[2]) ? 1e3 : 1e6) : NaN;
+  if (!Number.isSafeInteger(value) || value < 1) {
+    throw new InvalidArgumentError('expected a whole number of at least 1 (10000000, 10_000_000, 10m or 500k).');
+  }
+  return value;
+}
+
+function parseSessions(text: string): number {
+  const value = parseCount(text);
+  if (value > MAX_PROFILE_SESSIONS) throw new InvalidArgumentError(`at most ${MAX_PROFILE_SESSIONS} sessions per host.`);
+  return value;
+}
+
+function parseWorkgroups(text: string): number {
+  const value = parseCount(text);
+  if (value > 1024) throw new InvalidArgumentError('at most 1024 workgroups.');
+  return value;
+}
+
+function parseBytes(text: string): number {
+  const value = parseCount(text);
+  if (value > 1 << 20) throw new InvalidArgumentError('at most 1048576 bytes per session.');
+  return value;
+}
+
+/** Bad flags end the process with EXIT_BAD_FLAGS after commander's one-line message; help exits 0. */
+function exitOnUsageError(err: CommanderError): never {
+  process.exit(err.exitCode === 0 ? EXIT_OK : EXIT_BAD_FLAGS);
+}
+
+interface SysctlFlags {
+  sessions: number;
+  workgroups?: number;
+  memoryPerSession?: number;
+  format: 'sysctl' | 'limits' | 'both';
+  out?: string;
+}
+
+interface DoctorFlags {
+  sessions: number;
+  workgroups?: number;
+  memoryPerSession?: number;
+  json?: boolean;
+}
+
+function sysctlAction(flags: SysctlFlags): void {
+  const profile = computeProfile({
+    sessions: flags.sessions,
+    workgroups: flags.workgroups ?? system.readCores(),
+    memoryPerSessionBytes: flags.memoryPerSession,
+  });
+  const label = sessionsLabel(profile.input.sessions);
+  const files: Array<[string, string]> = [];
+  if (flags.format !== 'limits') files.push([`c10m-${label}.conf`, renderSysctl(profile)]);
+  if (flags.format !== 'sysctl') files.push([`limits-${label}.conf`, renderLimits(profile)]);
+  if (flags.out === undefined) {
+    process.stdout.write(files.map(([name, text]) => (files.length > 1 ? `# ---- ${name}\n${text}` : text)).join('\n'));
+    return;
+  }
+  try {
+    fs.mkdirSync(flags.out, { recursive: true });
+    for (const [name, text] of files) {
+      const file = path.join(flags.out, name);
+      fs.writeFileSync(file, text);
+      process.stdout.write(`wrote ${file}\n`);
+    }
+  } catch (err) {
+    process.stderr.write(`c10m sysctl: cannot write to ${flags.out}: ${(err as Error).message}\n`);
+    process.exitCode = EXIT_CHECKS_FAILED;
+  }
+}
+
+function doctorAction(flags: DoctorFlags): void {
+  const report = runDoctor({
+    sessions: flags.sessions,
+    workgroups: flags.workgroups,
+    memoryPerSessionBytes: flags.memoryPerSession,
+  });
+  process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctorReport(report));
+  process.exitCode = report.ok ? EXIT_OK : EXIT_CHECKS_FAILED;
+}
+
+/** Adds `sysctl` and `doctor` to the server's program. */
+export function registerOpsCommands(program: Command): void {
+  program
+    .command('sysctl')
+    .description('print the sysctl.d and limits.conf files computed for a target number of sessions, one comment per line saying why')
+    .requiredOption('--sessions <n>', 'target concurrent sessions on this host (10000000, 10m, 500k)', parseSessions)
+    .option('--workgroups <w>', 'workgroups the server will run (default: this machine\'s cores)', parseWorkgroups)
+    .option('--memory-per-session <bytes>', 'arena bytes per session, for huge pages and memory (default: measured 1024)', parseBytes)
+    .addOption(new Option('--format <format>', 'which file to print').choices(['sysctl', 'limits', 'both']).default('both'))
+    .option('--out <dir>', 'write c10m-<N>.conf and limits-<N>.conf into this folder instead of printing them')
+    .exitOverride(exitOnUsageError)
+    .action(sysctlAction);
+
+  program
+    .command('doctor')
+    .description('compare what N sessions need with this system (limits, sysctls, huge pages, memory, cores, conntrack, IRQs); exit 0 only when every check passes')
+    .option('--sessions <n>', 'target concurrent sessions on this host', parseSessions, DOCTOR_DEFAULT_SESSIONS)
+    .option('--workgroups <w>', 'workgroups the server will run (default: this machine\'s cores)', parseWorkgroups)
+    .option('--memory-per-session <bytes>', 'arena bytes per session (default: measured 1024)', parseBytes)
+    .option('--json', 'print the rows as JSON instead of a table')
+    .exitOverride(exitOnUsageError)
+    .action(doctorAction);
+}
+
+/**
+ * For `c10m serve` at start: a warning when maxSessions sessions need more
+ * descriptors than this process may open, naming the doctor command to run;
+ * null when they fit (or the limit cannot be read).
+ */
+export function capacityWarning(maxSessions: number, workgroups: number = system.readCores()): string | null {
+  if (!Number.isFinite(maxSessions) || maxSessions < 1) return null;
+  const limits = system.readDescriptorLimits();
+  if (!limits) return null;
+  const need = descriptorsNeeded(maxSessions, workgroups);
+  if (limits.soft >= need) return null;
+  const caps = system.readCapabilities();
+  const canRaise = caps ? system.hasCapability(caps.effective, system.CAP_SYS_RESOURCE) : false;
+  const most = sessionsForDescriptors(limits.soft, workgroups);
+  const hard = Number.isFinite(limits.hard) ? String(limits.hard) : 'unlimited';
+  return (
+    `configured for up to ${maxSessions} sessions, which need ${need} descriptors, but this process may open ${limits.soft} ` +
+    `(RLIMIT_NOFILE soft ${limits.soft}, hard ${hard}` +
+    (limits.hard < need && !canRaise ? '; the hard limit cannot be raised here: no CAP_SYS_RESOURCE' : '') +
+    `): accepts beyond about ${most} sessions will fail with EMFILE. ` +
+    `Run \`c10m doctor --sessions ${maxSessions}\` for what to change.`
+  );
+}

@@ -1,0 +1,355 @@
+// `c10m doctor`: what N sessions need (the profile's strict needs, no
+// headroom) against what the running system has, one row per check, with
+// the command that fixes a failure and a plain note when this process
+// cannot apply that fix itself.
+
+import { MEASURED, PAGE_BYTES } from './costs';
+import {
+  computeProfile,
+  Profile,
+  ProfileInput,
+  profileEntry,
+  profileNofile,
+  sessionsForDescriptors,
+} from './profile';
+import * as system from './system';
+
+export interface DoctorRow {
+  check: string;
+  /** What N sessions need, e.g. ">= 10000160". */
+  needed: string;
+  /** What this system has, or "not visible". */
+  actual: string;
+  ok: boolean;
+  /** A command (or setting) that fixes a failure; empty when ok. */
+  fix: string;
+  /** Why it matters, why it cannot be fixed from here, or what was assumed; may be empty. */
+  note: string;
+}
+
+export interface DoctorReport {
+  sessions: number;
+  workgroups: number;
+  ok: boolean;
+  rows: DoctorRow[];
+}
+
+const GIB = 1024 * 1024 * 1024;
+
+function gib(bytes: number): string {
+  return bytes >= GIB ? `${(bytes / GIB).toFixed(1)} GiB` : `${Math.ceil(bytes / (1024 * 1024))} MiB`;
+}
+
+function limitText(value: number): string {
+  return Number.isFinite(value) ? String(value) : 'unlimited';
+}
+
+const NOT_VISIBLE = 'not visible';
+
+/** "sysctl -w key=value" with the profile's value (quoted when it has spaces). */
+function sysctlFix(profile: Profile, ...keys: string[]): string {
+  const parts = keys.map((key) => {
+    const value = profileEntry(profile, key)?.value ?? '';
+    return value.includes(' ') ? `${key}="${value}"` : `${key}=${value}`;
+  });
+  return `sysctl -w ${parts.join(' ')}`;
+}
+
+/** A note when the fix cannot be applied by this process. */
+function writableNote(...keys: string[]): string {
+  const blocked = keys.filter((k) => !system.sysctlWritable(k));
+  if (blocked.length === 0) return '';
+  return `cannot be set from this process: ${blocked.map(system.sysctlPath).join(', ')} is not writable here (read-only /proc/sys, no privilege, or a host-wide key seen from a container); set it on the host`;
+}
+
+/** An unverifiable check passes with a note rather than failing a system doctor cannot see. */
+function unseen(check: string, needed: string, why: string): DoctorRow {
+  return { check, needed, actual: NOT_VISIBLE, ok: true, fix: '', note: `unverified: ${why}` };
+}
+
+function descriptorRows(profile: Profile): DoctorRow[] {
+  const need = profile.needs.descriptorsPerProcess;
+  const nofile = profileNofile(profile);
+  const w = profile.needs.workgroups;
+  const limits = system.readDescriptorLimits();
+  if (!limits) {
+    return [unseen('descriptors (RLIMIT_NOFILE)', `>= ${need}`, '/proc/self/limits is not readable')];
+  }
+  const caps = system.readCapabilities();
+  const canRaiseHard = caps ? system.hasCapability(caps.effective, system.CAP_SYS_RESOURCE) : false;
+  const childCouldGain = caps ? system.hasCapability(caps.bounding, system.CAP_SYS_RESOURCE) : false;
+  const nrOpen = system.readSysctlNumbers('fs.nr_open')?.[0] ?? null;
+
+  const softOk = limits.soft >= need;
+  const soft: DoctorRow = {
+    check: 'descriptors, soft limit',
+    needed: `>= ${need}`,
+    actual: limitText(limits.soft),
+    ok: softOk,
+    fix: softOk ? '' : limits.hard >= need ? `ulimit -Sn ${Math.min(nofile, limits.hard)}` : 'raise the hard limit (next row)',
+    note: softOk
+      ? ''
+      : limits.hard >= need
+        ? 'this process may raise its soft limit up to the hard limit itself (Node does at start)'
+        : `the soft limit cannot go above the hard limit (${limitText(limits.hard)})`,
+  };
+
+  const hardOk = limits.hard >= need;
+  let hardFix = '';
+  let hardNote = '';
+  if (!hardOk) {
+    const most = sessionsForDescriptors(limits.hard, w);
+    hardFix = `LimitNOFILE=${nofile} in the systemd unit, or docker run --ulimit nofile=${nofile}:${nofile}`;
+    if (!canRaiseHard) {
+      hardNote =
+        `cannot be raised by this process: the hard limit is ${limitText(limits.hard)} and CAP_SYS_RESOURCE ` +
+        `(bit ${system.CAP_SYS_RESOURCE} of CapEff in /proc/self/status) is not in its effective set` +
+        (childCouldGain ? '' : ', nor in its bounding set, so no process started from here can gain it') +
+        `; one process here holds at most ${most} sessions. Raise the limit where the server is started, ` +
+        'or spread the sessions over more processes.';
+    } else if (nrOpen !== null && nrOpen < need) {
+      hardNote = `this process may raise it (it has CAP_SYS_RESOURCE), but not above fs.nr_open (${nrOpen}): raise fs.nr_open first`;
+      hardFix = `${sysctlFix(profile, 'fs.nr_open')}; then prlimit --pid <server pid> --nofile=${nofile}:${nofile}`;
+    } else {
+      hardNote = 'this process has CAP_SYS_RESOURCE and may raise it';
+      hardFix = `prlimit --pid <server pid> --nofile=${nofile}:${nofile}, or ${hardFix}`;
+    }
+  }
+  const hard: DoctorRow = {
+    check: 'descriptors, hard limit',
+    needed: `>= ${need}`,
+    actual: limitText(limits.hard),
+    ok: hardOk,
+    fix: hardFix,
+    note: hardNote,
+  };
+  return [soft, hard];
+}
+
+/** A ">= value" check of one number of a sysctl (index: which of its numbers). */
+function atLeastRow(profile: Profile, check: string, key: string, need: number, index: number, why: string): DoctorRow {
+  const numbers = system.readSysctlNumbers(key);
+  if (!numbers) return unseen(check, `>= ${need}`, `${system.sysctlPath(key)} is not visible here (check on the host)`);
+  const actual = numbers[index];
+  const ok = actual >= need;
+  return {
+    check,
+    needed: `>= ${need}`,
+    actual: numbers.length > 1 ? numbers.join(' ') : String(actual),
+    ok,
+    fix: ok ? '' : sysctlFix(profile, key),
+    note: ok ? '' : [why, writableNote(key)].filter(Boolean).join('; '),
+  };
+}
+
+function fileMaxRow(profile: Profile): DoctorRow {
+  const inUse = system.readFilesInUse() ?? 0;
+  const need = profile.needs.descriptorsPerProcess + inUse;
+  return atLeastRow(profile, 'fs.file-max', 'fs.file-max', need, 0, `the server's descriptors plus the ${inUse} open elsewhere now`);
+}
+
+function socketBufferRow(profile: Profile): DoctorRow {
+  const check = 'net.ipv4.tcp_rmem + tcp_wmem';
+  const n = profile.needs.sessions;
+  const rmem = system.readSysctlNumbers('net.ipv4.tcp_rmem');
+  const wmem = system.readSysctlNumbers('net.ipv4.tcp_wmem');
+  const tcpMem = system.readSysctlNumbers('net.ipv4.tcp_mem');
+  const needed = `${n} x (rmem + wmem default) <= tcp_mem max`;
+  if (!rmem || !wmem || !tcpMem) return unseen(check, needed, 'tcp_rmem, tcp_wmem or tcp_mem is not visible here');
+  const perSocket = rmem[1] + wmem[1];
+  const total = n * perSocket;
+  const cap = tcpMem[2] * PAGE_BYTES;
+  const ok = total <= cap;
+  return {
+    check,
+    needed,
+    actual: `${n} x ${perSocket} B = ${gib(total)} vs ${gib(cap)}`,
+    ok,
+    fix: ok ? '' : sysctlFix(profile, 'net.ipv4.tcp_rmem', 'net.ipv4.tcp_wmem'),
+    note: ok
+      ? ''
+      : [
+          'default socket buffers of every session filled at once would exceed the kernel\'s TCP memory cap; small buffers (or a larger tcp_mem) keep a fan-out burst from hitting it',
+          writableNote('net.ipv4.tcp_rmem', 'net.ipv4.tcp_wmem'),
+        ]
+          .filter(Boolean)
+          .join('; '),
+  };
+}
+
+function portRangeRow(profile: Profile): DoctorRow {
+  const { public: pub, admin } = profile.needs.ports;
+  const check = 'ephemeral ports vs server ports';
+  const needed = `${pub}, ${admin} outside or reserved`;
+  const ports = system.readLocalPorts();
+  if (!ports) return unseen(check, needed, 'net.ipv4.ip_local_port_range is not visible');
+  const clash = [pub, admin].filter(
+    (p) => p >= ports.low && p <= ports.high && !ports.reserved.some(([a, b]) => p >= a && p <= b),
+  );
+  const ok = clash.length === 0;
+  return {
+    check,
+    needed,
+    actual: `${ports.low}-${ports.high}` + (ports.reserved.length ? `, reserved ${ports.reserved.map(([a, b]) => (a === b ? a : `${a}-${b}`)).join(',')}` : ''),
+    ok,
+    fix: ok ? '' : sysctlFix(profile, 'net.ipv4.ip_local_reserved_ports'),
+    note: ok ? '' : `port ${clash.join(', ')} may be taken by an outbound socket, and a restart then fails to bind it`,
+  };
+}
+
+function conntrackRow(profile: Profile): DoctorRow {
+  const n = profile.needs.sessions;
+  const port = profile.needs.ports.public;
+  const check = 'conntrack';
+  const conntrack = system.readConntrack();
+  if (!conntrack) {
+    return { check, needed: `>= ${n} entries, or untracked`, actual: 'nf_conntrack not loaded', ok: true, fix: '', note: 'nothing is tracked' };
+  }
+  const notrack = system.readNotrackPorts();
+  if (notrack && notrack.includes(port)) {
+    return { check, needed: `>= ${n} entries, or untracked`, actual: `port ${port} untracked (NOTRACK)`, ok: true, fix: '', note: '' };
+  }
+  const need = n + conntrack.count;
+  const ok = conntrack.max >= need;
+  return {
+    check,
+    needed: `>= ${need} entries, or untracked`,
+    actual: `max ${conntrack.max}, ${conntrack.count} in use`,
+    ok,
+    fix: ok ? '' : `iptables -t raw -I PREROUTING -p tcp --dport ${port} -j NOTRACK; iptables -t raw -I OUTPUT -p tcp --sport ${port} -j NOTRACK (or ${sysctlFix(profile, 'net.netfilter.nf_conntrack_max')})`,
+    note: ok
+      ? notrack === null
+        ? 'raw-table rules not readable here (no iptables-save or nft); counted as tracked'
+        : ''
+      : 'a full conntrack table drops new connections ("nf_conntrack: table full")' + (writableNote('net.netfilter.nf_conntrack_max') ? '; ' + writableNote('net.netfilter.nf_conntrack_max') : ''),
+  };
+}
+
+function hugePagesRow(profile: Profile): DoctorRow {
+  const need = profile.needs.hugePages;
+  const check = 'huge pages';
+  const mem = system.readMeminfo();
+  if (!mem) return unseen(check, `>= ${need} free`, '/proc/meminfo is not readable');
+  const thp = system.readTransparentHugePages();
+  const reserved = mem.hugePagesFree >= need;
+  const thpUsable = thp === 'always' || thp === 'madvise';
+  const ok = reserved || thpUsable;
+  return {
+    check,
+    needed: `>= ${need} free (${gib(need * mem.hugePageBytes)})`,
+    actual: `${mem.hugePagesFree} free of ${mem.hugePagesTotal}, THP ${thp ?? NOT_VISIBLE}`,
+    ok,
+    fix: ok ? '' : sysctlFix(profile, 'vm.nr_hugepages'),
+    note: reserved
+      ? ''
+      : thpUsable
+        ? `not reserved: the arenas fall back to transparent huge pages (madvise), which may not be had under fragmentation; reserve them for a deterministic start: ${sysctlFix(profile, 'vm.nr_hugepages')}`
+        : 'no reserved and no transparent huge pages: the arenas use 4 KiB pages (more TLB misses)' + (writableNote('vm.nr_hugepages') ? '; ' + writableNote('vm.nr_hugepages') : ''),
+  };
+}
+
+function memoryRow(profile: Profile): DoctorRow {
+  const need = profile.needs.memoryBytes;
+  const check = 'memory';
+  const mem = system.readMeminfo();
+  if (!mem) return unseen(check, `>= ${gib(need)}`, '/proc/meminfo is not readable');
+  // Reserved huge pages are not in MemAvailable but are there for the arenas.
+  const available = mem.availableBytes + mem.hugePagesFree * mem.hugePageBytes;
+  const ok = available >= need;
+  const perSession = profile.input.memoryPerSessionBytes + MEASURED.kernelBytesPerSocket;
+  return {
+    check,
+    needed: `>= ${gib(need)}`,
+    actual: `${gib(available)} available of ${gib(mem.totalBytes)}`,
+    ok,
+    fix: ok ? '' : `fewer sessions on this node: c10m doctor --sessions ${Math.floor(profile.needs.sessions * (available / need))}`,
+    note: ok ? '' : `idle sessions at about ${perSession} B each (arena + kernel socket), plus the process baseline; conntrack would add ${gib(profile.needs.conntrackBytes)} if the port is tracked`,
+  };
+}
+
+function coresRow(profile: Profile): DoctorRow {
+  const cores = system.readCores();
+  const w = profile.needs.workgroups;
+  const ok = cores >= w;
+  return {
+    check: 'cores',
+    needed: `>= ${w} (one per workgroup)`,
+    actual: String(cores),
+    ok,
+    fix: ok ? '' : `c10m serve --workgroups ${cores}`,
+    note: ok ? '' : 'more workgroups than cores: workgroups share cores and latency suffers',
+  };
+}
+
+function irqRow(): DoctorRow {
+  const check = 'network IRQ spread';
+  const cores = system.readCores();
+  const ifaces = system.readNetworkIrqs();
+  if (ifaces.length === 0) return unseen(check, 'queues over several cores', 'no network interface interrupts visible (container, or no physical interface up)');
+  const failing: string[] = [];
+  const actual: string[] = [];
+  for (const { iface, irqs } of ifaces) {
+    const cpus = new Set(irqs.flatMap((i) => i.cpus));
+    actual.push(`${iface}: ${irqs.length} IRQs on CPU ${[...cpus].sort((a, b) => a - b).join(',')}`);
+    if (cores > 1 && irqs.length > 1 && cpus.size < 2) failing.push(iface);
+  }
+  const ok = failing.length === 0;
+  const single = ifaces.filter((i) => i.irqs.length === 1).map((i) => i.iface);
+  return {
+    check,
+    needed: cores > 1 ? 'queues over >= 2 cores' : 'any (1 core)',
+    actual: actual.join('; '),
+    ok,
+    fix: ok ? '' : 'irqbalance, or echo <cpu mask> > /proc/irq/<N>/smp_affinity for each queue IRQ',
+    note: ok
+      ? single.length > 0 && cores > 1
+        ? `${single.join(', ')} has one queue interrupt: spread receive work with RPS (echo <cpu mask> > /sys/class/net/<if>/queues/rx-0/rps_cpus)`
+        : ''
+      : `every queue interrupt of ${failing.join(', ')} lands on one core, which then does all the network work`,
+  };
+}
+
+export function runDoctor(input: ProfileInput): DoctorReport {
+  const profile = computeProfile({ ...input, workgroups: input.workgroups ?? system.readCores() });
+  const needs = profile.needs;
+  const rows: DoctorRow[] = [
+    ...descriptorRows(profile),
+    atLeastRow(profile, 'fs.nr_open', 'fs.nr_open', needs.descriptorsPerProcess, 0, 'no process can have more descriptors than fs.nr_open'),
+    fileMaxRow(profile),
+    atLeastRow(profile, 'net.ipv4.tcp_mem (max, pages)', 'net.ipv4.tcp_mem', needs.tcpMemPages, 2, 'beyond the cap TCP drops data instead of queueing it'),
+    socketBufferRow(profile),
+    atLeastRow(profile, 'net.core.somaxconn', 'net.core.somaxconn', needs.listenBacklog, 0, `the kernel cuts uSockets' listen backlog (${needs.listenBacklog}) to somaxconn`),
+    atLeastRow(profile, 'net.ipv4.tcp_max_syn_backlog', 'net.ipv4.tcp_max_syn_backlog', needs.listenBacklog, 0, 'half-open connections beyond it fall back to syncookies or are dropped'),
+    portRangeRow(profile),
+    conntrackRow(profile),
+    hugePagesRow(profile),
+    memoryRow(profile),
+    coresRow(profile),
+    irqRow(),
+  ];
+  return { sessions: needs.sessions, workgroups: needs.workgroups, ok: rows.every((r) => r.ok), rows };
+}
+
+/** The report as a plain-text table, then fixes and notes. */
+export function formatDoctorReport(report: DoctorReport): string {
+  const header = ['check', 'needed', 'actual', 'result', 'fix'];
+  const body = report.rows.map((r) => [r.check, r.needed, r.actual, r.ok ? 'pass' : 'FAIL', r.fix]);
+  const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
+  // The fix column is last and left unpadded.
+  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
+  const out = [
+    `c10m doctor: ${report.sessions} sessions, ${report.workgroups} workgroups`,
+    '',
+    line(header),
+    line(widths.map((w) => '-'.repeat(w))),
+    ...body.map(line),
+  ];
+  const notes = report.rows.filter((r) => r.note);
+  if (notes.length > 0) {
+    out.push('', 'notes:');
+    for (const r of notes) out.push(`  ${r.check}: ${r.note}`);
+  }
+  const failed = report.rows.filter((r) => !r.ok).length;
+  out.push('', report.ok ? 'all checks pass' : `${failed} of ${report.rows.length} checks fail`);
+  return out.join('\n') + '\n';
+}
