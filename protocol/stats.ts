@@ -42,12 +42,15 @@ export const Stat = {
   RESUMES_NOT_RECOVERED: 33,
   HTTP_PUBLISHES: 34,
   INTERNAL_ERRORS: 35,
+  // gauges, written by the workgroup once a second (0: not reported yet)
+  HEAP_USED_BYTES: 36, // v8 heapUsed of the workgroup's own isolate
+  LOOP_UTILIZATION: 37, // event-loop utilization over the last second, 0..1 (perf_hooks eventLoopUtilization)
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
 /** Names for exporters, in slot order; gauges first. */
 export const STAT_NAMES: Record<Stat, string> = Object.fromEntries(Object.entries(Stat).map(([k, v]) => [v, k.toLowerCase()])) as Record<Stat, string>;
-export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.LISTENING, Stat.HEARTBEAT_MS];
+export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.LISTENING, Stat.HEARTBEAT_MS, Stat.HEAP_USED_BYTES, Stat.LOOP_UTILIZATION];
 
 /**
  * Publish-to-write latency histogram (measured inside the server: from the
