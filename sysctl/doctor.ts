@@ -148,29 +148,28 @@ function fileMaxRow(profile: Profile): DoctorRow {
   return atLeastRow(profile, 'fs.file-max', 'fs.file-max', need, 0, `the server's descriptors plus the ${inUse} open elsewhere now`);
 }
 
-function socketBufferRow(profile: Profile): DoctorRow {
-  const check = 'net.ipv4.tcp_rmem + tcp_wmem';
+function sendBufferRow(profile: Profile): DoctorRow {
+  // A fan-out burst fills send buffers; receive buffers stay near empty because the server reads at once.
+  const check = 'net.ipv4.tcp_wmem (default)';
   const n = profile.needs.sessions;
-  const rmem = system.readSysctlNumbers('net.ipv4.tcp_rmem');
   const wmem = system.readSysctlNumbers('net.ipv4.tcp_wmem');
   const tcpMem = system.readSysctlNumbers('net.ipv4.tcp_mem');
-  const needed = `${n} x (rmem + wmem default) <= tcp_mem max`;
-  if (!rmem || !wmem || !tcpMem) return unseen(check, needed, 'tcp_rmem, tcp_wmem or tcp_mem is not visible here');
-  const perSocket = rmem[1] + wmem[1];
-  const total = n * perSocket;
+  const needed = `${n} x default <= tcp_mem cap`;
+  if (!wmem || !tcpMem) return unseen(check, needed, 'tcp_wmem or tcp_mem is not visible here');
+  const total = n * wmem[1];
   const cap = tcpMem[2] * PAGE_BYTES;
   const ok = total <= cap;
   return {
     check,
     needed,
-    actual: `${n} x ${perSocket} B = ${gib(total)} vs ${gib(cap)}`,
+    actual: `${n} x ${wmem[1]} B = ${gib(total)}, cap ${gib(cap)}`,
     ok,
-    fix: ok ? '' : sysctlFix(profile, 'net.ipv4.tcp_rmem', 'net.ipv4.tcp_wmem'),
+    fix: ok ? '' : sysctlFix(profile, 'net.ipv4.tcp_wmem', 'net.ipv4.tcp_rmem'),
     note: ok
       ? ''
       : [
-          'default socket buffers of every session filled at once would exceed the kernel\'s TCP memory cap; small buffers (or a larger tcp_mem) keep a fan-out burst from hitting it',
-          writableNote('net.ipv4.tcp_rmem', 'net.ipv4.tcp_wmem'),
+          'a fan-out burst that fills every session\'s default send buffer would pass the kernel\'s TCP memory cap, and TCP then drops; small buffers (or a larger tcp_mem) keep it under',
+          writableNote('net.ipv4.tcp_wmem', 'net.ipv4.tcp_rmem'),
         ]
           .filter(Boolean)
           .join('; '),
@@ -262,7 +261,7 @@ function memoryRow(profile: Profile): DoctorRow {
     needed: `>= ${gib(need)}`,
     actual: `${gib(available)} available of ${gib(mem.totalBytes)}`,
     ok,
-    fix: ok ? '' : `fewer sessions on this node: c10m doctor --sessions ${Math.floor(profile.needs.sessions * (available / need))}`,
+    fix: ok ? '' : `fewer sessions per node: about ${Math.max(0, Math.floor((available - (need - profile.needs.sessions * perSession)) / perSession))} fit here`,
     note: ok ? '' : `idle sessions at about ${perSession} B each (arena + kernel socket), plus the process baseline; conntrack would add ${gib(profile.needs.conntrackBytes)} if the port is tracked`,
   };
 }
@@ -317,7 +316,7 @@ export function runDoctor(input: ProfileInput): DoctorReport {
     atLeastRow(profile, 'fs.nr_open', 'fs.nr_open', needs.descriptorsPerProcess, 0, 'no process can have more descriptors than fs.nr_open'),
     fileMaxRow(profile),
     atLeastRow(profile, 'net.ipv4.tcp_mem (max, pages)', 'net.ipv4.tcp_mem', needs.tcpMemPages, 2, 'beyond the cap TCP drops data instead of queueing it'),
-    socketBufferRow(profile),
+    sendBufferRow(profile),
     atLeastRow(profile, 'net.core.somaxconn', 'net.core.somaxconn', needs.listenBacklog, 0, `the kernel cuts uSockets' listen backlog (${needs.listenBacklog}) to somaxconn`),
     atLeastRow(profile, 'net.ipv4.tcp_max_syn_backlog', 'net.ipv4.tcp_max_syn_backlog', needs.listenBacklog, 0, 'half-open connections beyond it fall back to syncookies or are dropped'),
     portRangeRow(profile),

@@ -159,6 +159,20 @@ export function memoryNeeded(sessions: number, workgroups: number, memoryPerSess
   );
 }
 
+/** OS and page cache left alone when sizing a node (the inverse of memoryNeeded subtracts it first). */
+export const OS_RESERVE_BYTES = 2 * 1024 * 1024 * 1024;
+
+/**
+ * The most idle sessions that fit in memoryBytes of RAM (the inverse of
+ * memoryNeeded), after OS_RESERVE_BYTES; extraPerSessionBytes adds load,
+ * e.g. one queued page of socket buffer per session.
+ */
+export function sessionsForMemory(memoryBytes: number, workgroups: number, memoryPerSessionBytes: number, extraPerSessionBytes = 0): number {
+  const fixed = OS_RESERVE_BYTES + memoryNeeded(0, workgroups, memoryPerSessionBytes);
+  const perSession = memoryPerSessionBytes + MEASURED.kernelBytesPerSocket + extraPerSessionBytes;
+  return Math.max(0, Math.floor((memoryBytes - fixed) / perSession));
+}
+
 /** File-name label for a session count: 10000000 -> "10m", 500000 -> "500k", 1234 -> "1234". */
 export function sessionsLabel(sessions: number): string {
   if (sessions >= 1_000_000 && sessions % 1_000_000 === 0) return `${sessions / 1_000_000}m`;
