@@ -1,7 +1,146 @@
-// Metrics (/metrics, /jmx) and the dashboard on the admin port, read from
-// the workgroups' shared stats blocks. (Filled in by the observability work.)
+// What the control plane observes, and the admin routes that show it.
+//
+// Figures come from two places, both read on the main thread without
+// asking any workgroup anything: the workgroups' shared stats blocks
+// (protocol/stats.ts; one writer each, plain loads here) and this process
+// (memory, CPU, descriptors, native-io's arenas). /metrics (metrics.ts),
+// /jmx (jmx.ts) and the dashboard (dashboard.ts, which polls /jmx) are
+// views of the same snapshots, so a scrape costs the data plane nothing but
+// the CPU the main thread spends on it.
+import { availableParallelism } from 'node:os';
+import { readdirSync } from 'node:fs';
+import { arenaStats, limitsReport, nativeStatus, type ArenaStats, type LimitsReport, type NativeStatus } from '../native-io';
+import { STATS_SLOTS, Stat } from '../protocol/stats';
 import type { AdminServer } from './admin';
 import type { Config } from './config';
+import { registerDashboard } from './dashboard';
+import { JmxView, JMX_WINDOW_SECONDS } from './jmx';
+import { PromMetrics } from './metrics';
 import type { Supervisor } from './supervisor';
 
-export function registerObservability(_admin: AdminServer, _supervisor: Supervisor, _config: Config): void {}
+/** One read of every stats block, taken at one moment. */
+export interface StatsSnapshot {
+  /** performance.now() at the read: for rates (monotonic). */
+  monoMs: number;
+  /** Date.now() at the read: for display. */
+  wallMs: number;
+  /** A copy of each workgroup's block, by workgroup id. */
+  blocks: Float64Array[];
+  /** Slot-wise sum of the blocks (meaningless for HEARTBEAT_MS and LOOP_UTILIZATION: use blocks). */
+  total: Float64Array;
+  /** Restarts of each workgroup since the node started. */
+  restarts: number[];
+  totalRestarts: number;
+  listening: number;
+  /** process.cpuUsage() at the read: every thread of the process, workgroups included. */
+  cpu: NodeJS.CpuUsage;
+}
+
+/** The process's own figures: memory, descriptors, native-io. */
+export interface ProcessFigures {
+  /** rss is the whole process; heapUsed, heapTotal, external and arrayBuffers are the main thread's isolate only. */
+  memory: NodeJS.MemoryUsage;
+  openDescriptors: number | null;
+  limits: LimitsReport | null;
+  arena: ArenaStats;
+  native: NativeStatus;
+  uptimeSeconds: number;
+  cores: number;
+}
+
+/** How long the descriptor limits and kernel settings are reused before they are read again. */
+const LIMITS_MAX_AGE_MS = 10_000;
+
+/** The one source of figures that every view reads. */
+export class Figures {
+  private limitsCache: { atMs: number; report: LimitsReport | null } = { atMs: -Infinity, report: null };
+  readonly startedAtMs = Date.now();
+
+  constructor(readonly supervisor: Supervisor) {}
+
+  get workgroups(): number {
+    return this.supervisor.workgroups;
+  }
+
+  /** Copies every stats block; a few hundred doubles, no message to any workgroup. */
+  snapshot(): StatsSnapshot {
+    const sup = this.supervisor;
+    const n = sup.workgroups;
+    const blocks: Float64Array[] = new Array(n);
+    const total = new Float64Array(STATS_SLOTS);
+    const restarts: number[] = new Array(n);
+    for (let id = 0; id < n; id++) {
+      const block = new Float64Array(sup.stats[id]).slice();
+      blocks[id] = block;
+      for (let i = 0; i < STATS_SLOTS; i++) total[i] += block[i];
+      restarts[id] = sup.restartsOf(id);
+    }
+    return {
+      monoMs: performance.now(),
+      wallMs: Date.now(),
+      blocks,
+      total,
+      restarts,
+      totalRestarts: sup.totalRestarts,
+      listening: sup.listeningCount(),
+      cpu: process.cpuUsage(),
+    };
+  }
+
+  processFigures(): ProcessFigures {
+    return {
+      memory: process.memoryUsage(),
+      openDescriptors: openDescriptors(),
+      limits: this.limits(),
+      arena: arenaStats(),
+      native: nativeStatus(),
+      uptimeSeconds: (Date.now() - this.startedAtMs) / 1000,
+      cores: availableParallelism(),
+    };
+  }
+
+  private limits(): LimitsReport | null {
+    const now = Date.now();
+    if (now - this.limitsCache.atMs > LIMITS_MAX_AGE_MS) {
+      let report: LimitsReport | null = null;
+      try {
+        report = limitsReport();
+      } catch {
+        report = null;
+      }
+      this.limitsCache = { atMs: now, report };
+    }
+    return this.limitsCache.report;
+  }
+}
+
+/**
+ * Descriptors this process holds now (every session is one). Counted in
+ * /proc/self/fd; null where there is no procfs. Linear in open descriptors
+ * (about 1 ms per 20,000), so called once per scrape, never per message.
+ */
+export function openDescriptors(): number | null {
+  try {
+    // One of the entries is the descriptor readdir itself holds open.
+    return readdirSync('/proc/self/fd').length - 1;
+  } catch {
+    return null;
+  }
+}
+
+/** Seconds since a workgroup's last heartbeat (it writes one a second), or null before its first. */
+export function heartbeatAgeSeconds(block: Float64Array, wallMs: number): number | null {
+  const beat = block[Stat.HEARTBEAT_MS];
+  return beat > 0 ? Math.max(0, (wallMs - beat) / 1000) : null;
+}
+
+/** Registers /metrics, /jmx, /dashboard and the dashboard's assets on the admin port. */
+export function registerObservability(admin: AdminServer, supervisor: Supervisor, _config: Config): void {
+  const figures = new Figures(supervisor);
+  const metrics = new PromMetrics(figures);
+  const jmx = new JmxView(figures, { windowSeconds: JMX_WINDOW_SECONDS });
+  jmx.start();
+  admin.route('/metrics', (req, res) => metrics.serve(req, res));
+  admin.route('/jmx', (req, res) => jmx.serve(req, res));
+  registerDashboard(admin);
+}

@@ -1,0 +1,279 @@
+// /jmx: the node's figures as one JSON object, under the attribute names an
+// operator of a JMX-managed pub/sub server knows (ConnectedSessions,
+// InPublishMessagesPerSecond, OutPublishMessagesPerSecond, ...), with a
+// per-workgroup breakdown. The dashboard polls it once a second.
+//
+// Rates and latency percentiles cover a sliding window: a main-thread timer
+// (unref'd) copies the stats blocks once a second and keeps the last
+// JMX_WINDOW_SECONDS of copies; a request reads the blocks again and
+// compares with the oldest copy still inside the window, so a rate covers
+// between JMX_WINDOW_SECONDS - 1 and JMX_WINDOW_SECONDS seconds ending now
+// (WindowSeconds in the answer says exactly how long). Totals and gauges
+// are read at the request. Right after start the window is shorter.
+import type http from 'node:http';
+import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_COUNT, LATENCY_SUM, Stat } from '../protocol/stats';
+import { sendJson } from './admin';
+import type { Figures, StatsSnapshot } from './observability';
+import { heartbeatAgeSeconds } from './observability';
+
+/** Length of the sliding window for rates and percentiles, in seconds. */
+export const JMX_WINDOW_SECONDS = 10;
+/** How often the window's samples are taken. */
+export const JMX_SAMPLE_INTERVAL_MS = 1000;
+
+export interface JmxOptions {
+  windowSeconds?: number;
+  sampleIntervalMs?: number;
+}
+
+/** Latency percentiles of one window, in microseconds. */
+interface Latency {
+  LatencySamples: number;
+  LatencyMeanMicros: number | null;
+  LatencyP50Micros: number | null;
+  LatencyP90Micros: number | null;
+  LatencyP99Micros: number | null;
+  LatencyP999Micros: number | null;
+}
+
+export interface JmxWorkgroup extends Latency {
+  Id: number;
+  Listening: boolean;
+  Restarts: number;
+  ConnectedSessions: number;
+  Subscriptions: number;
+  Topics: number;
+  InPublishMessages: number;
+  OutPublishMessages: number;
+  OutPublishBytes: number;
+  InPublishMessagesPerSecond: number;
+  OutPublishMessagesPerSecond: number;
+  OutPublishBytesPerSecond: number;
+  SlowConsumerDisconnects: number;
+  /** Fraction of the last second its event loop was busy, 0..1; null until the workgroup reports it. */
+  EventLoopUtilization: number | null;
+  HeapUsed: number | null;
+  HeartbeatAgeSeconds: number | null;
+}
+
+export interface JmxDocument extends Latency {
+  Name: string;
+  Timestamp: number;
+  UptimeSeconds: number;
+  /** The span the rates, CPU and percentiles cover, in seconds (up to the configured window). */
+  WindowSeconds: number;
+  WindowStartTimestamp: number;
+  ConnectedSessions: number;
+  SessionsOpened: number;
+  SessionsClosed: number;
+  SessionsRejected: number;
+  Subscriptions: number;
+  Topics: number;
+  InPublishMessages: number;
+  HttpPublishMessages: number;
+  OutPublishMessages: number;
+  OutPublishBytes: number;
+  InBytes: number;
+  InPublishMessagesPerSecond: number;
+  OutPublishMessagesPerSecond: number;
+  OutPublishBytesPerSecond: number;
+  SlowConsumerDisconnects: number;
+  ProtocolErrors: number;
+  InternalErrors: number;
+  RingRecords: number;
+  RingFullEvents: number;
+  RingSpillRecords: number;
+  CacheMessages: number;
+  CacheBytes: number;
+  CacheEvictions: number;
+  ReplayedMessages: number;
+  ResumesRecovered: number;
+  ResumesNotRecovered: number;
+  WorkgroupCount: number;
+  WorkgroupsListening: number;
+  WorkgroupRestarts: number;
+  /** Process CPU over the window, every thread: 100 is one core busy. */
+  CpuPercent: number;
+  CpuCores: number;
+  /** Resident memory of the whole process. */
+  RSS: number;
+  /** V8 heap of the main thread (control plane) only: each workgroup has its own, in Workgroups[].HeapUsed. */
+  HeapUsed: number;
+  HeapTotal: number;
+  /** Sum of the workgroups' reported heaps. */
+  WorkgroupHeapUsed: number;
+  OpenFileDescriptors: number | null;
+  MaxFileDescriptors: number | null;
+  HardMaxFileDescriptors: number | null;
+  NativeIo: 'native' | 'fallback';
+  HugePageArenaBytes: number;
+  TransparentHugePageArenaBytes: number;
+  NormalPageArenaBytes: number;
+  Workgroups: JmxWorkgroup[];
+}
+
+export class JmxView {
+  readonly windowMs: number;
+  private readonly sampleIntervalMs: number;
+  /** Oldest first; at most window / interval + 2 of them. */
+  private samples: StatsSnapshot[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly figures: Figures, options: JmxOptions = {}) {
+    this.windowMs = (options.windowSeconds ?? JMX_WINDOW_SECONDS) * 1000;
+    this.sampleIntervalMs = options.sampleIntervalMs ?? JMX_SAMPLE_INTERVAL_MS;
+  }
+
+  /** Starts the sampling timer; it never keeps the process alive. */
+  start(): void {
+    if (this.timer) return;
+    this.sample();
+    this.timer = setInterval(() => this.sample(), this.sampleIntervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+  }
+
+  private sample(): void {
+    const s = this.figures.snapshot();
+    this.samples.push(s);
+    // Keep one sample older than the window's start, so that a window always has a base.
+    const keepFrom = s.monoMs - this.windowMs - this.sampleIntervalMs;
+    while (this.samples.length > 2 && this.samples[1].monoMs < keepFrom) this.samples.shift();
+  }
+
+  /** The oldest sample within the window ending at `now` (a little slack for timer drift), or null. */
+  private base(now: StatsSnapshot): StatsSnapshot | null {
+    const from = now.monoMs - this.windowMs - Math.min(250, this.sampleIntervalMs / 4);
+    for (const s of this.samples) if (s.monoMs >= from && s.monoMs < now.monoMs) return s;
+    return null;
+  }
+
+  render(): JmxDocument {
+    const now = this.figures.snapshot();
+    const proc = this.figures.processFigures();
+    const base = this.base(now) ?? now;
+    const spanMs = now.monoMs - base.monoMs;
+    const t = now.total;
+    const b = base.total;
+    const rate = (slot: Stat, cur: Float64Array, old: Float64Array) => (spanMs < 1 ? 0 : (Math.max(0, cur[slot] - old[slot]) * 1000) / spanMs);
+    const cpuMicros = now.cpu.user + now.cpu.system - (base.cpu.user + base.cpu.system);
+    const workgroups: JmxWorkgroup[] = now.blocks.map((blk, id) => {
+      const old = base.blocks[id] ?? blk;
+      const elu = blk[Stat.LOOP_UTILIZATION];
+      const heap = blk[Stat.HEAP_USED_BYTES];
+      return {
+        Id: id,
+        Listening: blk[Stat.LISTENING] === 1,
+        Restarts: now.restarts[id],
+        ConnectedSessions: blk[Stat.SESSIONS],
+        Subscriptions: blk[Stat.SUBSCRIPTIONS],
+        Topics: blk[Stat.TOPICS_OWNED],
+        InPublishMessages: blk[Stat.MESSAGES_IN],
+        OutPublishMessages: blk[Stat.MESSAGES_OUT],
+        OutPublishBytes: blk[Stat.BYTES_OUT],
+        InPublishMessagesPerSecond: rate(Stat.MESSAGES_IN, blk, old),
+        OutPublishMessagesPerSecond: rate(Stat.MESSAGES_OUT, blk, old),
+        OutPublishBytesPerSecond: rate(Stat.BYTES_OUT, blk, old),
+        SlowConsumerDisconnects: blk[Stat.SLOW_CONSUMER_CLOSES],
+        EventLoopUtilization: elu > 0 ? elu : null,
+        HeapUsed: heap > 0 ? heap : null,
+        HeartbeatAgeSeconds: heartbeatAgeSeconds(blk, now.wallMs),
+        ...windowLatency(blk, old),
+      };
+    });
+    const limits = proc.limits;
+    return {
+      Name: 'c10m:type=Server',
+      Timestamp: now.wallMs,
+      UptimeSeconds: proc.uptimeSeconds,
+      WindowSeconds: spanMs / 1000,
+      WindowStartTimestamp: base.wallMs,
+      ConnectedSessions: t[Stat.SESSIONS],
+      SessionsOpened: t[Stat.SESSIONS_OPENED],
+      SessionsClosed: t[Stat.SESSIONS_CLOSED],
+      SessionsRejected: t[Stat.SESSIONS_REJECTED],
+      Subscriptions: t[Stat.SUBSCRIPTIONS],
+      Topics: t[Stat.TOPICS_OWNED],
+      InPublishMessages: t[Stat.MESSAGES_IN],
+      HttpPublishMessages: t[Stat.HTTP_PUBLISHES],
+      OutPublishMessages: t[Stat.MESSAGES_OUT],
+      OutPublishBytes: t[Stat.BYTES_OUT],
+      InBytes: t[Stat.BYTES_IN],
+      InPublishMessagesPerSecond: rate(Stat.MESSAGES_IN, t, b),
+      OutPublishMessagesPerSecond: rate(Stat.MESSAGES_OUT, t, b),
+      OutPublishBytesPerSecond: rate(Stat.BYTES_OUT, t, b),
+      ...windowLatency(t, b),
+      SlowConsumerDisconnects: t[Stat.SLOW_CONSUMER_CLOSES],
+      ProtocolErrors: t[Stat.PROTOCOL_ERRORS],
+      InternalErrors: t[Stat.INTERNAL_ERRORS],
+      RingRecords: t[Stat.RING_RECORDS_OUT],
+      RingFullEvents: t[Stat.RING_FULL_EVENTS],
+      RingSpillRecords: t[Stat.RING_SPILL_RECORDS],
+      CacheMessages: t[Stat.CACHE_MESSAGES],
+      CacheBytes: t[Stat.CACHE_BYTES],
+      CacheEvictions: t[Stat.CACHE_EVICTIONS],
+      ReplayedMessages: t[Stat.REPLAYED_MESSAGES],
+      ResumesRecovered: t[Stat.RESUMES_RECOVERED],
+      ResumesNotRecovered: t[Stat.RESUMES_NOT_RECOVERED],
+      WorkgroupCount: now.blocks.length,
+      WorkgroupsListening: now.listening,
+      WorkgroupRestarts: now.totalRestarts,
+      CpuPercent: spanMs < 1 ? 0 : (cpuMicros / 10) / spanMs,
+      CpuCores: proc.cores,
+      RSS: proc.memory.rss,
+      HeapUsed: proc.memory.heapUsed,
+      HeapTotal: proc.memory.heapTotal,
+      WorkgroupHeapUsed: t[Stat.HEAP_USED_BYTES],
+      OpenFileDescriptors: proc.openDescriptors,
+      MaxFileDescriptors: limits && Number.isFinite(limits.nofileSoft) ? limits.nofileSoft : null,
+      HardMaxFileDescriptors: limits && Number.isFinite(limits.nofileHard) ? limits.nofileHard : null,
+      NativeIo: proc.native.loaded ? 'native' : 'fallback',
+      HugePageArenaBytes: proc.arena.hugetlbBytes,
+      TransparentHugePageArenaBytes: proc.arena.thpBytes,
+      NormalPageArenaBytes: proc.arena.normalBytes,
+      Workgroups: workgroups,
+    };
+  }
+
+  serve(_req: http.IncomingMessage, res: http.ServerResponse): void {
+    sendJson(res, 200, this.render());
+  }
+}
+
+/**
+ * Percentiles of the latencies recorded between two reads of a block: the
+ * upper bound of the bucket the rank falls in (so "at most"), in micros.
+ * null when the window has no sample, or the rank lies beyond the last bound.
+ */
+export function windowLatency(cur: Float64Array, old: Float64Array): Latency {
+  const count = Math.max(0, cur[LATENCY_COUNT] - old[LATENCY_COUNT]);
+  const sum = cur[LATENCY_SUM] - old[LATENCY_SUM];
+  const deltas = new Float64Array(LATENCY_BUCKETS);
+  let inBuckets = 0;
+  for (let i = 0; i < LATENCY_BUCKETS; i++) {
+    deltas[i] = Math.max(0, cur[LATENCY_BASE + i] - old[LATENCY_BASE + i]);
+    inBuckets += deltas[i];
+  }
+  const at = (p: number): number | null => {
+    if (inBuckets === 0) return null;
+    const rank = Math.ceil(p * inBuckets);
+    let seen = 0;
+    for (let i = 0; i < LATENCY_BUCKETS; i++) {
+      seen += deltas[i];
+      if (seen >= rank) return i < LATENCY_BOUNDS_MICROS.length ? LATENCY_BOUNDS_MICROS[i] : null;
+    }
+    return null;
+  };
+  return {
+    LatencySamples: count,
+    LatencyMeanMicros: count > 0 ? sum / count : null,
+    LatencyP50Micros: at(0.5),
+    LatencyP90Micros: at(0.9),
+    LatencyP99Micros: at(0.99),
+    LatencyP999Micros: at(0.999),
+  };
+}

@@ -1,0 +1,214 @@
+// /metrics: Prometheus text through prom-client. Node's default process
+// metrics, plus ours, collected at scrape time from one snapshot of the
+// shared stats blocks (see observability.ts): nothing is counted twice and
+// nothing on the message path knows a scrape happened.
+//
+// Per-workgroup series carry the label workgroup="<id>"; sum them for the
+// node (`sum(c10m_sessions)`). Counters continue across a workgroup's
+// restart (its block outlives the thread), so rate() needs no reset logic.
+import type http from 'node:http';
+import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_SUM, Stat } from '../protocol/stats';
+import type { Figures, ProcessFigures, StatsSnapshot } from './observability';
+import { heartbeatAgeSeconds } from './observability';
+
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const VERSION = require('../../package.json').version as string;
+
+type Labels = Record<string, string | number>;
+interface Sample {
+  value: number;
+  labels?: Labels;
+  /** For histograms: the _bucket, _sum or _count series name. */
+  metricName?: string;
+}
+type Kind = 'counter' | 'gauge' | 'histogram';
+
+/** What one scrape reads: the stats blocks and the process, each once. */
+interface Scrape {
+  stats: StatsSnapshot;
+  process: ProcessFigures;
+}
+
+/** A per-workgroup slot exported as one family. */
+interface SlotFamily {
+  slot: Stat;
+  name: string;
+  kind: 'counter' | 'gauge';
+  help: string;
+  /** Multiplier to the family's unit (e.g. 1e-6 for micros to seconds). */
+  scale?: number;
+  /** Gauges that a workgroup writes only once it runs (0 = not reported): no series until then. */
+  reportedOnly?: boolean;
+}
+
+export const SLOT_FAMILIES: readonly SlotFamily[] = [
+  // sessions
+  { slot: Stat.SESSIONS, name: 'c10m_sessions', kind: 'gauge', help: 'Open WebSocket sessions.' },
+  { slot: Stat.SESSIONS_OPENED, name: 'c10m_sessions_opened_total', kind: 'counter', help: 'Sessions opened.' },
+  { slot: Stat.SESSIONS_CLOSED, name: 'c10m_sessions_closed_total', kind: 'counter', help: 'Sessions closed, for any reason.' },
+  { slot: Stat.SESSIONS_REJECTED, name: 'c10m_sessions_rejected_total', kind: 'counter', help: 'WebSocket upgrades refused (per-address cap, draining, bad request).' },
+  { slot: Stat.SLOW_CONSUMER_CLOSES, name: 'c10m_slow_consumer_closes_total', kind: 'counter', help: 'Sessions closed because they could not keep up (backpressure over --max-backpressure-bytes).' },
+  { slot: Stat.SLAB_CAPACITY, name: 'c10m_session_slab_capacity', kind: 'gauge', help: 'Session slots allocated in the workgroup slab.' },
+  // subscriptions and topics
+  { slot: Stat.SUBSCRIPTIONS, name: 'c10m_subscriptions', kind: 'gauge', help: 'Subscriptions held by open sessions (one per session and topic).' },
+  { slot: Stat.TOPICS_OWNED, name: 'c10m_topics', kind: 'gauge', help: 'Topics the workgroup owns (sequences); updated once a second.' },
+  // messages
+  { slot: Stat.MESSAGES_IN, name: 'c10m_messages_in_total', kind: 'counter', help: 'Publishes accepted from clients, WebSocket and HTTP, by the workgroup that received them.' },
+  { slot: Stat.HTTP_PUBLISHES, name: 'c10m_http_publishes_total', kind: 'counter', help: 'Publishes accepted over HTTP POST /v1/publish (included in c10m_messages_in_total).' },
+  { slot: Stat.MESSAGES_SEQUENCED, name: 'c10m_messages_sequenced_total', kind: 'counter', help: 'Publishes sequenced by the workgroup as their topic owner.' },
+  { slot: Stat.MESSAGES_OUT, name: 'c10m_messages_out_total', kind: 'counter', help: 'Message frames handed to subscribers (one per subscriber per message).' },
+  { slot: Stat.BYTES_OUT, name: 'c10m_bytes_out_total', kind: 'counter', help: 'Bytes of the message frames handed to subscribers.' },
+  { slot: Stat.BYTES_IN, name: 'c10m_bytes_in_total', kind: 'counter', help: 'Bytes of commands received from sessions.' },
+  { slot: Stat.PROTOCOL_ERRORS, name: 'c10m_protocol_errors_total', kind: 'counter', help: 'Malformed or refused commands and requests.' },
+  { slot: Stat.INTERNAL_ERRORS, name: 'c10m_internal_errors_total', kind: 'counter', help: 'Commands that failed inside the server (each is logged).' },
+  // rings between workgroups
+  { slot: Stat.RING_RECORDS_OUT, name: 'c10m_ring_records_out_total', kind: 'counter', help: 'Records the workgroup wrote into rings to other workgroups.' },
+  { slot: Stat.RING_RECORDS_IN, name: 'c10m_ring_records_in_total', kind: 'counter', help: 'Records the workgroup read from rings of other workgroups.' },
+  { slot: Stat.RING_FULL_EVENTS, name: 'c10m_ring_full_total', kind: 'counter', help: 'Writes that found a ring full and spilled.' },
+  { slot: Stat.RING_WAKEUPS, name: 'c10m_ring_wakeups_total', kind: 'counter', help: 'Times the workgroup was woken by a ring doorbell.' },
+  { slot: Stat.RING_SPILL_RECORDS, name: 'c10m_ring_spill_records', kind: 'gauge', help: 'Records waiting in spill queues for room in a ring.' },
+  // message cache and resume
+  { slot: Stat.CACHE_MESSAGES, name: 'c10m_cache_messages', kind: 'gauge', help: 'Messages held in topic caches (for resume).' },
+  { slot: Stat.CACHE_BYTES, name: 'c10m_cache_bytes', kind: 'gauge', help: 'Bytes held in topic caches.' },
+  { slot: Stat.CACHE_EVICTIONS, name: 'c10m_cache_evictions_total', kind: 'counter', help: 'Messages evicted from topic caches (count, bytes or age bound).' },
+  { slot: Stat.REPLAYED_MESSAGES, name: 'c10m_replayed_messages_total', kind: 'counter', help: 'Messages replayed to resuming sessions.' },
+  { slot: Stat.RESUMES_RECOVERED, name: 'c10m_resumes_recovered_total', kind: 'counter', help: 'Resumes whose gap the cache covered.' },
+  { slot: Stat.RESUMES_NOT_RECOVERED, name: 'c10m_resumes_not_recovered_total', kind: 'counter', help: 'Resumes whose gap the cache no longer covered (reported to the client).' },
+  // workgroup health
+  { slot: Stat.LISTENING, name: 'c10m_workgroup_listening', kind: 'gauge', help: '1 while the workgroup listens on the public port.' },
+  { slot: Stat.LOOP_UTILIZATION, name: 'c10m_workgroup_event_loop_utilization', kind: 'gauge', help: "Fraction of the last second the workgroup's event loop was busy (0..1).", reportedOnly: true },
+  { slot: Stat.HEAP_USED_BYTES, name: 'c10m_workgroup_heap_used_bytes', kind: 'gauge', help: "V8 heap used by the workgroup's own isolate.", reportedOnly: true },
+];
+
+/** The histogram's le bounds in seconds, as label text. Our buckets count latencies below the bound (Prometheus: at most); the difference is below the clock's resolution. */
+const LE_SECONDS: readonly string[] = [...LATENCY_BOUNDS_MICROS.map((b) => String(b / 1e6)), '+Inf'];
+
+/** A metric family whose values are computed at scrape time. Registered on a prom-client Registry as a custom collector. */
+class ScrapeFamily {
+  readonly aggregator = 'sum' as const;
+  constructor(
+    readonly name: string,
+    readonly help: string,
+    readonly type: Kind,
+    private readonly values: (scrape: Scrape) => Sample[],
+    private readonly current: () => Scrape,
+  ) {}
+
+  async get(): Promise<{ name: string; help: string; type: Kind; aggregator: 'sum'; values: Sample[] }> {
+    return { name: this.name, help: this.help, type: this.type, aggregator: this.aggregator, values: this.values(this.current()) };
+  }
+}
+
+export class PromMetrics {
+  readonly registry = new Registry();
+  /** One snapshot serves every family of one scrape; dropped once the scrape's turn of the event loop ends. */
+  private scrape: Scrape | null = null;
+
+  constructor(private readonly figures: Figures) {
+    collectDefaultMetrics({ register: this.registry });
+    for (const f of SLOT_FAMILIES) this.add(f.name, f.help, f.kind, (s) => slotSamples(s.stats, f));
+    this.add('c10m_publish_to_write_latency_seconds', 'Publish-to-write latency inside the server: from a publish arriving at a workgroup to its frames handed to uWS for writing.', 'histogram', (s) => latencySamples(s.stats));
+    this.add('c10m_workgroup_restarts_total', 'Times the supervisor restarted the workgroup after its thread ended.', 'counter', (s) => s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })));
+    this.add('c10m_workgroup_heartbeat_age_seconds', 'Seconds since the workgroup last wrote its once-a-second heartbeat (a stuck event loop grows it).', 'gauge', (s) =>
+      s.stats.blocks.flatMap((b, id) => {
+        const age = heartbeatAgeSeconds(b, s.stats.wallMs);
+        return age === null ? [] : [{ value: age, labels: { workgroup: id } }];
+      }),
+    );
+    this.add('c10m_info', 'The c10m version running.', 'gauge', () => [{ value: 1, labels: { version: VERSION } }]);
+    this.add('c10m_workgroups', 'Workgroups configured.', 'gauge', (s) => [{ value: s.stats.blocks.length }]);
+    this.add('c10m_workgroups_listening', 'Workgroups listening on the public port.', 'gauge', (s) => [{ value: s.stats.listening }]);
+    // native-io: arenas (huge pages) and which path it took
+    this.add('c10m_arena_bytes', 'Bytes of live shared arenas (rings, slabs, caches) by the memory they got: hugetlb (MAP_HUGETLB), thp (transparent huge pages), normal pages, or js (the fallback; main thread only).', 'gauge', (s) => {
+      const a = s.process.arena;
+      return [
+        { value: a.hugetlbBytes, labels: { path: 'hugetlb' } },
+        { value: a.thpBytes, labels: { path: 'thp' } },
+        { value: a.normalBytes, labels: { path: 'normal' } },
+        { value: a.jsBytes, labels: { path: 'js' } },
+      ];
+    });
+    this.add('c10m_native_io_info', "native-io's path: native (the addon is loaded) or fallback (pure JS); disabled_by_env is C10M_NATIVE_DISABLED=1.", 'gauge', (s) => [
+      { value: 1, labels: { path: s.process.native.loaded ? 'native' : 'fallback', disabled_by_env: String(s.process.native.disabledByEnv) } },
+    ]);
+    this.add('c10m_hugepages', 'Huge pages reserved by the kernel (vm.nr_hugepages), and of those free.', 'gauge', (s) => {
+      const l = s.process.limits;
+      const out: Sample[] = [];
+      if (l?.nrHugepages != null) out.push({ value: l.nrHugepages, labels: { state: 'total' } });
+      if (l?.hugepagesFree != null) out.push({ value: l.hugepagesFree, labels: { state: 'free' } });
+      return out;
+    });
+    this.add('c10m_hugepage_size_bytes', 'Size of one huge page.', 'gauge', (s) => optional(s.process.limits?.hugepageSizeBytes));
+    this.add('c10m_transparent_hugepage_info', 'Transparent huge page mode of the kernel.', 'gauge', (s) => (s.process.limits?.thpMode ? [{ value: 1, labels: { mode: s.process.limits.thpMode } }] : []));
+    // descriptors (every session is one)
+    this.add('c10m_open_descriptors', 'File descriptors this process holds (sessions, listen sockets, files).', 'gauge', (s) => optional(s.process.openDescriptors));
+    this.add('c10m_descriptor_limit', "This process's RLIMIT_NOFILE (soft: in force; hard: the most it may raise to), and the kernel's fs.nr_open and fs.file-max.", 'gauge', (s) => {
+      const l = s.process.limits;
+      if (!l) return [];
+      const out: Sample[] = [
+        { value: l.nofileSoft, labels: { limit: 'soft' } },
+        { value: l.nofileHard, labels: { limit: 'hard' } },
+      ];
+      if (l.fsNrOpen !== null) out.push({ value: l.fsNrOpen, labels: { limit: 'fs_nr_open' } });
+      if (l.fsFileMax !== null) out.push({ value: l.fsFileMax, labels: { limit: 'fs_file_max' } });
+      return out;
+    });
+  }
+
+  private add(name: string, help: string, kind: Kind, values: (s: Scrape) => Sample[]): void {
+    this.registry.registerMetric(new ScrapeFamily(name, help, kind, values, () => this.current()) as unknown as Metric);
+  }
+
+  private current(): Scrape {
+    if (this.scrape === null) {
+      this.scrape = { stats: this.figures.snapshot(), process: this.figures.processFigures() };
+      setImmediate(() => (this.scrape = null));
+    }
+    return this.scrape;
+  }
+
+  /** The exposition text of every family. */
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  async serve(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const body = await this.text();
+    res.writeHead(200, { 'content-type': this.registry.contentType, 'cache-control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+}
+
+function optional(v: number | null | undefined): Sample[] {
+  return v === null || v === undefined ? [] : [{ value: v }];
+}
+
+function slotSamples(s: StatsSnapshot, f: SlotFamily): Sample[] {
+  const out: Sample[] = [];
+  const scale = f.scale ?? 1;
+  for (let id = 0; id < s.blocks.length; id++) {
+    const v = s.blocks[id][f.slot];
+    if (f.reportedOnly && v === 0) continue;
+    out.push({ value: v * scale, labels: { workgroup: id } });
+  }
+  return out;
+}
+
+/** Cumulative _bucket series per workgroup, then _sum (seconds) and _count. */
+function latencySamples(s: StatsSnapshot): Sample[] {
+  const name = 'c10m_publish_to_write_latency_seconds';
+  const out: Sample[] = [];
+  for (let id = 0; id < s.blocks.length; id++) {
+    const b = s.blocks[id];
+    let cumulative = 0;
+    for (let i = 0; i < LATENCY_BUCKETS; i++) {
+      cumulative += b[LATENCY_BASE + i];
+      out.push({ metricName: `${name}_bucket`, value: cumulative, labels: { le: LE_SECONDS[i], workgroup: id } });
+    }
+    out.push({ metricName: `${name}_sum`, value: b[LATENCY_SUM] / 1e6, labels: { workgroup: id } });
+    // _count is the +Inf bucket, so the two agree even if the writer was between its two stores.
+    out.push({ metricName: `${name}_count`, value: cumulative, labels: { workgroup: id } });
+  }
+  return out;
+}
