@@ -1,0 +1,328 @@
+// Lint of deploy/: every YAML parses, the manifests have what a rollout
+// needs, and ports, probes, env names, flags and drain times agree with the
+// server's own option table (server/config.ts) and with the computed
+// kernel profile; the systemd unit passes `systemd-analyze verify` where
+// that exists, and a structural parse everywhere; the container file builds
+// the addon and runs as non-root; deploy/README.md's capacity table is what
+// the cost model computes.
+
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseAllDocuments } from 'yaml';
+import { envName, OPTIONS } from '../server/config';
+import { DEFAULT_ADMIN_PORT, DEFAULT_DRAIN_TIMEOUT_SECONDS, DEFAULT_PUBLIC_PORT } from '../sysctl/costs';
+import { computeProfile, memoryNeeded, profileEntry, profileNofile, sessionsForMemory } from '../sysctl/profile';
+
+const ROOT = path.resolve(__dirname, '..');
+const DEPLOY = path.join(ROOT, 'deploy');
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Doc = any;
+
+function serverDefault(key: string): unknown {
+  const spec = OPTIONS.find((o) => o.key === key);
+  if (!spec) throw new Error(`server/config.ts has no option ${key}`);
+  return spec.default();
+}
+
+const SERVER = {
+  port: serverDefault('port') as number,
+  adminPort: serverDefault('adminPort') as number,
+  drainSeconds: serverDefault('drainTimeoutSeconds') as number,
+};
+const SERVER_ENV = new Set(OPTIONS.map((o) => envName(o.flag)).concat(['C10M_CONFIG']));
+const SERVER_FLAGS = new Set(OPTIONS.map((o) => `--${o.flag}`).concat(['--config']));
+
+function yamlFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const full = path.join(dir, e.name);
+    if (e.isDirectory()) return yamlFiles(full);
+    return /\.ya?ml$/.test(e.name) ? [full] : [];
+  });
+}
+
+const files = yamlFiles(DEPLOY);
+const docs: Array<{ file: string; doc: Doc }> = files.flatMap((file) =>
+  parseAllDocuments(fs.readFileSync(file, 'utf8')).map((d) => {
+    if (d.errors.length > 0) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`);
+    return { file, doc: d.toJS() as Doc };
+  }),
+);
+const ofKind = (kind: string) => docs.filter((d) => d.doc?.kind === kind).map((d) => d.doc);
+
+/** Gi/Mi quantities to bytes. */
+function quantityBytes(q: string): number {
+  const m = /^(\d+)(Gi|Mi)$/.exec(q);
+  if (!m) throw new Error(`unexpected quantity ${q}`);
+  return Number(m[1]) * 2 ** (m[2] === 'Gi' ? 30 : 20);
+}
+
+test('the server defaults the deploy files assume are the server\'s own', () => {
+  expect(SERVER).toEqual({ port: DEFAULT_PUBLIC_PORT, adminPort: DEFAULT_ADMIN_PORT, drainSeconds: DEFAULT_DRAIN_TIMEOUT_SECONDS });
+});
+
+describe('Kubernetes manifests', () => {
+  test('every YAML in deploy/ parses, and each object names its kind and version', () => {
+    expect(files.length).toBeGreaterThanOrEqual(4);
+    for (const { file, doc } of docs) {
+      expect({ file, apiVersion: typeof doc.apiVersion, kind: typeof doc.kind }).toEqual({ file, apiVersion: 'string', kind: 'string' });
+      if (doc.kind !== 'Kustomization') expect({ file, name: typeof doc.metadata?.name }).toEqual({ file, name: 'string' });
+    }
+    expect(ofKind('Deployment')).toHaveLength(1);
+    expect(ofKind('PodDisruptionBudget')).toHaveLength(1);
+    expect(ofKind('Service').length).toBeGreaterThanOrEqual(1);
+  });
+
+  const deployment = ofKind('Deployment')[0];
+  const pod = deployment.spec.template.spec;
+  const container = pod.containers.find((c: Doc) => c.name === 'c10m');
+  const env: Record<string, string> = Object.fromEntries(container.env.filter((e: Doc) => 'value' in e).map((e: Doc) => [e.name, e.value]));
+  const portByName: Record<string, number> = Object.fromEntries(container.ports.map((p: Doc) => [p.name, p.containerPort]));
+  const podLabels = deployment.spec.template.metadata.labels;
+
+  test('the Deployment selects its own pods', () => {
+    expect(deployment.apiVersion).toBe('apps/v1');
+    for (const [k, v] of Object.entries(deployment.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v);
+  });
+
+  test('container ports and env agree with the server\'s defaults, and every C10M_ variable exists', () => {
+    expect(portByName).toEqual({ ws: SERVER.port, admin: SERVER.adminPort });
+    for (const e of container.env) expect(SERVER_ENV.has(e.name)).toBe(true);
+    expect(Number(env.C10M_PORT ?? SERVER.port)).toBe(portByName.ws);
+    expect(Number(env.C10M_ADMIN_PORT ?? SERVER.adminPort)).toBe(portByName.admin);
+    // the admin port defaults to 127.0.0.1, where the kubelet's probes cannot reach it
+    expect(container.args.join(' ')).toContain('--admin-host 0.0.0.0');
+    expect(container.args.join(' ')).toContain('--host 0.0.0.0');
+    for (const a of container.args.filter((x: string) => x.startsWith('--'))) expect(SERVER_FLAGS.has(a)).toBe(true);
+  });
+
+  test('readiness is /readyz and liveness /healthz, both on the admin port', () => {
+    const port = (probe: Doc) => (typeof probe.httpGet.port === 'string' ? portByName[probe.httpGet.port] : probe.httpGet.port);
+    expect(container.readinessProbe.httpGet.path).toBe('/readyz');
+    expect(container.livenessProbe.httpGet.path).toBe('/healthz');
+    expect(port(container.readinessProbe)).toBe(SERVER.adminPort);
+    expect(port(container.livenessProbe)).toBe(SERVER.adminPort);
+    if (container.startupProbe) expect(port(container.startupProbe)).toBe(SERVER.adminPort);
+  });
+
+  test('the grace period covers the drain, with a few seconds to close', () => {
+    const drain = Number(env.C10M_DRAIN_TIMEOUT_SECONDS ?? SERVER.drainSeconds);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(drain);
+    expect(pod.terminationGracePeriodSeconds).toBeLessThanOrEqual(drain + 30);
+  });
+
+  test('the pod runs as non-root without privilege escalation', () => {
+    expect(pod.securityContext.runAsNonRoot).toBe(true);
+    expect(pod.securityContext.runAsUser).toBeGreaterThan(0);
+    expect(container.securityContext.allowPrivilegeEscalation).toBe(false);
+    expect(container.securityContext.capabilities.drop).toContain('ALL');
+  });
+
+  test('pod sysctls are namespaced and carry the profile\'s values for the pod\'s sessions', () => {
+    const namespaced = new Set([
+      'net.ipv4.tcp_rmem',
+      'net.ipv4.tcp_wmem',
+      'net.ipv4.ip_local_port_range',
+      'net.ipv4.ip_local_reserved_ports',
+      'net.core.somaxconn',
+      'net.ipv4.tcp_max_syn_backlog',
+    ]);
+    const sessions = Number(env.C10M_MAX_SESSIONS);
+    const workgroups = Number(container.resources.limits.cpu);
+    const profile = computeProfile({ sessions, workgroups });
+    const sysctls = pod.securityContext.sysctls as Array<{ name: string; value: string }>;
+    expect(sysctls.length).toBeGreaterThan(0);
+    for (const s of sysctls) {
+      expect(namespaced.has(s.name)).toBe(true);
+      expect({ name: s.name, value: s.value }).toEqual({ name: s.name, value: profileEntry(profile, s.name)?.value });
+    }
+    // 1,000,096 descriptors fit under the kernel's default fs.nr_open, so the pods need no node change for descriptors
+    expect(profile.needs.descriptorsPerProcess).toBeLessThanOrEqual(1_048_576);
+  });
+
+  test('the memory limit covers the pod\'s sessions, busy (one queued page each)', () => {
+    const sessions = Number(env.C10M_MAX_SESSIONS);
+    const workgroups = Number(container.resources.limits.cpu);
+    const busy = memoryNeeded(sessions, workgroups, 1024) + sessions * 4096;
+    expect(quantityBytes(container.resources.limits.memory)).toBeGreaterThanOrEqual(busy);
+    expect(container.resources.requests.memory).toBe(container.resources.limits.memory);
+  });
+
+  test('Services select the pods and target named container ports', () => {
+    for (const svc of ofKind('Service')) {
+      for (const [k, v] of Object.entries(svc.spec.selector)) expect(podLabels[k]).toBe(v);
+      for (const p of svc.spec.ports) expect(Object.keys(portByName)).toContain(p.targetPort);
+    }
+    const pub = ofKind('Service').find((s: Doc) => s.spec.ports.some((p: Doc) => p.targetPort === 'ws'));
+    expect(pub.spec.externalTrafficPolicy).toBe('Local');
+  });
+
+  test('the PodDisruptionBudget covers the pods and allows one at a time', () => {
+    const pdb = ofKind('PodDisruptionBudget')[0];
+    expect(pdb.apiVersion).toBe('policy/v1');
+    for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v);
+    expect(pdb.spec.maxUnavailable).toBe(1);
+  });
+
+  test('the kustomization lists every manifest beside it', () => {
+    const k = ofKind('Kustomization')[0];
+    const dir = path.join(DEPLOY, 'k8s');
+    const manifests = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
+    expect([...k.resources].sort()).toEqual(manifests.sort());
+  });
+});
+
+describe('systemd unit', () => {
+  const unitFile = path.join(DEPLOY, 'systemd/c10m.service');
+  const text = fs.readFileSync(unitFile, 'utf8');
+
+  /** Section -> key -> values (a key may repeat). Comments and blank lines dropped; no line continuations used. */
+  function parseUnit(src: string): Record<string, Record<string, string[]>> {
+    const out: Record<string, Record<string, string[]>> = {};
+    let section = '';
+    for (const raw of src.split('\n')) {
+      const line = raw.trim();
+      if (line === '' || line.startsWith('#') || line.startsWith(';')) continue;
+      expect(line.endsWith('\\')).toBe(false);
+      const s = /^\[(\w+)\]$/.exec(line);
+      if (s) {
+        section = s[1];
+        out[section] = out[section] ?? {};
+        continue;
+      }
+      const kv = /^([A-Za-z]+)=(.*)$/.exec(line);
+      if (!kv || section === '') throw new Error(`not a unit line: ${line}`);
+      (out[section][kv[1]] = out[section][kv[1]] ?? []).push(kv[2]);
+    }
+    return out;
+  }
+
+  const unit = parseUnit(text);
+  const service = unit.Service;
+  const one = (key: string) => {
+    expect(service[key]).toHaveLength(1);
+    return service[key][0];
+  };
+  const exec = one('ExecStart').split(/\s+/);
+  const flag = (name: string) => exec[exec.indexOf(name) + 1];
+
+  test('has the three sections and starts `c10m serve` with flags the server knows', () => {
+    expect(Object.keys(unit).sort()).toEqual(['Install', 'Service', 'Unit']);
+    expect(exec.slice(1, 3)).toEqual(['/opt/c10m/bin/c10m.js', 'serve']);
+    for (const a of exec.filter((x) => x.startsWith('--'))) expect(SERVER_FLAGS.has(a)).toBe(true);
+    expect(Number(flag('--port'))).toBe(SERVER.port);
+    expect(Number(flag('--admin-port'))).toBe(SERVER.adminPort);
+  });
+
+  test('LimitNOFILE is the profile\'s for its --max-sessions', () => {
+    const sessions = Number(flag('--max-sessions'));
+    expect(sessions).toBe(10_000_000);
+    const limits = fs.readFileSync(path.join(ROOT, 'sysctl/limits-10m.conf'), 'utf8');
+    expect(limits).toContain(`hard    nofile  ${one('LimitNOFILE')}`);
+    expect(Number(one('LimitNOFILE'))).toBe(profileNofile(computeProfile({ sessions, workgroups: 12 })));
+  });
+
+  test('restarts on failure and stops gracefully: SIGTERM, then the drain, then a few seconds', () => {
+    expect(one('Restart')).toBe('on-failure');
+    expect(one('KillSignal')).toBe('SIGTERM');
+    const drain = Number(flag('--drain-timeout-seconds'));
+    expect(drain).toBe(SERVER.drainSeconds);
+    const stop = Number(/^(\d+)s?$/.exec(one('TimeoutStopSec'))![1]);
+    expect(stop).toBeGreaterThan(drain);
+    expect(stop).toBeLessThanOrEqual(drain + 30);
+  });
+
+  test('is hardened, without the options that break V8 or the limits report', () => {
+    expect(one('NoNewPrivileges')).toBe('yes');
+    expect(one('ProtectSystem')).toBe('strict');
+    expect(one('PrivateTmp')).toBe('yes');
+    expect(one('CapabilityBoundingSet')).toBe('');
+    expect(service.MemoryDenyWriteExecute).toBeUndefined();
+    expect(service.ProcSubset).toBeUndefined();
+  });
+
+  test('systemd-analyze verify accepts it where systemd-analyze exists', () => {
+    const which = spawnSync('sh', ['-c', 'command -v systemd-analyze'], { encoding: 'utf8' });
+    if (which.status !== 0) {
+      // No systemd here: the structural parse above is the check.
+      expect(unit.Service.ExecStart).toBeDefined();
+      return;
+    }
+    const r = spawnSync('systemd-analyze', ['verify', unitFile], { encoding: 'utf8', timeout: 20_000 });
+    const aboutUnit = r.stderr.split('\n').filter((l) => l.includes('c10m.service'));
+    expect(aboutUnit).toEqual([]);
+    expect(r.status).toBe(0);
+  });
+});
+
+describe('container file', () => {
+  const text = fs.readFileSync(path.join(DEPLOY, 'container/Dockerfile'), 'utf8');
+  const lines = text.split('\n').filter((l) => !l.trim().startsWith('#'));
+  const args: Record<string, string> = {};
+  for (const l of lines) {
+    const m = /^ARG (\w+)=(\S+)/.exec(l);
+    if (m) args[m[1]] = m[2];
+  }
+  const expand = (s: string) => s.replace(/\$\{(\w+)\}/g, (_, k: string) => args[k] ?? '');
+  const froms = lines.filter((l) => l.startsWith('FROM ')).map((l) => expand(l).split(/\s+/));
+  const final = text.slice(text.lastIndexOf('\nFROM '));
+
+  test('builds in node:20-bookworm and runs in a bookworm image of the same Node', () => {
+    expect(froms.length).toBeGreaterThanOrEqual(2);
+    expect(froms[0].slice(1)).toEqual(['node:20-bookworm', 'AS', 'build']);
+    expect(froms[froms.length - 1][1]).toMatch(/^node:20-bookworm/);
+  });
+
+  test('the build stage builds the addon with node-gyp and fails without it', () => {
+    const build = text.slice(0, text.lastIndexOf('\nFROM '));
+    expect(build).toMatch(/RUN npm ci\b/);
+    // npm ci runs this package's install script, which is native-io's node-gyp build
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    expect(pkg.scripts.install).toBe('node native-io/build.js');
+    expect(fs.readFileSync(path.join(ROOT, 'native-io/build.js'), 'utf8')).toContain('node-gyp');
+    expect(build).toContain("require('./native-io/build/Release/c10m_native.node')");
+    expect(build).toMatch(/npm prune --omit=dev/);
+  });
+
+  test('the runtime stage is non-root, exposes the server ports and stops with SIGTERM', () => {
+    expect(final).toMatch(/COPY --from=build /);
+    const user = /\nUSER (\S+)/.exec(final);
+    expect(user).not.toBeNull();
+    expect(user![1]).not.toMatch(/^(0|root)(:|$)/);
+    expect(final).toContain(`EXPOSE ${SERVER.port} ${SERVER.adminPort}`);
+    expect(final).toContain('STOPSIGNAL SIGTERM');
+    expect(final).toContain(`http://127.0.0.1:${SERVER.adminPort}/healthz`);
+    expect(final).toMatch(/CMD \["serve", "--host", "0\.0\.0\.0", "--admin-host", "0\.0\.0\.0"\]/);
+  });
+});
+
+describe('deploy/README.md capacity tables', () => {
+  const readme = fs.readFileSync(path.join(DEPLOY, 'README.md'), 'utf8');
+  const num = (s: string) => Number(s.replace(/[,*]/g, ''));
+
+  test('sessions per node are what the cost model computes', () => {
+    const rows = [...readme.matchAll(/^\| (\d+) GiB \| (\d+) \| .*?\| \*\*([\d,]+)\*\* \| \/ 9,216 → \*\*([\d,]+)\*\* \| ([\d,]+) \|$/gm)];
+    expect(rows.length).toBeGreaterThanOrEqual(5);
+    for (const [, ram, cores, idle, busy, nofile] of rows) {
+      const bytes = Number(ram) * 2 ** 30;
+      const w = Number(cores);
+      expect(num(idle)).toBe(sessionsForMemory(bytes, w, 1024));
+      expect(num(busy)).toBe(sessionsForMemory(bytes, w, 1024, 4096));
+      expect(num(nofile)).toBe(profileNofile(computeProfile({ sessions: num(idle), workgroups: w })));
+    }
+  });
+
+  test('memory per node for a target is what the cost model computes', () => {
+    const rows = [...readme.matchAll(/^\| ([\d,]+) \| (\d+) \| [\d,]+ × 5,120 \+ [\d,]+ MiB = ([\d.]+) GiB \| ([\d.]+) GiB \| ([\d.]+) GiB \| ([\d,]+) \| (\d+) \|$/gm)];
+    expect(rows.length).toBeGreaterThanOrEqual(3);
+    for (const [, sessions, w, idle, busy, node, nofile, huge] of rows) {
+      const n = num(sessions);
+      const m = memoryNeeded(n, Number(w), 1024);
+      const p = computeProfile({ sessions: n, workgroups: Number(w) });
+      expect([idle, busy, node]).toEqual([m, m + n * 4096, m + n * 4096 + 2 * 2 ** 30].map((b) => (b / 2 ** 30).toFixed(1)));
+      expect(num(nofile)).toBe(profileNofile(p));
+      expect(Number(huge)).toBe(p.needs.hugePages);
+    }
+  });
+});
