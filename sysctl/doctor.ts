@@ -332,7 +332,7 @@ export function runDoctor(input: ProfileInput): DoctorReport {
 /** The report as a plain-text table, then fixes and notes. */
 export function formatDoctorReport(report: DoctorReport): string {
   const header = ['check', 'needed', 'actual', 'result', 'fix'];
-  const body = report.rows.map((r) => [r.check, r.needed, r.actual, r.ok ? 'pass' : 'FAIL', r.fix]);
+  const body = report.rows.map((r) => [r.check, r.needed, r.actual, !r.ok ? 'FAIL' : r.actual === NOT_VISIBLE ? 'unverified' : 'pass', r.fix]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   // The fix column is last and left unpadded.
   const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
