@@ -188,7 +188,7 @@
     setText('latency', fmtMicros(doc.LatencyP50Micros) + ' / ' + fmtMicros(doc.LatencyP99Micros));
     setText('subs', fmtCount(doc.Subscriptions) + ' / ' + fmtCount(doc.Topics));
     setText('memory', fmtBytes(doc.RSS) + ' / ' + fmtBytes(doc.HeapUsed));
-    setText('cpu', fmtPercent(doc.CpuPercent) + ' of ' + doc.CpuCores * 100 + ' %');
+    setText('cpu', fmtPercent(doc.CpuPercent) + ' (' + doc.CpuCores + ' cores)');
     setText('workgroups', doc.WorkgroupsListening + '/' + doc.WorkgroupCount + ' · ' + doc.WorkgroupRestarts);
     setText('slow', fmtCount(doc.SlowConsumerDisconnects));
     setText('fds', fmtCount(doc.OpenFileDescriptors) + ' / ' + fmtCount(doc.MaxFileDescriptors));
