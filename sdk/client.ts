@@ -1,0 +1,627 @@
+// The c10m client: one WebSocket session (reconnected as needed), the
+// subscriptions it keeps across reconnects, and the publishes it sends or
+// queues. Browser and Node alike; see sdk/README.md for the API.
+import type { Encoding, Qos } from '../protocol/codec';
+import { CloseCode, ErrorCode } from '../protocol/errors';
+import { topicError } from '../protocol/topic';
+import { ReconnectSchedule, realClock, resolveBackoff, type BackoffOptions, type Clock } from './backoff';
+import { Emitter } from './emitter';
+import { C10mError, SdkErrorCode } from './errors';
+import { TopicStream, type Gap, type Recovered, type SubReplyTopic } from './stream';
+import { OPEN, type WebSocketConstructor, type WebSocketLike } from './transport';
+import { defaultWebSocket } from './websocket';
+import { decodeIncoming, encodeCommand, type Message, type Reply } from './wire';
+
+export interface ConnectOptions {
+  /** Wire encoding: "json" (default) or "msgpack" (smaller, binary data passes as bytes). */
+  encoding?: Encoding;
+  /** Sent as the `token` query parameter of the WebSocket URL. */
+  token?: string;
+  /** Backoff between reconnect attempts, or false to never reconnect. */
+  reconnect?: BackoffOptions | false;
+  /** Publishes held while disconnected; one more is rejected with QUEUE_FULL. Default 1000. */
+  maxQueuedPublishes?: number;
+  /** How long a publish waits for its ack, and a ping for its reply. Default 10 s. */
+  requestTimeoutMs?: number;
+  /** How long a connection attempt may take before it counts as failed. Default 10 s. */
+  connectTimeoutMs?: number;
+  /** Application-level ping interval that detects a dead connection (0 = off). Default 25 s. */
+  pingIntervalMs?: number;
+  /** WebSocket implementation; defaults to the platform's, or `ws` in Node without one. */
+  WebSocket?: WebSocketConstructor;
+  /** Timers and randomness, for tests. */
+  clock?: Clock;
+  random?: () => number;
+}
+
+export interface SubscribeOptions {
+  /** "guaranteed" (default): resumed without loss where the server's cache allows, gaps reported. "standard": live only. */
+  qos?: Qos;
+}
+
+export interface PublishOptions {
+  /** Wait for the server's {epoch, seq} (default true). With false the promise resolves once the frame is sent. */
+  ack?: boolean;
+  /** Keep as the topic's retained message, sent to new subscribers first. */
+  retain?: boolean;
+}
+
+export interface PublishAck {
+  epoch: number;
+  seq: number;
+}
+
+export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
+
+export interface ClientEvents {
+  connected: { url: string; reconnect: boolean };
+  disconnected: { url: string; code: number; reason: string; willReconnect: boolean };
+  reconnecting: { attempt: number; delayMs: number; url: string };
+  recovered: Recovered;
+  gap: Gap;
+  error: C10mError;
+}
+
+export type MessageHandler<T = unknown> = (message: Message<T>) => void;
+
+export interface Subscription {
+  readonly topic: string;
+  /** Resolves with the topic's position when the server has confirmed the subscription. */
+  readonly ready: Promise<PublishAck>;
+  /** Stops this handler; the topic is unsubscribed when its last handler goes. */
+  unsubscribe(): void;
+}
+
+export interface ClientStats {
+  /** Deliveries handed to handlers. */
+  delivered: number;
+  /** Deliveries dropped as duplicates (seq at or below the last seen). */
+  duplicates: number;
+  /** Gap events emitted. */
+  gaps: number;
+  /** Connections opened (1 + reconnects). */
+  connections: number;
+}
+
+interface TopicState {
+  topic: string;
+  qos: Qos;
+  stream: TopicStream;
+  handlers: Set<MessageHandler<never>>;
+  /** Id of the sub command in flight, or null once confirmed (or while disconnected). */
+  pendingSubId: number | null;
+  /** The position sent with the sub command in flight. */
+  resumedFrom: [number, number] | null;
+  /** Deliveries that arrived before the sub reply: applied after it, so the reply's position comes first. */
+  early: Message[];
+  confirmed: boolean;
+  readyWaiters: { resolve: (p: PublishAck) => void; reject: (e: C10mError) => void }[];
+}
+
+interface QueuedPublish {
+  topic: string;
+  data: unknown;
+  ack: boolean;
+  retain: boolean;
+  resolve: (a: PublishAck | undefined) => void;
+  reject: (e: C10mError) => void;
+}
+
+interface PendingRequest {
+  kind: 'pub' | 'sub' | 'unsub' | 'ping';
+  topic?: string;
+  resolve?: (a: PublishAck | undefined) => void;
+  reject?: (e: C10mError) => void;
+  timer: unknown;
+}
+
+const DEFAULTS = { maxQueuedPublishes: 1000, requestTimeoutMs: 10_000, connectTimeoutMs: 10_000, pingIntervalMs: 25_000 };
+/** Most topics in one sub command (protocol/codec.ts MAX_TOPICS_PER_COMMAND). */
+const TOPICS_PER_SUB = 1024;
+/** Close codes that mean the client sent something the server will not take. */
+const CLIENT_FAULT_CODES = new Set<number>([CloseCode.UNSUPPORTED_DATA, CloseCode.POLICY_VIOLATION, CloseCode.MESSAGE_TOO_BIG]);
+
+/** Opens a client. It connects in the background: publish and subscribe at once, or await client.ready(). */
+export function connect(url: string | string[], options: ConnectOptions = {}): C10mClient {
+  return new C10mClient(url, options);
+}
+
+export class C10mClient extends Emitter<ClientEvents> {
+  readonly urls: string[];
+  readonly encoding: Encoding;
+  readonly stats: ClientStats = { delivered: 0, duplicates: 0, gaps: 0, connections: 0 };
+  private _state: ConnectionState = 'connecting';
+  private readonly options: Required<Omit<ConnectOptions, 'token' | 'reconnect' | 'WebSocket' | 'clock' | 'random' | 'encoding'>>;
+  private readonly WebSocketImpl: WebSocketConstructor;
+  private readonly clock: Clock;
+  private readonly schedule: ReconnectSchedule | null;
+  private ws: WebSocketLike | null = null;
+  private urlIndex = 0;
+  private nextId = 1;
+  private readonly topics = new Map<string, TopicState>();
+  private readonly requests = new Map<number, PendingRequest>();
+  private readonly queue: QueuedPublish[] = [];
+  private connectTimer: unknown = null;
+  private pingTimer: unknown = null;
+  private everConnected = false;
+  private readyWaiters: { resolve: () => void; reject: (e: C10mError) => void }[] = [];
+  private closedPromise: Promise<void> | null = null;
+
+  constructor(url: string | string[], options: ConnectOptions = {}) {
+    super();
+    const list = Array.isArray(url) ? url : [url];
+    if (list.length === 0) throw new TypeError('connect() needs at least one URL');
+    this.encoding = options.encoding ?? 'json';
+    if (this.encoding !== 'json' && this.encoding !== 'msgpack') throw new TypeError('encoding must be "json" or "msgpack"');
+    this.urls = list.map((u) => sessionUrl(u, this.encoding, options.token));
+    this.options = {
+      maxQueuedPublishes: options.maxQueuedPublishes ?? DEFAULTS.maxQueuedPublishes,
+      requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
+      connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
+      pingIntervalMs: options.pingIntervalMs ?? DEFAULTS.pingIntervalMs,
+    };
+    this.clock = options.clock ?? realClock;
+    this.schedule = options.reconnect === false ? null : new ReconnectSchedule(resolveBackoff(options.reconnect), this.clock, options.random ?? Math.random);
+    this.WebSocketImpl = options.WebSocket ?? defaultWebSocket();
+    this.open();
+  }
+
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  /** The URL of the current (or next) connection. */
+  get url(): string {
+    return this.urls[this.urlIndex % this.urls.length];
+  }
+
+  /** Number of publishes waiting for a connection. */
+  get queuedPublishes(): number {
+    return this.queue.length;
+  }
+
+  /** Resolves when connected (at once if connected now); rejects if the client closes first. */
+  ready(): Promise<void> {
+    if (this._state === 'connected') return Promise.resolve();
+    if (this._state === 'closed') return Promise.reject(new C10mError(SdkErrorCode.CLOSED, 'the client is closed'));
+    return new Promise((resolve, reject) => this.readyWaiters.push({ resolve, reject }));
+  }
+
+  // ---- subscribe ------------------------------------------------------
+
+  /**
+   * Subscribes `onMessage` to a topic. Throws C10mError(BAD_TOPIC) for an invalid name.
+   * Several handlers of one topic share one server subscription.
+   */
+  subscribe<T = unknown>(topic: string, onMessage: MessageHandler<T>, options: SubscribeOptions = {}): Subscription {
+    const err = topicError(topic);
+    if (err !== null) throw new C10mError(ErrorCode.BAD_TOPIC, `${String(topic).slice(0, 300)}: ${err}`, String(topic));
+    if (this._state === 'closed') throw new C10mError(SdkErrorCode.CLOSED, 'the client is closed', topic);
+    if (typeof onMessage !== 'function') throw new TypeError('subscribe() needs a message handler');
+    let t = this.topics.get(topic);
+    const handler = onMessage as MessageHandler<never>;
+    if (t === undefined) {
+      t = { topic, qos: options.qos ?? 'guaranteed', stream: new TopicStream(topic), handlers: new Set(), pendingSubId: null, resumedFrom: null, early: [], confirmed: false, readyWaiters: [] };
+      this.topics.set(topic, t);
+      t.handlers.add(handler);
+      if (this.isOpen()) this.sendSub([t]);
+    } else {
+      t.handlers.add(handler);
+    }
+    const state = t;
+    const ready = new Promise<PublishAck>((resolve, reject) => {
+      if (state.confirmed && state.stream.epoch !== null) resolve({ epoch: state.stream.epoch, seq: state.stream.seq });
+      else state.readyWaiters.push({ resolve, reject });
+    });
+    // A subscription nobody awaits must not produce an unhandled rejection.
+    ready.catch(() => undefined);
+    return {
+      topic,
+      ready,
+      unsubscribe: () => this.removeHandler(state, handler),
+    };
+  }
+
+  /** Topics subscribed now, with their last (epoch, seq). */
+  positions(): Record<string, [number, number] | null> {
+    const out: Record<string, [number, number] | null> = {};
+    for (const [topic, t] of this.topics) out[topic] = t.stream.position();
+    return out;
+  }
+
+  private removeHandler(t: TopicState, handler: MessageHandler<never>): void {
+    if (!t.handlers.delete(handler) || t.handlers.size > 0) return;
+    if (this.topics.get(t.topic) !== t) return;
+    this.topics.delete(t.topic);
+    for (const w of t.readyWaiters) w.reject(new C10mError(SdkErrorCode.CLOSED, 'unsubscribed before the server confirmed', t.topic));
+    t.readyWaiters = [];
+    if (this.isOpen()) {
+      const id = this.nextId++;
+      this.requests.set(id, { kind: 'unsub', topic: t.topic, timer: null });
+      this.send({ id, op: 'unsub', topics: [t.topic] });
+    }
+  }
+
+  private sendSub(states: TopicState[]): void {
+    for (let i = 0; i < states.length; i += TOPICS_PER_SUB) {
+      const batch = states.slice(i, i + TOPICS_PER_SUB);
+      // One command per qos (the qos field applies to every topic of a command).
+      for (const qos of ['guaranteed', 'standard'] as const) {
+        const group = batch.filter((t) => t.qos === qos);
+        if (group.length === 0) continue;
+        const id = this.nextId++;
+        const resume: Record<string, [number, number]> = {};
+        let resuming = false;
+        for (const t of group) {
+          t.pendingSubId = id;
+          t.resumedFrom = t.stream.position();
+          t.early = [];
+          if (t.resumedFrom !== null) {
+            resume[t.topic] = t.resumedFrom;
+            resuming = true;
+          }
+        }
+        this.requests.set(id, { kind: 'sub', timer: null });
+        const cmd: Record<string, unknown> = { id, op: 'sub', topics: group.map((t) => t.topic), qos };
+        if (resuming) cmd.resume = resume;
+        this.send(cmd);
+      }
+    }
+  }
+
+  // ---- publish --------------------------------------------------------
+
+  /**
+   * Publishes data to a topic. Resolves with {epoch, seq} once the server has
+   * sequenced it (ack, the default), or once sent (ack: false). While
+   * disconnected, publishes wait in a bounded queue and go out, in order,
+   * when the connection is back.
+   */
+  publish(topic: string, data: unknown, options?: PublishOptions & { ack?: true }): Promise<PublishAck>;
+  publish(topic: string, data: unknown, options: PublishOptions & { ack: false }): Promise<undefined>;
+  publish(topic: string, data: unknown, options?: PublishOptions): Promise<PublishAck | undefined>;
+  publish(topic: string, data: unknown, options: PublishOptions = {}): Promise<PublishAck | undefined> {
+    const err = topicError(topic);
+    if (err !== null) return Promise.reject(new C10mError(ErrorCode.BAD_TOPIC, `${String(topic).slice(0, 300)}: ${err}`, String(topic)));
+    if (data === undefined) return Promise.reject(new C10mError(ErrorCode.BAD_DATA, 'a publish needs data (undefined cannot be sent)', topic));
+    if (this._state === 'closed') return Promise.reject(new C10mError(SdkErrorCode.CLOSED, 'the client is closed', topic));
+    const ack = options.ack !== false;
+    const retain = options.retain === true;
+    return new Promise((resolve, reject) => {
+      const p: QueuedPublish = { topic, data, ack, retain, resolve, reject };
+      if (this.isOpen() && this.queue.length === 0) return this.sendPublish(p);
+      if (this.queue.length >= this.options.maxQueuedPublishes) {
+        return reject(new C10mError(SdkErrorCode.QUEUE_FULL, `not connected and ${this.queue.length} publishes are already queued (maxQueuedPublishes)`, topic));
+      }
+      this.queue.push(p);
+    });
+  }
+
+  private sendPublish(p: QueuedPublish): void {
+    const id = this.nextId++;
+    const cmd: Record<string, unknown> = { id, op: 'pub', topic: p.topic, data: p.data, ack: p.ack };
+    if (p.retain) cmd.retain = true;
+    if (p.ack) {
+      const timer = this.clock.setTimeout(() => {
+        if (this.requests.delete(id)) p.reject(new C10mError(SdkErrorCode.TIMEOUT, `no ack within ${this.options.requestTimeoutMs} ms`, p.topic));
+      }, this.options.requestTimeoutMs);
+      this.requests.set(id, { kind: 'pub', topic: p.topic, resolve: p.resolve, reject: p.reject, timer });
+    } else {
+      // Errors for an unacked publish still come back with its id; they are reported as 'error' events.
+      this.requests.set(id, { kind: 'pub', topic: p.topic, timer: null });
+    }
+    try {
+      this.send(cmd);
+    } catch (e) {
+      // An unencodable value (msgpack) or a cycle (JSON).
+      const req = this.requests.get(id);
+      this.requests.delete(id);
+      if (req?.timer) this.clock.clearTimeout(req.timer);
+      p.reject(new C10mError(ErrorCode.BAD_DATA, `data cannot be encoded as ${this.encoding}: ${(e as Error).message}`, p.topic));
+      return;
+    }
+    if (!p.ack) p.resolve(undefined);
+  }
+
+  // ---- connection -----------------------------------------------------
+
+  private isOpen(): boolean {
+    return this._state === 'connected' && this.ws !== null && this.ws.readyState === OPEN;
+  }
+
+  private send(cmd: Record<string, unknown>): void {
+    (this.ws as WebSocketLike).send(encodeCommand(this.encoding, cmd));
+  }
+
+  private open(): void {
+    const url = this.url;
+    let ws: WebSocketLike;
+    try {
+      ws = new this.WebSocketImpl(url);
+    } catch (e) {
+      this.emit('error', new C10mError(SdkErrorCode.CLOSED, `cannot open ${url}: ${(e as Error).message}`));
+      this.onSocketGone(null, 1006, (e as Error).message);
+      return;
+    }
+    // ws (Node) defaults to Buffers, which the decoder reads without a copy; browsers need arraybuffer, not blob.
+    if (ws.binaryType !== 'nodebuffer') ws.binaryType = 'arraybuffer';
+    this.ws = ws;
+    this.connectTimer = this.clock.setTimeout(() => this.abandon(ws, `no connection within ${this.options.connectTimeoutMs} ms`), this.options.connectTimeoutMs);
+    ws.onopen = () => this.onOpen(ws);
+    ws.onmessage = (ev) => this.onFrame(ev.data);
+    ws.onclose = (ev) => this.onSocketGone(ws, ev.code, ev.reason);
+    // A failed connection is followed by a close event, which does the work.
+    ws.onerror = noop;
+  }
+
+  private onOpen(ws: WebSocketLike): void {
+    if (ws !== this.ws) return;
+    this.clearConnectTimer();
+    const reconnect = this.everConnected;
+    this.everConnected = true;
+    this._state = 'connected';
+    this.stats.connections++;
+    this.schedule?.reset();
+    // Subscriptions first, then the queued publishes: the server handles a session's commands in order.
+    if (this.topics.size > 0) this.sendSub([...this.topics.values()]);
+    const queued = this.queue.splice(0);
+    for (const p of queued) this.sendPublish(p);
+    this.startPing();
+    this.emit('connected', { url: this.url, reconnect });
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const w of waiters) w.resolve();
+  }
+
+  /** Gives up on a socket at once (no close handshake to wait for) and handles the loss. */
+  private abandon(ws: WebSocketLike, reason: string): void {
+    if (ws !== this.ws) return;
+    this.onSocketGone(ws, 1006, reason);
+    try {
+      ws.close();
+    } catch {
+      // Closing a socket that never opened may throw in some implementations; it is gone either way.
+    }
+  }
+
+  private detach(ws: WebSocketLike): void {
+    ws.onopen = null;
+    ws.onmessage = null;
+    ws.onclose = null;
+    ws.onerror = noop;
+  }
+
+  private onSocketGone(ws: WebSocketLike | null, code: number, reason: string): void {
+    if (ws !== null) {
+      if (ws !== this.ws) return;
+      this.detach(ws);
+    }
+    this.ws = null;
+    this.clearConnectTimer();
+    this.stopPing();
+    const wasConnected = this._state === 'connected';
+    const url = this.url;
+    // Requests in flight on a lost connection: subs are re-sent on reconnect; publishes fail (applied or not, we cannot know).
+    for (const [id, req] of this.requests) {
+      if (req.timer) this.clock.clearTimeout(req.timer);
+      if (req.kind === 'pub' && req.reject) req.reject(new C10mError(SdkErrorCode.CONNECTION_LOST, `connection lost before the ack (close ${code}); the publish may or may not have been applied`, req.topic, code));
+      this.requests.delete(id);
+    }
+    for (const t of this.topics.values()) {
+      t.pendingSubId = null;
+      t.early = [];
+    }
+    if (CLIENT_FAULT_CODES.has(code)) this.emit('error', new C10mError(SdkErrorCode.REJECTED_BY_SERVER, `server closed the connection: ${code} ${reason}`, undefined, code));
+    if (this.schedule === null) {
+      this.finishClose(new C10mError(SdkErrorCode.CLOSED, `connection closed (${code} ${reason}) and reconnect is off`, undefined, code));
+      if (wasConnected) this.emit('disconnected', { url, code, reason, willReconnect: false });
+      return;
+    }
+    this._state = 'reconnecting';
+    if (wasConnected) this.emit('disconnected', { url, code, reason, willReconnect: true });
+    // 1001: this server is going away; go to the next one now. 4000: we were too slow; resume now.
+    const now = (code === CloseCode.SHUTDOWN || code === CloseCode.SLOW_CONSUMER) && this.schedule.attempt === 0;
+    if (code !== CloseCode.SLOW_CONSUMER) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    const attempt = this.schedule.attempt + 1;
+    const delayMs = this.schedule.schedule(() => this.open(), now);
+    this.emit('reconnecting', { attempt, delayMs, url: this.url });
+  }
+
+  private clearConnectTimer(): void {
+    if (this.connectTimer !== null) this.clock.clearTimeout(this.connectTimer);
+    this.connectTimer = null;
+  }
+
+  private startPing(): void {
+    const every = this.options.pingIntervalMs;
+    if (every <= 0) return;
+    const tick = () => {
+      this.pingTimer = this.clock.setTimeout(tick, every);
+      const ws = this.ws;
+      if (ws === null || !this.isOpen()) return;
+      const id = this.nextId++;
+      const timer = this.clock.setTimeout(() => {
+        if (this.requests.delete(id)) this.abandon(ws, `no ping reply within ${this.options.requestTimeoutMs} ms`);
+      }, this.options.requestTimeoutMs);
+      this.requests.set(id, { kind: 'ping', timer });
+      this.send({ id, op: 'ping' });
+    };
+    this.pingTimer = this.clock.setTimeout(tick, every);
+  }
+
+  private stopPing(): void {
+    if (this.pingTimer !== null) this.clock.clearTimeout(this.pingTimer);
+    this.pingTimer = null;
+  }
+
+  // ---- incoming -------------------------------------------------------
+
+  private onFrame(data: unknown): void {
+    const incoming = decodeIncoming(this.encoding, data);
+    if (incoming.kind === 'msg') return this.onDelivery(incoming.msg);
+    if (incoming.kind === 'reply') return this.onReply(incoming.reply);
+    this.emit('error', new C10mError(ErrorCode.BAD_REQUEST, `server sent a frame the client cannot read: ${incoming.why}`));
+  }
+
+  private onDelivery(msg: Message): void {
+    const t = this.topics.get(msg.topic);
+    // A delivery racing an unsubscribe.
+    if (t === undefined) return;
+    if (t.pendingSubId !== null) {
+      t.early.push(msg);
+      return;
+    }
+    this.apply(t, msg);
+  }
+
+  private apply(t: TopicState, msg: Message): void {
+    const r = t.stream.accept(msg);
+    if (r.gap !== null) this.reportGap(r.gap);
+    if (!r.deliver) {
+      this.stats.duplicates++;
+      return;
+    }
+    this.stats.delivered++;
+    for (const h of t.handlers) {
+      try {
+        (h as MessageHandler)(msg);
+      } catch (e) {
+        this.emit('error', new C10mError(ErrorCode.INTERNAL, `message handler of ${t.topic} threw: ${(e as Error)?.message ?? String(e)}`, t.topic));
+      }
+    }
+  }
+
+  private reportGap(gap: Gap): void {
+    this.stats.gaps++;
+    this.emit('gap', gap);
+  }
+
+  private onReply(reply: Reply): void {
+    const id = reply.id;
+    const req = typeof id === 'number' ? this.requests.get(id) : undefined;
+    if (req === undefined) {
+      if (reply.error) this.emit('error', new C10mError(reply.error.code as ErrorCode, reply.error.message));
+      return;
+    }
+    this.requests.delete(id as number);
+    if (req.timer) this.clock.clearTimeout(req.timer);
+    const error = reply.error ? new C10mError(reply.error.code as ErrorCode, reply.error.message, req.topic) : null;
+    switch (req.kind) {
+      case 'pub':
+        if (error) {
+          if (req.reject) req.reject(error);
+          else this.emit('error', error);
+        } else req.resolve?.({ epoch: reply.epoch as number, seq: reply.seq as number });
+        return;
+      case 'sub':
+        return this.onSubReply(id as number, reply, error);
+      case 'unsub':
+        if (error) this.emit('error', error);
+        return;
+      case 'ping':
+        return;
+    }
+  }
+
+  private onSubReply(id: number, reply: Reply, error: C10mError | null): void {
+    const entries = (reply.topics ?? {}) as Record<string, SubReplyTopic>;
+    for (const t of [...this.topics.values()]) {
+      if (t.pendingSubId !== id) continue;
+      t.pendingSubId = null;
+      const entry = entries[t.topic];
+      if (error !== null || entry === undefined) {
+        const e = error ?? new C10mError(ErrorCode.INTERNAL, 'the sub reply does not name this topic', t.topic);
+        const failed = new C10mError(e.code, `subscribe ${t.topic}: ${e.message}`, t.topic);
+        this.topics.delete(t.topic);
+        for (const w of t.readyWaiters) w.reject(failed);
+        t.readyWaiters = [];
+        this.emit('error', failed);
+        continue;
+      }
+      const { gap, recovered } = t.stream.onSubReply(entry, t.resumedFrom);
+      if (gap !== null) this.reportGap(gap);
+      if (recovered !== null) this.emit('recovered', recovered);
+      t.confirmed = true;
+      const waiters = t.readyWaiters;
+      t.readyWaiters = [];
+      for (const w of waiters) w.resolve({ epoch: entry.epoch, seq: entry.seq });
+      const early = t.early;
+      t.early = [];
+      for (const msg of early) {
+        // A handler may have unsubscribed the topic meanwhile.
+        if (this.topics.get(t.topic) !== t) break;
+        this.apply(t, msg);
+      }
+    }
+  }
+
+  // ---- close ----------------------------------------------------------
+
+  /** Closes the connection for good: queued and unacked publishes fail with CLOSED. Resolves when the socket is closed. */
+  close(): Promise<void> {
+    if (this.closedPromise !== null) return this.closedPromise;
+    const ws = this.ws;
+    const wasConnected = this._state === 'connected';
+    const url = this.url;
+    this.schedule?.cancel();
+    this.clearConnectTimer();
+    this.stopPing();
+    this.ws = null;
+    for (const [id, req] of this.requests) {
+      if (req.timer) this.clock.clearTimeout(req.timer);
+      req.reject?.(new C10mError(SdkErrorCode.CLOSED, 'the client was closed before the ack', req.topic));
+      this.requests.delete(id);
+    }
+    for (const t of this.topics.values()) {
+      for (const w of t.readyWaiters) w.reject(new C10mError(SdkErrorCode.CLOSED, 'the client was closed', t.topic));
+      t.readyWaiters = [];
+    }
+    this.topics.clear();
+    this.finishClose(new C10mError(SdkErrorCode.CLOSED, 'the client was closed'));
+    if (wasConnected) this.emit('disconnected', { url, code: CloseCode.NORMAL, reason: 'closed by the client', willReconnect: false });
+    this.closedPromise = new Promise<void>((resolve) => {
+      if (ws === null) return resolve();
+      this.detach(ws);
+      if (ws.readyState === 3 /* CLOSED */) return resolve();
+      const timer = setTimeout(resolve, 2000);
+      ws.onclose = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      try {
+        ws.close(CloseCode.NORMAL, 'client closed');
+      } catch {
+        clearTimeout(timer);
+        resolve();
+      }
+    });
+    return this.closedPromise;
+  }
+
+  private finishClose(error: C10mError): void {
+    this._state = 'closed';
+    for (const p of this.queue.splice(0)) p.reject(new C10mError(error.code, `${error.message}; the queued publish was not sent`, p.topic));
+    const waiters = this.readyWaiters;
+    this.readyWaiters = [];
+    for (const w of waiters) w.reject(error);
+  }
+}
+
+function noop(): void {}
+
+/** ws://host:port[/path] (or http(s)://, turned into ws(s)://) with /v1/ws as the default path and the session query. */
+export function sessionUrl(url: string, encoding: Encoding, token: string | undefined): string {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new TypeError(`not a URL: ${url}`);
+  }
+  if (u.protocol === 'http:') u.protocol = 'ws:';
+  else if (u.protocol === 'https:') u.protocol = 'wss:';
+  if (u.protocol !== 'ws:' && u.protocol !== 'wss:') throw new TypeError(`a c10m URL is ws://, wss://, http:// or https://, not ${u.protocol}`);
+  if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1/ws';
+  u.searchParams.set('encoding', encoding);
+  if (token !== undefined) u.searchParams.set('token', token);
+  return u.toString();
+}

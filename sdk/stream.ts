@@ -1,0 +1,146 @@
+// One topic's position in its stream (epoch, last seq) as this client has seen it,
+// and the rules that turn deliveries and sub replies into "deliver", "drop" or
+// "gap". Pure: no sockets, no timers, so its every rule is tested on its own.
+//
+// Invariants:
+// - A delivery is handed to the application at most once: within an epoch, seq
+//   only moves forward, and anything at or below the last seq is a duplicate.
+// - Nothing is lost silently: every seq that is skipped (a live jump, a resume
+//   the server could not recover, an epoch change) produces exactly one Gap.
+
+export interface Gap {
+  topic: string;
+  /** Why: the server's reason (e.g. "cache_miss", "epoch_mismatch"), or "seq_jump", "epoch_changed", "not_recovered". */
+  reason: string;
+  /** The epoch the topic is in now. */
+  epoch: number;
+  /** First missing seq, or null when unknown (the epoch changed). */
+  fromSeq: number | null;
+  /** Last missing seq (inclusive), or null when unknown. */
+  toSeq: number | null;
+  /** Where this client was before the gap. */
+  lastEpoch: number;
+  lastSeq: number;
+}
+
+export interface Recovered {
+  topic: string;
+  epoch: number;
+  /** The seq the client resumed from. */
+  fromSeq: number;
+  /** Messages the server said it replays (0 when nothing was missed). */
+  replayed: number;
+}
+
+/** A topic entry of a sub reply: `{"epoch":E,"seq":S}` plus, with guaranteed delivery, recovered/reason/replayed. */
+export interface SubReplyTopic {
+  epoch: number;
+  seq: number;
+  recovered?: boolean;
+  reason?: string;
+  replayed?: number;
+}
+
+export interface DeliveryPosition {
+  epoch: number;
+  seq: number;
+  replay: boolean;
+  snapshot: boolean;
+}
+
+export interface AcceptResult {
+  deliver: boolean;
+  gap: Gap | null;
+}
+
+const DELIVER: AcceptResult = { deliver: true, gap: null };
+const DROP: AcceptResult = { deliver: false, gap: null };
+
+export class TopicStream {
+  /** Null until the first sub reply (or delivery) gives the topic's epoch. */
+  epoch: number | null = null;
+  /** Last seq seen (or known to exist at subscription time) in `epoch`. */
+  seq = 0;
+  /** A retained snapshot is welcome: on a fresh subscription or after an unrecovered gap. */
+  private snapshotWelcome = true;
+
+  constructor(readonly topic: string) {}
+
+  /** The position to resume from, or null when the client has none yet. */
+  position(): [epoch: number, seq: number] | null {
+    return this.epoch === null ? null : [this.epoch, this.seq];
+  }
+
+  /**
+   * Applies a sub reply. `resumedFrom` is the position sent in the sub
+   * command (null for a fresh subscription).
+   */
+  onSubReply(reply: SubReplyTopic, resumedFrom: [number, number] | null): { gap: Gap | null; recovered: Recovered | null } {
+    if (resumedFrom === null) {
+      this.epoch = reply.epoch;
+      this.seq = reply.seq;
+      this.snapshotWelcome = true;
+      return { gap: null, recovered: null };
+    }
+    const [lastEpoch, lastSeq] = resumedFrom;
+    if (reply.recovered === true) {
+      // The server replays lastSeq+1..reply.seq; keep our seq so that the replays pass.
+      this.epoch = reply.epoch;
+      this.seq = reply.epoch === lastEpoch ? lastSeq : 0;
+      this.snapshotWelcome = false;
+      return { gap: null, recovered: { topic: this.topic, epoch: reply.epoch, fromSeq: lastSeq, replayed: reply.replayed ?? Math.max(0, reply.seq - lastSeq) } };
+    }
+    if (reply.epoch === lastEpoch && reply.seq <= lastSeq) {
+      // Nothing was published while we were away: nothing to recover.
+      this.epoch = lastEpoch;
+      this.seq = lastSeq;
+      this.snapshotWelcome = false;
+      return { gap: null, recovered: { topic: this.topic, epoch: lastEpoch, fromSeq: lastSeq, replayed: 0 } };
+    }
+    this.epoch = reply.epoch;
+    this.seq = reply.seq;
+    this.snapshotWelcome = true;
+    if (reply.epoch === lastEpoch) {
+      return { gap: { topic: this.topic, reason: reply.reason ?? 'not_recovered', epoch: reply.epoch, fromSeq: lastSeq + 1, toSeq: reply.seq, lastEpoch, lastSeq }, recovered: null };
+    }
+    return { gap: { topic: this.topic, reason: reply.reason ?? 'epoch_changed', epoch: reply.epoch, fromSeq: null, toSeq: null, lastEpoch, lastSeq }, recovered: null };
+  }
+
+  /** Decides what to do with a delivery. Allocates only when it reports a gap. */
+  accept(d: DeliveryPosition): AcceptResult {
+    if (this.epoch === null) {
+      this.epoch = d.epoch;
+      this.seq = d.seq;
+      this.snapshotWelcome = false;
+      return DELIVER;
+    }
+    if (d.snapshot) {
+      if (this.snapshotWelcome) {
+        this.snapshotWelcome = false;
+        if (d.epoch === this.epoch) {
+          if (d.seq > this.seq) this.seq = d.seq;
+        } else {
+          this.epoch = d.epoch;
+          this.seq = d.seq;
+        }
+        return DELIVER;
+      }
+      // A snapshot we already have (or have newer): treat it as any other delivery.
+    }
+    if (d.epoch === this.epoch) {
+      if (d.seq <= this.seq) return DROP;
+      const expected = this.seq + 1;
+      const lastSeq = this.seq;
+      this.seq = d.seq;
+      this.snapshotWelcome = false;
+      if (d.seq === expected) return DELIVER;
+      return { deliver: true, gap: { topic: this.topic, reason: 'seq_jump', epoch: d.epoch, fromSeq: expected, toSeq: d.seq - 1, lastEpoch: d.epoch, lastSeq } };
+    }
+    const lastEpoch = this.epoch;
+    const lastSeq = this.seq;
+    this.epoch = d.epoch;
+    this.seq = d.seq;
+    this.snapshotWelcome = false;
+    return { deliver: true, gap: { topic: this.topic, reason: 'epoch_changed', epoch: d.epoch, fromSeq: null, toSeq: null, lastEpoch, lastSeq } };
+  }
+}

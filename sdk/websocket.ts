@@ -1,0 +1,12 @@
+// The WebSocket constructor the client uses in Node: the platform's where it
+// has one (browsers, Node >= 22, Deno, Bun), the `ws` package otherwise.
+// The browser bundle replaces this file with websocket.browser.ts (see build.js),
+// so `ws` never enters it.
+import type { WebSocketConstructor } from './transport';
+
+export function defaultWebSocket(): WebSocketConstructor {
+  const platform = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+  if (typeof platform === 'function') return platform;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('ws') as WebSocketConstructor;
+}
