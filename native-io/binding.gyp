@@ -5,7 +5,7 @@
 # "AddressSanitizer"); the result then only loads with libasan preloaded.
 {
   "variables": {
-    "asan%": "<!(node -p \"process.env.C10M_ASAN === '1' ? 1 : 0\")"
+    "c10m_asan%": "<!(node -p \"process.env.C10M_ASAN === '1' ? 1 : 0\")"
   },
   "targets": [
     {
@@ -21,7 +21,7 @@
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
       "conditions": [
-        ["asan == 1", {
+        ["c10m_asan == 1", {
           "cflags_cc": ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"],
           "ldflags": ["-fsanitize=address"]
         }]
@@ -36,7 +36,7 @@
       "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
       "conditions": [
-        ["asan == 1", {
+        ["c10m_asan == 1", {
           "cflags_cc": ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"],
           "ldflags": ["-fsanitize=address"]
         }]

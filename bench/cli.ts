@@ -1,0 +1,195 @@
+// `c10m bench sub`, `c10m bench pub` and `c10m bench run <scenario>`,
+// registered on the server's commander program (server/cli.ts). Every flag
+// has an environment variable of the same stem (C10M_BENCH_...). Output: a
+// JSON line per second and a final JSON line on stdout, progress on stderr.
+import * as fs from 'node:fs';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import * as hdr from 'hdr-histogram-js';
+import { parseSourceAddresses } from './addresses';
+import { DEFAULT_SOURCE_ADDRESSES, type RunOptions } from './harness';
+import { summarize } from './histogram';
+import { Publisher, type PubTransport } from './pub';
+import { markdown } from './report';
+import { DEFAULT_RESULTS_DIR, SCENARIOS, runScenario, type Scenario } from './run';
+import { SubscriberFleet } from './sub';
+import { PEERS, type TargetKind } from './targets';
+
+function int(min: number, max: number) {
+  return (text: string): number => {
+    const v = Number(text.replace(/_/g, ''));
+    if (!Number.isInteger(v) || v < min || v > max) throw new InvalidArgumentError(`expected a whole number from ${min} to ${max}.`);
+    return v;
+  };
+}
+
+function positive(text: string): number {
+  const v = Number(text);
+  if (!Number.isFinite(v) || v <= 0) throw new InvalidArgumentError('expected a positive number.');
+  return v;
+}
+
+function addresses(text: string): string[] {
+  try {
+    return parseSourceAddresses(text);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+}
+
+function opt(flags: string, help: string, stem: string): Option {
+  return new Option(flags, `${help} [C10M_BENCH_${stem}]`).env(`C10M_BENCH_${stem}`);
+}
+
+function line(o: Record<string, unknown>): void {
+  process.stdout.write(`${JSON.stringify(o)}\n`);
+}
+
+function subCommand(): Command {
+  return new Command('sub')
+    .description('benchsub: open many sessions from loopback source addresses, subscribe each, and measure the end-to-end latency of every delivery from the timestamp in its frame (native epoll client).')
+    .addOption(opt('--url <url>', 'WebSocket URL of the server', 'URL').default('ws://127.0.0.1:8080/v1/ws?encoding=msgpack'))
+    .addOption(opt('--connections <n>', 'sessions to open', 'CONNECTIONS').argParser(int(1, 10_000_000)).default(1000))
+    .addOption(opt('--source-addresses <list>', 'source addresses, e.g. 127.0.1.1-127.0.1.16,127.0.2.1 (loopback only)', 'SOURCE_ADDRESSES').argParser(addresses).default(parseSourceAddresses(DEFAULT_SOURCE_ADDRESSES), DEFAULT_SOURCE_ADDRESSES))
+    .addOption(opt('--topics-per-session <n>', 'topics each session subscribes to', 'TOPICS_PER_SESSION').argParser(int(1, 1024)).default(1))
+    .addOption(opt('--topics <n>', 'distinct topics (default: connections x topics-per-session, every session its own)', 'TOPICS').argParser(int(1, 100_000_000)))
+    .addOption(opt('--topic-pattern <pattern>', 'topic name pattern; {n} is the topic number', 'TOPIC_PATTERN').default('/bench/{n}'))
+    .addOption(opt('--duration <seconds>', 'seconds to measure once every session is ready', 'DURATION').argParser(positive).default(60))
+    .addOption(opt('--processes <n>', 'benchsub processes to spread the sessions over (each holds at most ~19,900 sockets here)', 'PROCESSES').argParser(int(1, 1024)).default(1))
+    .addOption(opt('--connect-rate <n>', 'sessions opened per second (0: as fast as --max-pending allows)', 'CONNECT_RATE').argParser(int(0, 10_000_000)).default(0))
+    .addOption(opt('--max-pending <n>', 'handshakes in progress at once per process', 'MAX_PENDING').argParser(int(1, 1_000_000)).default(256))
+    .addOption(opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready', 'CONNECT_TIMEOUT').argParser(positive).default(120))
+    .addOption(opt('--engine <engine>', 'auto, native (epoll addon) or js (ws package, small counts)', 'ENGINE').choices(['auto', 'native', 'js']).default('auto'))
+    .addOption(opt('--out <file>', 'write the final figures and the HDR histogram (compressed base64) to this JSON file', 'OUT'))
+    .action(async (o) => {
+      const topicCount = o.topics ?? o.connections * o.topicsPerSession;
+      const fleet = new SubscriberFleet({ url: o.url, connections: o.connections, processes: o.processes, sourceAddresses: o.sourceAddresses, topicPattern: o.topicPattern, topicsPerSession: o.topicsPerSession, topicCount, connectRate: o.connectRate, maxPending: o.maxPending, engine: o.engine, tickMs: 250 });
+      const onSignal = () => {
+        fleet.kill();
+        process.exit(1);
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
+      await fleet.start();
+      let lastReport = 0;
+      await fleet.until((s) => s.ready + s.failed >= o.connections, o.connectTimeout * 1000, (s) => {
+        if (Date.now() - lastReport >= 1000) {
+          lastReport = Date.now();
+          process.stderr.write(`benchsub: ${s.ready}/${o.connections} ready, ${s.failed} failed, ${s.pending} pending\n`);
+        }
+      });
+      const ready = fleet.stats();
+      line({ msg: 'benchsub ready', engine: fleet.engine, ready: ready.ready, failed: ready.failed, seconds: ready.allReadySeconds, firstError: ready.firstError });
+      const start = Date.now();
+      let last = ready.messages;
+      fleet.takeInterval();
+      while (Date.now() - start < o.duration * 1000) {
+        await new Promise((r) => setTimeout(r, Math.min(1000, o.duration * 1000 - (Date.now() - start))));
+        const s = fleet.stats();
+        const h = summarize(fleet.takeInterval());
+        line({ t: Math.round((Date.now() - start) / 100) / 10, connected: s.connected - s.closed, messages: s.messages, delivered: s.messages - last, p50Ms: h.p50Ms, p99Ms: h.p99Ms, maxMs: h.maxMs });
+        last = s.messages;
+      }
+      const counts = await fleet.connectionCounts();
+      await fleet.stop();
+      const stats = fleet.stats();
+      const latency = summarize(fleet.latency);
+      const final = { msg: 'benchsub done', engine: fleet.engine, stats, latency, minPerSession: Math.min(...counts), maxPerSession: Math.max(...counts) };
+      line(final);
+      if (o.out) fs.writeFileSync(o.out, `${JSON.stringify({ ...final, histogram: hdr.encodeIntoCompressedBase64(fleet.latency) }, null, 2)}\n`);
+      process.exit(stats.failed > 0 || stats.protocolErrors > 0 ? 1 : 0);
+    });
+}
+
+function pubCommand(): Command {
+  return new Command('pub')
+    .description('benchpub: publish --rate messages/s of --size bytes round robin over --topics topics, each stamped with its creation time (microseconds) for the subscribers\' latency.')
+    .addOption(opt('--url <url>', 'server address (ws://host:port; the path is chosen by --transport)', 'PUB_URL').default('ws://127.0.0.1:8080'))
+    .addOption(opt('--rate <n>', 'messages per second over all topics', 'RATE').argParser(positive).default(1000))
+    .addOption(opt('--size <bytes>', 'payload bytes per message', 'SIZE').argParser(int(0, 16 * 1024 * 1024)).default(512))
+    .addOption(opt('--topics <n>', 'topics to publish to, round robin', 'PUB_TOPICS').argParser(int(1, 100_000_000)).default(1000))
+    .addOption(opt('--topic-pattern <pattern>', 'topic name pattern; {n} is the topic number', 'TOPIC_PATTERN').default('/bench/{n}'))
+    .addOption(opt('--transport <transport>', 'ws (pub commands over WebSocket, msgpack), http (POST /v1/publish) or socketio (the socket.io peer)', 'TRANSPORT').choices(['ws', 'http', 'socketio']).default('ws'))
+    .addOption(opt('--connections <n>', 'publisher connections (ws: sockets; http: parallel requests)', 'PUB_CONNECTIONS').argParser(int(1, 10000)).default(1))
+    .addOption(opt('--duration <seconds>', 'seconds to publish', 'PUB_DURATION').argParser(positive).default(60))
+    .addOption(opt('--count <n>', 'stop after this many messages (0: no limit)', 'COUNT').argParser(int(0, Number.MAX_SAFE_INTEGER)).default(0))
+    .addOption(opt('--source-address <address>', 'loopback source address of the publisher', 'PUB_SOURCE').default('127.0.0.1'))
+    .action(async (o) => {
+      const pub = new Publisher({ url: o.url, transport: o.transport as PubTransport, connections: o.connections, size: o.size, topicPattern: o.topicPattern, topicCount: o.topics, schedule: [{ atSeconds: 0, rate: o.rate }], durationSeconds: o.duration, maxMessages: o.count, sourceAddress: o.sourceAddress, tickMs: 1000 });
+      await pub.start();
+      const started = Date.now();
+      pub.go();
+      let last = 0;
+      const timer = setInterval(() => {
+        line({ t: Math.round((Date.now() - started) / 100) / 10, published: pub.stats.published, perSec: pub.stats.published - last, errors: pub.stats.errors });
+        last = pub.stats.published;
+      }, 1000);
+      const final = await pub.done;
+      clearInterval(timer);
+      const seconds = (Date.now() - started) / 1000;
+      line({ msg: 'benchpub done', ...final, seconds, perSec: Math.round(final.published / seconds) });
+      process.exit(final.errors > 0 ? 1 : 0);
+    });
+}
+
+function runCommand(): Command {
+  return new Command('run')
+    .description(`run a benchmark scenario (${SCENARIOS.join(', ')}) against a c10m server it starts (or --url) and the peers, and write bench/results/<scenario>-<date>.{json,md,svg}`)
+    .argument('<scenario>', SCENARIOS.join(' | '))
+    .addOption(opt('--url <url>', 'target a running c10m at ws://host:port instead of starting one (peers are still started)', 'RUN_URL'))
+    .addOption(opt('--server-pid <pid>', 'with --url: the server\'s pid, for its RSS and CPU figures', 'SERVER_PID').argParser(int(1, 2 ** 31)))
+    .addOption(opt('--workgroups <n>', 'workgroups of the c10m server started', 'WORKGROUPS').argParser(int(1, 256)).default(1))
+    .addOption(opt('--connections <n>', 'sessions (default: per scenario, 19,000 for one server process)', 'CONNECTIONS').argParser(int(1, 10_000_000)))
+    .addOption(opt('--processes <n>', 'benchsub processes', 'PROCESSES').argParser(int(1, 1024)).default(1))
+    .addOption(opt('--source-addresses <list>', 'loopback source addresses of benchsub', 'SOURCE_ADDRESSES').argParser(addresses).default(parseSourceAddresses(DEFAULT_SOURCE_ADDRESSES), DEFAULT_SOURCE_ADDRESSES))
+    .addOption(opt('--duration <seconds>', 'seconds to publish (reference-scaled)', 'DURATION').argParser(positive))
+    .addOption(opt('--rate <n>', 'messages per second (reference-scaled: default one per session per second; fanout: the first step)', 'RATE').argParser(positive))
+    .addOption(opt('--size <bytes>', 'payload bytes', 'SIZE').argParser(int(0, 1024 * 1024)))
+    .addOption(opt('--topics <n>', 'distinct topics', 'TOPICS').argParser(int(1, 100_000_000)))
+    .addOption(opt('--step-seconds <n>', 'fanout: seconds per rate step', 'STEP_SECONDS').argParser(positive))
+    .addOption(opt('--sizes <list>', 'idle-memory: session counts to measure at, e.g. 1000,5000,19000', 'SIZES').argParser((t: string) => t.split(',').map((x) => int(1, 10_000_000)(x.trim()))))
+    .addOption(opt('--max-pending <n>', 'handshakes in progress at once per benchsub process', 'MAX_PENDING').argParser(int(1, 1_000_000)))
+    .addOption(opt('--peers <list>', `peers to run in the same harness (${PEERS.join(',')}, or none)`, 'PEERS').default(PEERS.join(',')))
+    .addOption(opt('--results-dir <dir>', 'where to write the results', 'RESULTS_DIR').default(DEFAULT_RESULTS_DIR))
+    .addOption(opt('--engine <engine>', 'benchsub engine: auto, native or js', 'ENGINE').choices(['auto', 'native', 'js']).default('auto'))
+    .addOption(opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready', 'CONNECT_TIMEOUT').argParser(positive).default(120))
+    .option('--no-progress', 'no progress bar')
+    .action(async (scenario: string, o) => {
+      if (!(SCENARIOS as readonly string[]).includes(scenario)) throw new InvalidArgumentError(`unknown scenario ${scenario}; expected one of ${SCENARIOS.join(', ')}`);
+      const peers = o.peers === 'none' || o.peers === '' ? [] : (o.peers as string).split(',').map((p) => p.trim());
+      for (const p of peers) if (!PEERS.includes(p as TargetKind)) throw new InvalidArgumentError(`unknown peer ${p}; expected ${PEERS.join(', ')} or none`);
+      const options: RunOptions = {
+        url: o.url ?? null,
+        serverPid: o.serverPid ?? null,
+        workgroups: o.workgroups,
+        connections: o.connections ?? null,
+        processes: o.processes,
+        sourceAddresses: o.sourceAddresses,
+        durationSeconds: o.duration ?? null,
+        rate: o.rate ?? null,
+        size: o.size ?? null,
+        topics: o.topics ?? null,
+        stepSeconds: o.stepSeconds ?? null,
+        sizes: o.sizes ?? null,
+        maxPending: o.maxPending ?? null,
+        peers: peers as TargetKind[],
+        resultsDir: o.resultsDir,
+        progress: o.progress !== false,
+        engine: o.engine,
+        connectTimeoutSeconds: o.connectTimeout,
+      };
+      const { result, files } = await runScenario(scenario as Scenario, options);
+      process.stdout.write(markdown(result));
+      line({ msg: 'bench run done', scenario, files, checksFailed: result.checks.filter((c) => !c.ok).length });
+      process.exit(result.checks.every((c) => c.ok) ? 0 : 1);
+    });
+}
+
+export function registerBenchCommands(program: Command): void {
+  const bench = new Command('bench').description('benchmarks: benchsub (sub), benchpub (pub) and scenarios (run); see bench/README.md');
+  bench.addCommand(subCommand());
+  bench.addCommand(pubCommand());
+  bench.addCommand(runCommand());
+  for (const c of bench.commands) c.exitOverride();
+  bench.exitOverride();
+  program.addCommand(bench);
+}

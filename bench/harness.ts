@@ -1,0 +1,298 @@
+// What every scenario shares: options, the progress bar, the per-second
+// sampler of a running fleet, and the steps "start a target, connect a fleet,
+// publish, settle, collect".
+import * as cliProgress from 'cli-progress';
+import { subscribersOfTopic } from './addresses';
+import { newHistogram, summarize, type Histogram, type LatencySummary } from './histogram';
+import { Publisher, type PubConfig, type PubStats, type RateStep, type PubTransport } from './pub';
+import type { Check, Figure } from './report';
+import { SubscriberFleet, type FleetStats } from './sub';
+import { readCpuSeconds, type Target, type TargetKind } from './targets';
+
+export interface RunOptions {
+  /** Target an already running c10m at this ws:// URL instead of starting one. */
+  url: string | null;
+  /** With --url: the server's pid, for its RSS and CPU figures. */
+  serverPid: number | null;
+  workgroups: number;
+  connections: number | null;
+  processes: number;
+  sourceAddresses: string[];
+  durationSeconds: number | null;
+  rate: number | null;
+  size: number | null;
+  topics: number | null;
+  stepSeconds: number | null;
+  sizes: number[] | null;
+  maxPending: number | null;
+  peers: TargetKind[];
+  resultsDir: string;
+  progress: boolean;
+  engine: 'auto' | 'native' | 'js';
+  /** Seconds to wait for every session to be ready. */
+  connectTimeoutSeconds: number;
+}
+
+export const DEFAULT_SOURCE_ADDRESSES = '127.0.1.1-127.0.1.16';
+
+/** One line of the progress display. */
+export class Progress {
+  private bar: cliProgress.SingleBar | null = null;
+  private lastLine = 0;
+  constructor(private readonly enabled: boolean, private readonly scenario: string) {}
+
+  phase(target: string, phase: string, total: number): void {
+    this.stop();
+    if (!this.enabled) return;
+    if (process.stderr.isTTY) {
+      this.bar = new cliProgress.SingleBar(
+        { format: `${this.scenario} ${target.padEnd(8)} ${phase.padEnd(10)} |{bar}| {value}/{total} {info}`, hideCursor: true, stream: process.stderr, barsize: 30 },
+        cliProgress.Presets.shades_classic,
+      );
+      this.bar.start(total, 0, { info: '' });
+    } else {
+      process.stderr.write(`${this.scenario} ${target}: ${phase} (${total})\n`);
+    }
+  }
+
+  update(value: number, info: string): void {
+    if (this.bar) this.bar.update(Math.round(value), { info });
+    else if (this.enabled && Date.now() - this.lastLine > 10000) {
+      this.lastLine = Date.now();
+      process.stderr.write(`  ${Math.round(value)} ${info}\n`);
+    }
+  }
+
+  stop(): void {
+    this.bar?.stop();
+    this.bar = null;
+  }
+}
+
+/** One per-second sample of a run. */
+export interface Sample {
+  t: number;
+  connected: number;
+  ready: number;
+  messages: number;
+  deliveredPerSec: number;
+  p50Ms: number | null;
+  p99Ms: number | null;
+  maxMs: number | null;
+  serverCpuPct: number | null;
+  serverRssMB: number | null;
+  published: number;
+}
+
+/** Samples a fleet (and its server) once a second until stopped. */
+export class Sampler {
+  readonly samples: Sample[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private lastMessages = 0;
+  private lastAt = 0;
+  private lastCpu = 0;
+  private startedAt = 0;
+  private startCpu = 0;
+  private startMessages = 0;
+
+  constructor(private readonly fleet: SubscriberFleet, private readonly target: Target, private readonly publisher: () => PubStats | null, private readonly onSample?: (s: Sample) => void) {}
+
+  start(): void {
+    this.startedAt = this.lastAt = performance.now();
+    this.startMessages = this.lastMessages = this.fleet.stats().messages;
+    this.startCpu = this.lastCpu = this.safeCpu();
+    this.fleet.takeInterval();
+    this.timer = setInterval(() => this.sample(), 1000);
+  }
+
+  private safeCpu(): number {
+    try {
+      return this.target.pid ? this.target.cpuSeconds() : 0;
+    } catch {
+      return 0;
+    }
+  }
+
+  private sample(): void {
+    const now = performance.now();
+    const s = this.fleet.stats();
+    const h = this.fleet.takeInterval();
+    const cpu = this.safeCpu();
+    const dt = (now - this.lastAt) / 1000;
+    let rss: number | null = null;
+    try {
+      rss = this.target.pid ? Math.round(this.target.rssBytes() / 2 ** 20) : null;
+    } catch {
+      rss = null;
+    }
+    const sample: Sample = {
+      t: Math.round(((now - this.startedAt) / 1000) * 10) / 10,
+      connected: s.connected - s.closed,
+      ready: s.ready,
+      messages: s.messages,
+      deliveredPerSec: Math.round((s.messages - this.lastMessages) / dt),
+      p50Ms: h.totalCount ? h.getValueAtPercentile(50) / 1000 : null,
+      p99Ms: h.totalCount ? h.getValueAtPercentile(99) / 1000 : null,
+      maxMs: h.totalCount ? h.maxValue / 1000 : null,
+      serverCpuPct: this.target.pid ? Math.round(((cpu - this.lastCpu) / dt) * 1000) / 10 : null,
+      serverRssMB: rss,
+      published: this.publisher()?.published ?? 0,
+    };
+    this.lastAt = now;
+    this.lastMessages = s.messages;
+    this.lastCpu = cpu;
+    this.samples.push(sample);
+    this.onSample?.(sample);
+  }
+
+  stop(): { seconds: number; deliveredPerSec: number; serverCpuPct: number | null } {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    const seconds = (performance.now() - this.startedAt) / 1000;
+    const messages = this.fleet.stats().messages - this.startMessages;
+    return {
+      seconds,
+      deliveredPerSec: Math.round(messages / seconds),
+      serverCpuPct: this.target.pid ? Math.round(((this.safeCpu() - this.startCpu) / seconds) * 1000) / 10 : null,
+    };
+  }
+}
+
+/** CPU seconds of several processes (benchsub, benchpub), for "was the server the bottleneck". */
+export function cpuOf(pids: number[]): number {
+  let sum = 0;
+  for (const pid of pids) {
+    try {
+      sum += readCpuSeconds(pid);
+    } catch {
+      // exited
+    }
+  }
+  return sum;
+}
+
+export interface FleetParams {
+  connections: number;
+  processes: number;
+  topicsPerSession: number;
+  topicCount: number;
+  connectRate?: number;
+  maxPending?: number;
+}
+
+/** Starts a fleet on `target` and waits until every session is ready (or the timeout). */
+export async function connectFleet(target: Target, p: FleetParams, o: RunOptions, progress: Progress, label: string): Promise<{ fleet: SubscriberFleet; allReady: boolean; seconds: number }> {
+  const fleet = new SubscriberFleet({
+    url: target.subUrl,
+    connections: p.connections,
+    processes: Math.min(p.processes, p.connections),
+    sourceAddresses: o.sourceAddresses,
+    topicPattern: '/bench/{n}',
+    topicsPerSession: p.topicsPerSession,
+    topicCount: p.topicCount,
+    protocol: target.kind === 'socketio' ? 'socketio' : 'c10m',
+    connectRate: p.connectRate ?? 0,
+    maxPending: p.maxPending ?? o.maxPending ?? 256,
+    engine: o.engine,
+    tickMs: 250,
+  });
+  const started = performance.now();
+  progress.phase(target.kind, label, p.connections);
+  try {
+    await fleet.start();
+  } catch (err) {
+    fleet.kill();
+    throw err;
+  }
+  const allReady = await fleet.until(
+    (s) => s.ready + s.failed >= p.connections,
+    o.connectTimeoutSeconds * 1000,
+    (s) => progress.update(s.ready, `ready, ${s.failed} failed, ${s.pending} pending`),
+  );
+  progress.stop();
+  return { fleet, allReady: allReady && fleet.stats().failed === 0, seconds: (performance.now() - started) / 1000 };
+}
+
+export function pubConfig(target: Target, p: { transport?: PubTransport; connections?: number; size: number; topicCount: number; schedule: RateStep[]; durationSeconds: number; maxMessages?: number }): PubConfig {
+  return {
+    url: target.pubUrl,
+    transport: p.transport ?? (target.kind === 'socketio' ? 'socketio' : 'ws'),
+    connections: p.connections ?? 1,
+    size: p.size,
+    topicPattern: '/bench/{n}',
+    topicCount: p.topicCount,
+    schedule: p.schedule,
+    durationSeconds: p.durationSeconds,
+    maxMessages: p.maxMessages ?? 0,
+    sourceAddress: '127.0.0.1',
+    tickMs: 500,
+  };
+}
+
+export async function startPublisher(config: PubConfig): Promise<Publisher> {
+  const pub = new Publisher(config);
+  try {
+    await pub.start();
+  } catch (err) {
+    pub.kill();
+    throw err;
+  }
+  return pub;
+}
+
+/** Deliveries owed for `published` messages sent round robin over `topicCount` topics. */
+export function expectedDeliveries(published: number, topicCount: number, sessions: number, perSession: number): number {
+  let total = 0;
+  const full = Math.floor(published / topicCount);
+  const rest = published % topicCount;
+  for (let n = 0; n < topicCount; n++) total += (full + (n < rest ? 1 : 0)) * subscribersOfTopic(n, sessions, perSession, topicCount);
+  return total;
+}
+
+/** Per-session deliveries owed (same order as the fleet's sessions). */
+export function expectedPerSession(published: number, topicCount: number, sessions: number, perSession: number): Uint32Array {
+  const full = Math.floor(published / topicCount);
+  const rest = published % topicCount;
+  const out = new Uint32Array(sessions);
+  for (let s = 0; s < sessions; s++) {
+    for (let k = 0; k < perSession; k++) {
+      const n = (s * perSession + k) % topicCount;
+      out[s] += full + (n < rest ? 1 : 0);
+    }
+  }
+  return out;
+}
+
+/** Exact-count checks: total and per session. */
+export async function countChecks(fleet: SubscriberFleet, published: number, topicCount: number, sessions: number, perSession: number, label: string): Promise<Check[]> {
+  const want = expectedDeliveries(published, topicCount, sessions, perSession);
+  const got = fleet.stats().messages;
+  const checks: Check[] = [{ name: `${label}: deliveries equal the messages published times their subscribers`, ok: got === want, detail: `${got} delivered, ${want} expected from ${published} published` }];
+  const counts = await fleet.connectionCounts();
+  const owed = expectedPerSession(published, topicCount, sessions, perSession);
+  let wrong = 0;
+  let example = '';
+  for (let s = 0; s < sessions; s++) {
+    if (counts[s] !== owed[s]) {
+      if (wrong === 0) example = `; session ${s} got ${counts[s]}, owed ${owed[s]}`;
+      wrong++;
+    }
+  }
+  checks.push({ name: `${label}: every session got exactly its messages`, ok: wrong === 0 && counts.length === sessions, detail: `${wrong} of ${counts.length} sessions differ${example}` });
+  return checks;
+}
+
+/** Waits until the fleet received `want` deliveries or `timeoutMs` passed. */
+export function settle(fleet: SubscriberFleet, want: number, timeoutMs: number): Promise<boolean> {
+  return fleet.until((s) => s.messages >= want, timeoutMs);
+}
+
+export function latencyFigures(l: LatencySummary): Record<string, Figure> {
+  return { p50Ms: l.p50Ms, p99Ms: l.p99Ms, maxMs: l.maxMs, meanMs: l.meanMs };
+}
+
+export function fleetFigures(s: FleetStats): Record<string, Figure> {
+  return { failed: s.failed, closed: s.closed, protocolErrors: s.protocolErrors, errorReplies: s.errorReplies, firstError: s.firstError };
+}
+
+export { newHistogram, summarize, type Histogram };

@@ -1,0 +1,194 @@
+// One benchpub process (see bench/pub.ts). Messages go round robin over the
+// topics and the connections; a message is created (and stamped) when it is
+// due, never ahead of time.
+import * as http from 'node:http';
+import WebSocket from 'ws';
+import { clockMicros } from '../native-io/loadgen';
+import { packr, unpackr } from '../protocol/codec';
+import { topicName } from './addresses';
+import { rateAt, type PubConfig, type PubStats, type PubWorkerReport } from './pub';
+
+/** Unsent bytes on one connection above which the publisher waits (and counts the messages as deferred). */
+const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
+/** Most messages sent in one tick, so that a late timer does not turn into one huge burst. */
+const MAX_BURST = 20000;
+
+interface Sender {
+  /** False when the message could not be sent now (buffer full). */
+  send(topic: string, data: Buffer, ts: number): boolean;
+  /** Resolves once everything sent is on the wire (ws) or answered (http). */
+  flush(): Promise<void>;
+  close(): void;
+}
+
+const stats: PubStats = { published: 0, errors: 0, deferred: 0, rate: 0, firstError: null };
+
+function report(m: PubWorkerReport): void {
+  process.send?.(m);
+}
+
+function noteError(why: string): void {
+  stats.errors++;
+  stats.firstError ??= why;
+}
+
+async function wsSenders(c: PubConfig): Promise<Sender[]> {
+  const base = new URL(c.url);
+  const url = `ws://${base.host}/v1/ws?encoding=msgpack`;
+  const out: Sender[] = [];
+  for (let i = 0; i < c.connections; i++) {
+    const ws = new WebSocket(url, { localAddress: c.sourceAddress, perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      ws.once('open', () => resolve());
+      ws.once('error', reject);
+    });
+    ws.on('message', (data: Buffer) => {
+      const reply = unpackr.unpack(data) as { error?: { code: string; message: string } };
+      if (reply && reply.error) noteError(`${reply.error.code}: ${reply.error.message}`);
+    });
+    ws.on('close', (code) => {
+      if (!stopping) noteError(`publisher connection closed (${code})`);
+    });
+    let id = 0;
+    out.push({
+      send(topic, data, ts) {
+        if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return false;
+        ws.send(packr.pack({ id: ++id, op: 'pub', topic, data, ack: false, ts }));
+        return true;
+      },
+      flush: () =>
+        new Promise((resolve) => {
+          const check = () => (ws.bufferedAmount === 0 || ws.readyState !== WebSocket.OPEN ? resolve() : setTimeout(check, 5));
+          check();
+        }),
+      close: () => ws.close(),
+    });
+  }
+  return out;
+}
+
+function httpSenders(c: PubConfig): Sender[] {
+  const base = new URL(c.url);
+  const agent = new http.Agent({ keepAlive: true, maxSockets: c.connections });
+  let inFlight = 0;
+  const idle: (() => void)[] = [];
+  const sender: Sender = {
+    send(topic, data, ts) {
+      // One request per socket at a time (HTTP/1.1 without pipelining): more would only queue in the agent.
+      if (inFlight >= c.connections * 4) return false;
+      inFlight++;
+      const body = packr.pack({ topic, data, ts });
+      const req = http.request(
+        { host: base.hostname, port: base.port, path: '/v1/publish', method: 'POST', agent, localAddress: c.sourceAddress, headers: { 'content-type': 'application/msgpack', 'content-length': body.length } },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode !== 200) noteError(`HTTP ${res.statusCode}`);
+            if (--inFlight === 0) idle.splice(0).forEach((f) => f());
+          });
+        },
+      );
+      req.on('error', (err) => {
+        noteError(err.message);
+        if (--inFlight === 0) idle.splice(0).forEach((f) => f());
+      });
+      req.end(body);
+      return true;
+    },
+    flush: () => (inFlight === 0 ? Promise.resolve() : new Promise((resolve) => idle.push(resolve))),
+    close: () => agent.destroy(),
+  };
+  return [sender];
+}
+
+async function socketIoSenders(c: PubConfig): Promise<Sender[]> {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const { io } = require('socket.io-client') as typeof import('socket.io-client');
+  const base = new URL(c.url);
+  const out: Sender[] = [];
+  for (let i = 0; i < c.connections; i++) {
+    const socket = io(`http://${base.host}`, { transports: ['websocket'], forceNew: true, localAddress: c.sourceAddress } as Record<string, unknown>);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', () => resolve());
+      socket.once('connect_error', reject);
+    });
+    out.push({
+      send(topic, data, ts) {
+        const engine = (socket.io as unknown as { engine?: { transport?: { ws?: { bufferedAmount: number } } } }).engine;
+        if ((engine?.transport?.ws?.bufferedAmount ?? 0) > MAX_BUFFERED_BYTES) return false;
+        socket.emit('pub', topic, ts, data);
+        return true;
+      },
+      flush: () =>
+        new Promise((resolve) => {
+          const engine = (socket.io as unknown as { engine?: { transport?: { ws?: { bufferedAmount: number } } } }).engine;
+          const check = () => ((engine?.transport?.ws?.bufferedAmount ?? 0) === 0 ? resolve() : setTimeout(check, 5));
+          check();
+        }),
+      close: () => socket.close(),
+    });
+  }
+  return out;
+}
+
+let stopping = false;
+
+async function run(c: PubConfig): Promise<void> {
+  const senders = c.transport === 'http' ? httpSenders(c) : c.transport === 'socketio' ? await socketIoSenders(c) : await wsSenders(c);
+  const topics = Array.from({ length: c.topicCount }, (_, n) => topicName(c.topicPattern, n));
+  // The payload: `size` bytes of msgpack bin data (not counting bin's 2-3 byte header).
+  const payload = Buffer.alloc(c.size, 0x61);
+  report({ type: 'ready' });
+  await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  const startedAt = performance.now();
+  let credit = 0;
+  let last = startedAt;
+  let next = 0;
+  const tickTimer = setInterval(() => report({ type: 'tick', stats: { ...stats } }), c.tickMs);
+  await new Promise<void>((resolve) => {
+    const step = () => {
+      const now = performance.now();
+      const elapsed = (now - startedAt) / 1000;
+      if (stopping || elapsed >= c.durationSeconds || (c.maxMessages > 0 && stats.published >= c.maxMessages)) return resolve();
+      stats.rate = rateAt(c.schedule, elapsed);
+      credit = Math.min(credit + (stats.rate * (now - last)) / 1000, MAX_BURST);
+      last = now;
+      let due = Math.floor(credit);
+      if (c.maxMessages > 0) due = Math.min(due, c.maxMessages - stats.published);
+      for (let k = 0; k < due; k++) {
+        const sender = senders[next % senders.length];
+        if (!sender.send(topics[next % topics.length], payload, clockMicros())) {
+          stats.deferred += due - k;
+          break;
+        }
+        next++;
+        stats.published++;
+        credit--;
+      }
+      setTimeout(step, 1);
+    };
+    step();
+  });
+  await Promise.all(senders.map((s) => s.flush()));
+  // Give the last replies (errors) a moment to arrive.
+  await new Promise((r) => setTimeout(r, 100));
+  clearInterval(tickTimer);
+  stopping = true;
+  report({ type: 'done', stats: { ...stats } });
+  for (const s of senders) s.close();
+  process.disconnect?.();
+}
+
+process.once('message', (m: { type: string; config?: PubConfig }) => {
+  if (m.type !== 'start' || !m.config) return;
+  const c = m.config;
+  process.on('message', (msg: { type: string }) => {
+    if (msg.type === 'stop') stopping = true;
+  });
+  run(c).catch((err) => {
+    report({ type: 'error', message: (err as Error).message });
+    process.exit(1);
+  });
+});
+
+process.on('disconnect', () => process.exit(0));

@@ -1,0 +1,88 @@
+// The reference benchmark scaled to one server process here: 19,000
+// sessions, each subscribed to its own topic, each receiving one 512-byte
+// message per second (60 times the reference's one per minute), latency
+// from the creation timestamp in every message, for several minutes.
+import { cpuOf, connectFleet, countChecks, expectedDeliveries, fleetFigures, pubConfig, Sampler, settle, startPublisher, summarize, type RunOptions, type Progress } from '../harness';
+import type { ScenarioResult } from '../report';
+import type { Target } from '../targets';
+
+export const DEFAULTS = { connections: 19000, durationSeconds: 180, size: 512, periodSeconds: 1 };
+
+export async function referenceScaled(target: Target, o: RunOptions, progress: Progress): Promise<Omit<ScenarioResult, 'env' | 'scenario'>> {
+  const sessions = o.connections ?? DEFAULTS.connections;
+  const duration = o.durationSeconds ?? DEFAULTS.durationSeconds;
+  const size = o.size ?? DEFAULTS.size;
+  const topicCount = o.topics ?? sessions;
+  const rate = o.rate ?? Math.round((topicCount / DEFAULTS.periodSeconds) * 1000) / 1000;
+  const { fleet, allReady, seconds: connectSeconds } = await connectFleet(target, { connections: sessions, processes: o.processes, topicsPerSession: 1, topicCount }, o, progress, 'connect');
+  try {
+    if (!allReady) throw new Error(`only ${fleet.stats().ready} of ${sessions} sessions got ready (${fleet.stats().firstError ?? 'no error reported'})`);
+    const pub = await startPublisher(pubConfig(target, { size, topicCount, schedule: [{ atSeconds: 0, rate }], durationSeconds: duration }));
+    const sampler = new Sampler(fleet, target, () => pub.stats, (s) => progress.update(s.t, `${s.deliveredPerSec} msg/s, p99 ${s.p99Ms ?? '-'} ms, server cpu ${s.serverCpuPct ?? '-'}%`));
+    progress.phase(target.kind, 'publish', Math.ceil(duration));
+    const cpuBefore = cpuOf([...fleet.pids(), pub.pid]);
+    sampler.start();
+    pub.go();
+    const final = await pub.done;
+    const want = expectedDeliveries(final.published, topicCount, sessions, 1);
+    await settle(fleet, want, 10000);
+    const window = sampler.stop();
+    const clientCpuPct = Math.round(((cpuOf([...fleet.pids(), pub.pid]) - cpuBefore) / window.seconds) * 1000) / 10;
+    progress.stop();
+    const checks = await countChecks(fleet, final.published, topicCount, sessions, 1, target.kind);
+    checks.push({ name: 'publisher: no message refused', ok: final.errors === 0, detail: `${final.errors} errors${final.firstError ? `, first: ${final.firstError}` : ''}` });
+    await fleet.stop();
+    const stats = fleet.stats();
+    const latency = summarize(fleet.latency);
+    const notes = [
+      `targets (issue 8): p50 < 1 ms ${latency.p50Ms < 1 ? 'met' : 'NOT met'}, p99 < 5 ms ${latency.p99Ms < 5 ? 'met' : 'NOT met'}, max < 50 ms ${latency.maxMs < 50 ? 'met' : 'NOT met'} (the reference server: 18 ms, 585 ms, 1.7 s)`,
+      `CPU over the publishing window: server ${window.serverCpuPct ?? '–'}% of one core, benchsub + benchpub ${clientCpuPct}% (2 cores shared by all)`,
+    ];
+    if (final.deferred > 0) notes.push(`the publisher fell behind its schedule ${final.deferred} times (send buffer full)`);
+    return {
+      params: { sessions, processes: o.processes, topics: topicCount, ratePerSec: rate, payloadBytes: size, durationSeconds: duration, workgroups: o.workgroups },
+      columns: [
+        { key: 'sessions', label: 'sessions', better: 'none' },
+        { key: 'published', label: 'published', better: 'none' },
+        { key: 'delivered', label: 'delivered', better: 'none' },
+        { key: 'deliveredPerSec', label: 'delivered/s', better: 'none' },
+        { key: 'p50Ms', label: 'p50 ms', better: 'none' },
+        { key: 'p99Ms', label: 'p99 ms', better: 'none' },
+        { key: 'maxMs', label: 'max ms', better: 'none' },
+        { key: 'serverCpuPct', label: 'server CPU %', better: 'none' },
+        { key: 'serverRssMB', label: 'server RSS MB', better: 'none' },
+      ],
+      targets: [
+        {
+          name: target.kind,
+          figures: {
+            sessions,
+            connectSeconds: Math.round(connectSeconds * 100) / 100,
+            published: final.published,
+            delivered: stats.messages,
+            expected: want,
+            deliveredPerSec: window.deliveredPerSec,
+            p50Ms: latency.p50Ms,
+            p99Ms: latency.p99Ms,
+            maxMs: latency.maxMs,
+            serverCpuPct: window.serverCpuPct,
+            clientCpuPct,
+            serverRssMB: sampler.samples.length ? sampler.samples[sampler.samples.length - 1].serverRssMB : null,
+            ...fleetFigures(stats),
+          },
+        },
+      ],
+      ratios: [],
+      latency,
+      checks,
+      notes,
+      charts: [
+        { title: 'Latency per second (ms)', xLabel: 'seconds', yLabel: 'ms', log: true, series: (['p50Ms', 'p99Ms', 'maxMs'] as const).map((k) => ({ name: k.replace('Ms', ''), points: sampler.samples.filter((s) => s[k] !== null).map((s) => [s.t, s[k] as number] as [number, number]) })) },
+        { title: 'Delivered messages per second', xLabel: 'seconds', yLabel: 'messages/s', series: [{ name: 'delivered/s', points: sampler.samples.map((s) => [s.t, s.deliveredPerSec] as [number, number]) }] },
+      ],
+      series: { [target.kind]: sampler.samples as unknown as Record<string, number | null>[] },
+    };
+  } finally {
+    fleet.kill();
+  }
+}

@@ -1,0 +1,87 @@
+// One benchsub process: a native (or JS) loadgen client driven over IPC by
+// SubscriberFleet (bench/sub.ts). It sends its stats and histogram deltas
+// every tickMs; the parent merges several such processes.
+import { raiseNoFileLimit } from '../native-io';
+import { HistogramKind, createSubscriberClient, type CommandFrame, type SubscriberClient } from '../native-io/loadgen';
+import { packr } from '../protocol/codec';
+import { sessionTopics, topicName } from './addresses';
+import type { SubWorkerConfig, SubWorkerReport, SubWorkerRequest } from './sub';
+
+let client: SubscriberClient | null = null;
+let timer: NodeJS.Timeout | null = null;
+
+function send(m: SubWorkerReport): void {
+  process.send?.(m);
+}
+
+function commandsFor(c: SubWorkerConfig): (i: number) => CommandFrame[] {
+  return (i) => {
+    const session = c.firstSession + i;
+    const topics = sessionTopics(session, c.topicsPerSession, c.topicCount).map((n) => topicName(c.topicPattern, n));
+    if (c.protocol === 'socketio') {
+      return [
+        { opcode: 1, payload: Buffer.from('40') },
+        { opcode: 1, payload: Buffer.from(`42${JSON.stringify(['sub', topics])}`) },
+      ];
+    }
+    return [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics }) }];
+  };
+}
+
+function tick(final: boolean): void {
+  if (!client) return;
+  send({
+    type: final ? 'final' : 'tick',
+    stats: client.stats(),
+    latency: client.takeHistogram(HistogramKind.LATENCY),
+    connect: client.takeHistogram(HistogramKind.CONNECT),
+    ready: client.takeHistogram(HistogramKind.READY),
+  });
+}
+
+process.on('message', (m: SubWorkerRequest) => {
+  try {
+    if (m.type === 'start') {
+      const c = m.config;
+      try {
+        raiseNoFileLimit();
+      } catch {
+        // The limit stays as it is; connections past it fail and are counted.
+      }
+      client = createSubscriberClient(
+        {
+          url: c.url,
+          connections: c.connections,
+          sourceAddresses: c.sourceAddresses,
+          commands: commandsFor(c),
+          waitMessages: c.protocol === 'socketio' ? 1 : 0,
+          expectedReplies: c.protocol === 'socketio' ? 2 : 1,
+          engineIoPing: c.protocol === 'socketio',
+          connectRate: c.connectRate,
+          maxPending: c.maxPending,
+          handshakeTimeoutMs: c.handshakeTimeoutMs,
+        },
+        c.engine,
+      );
+      client.start();
+      timer = setInterval(() => tick(false), c.tickMs);
+      send({ type: 'started', engine: client.engine });
+    } else if (m.type === 'counts') {
+      send({ type: 'counts', counts: client ? client.connectionCounts() : new Uint32Array(0) });
+    } else if (m.type === 'stop') {
+      if (timer) clearInterval(timer);
+      tick(true);
+      client?.stop();
+      client = null;
+      process.disconnect?.();
+    }
+  } catch (err) {
+    send({ type: 'error', message: (err as Error).message });
+  }
+});
+
+process.on('disconnect', () => {
+  if (timer) clearInterval(timer);
+  client?.stop();
+  process.exit(0);
+});
