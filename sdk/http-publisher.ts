@@ -1,0 +1,108 @@
+// Publishing over HTTP (POST /v1/publish) from Node, for back ends that do not
+// want a WebSocket. One keep-alive agent per publisher, so that a stream of
+// publishes reuses a few TCP connections instead of opening one each.
+// Node-only (node:http): not part of the browser bundle.
+import http from 'node:http';
+import https from 'node:https';
+import { packr, unpackr, type Encoding } from '../protocol/codec';
+import { ErrorCode } from '../protocol/errors';
+import { topicError } from '../protocol/topic';
+import { C10mError, SdkErrorCode } from './errors';
+
+export interface HttpPublisherOptions {
+  /** Body encoding: "json" (default) or "msgpack" (content-type application/msgpack). */
+  encoding?: Encoding;
+  /** Sent as `authorization: Bearer <token>`. */
+  token?: string;
+  /** Most sockets the keep-alive agent opens to the server. Default 16. */
+  maxSockets?: number;
+  /** Time a publish may take, connection included. Default 10 s. */
+  timeoutMs?: number;
+}
+
+export interface HttpPublishAck {
+  epoch: number;
+  seq: number;
+}
+
+export class HttpPublisher {
+  readonly endpoint: URL;
+  readonly encoding: Encoding;
+  private readonly agent: http.Agent;
+  private readonly transport: typeof http | typeof https;
+  private readonly headers: Record<string, string>;
+  private readonly timeoutMs: number;
+
+  /** `baseUrl`: http(s)://host:port of a c10m node's public port (a path other than / is used as is). */
+  constructor(baseUrl: string, options: HttpPublisherOptions = {}) {
+    const u = new URL(baseUrl);
+    if (u.protocol === 'ws:') u.protocol = 'http:';
+    if (u.protocol === 'wss:') u.protocol = 'https:';
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new TypeError(`an HTTP publisher URL is http:// or https://, not ${u.protocol}`);
+    if (u.pathname === '/' || u.pathname === '' || u.pathname === '/v1/ws') u.pathname = '/v1/publish';
+    this.endpoint = u;
+    this.encoding = options.encoding ?? 'json';
+    this.transport = u.protocol === 'https:' ? https : http;
+    this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 16 });
+    this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.headers = { 'content-type': this.encoding === 'msgpack' ? 'application/msgpack' : 'application/json', accept: 'application/json' };
+    if (options.token !== undefined) this.headers.authorization = `Bearer ${options.token}`;
+  }
+
+  /** Publishes one message; resolves with the {epoch, seq} the server gave it. */
+  publish(topic: string, data: unknown, options: { retain?: boolean } = {}): Promise<HttpPublishAck> {
+    const err = topicError(topic);
+    if (err !== null) return Promise.reject(new C10mError(ErrorCode.BAD_TOPIC, `${String(topic).slice(0, 300)}: ${err}`, String(topic)));
+    if (data === undefined) return Promise.reject(new C10mError(ErrorCode.BAD_DATA, 'a publish needs data (undefined cannot be sent)', topic));
+    const message: Record<string, unknown> = { topic, data };
+    if (options.retain === true) message.retain = true;
+    let body: Buffer;
+    try {
+      body = this.encoding === 'msgpack' ? Buffer.from(packr.pack(message)) : Buffer.from(JSON.stringify(message));
+    } catch (e) {
+      return Promise.reject(new C10mError(ErrorCode.BAD_DATA, `data cannot be encoded as ${this.encoding}: ${(e as Error).message}`, topic));
+    }
+    return new Promise((resolve, reject) => {
+      const req = this.transport.request(
+        this.endpoint,
+        { method: 'POST', agent: this.agent, headers: { ...this.headers, 'content-length': String(body.length) }, timeout: this.timeoutMs },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('error', (e) => reject(new C10mError(SdkErrorCode.CONNECTION_LOST, `response failed: ${e.message}`, topic)));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks);
+            const status = res.statusCode ?? 0;
+            let reply: Record<string, unknown> | null = null;
+            try {
+              const ct = String(res.headers['content-type'] ?? '');
+              reply = ct.startsWith('application/msgpack') ? (unpackr.unpack(text) as Record<string, unknown>) : JSON.parse(text.toString('utf8'));
+            } catch {
+              reply = null;
+            }
+            const error = reply?.error as { code?: string; message?: string } | undefined;
+            if (status >= 200 && status < 300 && reply !== null && typeof reply.seq === 'number' && typeof reply.epoch === 'number') {
+              resolve({ epoch: reply.epoch, seq: reply.seq });
+            } else if (error && typeof error.code === 'string') {
+              reject(new C10mError(error.code as ErrorCode, error.message ?? `HTTP ${status}`, topic, status));
+            } else {
+              reject(new C10mError(SdkErrorCode.BAD_RESPONSE, `HTTP ${status} with a body that is not a c10m reply: ${text.toString('utf8').slice(0, 200)}`, topic, status));
+            }
+          });
+        },
+      );
+      let timedOut = false;
+      req.on('timeout', () => {
+        timedOut = true;
+        req.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
+      });
+      req.on('error', (e) => reject(new C10mError(timedOut ? SdkErrorCode.TIMEOUT : SdkErrorCode.CONNECTION_LOST, `POST ${this.endpoint.href} failed: ${e.message}; the publish may or may not have been applied`, topic)));
+      req.end(body);
+    });
+  }
+
+  /** Closes the idle keep-alive sockets. Publishes after close() open new ones. */
+  close(): void {
+    this.agent.destroy();
+  }
+}
