@@ -24,7 +24,8 @@ try {
   console.warn('native-io: node-gyp is not installed; the JS fallbacks will be used');
   process.exit(0);
 }
-const args = [gyp, 'rebuild'];
+// --jobs=max: one compiler per core, one source file per function family.
+const args = [gyp, 'rebuild', '--jobs=max'];
 // node-gyp downloads Node's headers unless told where they are. npm passes
 // its `nodedir` setting as npm_config_nodedir; run by hand (node
 // native-io/build.js) there is no npm, so point at the headers installed
@@ -41,6 +42,7 @@ if (r.status !== 0) {
   console.warn(`native-io: the addon did not build (exit ${r.status}, ${seconds} s); the server will run on the JS fallbacks and say so at start`);
 } else {
   const asan = process.env.C10M_ASAN === '1' ? ' with AddressSanitizer' : '';
-  console.log(`native-io: built native-io/build/Release/c10m_native.node${asan} in ${seconds} s`);
+  const built = fs.readdirSync(path.join(dir, 'build', 'Release')).filter((f) => f.endsWith('.node'));
+  console.log(`native-io: built ${built.map((f) => `native-io/build/Release/${f}`).join(', ')}${asan} in ${seconds} s`);
 }
 process.exit(0);

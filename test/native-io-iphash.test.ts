@@ -2,7 +2,7 @@
 // uWebSockets.js Apps in several worker threads sends every connection from
 // one client address to the same App, at the index ipHashIndex predicts.
 import * as net from 'node:net';
-import { UwsGroup, whoAnswers } from './helpers/native-uws-group';
+import { ipv6AnswersInNetns, UwsGroup, whoAnswers } from './helpers/native-uws-group';
 import type * as NativeIo from '../native-io';
 
 function loadWrapper(disabled: boolean): typeof NativeIo {
@@ -93,10 +93,43 @@ describe('attachIpHash (native)', () => {
     }
   });
 
+  test('when every socket closes the group and its program go: listening again needs attachIpHash again', async () => {
+    for (let i = 0; i < WORKERS; i++) await group.close(i);
+    for (let i = 0; i < WORKERS; i++) await group.listen(i);
+    const unsteered = await answersFor(group.port, ['127.0.0.77'], 24);
+    expect(new Set(unsteered.get('127.0.0.77')).size).toBeGreaterThan(1);
+
+    expect(native.attachIpHash(group.port, WORKERS)).toMatchObject({ attached: true, sockets: WORKERS });
+    const answers = await answersFor(group.port, ADDRESSES.slice(0, 24), 2);
+    for (const [address, got] of answers) {
+      const w = native.ipHashIndex(address, WORKERS);
+      expect({ address, got }).toEqual({ address, got: [w, w] });
+    }
+  });
+
   test('more groups than listening sockets is refused with the count', () => {
     expect(() => native.attachIpHash(group.port, WORKERS + 1)).toThrow(
       expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/groups \(4\) is more than the 3 sockets/) }),
     );
+  });
+});
+
+describe('attachIpHash over IPv6 (in a network namespace of its own)', () => {
+  test('each /64 lands on worker ipHashIndex(address) every time, addresses of one /64 together, all workers used', async () => {
+    // ::1 alone cannot tell: its first 64 bits are zero, so it hashes to what a failed load returns.
+    const prefixes = Array.from({ length: 24 }, (_, i) => `2001:db8:${((i * 40503) & 0xffff).toString(16)}:${(i + 1).toString(16)}`);
+    const addresses = [...prefixes.map((p, i) => `${p}::${i + 1}`), `${prefixes[0]}::abcd`, `${prefixes[0]}:ffff:1:2:3`];
+    const { attached, answers } = await ipv6AnswersInNetns(addresses, WORKERS, 3);
+    expect(attached).toMatchObject({ attached: true, sockets: WORKERS });
+    const perWorker = new Array(WORKERS).fill(0);
+    for (const address of addresses) {
+      const expected = native.ipHashIndex(address, WORKERS);
+      expect({ address, got: answers[address] }).toEqual({ address, got: [expected, expected, expected] });
+      perWorker[expected]++;
+    }
+    expect(perWorker.every((n) => n > 0)).toBe(true);
+    expect(answers[addresses[24]]).toEqual(answers[addresses[0]]);
+    expect(answers[addresses[25]]).toEqual(answers[addresses[0]]);
   });
 });
 

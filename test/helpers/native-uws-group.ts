@@ -2,14 +2,16 @@
 // port with SO_REUSEPORT (as workgroups do), each answering any HTTP request
 // with its own index, plus a client that asks "who answers me" from a chosen
 // source address.
+import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 
 const UWS_MODULE = path.resolve(__dirname, '..', '..', 'dist', 'native-io', 'uws.js');
+const NATIVE_IO_MODULE = path.resolve(__dirname, '..', '..', 'dist', 'native-io', 'index.js');
 
 // Worker bodies must be plain JS; this one loads uWS through dist/native-io/uws.js.
-const WORKER_BODY = `
+export const WORKER_BODY = `
 const { parentPort, workerData } = require('node:worker_threads');
 const { uws } = require(workerData.uwsModule).loadUws(false);
 let listenSocket = null;
@@ -121,6 +123,100 @@ export function whoAnswers(port: number, sourceAddress: string, host = '127.0.0.
     socket.on('error', (err) => {
       clearTimeout(timer);
       reject(err);
+    });
+  });
+}
+
+// The same group and client, in plain JS, for a child process in a network
+// namespace of its own (unshare --net), where the test may give loopback as
+// many IPv6 addresses as it likes without touching the machine's network.
+const NETNS_CHILD = `
+const { Worker } = require('node:worker_threads');
+const net = require('node:net');
+const cfg = JSON.parse(process.env.C10M_NETNS_CONFIG);
+const io = require(cfg.nativeIo);
+const PORT = 9000;
+function request(w, cmd, op) {
+  return new Promise((resolve, reject) => {
+    const on = (m) => { if (m.op === op) { w.off('message', on); resolve(m); } };
+    w.on('message', on);
+    w.once('error', reject);
+    w.postMessage(cmd);
+  });
+}
+function who(localAddress) {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect({ host: '::1', port: PORT, localAddress });
+    let text = '';
+    socket.setEncoding('latin1');
+    socket.on('connect', () => socket.write('GET / HTTP/1.1\\r\\nHost: test\\r\\n\\r\\n'));
+    socket.on('data', (chunk) => {
+      text += chunk;
+      const m = /W(\\d+);/.exec(text);
+      if (m) { socket.destroy(); resolve(Number(m[1])); }
+    });
+    socket.on('error', reject);
+  });
+}
+(async () => {
+  const workers = [];
+  for (let index = 0; index < cfg.workers; index++) {
+    workers.push(new Worker(cfg.workerBody, { eval: true, workerData: { index, uwsModule: cfg.uwsModule } }));
+  }
+  try {
+    for (const w of workers) {
+      const r = await request(w, { op: 'listen', port: PORT }, 'listen');
+      if (r.port !== PORT) throw new Error('a worker could not listen on ' + PORT);
+    }
+    const attached = io.attachIpHash(PORT, cfg.workers);
+    const answers = {};
+    for (const a of cfg.addresses) answers[a] = await Promise.all(Array.from({ length: cfg.perAddress }, () => who(a)));
+    return { attached, answers };
+  } finally {
+    await Promise.all(workers.map((w) => new Promise((resolve) => { w.once('exit', resolve); w.postMessage({ op: 'stop' }); })));
+  }
+})().then(
+  (value) => console.log(JSON.stringify({ value })),
+  (err) => { console.log(JSON.stringify({ error: String(err && err.stack || err) })); process.exitCode = 1; });
+`;
+
+export interface NetnsAnswers {
+  attached: { attached: boolean; sockets?: number };
+  /** For each source address, the worker index of each connection. */
+  answers: Record<string, number[]>;
+}
+
+/**
+ * Runs `workers` uWS workers on [::]:9000 in a new network namespace whose
+ * loopback also has `ipv6Addresses`, attaches the IP hash, and connects
+ * `perAddress` times from each address. Needs root (unshare) and iproute2.
+ */
+export function ipv6AnswersInNetns(ipv6Addresses: string[], workers: number, perAddress: number): Promise<NetnsAnswers> {
+  for (const a of ipv6Addresses) if (net.isIPv6(a) === false) throw new Error(`not an IPv6 address: ${a}`);
+  const setup = ['ip link set lo up', ...ipv6Addresses.map((a) => `ip -6 addr add ${a}/128 dev lo nodad`)].join(' && ');
+  const config = { nativeIo: NATIVE_IO_MODULE, uwsModule: UWS_MODULE, workerBody: WORKER_BODY, workers, perAddress, addresses: ipv6Addresses };
+  const env = { ...process.env, C10M_NETNS_CONFIG: JSON.stringify(config), C10M_NETNS_SCRIPT: NETNS_CHILD };
+  delete env.C10M_NATIVE_DISABLED;
+  return new Promise((resolve, reject) => {
+    const child = spawn('unshare', ['--net', '--', 'sh', '-c', `${setup} && exec "${process.execPath}" -e "$C10M_NETNS_SCRIPT"`], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20000);
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('exit', (status, signal) => {
+      clearTimeout(timer);
+      try {
+        const r = JSON.parse(out.trim().split('\n').pop() ?? '') as { value?: NetnsAnswers; error?: string };
+        if (r.value) return resolve(r.value);
+        reject(new Error(`netns child failed: ${r.error}`));
+      } catch {
+        reject(new Error(`netns child exited (${status ?? signal}) without a result: ${out} ${err}`));
+      }
     });
   });
 }
