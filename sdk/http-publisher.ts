@@ -32,6 +32,9 @@ export class HttpPublisher {
   private readonly transport: typeof http | typeof https;
   private readonly headers: Record<string, string>;
   private readonly timeoutMs: number;
+  private readonly sockets = new WeakSet<object>();
+  /** TCP connections opened so far (keep-alive keeps this small). */
+  connectionsOpened = 0;
 
   /** `baseUrl`: http(s)://host:port of a c10m node's public port (a path other than / is used as is). */
   constructor(baseUrl: string, options: HttpPublisherOptions = {}) {
@@ -91,6 +94,11 @@ export class HttpPublisher {
           });
         },
       );
+      req.on('socket', (socket) => {
+        if (this.sockets.has(socket)) return;
+        this.sockets.add(socket);
+        this.connectionsOpened++;
+      });
       let timedOut = false;
       req.on('timeout', () => {
         timedOut = true;
