@@ -25,6 +25,7 @@ function logEvent(kind, text) {
   const li = document.createElement('li');
   li.className = kind;
   li.textContent = `${new Date().toLocaleTimeString()} ${kind}: ${text}`;
+  showStats();
   const list = $('events');
   list.prepend(li);
   while (list.children.length > 100) list.lastElementChild.remove();
@@ -35,8 +36,26 @@ function short(value) {
   return text === undefined ? String(value) : text;
 }
 
+let statsQueued = false;
+function showStats() {
+  // At most once a frame, however fast messages come.
+  if (statsQueued) return;
+  statsQueued = true;
+  requestAnimationFrame(() => {
+    statsQueued = false;
+    if (!client) return;
+    const s = client.stats;
+    $('stat-connections').textContent = String(s.connections);
+    $('stat-delivered').textContent = String(s.delivered);
+    $('stat-duplicates').textContent = String(s.duplicates);
+    $('stat-gaps').textContent = String(s.gaps);
+    $('stat-queued').textContent = String(client.queuedPublishes);
+  });
+}
+
 function onMessage(msg) {
   received++;
+  showStats();
   $('msg-count').textContent = String(received);
   const tr = document.createElement('tr');
   tr.dataset.topic = msg.topic;
@@ -68,7 +87,9 @@ function renderSubscription(topic) {
   const li = document.createElement('li');
   li.dataset.topic = topic;
   const name = document.createElement('span');
+  name.className = 'name';
   name.textContent = topic;
+  name.title = topic;
   const pos = document.createElement('span');
   pos.className = 'pos';
   pos.textContent = 'subscribing…';
@@ -131,9 +152,11 @@ async function publish() {
   const data = parseData($('pub-data').value);
   result.className = 'result';
   result.textContent = client.state === 'connected' ? 'publishing…' : 'queued until connected…';
+  showStats();
   try {
     const ack = await client.publish(topic, data, { retain: $('pub-retain').checked });
     result.textContent = `published: seq ${ack.seq}`;
+    showStats();
     result.dataset.seq = String(ack.seq);
   } catch (err) {
     result.className = 'result bad';
