@@ -4,22 +4,35 @@
 // and bad input.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import { types } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { DIST_NATIVE_IO, runNativeChild } from './helpers/native-child';
 import type * as NativeIo from '../native-io';
 
-function loadWrapper(disabled: boolean): typeof NativeIo {
-  const saved = process.env.C10M_NATIVE_DISABLED;
-  if (disabled) process.env.C10M_NATIVE_DISABLED = '1';
-  else delete process.env.C10M_NATIVE_DISABLED;
+/** A fresh copy of the wrapper, loaded with these environment variables set (undefined: unset). */
+function loadWrapperWith(vars: Record<string, string | undefined>): typeof NativeIo {
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  const apply = (values: Record<string, string | undefined>) => {
+    for (const [k, v] of Object.entries(values)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  };
+  apply(vars);
   let mod: typeof NativeIo | undefined;
-  jest.isolateModules(() => {
-    mod = require('../native-io') as typeof NativeIo;
-  });
-  if (saved === undefined) delete process.env.C10M_NATIVE_DISABLED;
-  else process.env.C10M_NATIVE_DISABLED = saved;
+  try {
+    jest.isolateModules(() => {
+      mod = require('../native-io') as typeof NativeIo;
+    });
+  } finally {
+    apply(saved);
+  }
   return mod!;
+}
+
+function loadWrapper(disabled: boolean): typeof NativeIo {
+  return loadWrapperWith({ C10M_NATIVE_DISABLED: disabled ? '1' : undefined });
 }
 
 const native = loadWrapper(false);
@@ -55,6 +68,28 @@ describe('nativeStatus', () => {
       disabledByEnv: true,
       addonPath: null,
     });
+  });
+
+  test('an addon that is missing or broken: the fallbacks run and nativeStatus says why', () => {
+    const missing = loadWrapperWith({ C10M_NATIVE_DISABLED: undefined, C10M_NATIVE_ADDON: '/nonexistent/c10m_native.node' });
+    expect(missing.nativeStatus()).toEqual({
+      loaded: false,
+      error: expect.stringMatching(/^\/nonexistent\/c10m_native\.node does not exist: the addon was not built/),
+      disabledByEnv: false,
+      addonPath: '/nonexistent/c10m_native.node',
+    });
+    expect(missing.allocShared(4096).path).toBe('js');
+    expect(missing.attachIpHash(8080, 2)).toEqual({ attached: false, reason: expect.stringContaining('does not exist') });
+
+    const junk = `${os.tmpdir()}/c10m-native-junk-${process.pid}.node`;
+    fs.writeFileSync(junk, 'not a shared object');
+    try {
+      const broken = loadWrapperWith({ C10M_NATIVE_DISABLED: undefined, C10M_NATIVE_ADDON: junk });
+      expect(broken.nativeStatus()).toMatchObject({ loaded: false, disabledByEnv: false, error: expect.stringMatching(/invalid ELF header|file too short/) });
+      expect(broken.raiseNoFileLimit().reason).toMatch(/cannot call setrlimit/);
+    } finally {
+      fs.unlinkSync(junk);
+    }
   });
 });
 
@@ -119,7 +154,7 @@ describe('allocShared', () => {
     ['native', native],
     ['fallback', fallback],
   ])('%s: bad sizes and types throw the same clear errors', (_name, io) => {
-    const total = require('node:os').totalmem() as number;
+    const total = os.totalmem();
     const outOfRange = (received: string) =>
       expect.objectContaining({
         name: 'RangeError',
