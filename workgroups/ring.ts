@@ -585,6 +585,8 @@ export class RingSender {
   /** Records and bytes in the spill now. */
   spillRecords = 0;
   spillBytes = 0;
+  /** Retries of the spill (wake-ups from the space wait, or setImmediate turns). */
+  flushAttempts = 0;
   /** Since when the spill has been non-empty (ms, performance.now()), or -1. */
   spillSinceMs = -1;
   private readonly maxSpillBytes: number;
@@ -707,6 +709,7 @@ export class RingSender {
 
   private onSpace(): void {
     this.waiting = false;
+    this.flushAttempts++;
     if (this.closed || this.spillRecords === 0) return;
     if (this.flush()) this.drained();
     else this.armRetry();
