@@ -16,7 +16,7 @@ import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
 import * as hdr from 'hdr-histogram-js';
-import { Doorbell, Ring, RingInbox, RingProducer, RingSender, SendStatus } from '../workgroups/ring';
+import { Doorbell, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus } from '../workgroups/ring';
 
 type Mode = 'flat' | 'paced' | 'spaced';
 
@@ -361,7 +361,43 @@ async function main(): Promise<void> {
   }
   result.throughput = throughput;
 
-  // 3. Spill retry: 'notify' (sleep on the ring's space word) vs 'immediate' (setImmediate loop).
+  // 3. CPU cost per record without a second thread: write a batch, read it back, median over batches.
+  // Robust to other load on the machine (a preempted batch lands in the tail, not the median).
+  const cpu: Record<string, unknown>[] = [];
+  console.log('\nCPU cost per record on one thread (RingSender.send copy + commit, then RingConsumer.read), median batch of 256');
+  console.log('payload bytes   write ns/record   read ns/record   total ns/record');
+  for (const [size] of sizes) {
+    const sab = Ring.create(1 << 22);
+    const sender = new RingSender(new RingProducer(sab, 0, new Doorbell(Doorbell.create())));
+    const consumer = new RingConsumer(sab);
+    const payload = new Uint8Array(size);
+    let sum = 0;
+    const handler = (data: Uint8Array, off: number): void => {
+      sum += data[off];
+    };
+    const batch = 256;
+    const batches = quick ? 500 : 4000;
+    const w: number[] = [];
+    const r: number[] = [];
+    for (let b = 0; b < batches; b++) {
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < batch; i++) sender.send(payload);
+      const t1 = process.hrtime.bigint();
+      consumer.read(handler);
+      const t2 = process.hrtime.bigint();
+      if (b >= batches / 10) {
+        w.push(Number(t1 - t0) / batch);
+        r.push(Number(t2 - t1) / batch);
+      }
+    }
+    if (sender.spilledRecords !== 0 || sum !== 0) throw new Error('unexpected spill');
+    const row = { payloadBytes: size, writeNsPerRecord: median(w), readNsPerRecord: median(r), totalNsPerRecord: median(w) + median(r) };
+    cpu.push(row);
+    console.log(`${String(size).padStart(13)} ${row.writeNsPerRecord.toFixed(1).padStart(17)} ${row.readNsPerRecord.toFixed(1).padStart(16)} ${row.totalNsPerRecord.toFixed(1).padStart(17)}`);
+  }
+  result.cpuPerRecord = cpu;
+
+  // 4. Spill retry: 'notify' (sleep on the ring's space word) vs 'immediate' (setImmediate loop).
   const retry: Record<string, unknown>[] = [];
   console.log('\nfull ring: spill retry by space notification vs setImmediate (4 KiB ring, 256-byte records)');
   console.log('retry      case                          records/s  full events  spilled  flush attempts  producer ELU while waiting');
