@@ -154,7 +154,7 @@ async function oneRun(server: ServerProc, encoding: Encoding, run: number, secon
     publisher.once('message', () => resolve());
     publisher.once('exit', (code) => reject(new Error(`publisher exited (${code})`)));
   });
-  const progress = setInterval(() => publisher.send({ received: count }), 5);
+  const progress = setInterval(() => publisher.send({ received: count }), 10);
   const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
   await sleep(1000); // warm-up: JIT, buffers
   const c0 = count;
