@@ -146,6 +146,7 @@ function runCommand(): Command {
     .addOption(opt('--size <bytes>', 'payload bytes', 'SIZE').argParser(int(0, 1024 * 1024)))
     .addOption(opt('--topics <n>', 'distinct topics', 'TOPICS').argParser(int(1, 100_000_000)))
     .addOption(opt('--step-seconds <n>', 'fanout: seconds per rate step', 'STEP_SECONDS').argParser(positive))
+    .addOption(opt('--steps <n>', 'fanout: rate steps, each doubling the rate', 'STEPS').argParser(int(1, 40)))
     .addOption(opt('--sizes <list>', 'idle-memory: session counts to measure at, e.g. 1000,5000,19000', 'SIZES').argParser((t: string) => t.split(',').map((x) => int(1, 10_000_000)(x.trim()))))
     .addOption(opt('--max-pending <n>', 'handshakes in progress at once per benchsub process', 'MAX_PENDING').argParser(int(1, 1_000_000)))
     .addOption(opt('--peers <list>', `peers to run in the same harness (${PEERS.join(',')}, or none)`, 'PEERS').default(PEERS.join(',')))
@@ -169,6 +170,7 @@ function runCommand(): Command {
         size: o.size ?? null,
         topics: o.topics ?? null,
         stepSeconds: o.stepSeconds ?? null,
+        steps: o.steps ?? null,
         sizes: o.sizes ?? null,
         maxPending: o.maxPending ?? null,
         peers: peers as TargetKind[],

@@ -23,6 +23,8 @@ export interface EnvHeader {
   loadgen: { native: boolean; path: string | null; error: string | null };
   openFilesLimit: string;
   gitCommit: string | null;
+  /** 1-minute load average when the run started and when it ended: other work on the machine skews every figure. */
+  loadAverage: { start: number; end: number | null };
 }
 
 function gitCommit(root: string): string | null {
@@ -68,5 +70,6 @@ export function envHeader(root: string): EnvHeader {
     loadgen: { native: l.native, path: l.addonPath, error: l.error },
     openFilesLimit: nofile,
     gitCommit: gitCommit(root),
+    loadAverage: { start: Math.round(os.loadavg()[0] * 100) / 100, end: null },
   };
 }

@@ -23,6 +23,8 @@ export interface RunOptions {
   size: number | null;
   topics: number | null;
   stepSeconds: number | null;
+  /** fanout: rate steps (each doubles the rate). */
+  steps: number | null;
   sizes: number[] | null;
   maxPending: number | null;
   peers: TargetKind[];
@@ -176,6 +178,7 @@ export interface FleetParams {
   processes: number;
   topicsPerSession: number;
   topicCount: number;
+  firstSession?: number;
   connectRate?: number;
   maxPending?: number;
 }
@@ -190,6 +193,7 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
     topicPattern: '/bench/{n}',
     topicsPerSession: p.topicsPerSession,
     topicCount: p.topicCount,
+    firstSession: p.firstSession ?? 0,
     protocol: target.kind === 'socketio' ? 'socketio' : 'c10m',
     connectRate: p.connectRate ?? 0,
     maxPending: p.maxPending ?? o.maxPending ?? 256,

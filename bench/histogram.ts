@@ -36,7 +36,7 @@ export interface LatencySummary {
   maxMs: number;
 }
 
-const ms = (micros: number) => Math.round(micros) / 1000;
+export const ms = (micros: number): number => Math.round(micros) / 1000;
 
 export function summarize(h: Histogram): LatencySummary {
   if (h.totalCount === 0) return { count: 0, meanMs: 0, stdDevMs: 0, minMs: 0, p50Ms: 0, p90Ms: 0, p95Ms: 0, p99Ms: 0, p999Ms: 0, maxMs: 0 };

@@ -87,7 +87,7 @@ export function envLines(env: EnvHeader): string[] {
   return [
     `- machine: ${env.cpu}, ${env.cores} cores, ${env.memoryGiB} GiB, ${env.kernel} (host ${env.host})`,
     `- node ${env.node}; uWebSockets.js ${env.uwsNative ? 'native' : 'JS fallback'}; native-io ${env.nativeIo.loaded ? env.nativeIo.path : `not loaded (${env.nativeIo.error})`}`,
-    `- benchsub engine: ${env.loadgen.native ? `native epoll (${env.loadgen.path})` : `JS fallback (${env.loadgen.error})`}; open files ${env.openFilesLimit}; commit ${env.gitCommit ?? 'unknown'}; ${env.date}`,
+    `- benchsub engine: ${env.loadgen.native ? `native epoll (${env.loadgen.path})` : `JS fallback (${env.loadgen.error})`}; open files ${env.openFilesLimit}; load average ${env.loadAverage.start} at start, ${env.loadAverage.end ?? '–'} at end; commit ${env.gitCommit ?? 'unknown'}; ${env.date}`,
   ];
 }
 

@@ -1,5 +1,6 @@
 // `c10m bench run <scenario>`: starts the server (or targets --url) and the
 // peers, runs the scenario on each, and writes the results.
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { envHeader } from './env';
 import { Progress, type RunOptions } from './harness';
@@ -62,6 +63,7 @@ function merge(scenario: Scenario, parts: PartialResult[]): ScenarioResult {
 }
 
 export async function runScenario(scenario: Scenario, o: RunOptions): Promise<{ result: ScenarioResult; files: WrittenFiles }> {
+  const loadAtStart = Math.round(os.loadavg()[0] * 100) / 100;
   const progress = new Progress(o.progress, scenario);
   const kinds: TargetKind[] = ['c10m', ...(WITH_PEERS.includes(scenario) ? o.peers : [])];
   const parts: PartialResult[] = [];
@@ -71,6 +73,7 @@ export async function runScenario(scenario: Scenario, o: RunOptions): Promise<{ 
     progress.stop();
   }
   const result = merge(scenario, parts);
+  result.env.loadAverage = { start: loadAtStart, end: Math.round(os.loadavg()[0] * 100) / 100 };
   const files = writeResult(result, o.resultsDir);
   return { result, files };
 }

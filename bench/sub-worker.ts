@@ -19,10 +19,7 @@ function commandsFor(c: SubWorkerConfig): (i: number) => CommandFrame[] {
     const session = c.firstSession + i;
     const topics = sessionTopics(session, c.topicsPerSession, c.topicCount).map((n) => topicName(c.topicPattern, n));
     if (c.protocol === 'socketio') {
-      return [
-        { opcode: 1, payload: Buffer.from('40') },
-        { opcode: 1, payload: Buffer.from(`42${JSON.stringify(['sub', topics])}`) },
-      ];
+      return [{ opcode: 1, payload: Buffer.from(`42${JSON.stringify(['sub', topics])}`) }];
     }
     return [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics }) }];
   };
@@ -54,8 +51,10 @@ process.on('message', (m: SubWorkerRequest) => {
           connections: c.connections,
           sourceAddresses: c.sourceAddresses,
           commands: commandsFor(c),
-          waitMessages: c.protocol === 'socketio' ? 1 : 0,
-          expectedReplies: c.protocol === 'socketio' ? 2 : 1,
+          // socket.io: connect to the namespace at once, subscribe after its open packet and connect reply.
+          hello: c.protocol === 'socketio' ? '40' : '',
+          waitMessages: c.protocol === 'socketio' ? 2 : 0,
+          expectedReplies: 1,
           engineIoPing: c.protocol === 'socketio',
           connectRate: c.connectRate,
           maxPending: c.maxPending,

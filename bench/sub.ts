@@ -42,6 +42,8 @@ export interface SubFleetOptions {
   topicsPerSession: number;
   /** Distinct topics; sessions * topicsPerSession gives every session its own. */
   topicCount: number;
+  /** Global index of the first session (a second fleet on the same server takes other topics). */
+  firstSession?: number;
   protocol?: SubProtocol;
   connectRate?: number;
   maxPending?: number;
@@ -88,7 +90,7 @@ export class SubscriberFleet {
   /** Forks the processes and starts every client; resolves once each has started (not connected). */
   async start(): Promise<void> {
     const o = this.options;
-    let first = 0;
+    let first = o.firstSession ?? 0;
     for (let p = 0; p < o.processes; p++) {
       const connections = Math.floor(o.connections / o.processes) + (p < o.connections % o.processes ? 1 : 0);
       const config: SubWorkerConfig = {

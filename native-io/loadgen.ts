@@ -74,7 +74,9 @@ export interface SubscriberClientOptions {
   sourceAddresses: string[];
   /** The frames connection i sends. */
   commands(i: number): CommandFrame[];
-  /** Server messages to wait for after the handshake before sending (socket.io's open packet: 1). */
+  /** A text frame sent right after the handshake, before waiting (socket.io's namespace connect, "40"). */
+  hello?: string;
+  /** Server messages to wait for after the handshake before sending the commands (socket.io: the open packet and the connect reply, 2). */
   waitMessages?: number;
   /** Non-delivery messages after sending that make a session ready (our sub replies: one per command). */
   expectedReplies?: number;
@@ -263,6 +265,7 @@ class NativeClient implements SubscriberClient {
       frameEnds: Uint32Array.from(ends),
       frameOpcodes: Uint8Array.from(opcodes),
       connectionFrames,
+      hello: o.hello ?? '',
       waitMessages: o.waitMessages ?? 0,
       expectedReplies: o.expectedReplies ?? 0,
       engineIoPing: o.engineIoPing ?? false,
@@ -404,6 +407,7 @@ class JsClient implements SubscriberClient {
       if (s.connected === o.connections) s.allConnectedSeconds = (performance.now() - this.startedAt) / 1000;
     });
     ws.on('open', () => {
+      if (o.hello) ws.send(o.hello);
       if (wait === 0) send();
     });
     ws.on('ping', () => s.pings++);

@@ -1,7 +1,116 @@
-import type { Progress, RunOptions } from '../harness';
-import type { ScenarioResult } from '../report';
+// Many sessions on few topics, the publish rate doubled every step until
+// delivery falls behind: the deliveries owed are not arriving (the backlog of deliveries owed passes one second of
+// traffic), a session is cut as a slow consumer, or the step's p99 passes
+// one second. The figures are the best delivered messages/s of a
+// step that kept up, and the peak delivered/s of any step.
+import { connectFleet, countChecks, expectedDeliveries, fleetFigures, pubConfig, Sampler, settle, startPublisher, summarize, type Progress, type RunOptions, type Sample } from '../harness';
+import type { Check, ScenarioResult } from '../report';
 import type { Target } from '../targets';
 
-export async function fanout(_t: Target, _o: RunOptions, _p: Progress): Promise<Omit<ScenarioResult, 'env' | 'scenario'>> {
-  throw new Error('not yet');
+export const DEFAULTS = { connections: 19000, topics: 10, size: 64, firstRate: 10, steps: 12, stepSeconds: 5 };
+
+const BEHIND_P99_MS = 1000;
+
+interface Step {
+  rate: number;
+  owedPerSec: number;
+  deliveredPerSec: number;
+  p99Ms: number | null;
+  keptUp: boolean;
+}
+
+export async function fanout(target: Target, o: RunOptions, progress: Progress): Promise<Omit<ScenarioResult, 'env' | 'scenario'>> {
+  const sessions = o.connections ?? DEFAULTS.connections;
+  const topicCount = Math.min(o.topics ?? DEFAULTS.topics, sessions);
+  const size = o.size ?? DEFAULTS.size;
+  const stepSeconds = o.stepSeconds ?? DEFAULTS.stepSeconds;
+  const stepCount = o.steps ?? DEFAULTS.steps;
+  const firstRate = o.rate ?? DEFAULTS.firstRate;
+  const perTopic = sessions / topicCount;
+  const schedule = Array.from({ length: stepCount }, (_, k) => ({ atSeconds: k * stepSeconds, rate: firstRate * 2 ** k }));
+  const { fleet, allReady } = await connectFleet(target, { connections: sessions, processes: o.processes, topicsPerSession: 1, topicCount }, o, progress, 'connect');
+  try {
+    if (!allReady) throw new Error(`only ${fleet.stats().ready} of ${sessions} sessions got ready (${fleet.stats().firstError ?? 'no error reported'})`);
+    const pub = await startPublisher({ ...pubConfig(target, { size, topicCount, schedule, durationSeconds: stepCount * stepSeconds }), tickMs: 100 });
+    const steps: Step[] = [];
+    let stepSamples: Sample[] = [];
+    let behind = false;
+    let stepStartMessages = fleet.stats().messages;
+    const sampler = new Sampler(fleet, target, () => pub.stats, (s) => {
+      progress.update(s.t, `rate ${pub.stats.rate}/s, ${s.deliveredPerSec} delivered/s, p99 ${s.p99Ms ?? '-'} ms`);
+      stepSamples.push(s);
+      if (behind || stepSamples.length < stepSeconds) return;
+      const rate = schedule[steps.length]?.rate ?? 0;
+      const owedPerSec = rate * perTopic;
+      // Behind: the deliveries owed for what was published so far (the
+      // publisher reports every 100 ms) lead the deliveries received by more
+      // than one second of traffic at this step's rate.
+      const backlog = expectedDeliveries(s.published, topicCount, sessions, 1) - s.messages;
+      const p99 = Math.max(...stepSamples.slice(1).map((x) => x.p99Ms ?? 0));
+      const keptUp = backlog <= owedPerSec && p99 <= BEHIND_P99_MS && fleet.stats().closed === 0;
+      steps.push({ rate, owedPerSec: Math.round(owedPerSec), deliveredPerSec: Math.round((s.messages - stepStartMessages) / stepSamples.length), p99Ms: p99, keptUp });
+      stepStartMessages = s.messages;
+      stepSamples = [];
+      if (!keptUp || steps.length >= stepCount) {
+        behind = !keptUp;
+        void pub.stop();
+      }
+    });
+    progress.phase(target.kind, 'ramp', stepCount * stepSeconds);
+    sampler.start();
+    pub.go();
+    const final = await pub.done;
+    const want = expectedDeliveries(final.published, topicCount, sessions, 1);
+    const settled = await settle(fleet, want, 15000);
+    sampler.stop();
+    progress.stop();
+    const closed = fleet.stats().closed;
+    const checks: Check[] = [{ name: `${target.kind}: publisher had no message refused`, ok: final.errors === 0, detail: `${final.errors} errors${final.firstError ? `, first: ${final.firstError}` : ''}` }];
+    const notes: string[] = [];
+    if (closed === 0 && settled) checks.push(...(await countChecks(fleet, final.published, topicCount, sessions, 1, target.kind)));
+    else notes.push(`${target.kind}: ${closed} sessions were cut as slow consumers once it fell behind; ${fleet.stats().messages} of ${want} deliveries arrived (not an exact-count run)`);
+    await fleet.stop();
+    const kept = steps.filter((s) => s.keptUp);
+    const best = kept.length ? kept.reduce((a, b) => (b.deliveredPerSec > a.deliveredPerSec ? b : a)) : null;
+    const peak = steps.length ? Math.max(...steps.map((s) => s.deliveredPerSec)) : 0;
+    const latency = summarize(fleet.latency);
+    notes.push(`${target.kind} steps (published msg/s → delivered/s, p99 ms): ${steps.map((s) => `${s.rate}→${s.deliveredPerSec}${s.keptUp ? '' : ' (behind)'} p99 ${s.p99Ms}`).join('; ')}`);
+    return {
+      params: { sessions, topics: topicCount, sessionsPerTopic: Math.round(perTopic), payloadBytes: size, firstRate, stepSeconds, steps: stepCount, processes: o.processes, workgroups: o.workgroups },
+      columns: [
+        { key: 'sustainedRate', label: 'publish msg/s kept up', better: 'higher' },
+        { key: 'sustainedDeliveredPerSec', label: 'delivered/s kept up', better: 'higher' },
+        { key: 'peakDeliveredPerSec', label: 'peak delivered/s', better: 'higher' },
+        { key: 'p99AtSustainedMs', label: 'p99 ms at that step', better: 'lower' },
+        { key: 'fellBehind', label: 'fell behind', better: 'none' },
+      ],
+      targets: [
+        {
+          name: target.kind,
+          figures: {
+            sustainedRate: best?.rate ?? 0,
+            sustainedDeliveredPerSec: best?.deliveredPerSec ?? 0,
+            peakDeliveredPerSec: peak,
+            p99AtSustainedMs: best?.p99Ms ?? null,
+            fellBehind: behind,
+            published: final.published,
+            delivered: fleet.stats().messages,
+            overallP99Ms: latency.p99Ms,
+            ...fleetFigures(fleet.stats()),
+          },
+        },
+      ],
+      ratios: [],
+      latency,
+      checks,
+      notes,
+      charts: [
+        { title: 'Latency p99 per second (ms)', xLabel: 'seconds', yLabel: 'ms', log: true, series: [{ name: 'p99', points: sampler.samples.filter((s) => s.p99Ms !== null).map((s) => [s.t, s.p99Ms as number] as [number, number]) }] },
+        { title: 'Delivered messages per second', xLabel: 'seconds', yLabel: 'messages/s', series: [{ name: 'delivered/s', points: sampler.samples.map((s) => [s.t, s.deliveredPerSec] as [number, number]) }] },
+      ],
+      series: { [target.kind]: sampler.samples as unknown as Record<string, number | null>[] },
+    };
+  } finally {
+    fleet.kill();
+  }
 }

@@ -101,6 +101,7 @@ struct Options {
   std::vector<uint32_t> frame_ends;   // end offset of each payload in `frames`
   std::vector<uint8_t> frame_opcodes; // 1 text, 2 binary
   std::vector<uint32_t> conn_frames;  // connection i sends frames [conn_frames[i], conn_frames[i+1])
+  std::string hello;                  // a text frame sent right after the handshake (socket.io's "40"), if any
   uint32_t wait_messages = 0;         // server messages to wait for after the handshake before sending
   uint32_t expected_replies = 0;      // non-delivery messages after sending that make a session ready
   bool engine_io_ping = false;        // answer Engine.IO's text "2" with "3" (socket.io peers)
@@ -265,6 +266,8 @@ Options ParseOptions(Napi::Env env, Napi::Object obj) {
       ThrowRangeError(env, "connectionFrames must be ascending indexes into frameEnds.");
     }
   }
+  Napi::Value hello = obj.Get("hello");
+  if (hello.IsString()) o.hello = hello.As<Napi::String>().Utf8Value();
   o.wait_messages = static_cast<uint32_t>(NumberField(env, obj, "waitMessages", 0, 1000, 0));
   o.expected_replies = static_cast<uint32_t>(NumberField(env, obj, "expectedReplies", 0, 1e6, 0));
   Napi::Value eio = obj.Get("engineIoPing");
@@ -566,6 +569,7 @@ void LoadGen::OnHandshakeBytes(uint32_t i, const uint8_t* p, size_t n) {
   histograms_[kConnect].Record(mono - c.started_us);
   if (connected_ == o_.connections) all_connected_mono_ = mono;
   c.wait_messages = o_.wait_messages;
+  if (!o_.hello.empty()) SendFrame(i, 1, reinterpret_cast<const uint8_t*>(o_.hello.data()), o_.hello.size());
   if (c.wait_messages == 0) SendCommands(i);
   if (c.fd >= 0 && used < n) {
     ConnEvents h{this, i};
