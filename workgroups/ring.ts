@@ -242,6 +242,11 @@ export class Doorbell {
     }
   }
 
+  /** Whether the consumer says it sleeps (stats, tests). */
+  isSleeping(): boolean {
+    return Atomics.load(this.words, Doorbell.I_SLEEPING) !== 0;
+  }
+
   /** Consumer side: announce sleep; returns the bell value to wait on. Re-check every ring after this. */
   prepareSleep(): number {
     Atomics.store(this.words, Doorbell.I_SLEEPING, 1);
