@@ -149,6 +149,7 @@ function runCommand(): Command {
     .addOption(opt('--steps <n>', 'fanout: rate steps, each doubling the rate', 'STEPS').argParser(int(1, 40)))
     .addOption(opt('--sizes <list>', 'idle-memory: session counts to measure at, e.g. 1000,5000,19000', 'SIZES').argParser((t: string) => t.split(',').map((x) => int(1, 10_000_000)(x.trim()))))
     .addOption(opt('--max-pending <n>', 'handshakes in progress at once per benchsub process', 'MAX_PENDING').argParser(int(1, 1_000_000)))
+    .addOption(opt('--settle-seconds <n>', 'idle-memory: seconds to let the server settle before each RSS reading (default 3)', 'SETTLE_SECONDS').argParser(positive))
     .addOption(opt('--peers <list>', `peers to run in the same harness (${PEERS.join(',')}, or none)`, 'PEERS').default(PEERS.join(',')))
     .addOption(opt('--results-dir <dir>', 'where to write the results', 'RESULTS_DIR').default(DEFAULT_RESULTS_DIR))
     .addOption(opt('--engine <engine>', 'benchsub engine: auto, native or js', 'ENGINE').choices(['auto', 'native', 'js']).default('auto'))
@@ -172,6 +173,7 @@ function runCommand(): Command {
         stepSeconds: o.stepSeconds ?? null,
         steps: o.steps ?? null,
         sizes: o.sizes ?? null,
+        settleSeconds: o.settleSeconds ?? null,
         maxPending: o.maxPending ?? null,
         peers: peers as TargetKind[],
         resultsDir: o.resultsDir,

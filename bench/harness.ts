@@ -26,6 +26,8 @@ export interface RunOptions {
   /** fanout: rate steps (each doubles the rate). */
   steps: number | null;
   sizes: number[] | null;
+  /** idle-memory: seconds to let the server settle before each RSS reading. */
+  settleSeconds: number | null;
   maxPending: number | null;
   peers: TargetKind[];
   resultsDir: string;

@@ -9,7 +9,7 @@ import type { ScenarioResult } from '../report';
 import type { SubscriberFleet } from '../sub';
 import type { Target } from '../targets';
 
-export const DEFAULTS = { sizes: [1000, 5000, 10000, 19000], settleMs: 3000 };
+export const DEFAULTS = { sizes: [1000, 5000, 10000, 19000], settleSeconds: 3 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -32,7 +32,8 @@ function tcpMemBytes(): number {
 export async function idleMemory(target: Target, o: RunOptions, progress: Progress): Promise<Omit<ScenarioResult, 'env' | 'scenario'>> {
   if (!target.pid) throw new Error('idle-memory needs the server\'s pid (--server-pid with --url)');
   const sizes = [...(o.sizes ?? (o.connections ? [o.connections] : DEFAULTS.sizes))].sort((a, b) => a - b);
-  await sleep(1000);
+  const settleMs = (o.settleSeconds ?? DEFAULTS.settleSeconds) * 1000;
+  await sleep(settleMs);
   const baseRss = await rss(target);
   const baseTcp = tcpMemBytes();
   const fleets: SubscriberFleet[] = [];
@@ -46,7 +47,7 @@ export async function idleMemory(target: Target, o: RunOptions, progress: Progre
       fleets.push(fleet);
       if (!allReady) throw new Error(`only ${fleet.stats().ready} of ${add} sessions got ready (${fleet.stats().firstError ?? 'no error reported'})`);
       have = size;
-      await sleep(DEFAULTS.settleMs);
+      await sleep(settleMs);
       const r = await rss(target);
       const tcp = tcpMemBytes();
       rows.push({
@@ -61,7 +62,7 @@ export async function idleMemory(target: Target, o: RunOptions, progress: Progre
   }
   const last = rows[rows.length - 1];
   return {
-    params: { sizes: sizes.join(','), processes: o.processes, workgroups: o.workgroups, topicsPerSession: 1 },
+    params: { sizes: sizes.join(','), settleSeconds: settleMs / 1000, processes: o.processes, workgroups: o.workgroups, topicsPerSession: 1 },
     columns: [
       { key: 'sessions', label: 'sessions', better: 'none' },
       { key: 'baseRssMB', label: 'empty RSS MB', better: 'none' },
