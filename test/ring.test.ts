@@ -221,6 +221,18 @@ describe('single thread', () => {
     expect(() => p.commit()).toThrow(/commit without reserve/);
     p.reserve(4);
     expect(() => p.commit(5)).toThrow(/exceeds the 4 reserved/);
+    // The bad commit cancelled the reservation; an encoder that throws cancels its own.
+    const sender = new RingSender(p);
+    expect(() =>
+      sender.sendEncoded(8, () => {
+        throw new Error('encoder failed');
+      }, null),
+    ).toThrow('encoder failed');
+    expect(sender.send(new Uint8Array([7]))).toBe(SendStatus.RING);
+    seen.length = 0;
+    c.read((d, o, l) => seen.push(Array.from(d.subarray(o, o + l))));
+    expect(seen).toEqual([[7]]);
+    sender.close();
   });
 
   test('a record bigger than the ring is a clear error, the largest that fits goes through', () => {

@@ -387,7 +387,9 @@ export class RingProducer {
     const at = this.reservedAt;
     if (at === -1) throw new Error('ring: commit without reserve');
     if (!(payloadBytes >= 0 && payloadBytes <= this.reservedBytes)) {
-      throw new RangeError(`ring: commit of ${payloadBytes} bytes exceeds the ${this.reservedBytes} reserved`);
+      const reserved = this.reservedBytes;
+      this.cancel();
+      throw new RangeError(`ring: commit of ${payloadBytes} bytes exceeds the ${reserved} reserved (the reservation is cancelled)`);
     }
     this.reservedAt = -1;
     this.words[(at & this.mask) >> 2] = payloadBytes;
@@ -398,6 +400,12 @@ export class RingProducer {
     c[F_BYTES_WRITTEN] += payloadBytes;
     Atomics.store(this.header, I_TAIL, tail);
     if (this.doorbell !== null) this.doorbell.ring();
+  }
+
+  /** Drops the reserved record unpublished (e.g. its encoder threw). */
+  cancel(): void {
+    this.reservedAt = -1;
+    this.reservedBytes = 0;
   }
 
   /** Copies bytes in as one record; false when the ring is full. */
@@ -641,7 +649,14 @@ export class RingSender {
     if (this.spillRecords === 0) {
       const off = p.reserve(maxBytes);
       if (off >= 0) {
-        p.commit(encode(p.data, off, arg));
+        let n: number;
+        try {
+          n = encode(p.data, off, arg);
+        } catch (err) {
+          p.cancel();
+          throw err;
+        }
+        p.commit(n);
         return SendStatus.RING;
       }
     } else if (maxBytes > p.maxPayloadBytes) {
