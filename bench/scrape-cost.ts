@@ -359,6 +359,8 @@ interface Phase {
   serverMainThreadCpuPercent: number;
   serverOtherThreadsCpuPercent: number;
   serverBusiestThreadCpuPercent: number;
+  /** CPU the busiest server thread (the workgroup) spent per delivered frame: what a scrape would raise if it cost the data plane anything. */
+  workgroupCpuNanosPerFrame: number;
   loadProcessCpuPercent: number;
   scraperProcessCpuPercent: number;
   /** Every core of the machine, 100 per core: what other processes took is this minus the rest. */
@@ -435,6 +437,7 @@ async function main(): Promise<void> {
       serverMainThreadCpuPercent: round(((cpu1.mainSeconds - cpu0.mainSeconds) / seconds) * 100),
       serverOtherThreadsCpuPercent: round(((cpu1.otherSeconds - cpu0.otherSeconds) / seconds) * 100),
       serverBusiestThreadCpuPercent: round((busiest / seconds) * 100),
+      workgroupCpuNanosPerFrame: round((busiest * 1e9) / Math.max(1, j1.OutPublishMessages - j0.OutPublishMessages), 1),
       loadProcessCpuPercent: round(((load.user + load.system) / 1e6 / seconds) * 100),
       scraperProcessCpuPercent: round((r.cpuSeconds / seconds) * 100),
       machineCpuPercent: round(((machine1.busy - machine0.busy) / (machine1.total - machine0.total)) * os.availableParallelism() * 100),
@@ -467,6 +470,10 @@ async function main(): Promise<void> {
   const effect = mean(onRates) / mean(offRates) - 1;
   // The run-to-run spread: each kind's standard error, combined.
   const standardError = Math.sqrt(stdev(offRates) ** 2 / offRates.length + stdev(onRates) ** 2 / onRates.length) / mean(offRates);
+  const nsOff = off.map((p) => p.workgroupCpuNanosPerFrame);
+  const nsOn = on.map((p) => p.workgroupCpuNanosPerFrame);
+  const nsEffect = mean(nsOn) / mean(nsOff) - 1;
+  const nsStandardError = Math.sqrt(stdev(nsOff) ** 2 / nsOff.length + stdev(nsOn) ** 2 / nsOn.length) / mean(nsOff);
   const scrapesPerSecond = mean(on.map((p) => (p.scrapes.metrics + p.scrapes.jmx) / p.seconds));
   const mainCpuPerScrapeMs = ((mean(on.map((p) => p.serverMainThreadCpuPercent)) - mean(off.map((p) => p.serverMainThreadCpuPercent))) / 100 / scrapesPerSecond) * 1000;
   const summary = {
@@ -476,6 +483,10 @@ async function main(): Promise<void> {
     standardErrorPercent: round(standardError * 100, 2),
     /** The effect is measured when it is more than twice its standard error. */
     measurable: Math.abs(effect) > 2 * standardError,
+    workgroupCpuNanosPerFrameOff: { mean: round(mean(nsOff), 1), stdev: round(stdev(nsOff), 1) },
+    workgroupCpuNanosPerFrameOn: { mean: round(mean(nsOn), 1), stdev: round(stdev(nsOn), 1) },
+    workgroupCpuPerFrameEffectPercent: round(nsEffect * 100, 2),
+    workgroupCpuPerFrameStandardErrorPercent: round(nsStandardError * 100, 2),
     scrapesPerSecond: round(scrapesPerSecond, 1),
     serverMainThreadCpuPercentOff: round(mean(off.map((p) => p.serverMainThreadCpuPercent))),
     serverMainThreadCpuPercentOn: round(mean(on.map((p) => p.serverMainThreadCpuPercent))),
@@ -511,15 +522,16 @@ async function main(): Promise<void> {
     `# ${env.cpu}, ${env.cores} cores, ${env.memoryGiB} GiB, ${env.kernel}, Node ${env.node}, uWS native ${env.uwsNative}, native-io ${n.loaded ? 'native' : 'fallback'}, commit ${env.gitCommit ?? '?'}`,
     `# ${o.workgroups} workgroup(s), ${o.subscribers} subscribers on one topic, ${o.idleSessions} idle sessions, ${o.payloadBytes}-byte payloads, ${o.window} publishes in flight; ${o.warmupSeconds} s warm-up, then ${o.phases} phases of ${o.phaseSeconds} s (after ${o.settleSeconds} s settling), scraper at ${o.scrapeHz} Hz on /metrics and /jmx each`,
     '',
-    'phase  scraper  delivered/s  publishes/s  main-thread CPU  busiest thread CPU  load CPU  machine CPU  scrapes  /metrics p50 ms  /jmx p50 ms',
+    'phase  scraper  delivered/s  publishes/s  main-thread CPU  busiest thread CPU  ns CPU/frame  load CPU  machine CPU  scrapes  /metrics p50 ms  /jmx p50 ms',
     ...phases.map(
       (p) =>
-        `${String(p.index).padStart(5)}  ${(p.scraper ? 'on' : 'off').padEnd(7)}  ${String(p.deliveredPerSecond).padStart(11)}  ${String(p.publishesPerSecond).padStart(11)}  ${(p.serverMainThreadCpuPercent + '%').padStart(15)}  ${(p.serverBusiestThreadCpuPercent + '%').padStart(18)}  ${(p.loadProcessCpuPercent + '%').padStart(8)}  ${(p.machineCpuPercent + '%').padStart(11)}  ${String(p.scrapes.metrics + p.scrapes.jmx).padStart(7)}  ${(p.scrapeLatencyMs.metricsP50 === null ? '-' : p.scrapeLatencyMs.metricsP50.toFixed(2)).padStart(15)}  ${(p.scrapeLatencyMs.jmxP50 === null ? '-' : p.scrapeLatencyMs.jmxP50.toFixed(2)).padStart(11)}`,
+        `${String(p.index).padStart(5)}  ${(p.scraper ? 'on' : 'off').padEnd(7)}  ${String(p.deliveredPerSecond).padStart(11)}  ${String(p.publishesPerSecond).padStart(11)}  ${(p.serverMainThreadCpuPercent + '%').padStart(15)}  ${(p.serverBusiestThreadCpuPercent + '%').padStart(18)}  ${String(p.workgroupCpuNanosPerFrame).padStart(12)}  ${(p.loadProcessCpuPercent + '%').padStart(8)}  ${(p.machineCpuPercent + '%').padStart(11)}  ${String(p.scrapes.metrics + p.scrapes.jmx).padStart(7)}  ${(p.scrapeLatencyMs.metricsP50 === null ? '-' : p.scrapeLatencyMs.metricsP50.toFixed(2)).padStart(15)}  ${(p.scrapeLatencyMs.jmxP50 === null ? '-' : p.scrapeLatencyMs.jmxP50.toFixed(2)).padStart(11)}`,
     ),
     '',
     `delivered/s without scraper: ${summary.deliveredPerSecondOff.mean} (sd ${summary.deliveredPerSecondOff.stdev}, ${summary.deliveredPerSecondOff.min}..${summary.deliveredPerSecondOff.max})`,
     `delivered/s with scraper:    ${summary.deliveredPerSecondOn.mean} (sd ${summary.deliveredPerSecondOn.stdev}, ${summary.deliveredPerSecondOn.min}..${summary.deliveredPerSecondOn.max})`,
     `effect: ${summary.effectPercent}% ± ${summary.standardErrorPercent}% (standard error): ${summary.measurable ? 'measurable' : 'not measurable: within the run-to-run spread'}`,
+    `workgroup CPU per delivered frame: ${summary.workgroupCpuNanosPerFrameOff.mean} ns without, ${summary.workgroupCpuNanosPerFrameOn.mean} ns with scraper: ${summary.workgroupCpuPerFrameEffectPercent}% ± ${summary.workgroupCpuPerFrameStandardErrorPercent}%`,
     `scrapes/s ${summary.scrapesPerSecond}; server main thread ${summary.serverMainThreadCpuPercentOff}% -> ${summary.serverMainThreadCpuPercentOn}% CPU, ${summary.serverMainThreadCpuMsPerScrape} ms CPU per scrape; /metrics ${summary.scrapeBytes.metrics} B, /jmx ${summary.scrapeBytes.jmx} B`,
     `busiest server thread (the workgroup) ${summary.serverBusiestThreadCpuPercent}% CPU on average, machine ${summary.machineCpuPercent}% of ${env.cores * 100}%; slow-consumer closes ${summary.slowConsumerCloses}; subscribers closed by the server ${summary.sinksClosedByServer}`,
     `result: ${path.relative(ROOT, file)}`,

@@ -14,7 +14,6 @@ import type http from 'node:http';
 import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_COUNT, LATENCY_SUM, Stat } from '../protocol/stats';
 import { sendJson } from './admin';
 import type { Figures, StatsSnapshot } from './observability';
-import { heartbeatAgeSeconds } from './observability';
 
 /** Length of the sliding window for rates and percentiles, in seconds. */
 export const JMX_WINDOW_SECONDS = 10;
@@ -181,7 +180,7 @@ export class JmxView {
         SlowConsumerDisconnects: blk[Stat.SLOW_CONSUMER_CLOSES],
         EventLoopUtilization: elu > 0 ? elu : null,
         HeapUsed: heap > 0 ? heap : null,
-        HeartbeatAgeSeconds: heartbeatAgeSeconds(blk, now.wallMs),
+        HeartbeatAgeSeconds: now.heartbeatAgeSeconds[id],
         ...windowLatency(blk, old),
       };
     });

@@ -10,7 +10,6 @@ import type http from 'node:http';
 import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_SUM, Stat } from '../protocol/stats';
 import type { Figures, ProcessFigures, StatsSnapshot } from './observability';
-import { heartbeatAgeSeconds } from './observability';
 
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const VERSION = require('../../package.json').version as string;
@@ -36,8 +35,6 @@ interface SlotFamily {
   name: string;
   kind: 'counter' | 'gauge';
   help: string;
-  /** Multiplier to the family's unit (e.g. 1e-6 for micros to seconds). */
-  scale?: number;
   /** Gauges that a workgroup writes only once it runs (0 = not reported): no series until then. */
   reportedOnly?: boolean;
 }
@@ -115,10 +112,7 @@ export class PromMetrics {
     this.add('c10m_publish_to_write_latency_seconds', 'Publish-to-write latency inside the server: from a publish arriving at a workgroup to its frames handed to uWS for writing.', 'histogram', (s) => latencySamples(s.stats));
     this.add('c10m_workgroup_restarts_total', 'Times the supervisor restarted the workgroup after its thread ended.', 'counter', (s) => s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })));
     this.add('c10m_workgroup_heartbeat_age_seconds', 'Seconds since the workgroup last wrote its once-a-second heartbeat (a stuck event loop grows it).', 'gauge', (s) =>
-      s.stats.blocks.flatMap((b, id) => {
-        const age = heartbeatAgeSeconds(b, s.stats.wallMs);
-        return age === null ? [] : [{ value: age, labels: { workgroup: id } }];
-      }),
+      s.stats.heartbeatAgeSeconds.flatMap((age, id) => (age === null ? [] : [{ value: age, labels: { workgroup: id } }])),
     );
     this.add('c10m_info', 'The c10m version running.', 'gauge', () => [{ value: 1, labels: { version: VERSION } }]);
     this.add('c10m_workgroups', 'Workgroups configured.', 'gauge', (s) => [{ value: s.stats.blocks.length }]);
@@ -190,11 +184,10 @@ function optional(v: number | null | undefined): Sample[] {
 
 function slotSamples(s: StatsSnapshot, f: SlotFamily): Sample[] {
   const out: Sample[] = [];
-  const scale = f.scale ?? 1;
   for (let id = 0; id < s.blocks.length; id++) {
     const v = s.blocks[id][f.slot];
     if (f.reportedOnly && v === 0) continue;
-    out.push({ value: v * scale, labels: { workgroup: id } });
+    out.push({ value: v, labels: { workgroup: id } });
   }
   return out;
 }

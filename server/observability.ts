@@ -28,6 +28,8 @@ export interface StatsSnapshot {
   blocks: Float64Array[];
   /** Slot-wise sum of the blocks (meaningless for HEARTBEAT_MS and LOOP_UTILIZATION: use blocks). */
   total: Float64Array;
+  /** Seconds since each workgroup's last once-a-second heartbeat (null before its first): a stuck event loop grows it. */
+  heartbeatAgeSeconds: (number | null)[];
   /** Restarts of each workgroup since the node started. */
   restarts: number[];
   totalRestarts: number;
@@ -69,16 +71,21 @@ export class Figures {
     const blocks: Float64Array[] = new Array(n);
     const total = new Float64Array(STATS_SLOTS);
     const restarts: number[] = new Array(n);
+    const heartbeatAge: (number | null)[] = new Array(n);
+    const wallMs = Date.now();
     for (let id = 0; id < n; id++) {
       const block = new Float64Array(sup.stats[id]).slice();
       blocks[id] = block;
       for (let i = 0; i < STATS_SLOTS; i++) total[i] += block[i];
       restarts[id] = sup.restartsOf(id);
+      const beat = block[Stat.HEARTBEAT_MS];
+      heartbeatAge[id] = beat > 0 ? Math.max(0, (wallMs - beat) / 1000) : null;
     }
     return {
       monoMs: performance.now(),
-      wallMs: Date.now(),
+      wallMs,
       blocks,
+      heartbeatAgeSeconds: heartbeatAge,
       total,
       restarts,
       totalRestarts: sup.totalRestarts,
@@ -130,12 +137,6 @@ export function openDescriptors(): number | null {
   } catch {
     return null;
   }
-}
-
-/** Seconds since a workgroup's last heartbeat (it writes one a second), or null before its first. */
-export function heartbeatAgeSeconds(block: Float64Array, wallMs: number): number | null {
-  const beat = block[Stat.HEARTBEAT_MS];
-  return beat > 0 ? Math.max(0, (wallMs - beat) / 1000) : null;
 }
 
 /** Registers /metrics, /jmx, /dashboard and the dashboard's assets on the admin port. */
