@@ -191,7 +191,7 @@ export class C10mClient extends Emitter<ClientEvents> {
 
   /**
    * Subscribes `onMessage` to a topic. Throws C10mError(BAD_TOPIC) for an invalid name.
-   * Several handlers of one topic share one server subscription.
+   * Several handlers of one topic share one server subscription (and the qos of the first).
    */
   subscribe<T = unknown>(topic: string, onMessage: MessageHandler<T>, options: SubscribeOptions = {}): Subscription {
     const err = topicError(topic);
@@ -339,7 +339,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     try {
       ws = new this.WebSocketImpl(url);
     } catch (e) {
-      this.emit('error', new C10mError(SdkErrorCode.CLOSED, `cannot open ${url}: ${(e as Error).message}`));
+      this.emit('error', new C10mError(SdkErrorCode.CONNECTION_LOST, `cannot open ${url}: ${(e as Error).message}`));
       this.onSocketGone(null, 1006, (e as Error).message);
       return;
     }

@@ -70,24 +70,31 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-/** A TCP forwarder in front of a server, whose connections can be cut like a network drop. */
+/** A TCP forwarder in front of a server, whose connections can be cut (a network drop) or frozen (a half-open connection). */
 class TcpProxy {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
+  private readonly frozen = new WeakSet<net.Socket>();
   refusing = false;
   port = 0;
   constructor(targetPort: number) {
     this.server = net.createServer((inbound) => {
       if (this.refusing) return inbound.destroy();
       const outbound = net.connect(targetPort, '127.0.0.1');
-      for (const s of [inbound, outbound]) {
-        this.sockets.add(s);
-        s.on('close', () => this.sockets.delete(s));
-        s.on('error', () => undefined);
+      for (const [from, to] of [
+        [inbound, outbound],
+        [outbound, inbound],
+      ]) {
+        this.sockets.add(from);
+        from.on('close', () => {
+          this.sockets.delete(from);
+          to.destroy();
+        });
+        from.on('error', () => undefined);
+        from.on('data', (chunk) => {
+          if (!this.frozen.has(from)) to.write(chunk);
+        });
       }
-      inbound.pipe(outbound).pipe(inbound);
-      inbound.on('close', () => outbound.destroy());
-      outbound.on('close', () => inbound.destroy());
     });
   }
   async listen(): Promise<number> {
@@ -98,6 +105,10 @@ class TcpProxy {
   /** Drops every connection at once, with no WebSocket close frame. */
   cut(): void {
     for (const s of this.sockets) s.destroy();
+  }
+  /** From now on the current connections carry nothing either way, and stay open. */
+  freeze(): void {
+    for (const s of this.sockets) this.frozen.add(s);
   }
   async close(): Promise<void> {
     this.cut();
@@ -218,6 +229,29 @@ describe('one server', () => {
       await expect(http.publish(topic, 'x'.repeat(70_000))).rejects.toMatchObject({ code: 'PAYLOAD_TOO_LARGE', status: 413 });
     } finally {
       http.close();
+    }
+  });
+
+  test('a half-open connection (nothing comes back) is found by the ping and replaced', async () => {
+    const topic = '/sdk/half-open';
+    const proxy = new TcpProxy(s.port);
+    await proxy.listen();
+    try {
+      const c = client(`ws://127.0.0.1:${proxy.port}`, { pingIntervalMs: 100, requestTimeoutMs: 300 });
+      const got: Message[] = [];
+      await c.subscribe(topic, (m) => got.push(m)).ready;
+      const disconnected = nextEvent(c, 'disconnected');
+      const reconnected = nextEvent(c, 'connected', (e) => e.reconnect);
+      proxy.freeze();
+      const d = await disconnected;
+      expect(d).toMatchObject({ code: 1006, willReconnect: true });
+      expect(d.reason).toMatch(/no ping reply within 300 ms/);
+      await reconnected;
+      const ack = await client(s.url('')).publish(topic, 'after');
+      await until(() => got.length === 1, 'a delivery on the new connection');
+      expect(got[0]).toMatchObject({ data: 'after', seq: ack.seq });
+    } finally {
+      await proxy.close();
     }
   });
 
