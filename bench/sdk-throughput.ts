@@ -13,11 +13,17 @@
 // reported: the subscriber near 100% of a core means it is the bottleneck;
 // on a shared machine it may not get a whole core, so the rate per CPU-second
 // of the subscriber (what it would do with a core to itself) is reported too.
+// Here (2 cores) the server's cost per publish exceeds the subscriber's per
+// delivery, so the end-to-end rate is the server's and the per-CPU-second
+// figure is the subscriber's capacity. The SDK's receive path alone (no
+// socket) is measured last, for the split between the SDK's own cost and ws
+// plus the kernel.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
 import { packr } from '../protocol/codec';
+import { encodeBinaryFrame, encodeJsonFrame } from '../protocol/frame';
 import { connect, type C10mClient } from '../sdk/client';
 import { envHeader } from './env';
 import { CLI, ROOT } from './paths';
@@ -192,6 +198,43 @@ async function oneRun(server: ServerProc, encoding: Encoding, run: number, secon
   return result;
 }
 
+/** A WebSocket that never connects: the client's receive path fed directly, without ws or the kernel. */
+class NoSocket {
+  binaryType = 'nodebuffer';
+  readyState = 0;
+  bufferedAmount = 0;
+  onopen = null;
+  onmessage = null;
+  onclose = null;
+  onerror = null;
+  send(): void {}
+  close(): void {}
+}
+
+/** The SDK's own cost per message: decode, dedup, dispatch to a handler, in this process, on pre-built frames. */
+function decodeOnly(encoding: Encoding, size: number, messages: number): number {
+  const client = connect('ws://127.0.0.1:1', { encoding, WebSocket: NoSocket as never, reconnect: false, pingIntervalMs: 0 });
+  let count = 0;
+  client.subscribe('/bench/sdk/decode', () => {
+    count++;
+  });
+  const data = { i: 0, pad: 'x'.repeat(Math.max(0, size - 16)) };
+  const dataJson = JSON.stringify(data);
+  const dataMsgpack = packr.pack(data);
+  const ts = Date.now() * 1000;
+  const frames: (string | Buffer)[] = new Array(messages);
+  for (let i = 0; i < messages; i++) {
+    frames[i] = encoding === 'json' ? encodeJsonFrame('/bench/sdk/decode', 7, i + 1, ts, 0, dataJson) : Buffer.from(encodeBinaryFrame('/bench/sdk/decode', 7, i + 1, ts, 0, dataMsgpack));
+  }
+  const onFrame = (client as unknown as { onFrame(d: unknown): void }).onFrame.bind(client);
+  const t0 = process.hrtime.bigint();
+  for (let i = 0; i < messages; i++) onFrame(frames[i]);
+  const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+  void client.close();
+  if (count !== messages) throw new Error(`decode-only: ${count} of ${messages} delivered`);
+  return Math.round(messages / seconds);
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
@@ -234,6 +277,7 @@ async function main(): Promise<void> {
       gaps: rs.reduce((a, r) => a + r.gaps, 0),
     };
   });
+  const decode = { json: decodeOnly('json', size, 1_000_000), msgpack: decodeOnly('msgpack', size, 1_000_000) };
   console.log(`\nsdk-throughput: one Node SDK subscriber, one topic, ${size}-byte payloads, ${runs} runs of ${seconds} s (median, min..max)`);
   console.log(`${env.cpu}, ${env.cores} cores, Node ${env.node}, ${env.kernel}, commit ${env.gitCommit}`);
   console.log('encoding   msg/s (median)   min..max              spread   msg per sub CPU-s   cpu sub/server/pub (cores)   dup  gaps');
@@ -242,7 +286,8 @@ async function main(): Promise<void> {
       `${s.encoding.padEnd(10)} ${String(s.messagesPerSecond).padStart(14)}   ${`${s.min}..${s.max}`.padEnd(20)}  ${`${s.spreadPercent}%`.padStart(6)}   ${String(s.messagesPerSubscriberCpuSecond).padStart(17)}   ${`${s.cpuSubscriber} / ${s.cpuServer} / ${s.cpuPublisher}`.padEnd(27)}  ${String(s.duplicates).padStart(3)}  ${String(s.gaps).padStart(4)}`,
     );
   }
-  const out = { benchmark: 'sdk-throughput', environment: env, parameters: { seconds, runs, payloadBytes: size, window }, summary, runs: results };
+  console.log(`SDK receive path alone (decode, dedup, dispatch; no socket), one core: json ${decode.json} msg/s, msgpack ${decode.msgpack} msg/s`);
+  const out = { benchmark: 'sdk-throughput', environment: env, parameters: { seconds, runs, payloadBytes: size, window }, summary, decodeOnlyMessagesPerSecond: decode, runs: results };
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `sdk-throughput-${env.date.slice(0, 10)}.json`);
