@@ -1,55 +1,56 @@
-// Per-topic message cache: the history that resume replays from.
+// Per-topic message cache: the history that resume replays from, and the
+// topics' retained snapshots.
 //
 // Concurrency: the topic owner's thread is the only reader and writer. The
-// arenas may be SharedArrayBuffers, but nothing here uses Atomics; another
-// thread must never read them while the owner runs.
+// arenas may be SharedArrayBuffers, but nothing here uses Atomics; no other
+// thread may touch them while the owner runs.
 //
-// Layout
-// - Message bytes live in arena chunks (arenaChunkBytes each, from the
-//   allocator passed in), carved by a buddy allocator into blocks of 256 B
-//   to one chunk. Free-list links live inside the free blocks themselves;
-//   the only side table is one byte per 256 B unit (unitState).
-// - A topic's history is a chain of blocks, oldest first. Entries are
-//   written one after another into the tail block; a new block is linked
-//   when the next entry does not fit, sized about 1/16 of what the topic
-//   holds (so the partly used head and tail blocks waste little), never
-//   less than the entry. The head block is freed as soon as its last entry
-//   is evicted. Nothing is ever copied or compacted: a block only ever goes
-//   from empty to full to freed.
-// - Block header (8 bytes): next block's unit id (i32, -1 for the tail),
-//   end offset of the written entries within the block (u32).
-// - Entry (16-byte header, payload padded to 8 bytes so the next header
-//   stays aligned): publish timestamp micros (f64) at +0, payload length
-//   (u32) at +8, flags (u8) at +12, 3 spare bytes, payload at +16. The seq
-//   is not stored: a topic's cached seqs are consecutive, firstSeq + index.
-// - Global order: one FIFO of topic ids (4 bytes per cached message) in
-//   arrival order. Since every eviction of any kind removes a topic's
-//   oldest entry, a topic's dead FIFO entries are always its first ones in
-//   the FIFO; fifoDebt[topic] counts them, so a popped entry is dead while
-//   its topic has debt, else it is that topic's current front. The FIFO is
-//   compacted when dead entries reach a quarter of it.
-// - Per-topic state is a row of typed arrays indexed by topic id (the ids
-//   of TopicTable), grown by doubling.
+// History layout: one log for all topics
+// - Messages are appended, in arrival order, to a log of segments (arena
+//   chunks of arenaChunkBytes from the allocator passed in). Each entry is a
+//   24-byte header and the payload padded to 8 bytes:
+//     +0  f64  publish timestamp, micros
+//     +8  u32  payload length (low 24 bits) | flags << 24
+//     +12 u32  topic id, or DEAD once the entry is evicted or moved
+//     +16 u32  position of the topic's next (newer) entry, or NONE
+//     +20 u32  position of the topic's previous (older) entry, or NONE
+//   A position is (segment << posShift) | (offset / 8). Seqs are not
+//   stored: a topic's cached seqs are consecutive, firstSeq + index.
+// - A topic is a doubly linked list through the log, oldest first; its row
+//   (typed arrays indexed by TopicTable's ids) holds head, tail, count,
+//   bytes and seqs. Every eviction removes a topic's oldest entry.
+// - Log order is arrival order, so the globally oldest live entry is the
+//   first live one from the log's tail: the global budget and expire() walk
+//   the tail, skipping dead entries, and free a segment once passed.
+// - Evictions by a topic's own limits leave dead entries inside the log.
+//   Dead entries at the tail are passed for free whenever a new segment is
+//   opened. Beyond that the cleaner takes the tail segment, copies its live
+//   entries to the head (relinking them) and frees the segment. It runs when
+//   the log is more than 1.25x the live bytes (plus two segments), and
+//   always before the log would pass its cap of 1.25 x maxTotalBytes plus
+//   two segments; it copies at most 4 segments for one new segment, then
+//   evicts the tail's live entries instead (evictedForSpace). Copied entries lose their place in the global order: the
+//   next global eviction reaches them one log lap later than their age
+//   says. The age limit is still exact for reads (see trimAge).
 //
-// Cost per cached message beyond its payload: 16 B entry header, 0-7 B of
-// padding (3.5 B on average), 4 B of FIFO (up to about 2.7x that while dead
-// entries wait for compaction), plus the unused end of each topic's tail
-// block and consumed start of its head block (about 1/16 of the topic's
-// bytes) and the buddy allocator's slack. bench/cache-cost.ts measures it.
+// Cost per cached message beyond its payload: the 24-byte header, 0-7 bytes
+// of padding (3.5 on average), and the log's dead space, at most 25% of the
+// live bytes plus two segments in the long run (measured by
+// bench/cache-cost.ts). Nothing per message on the JS heap.
 //
-// Limits: a topic keeps at most maxMessagesPerTopic messages, at most
-// maxBytesPerTopic stored bytes (header + padded payload), none older than
-// maxAgeSeconds; all topics together at most maxTotalBytes stored bytes,
-// evicting the globally oldest message first. The age limit is applied to
-// a topic when it appends (against the new message's timestamp) and to all
-// topics by expire(now), which walks the global order from the oldest and
-// stops at the first young-enough message (timestamps are assumed to grow
-// with arrival order, as the owner assigns them).
+// Limits: a topic keeps at most maxMessagesPerTopic messages and
+// maxBytesPerTopic stored bytes (header + padded payload); all topics keep
+// at most maxTotalBytes stored bytes, the oldest evicted first. Messages
+// older than maxAgeSeconds are never returned: the age is checked against
+// the latest clock the cache has seen (the newest appended timestamp or the
+// last expire(now)) whenever a topic is appended to or read, and expire(now),
+// called about once a second, evicts old messages from the log's tail.
 //
-// Snapshots (retained messages): one per topic, in blocks of the same
-// arenas, outside maxTotalBytes (they are bounded by one per topic and by
-// their expiry, and evicting a retained message for a burst of history
-// would be the wrong trade); counted in snapshotBytes.
+// Snapshots (retained messages): one per topic, in a separate block arena
+// (buddy allocator, blocks of 256 bytes to one chunk), outside maxTotalBytes:
+// they are bounded by one per topic and by their expiry, and evicting a
+// retained message for a burst of history would be the wrong trade. Counted
+// in snapshotBytes.
 
 export type ArenaAllocator = (bytes: number) => ArrayBufferLike;
 const defaultAllocator: ArenaAllocator = (bytes) => new ArrayBuffer(bytes);
@@ -68,13 +69,13 @@ export interface MessageCacheOptions {
   maxMessagesPerTopic?: number;
   /** Oldest message kept, in seconds (Infinity: no age limit). Default 180. */
   maxAgeSeconds?: number;
-  /** Most stored bytes (16-byte header + payload padded to 8) per topic. Default 1 MiB. */
+  /** Most stored bytes (24-byte header + payload padded to 8) per topic. Default 1 MiB. */
   maxBytesPerTopic?: number;
-  /** Most stored bytes over all topics; the oldest messages go first. Default 256 MiB. */
+  /** Most stored bytes over all topics; the oldest messages go first. At most 16 GiB. Default 256 MiB. */
   maxTotalBytes?: number;
-  /** Arena chunk size: a power of two from 64 KiB to 1 GiB; also the largest cacheable entry. Default 4 MiB. */
+  /** Arena chunk size: a power of two from 64 KiB to 16 MiB; also the largest cacheable entry. Default 2 MiB (one huge page). */
   arenaChunkBytes?: number;
-  /** Gives the arena chunks, e.g. native-io's allocShared(...).buffer. Default new ArrayBuffer. */
+  /** Gives the arena chunks, e.g. (n) => native-io allocShared(n).buffer. Default new ArrayBuffer. */
   allocate?: ArenaAllocator;
 }
 
@@ -97,18 +98,23 @@ export type CacheVisitor = (seq: number, tsMicros: number, flags: number, data: 
 /** Like CacheVisitor with no allocation at all: the payload is arena[offset, offset + length). */
 export type CacheRawVisitor = (seq: number, tsMicros: number, flags: number, arena: Uint8Array, offset: number, length: number) => void;
 
-const ENTRY_HEADER = 16;
-const BLOCK_HEADER = 8;
-const UNIT_SHIFT = 8;
-const UNIT_BYTES = 1 << UNIT_SHIFT;
-/** New tail blocks are about stored >> BLOCK_FRACTION_SHIFT bytes. */
-const BLOCK_FRACTION_SHIFT = 4;
-/** unitState: -1 = not a block head; 0..31 = free block head of that order; ALLOCATED + order = allocated block head. */
-const ALLOCATED = 32;
+/** Bytes of an entry's header; the payload follows, padded to 8 bytes. */
+export const CACHE_ENTRY_HEADER_BYTES = 24;
+const ENTRY_HEADER = CACHE_ENTRY_HEADER_BYTES;
+const H_LEN = 8;
+const H_TOPIC = 12;
+const H_NEXT = 16;
+const H_PREV = 20;
+const NONE = 0xffffffff;
+const DEAD = 0xffffffff;
+const LEN_MASK = 0xffffff;
+/** Log size that starts the cleaner: this many times the live bytes, plus two segments. */
+const CLEAN_RATIO = 1.25;
+/** Segments the cleaner copies for one new head segment before it evicts instead (bounds the pause). */
+const MAX_CLEAN_PER_HEAD = 4;
+/** Free segments kept for reuse; more are released to the allocator's owner (the GC). */
+const SPARE_SEGMENTS = 2;
 const INITIAL_TOPICS = 1024;
-const INITIAL_FIFO = 4096;
-
-export const CACHE_ENTRY_HEADER_BYTES = ENTRY_HEADER;
 
 function positiveNumber(value: number | undefined, fallback: number, name: string, allowInfinity: boolean): number {
   const v = value ?? fallback;
@@ -124,8 +130,10 @@ export class MessageCache {
   readonly maxBytesPerTopic: number;
   readonly maxTotalBytes: number;
   readonly arenaChunkBytes: number;
+  /** Most segments the log may hold: 1.25 x maxTotalBytes plus two. */
+  readonly maxSegments: number;
 
-  // ---- Stats (counts since construction, or current totals) ----
+  // ---- Stats: current totals, and counts since construction ----
   /** Messages cached now. */
   messages = 0;
   /** Payload bytes cached now. */
@@ -138,57 +146,59 @@ export class MessageCache {
   evictedForTopicBytes = 0;
   evictedForAge = 0;
   evictedForTotalBytes = 0;
-  /** Messages discarded because a seq did not follow the topic's last one (the history restarted). */
+  /** Evicted by the cleaner because the log was at its cap and could not be compacted in time. */
+  evictedForSpace = 0;
+  /** Discarded because a seq did not follow the topic's last one (its history restarted), or a message was uncacheable. */
   evictedForGap = 0;
-  /** Messages too big to cache (the topic's history is cleared, so resume from before them reports a gap). */
+  /** Messages too big to cache (the topic's history is cleared, so a resume from before them reports a gap). */
   uncacheable = 0;
+  /** Bytes the cleaner copied, and segments it reclaimed. */
+  cleanerCopiedBytes = 0;
+  cleanerSegments = 0;
   snapshots = 0;
   snapshotBytes = 0;
-  /** Bytes of allocated blocks (history and snapshots), headers and unused ends included. */
-  blockBytes = 0;
-  /** Bytes of arena chunks held. */
-  arenaBytes = 0;
 
   private readonly allocate: ArenaAllocator;
-  private readonly maxOrder: number;
-  private readonly unitMask: number;
+  private readonly posShift: number;
+  private readonly posMask: number;
 
-  // Arena chunks and their views, indexed by chunk number (null: released).
-  private chunkU8: (Uint8Array | null)[] = [];
-  private chunkI32: (Int32Array | null)[] = [];
-  private chunkU32: (Uint32Array | null)[] = [];
-  private chunkF64: (Float64Array | null)[] = [];
-  private freeChunkIds: number[] = [];
-  private unitState = new Int8Array(0);
-  private freeHead: Int32Array;
-  /** Wholly free chunks on the free lists; more than one is released. */
-  private spareChunks = 0;
+  // Segments, by id (null: never allocated or released).
+  private segU8: (Uint8Array | null)[] = [];
+  private segU32: (Uint32Array | null)[] = [];
+  private segF64: (Float64Array | null)[] = [];
+  private segEnd = new Uint32Array(16);
+  private segLive = new Float64Array(16);
+  private freeSegs: number[] = [];
+  private releasedSegIds: number[] = [];
+  private segIdsUsed = 0;
+  private segAllocated = 0;
+  // The log: ring of segment ids, oldest (tail) first.
+  private order = new Int32Array(16);
+  private orderHead = 0;
+  private orderLen = 0;
+  /** Offset in the tail segment of the first entry not yet passed. */
+  private tailOff = 0;
+  /** Newest clock seen (appended timestamps, expire's now): the age limit's reference. */
+  private latestNowMicros = -Infinity;
 
   // Per-topic rows.
-  private headUnit = new Int32Array(INITIAL_TOPICS).fill(-1);
-  private tailUnit = new Int32Array(INITIAL_TOPICS).fill(-1);
-  /** Offset of the oldest entry within the head block. */
-  private headPos = new Uint32Array(INITIAL_TOPICS);
+  private headPos = new Uint32Array(INITIAL_TOPICS).fill(NONE);
+  private tailPos = new Uint32Array(INITIAL_TOPICS).fill(NONE);
   private count = new Uint32Array(INITIAL_TOPICS);
   private stored = new Uint32Array(INITIAL_TOPICS);
   private payload = new Uint32Array(INITIAL_TOPICS);
   private firstSeqs = new Float64Array(INITIAL_TOPICS);
   /** Seq of the last message appended (cached or not); 0 before any. */
   private lastSeqs = new Float64Array(INITIAL_TOPICS);
-  private fifoDebt = new Uint32Array(INITIAL_TOPICS);
-  private snapUnit = new Int32Array(INITIAL_TOPICS).fill(-1);
+  private snapBlock = new Int32Array(INITIAL_TOPICS).fill(-1);
   private snapLen = new Uint32Array(INITIAL_TOPICS);
   private snapFlags = new Uint8Array(INITIAL_TOPICS);
   private snapSeq = new Float64Array(INITIAL_TOPICS);
   private snapTs = new Float64Array(INITIAL_TOPICS);
   private snapExpires = new Float64Array(INITIAL_TOPICS);
 
-  // Global arrival order: ring of topic ids.
-  private fifo = new Int32Array(INITIAL_FIFO);
-  private fifoHead = 0;
-  private fifoLen = 0;
-
-  // Snapshot expiry: binary min-heap of (expiresAt, topic), stale entries skipped.
+  private readonly snapArena: BlockArena;
+  // Snapshot expiry: binary min-heap of (expiresAt, topic); stale entries are skipped.
   private heapAt = new Float64Array(64);
   private heapTopic = new Int32Array(64);
   private heapLen = 0;
@@ -204,30 +214,42 @@ export class MessageCache {
     this.maxAgeMicros = positiveNumber(options.maxAgeSeconds, 180, 'maxAgeSeconds', true) * 1e6;
     this.maxBytesPerTopic = Math.min(positiveNumber(options.maxBytesPerTopic, 1 << 20, 'maxBytesPerTopic', false), 0xffffffff);
     this.maxTotalBytes = positiveNumber(options.maxTotalBytes, 256 * (1 << 20), 'maxTotalBytes', false);
-    const chunk = options.arenaChunkBytes ?? 4 * (1 << 20);
-    if (!Number.isInteger(chunk) || chunk < 65536 || chunk > 1 << 30 || (chunk & (chunk - 1)) !== 0) {
-      throw new RangeError(`MessageCache: arenaChunkBytes must be a power of two from 65536 to 2^30, got ${String(options.arenaChunkBytes)}`);
+    if (this.maxTotalBytes > 16 * 2 ** 30) throw new RangeError(`MessageCache: maxTotalBytes must be at most 16 GiB, got ${this.maxTotalBytes}`);
+    const chunk = options.arenaChunkBytes ?? 2 * (1 << 20);
+    if (!Number.isInteger(chunk) || chunk < 1 << 16 || chunk > 1 << 24 || (chunk & (chunk - 1)) !== 0) {
+      throw new RangeError(`MessageCache: arenaChunkBytes must be a power of two from 65536 to 2^24, got ${String(options.arenaChunkBytes)}`);
     }
     this.arenaChunkBytes = chunk;
-    this.maxOrder = 31 - Math.clz32(chunk) - UNIT_SHIFT;
-    this.unitMask = (1 << this.maxOrder) - 1;
-    this.freeHead = new Int32Array(this.maxOrder + 1).fill(-1);
+    this.posShift = 31 - Math.clz32(chunk) - 3;
+    this.posMask = (1 << this.posShift) - 1;
+    this.maxSegments = Math.ceil((this.maxTotalBytes * CLEAN_RATIO) / chunk) + 2;
     this.allocate = options.allocate ?? defaultAllocator;
+    this.snapArena = new BlockArena(chunk, this.allocate);
   }
 
   get enabled(): boolean {
     return this.maxMessagesPerTopic > 0;
   }
 
-  /** All evictions (not drops): count, topic bytes, age, total bytes and gaps. */
+  /** All evictions (drops excluded). */
   get evictions(): number {
-    return this.evictedForCount + this.evictedForTopicBytes + this.evictedForAge + this.evictedForTotalBytes + this.evictedForGap;
+    return this.evictedForCount + this.evictedForTopicBytes + this.evictedForAge + this.evictedForTotalBytes + this.evictedForSpace + this.evictedForGap;
   }
 
-  /** Bytes of the typed arrays beside the arenas (topic rows, FIFO, unit table, heap). */
+  /** Bytes of the log's segments (live, dead and not yet written). */
+  get logBytes(): number {
+    return this.orderLen * this.arenaChunkBytes;
+  }
+
+  /** Bytes of arena chunks held: the log's segments, spare segments and the snapshot arena. */
+  get arenaBytes(): number {
+    return this.segAllocated * this.arenaChunkBytes + this.snapArena.arenaBytes;
+  }
+
+  /** Bytes of the typed arrays beside the arenas (topic rows, segment table, snapshot unit table and heap). */
   get metadataBytes(): number {
-    const rows = this.headUnit.length * (4 * 9 + 1 + 8 * 5);
-    return rows + this.fifo.byteLength + this.unitState.byteLength + this.heapAt.byteLength + this.heapTopic.byteLength;
+    const rows = this.headPos.length * (4 * 6 + 1 + 8 * 5);
+    return rows + this.segEnd.byteLength + this.segLive.byteLength + this.order.byteLength + this.snapArena.metadataBytes + this.heapAt.byteLength + this.heapTopic.byteLength;
   }
 
   // ---- History ----
@@ -235,8 +257,8 @@ export class MessageCache {
   /**
    * Caches a message. seq must be the topic's last seq + 1; any other seq
    * restarts the topic's cached history from this message (counted in
-   * evictedForGap). Evicts what the limits require, this topic first,
-   * then the globally oldest. No allocation except a new block or chunk.
+   * evictedForGap). Evicts what the limits require, this topic's oldest
+   * first, then the globally oldest. Allocates only a new segment, rarely.
    */
   append(topicId: number, seq: number, tsMicros: number, flags: number, data: Uint8Array): void {
     this.assertNotIterating();
@@ -250,93 +272,78 @@ export class MessageCache {
 
     const len = data.length;
     const size = ENTRY_HEADER + ((len + 7) & ~7);
-    if (size > this.maxBytesPerTopic || size > this.maxTotalBytes || size + BLOCK_HEADER > this.arenaChunkBytes) {
+    if (len > LEN_MASK || size > this.maxBytesPerTopic || size > this.maxTotalBytes || size > this.arenaChunkBytes) {
       this.uncacheable++;
       this.evictedForGap += this.count[topicId];
       this.clearHistory(topicId);
       return;
     }
+    if (tsMicros > this.latestNowMicros) this.latestNowMicros = tsMicros;
 
     if (this.count[topicId] > 0) {
-      const cutoff = tsMicros - this.maxAgeMicros;
-      while (this.count[topicId] > 0 && this.frontTs(topicId) < cutoff) {
-        this.evictFront(topicId);
-        this.fifoDebt[topicId]++;
-        this.evictedForAge++;
-      }
+      this.trimAge(topicId);
       while (this.count[topicId] >= this.maxMessagesPerTopic) {
         this.evictFront(topicId);
-        this.fifoDebt[topicId]++;
         this.evictedForCount++;
       }
       while (this.count[topicId] > 0 && this.stored[topicId] + size > this.maxBytesPerTopic) {
         this.evictFront(topicId);
-        this.fifoDebt[topicId]++;
         this.evictedForTopicBytes++;
       }
     }
     while (this.storedBytes + size > this.maxTotalBytes) this.evictOldest();
 
-    // Find room at the tail.
-    let tail = this.tailUnit[topicId];
-    if (this.count[topicId] === 0) {
-      if (tail >= 0 && this.blockSize(tail) < size + BLOCK_HEADER) {
-        this.freeBlock(tail);
-        tail = -1;
-      }
-      if (tail < 0) tail = this.allocBlock(orderFor(size + BLOCK_HEADER));
-      this.setNext(tail, -1);
-      this.setEnd(tail, BLOCK_HEADER);
-      this.headUnit[topicId] = tail;
-      this.tailUnit[topicId] = tail;
-      this.headPos[topicId] = BLOCK_HEADER;
+    let h = this.headSegment();
+    if (h < 0 || this.segEnd[h] + size > this.arenaChunkBytes) h = this.makeRoom(size);
+
+    const off = this.segEnd[h];
+    const pos = ((h << this.posShift) | (off >>> 3)) >>> 0;
+    const u32 = this.segU32[h] as Uint32Array;
+    const w = off >>> 2;
+    (this.segF64[h] as Float64Array)[off >>> 3] = tsMicros;
+    u32[w + 2] = len | ((flags & 0xff) << 24);
+    u32[w + 3] = topicId;
+    u32[w + 4] = NONE;
+    const prev = this.tailPos[topicId];
+    u32[w + 5] = prev;
+    (this.segU8[h] as Uint8Array).set(data, off + ENTRY_HEADER);
+    this.segEnd[h] = off + size;
+    this.segLive[h] += size;
+    if (prev !== NONE) {
+      this.setLink(prev, H_NEXT, pos);
+    } else {
+      this.headPos[topicId] = pos;
       this.firstSeqs[topicId] = seq;
       this.topics++;
-    } else if (this.blockSize(tail) - this.getEnd(tail) < size) {
-      const order = Math.min(this.maxOrder, Math.max(orderFor(size + BLOCK_HEADER), floorOrder(this.stored[topicId] >>> BLOCK_FRACTION_SHIFT)));
-      const next = this.allocBlock(order);
-      this.setNext(next, -1);
-      this.setEnd(next, BLOCK_HEADER);
-      this.setNext(tail, next);
-      this.tailUnit[topicId] = tail = next;
     }
-
-    // Write the entry.
-    const c = tail >>> this.maxOrder;
-    const blockBase = (tail & this.unitMask) << UNIT_SHIFT;
-    const end = this.getEnd(tail);
-    const off = blockBase + end;
-    (this.chunkF64[c] as Float64Array)[off >>> 3] = tsMicros;
-    (this.chunkU32[c] as Uint32Array)[(off + 8) >>> 2] = len;
-    const u8 = this.chunkU8[c] as Uint8Array;
-    u8[off + 12] = flags;
-    u8.set(data, off + ENTRY_HEADER);
-    this.setEnd(tail, end + size);
-
+    this.tailPos[topicId] = pos;
     this.count[topicId]++;
     this.stored[topicId] += size;
     this.payload[topicId] += len;
-    this.pushFifo(topicId);
     this.messages++;
     this.storedBytes += size;
     this.bytes += len;
   }
 
-  /** The seqs cached for the topic, or null when none. Allocates the result; see firstSeq/lastCachedSeq for the numbers alone. */
+  /** The seqs cached for the topic, or null when none. Allocates the result; firstSeq and countOf give the numbers alone. */
   range(topicId: number): SeqRange | null {
-    if (topicId >= this.count.length || this.count[topicId] === 0) return null;
+    if (topicId >= this.count.length) return null;
+    this.trimAge(topicId);
+    if (this.count[topicId] === 0) return null;
     const first = this.firstSeqs[topicId];
     return { first, last: first + this.count[topicId] - 1 };
   }
 
   /** Messages cached for the topic. */
   countOf(topicId: number): number {
-    return topicId < this.count.length ? this.count[topicId] : 0;
+    if (topicId >= this.count.length) return 0;
+    this.trimAge(topicId);
+    return this.count[topicId];
   }
 
   /** Seq of the oldest cached message, or 0 when none. */
   firstSeq(topicId: number): number {
-    return topicId < this.count.length && this.count[topicId] > 0 ? this.firstSeqs[topicId] : 0;
+    return this.countOf(topicId) > 0 ? this.firstSeqs[topicId] : 0;
   }
 
   /** Seq of the last message appended to the topic (cached or not, until drop), 0 before any. */
@@ -345,22 +352,21 @@ export class MessageCache {
   }
 
   /**
-   * True when every seq in (afterSeq, lastSeq] is cached: a resume from
+   * True when every seq in (afterSeq, lastSeq] is cached, so a resume from
    * afterSeq can be replayed whole. True when afterSeq equals lastSeq
-   * (nothing missed); false when afterSeq is beyond it (a history this
-   * cache never had).
+   * (nothing missed); false when it is beyond (a history this cache never had).
    */
   covers(topicId: number, afterSeq: number): boolean {
     const last = this.lastSeq(topicId);
     if (afterSeq === last) return true;
-    if (afterSeq > last || this.count[topicId] === 0) return false;
+    if (afterSeq > last || this.countOf(topicId) === 0) return false;
     return this.firstSeqs[topicId] <= afterSeq + 1;
   }
 
   /**
-   * Visits the cached messages with seq > afterSeq, in seq order, and returns
+   * Visits the cached messages with seq > afterSeq in seq order and returns
    * how many. Visits what is there even when covers() is false (check it
-   * first). The visitor must not append, drop or expire (it throws), and
+   * first). The visitor must not append, drop or expire (that throws) and
    * must copy or encode the bytes before it returns.
    */
   forEach(topicId: number, afterSeq: number, visit: CacheVisitor): number {
@@ -381,34 +387,32 @@ export class MessageCache {
     this.clearSnapshot(topicId);
   }
 
-  /** True while the topic has cached messages or a snapshot (so its row must not be released). */
+  /** True while the topic has cached messages or a snapshot (so its row must not be released yet). */
   holds(topicId: number): boolean {
-    return topicId < this.count.length && (this.count[topicId] > 0 || this.snapUnit[topicId] >= 0);
+    return topicId < this.count.length && (this.countOf(topicId) > 0 || this.snapBlock[topicId] >= 0);
   }
 
   /**
-   * Evicts every message older than maxAgeSeconds at nowMicros, oldest first
-   * over all topics; returns how many. Call about once a second.
+   * Evicts messages older than maxAgeSeconds at nowMicros from the log's
+   * tail, oldest first over all topics, frees the wholly dead segments
+   * there, and returns how many messages it evicted. Call about once a second.
    */
   expire(nowMicros: number): number {
     this.assertNotIterating();
-    if (this.maxAgeMicros === Infinity) return 0;
-    const cutoff = nowMicros - this.maxAgeMicros;
-    const mask = this.fifo.length - 1;
+    if (nowMicros > this.latestNowMicros) this.latestNowMicros = nowMicros;
+    if (this.maxAgeMicros === Infinity) {
+      this.firstLive(); // frees the dead segments at the tail
+      return 0;
+    }
+    const cutoff = this.latestNowMicros - this.maxAgeMicros;
     let n = 0;
-    while (this.fifoLen > 0) {
-      const t = this.fifo[this.fifoHead];
-      if (this.fifoDebt[t] > 0) {
-        this.fifoDebt[t]--;
-      } else if (this.frontTs(t) < cutoff) {
-        this.evictFront(t);
-        this.releaseIfEmpty(t);
-        n++;
-      } else {
-        break;
-      }
-      this.fifoHead = (this.fifoHead + 1) & mask;
-      this.fifoLen--;
+    for (;;) {
+      const pos = this.firstLive();
+      if (pos === NONE) break;
+      const s = pos >>> this.posShift;
+      const off = (pos & this.posMask) << 3;
+      if ((this.segF64[s] as Float64Array)[off >>> 3] >= cutoff) break;
+      n += this.evictThrough((this.segU32[s] as Uint32Array)[(off + H_TOPIC) >>> 2], pos);
     }
     this.evictedForAge += n;
     return n;
@@ -430,20 +434,19 @@ export class MessageCache {
       return false;
     }
     const order = orderFor(Math.max(len, 1));
-    let u = this.snapUnit[topicId];
-    if (u >= 0 && this.unitState[u] - ALLOCATED !== order) {
+    let b = this.snapBlock[topicId];
+    if (b >= 0 && this.snapArena.orderOf(b) !== order) {
       this.clearSnapshot(topicId);
-      u = -1;
+      b = -1;
     }
-    if (u < 0) {
-      u = this.allocBlock(order);
-      this.snapUnit[topicId] = u;
+    if (b < 0) {
+      b = this.snapArena.alloc(order);
+      this.snapBlock[topicId] = b;
       this.snapshots++;
     } else {
       this.snapshotBytes -= this.snapLen[topicId];
     }
-    const c = u >>> this.maxOrder;
-    (this.chunkU8[c] as Uint8Array).set(data, (u & this.unitMask) << UNIT_SHIFT);
+    this.snapArena.bytesOf(b).set(data, this.snapArena.offsetOf(b));
     this.snapLen[topicId] = len;
     this.snapFlags[topicId] = flags;
     this.snapSeq[topicId] = seq;
@@ -457,25 +460,25 @@ export class MessageCache {
   /** The topic's snapshot, or null; with nowMicros, null also once it has expired. */
   snapshot(topicId: number, nowMicros?: number): SnapshotView | null {
     if (topicId >= this.count.length) return null;
-    const u = this.snapUnit[topicId];
-    if (u < 0) return null;
+    const b = this.snapBlock[topicId];
+    if (b < 0) return null;
     const expiresAtMicros = this.snapExpires[topicId];
     if (nowMicros !== undefined && expiresAtMicros <= nowMicros) return null;
-    const base = (u & this.unitMask) << UNIT_SHIFT;
-    const data = (this.chunkU8[u >>> this.maxOrder] as Uint8Array).subarray(base, base + this.snapLen[topicId]);
+    const off = this.snapArena.offsetOf(b);
+    const data = this.snapArena.bytesOf(b).subarray(off, off + this.snapLen[topicId]);
     return { seq: this.snapSeq[topicId], tsMicros: this.snapTs[topicId], flags: this.snapFlags[topicId], data, expiresAtMicros };
   }
 
   clearSnapshot(topicId: number): void {
     if (topicId >= this.count.length) return;
-    const u = this.snapUnit[topicId];
-    if (u < 0) return;
-    this.freeBlock(u);
-    this.snapUnit[topicId] = -1;
+    const b = this.snapBlock[topicId];
+    if (b < 0) return;
+    this.snapArena.free(b);
+    this.snapBlock[topicId] = -1;
     this.snapshots--;
     this.snapshotBytes -= this.snapLen[topicId];
     this.snapLen[topicId] = 0;
-    // Its heap entry goes stale: snapUnit < 0 or a different expiry.
+    // Its heap entry is stale now: no block, or a different expiry.
   }
 
   /** Clears every snapshot that expires at or before nowMicros; returns how many. */
@@ -486,7 +489,7 @@ export class MessageCache {
       const at = this.heapAt[0];
       const t = this.heapTopic[0];
       this.heapPop();
-      if (this.snapUnit[t] >= 0 && this.snapExpires[t] === at) {
+      if (this.snapBlock[t] >= 0 && this.snapExpires[t] === at) {
         this.clearSnapshot(t);
         n++;
       }
@@ -495,37 +498,42 @@ export class MessageCache {
     return n;
   }
 
-  // ---- Internals: history ----
+  // ---- Internals: topics ----
 
   private walk(topicId: number, afterSeq: number, visit: CacheVisitor | null, raw: CacheRawVisitor | null): number {
     if (topicId >= this.count.length) return 0;
+    this.trimAge(topicId);
     const n = this.count[topicId];
     if (n === 0) return 0;
     const first = this.firstSeqs[topicId];
     let skip = afterSeq - first + 1;
     if (skip >= n) return 0;
     if (skip < 0) skip = 0;
-    let u = this.headUnit[topicId];
-    let pos = this.headPos[topicId];
+    // Reach the first entry to visit from whichever end is nearer.
+    let pos: number;
+    if (skip <= n - 1 - skip) {
+      pos = this.headPos[topicId];
+      for (let i = 0; i < skip; i++) pos = this.link(pos, H_NEXT);
+    } else {
+      pos = this.tailPos[topicId];
+      for (let i = n - 1; i > skip; i--) pos = this.link(pos, H_PREV);
+    }
+    const shift = this.posShift;
+    const mask = this.posMask;
     this.iterating = true;
     try {
-      for (let i = 0; i < n; i++) {
-        const c = u >>> this.maxOrder;
-        const blockBase = (u & this.unitMask) << UNIT_SHIFT;
-        const off = blockBase + pos;
-        const u32 = this.chunkU32[c] as Uint32Array;
-        const len = u32[(off + 8) >>> 2];
-        if (i >= skip) {
-          const u8 = this.chunkU8[c] as Uint8Array;
-          const ts = (this.chunkF64[c] as Float64Array)[off >>> 3];
-          if (raw !== null) raw(first + i, ts, u8[off + 12], u8, off + ENTRY_HEADER, len);
-          else (visit as CacheVisitor)(first + i, ts, u8[off + 12], u8.subarray(off + ENTRY_HEADER, off + ENTRY_HEADER + len));
-        }
-        pos += ENTRY_HEADER + ((len + 7) & ~7);
-        if (pos >= u32[(blockBase + 4) >>> 2] && i + 1 < n) {
-          u = (this.chunkI32[c] as Int32Array)[blockBase >>> 2];
-          pos = BLOCK_HEADER;
-        }
+      for (let i = skip; i < n; i++) {
+        const s = pos >>> shift;
+        const off = (pos & mask) << 3;
+        const u32 = this.segU32[s] as Uint32Array;
+        const u8 = this.segU8[s] as Uint8Array;
+        const lenFlags = u32[(off + H_LEN) >>> 2];
+        const len = lenFlags & LEN_MASK;
+        const ts = (this.segF64[s] as Float64Array)[off >>> 3];
+        const start = off + ENTRY_HEADER;
+        if (raw !== null) raw(first + i, ts, lenFlags >>> 24, u8, start, len);
+        else (visit as CacheVisitor)(first + i, ts, lenFlags >>> 24, u8.subarray(start, start + len));
+        pos = u32[(off + H_NEXT) >>> 2];
       }
     } finally {
       this.iterating = false;
@@ -533,22 +541,32 @@ export class MessageCache {
     return n - skip;
   }
 
-  private frontTs(t: number): number {
-    const u = this.headUnit[t];
-    const off = ((u & this.unitMask) << UNIT_SHIFT) + this.headPos[t];
-    return (this.chunkF64[u >>> this.maxOrder] as Float64Array)[off >>> 3];
+  /** Evicts the topic's messages older than the age limit at the newest clock seen (not during a visit). */
+  private trimAge(t: number): void {
+    if (this.count[t] === 0 || this.maxAgeMicros === Infinity || this.iterating) return;
+    const cutoff = this.latestNowMicros - this.maxAgeMicros;
+    while (this.count[t] > 0) {
+      const pos = this.headPos[t];
+      if ((this.segF64[pos >>> this.posShift] as Float64Array)[((pos & this.posMask) << 3) >>> 3] >= cutoff) return;
+      this.evictFront(t);
+      this.evictedForAge++;
+    }
   }
 
-  /** Removes the topic's oldest entry; the caller accounts for its FIFO entry (debt or pop) and the reason. */
+  /** Removes the topic's oldest entry, leaving it dead in the log. */
   private evictFront(t: number): void {
-    const u = this.headUnit[t];
-    const c = u >>> this.maxOrder;
-    const blockBase = (u & this.unitMask) << UNIT_SHIFT;
-    let pos = this.headPos[t];
-    const u32 = this.chunkU32[c] as Uint32Array;
-    const len = u32[(blockBase + pos + 8) >>> 2];
+    const pos = this.headPos[t];
+    const s = pos >>> this.posShift;
+    const w = ((pos & this.posMask) << 3) >>> 2;
+    const u32 = this.segU32[s] as Uint32Array;
+    const len = u32[w + 2] & LEN_MASK;
     const size = ENTRY_HEADER + ((len + 7) & ~7);
-    pos += size;
+    u32[w + 3] = DEAD;
+    const next = u32[w + 4];
+    this.segLive[s] -= size;
+    this.headPos[t] = next;
+    if (next !== NONE) this.setLink(next, H_PREV, NONE);
+    else this.tailPos[t] = NONE;
     this.count[t]--;
     this.stored[t] -= size;
     this.payload[t] -= len;
@@ -556,116 +574,80 @@ export class MessageCache {
     this.messages--;
     this.storedBytes -= size;
     this.bytes -= len;
-    if (pos >= u32[(blockBase + 4) >>> 2] && u !== this.tailUnit[t]) {
-      this.headUnit[t] = (this.chunkI32[c] as Int32Array)[blockBase >>> 2];
-      this.freeBlock(u);
-      pos = BLOCK_HEADER;
-    }
-    this.headPos[t] = pos;
     if (this.count[t] === 0) this.topics--;
   }
 
-  /** Evicts the globally oldest cached message (there must be one). */
-  private evictOldest(): void {
-    const mask = this.fifo.length - 1;
+  /** Evicts the topic's oldest entries up to and including the one at pos; returns how many. */
+  private evictThrough(t: number, pos: number): number {
+    let n = 0;
     for (;;) {
-      const t = this.fifo[this.fifoHead];
-      this.fifoHead = (this.fifoHead + 1) & mask;
-      this.fifoLen--;
-      if (this.fifoDebt[t] > 0) {
-        this.fifoDebt[t]--;
-        continue;
-      }
+      const front = this.headPos[t];
       this.evictFront(t);
-      this.releaseIfEmpty(t);
-      this.evictedForTotalBytes++;
-      return;
+      n++;
+      if (front === pos) return n;
     }
   }
 
-  private releaseIfEmpty(t: number): void {
-    if (this.count[t] === 0 && this.tailUnit[t] >= 0) {
-      this.freeBlock(this.tailUnit[t]);
-      this.headUnit[t] = -1;
-      this.tailUnit[t] = -1;
-    }
+  /** Evicts the globally oldest cached message (there must be one), and any older one of its topic moved by the cleaner. */
+  private evictOldest(): void {
+    const pos = this.firstLive();
+    const s = pos >>> this.posShift;
+    const t = (this.segU32[s] as Uint32Array)[(((pos & this.posMask) << 3) + H_TOPIC) >>> 2];
+    this.evictedForTotalBytes += this.evictThrough(t, pos);
   }
 
-  /** Empties the topic's history and frees its blocks (its FIFO entries become debt). */
+  /** Empties the topic's history, leaving its entries dead in the log. */
   private clearHistory(t: number): void {
-    const n = this.count[t];
-    if (n > 0) {
-      this.fifoDebt[t] += n;
-      this.messages -= n;
+    let pos = this.headPos[t];
+    while (pos !== NONE) {
+      const s = pos >>> this.posShift;
+      const w = ((pos & this.posMask) << 3) >>> 2;
+      const u32 = this.segU32[s] as Uint32Array;
+      this.segLive[s] -= ENTRY_HEADER + (((u32[w + 2] & LEN_MASK) + 7) & ~7);
+      u32[w + 3] = DEAD;
+      pos = u32[w + 4];
+    }
+    if (this.count[t] > 0) {
+      this.messages -= this.count[t];
       this.storedBytes -= this.stored[t];
       this.bytes -= this.payload[t];
       this.topics--;
     }
-    let u = this.headUnit[t];
-    while (u >= 0) {
-      const next = u === this.tailUnit[t] ? -1 : this.getNext(u);
-      this.freeBlock(u);
-      u = next;
-    }
-    this.headUnit[t] = -1;
-    this.tailUnit[t] = -1;
+    this.headPos[t] = NONE;
+    this.tailPos[t] = NONE;
     this.count[t] = 0;
     this.stored[t] = 0;
     this.payload[t] = 0;
   }
 
-  private pushFifo(t: number): void {
-    if (this.fifoLen === this.fifo.length) {
-      // Compact when at least a quarter is dead (amortized: at most 4 moves per dead entry), else grow.
-      if (this.fifoLen - this.messages >= this.fifoLen >>> 2) this.compactFifo();
-      else this.growFifo();
-    }
-    this.fifo[(this.fifoHead + this.fifoLen) & (this.fifo.length - 1)] = t;
-    this.fifoLen++;
+  private link(pos: number, field: number): number {
+    return (this.segU32[pos >>> this.posShift] as Uint32Array)[(((pos & this.posMask) << 3) + field) >>> 2];
   }
 
-  private compactFifo(): void {
-    const fifo = this.fifo;
-    const mask = fifo.length - 1;
-    const debt = this.fifoDebt;
-    let w = 0;
-    for (let i = 0; i < this.fifoLen; i++) {
-      const t = fifo[(this.fifoHead + i) & mask];
-      if (debt[t] > 0) debt[t]--;
-      else fifo[(this.fifoHead + w++) & mask] = t;
-    }
-    this.fifoLen = w;
-  }
-
-  private growFifo(): void {
-    const old = this.fifo;
-    const mask = old.length - 1;
-    const next = new Int32Array(old.length * 2);
-    for (let i = 0; i < this.fifoLen; i++) next[i] = old[(this.fifoHead + i) & mask];
-    this.fifo = next;
-    this.fifoHead = 0;
+  private setLink(pos: number, field: number, value: number): void {
+    (this.segU32[pos >>> this.posShift] as Uint32Array)[(((pos & this.posMask) << 3) + field) >>> 2] = value;
   }
 
   private growTopics(topicId: number): void {
     let n = this.count.length;
     while (n <= topicId) n *= 2;
-    const i32 = (a: Int32Array) => { const b = new Int32Array(n).fill(-1); b.set(a); return b; };
+    const none = (a: Uint32Array) => { const b = new Uint32Array(n).fill(NONE); b.set(a); return b; };
     const u32 = (a: Uint32Array) => { const b = new Uint32Array(n); b.set(a); return b; };
     const f64 = (a: Float64Array) => { const b = new Float64Array(n); b.set(a); return b; };
-    this.headUnit = i32(this.headUnit);
-    this.tailUnit = i32(this.tailUnit);
-    this.snapUnit = i32(this.snapUnit);
-    this.headPos = u32(this.headPos);
+    this.headPos = none(this.headPos);
+    this.tailPos = none(this.tailPos);
     this.count = u32(this.count);
     this.stored = u32(this.stored);
     this.payload = u32(this.payload);
-    this.fifoDebt = u32(this.fifoDebt);
     this.snapLen = u32(this.snapLen);
     this.firstSeqs = f64(this.firstSeqs);
     this.lastSeqs = f64(this.lastSeqs);
     this.snapSeq = f64(this.snapSeq);
     this.snapTs = f64(this.snapTs);
     this.snapExpires = f64(this.snapExpires);
+    const blocks = new Int32Array(n).fill(-1);
+    blocks.set(this.snapBlock);
+    this.snapBlock = blocks;
     const flags = new Uint8Array(n);
     flags.set(this.snapFlags);
     this.snapFlags = flags;
@@ -675,120 +657,159 @@ export class MessageCache {
     if (this.iterating) throw new Error('MessageCache: a forEach visitor must not change the cache');
   }
 
-  // ---- Internals: blocks (buddy allocator over the arena chunks) ----
+  // ---- Internals: the log ----
 
-  private blockSize(u: number): number {
-    return UNIT_BYTES << (this.unitState[u] - ALLOCATED);
+  private headSegment(): number {
+    return this.orderLen > 0 ? this.order[(this.orderHead + this.orderLen - 1) & (this.order.length - 1)] : -1;
   }
 
-  private getNext(u: number): number {
-    return (this.chunkI32[u >>> this.maxOrder] as Int32Array)[((u & this.unitMask) << UNIT_SHIFT) >>> 2];
-  }
-
-  private setNext(u: number, next: number): void {
-    (this.chunkI32[u >>> this.maxOrder] as Int32Array)[((u & this.unitMask) << UNIT_SHIFT) >>> 2] = next;
-  }
-
-  private getEnd(u: number): number {
-    return (this.chunkU32[u >>> this.maxOrder] as Uint32Array)[(((u & this.unitMask) << UNIT_SHIFT) + 4) >>> 2];
-  }
-
-  private setEnd(u: number, end: number): void {
-    (this.chunkU32[u >>> this.maxOrder] as Uint32Array)[(((u & this.unitMask) << UNIT_SHIFT) + 4) >>> 2] = end;
-  }
-
-  private allocBlock(order: number): number {
-    let j = order;
-    while (j <= this.maxOrder && this.freeHead[j] < 0) j++;
-    if (j > this.maxOrder) {
-      this.addChunk();
-      j = this.maxOrder;
-    }
-    const u = this.freeHead[j];
-    this.unlinkFree(u, j);
-    if (j === this.maxOrder) this.spareChunks--;
-    while (j > order) {
-      j--;
-      this.pushFree(u + (1 << j), j);
-    }
-    this.unitState[u] = ALLOCATED + order;
-    this.blockBytes += UNIT_BYTES << order;
-    return u;
-  }
-
-  private freeBlock(u: number): void {
-    let order = this.unitState[u] - ALLOCATED;
-    this.blockBytes -= UNIT_BYTES << order;
-    this.unitState[u] = -1;
-    while (order < this.maxOrder) {
-      const buddy = u ^ (1 << order);
-      if (this.unitState[buddy] !== order) break;
-      this.unlinkFree(buddy, order);
-      this.unitState[buddy] = -1;
-      if (buddy < u) u = buddy;
-      order++;
-    }
-    if (order === this.maxOrder) {
-      if (this.spareChunks >= 1) {
-        this.releaseChunk(u >>> this.maxOrder);
-        return;
+  /**
+   * Position of the oldest live entry, or NONE when the log holds none.
+   * Passes dead entries for good, freeing each segment it leaves behind.
+   */
+  private firstLive(): number {
+    while (this.orderLen > 0) {
+      const s = this.order[this.orderHead];
+      const u32 = this.segU32[s] as Uint32Array;
+      const end = this.segEnd[s];
+      let off = this.tailOff;
+      while (off < end) {
+        if (u32[(off + H_TOPIC) >>> 2] !== DEAD) {
+          this.tailOff = off;
+          return ((s << this.posShift) | (off >>> 3)) >>> 0;
+        }
+        off += ENTRY_HEADER + (((u32[(off + H_LEN) >>> 2] & LEN_MASK) + 7) & ~7);
       }
-      this.spareChunks++;
+      if (this.orderLen === 1) {
+        // The only segment, all dead: start it over.
+        this.segEnd[s] = 0;
+        this.segLive[s] = 0;
+        this.tailOff = 0;
+        return NONE;
+      }
+      this.popTailSegment();
     }
-    this.pushFree(u, order);
+    return NONE;
   }
 
-  private pushFree(u: number, order: number): void {
-    const i32 = this.chunkI32[u >>> this.maxOrder] as Int32Array;
-    const w = ((u & this.unitMask) << UNIT_SHIFT) >>> 2;
-    const head = this.freeHead[order];
-    i32[w] = head;
-    i32[w + 1] = -1;
-    if (head >= 0) (this.chunkI32[head >>> this.maxOrder] as Int32Array)[(((head & this.unitMask) << UNIT_SHIFT) >>> 2) + 1] = u;
-    this.freeHead[order] = u;
-    this.unitState[u] = order;
-  }
-
-  private unlinkFree(u: number, order: number): void {
-    const i32 = this.chunkI32[u >>> this.maxOrder] as Int32Array;
-    const w = ((u & this.unitMask) << UNIT_SHIFT) >>> 2;
-    const next = i32[w];
-    const prev = i32[w + 1];
-    if (prev >= 0) (this.chunkI32[prev >>> this.maxOrder] as Int32Array)[((prev & this.unitMask) << UNIT_SHIFT) >>> 2] = next;
-    else this.freeHead[order] = next;
-    if (next >= 0) (this.chunkI32[next >>> this.maxOrder] as Int32Array)[(((next & this.unitMask) << UNIT_SHIFT) >>> 2) + 1] = prev;
-  }
-
-  private addChunk(): void {
-    const buffer = this.allocate(this.arenaChunkBytes);
-    if (buffer.byteLength < this.arenaChunkBytes) {
-      throw new RangeError(`MessageCache: the allocator gave ${buffer.byteLength} bytes for a chunk of ${this.arenaChunkBytes}`);
+  /** Opens a new head segment with room for size bytes, cleaning first when the log is too big; returns it. */
+  private makeRoom(size: number): number {
+    const seg = this.arenaChunkBytes;
+    // Free: pass the dead entries at the tail (each is passed once, so this is amortized O(1)).
+    this.firstLive();
+    // Soft: keep the log within CLEAN_RATIO x the live bytes, plus two segments.
+    for (let i = 0; i < 2 && this.orderLen >= 3 && this.orderLen * seg > this.storedBytes * CLEAN_RATIO + 2 * seg; i++) {
+      this.cleanTail(false);
     }
-    const c = this.freeChunkIds.length > 0 ? (this.freeChunkIds.pop() as number) : this.chunkU8.length;
-    const len = this.arenaChunkBytes;
-    this.chunkU8[c] = new Uint8Array(buffer, 0, len);
-    this.chunkI32[c] = new Int32Array(buffer, 0, len >>> 2);
-    this.chunkU32[c] = new Uint32Array(buffer, 0, len >>> 2);
-    this.chunkF64[c] = new Float64Array(buffer, 0, len >>> 3);
-    const units = (c + 1) << this.maxOrder;
-    if (units > this.unitState.length) {
-      const s = new Int8Array(Math.max(units, this.unitState.length * 2)).fill(-1);
-      s.set(this.unitState);
-      this.unitState = s;
-    }
-    this.unitState.fill(-1, c << this.maxOrder, units);
-    this.arenaBytes += len;
-    this.spareChunks++;
-    this.pushFree(c << this.maxOrder, this.maxOrder);
+    // Hard: one segment always stays free for the cleaner's copies.
+    for (let i = 0; this.orderLen >= this.maxSegments - 1; i++) this.cleanTail(i >= MAX_CLEAN_PER_HEAD);
+    const h = this.headSegment();
+    if (h >= 0 && this.segEnd[h] + size <= seg) return h;
+    this.pushSegment(this.acquireSegment());
+    return this.headSegment();
   }
 
-  private releaseChunk(c: number): void {
-    this.chunkU8[c] = null;
-    this.chunkI32[c] = null;
-    this.chunkU32[c] = null;
-    this.chunkF64[c] = null;
-    this.freeChunkIds.push(c);
-    this.arenaBytes -= this.arenaChunkBytes;
+  /** Frees the tail segment: its live entries are copied to the head, or evicted when too old, when evictAll, or when there is no room. */
+  private cleanTail(evictAll: boolean): void {
+    if (this.orderLen < 2) return;
+    const s = this.order[this.orderHead];
+    const u32 = this.segU32[s] as Uint32Array;
+    const f64 = this.segF64[s] as Float64Array;
+    const end = this.segEnd[s];
+    const cutoff = this.latestNowMicros - this.maxAgeMicros;
+    let off = this.tailOff;
+    while (off < end) {
+      const size = ENTRY_HEADER + (((u32[(off + H_LEN) >>> 2] & LEN_MASK) + 7) & ~7);
+      const t = u32[(off + H_TOPIC) >>> 2];
+      if (t !== DEAD) {
+        const pos = ((s << this.posShift) | (off >>> 3)) >>> 0;
+        if (f64[off >>> 3] < cutoff) this.evictedForAge += this.evictThrough(t, pos);
+        else if (evictAll || !this.copyForward(s, off, size, t)) this.evictedForSpace += this.evictThrough(t, pos);
+      }
+      off += size;
+    }
+    this.popTailSegment();
+    this.cleanerSegments++;
+  }
+
+  /** Moves the live entry at (s, off) to the head of the log and relinks it; false when the log is at its cap. */
+  private copyForward(s: number, off: number, size: number, t: number): boolean {
+    let h = this.headSegment();
+    if (this.segEnd[h] + size > this.arenaChunkBytes) {
+      if (this.orderLen >= this.maxSegments) return false;
+      this.pushSegment(this.acquireSegment());
+      h = this.headSegment();
+    }
+    const dst = this.segEnd[h];
+    (this.segU8[h] as Uint8Array).set((this.segU8[s] as Uint8Array).subarray(off, off + size), dst);
+    this.segEnd[h] = dst + size;
+    this.segLive[h] += size;
+    this.segLive[s] -= size;
+    (this.segU32[s] as Uint32Array)[(off + H_TOPIC) >>> 2] = DEAD;
+    const pos = ((h << this.posShift) | (dst >>> 3)) >>> 0;
+    const u32 = this.segU32[h] as Uint32Array;
+    const prev = u32[(dst + H_PREV) >>> 2];
+    const next = u32[(dst + H_NEXT) >>> 2];
+    if (prev !== NONE) this.setLink(prev, H_NEXT, pos);
+    else this.headPos[t] = pos;
+    if (next !== NONE) this.setLink(next, H_PREV, pos);
+    else this.tailPos[t] = pos;
+    this.cleanerCopiedBytes += size;
+    return true;
+  }
+
+  private pushSegment(s: number): void {
+    if (this.orderLen === this.order.length) {
+      const old = this.order;
+      const next = new Int32Array(old.length * 2);
+      for (let i = 0; i < this.orderLen; i++) next[i] = old[(this.orderHead + i) & (old.length - 1)];
+      this.order = next;
+      this.orderHead = 0;
+    }
+    if (this.orderLen === 0) this.tailOff = 0;
+    this.order[(this.orderHead + this.orderLen) & (this.order.length - 1)] = s;
+    this.orderLen++;
+  }
+
+  private popTailSegment(): void {
+    const s = this.order[this.orderHead];
+    this.orderHead = (this.orderHead + 1) & (this.order.length - 1);
+    this.orderLen--;
+    this.tailOff = 0;
+    this.segEnd[s] = 0;
+    this.segLive[s] = 0;
+    if (this.freeSegs.length < SPARE_SEGMENTS) {
+      this.freeSegs.push(s);
+      return;
+    }
+    this.segU8[s] = null;
+    this.segU32[s] = null;
+    this.segF64[s] = null;
+    this.releasedSegIds.push(s);
+    this.segAllocated--;
+  }
+
+  private acquireSegment(): number {
+    if (this.freeSegs.length > 0) return this.freeSegs.pop() as number;
+    const bytes = this.arenaChunkBytes;
+    const buffer = this.allocate(bytes);
+    if (buffer.byteLength < bytes) throw new RangeError(`MessageCache: the allocator gave ${buffer.byteLength} bytes for a chunk of ${bytes}`);
+    const s = this.releasedSegIds.length > 0 ? (this.releasedSegIds.pop() as number) : this.segIdsUsed++;
+    if (s >= this.segEnd.length) {
+      const e = new Uint32Array(this.segEnd.length * 2);
+      e.set(this.segEnd);
+      this.segEnd = e;
+      const l = new Float64Array(this.segLive.length * 2);
+      l.set(this.segLive);
+      this.segLive = l;
+    }
+    this.segU8[s] = new Uint8Array(buffer, 0, bytes);
+    this.segU32[s] = new Uint32Array(buffer, 0, bytes >>> 2);
+    this.segF64[s] = new Float64Array(buffer, 0, bytes >>> 3);
+    this.segEnd[s] = 0;
+    this.segLive[s] = 0;
+    this.segAllocated++;
+    return s;
   }
 
   // ---- Internals: snapshot expiry heap ----
@@ -840,7 +861,7 @@ export class MessageCache {
     for (let i = 0; i < this.heapLen; i++) {
       const t = this.heapTopic[i];
       const at = this.heapAt[i];
-      if (this.snapUnit[t] >= 0 && this.snapExpires[t] === at) {
+      if (this.snapBlock[t] >= 0 && this.snapExpires[t] === at) {
         this.heapAt[w] = at;
         this.heapTopic[w] = t;
         w++;
@@ -851,14 +872,143 @@ export class MessageCache {
   }
 }
 
+// ---- Block arena (snapshots): a buddy allocator over arena chunks ----
+
+const UNIT_SHIFT = 8;
+const UNIT_BYTES = 1 << UNIT_SHIFT;
+/** unitState: -1 = not a block head; 0..31 = head of a free block of that order; ALLOCATED + order = head of an allocated block. */
+const ALLOCATED = 32;
+
 /** Smallest block order holding bytes. */
 function orderFor(bytes: number): number {
   if (bytes <= UNIT_BYTES) return 0;
   return 32 - Math.clz32(bytes - 1) - UNIT_SHIFT;
 }
 
-/** Largest block order not above bytes (0 below one unit). */
-function floorOrder(bytes: number): number {
-  if (bytes < UNIT_BYTES) return 0;
-  return 31 - Math.clz32(bytes) - UNIT_SHIFT;
+/**
+ * Blocks of 256 bytes << order, up to one chunk, named by the global number
+ * of their first 256-byte unit. Free lists are linked through the free
+ * blocks themselves (next, prev unit at their first two words); the only
+ * side table is one byte per unit. At most one wholly free chunk is kept.
+ */
+class BlockArena {
+  arenaBytes = 0;
+  private readonly maxOrder: number;
+  private readonly unitMask: number;
+  private chunkU8: (Uint8Array | null)[] = [];
+  private chunkI32: (Int32Array | null)[] = [];
+  private freeChunkIds: number[] = [];
+  private unitState = new Int8Array(0);
+  private readonly freeHead: Int32Array;
+  private spareChunks = 0;
+
+  constructor(private readonly chunkBytes: number, private readonly allocate: ArenaAllocator) {
+    this.maxOrder = 31 - Math.clz32(chunkBytes) - UNIT_SHIFT;
+    this.unitMask = (1 << this.maxOrder) - 1;
+    this.freeHead = new Int32Array(this.maxOrder + 1).fill(-1);
+  }
+
+  get metadataBytes(): number {
+    return this.unitState.byteLength;
+  }
+
+  orderOf(b: number): number {
+    return this.unitState[b] - ALLOCATED;
+  }
+
+  /** The chunk's bytes holding block b (at offsetOf(b)). */
+  bytesOf(b: number): Uint8Array {
+    return this.chunkU8[b >>> this.maxOrder] as Uint8Array;
+  }
+
+  offsetOf(b: number): number {
+    return (b & this.unitMask) << UNIT_SHIFT;
+  }
+
+  alloc(order: number): number {
+    let j = order;
+    while (j <= this.maxOrder && this.freeHead[j] < 0) j++;
+    if (j > this.maxOrder) {
+      this.addChunk();
+      j = this.maxOrder;
+    }
+    const u = this.freeHead[j];
+    this.unlinkFree(u, j);
+    if (j === this.maxOrder) this.spareChunks--;
+    while (j > order) {
+      j--;
+      this.pushFree(u + (1 << j), j);
+    }
+    this.unitState[u] = ALLOCATED + order;
+    return u;
+  }
+
+  free(b: number): void {
+    let u = b;
+    let order = this.unitState[u] - ALLOCATED;
+    this.unitState[u] = -1;
+    while (order < this.maxOrder) {
+      const buddy = u ^ (1 << order);
+      if (this.unitState[buddy] !== order) break;
+      this.unlinkFree(buddy, order);
+      this.unitState[buddy] = -1;
+      if (buddy < u) u = buddy;
+      order++;
+    }
+    if (order === this.maxOrder) {
+      if (this.spareChunks >= 1) {
+        this.releaseChunk(u >>> this.maxOrder);
+        return;
+      }
+      this.spareChunks++;
+    }
+    this.pushFree(u, order);
+  }
+
+  private pushFree(u: number, order: number): void {
+    const i32 = this.chunkI32[u >>> this.maxOrder] as Int32Array;
+    const w = ((u & this.unitMask) << UNIT_SHIFT) >>> 2;
+    const head = this.freeHead[order];
+    i32[w] = head;
+    i32[w + 1] = -1;
+    if (head >= 0) (this.chunkI32[head >>> this.maxOrder] as Int32Array)[(((head & this.unitMask) << UNIT_SHIFT) >>> 2) + 1] = u;
+    this.freeHead[order] = u;
+    this.unitState[u] = order;
+  }
+
+  private unlinkFree(u: number, order: number): void {
+    const i32 = this.chunkI32[u >>> this.maxOrder] as Int32Array;
+    const w = ((u & this.unitMask) << UNIT_SHIFT) >>> 2;
+    const next = i32[w];
+    const prev = i32[w + 1];
+    if (prev >= 0) (this.chunkI32[prev >>> this.maxOrder] as Int32Array)[((prev & this.unitMask) << UNIT_SHIFT) >>> 2] = next;
+    else this.freeHead[order] = next;
+    if (next >= 0) (this.chunkI32[next >>> this.maxOrder] as Int32Array)[(((next & this.unitMask) << UNIT_SHIFT) >>> 2) + 1] = prev;
+  }
+
+  private addChunk(): void {
+    const len = this.chunkBytes;
+    const buffer = this.allocate(len);
+    if (buffer.byteLength < len) throw new RangeError(`MessageCache: the allocator gave ${buffer.byteLength} bytes for a chunk of ${len}`);
+    const c = this.freeChunkIds.length > 0 ? (this.freeChunkIds.pop() as number) : this.chunkU8.length;
+    this.chunkU8[c] = new Uint8Array(buffer, 0, len);
+    this.chunkI32[c] = new Int32Array(buffer, 0, len >>> 2);
+    const units = (c + 1) << this.maxOrder;
+    if (units > this.unitState.length) {
+      const s = new Int8Array(Math.max(units, this.unitState.length * 2)).fill(-1);
+      s.set(this.unitState);
+      this.unitState = s;
+    }
+    this.unitState.fill(-1, c << this.maxOrder, units);
+    this.arenaBytes += len;
+    this.spareChunks++;
+    this.pushFree(c << this.maxOrder, this.maxOrder);
+  }
+
+  private releaseChunk(c: number): void {
+    this.chunkU8[c] = null;
+    this.chunkI32[c] = null;
+    this.freeChunkIds.push(c);
+    this.arenaBytes -= this.chunkBytes;
+  }
 }
