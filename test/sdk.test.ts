@@ -3,7 +3,10 @@
 // port) and after a network drop, the server's 1001 to the next URL, gaps,
 // no duplicates, and the bound on publishes queued while disconnected.
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { ROOT, startServer, type TestServer } from './helpers/server';
 import { connect, type C10mClient, type ClientEvents } from '../sdk/client';
 import { HttpPublisher } from '../sdk/http-publisher';
@@ -430,7 +433,8 @@ test('a server refusing a subscription rejects its ready promise and says why', 
 test('a subscriber too slow for the server is cut off, reconnects, and accounts for every seq', async () => {
   const s = await server(['--max-backpressure-bytes', '65536']);
   const topic = '/sdk/slow';
-  const N = 4000;
+  const N = 6000;
+  const doneFlag = path.join(os.tmpdir(), `c10m-sdk-slow-${process.pid}-${Date.now()}`);
   const c = client(s.url(''), { encoding: 'msgpack', reconnect: { initialDelayMs: 200, maxDelayMs: 200, factor: 2 }, random: () => 0.999 });
   const seqs: number[] = [];
   const gaps: Gap[] = [];
@@ -439,10 +443,11 @@ test('a subscriber too slow for the server is cut off, reconnects, and accounts 
   await c.subscribe(topic, (m) => {
     seqs.push(m.seq);
     if (!blocked) {
-      // Block this process's event loop: the server's buffer for this session fills up.
+      // Block this process's event loop until the server has taken every publish (or 15 s):
+      // the server's buffer for this session overflows meanwhile.
       blocked = true;
-      const until = Date.now() + 1500;
-      while (Date.now() < until);
+      const until = Date.now() + 15_000;
+      while (Date.now() < until && !fs.existsSync(doneFlag));
     }
   }).ready;
   const disconnected = nextEvent(c, 'disconnected');
@@ -456,11 +461,12 @@ test('a subscriber too slow for the server is cut off, reconnects, and accounts 
     ws.on('open', () => {
       for (let i = 1; i <= ${N}; i++) ws.send(JSON.stringify({ id: i, op: 'pub', topic: '${topic}', data: { i, pad }, ack: i === ${N} }));
     });
-    ws.on('message', (m) => { if (JSON.parse(m).id === ${N}) ws.close(); });
+    ws.on('message', (m) => { if (JSON.parse(m).id === ${N}) { require('fs').writeFileSync(${JSON.stringify(doneFlag)}, ''); ws.close(); } });
     ws.on('close', () => process.exit(0));
   `;
   const pub = spawn(process.execPath, ['-e', script], { cwd: ROOT, stdio: 'inherit' });
   expect(await new Promise((r) => pub.once('exit', r))).toBe(0);
+  fs.rmSync(doneFlag, { force: true });
   const d = await disconnected;
   // uWS (closeOnBackpressureLimit) drops the session without a close frame today (1006);
   // a 4000 close frame means "resume now", and the client then skips the backoff.
