@@ -491,6 +491,7 @@ async function main(): Promise<void> {
     serverMainThreadCpuPercentOff: round(mean(off.map((p) => p.serverMainThreadCpuPercent))),
     serverMainThreadCpuPercentOn: round(mean(on.map((p) => p.serverMainThreadCpuPercent))),
     serverMainThreadCpuMsPerScrape: round(mainCpuPerScrapeMs, 2),
+    scraperProcessCpuPercent: round(mean(on.map((p) => p.scraperProcessCpuPercent))),
     serverBusiestThreadCpuPercent: round(mean(phases.map((p) => p.serverBusiestThreadCpuPercent))),
     machineCpuPercent: round(mean(phases.map((p) => p.machineCpuPercent))),
     scrapeLatencyMsP50: { metrics: quantile(on.map((p) => p.scrapeLatencyMs.metricsP50 as number), 0.5), jmx: quantile(on.map((p) => p.scrapeLatencyMs.jmxP50 as number), 0.5) },
@@ -532,7 +533,7 @@ async function main(): Promise<void> {
     `delivered/s with scraper:    ${summary.deliveredPerSecondOn.mean} (sd ${summary.deliveredPerSecondOn.stdev}, ${summary.deliveredPerSecondOn.min}..${summary.deliveredPerSecondOn.max})`,
     `effect: ${summary.effectPercent}% ± ${summary.standardErrorPercent}% (standard error): ${summary.measurable ? 'measurable' : 'not measurable: within the run-to-run spread'}`,
     `workgroup CPU per delivered frame: ${summary.workgroupCpuNanosPerFrameOff.mean} ns without, ${summary.workgroupCpuNanosPerFrameOn.mean} ns with scraper: ${summary.workgroupCpuPerFrameEffectPercent}% ± ${summary.workgroupCpuPerFrameStandardErrorPercent}%`,
-    `scrapes/s ${summary.scrapesPerSecond}; server main thread ${summary.serverMainThreadCpuPercentOff}% -> ${summary.serverMainThreadCpuPercentOn}% CPU, ${summary.serverMainThreadCpuMsPerScrape} ms CPU per scrape; /metrics ${summary.scrapeBytes.metrics} B, /jmx ${summary.scrapeBytes.jmx} B`,
+    `scrapes/s ${summary.scrapesPerSecond}; server main thread ${summary.serverMainThreadCpuPercentOff}% -> ${summary.serverMainThreadCpuPercentOn}% CPU, ${summary.serverMainThreadCpuMsPerScrape} ms CPU per scrape; scraper process ${summary.scraperProcessCpuPercent}% CPU; /metrics ${summary.scrapeBytes.metrics} B, /jmx ${summary.scrapeBytes.jmx} B`,
     `busiest server thread (the workgroup) ${summary.serverBusiestThreadCpuPercent}% CPU on average, machine ${summary.machineCpuPercent}% of ${env.cores * 100}%; slow-consumer closes ${summary.slowConsumerCloses}; subscribers closed by the server ${summary.sinksClosedByServer}`,
     `result: ${path.relative(ROOT, file)}`,
   ];
