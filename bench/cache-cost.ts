@@ -10,6 +10,8 @@
 // owner does. Re-runs itself with --expose-gc so memory is measured after a
 // full collection. --alloc=native takes the arena chunks from native-io's
 // allocShared (huge pages when the system has them); default: new ArrayBuffer.
+// Throughput is only meaningful on an otherwise idle machine: the header
+// records the load average, and each figure its spread over the repeats.
 import { execSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
@@ -306,7 +308,7 @@ function main(): void {
   const result = { benchmark: 'cache-cost', environment: env, ...r };
   const dir = path.join(repoRoot(), 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
-  const file = path.join(dir, `cache-cost-${(env.date as string).slice(0, 10)}${quick ? '-quick' : ''}.json`);
+  const file = path.join(dir, `cache-cost-${(env.date as string).slice(0, 10)}${c.alloc === 'native' ? '-native' : ''}${quick ? '-quick' : ''}.json`);
   fs.writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.log(`\nwrote ${path.relative(process.cwd(), file)}`);
 }
