@@ -355,6 +355,27 @@ describe('replay', () => {
     expect(cache.range(1)).toEqual({ first: 99_996, last: 100_000 });
   });
 
+  test('chunks carved from one big SharedArrayBuffer (an allocator giving Uint8Array views)', () => {
+    const chunk = 65536;
+    const big = new SharedArrayBuffer(8 * chunk + 8);
+    let next = 8; // not at the buffer's start, to prove offsets are honoured
+    const cache = new MessageCache({
+      arenaChunkBytes: chunk,
+      maxTotalBytes: 4 * chunk,
+      allocate: (bytes) => {
+        if (next + bytes > big.byteLength) throw new Error('arena exhausted');
+        const v = new Uint8Array(big, next, bytes);
+        next += bytes;
+        return v;
+      },
+    });
+    for (let s = 1; s <= 300; s++) cache.append(s % 7, Math.ceil(s / 7), T0 + s, 0, payload(s % 7, Math.ceil(s / 7), 700));
+    cache.setSnapshot(3, 1, T0, CacheFlag.RETAINED, payload(3, 1, 100), Infinity);
+    for (let t = 0; t < 7; t++) for (const m of replay(cache, t, 0)) expect(Buffer.from(m.data).equals(Buffer.from(payload(t, m.seq, 700)))).toBe(true);
+    expect(Buffer.from(cache.snapshot(3)?.data ?? []).equals(Buffer.from(payload(3, 1, 100)))).toBe(true);
+    expect(() => new MessageCache({ arenaChunkBytes: chunk, allocate: () => new Uint8Array(big, 4, chunk) }).append(1, 1, T0, 0, new Uint8Array(1))).toThrow(RangeError);
+  });
+
   test('a visitor may not change the cache', () => {
     const cache = new MessageCache();
     fill(cache, 1, 1, 3, 8);

@@ -52,8 +52,26 @@
 // retained message for a burst of history would be the wrong trade. Counted
 // in snapshotBytes.
 
-export type ArenaAllocator = (bytes: number) => ArrayBufferLike;
+/**
+ * Gives one arena chunk of the bytes asked for: a whole (Shared)ArrayBuffer,
+ * or a Uint8Array over part of a bigger one (byteOffset a multiple of 8), so
+ * that chunks can be carved from one large huge-page arena.
+ */
+export type ArenaAllocator = (bytes: number) => ArrayBufferLike | Uint8Array;
 const defaultAllocator: ArenaAllocator = (bytes) => new ArrayBuffer(bytes);
+
+/** The allocator's chunk as (buffer, byteOffset), checked. */
+function takeChunk(allocate: ArenaAllocator, bytes: number): { buffer: ArrayBufferLike; offset: number } {
+  const r = allocate(bytes);
+  const view = ArrayBuffer.isView(r);
+  const buffer = view ? (r as Uint8Array).buffer : (r as ArrayBufferLike);
+  const offset = view ? (r as Uint8Array).byteOffset : 0;
+  const length = view ? (r as Uint8Array).byteLength : buffer.byteLength;
+  if (length < bytes || offset % 8 !== 0) {
+    throw new RangeError(`MessageCache: the allocator gave ${length} bytes at offset ${offset} for a chunk of ${bytes} (needs at least that many, at a multiple of 8)`);
+  }
+  return { buffer, offset };
+}
 
 /** Flag bits of a cached message or snapshot (one byte; one comment per bit). */
 export const CacheFlag = {
@@ -792,8 +810,7 @@ export class MessageCache {
   private acquireSegment(): number {
     if (this.freeSegs.length > 0) return this.freeSegs.pop() as number;
     const bytes = this.arenaChunkBytes;
-    const buffer = this.allocate(bytes);
-    if (buffer.byteLength < bytes) throw new RangeError(`MessageCache: the allocator gave ${buffer.byteLength} bytes for a chunk of ${bytes}`);
+    const { buffer, offset } = takeChunk(this.allocate, bytes);
     const s = this.releasedSegIds.length > 0 ? (this.releasedSegIds.pop() as number) : this.segIdsUsed++;
     if (s >= this.segEnd.length) {
       const e = new Uint32Array(this.segEnd.length * 2);
@@ -803,9 +820,9 @@ export class MessageCache {
       l.set(this.segLive);
       this.segLive = l;
     }
-    this.segU8[s] = new Uint8Array(buffer, 0, bytes);
-    this.segU32[s] = new Uint32Array(buffer, 0, bytes >>> 2);
-    this.segF64[s] = new Float64Array(buffer, 0, bytes >>> 3);
+    this.segU8[s] = new Uint8Array(buffer, offset, bytes);
+    this.segU32[s] = new Uint32Array(buffer, offset, bytes >>> 2);
+    this.segF64[s] = new Float64Array(buffer, offset, bytes >>> 3);
     this.segEnd[s] = 0;
     this.segLive[s] = 0;
     this.segAllocated++;
@@ -988,11 +1005,10 @@ class BlockArena {
 
   private addChunk(): void {
     const len = this.chunkBytes;
-    const buffer = this.allocate(len);
-    if (buffer.byteLength < len) throw new RangeError(`MessageCache: the allocator gave ${buffer.byteLength} bytes for a chunk of ${len}`);
+    const { buffer, offset } = takeChunk(this.allocate, len);
     const c = this.freeChunkIds.length > 0 ? (this.freeChunkIds.pop() as number) : this.chunkU8.length;
-    this.chunkU8[c] = new Uint8Array(buffer, 0, len);
-    this.chunkI32[c] = new Int32Array(buffer, 0, len >>> 2);
+    this.chunkU8[c] = new Uint8Array(buffer, offset, len);
+    this.chunkI32[c] = new Int32Array(buffer, offset, len >>> 2);
     const units = (c + 1) << this.maxOrder;
     if (units > this.unitState.length) {
       const s = new Int8Array(Math.max(units, this.unitState.length * 2)).fill(-1);
