@@ -112,7 +112,7 @@ function pubCommand(): Command {
     .addOption(opt('--connections <n>', 'publisher connections (ws: sockets; http: parallel requests)', 'PUB_CONNECTIONS').argParser(int(1, 10000)).default(1))
     .addOption(opt('--duration <seconds>', 'seconds to publish', 'PUB_DURATION').argParser(positive).default(60))
     .addOption(opt('--count <n>', 'stop after this many messages (0: no limit)', 'COUNT').argParser(int(0, Number.MAX_SAFE_INTEGER)).default(0))
-    .addOption(opt('--source-address <address>', 'loopback source address of the publisher', 'PUB_SOURCE').default('127.0.0.1'))
+    .addOption(opt('--source-address <address>', 'loopback source address of the publisher', 'PUB_SOURCE').argParser((t: string) => addresses(t)[0]).default('127.0.0.1'))
     .action(async (o) => {
       const pub = new Publisher({ url: o.url, transport: o.transport as PubTransport, connections: o.connections, size: o.size, topicPattern: o.topicPattern, topicCount: o.topics, schedule: [{ atSeconds: 0, rate: o.rate }], durationSeconds: o.duration, maxMessages: o.count, sourceAddress: o.sourceAddress, tickMs: 1000 });
       await pub.start();
@@ -142,6 +142,7 @@ function runCommand(): Command {
     .addOption(opt('--processes <n>', 'benchsub processes', 'PROCESSES').argParser(int(1, 1024)).default(1))
     .addOption(opt('--source-addresses <list>', 'loopback source addresses of benchsub', 'SOURCE_ADDRESSES').argParser(addresses).default(parseSourceAddresses(DEFAULT_SOURCE_ADDRESSES), DEFAULT_SOURCE_ADDRESSES))
     .addOption(opt('--duration <seconds>', 'seconds to publish (reference-scaled)', 'DURATION').argParser(positive))
+    .addOption(opt('--warmup <seconds>', 'reference-scaled: seconds of publishing before the latency table starts (counted and checked all the same; default 5)', 'WARMUP').argParser((t: string) => { const v = Number(t); if (!Number.isFinite(v) || v < 0) throw new InvalidArgumentError('expected seconds >= 0.'); return v; }))
     .addOption(opt('--rate <n>', 'messages per second (reference-scaled: default one per session per second; fanout: the first step)', 'RATE').argParser(positive))
     .addOption(opt('--size <bytes>', 'payload bytes', 'SIZE').argParser(int(0, 1024 * 1024)))
     .addOption(opt('--topics <n>', 'distinct topics', 'TOPICS').argParser(int(1, 100_000_000)))
@@ -167,6 +168,7 @@ function runCommand(): Command {
         processes: o.processes,
         sourceAddresses: o.sourceAddresses,
         durationSeconds: o.duration ?? null,
+        warmupSeconds: o.warmup ?? null,
         rate: o.rate ?? null,
         size: o.size ?? null,
         topics: o.topics ?? null,

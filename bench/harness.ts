@@ -19,6 +19,8 @@ export interface RunOptions {
   processes: number;
   sourceAddresses: string[];
   durationSeconds: number | null;
+  /** reference-scaled: seconds of publishing before the latency table starts. */
+  warmupSeconds: number | null;
   rate: number | null;
   size: number | null;
   topics: number | null;

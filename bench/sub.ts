@@ -71,8 +71,10 @@ interface Child {
 }
 
 export class SubscriberFleet {
-  /** Every delivery since start (µs). */
+  /** Every delivery since start, or since the last restartLatency() (µs). */
   readonly latency = newHistogram();
+  /** Every delivery since start, warm-up included. */
+  readonly latencyAll = newHistogram();
   readonly connect = newHistogram();
   readonly ready = newHistogram();
   /** Deliveries since the last takeInterval(). */
@@ -130,6 +132,7 @@ export class SubscriberFleet {
     if (m.type === 'tick' || m.type === 'final') {
       child.stats = m.stats;
       addPairs(this.latency, m.latency);
+      addPairs(this.latencyAll, m.latency);
       addPairs(this.interval, m.latency);
       addPairs(this.connect, m.connect);
       addPairs(this.ready, m.ready);
@@ -177,6 +180,11 @@ export class SubscriberFleet {
       if (cs.lastCloseCode) s.lastCloseCode = cs.lastCloseCode;
     }
     return s;
+  }
+
+  /** Ends a warm-up: `latency` counts from now on (`latencyAll` keeps everything). */
+  restartLatency(): void {
+    this.latency.reset();
   }
 
   /** The deliveries recorded since the last call, as their own histogram. */

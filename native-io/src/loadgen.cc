@@ -346,33 +346,36 @@ void LoadGen::StopThread() {
 
 Napi::Value LoadGen::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  // Copy under the lock, build the JS object after it: an allocation may run
+  // the garbage collector, and the epoll thread must never wait for that.
+  uint64_t v[16];
+  int last_close_code;
+  double all_connected, all_ready;
+  std::string first_error;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    uint64_t copy[16] = {opened_, pending_, connected_, ready_, failed_, closed_, messages_total_, bytes_,
+                         replies_, error_replies_, other_messages_, pings_, clock_skew_, protocol_errors_, server_closes_, 0};
+    std::memcpy(v, copy, sizeof v);
+    last_close_code = last_close_code_;
+    all_connected = all_connected_mono_ ? (all_connected_mono_ - started_mono_) / 1e6 : -1;
+    all_ready = all_ready_mono_ ? (all_ready_mono_ - started_mono_) / 1e6 : -1;
+    first_error = first_error_;
+  }
+  static constexpr const char* kNames[15] = {"opened", "pending", "connected", "ready", "failed",
+                                             "closed", "messages", "bytes", "replies", "errorReplies",
+                                             "otherMessages", "pings", "clockSkew", "protocolErrors", "serverCloses"};
   Napi::Object s = Napi::Object::New(env);
-  std::lock_guard<std::mutex> lock(mu_);
-  auto set = [&](const char* k, double v) { s.Set(k, Napi::Number::New(env, v)); };
-  set("connections", o_.connections);
-  set("opened", static_cast<double>(opened_));
-  set("pending", static_cast<double>(pending_));
-  set("connected", static_cast<double>(connected_));
-  set("ready", static_cast<double>(ready_));
-  set("failed", static_cast<double>(failed_));
-  set("closed", static_cast<double>(closed_));
-  set("messages", static_cast<double>(messages_total_));
-  set("bytes", static_cast<double>(bytes_));
-  set("replies", static_cast<double>(replies_));
-  set("errorReplies", static_cast<double>(error_replies_));
-  set("otherMessages", static_cast<double>(other_messages_));
-  set("pings", static_cast<double>(pings_));
-  set("clockSkew", static_cast<double>(clock_skew_));
-  set("protocolErrors", static_cast<double>(protocol_errors_));
-  set("serverCloses", static_cast<double>(server_closes_));
-  set("lastCloseCode", last_close_code_);
+  s.Set("connections", Napi::Number::New(env, o_.connections));
+  for (int k = 0; k < 15; k++) s.Set(kNames[k], Napi::Number::New(env, static_cast<double>(v[k])));
+  s.Set("lastCloseCode", Napi::Number::New(env, last_close_code));
   // Seconds from start() until every connection was open (or ready); -1 until then.
-  set("allConnectedSeconds", all_connected_mono_ ? (all_connected_mono_ - started_mono_) / 1e6 : -1);
-  set("allReadySeconds", all_ready_mono_ ? (all_ready_mono_ - started_mono_) / 1e6 : -1);
-  if (first_error_.empty()) {
+  s.Set("allConnectedSeconds", Napi::Number::New(env, all_connected));
+  s.Set("allReadySeconds", Napi::Number::New(env, all_ready));
+  if (first_error.empty()) {
     s.Set("firstError", env.Null());
   } else {
-    s.Set("firstError", Napi::String::New(env, first_error_));
+    s.Set("firstError", Napi::String::New(env, first_error));
   }
   return s;
 }
