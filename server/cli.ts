@@ -4,7 +4,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { UwsFallbackRefused } from '../native-io/uws';
 import { ConfigError, OPTIONS, envName, resolveConfig, type Config } from './config';
 import { serverLogger } from './log';
-import { startServer } from './server';
+import { startServer, type RunningServer } from './server';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -38,7 +38,29 @@ function serveCommand(): Command {
 
 async function serve(config: Config): Promise<void> {
   const log = serverLogger(config.logLevel);
-  let server;
+  // Signals are handled from the first moment, so a SIGTERM during start-up still drains cleanly.
+  let server: RunningServer | null = null;
+  let stopRequested: string | null = null;
+  let signals = 0;
+  const stop = (s: RunningServer) =>
+    s.shutdown().then(
+      () => process.exit(EXIT_OK),
+      (err) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(EXIT_FAILURE);
+      },
+    );
+  const onSignal = (signal: string) => {
+    if (++signals > 1) {
+      log.warn({ signal }, 'second signal: exiting now');
+      process.exit(EXIT_FAILURE);
+    }
+    log.info({ signal }, 'signal received');
+    if (server) stop(server);
+    else stopRequested = signal;
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
   try {
     server = await startServer(config, log);
   } catch (err) {
@@ -51,23 +73,7 @@ async function serve(config: Config): Promise<void> {
     process.exit(EXIT_FAILURE);
   }
   for (const hook of serveStartHooks) hook(config, (msg) => log.warn(msg));
-  let signals = 0;
-  const onSignal = (signal: string) => {
-    if (++signals > 1) {
-      log.warn({ signal }, 'second signal: exiting now');
-      process.exit(EXIT_FAILURE);
-    }
-    log.info({ signal }, 'signal received');
-    server.shutdown().then(
-      () => process.exit(EXIT_OK),
-      (err) => {
-        log.error({ err }, 'shutdown failed');
-        process.exit(EXIT_FAILURE);
-      },
-    );
-  };
-  process.on('SIGTERM', () => onSignal('SIGTERM'));
-  process.on('SIGINT', () => onSignal('SIGINT'));
+  if (stopRequested !== null) stop(server);
 }
 
 /** Checks run once `serve` is up (e.g. the descriptor-limit warning); each may warn. */

@@ -3,6 +3,7 @@
 // per-message path: workgroups talk to it only about their life cycle.
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
+import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { STATS_BYTES, Stat } from '../protocol/stats';
 import type { Config } from './config';
@@ -63,8 +64,10 @@ export class Supervisor extends EventEmitter {
 
   /** Starts every workgroup; resolves once all listen, rejects if one cannot. */
   async start(): Promise<void> {
-    // The first workgroup binds first, so that a requested port of 0 becomes one port for all.
-    this.boundPort = await this.spawn(0, this.config.port);
+    // uSockets does not share a port bound as 0 with SO_REUSEPORT peers, so port 0 with several
+    // workgroups means: pick a free port first, then every workgroup binds it.
+    const port = this.config.port === 0 && this.slots.length > 1 ? await freePort(this.config.host) : this.config.port;
+    this.boundPort = await this.spawn(0, port);
     await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1, this.boundPort)));
   }
 
@@ -189,4 +192,16 @@ export class Supervisor extends EventEmitter {
     // terminating a thread with open uWS handles would abort the process anyway.
     await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, timeoutMs + 3000).unref())]);
   }
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const address = probe.address();
+      const port = typeof address === 'object' && address !== null ? address.port : 0;
+      probe.close(() => resolve(port));
+    });
+  });
 }

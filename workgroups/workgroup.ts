@@ -103,7 +103,9 @@ export class Workgroup {
     const o = this.options;
     const app = this.uws.App();
     app.ws<SessionData>('/v1/ws', {
-      maxPayloadLength: o.maxPayloadBytes + ENVELOPE_BYTES,
+      // uWS cuts a frame over its limit at the TCP level (the client sees 1006). We let frames up to
+      // twice our limit through so that most oversize frames get a proper 1009 close from us.
+      maxPayloadLength: 2 * (o.maxPayloadBytes + ENVELOPE_BYTES),
       maxBackpressure: o.maxBackpressureBytes,
       closeOnBackpressureLimit: 1 as unknown as number,
       idleTimeout: o.idleTimeoutSeconds,
@@ -211,6 +213,11 @@ export class Workgroup {
       if (isBinary !== (encoding === ENCODING_MSGPACK)) {
         this.stats[Stat.PROTOCOL_ERRORS]++;
         ws.end(CloseCode.UNSUPPORTED_DATA, encoding === ENCODING_JSON ? 'binary frame on a JSON session' : 'text frame on a msgpack session');
+        return;
+      }
+      if (message.byteLength > this.options.maxPayloadBytes + ENVELOPE_BYTES) {
+        this.stats[Stat.PROTOCOL_ERRORS]++;
+        ws.end(CloseCode.MESSAGE_TOO_BIG, `frame over ${this.options.maxPayloadBytes + ENVELOPE_BYTES} bytes`);
         return;
       }
       const bytes = new Uint8Array(message);

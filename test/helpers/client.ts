@@ -85,7 +85,7 @@ export class TestClient {
 
   /** Sends a command with a fresh id and waits for its reply. */
   async request(cmd: Record<string, unknown>, timeoutMs = 5000): Promise<Record<string, unknown>> {
-    const id = cmd.id ?? this.nextId++;
+    const id = cmd.id ?? `auto-${this.nextId++}`;
     this.send({ ...cmd, id });
     await this.until(() => this.replies.has(id), timeoutMs, `reply to ${JSON.stringify(cmd).slice(0, 100)}`);
     return this.replies.get(id) as Record<string, unknown>;

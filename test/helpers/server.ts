@@ -54,7 +54,8 @@ export async function startServer(args: string[] = [], env: NodeJS.ProcessEnv = 
   });
   proc.stderr?.setEncoding('utf8');
   proc.stderr?.on('data', (c: string) => stderr.push(c));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  // 'close' (not 'exit'): every line of stdout has been read by then.
+  const exited = new Promise<number | null>((resolve) => proc.once('close', (code) => resolve(code)));
 
   const waitForLog = (pred: (l: Record<string, unknown>) => boolean, timeoutMs = 10000) =>
     new Promise<Record<string, unknown>>((resolve, reject) => {
