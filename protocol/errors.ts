@@ -24,6 +24,12 @@ export const ErrorCode = {
   SHUTTING_DOWN: 'SHUTTING_DOWN',
   /** HTTP: no route for this method and path. */
   NOT_FOUND: 'NOT_FOUND',
+  /**
+   * The workgroup that owns the topic did not answer within 10 s (it may have
+   * restarted). A publish may or may not have been sequenced; a subscription
+   * did not take effect.
+   */
+  OWNER_TIMEOUT: 'OWNER_TIMEOUT',
   /** The server failed to handle a valid request; it was logged and counted. */
   INTERNAL: 'INTERNAL',
 } as const;

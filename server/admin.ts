@@ -19,6 +19,14 @@ export class AdminServer {
 
   constructor(private readonly options: AdminOptions, private readonly log: Logger) {}
 
+  private readonly postRoutes = new Set<string>();
+
+  /** Adds a POST route (also answering GET and HEAD with the same handler only if it checks req.method). */
+  routePost(path: string, handler: AdminHandler): void {
+    this.postRoutes.add(path);
+    this.routes.set(path, handler);
+  }
+
   /** Adds a GET route, e.g. route('/metrics', handler). */
   route(path: string, handler: AdminHandler): void {
     this.routes.set(path, handler);
@@ -43,7 +51,8 @@ export class AdminServer {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://admin');
     const handler = this.routes.get(url.pathname);
-    if (!handler || (req.method !== 'GET' && req.method !== 'HEAD')) {
+    const methodOk = req.method === 'GET' || req.method === 'HEAD' || (req.method === 'POST' && this.postRoutes.has(url.pathname));
+    if (!handler || !methodOk) {
       return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no admin route ${req.method} ${url.pathname}` } });
     }
     const token = this.options.token;

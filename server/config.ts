@@ -22,6 +22,12 @@ export interface Config {
   benchmarkMode: boolean;
   allowSlowFallback: boolean;
   logLevel: string;
+  cacheMessages: number;
+  cacheSeconds: number;
+  cacheTopicBytes: number;
+  cacheBytes: number;
+  snapshotTtlSeconds: number;
+  ringBytes: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'level' | 'host';
@@ -57,6 +63,12 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'maxSessions', flag: 'max-sessions', kind: 'int', min: 1, max: 100_000_000, help: 'sessions this node is sized for (checked against the descriptor limit at start)', default: () => 1_000_000 },
   { key: 'benchmarkMode', flag: 'benchmark-mode', kind: 'bool', help: "spread connections by the kernel's 4-tuple hash instead of by client address (load generators on few addresses)", default: () => false },
   { key: 'allowSlowFallback', flag: 'allow-slow-fallback', kind: 'bool', help: "start even if uWebSockets.js's native binary does not load (its pure-JS fallback is many times slower)", default: () => false },
+  { key: 'cacheMessages', flag: 'cache-messages', kind: 'int', min: 0, max: 1_000_000, help: 'messages kept per topic for resume (guaranteed delivery); 0 turns the cache off', default: () => 1000 },
+  { key: 'cacheSeconds', flag: 'cache-seconds', kind: 'int', min: 1, max: 7 * 86400, help: 'oldest message kept in a topic cache, in seconds', default: () => 180 },
+  { key: 'cacheTopicBytes', flag: 'cache-topic-bytes', kind: 'int', min: 1024, max: 1024 * 1024 * 1024, help: 'most bytes cached per topic (payload plus 24 bytes a message)', default: () => 1024 * 1024 },
+  { key: 'cacheBytes', flag: 'cache-bytes', kind: 'int', min: 1024 * 1024, max: 512 * 1024 * 1024 * 1024, help: 'most bytes cached over all topics of the node (split evenly among workgroups; the oldest messages go first)', default: () => 256 * 1024 * 1024 },
+  { key: 'snapshotTtlSeconds', flag: 'snapshot-ttl-seconds', kind: 'int', min: 0, max: 365 * 86400, help: 'how long a retained message stays the topic snapshot; 0 keeps it until replaced', default: () => 0 },
+  { key: 'ringBytes', flag: 'ring-bytes', kind: 'int', min: 4096, max: 1024 * 1024 * 1024, help: 'bytes of each ring between two workgroups (rounded up to a power of two; at least max-payload-bytes + 2048)', default: () => 4 * 1024 * 1024 },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
 ];
 
@@ -140,6 +152,9 @@ export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env
     else out[spec.key] = spec.default();
   }
   const config = out as unknown as Config;
+  if (config.ringBytes < config.maxPayloadBytes + 2048) {
+    throw new ConfigError(`--ring-bytes ${config.ringBytes} is too small for --max-payload-bytes ${config.maxPayloadBytes}: it must be at least ${config.maxPayloadBytes + 2048}`);
+  }
   if (config.port !== 0 && config.port === config.adminPort && config.host === config.adminHost) {
     throw new ConfigError(`the public port and the admin port are both ${config.port}`);
   }

@@ -32,6 +32,17 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     sendJson(res, ready ? 200 : 503, { ready, shuttingDown, workgroups: supervisor.workgroups, listening: supervisor.listeningCount() });
   });
   registerObservability(admin, supervisor, config);
+  if (process.env.C10M_FAULT_INJECTION === '1') {
+    log.warn('fault injection is on (C10M_FAULT_INJECTION=1): POST /debug/crash on the admin port kills a workgroup. Tests only.');
+    admin.routePost('/debug/crash', (req, res) => {
+      const url = new URL(req.url ?? '/', 'http://admin');
+      const id = Number(url.searchParams.get('workgroup'));
+      const how = url.searchParams.get('how') === 'throw' ? 'throw' : 'exit';
+      if (req.method !== 'POST') return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'POST /debug/crash?workgroup=N&how=exit|throw' } });
+      if (!Number.isInteger(id) || !supervisor.crash(id, how)) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no running workgroup ${url.searchParams.get('workgroup')}` } });
+      sendJson(res, 202, { crashing: id, how });
+    });
+  }
   const adminPort = await admin.listen();
   try {
     await supervisor.start();

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { STATS_BYTES, Stat } from '../protocol/stats';
+import { allocShared, attachIpHash } from '../native-io';
+import { Doorbell, Ring } from '../workgroups/ring';
 import type { Config } from './config';
 import type { Logger } from './log';
 
@@ -32,6 +34,11 @@ type Event =
 
 export class Supervisor extends EventEmitter {
   readonly stats: SharedArrayBuffer[];
+  /** rings[from * N + to]: made once, so that they outlive a workgroup's restart (its peers keep theirs). */
+  readonly rings: (SharedArrayBuffer | null)[];
+  readonly doorbells: SharedArrayBuffer[];
+  /** What attachIpHash said, once every workgroup listened (null: not attached). */
+  ipHash: { attached: boolean; detail: string } | null = null;
   private readonly slots: Slot[];
   private shuttingDown = false;
   private boundPort = 0;
@@ -41,6 +48,21 @@ export class Supervisor extends EventEmitter {
     super();
     this.stats = Array.from({ length: config.workgroups }, () => new SharedArrayBuffer(STATS_BYTES));
     this.slots = Array.from({ length: config.workgroups }, () => ({ worker: null, listening: false, restarts: 0, recentRestarts: [], uwsNative: true }));
+    const n = config.workgroups;
+    const dataBytes = ringDataBytes(config.ringBytes);
+    this.rings = [];
+    for (let from = 0; from < n; from++) {
+      for (let to = 0; to < n; to++) {
+        if (from === to) {
+          this.rings.push(null);
+          continue;
+        }
+        const sab = allocShared(Ring.bytesFor(dataBytes)).buffer;
+        Ring.init(sab, dataBytes, 0);
+        this.rings.push(sab);
+      }
+    }
+    this.doorbells = Array.from({ length: n }, () => Doorbell.create());
   }
 
   get workgroups(): number {
@@ -69,6 +91,36 @@ export class Supervisor extends EventEmitter {
     const port = this.config.port === 0 && this.slots.length > 1 ? await freePort(this.config.host) : this.config.port;
     this.boundPort = await this.spawn(0, port);
     await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1, this.boundPort)));
+    this.attachIpHash();
+  }
+
+  /**
+   * Every connection from one address to one workgroup (the per-IP cap relies on it), unless
+   * --benchmark-mode keeps the kernel's 4-tuple hash. Once, after every workgroup listens:
+   * the program picks a socket by its index in the port's SO_REUSEPORT group, so a restarted
+   * workgroup (which rejoins at the end) changes which addresses go where, never that one
+   * address goes to one place.
+   */
+  private attachIpHash(): void {
+    if (this.slots.length < 2 || this.config.benchmarkMode) return;
+    try {
+      const r = attachIpHash(this.boundPort, this.slots.length);
+      const attached = r.attached;
+      this.ipHash = { attached, detail: r.attached ? `fd ${r.fd}, ${r.sockets} sockets` : r.reason };
+      if (attached) this.log.info({ port: this.boundPort, groups: this.slots.length }, 'connections IP-hashed to workgroups');
+      else this.log.warn({ result: r }, 'could not IP-hash connections to workgroups: the kernel spreads them by 4-tuple (the per-IP cap is then per workgroup)');
+    } catch (err) {
+      this.ipHash = { attached: false, detail: (err as Error).message };
+      this.log.warn({ err: (err as Error).message }, 'could not IP-hash connections to workgroups: the kernel spreads them by 4-tuple (the per-IP cap is then per workgroup)');
+    }
+  }
+
+  /** Fault injection (tests): makes workgroup id die. */
+  crash(id: number, how: 'exit' | 'throw'): boolean {
+    const w = this.slots[id]?.worker;
+    if (!w) return false;
+    w.postMessage({ type: 'crash', how });
+    return true;
   }
 
   private spawn(id: number, port: number): Promise<number> {
@@ -80,6 +132,8 @@ export class Supervisor extends EventEmitter {
         count: this.slots.length,
         restarts: slot.restarts,
         stats: this.stats[id],
+        rings: this.rings,
+        doorbells: this.doorbells,
         options: {
           host: c.host,
           port,
@@ -92,6 +146,12 @@ export class Supervisor extends EventEmitter {
           allowSlowFallback: c.allowSlowFallback,
           logLevel: c.logLevel,
           drainTimeoutSeconds: c.drainTimeoutSeconds,
+          cacheMessages: c.cacheMessages,
+          cacheSeconds: c.cacheSeconds,
+          cacheTopicBytes: c.cacheTopicBytes,
+          cacheBytes: Math.floor(c.cacheBytes / this.slots.length),
+          snapshotTtlSeconds: c.snapshotTtlSeconds,
+          faultInjection: process.env.C10M_FAULT_INJECTION === '1',
         },
       },
     });
@@ -170,7 +230,10 @@ export class Supervisor extends EventEmitter {
     setTimeout(() => {
       if (this.shuttingDown) return;
       this.spawn(id, this.boundPort).then(
-        () => this.log.info({ wg: id }, 'workgroup restarted'),
+        () => {
+          this.log.info({ wg: id }, 'workgroup restarted');
+          if (this.slots.every((s) => s.listening)) this.attachIpHash();
+        },
         (err) => this.log.error({ wg: id, err: (err as Error).message }, 'workgroup restart failed'),
       );
     }, delayMs);
@@ -192,6 +255,13 @@ export class Supervisor extends EventEmitter {
     // terminating a thread with open uWS handles would abort the process anyway.
     await Promise.race([Promise.all(exits), new Promise((r) => setTimeout(r, timeoutMs + 3000).unref())]);
   }
+}
+
+/** Data bytes of a ring: the configured size rounded up to a power of two. */
+function ringDataBytes(bytes: number): number {
+  let n = 4096;
+  while (n < bytes) n *= 2;
+  return n;
 }
 
 function freePort(host: string): Promise<number> {

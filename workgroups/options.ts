@@ -14,6 +14,16 @@ export interface WorkgroupOptions {
   allowSlowFallback: boolean;
   logLevel: string;
   drainTimeoutSeconds: number;
+  /** Messages cached per topic (0: no cache). */
+  cacheMessages: number;
+  cacheSeconds: number;
+  cacheTopicBytes: number;
+  /** This workgroup's share of the node's cache budget. */
+  cacheBytes: number;
+  /** Lifetime of a retained snapshot (0: until replaced). */
+  snapshotTtlSeconds: number;
+  /** Fault injection (tests): control messages may crash the workgroup. */
+  faultInjection: boolean;
 }
 
 export interface WorkgroupInit {
@@ -24,6 +34,10 @@ export interface WorkgroupInit {
   stats: SharedArrayBuffer;
   /** How many times this workgroup has been started before (0 at first start). */
   restarts: number;
+  /** Rings between workgroups: rings[from * count + to] (null where from === to). They outlive restarts. */
+  rings: (SharedArrayBuffer | null)[];
+  /** One doorbell per workgroup, rung by the producers of its inbound rings. */
+  doorbells: SharedArrayBuffer[];
 }
 
 /** Messages a workgroup posts to the control plane (control only: never per message). */
@@ -34,4 +48,4 @@ export type WorkgroupEvent =
   | { type: 'fatal'; id: number; error: string };
 
 /** Messages the control plane posts to a workgroup. */
-export type ControlCommand = { type: 'drain'; timeoutMs: number };
+export type ControlCommand = { type: 'drain'; timeoutMs: number } | { type: 'crash'; how: 'exit' | 'throw' };

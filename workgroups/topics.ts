@@ -29,10 +29,10 @@ export class TopicTable {
   epoch = new Uint32Array(INITIAL_ROWS);
   /** Seq of the last message sequenced (0: none yet). Below 2^53. */
   seq = new Float64Array(INITIAL_ROWS);
-  /** Bit w set: workgroup w has JSON subscribers of the topic. */
-  interestJson = new Uint32Array(INITIAL_ROWS);
-  /** Bit w set: workgroup w has msgpack subscribers of the topic. */
-  interestMsgpack = new Uint32Array(INITIAL_ROWS);
+  /** Bit w set: workgroup w has subscribers of the topic (or subscriptions on their way). */
+  interest = new Uint32Array(INITIAL_ROWS);
+  /** Last second (unix) the row was published to or subscribed to: idle rows are released. */
+  touchedSec = new Uint32Array(INITIAL_ROWS);
   private freeIds: number[] = [];
   private nextId = 0;
 
@@ -56,9 +56,14 @@ export class TopicTable {
     this.names[id] = topic;
     this.epoch[id] = newEpoch();
     this.seq[id] = 0;
-    this.interestJson[id] = 0;
-    this.interestMsgpack[id] = 0;
+    this.interest[id] = 0;
+    this.touchedSec[id] = 0;
     return id;
+  }
+
+  /** Rows in use or freed: ids are below this. */
+  get rows(): number {
+    return this.nextId;
   }
 
   name(id: number): string {
@@ -78,11 +83,59 @@ export class TopicTable {
     const n = this.epoch.length * 2;
     const grow32 = (a: Uint32Array) => { const b = new Uint32Array(n); b.set(a); return b; };
     this.epoch = grow32(this.epoch);
-    this.interestJson = grow32(this.interestJson);
-    this.interestMsgpack = grow32(this.interestMsgpack);
+    this.interest = grow32(this.interest);
+    this.touchedSec = grow32(this.touchedSec);
     const s = new Float64Array(n);
     s.set(this.seq);
     this.seq = s;
+  }
+}
+
+/**
+ * A workgroup's own view of the topics its sessions subscribe to (whoever
+ * owns them): subscriptions waiting for their owner's answer. uWS counts
+ * the subscribers; together they say whether this workgroup still needs a
+ * topic's messages.
+ */
+export class LocalTopics {
+  private readonly ids = new Map<string, number>();
+  private freeIds: number[] = [];
+  private nextId = 0;
+  /** Subscriptions sent to the owner and not answered yet. */
+  pending = new Int32Array(INITIAL_ROWS);
+
+  get size(): number {
+    return this.ids.size;
+  }
+
+  find(topic: string): number {
+    const id = this.ids.get(topic);
+    return id === undefined ? -1 : id;
+  }
+
+  intern(topic: string): number {
+    const existing = this.ids.get(topic);
+    if (existing !== undefined) return existing;
+    const id = this.freeIds.length > 0 ? (this.freeIds.pop() as number) : this.nextId++;
+    if (id >= this.pending.length) {
+      const p = new Int32Array(this.pending.length * 2);
+      p.set(this.pending);
+      this.pending = p;
+    }
+    this.ids.set(topic, id);
+    this.pending[id] = 0;
+    return id;
+  }
+
+  release(topic: string): void {
+    const id = this.ids.get(topic);
+    if (id === undefined) return;
+    this.ids.delete(topic);
+    this.freeIds.push(id);
+  }
+
+  topics(): IterableIterator<string> {
+    return this.ids.keys();
   }
 }
 

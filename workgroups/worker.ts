@@ -56,6 +56,10 @@ wg.listen(
 );
 
 port.on('message', (cmd: ControlCommand) => {
+  if (cmd.type === 'crash') {
+    wg.crash(cmd.how);
+    return;
+  }
   if (cmd.type === 'drain') {
     wg.drain(cmd.timeoutMs, (closedSessions) => {
       wg.close();

@@ -1,6 +1,24 @@
 // A workgroup: one uWebSockets.js App on the public port, its sessions in a
-// slab, and the topics it owns. The hot paths here are the command handler
-// (once per client command) and delivery (once per message per workgroup).
+// slab, the topics it owns (their seqs, caches and snapshots), and its rings
+// to every other workgroup. The hot paths here are the command handler
+// (once per client command), sequence (once per message, on the owner) and
+// deliverLocal (once per message per workgroup with subscribers).
+//
+// How a message travels (shared/DESIGN.md, "Publishing path"):
+//   session in A ──pub──▶ A ──PUBLISH──▶ owner O: seq, cache, snapshot
+//   O ──DELIVER──▶ every workgroup W whose bit is set in the topic's interest
+//   W: one uWS publish per encoding with subscribers (the frame encoded once)
+//   O ──ACK──▶ A ──reply──▶ session (when the publish asked for an ack)
+// How a subscription takes effect without a gap or a duplicate:
+//   A ──SUB──▶ O: interest bit set for A; replay (REPLAY records) or the
+//   snapshot; then SUB_DONE(epoch, seq). Rings are FIFO, so every DELIVER
+//   that O sends A after SUB_DONE has seq > that seq, and A subscribes the
+//   session in uWS exactly when it reads SUB_DONE.
+// A → O is a direct call when A is O. Nothing here posts messages between
+// threads: rings only (workgroups/ring.ts, records in workgroups/records.ts).
+import { performance } from 'node:perf_hooks';
+import { getHeapStatistics } from 'node:v8';
+import { allocShared } from '../native-io';
 import { loadUws, type TemplatedApp, type WebSocket, type HttpResponse, type HttpRequest, type us_listen_socket, type Uws } from '../native-io/uws';
 import {
   ENCODING_JSON,
@@ -19,15 +37,18 @@ import {
   unpackr,
 } from '../protocol/codec';
 import { CloseCode, CloseReason, ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
-import { encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
+import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
 import { Stat, recordLatency } from '../protocol/stats';
 import { topicError } from '../protocol/topic';
+import { CacheFlag, MessageCache } from './cache';
 import { IpTable, addressHash } from './ip-table';
 import type { Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from './options';
+import { RecordFlag, RecordIn, RecordOut, RecordType, SUB_STATUS_REASON, SubStatus, asBuffer, writeRecord } from './records';
+import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from './ring';
 import { SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
-import { TopicTable, ownerOf } from './topics';
+import { LocalTopics, TopicTable, ownerOf } from './topics';
 
 /** The only thing uWS keeps for a socket of ours. */
 export interface SessionData {
@@ -38,27 +59,55 @@ export interface SessionData {
 export const MAX_ERRORS_PER_SESSION = 100;
 /** Room for the command envelope around a publish's data (id, op, topic, flags). */
 export const ENVELOPE_BYTES = 1024;
+/** A subscription or an ack the topic's owner has not answered after this long fails with OWNER_TIMEOUT. */
+export const OWNER_TIMEOUT_MS = 10_000;
+/** Slow-consumer check: how often, and how many sessions at most per check. */
+const SLOW_CHECK_MS = 100;
+const SLOW_CHECK_SLOTS = 32_768;
+/** Topic rows looked at per second for release (idle, no interest, nothing cached). */
+const RELEASE_SCAN_ROWS = 65_536;
 
 // uWS send() results.
 const SEND_DROPPED = 2;
 
-/** A publish on its way to the topic's owner. Data is in the publisher's encoding. */
+/** A publish on its way to the topic's owner: data in the publisher's encoding. */
 interface PublishRequest {
   topic: string;
-  dataEncoding: EncodingId;
-  dataJson: string | null;
-  dataMsgpack: Uint8Array | null;
-  retain: boolean;
+  /** RecordFlag.MSGPACK and RecordFlag.RETAIN. */
+  flags: number;
+  data: Uint8Array;
+  /** The data as JSON text when the publisher sent JSON (saves a decode on the owner). */
+  json: string | null;
   tsMicros: number;
   receivedAtMicros: number;
 }
 
 /** Where an ack goes back to. */
 interface AckTarget {
-  kind: 'ws' | 'http';
   slot: number;
   generation: number;
   id: CommandId | null;
+  /** HTTP publishes: the response, and whether the client went away. */
+  res: HttpResponse | null;
+  http: { aborted: boolean } | null;
+  createdMs: number;
+}
+
+/** One sub command waiting for the owners of its topics. */
+interface SubContext {
+  slot: number;
+  generation: number;
+  id: CommandId;
+  encoding: EncodingId;
+  remaining: number;
+  topics: Record<string, Record<string, unknown>>;
+  failed: boolean;
+}
+
+interface PendingSub {
+  ctx: SubContext;
+  topic: string;
+  createdMs: number;
 }
 
 export class Workgroup {
@@ -66,8 +115,10 @@ export class Workgroup {
   readonly count: number;
   readonly options: WorkgroupOptions;
   readonly stats: Float64Array;
-  readonly slab = new SessionSlab();
+  readonly slab: SessionSlab;
   readonly topics = new TopicTable();
+  readonly local = new LocalTopics();
+  readonly cache: MessageCache;
   private readonly ipTable = new IpTable();
   /** uWS's socket for each open slot (an array, not a Map: slots are dense). */
   private readonly sockets: (WebSocket<SessionData> | undefined)[] = [];
@@ -76,26 +127,83 @@ export class Workgroup {
   private app: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
   private draining = false;
+  private closed = false;
   private heartbeat: NodeJS.Timeout | null = null;
-  /** HTTP publishes waiting for their ack, by request number (only for a remote owner). */
-  private readonly pendingHttp = new Map<number, HttpResponse>();
-  private nextHttpRequest = 1;
+  private slowCheck: NodeJS.Timeout | null = null;
+  private slowCursor = 0;
+  private releaseCursor = 0;
+  /** Bytes a session may hold beyond --max-backpressure-bytes because we replayed them (decays as they drain). */
+  private readonly replayAllowance = new Map<number, number>();
+  /** Rings to the other workgroups (null at our own index) and our inbound side. */
+  private readonly senders: (RingSender | null)[];
+  private readonly inbox: RingInbox | null;
+  private readonly rout = new RecordOut();
+  private readonly rin = new RecordIn();
+  /** Acks and subscriptions waiting for an owner, by token. */
+  private readonly pendingAcks = new Map<number, AckTarget>();
+  private readonly pendingSubs = new Map<number, PendingSub>();
+  private nextToken = 1;
+  private readonly restarts: number;
+  // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
+  private lastFull = 0;
+  private lastWakeups = 0;
+  private lastEvictions = 0;
+  private elu = performance.eventLoopUtilization();
   nowSec = Math.floor(Date.now() / 1000);
 
   constructor(init: WorkgroupInit, private readonly log: Logger) {
     this.id = init.id;
     this.count = init.count;
     this.options = init.options;
+    this.restarts = init.restarts;
     this.stats = new Float64Array(init.stats);
     const load = loadUws(init.options.allowSlowFallback);
     this.uws = load.uws;
     this.uwsNative = load.native;
     if (!load.native) this.log.warn({ reason: load.nativeError }, 'uWebSockets.js is running on its SLOW pure-JS fallback (--allow-slow-fallback)');
+    // Session slabs and cache arenas come from native-io (huge pages where the kernel gives them).
+    const arena = (bytes: number): SharedArrayBuffer => allocShared(bytes).buffer;
+    this.slab = new SessionSlab(arena);
+    const o = init.options;
+    this.cache = new MessageCache({
+      maxMessagesPerTopic: o.cacheMessages,
+      maxAgeSeconds: o.cacheSeconds,
+      maxBytesPerTopic: o.cacheTopicBytes,
+      maxTotalBytes: Math.max(o.cacheBytes, 64 * 1024),
+      arenaChunkBytes: arenaChunkFor(o.maxPayloadBytes),
+      allocate: arena,
+    });
     // Gauges start from zero; counters continue across restarts.
-    this.stats[Stat.SESSIONS] = 0;
-    this.stats[Stat.SUBSCRIPTIONS] = 0;
-    this.stats[Stat.TOPICS_OWNED] = 0;
-    this.stats[Stat.LISTENING] = 0;
+    for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS]) this.stats[g] = 0;
+
+    this.senders = [];
+    for (let to = 0; to < this.count; to++) {
+      const sab = init.rings[this.id * this.count + to];
+      if (to === this.id || !sab) {
+        this.senders.push(null);
+        continue;
+      }
+      const producer = new RingProducer(sab, 0, new Doorbell(init.doorbells[to]));
+      asBuffer(producer.data);
+      this.senders.push(new RingSender(producer, { maxSpillBytes: 256 * 1024 * 1024 }));
+    }
+    if (this.count > 1) {
+      this.inbox = new RingInbox(new Doorbell(init.doorbells[this.id]), {
+        maxRecordsPerTurn: 1024,
+        onError: (err) => {
+          this.stats[Stat.INTERNAL_ERRORS]++;
+          this.log.error({ err }, 'ring record handler failed');
+        },
+      });
+      for (let from = 0; from < this.count; from++) {
+        const sab = init.rings[from * this.count + this.id];
+        if (from === this.id || !sab) continue;
+        const src = from;
+        this.inbox.add(sab, (data, offset, length) => this.onRecord(src, asBuffer(data), offset, length));
+      }
+    } else {
+      this.inbox = null;
+    }
     this.app = this.buildApp();
   }
 
@@ -106,7 +214,9 @@ export class Workgroup {
       // uWS cuts a frame over its limit at the TCP level (the client sees 1006). We let frames up to
       // twice our limit through so that most oversize frames get a proper 1009 close from us.
       maxPayloadLength: 2 * (o.maxPayloadBytes + ENVELOPE_BYTES),
-      maxBackpressure: o.maxBackpressureBytes,
+      // Our slow-consumer check closes a session over --max-backpressure-bytes with 4000; uWS drops
+      // the connection at once only past this hard limit (room for a replay on top of the soft one).
+      maxBackpressure: hardBackpressure(o),
       closeOnBackpressureLimit: 1 as unknown as number,
       idleTimeout: o.idleTimeoutSeconds,
       sendPingsAutomatically: true,
@@ -114,7 +224,7 @@ export class Workgroup {
       open: (ws) => this.onOpen(ws),
       message: (ws, message, isBinary) => this.onMessage(ws, message, isBinary),
       close: (ws, code) => this.onClose(ws, code),
-      subscription: (_ws, topic, newCount, oldCount) => this.onSubscriptionChange(topic, newCount, oldCount),
+      subscription: (_ws, key, newCount) => this.onSubscriptionCount(key, newCount),
     });
     app.post('/v1/publish', (res, req) => this.onHttpPublish(res, req));
     registerStaticRoutes(app);
@@ -134,20 +244,127 @@ export class Workgroup {
       this.listenSocket = socket;
       this.stats[Stat.LISTENING] = 1;
       this.heartbeat = setInterval(() => this.tick(), 1000);
+      this.slowCheck = setInterval(() => this.checkSlowConsumers(), SLOW_CHECK_MS);
+      this.inbox?.start();
+      // A restarted workgroup lost its topics' interest and its sessions: every other workgroup
+      // forgets what it sent us and re-announces its interest in the topics we own.
+      if (this.restarts > 0) {
+        const r = this.record(RecordType.HELLO, 0, '');
+        r.aux = this.restarts;
+        for (let w = 0; w < this.count; w++) if (w !== this.id) this.send(w);
+      }
       this.tick();
       onListening(this.uws.us_socket_local_port(socket as unknown as Parameters<Uws['us_socket_local_port']>[0]));
     });
   }
 
-  /** Once a second: clock for session timestamps, gauges, heartbeat. */
+  /** Once a second: clock, gauges, cache expiry, owner timeouts, idle topic rows. */
   private tick(): void {
-    this.nowSec = Math.floor(Date.now() / 1000);
+    const nowMs = Date.now();
+    this.nowSec = Math.floor(nowMs / 1000);
+    const now = nowMicros();
+    const c = this.cache;
+    c.expire(now);
+    c.expireSnapshots(now);
+    this.releaseIdleTopics();
+    this.failOverdue(nowMs);
     const s = this.stats;
     s[Stat.SESSIONS] = this.slab.size;
     s[Stat.SLAB_CAPACITY] = this.slab.capacity;
     s[Stat.SLAB_USED] = this.slab.size;
     s[Stat.TOPICS_OWNED] = this.topics.size;
-    s[Stat.HEARTBEAT_MS] = Date.now();
+    s[Stat.CACHE_MESSAGES] = c.messages;
+    s[Stat.CACHE_BYTES] = c.storedBytes + c.snapshotBytes;
+    s[Stat.CACHE_EVICTIONS] += c.evictions - this.lastEvictions;
+    this.lastEvictions = c.evictions;
+    let full = 0;
+    let spill = 0;
+    for (const snd of this.senders) {
+      if (snd === null) continue;
+      full += snd.fullEvents;
+      spill += snd.spillRecords;
+    }
+    s[Stat.RING_FULL_EVENTS] += full - this.lastFull;
+    this.lastFull = full;
+    s[Stat.RING_SPILL_RECORDS] = spill;
+    if (this.inbox !== null) {
+      s[Stat.RING_WAKEUPS] += this.inbox.wakeups - this.lastWakeups;
+      this.lastWakeups = this.inbox.wakeups;
+    }
+    const elu = performance.eventLoopUtilization(this.elu);
+    this.elu = performance.eventLoopUtilization();
+    s[Stat.LOOP_UTILIZATION] = elu.utilization;
+    s[Stat.HEAP_USED_BYTES] = getHeapStatistics().used_heap_size;
+    s[Stat.HEARTBEAT_MS] = nowMs;
+  }
+
+  // ---- rings ----------------------------------------------------------
+
+  /** The reusable outbound record, cleared and typed. */
+  private record(type: number, flags: number, topic: string): RecordOut {
+    const r = this.rout;
+    r.type = type;
+    r.flags = flags;
+    r.topic = topic;
+    r.token = 0;
+    r.epoch = 0;
+    r.aux = 0;
+    r.seq = 0;
+    r.ts = 0;
+    r.receivedAt = 0;
+    r.data = null;
+    return r;
+  }
+
+  /** Sends the outbound record to workgroup w. Never loses it: a full ring spills, in order. */
+  private send(w: number): void {
+    const snd = this.senders[w] as RingSender;
+    const r = this.rout;
+    snd.sendEncoded(r.size(), writeRecord, r) satisfies SendStatus;
+    r.data = null;
+    this.stats[Stat.RING_RECORDS_OUT]++;
+  }
+
+  private onRecord(from: number, b: Buffer, offset: number, length: number): void {
+    if (this.closed) return;
+    const r = this.rin.read(b, offset, length);
+    this.stats[Stat.RING_RECORDS_IN]++;
+    switch (r.type) {
+      case RecordType.PUBLISH:
+        return this.sequence(r.topic, r.flags, r.data, null, r.ts, r.receivedAt, from, r.token);
+      case RecordType.DELIVER:
+        return this.deliverLocal(r.topic, r.epoch, r.seq, r.ts, r.receivedAt, r.flags, r.data, null);
+      case RecordType.ACK:
+        return this.onAck(r.token, r.epoch, r.seq);
+      case RecordType.SUB:
+        return this.ownerSubscribe(from, r.token, r.topic, r.flags, r.epoch, r.seq);
+      case RecordType.REPLAY:
+        return this.onReplay(r.token, r.topic, r.epoch, r.seq, r.ts, r.flags, r.data);
+      case RecordType.SUB_DONE:
+        return this.onSubDone(r.token, r.epoch, r.seq, r.flags, r.aux);
+      case RecordType.UNINTEREST:
+        return this.ownerInterest(from, r.topic, false);
+      case RecordType.INTEREST:
+        return this.ownerInterest(from, r.topic, true);
+      case RecordType.HELLO:
+        return this.onHello(from);
+      default:
+        this.stats[Stat.INTERNAL_ERRORS]++;
+        this.log.error({ from, type: r.type }, 'unknown ring record type');
+    }
+  }
+
+  /** A restarted workgroup: forget its interest in our topics, and tell it ours in its topics. */
+  private onHello(from: number): void {
+    const bit = ~(1 << from);
+    const t = this.topics;
+    for (let id = 0; id < t.rows; id++) t.interest[id] &= bit;
+    for (const topic of this.local.topics()) {
+      if (ownerOf(topic, this.count) !== from || !this.hasLocalInterest(topic)) continue;
+      this.record(RecordType.INTEREST, 0, topic);
+      this.send(from);
+    }
+    this.log.info({ from }, 'workgroup restarted: interest re-announced');
   }
 
   // ---- sessions -------------------------------------------------------
@@ -164,6 +381,7 @@ export class Workgroup {
     const ipHash = addressHash(res.getRemoteAddress());
     const cap = this.options.maxConnectionsPerIp;
     if (cap > 0) {
+      // IP hashing puts every connection of an address in this workgroup: a local count is the whole count.
       if (this.ipTable.count(ipHash) >= cap) return this.refuse(res, '429 Too Many Requests', ErrorCode.BAD_REQUEST, `at most ${cap} connections per address`);
       this.ipTable.add(ipHash);
       flags |= SessionFlag.IP_COUNTED;
@@ -191,15 +409,65 @@ export class Workgroup {
     if (this.slab.flags(slot) & SessionFlag.IP_COUNTED) this.ipTable.remove(this.slab.ipHash(slot));
     this.stats[Stat.SUBSCRIPTIONS] -= this.slab.subscriptions(slot);
     this.sockets[slot] = undefined;
+    if (this.replayAllowance.size > 0) this.replayAllowance.delete(slot);
     this.slab.close(slot);
     this.stats[Stat.SESSIONS_CLOSED]++;
     this.stats[Stat.SESSIONS] = this.slab.size;
     if (this.draining && this.slab.size === 0) this.onDrained?.();
   }
 
-  /** uWS tells us a topic's local subscriber count changed (including on close). */
-  private onSubscriptionChange(_key: ArrayBuffer, _newCount: number, _oldCount: number): void {
-    // Interest is tracked by the owner through the sub path; with one workgroup there is nothing to tell.
+  /** uWS: a topic key's subscriber count here changed (subscribe, unsubscribe, close). */
+  private onSubscriptionCount(key: ArrayBuffer, newCount: number): void {
+    if (newCount !== 0 || this.closed) return;
+    const k = Buffer.from(key).toString('latin1');
+    const topic = k.slice(1);
+    const other = (k.charCodeAt(0) === 106 /* j */ ? 'm' : 'j') + topic;
+    if (this.app.numSubscribers(other) > 0) return;
+    const lid = this.local.find(topic);
+    if (lid >= 0 && this.local.pending[lid] > 0) return;
+    this.dropInterest(topic);
+  }
+
+  private hasLocalInterest(topic: string): boolean {
+    const lid = this.local.find(topic);
+    if (lid >= 0 && this.local.pending[lid] > 0) return true;
+    return this.app.numSubscribers('j' + topic) + this.app.numSubscribers('m' + topic) > 0;
+  }
+
+  /** No session here wants the topic any more: tell its owner (or ourselves). */
+  private dropInterest(topic: string): void {
+    this.local.release(topic);
+    const owner = ownerOf(topic, this.count);
+    if (owner === this.id) return this.ownerInterest(this.id, topic, false);
+    this.record(RecordType.UNINTEREST, 0, topic);
+    this.send(owner);
+  }
+
+  /** Checks a share of the sessions: one over --max-backpressure-bytes (plus a replay it is still reading) is closed with 4000. */
+  private checkSlowConsumers(): void {
+    const limit = this.options.maxBackpressureBytes;
+    const n = this.sockets.length;
+    if (n === 0) return;
+    const allowances = this.replayAllowance;
+    let slot = this.slowCursor >= n ? 0 : this.slowCursor;
+    for (let i = 0, m = Math.min(n, SLOW_CHECK_SLOTS); i < m; i++, slot = slot + 1 >= n ? 0 : slot + 1) {
+      const ws = this.sockets[slot];
+      if (ws === undefined) continue;
+      const buffered = ws.getBufferedAmount();
+      if (allowances.size > 0) {
+        const allowance = allowances.get(slot);
+        if (allowance !== undefined) {
+          if (buffered > limit + allowance) this.closeSlow(ws, slot);
+          else if (buffered < allowance) {
+            if (buffered <= limit) allowances.delete(slot);
+            else allowances.set(slot, buffered);
+          }
+          continue;
+        }
+      }
+      if (buffered > limit) this.closeSlow(ws, slot);
+    }
+    this.slowCursor = slot;
   }
 
   // ---- commands -------------------------------------------------------
@@ -244,14 +512,15 @@ export class Workgroup {
   private handleCommand(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: Command): void {
     switch (cmd.op) {
       case 'ping':
-        this.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros() });
+        this.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id });
         return;
       case 'sub':
         return this.subscribe(ws, slot, encoding, cmd);
       case 'unsub': {
         const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
         let removed = 0;
-        for (const topic of cmd.topics) if (ws.unsubscribe(prefix + topic)) removed++;
+        // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
+        for (const topic of cmd.topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
         this.slab.addSubscriptions(slot, -removed);
         this.stats[Stat.SUBSCRIPTIONS] -= removed;
         this.reply(ws, slot, encoding, { id: cmd.id, ok: true });
@@ -270,19 +539,35 @@ export class Workgroup {
     if (this.slab.subscriptions(slot) + fresh > max) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
     }
-    const result: Record<string, { epoch: number; seq: number }> = {};
+    if (cmd.topics.length === 0) return this.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
+    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: cmd.topics.length, topics: {}, failed: false };
+    const nowMs = Date.now();
+    const standard = cmd.qos === 'standard';
     for (const topic of cmd.topics) {
-      if (ownerOf(topic, this.count) !== this.id) throw new Error('cross-workgroup subscribe is not wired yet');
-      const tid = this.topics.intern(topic);
-      if (encoding === ENCODING_MSGPACK) this.topics.interestMsgpack[tid] |= 1 << this.id;
-      else this.topics.interestJson[tid] |= 1 << this.id;
-      if (ws.subscribe(prefix + topic)) {
-        this.slab.addSubscriptions(slot, 1);
-        this.stats[Stat.SUBSCRIPTIONS]++;
+      const token = this.takeToken();
+      this.local.pending[this.local.intern(topic)]++;
+      this.pendingSubs.set(token, { ctx, topic, createdMs: nowMs });
+      const resume = cmd.resume === null ? undefined : cmd.resume[topic];
+      const flags = standard ? RecordFlag.STANDARD : resume !== undefined ? RecordFlag.RESUME : 0;
+      const epoch = resume === undefined ? 0 : resume[0];
+      const seq = resume === undefined ? 0 : resume[1];
+      const owner = ownerOf(topic, this.count);
+      if (owner === this.id) {
+        this.ownerSubscribe(this.id, token, topic, flags, epoch, seq);
+      } else {
+        const r = this.record(RecordType.SUB, flags, topic);
+        r.token = token;
+        r.epoch = epoch;
+        r.seq = seq;
+        this.send(owner);
       }
-      result[topic] = { epoch: this.topics.epoch[tid], seq: this.topics.seq[tid] };
     }
-    this.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: result });
+  }
+
+  private takeToken(): number {
+    const t = this.nextToken;
+    this.nextToken = t >= 0xfffffffe ? 1 : t + 1;
+    return t;
   }
 
   private publishFromSession(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: PubCommand): void {
@@ -291,79 +576,284 @@ export class Workgroup {
     if (req instanceof ProtocolError) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
     }
-    const ack: AckTarget | null = cmd.ack ? { kind: 'ws', slot, generation: this.slab.generation(slot), id: cmd.id } : null;
-    this.routePublish(req, ack);
+    let token = 0;
+    if (cmd.ack) {
+      token = this.takeToken();
+      this.pendingAcks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now() });
+    }
+    this.routePublish(req, token);
   }
 
   /** Encodes a publish's data once, in the publisher's encoding, and checks its size. */
   private makePublish(topic: string, encoding: EncodingId, data: unknown, retain: boolean, ts: number | null): PublishRequest | ProtocolError {
-    let dataJson: string | null = null;
-    let dataMsgpack: Uint8Array | null = null;
-    let size: number;
+    let json: string | null = null;
+    let bytes: Uint8Array;
+    let flags = retain ? RecordFlag.RETAIN : 0;
     if (encoding === ENCODING_JSON) {
-      dataJson = dataToJson(data);
-      size = Buffer.byteLength(dataJson);
+      json = dataToJson(data);
+      bytes = Buffer.from(json, 'utf8');
     } else {
-      dataMsgpack = dataToMsgpack(data);
-      size = dataMsgpack.length;
+      bytes = dataToMsgpack(data);
+      flags |= RecordFlag.MSGPACK;
     }
-    if (size > this.options.maxPayloadBytes) {
-      return new ProtocolError(ErrorCode.PAYLOAD_TOO_LARGE, `data is ${size} bytes encoded; the maximum is ${this.options.maxPayloadBytes}`);
+    if (bytes.length > this.options.maxPayloadBytes) {
+      return new ProtocolError(ErrorCode.PAYLOAD_TOO_LARGE, `data is ${bytes.length} bytes encoded; the maximum is ${this.options.maxPayloadBytes}`);
     }
     this.stats[Stat.MESSAGES_IN]++;
     const receivedAtMicros = nowMicros();
-    return { topic, dataEncoding: encoding, dataJson, dataMsgpack, retain, tsMicros: ts ?? receivedAtMicros, receivedAtMicros };
+    return { topic, flags, data: bytes, json, tsMicros: ts ?? receivedAtMicros, receivedAtMicros };
   }
 
-  private routePublish(req: PublishRequest, ack: AckTarget | null): void {
+  private routePublish(req: PublishRequest, token: number): void {
     const owner = ownerOf(req.topic, this.count);
-    if (owner !== this.id) throw new Error('cross-workgroup publish is not wired yet');
-    const { epoch, seq } = this.sequence(req);
-    if (ack !== null) this.deliverAck(ack, epoch, seq);
+    if (owner === this.id) {
+      this.sequence(req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, this.id, token);
+      return;
+    }
+    const r = this.record(RecordType.PUBLISH, req.flags, req.topic);
+    r.token = token;
+    r.ts = req.tsMicros;
+    r.receivedAt = req.receivedAtMicros;
+    r.data = req.data;
+    this.send(owner);
   }
 
-  /** Owner only: assigns the topic's next seq and hands the message to every interested workgroup. */
-  private sequence(req: PublishRequest): { epoch: number; seq: number } {
+  // ---- the owner's side -----------------------------------------------
+
+  /**
+   * Owner only: the topic's next seq, the cache and the snapshot, then the
+   * message to every workgroup with subscribers, then the ack.
+   */
+  private sequence(topic: string, flags: number, data: Uint8Array, json: string | null, ts: number, receivedAt: number, origin: number, token: number): void {
     const t = this.topics;
-    const tid = t.intern(req.topic);
+    const tid = t.intern(topic);
     const seq = ++t.seq[tid];
     const epoch = t.epoch[tid];
+    t.touchedSec[tid] = this.nowSec;
     this.stats[Stat.MESSAGES_SEQUENCED]++;
-    if ((t.interestJson[tid] | t.interestMsgpack[tid]) !== 0) this.deliverLocal(req, epoch, seq);
-    return { epoch, seq };
+    const cacheFlags = (flags & RecordFlag.MSGPACK ? CacheFlag.MSGPACK : 0) | (flags & RecordFlag.RETAIN ? CacheFlag.RETAINED : 0);
+    this.cache.append(tid, seq, ts, cacheFlags, data);
+    if (flags & RecordFlag.RETAIN) {
+      const ttl = this.options.snapshotTtlSeconds;
+      this.cache.setSnapshot(tid, seq, ts, cacheFlags, data, ttl > 0 ? nowMicros() + ttl * 1e6 : Infinity);
+    }
+    let mask = t.interest[tid];
+    while (mask !== 0) {
+      const w = 31 - Math.clz32(mask);
+      mask &= ~(1 << w);
+      if (w === this.id) {
+        this.deliverLocal(topic, epoch, seq, ts, receivedAt, flags & RecordFlag.MSGPACK, data, json);
+      } else if (w < this.count) {
+        const r = this.record(RecordType.DELIVER, flags & RecordFlag.MSGPACK, topic);
+        r.epoch = epoch;
+        r.seq = seq;
+        r.ts = ts;
+        r.receivedAt = receivedAt;
+        r.data = data;
+        this.send(w);
+      }
+    }
+    if (token === 0) return;
+    if (origin === this.id) return this.onAck(token, epoch, seq);
+    const r = this.record(RecordType.ACK, 0, '');
+    r.token = token;
+    r.epoch = epoch;
+    r.seq = seq;
+    this.send(origin);
+  }
+
+  /** Owner only: a session of workgroup `from` subscribes; replay or snapshot, then SUB_DONE. */
+  private ownerSubscribe(from: number, token: number, topic: string, flags: number, resumeEpoch: number, resumeSeq: number): void {
+    const t = this.topics;
+    const tid = t.intern(topic);
+    t.interest[tid] |= 1 << from;
+    t.touchedSec[tid] = this.nowSec;
+    const epoch = t.epoch[tid];
+    const seq = t.seq[tid];
+    let status: number = SubStatus.FRESH;
+    let replayed = 0;
+    if (flags & RecordFlag.RESUME) {
+      if (resumeEpoch !== epoch) status = SubStatus.EPOCH_MISMATCH;
+      else if (resumeSeq > seq) status = SubStatus.UNKNOWN_POSITION;
+      else if (resumeSeq === seq || this.cache.covers(tid, resumeSeq)) status = SubStatus.RECOVERED;
+      else status = SubStatus.CACHE_MISS;
+      this.stats[status === SubStatus.RECOVERED ? Stat.RESUMES_RECOVERED : Stat.RESUMES_NOT_RECOVERED]++;
+    }
+    if (status === SubStatus.RECOVERED) {
+      if (resumeSeq < seq) {
+        const rp = this.replayTarget;
+        rp.to = from;
+        rp.token = token;
+        rp.topic = topic;
+        rp.epoch = epoch;
+        replayed = this.cache.forEachRaw(tid, resumeSeq, this.replayVisitor);
+      }
+    } else {
+      const snap = this.cache.snapshot(tid, nowMicros());
+      if (snap !== null) {
+        const f = RecordFlag.RETAIN | (snap.flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0);
+        this.emitReplay(from, token, topic, epoch, snap.seq, snap.tsMicros, f, snap.data);
+      }
+    }
+    if (from === this.id) return this.onSubDone(token, epoch, seq, status, replayed);
+    const r = this.record(RecordType.SUB_DONE, status, '');
+    r.token = token;
+    r.epoch = epoch;
+    r.seq = seq;
+    r.aux = replayed;
+    this.send(from);
+  }
+
+  private readonly replayTarget = { to: 0, token: 0, topic: '', epoch: 0 };
+  private readonly replayVisitor = (seq: number, ts: number, flags: number, arena: Uint8Array, offset: number, length: number): void => {
+    const rp = this.replayTarget;
+    const f = flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0;
+    this.emitReplay(rp.to, rp.token, rp.topic, rp.epoch, seq, ts, f, arena.subarray(offset, offset + length));
+  };
+
+  private emitReplay(to: number, token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
+    if (to === this.id) return this.onReplay(token, topic, epoch, seq, ts, flags, data);
+    const r = this.record(RecordType.REPLAY, flags, topic);
+    r.token = token;
+    r.epoch = epoch;
+    r.seq = seq;
+    r.ts = ts;
+    r.data = data;
+    this.send(to);
+  }
+
+  /** Owner only: workgroup `from` has (or no longer has) subscribers of the topic. */
+  private ownerInterest(from: number, topic: string, on: boolean): void {
+    const t = this.topics;
+    if (on) {
+      const tid = t.intern(topic);
+      t.interest[tid] |= 1 << from;
+      t.touchedSec[tid] = this.nowSec;
+      return;
+    }
+    const tid = t.find(topic);
+    if (tid >= 0) t.interest[tid] &= ~(1 << from);
+  }
+
+  /**
+   * Releases topic rows nobody needs: no interest, nothing cached or
+   * retained, untouched for the cache's age. Their next message starts a new
+   * history (new epoch), which resuming clients are told about.
+   */
+  private releaseIdleTopics(): void {
+    const t = this.topics;
+    const rows = t.rows;
+    if (rows === 0) return;
+    const idleBefore = this.nowSec - this.options.cacheSeconds;
+    let id = this.releaseCursor >= rows ? 0 : this.releaseCursor;
+    for (let i = 0, n = Math.min(rows, RELEASE_SCAN_ROWS); i < n; i++, id = id + 1 >= rows ? 0 : id + 1) {
+      if (t.interest[id] !== 0 || t.touchedSec[id] > idleBefore || t.touchedSec[id] === 0) continue;
+      if (this.cache.holds(id)) continue;
+      this.cache.drop(id);
+      t.release(id);
+      t.touchedSec[id] = 0;
+    }
+    this.releaseCursor = id;
+  }
+
+  // ---- the subscriber's side ------------------------------------------
+
+  /** One replayed message (or the snapshot) for a subscription waiting for SUB_DONE. */
+  private onReplay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
+    const p = this.pendingSubs.get(token);
+    if (p === undefined) return;
+    const ctx = p.ctx;
+    if (!this.slab.isOpen(ctx.slot, ctx.generation)) return;
+    const ws = this.sockets[ctx.slot];
+    if (ws === undefined) return;
+    const snapshot = (flags & RecordFlag.RETAIN) !== 0;
+    const frameFlags = snapshot ? FrameFlag.SNAPSHOT : FrameFlag.REPLAY;
+    let frame: string | Uint8Array;
+    if (ctx.encoding === ENCODING_JSON) {
+      const json = flags & RecordFlag.MSGPACK ? dataToJson(unpackr.unpack(data)) : textOf(data);
+      frame = encodeJsonFrame(topic, epoch, seq, ts, frameFlags, json);
+    } else {
+      const payload = flags & RecordFlag.MSGPACK ? data : packr.pack(JSON.parse(textOf(data)));
+      frame = encodeBinaryFrame(topic, epoch, seq, ts, frameFlags, payload);
+    }
+    const bytes = frame.length;
+    if (!snapshot) this.stats[Stat.REPLAYED_MESSAGES]++;
+    this.stats[Stat.MESSAGES_OUT]++;
+    this.stats[Stat.BYTES_OUT] += bytes;
+    this.replayAllowance.set(ctx.slot, (this.replayAllowance.get(ctx.slot) ?? 0) + bytes);
+    this.sendToSession(ws, ctx.slot, frame, ctx.encoding === ENCODING_MSGPACK);
+  }
+
+  /** The owner answered one topic of a sub command: subscribe the session in uWS now (no gap, no duplicate). */
+  private onSubDone(token: number, epoch: number, seq: number, status: number, replayed: number): void {
+    const p = this.pendingSubs.get(token);
+    if (p === undefined) return;
+    this.pendingSubs.delete(token);
+    const topic = p.topic;
+    const lid = this.local.find(topic);
+    if (lid >= 0) this.local.pending[lid]--;
+    const ctx = p.ctx;
+    const open = this.slab.isOpen(ctx.slot, ctx.generation) && !ctx.failed;
+    if (open) {
+      const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
+      const key = (ctx.encoding === ENCODING_MSGPACK ? 'm' : 'j') + topic;
+      if (!ws.isSubscribed(key)) {
+        ws.subscribe(key);
+        this.slab.addSubscriptions(ctx.slot, 1);
+        this.stats[Stat.SUBSCRIPTIONS]++;
+      }
+      const entry: Record<string, unknown> = { epoch, seq };
+      if (status === SubStatus.RECOVERED) {
+        entry.recovered = true;
+        entry.replayed = replayed;
+      } else if (status !== SubStatus.FRESH) {
+        entry.recovered = false;
+        entry.reason = SUB_STATUS_REASON[status];
+      }
+      ctx.topics[topic] = entry;
+    } else if (!this.hasLocalInterest(topic)) {
+      this.dropInterest(topic);
+    }
+    if (--ctx.remaining === 0 && open) {
+      const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
+      this.reply(ws, ctx.slot, ctx.encoding, { id: ctx.id, ok: true, topics: ctx.topics });
+    }
   }
 
   /**
    * Hands one message to this workgroup's subscribers: one uWS publish per
-   * encoding that has subscribers here. No allocation per subscriber.
+   * encoding that has subscribers here, the frame encoded once. No
+   * allocation per subscriber.
    */
-  private deliverLocal(req: PublishRequest, epoch: number, seq: number): void {
+  private deliverLocal(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
     const app = this.app;
-    const keyJson = 'j' + req.topic;
-    const keyMsgpack = 'm' + req.topic;
+    const keyJson = 'j' + topic;
+    const keyMsgpack = 'm' + topic;
     const nJson = app.numSubscribers(keyJson);
     const nMsgpack = app.numSubscribers(keyMsgpack);
     if (nJson > 0) {
-      const dataJson = req.dataJson ?? dataToJson(unpackr.unpack(req.dataMsgpack as Uint8Array));
-      const frame = encodeJsonFrame(req.topic, epoch, seq, req.tsMicros, 0, dataJson);
+      const text = json ?? (msgpack ? dataToJson(unpackr.unpack(data)) : textOf(data));
+      const frame = encodeJsonFrame(topic, epoch, seq, ts, 0, text);
       app.publish(keyJson, frame, false);
       this.stats[Stat.BYTES_OUT] += nJson * frame.length;
     }
     if (nMsgpack > 0) {
-      const data = req.dataMsgpack ?? packr.pack(JSON.parse(req.dataJson as string));
-      const frame = encodeBinaryFrame(req.topic, epoch, seq, req.tsMicros, 0, data);
+      const payload = msgpack ? data : packr.pack(JSON.parse(json ?? textOf(data)));
+      const frame = encodeBinaryFrame(topic, epoch, seq, ts, 0, payload);
       app.publish(keyMsgpack, frame, true);
       this.stats[Stat.BYTES_OUT] += nMsgpack * frame.length;
     }
     this.stats[Stat.MESSAGES_OUT] += nJson + nMsgpack;
-    recordLatency(this.stats, nowMicros() - req.receivedAtMicros);
+    if (nJson + nMsgpack > 0) recordLatency(this.stats, nowMicros() - receivedAt);
   }
 
-  private deliverAck(ack: AckTarget, epoch: number, seq: number): void {
-    if (ack.kind === 'http') {
-      const res = this.pendingHttp.get(ack.slot);
-      if (res === undefined) return;
-      this.pendingHttp.delete(ack.slot);
+  private onAck(token: number, epoch: number, seq: number): void {
+    const ack = this.pendingAcks.get(token);
+    if (ack === undefined) return;
+    this.pendingAcks.delete(token);
+    if (ack.res !== null) {
+      if (ack.http?.aborted) return;
+      const res = ack.res;
       res.cork(() => res.writeHeader('content-type', 'application/json').end(`{"epoch":${epoch},"seq":${seq}}`));
       return;
     }
@@ -374,11 +864,47 @@ export class Workgroup {
     this.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
   }
 
+  /** Fails acks and subscriptions an owner has not answered in OWNER_TIMEOUT_MS (it may have restarted). */
+  private failOverdue(nowMs: number): void {
+    const before = nowMs - OWNER_TIMEOUT_MS;
+    for (const [token, ack] of this.pendingAcks) {
+      if (ack.createdMs > before) continue;
+      this.pendingAcks.delete(token);
+      const message = "the topic's owner did not answer in time; the message may or may not have been published";
+      if (ack.res !== null) {
+        if (!ack.http?.aborted) this.httpError(ack.res, '504 Gateway Timeout', ErrorCode.OWNER_TIMEOUT, message);
+      } else if (this.slab.isOpen(ack.slot, ack.generation)) {
+        const ws = this.sockets[ack.slot] as WebSocket<SessionData>;
+        const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
+        this.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, message, ack.id as CommandId)));
+      }
+    }
+    for (const [token, p] of this.pendingSubs) {
+      if (p.createdMs > before) continue;
+      this.pendingSubs.delete(token);
+      const lid = this.local.find(p.topic);
+      if (lid >= 0) this.local.pending[lid]--;
+      if (!this.hasLocalInterest(p.topic)) this.dropInterest(p.topic);
+      const ctx = p.ctx;
+      ctx.remaining--;
+      if (ctx.failed) continue;
+      ctx.failed = true;
+      if (this.slab.isOpen(ctx.slot, ctx.generation)) {
+        const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
+        this.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, `the owner of ${p.topic} did not answer in time; subscribe again`, ctx.id)));
+      }
+    }
+  }
+
   /** Sends a reply; a reply dropped for backpressure means the session is too slow to keep. */
   private reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void {
-    const bytes = encodeReply(encoding, reply);
-    const result = ws.send(bytes, encoding === ENCODING_MSGPACK);
-    this.slab.recordOut(slot, typeof bytes === 'string' ? bytes.length : bytes.length);
+    this.sendToSession(ws, slot, encodeReply(encoding, reply), encoding === ENCODING_MSGPACK);
+  }
+
+  private sendToSession(ws: WebSocket<SessionData>, slot: number, bytes: string | Uint8Array, binary: boolean): void {
+    if (this.slab.state(slot) !== SessionState.OPEN) return;
+    const result = ws.send(bytes, binary);
+    this.slab.recordOut(slot, bytes.length);
     if (result === SEND_DROPPED) this.closeSlow(ws, slot);
   }
 
@@ -398,23 +924,23 @@ export class Workgroup {
     const declared = Number(req.getHeader('content-length') || '0');
     if (declared > limit) return this.httpError(res, '413 Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, `body is ${declared} bytes; the maximum is ${limit}`, true);
     let body: Buffer | null = null;
-    let aborted = false;
+    const state = { aborted: false };
     res.onAborted(() => {
-      aborted = true;
+      state.aborted = true;
     });
     res.onData((chunk, isLast) => {
-      if (aborted) return;
+      if (state.aborted) return;
       const part = Buffer.from(chunk);
       body = body === null ? Buffer.from(part) : Buffer.concat([body, part]);
       if (body.length > limit) {
-        aborted = true;
+        state.aborted = true;
         return this.httpError(res, '413 Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, `body is over ${limit} bytes`, true);
       }
-      if (isLast) this.httpPublishBody(res, encoding, body ?? Buffer.alloc(0));
+      if (isLast) this.httpPublishBody(res, state, encoding, body ?? Buffer.alloc(0));
     });
   }
 
-  private httpPublishBody(res: HttpResponse, encoding: EncodingId, body: Buffer): void {
+  private httpPublishBody(res: HttpResponse, state: { aborted: boolean }, encoding: EncodingId, body: Buffer): void {
     try {
       if (this.draining) return this.httpError(res, '503 Service Unavailable', ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node');
       let value: unknown;
@@ -430,12 +956,13 @@ export class Workgroup {
       if (err !== null) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_TOPIC, err);
       if (v.data === undefined) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_DATA, 'a publish needs data');
       if (v.retain !== undefined && typeof v.retain !== 'boolean') return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'retain must be a boolean');
-      const req = this.makePublish(v.topic as string, encoding, v.data, v.retain === true, null);
+      if (v.ts !== undefined && (typeof v.ts !== 'number' || !Number.isSafeInteger(v.ts) || v.ts < 0)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'ts must be a whole number of microseconds');
+      const req = this.makePublish(v.topic as string, encoding, v.data, v.retain === true, (v.ts as number | undefined) ?? null);
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
       this.stats[Stat.HTTP_PUBLISHES]++;
-      const requestId = this.nextHttpRequest++;
-      this.pendingHttp.set(requestId, res);
-      this.routePublish(req, { kind: 'http', slot: requestId, generation: 0, id: null });
+      const token = this.takeToken();
+      this.pendingAcks.set(token, { slot: 0, generation: 0, id: null, res, http: state, createdMs: Date.now() });
+      this.routePublish(req, token);
     } catch (err) {
       this.stats[Stat.INTERNAL_ERRORS]++;
       this.log.error({ err }, 'HTTP publish failed');
@@ -455,6 +982,8 @@ export class Workgroup {
   /**
    * Stops accepting, tells every session to reconnect elsewhere (1001), and
    * calls back once all are closed or the timeout passed. Then close() must run.
+   * The rings keep running meanwhile: a topic this workgroup owns is still
+   * sequenced for the others until the whole node stops.
    */
   drain(timeoutMs: number, done: (closedSessions: number) => void): void {
     if (this.draining) return;
@@ -483,8 +1012,14 @@ export class Workgroup {
 
   /** Closes every socket and handle, so that the thread can end without taking the process down. */
   close(): void {
+    if (this.closed) return;
+    this.closed = true;
     if (this.heartbeat) clearInterval(this.heartbeat);
+    if (this.slowCheck) clearInterval(this.slowCheck);
     this.heartbeat = null;
+    this.slowCheck = null;
+    this.inbox?.close();
+    for (const s of this.senders) s?.close();
     this.stats[Stat.LISTENING] = 0;
     this.stats[Stat.SESSIONS] = 0;
     try {
@@ -493,4 +1028,31 @@ export class Workgroup {
       this.log.error({ err }, 'app.close failed');
     }
   }
+
+  /** Fault injection (tests only, C10M_FAULT_INJECTION=1): dies the way a bug would. */
+  crash(how: 'exit' | 'throw'): void {
+    if (!this.options.faultInjection) return;
+    this.log.warn({ how }, 'fault injection: crashing this workgroup');
+    if (how === 'exit') process.exit(1);
+    setImmediate(() => {
+      throw new Error('fault injection: uncaught exception in a workgroup');
+    });
+  }
+}
+
+/** Bytes of a JSON payload as text. */
+function textOf(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+}
+
+/** Cache arena chunk: 2 MiB (one huge page), or larger for large payloads (a cached message fits in one chunk). */
+function arenaChunkFor(maxPayloadBytes: number): number {
+  let chunk = 2 * 1024 * 1024;
+  while (chunk < maxPayloadBytes + 64 && chunk < 16 * 1024 * 1024) chunk *= 2;
+  return chunk;
+}
+
+/** uWS's own limit, where it drops the connection at once: twice ours, plus room for a resume's replay. */
+export function hardBackpressure(o: WorkgroupOptions): number {
+  return 2 * o.maxBackpressureBytes + Math.min(4 * o.cacheTopicBytes, 64 * 1024 * 1024);
 }
