@@ -9,7 +9,7 @@ test('c10m --help and c10m serve --help explain the options', async () => {
   expect(top.stdout).toMatch(/serve/);
   const serve = await runCli(['serve', '--help']);
   expect(serve.code).toBe(0);
-  for (const flag of ['--host', '--port', '--admin-host', '--admin-port', '--workgroups', '--max-payload-bytes', '--max-backpressure-bytes', '--idle-timeout-seconds', '--log-level', '--config', '--allow-slow-fallback']) {
+  for (const flag of ['--host', '--port', '--admin-host', '--admin-port', '--workgroups', '--max-payload-bytes', '--max-backpressure-bytes', '--idle-timeout-seconds', '--log-level', '--config', '--allow-slow-fallback', '--cache-messages', '--cache-seconds', '--cache-topic-bytes', '--cache-bytes', '--snapshot-ttl-seconds', '--ring-bytes', '--max-connections-per-ip', '--benchmark-mode']) {
     expect(serve.stdout).toContain(flag);
   }
   expect(serve.stdout).toContain('C10M_PORT');
@@ -28,6 +28,9 @@ test.each([
   [['serve', '--workgroups', '0'], /--workgroups: 0 is below the minimum 1/],
   [['serve', '--idle-timeout-seconds', '3'], /must be 0 or at least 8/],
   [['serve', '--log-level', 'loud'], /--log-level: expected one of/],
+  [['serve', '--ring-bytes', '8192', '--max-payload-bytes', '65536'], /--ring-bytes 8192 is too small for --max-payload-bytes 65536/],
+  [['serve', '--cache-messages', '-1'], /--cache-messages: -1 is below the minimum 0/],
+  [['serve', '--cache-bytes', '1000'], /--cache-bytes: 1000 is below the minimum/],
 ])('bad value %j exits 2', async (args, message) => {
   const r = await runCli(args);
   expect(r.code).toBe(2);
