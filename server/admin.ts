@@ -1,6 +1,7 @@
 // The admin port: health, readiness and (registered by other modules)
 // metrics and dashboard routes. Bound to 127.0.0.1 unless told otherwise;
-// an optional bearer token guards every route but /healthz.
+// an optional bearer token guards every route but the open ones: /healthz,
+// and those registered with { open: true }.
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './log';
@@ -13,23 +14,39 @@ export interface AdminOptions {
   token: string;
 }
 
+export interface RouteOptions {
+  /** Served without the admin token. Only for routes that disclose no figures and no configuration. */
+  open?: boolean;
+}
+
+interface Route {
+  handler: AdminHandler;
+  open: boolean;
+  /** Answers POST as well as GET and HEAD. */
+  post: boolean;
+}
+
+/** Open whoever registers it: a liveness probe has no token to send. */
+const ALWAYS_OPEN = new Set(['/healthz']);
+
 export class AdminServer {
-  private readonly routes = new Map<string, AdminHandler>();
+  private readonly routes = new Map<string, Route>();
   private server: http.Server | null = null;
 
   constructor(private readonly options: AdminOptions, private readonly log: Logger) {}
 
-  private readonly postRoutes = new Set<string>();
-
   /** Adds a POST route (also answering GET and HEAD with the same handler only if it checks req.method). */
-  routePost(path: string, handler: AdminHandler): void {
-    this.postRoutes.add(path);
-    this.routes.set(path, handler);
+  routePost(path: string, handler: AdminHandler, options: RouteOptions = {}): void {
+    this.add(path, handler, options, true);
   }
 
-  /** Adds a GET route, e.g. route('/metrics', handler). */
-  route(path: string, handler: AdminHandler): void {
-    this.routes.set(path, handler);
+  /** Adds a GET (and HEAD) route, e.g. route('/metrics', handler); with { open: true } it needs no admin token. */
+  route(path: string, handler: AdminHandler, options: RouteOptions = {}): void {
+    this.add(path, handler, options, false);
+  }
+
+  private add(path: string, handler: AdminHandler, options: RouteOptions, post: boolean): void {
+    this.routes.set(path, { handler, open: options.open === true || ALWAYS_OPEN.has(path), post });
   }
 
   get port(): number {
@@ -50,18 +67,18 @@ export class AdminServer {
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://admin');
-    const handler = this.routes.get(url.pathname);
-    const methodOk = req.method === 'GET' || req.method === 'HEAD' || (req.method === 'POST' && this.postRoutes.has(url.pathname));
-    if (!handler || !methodOk) {
+    const route = this.routes.get(url.pathname);
+    const methodOk = req.method === 'GET' || req.method === 'HEAD' || (req.method === 'POST' && route?.post === true);
+    if (!route || !methodOk) {
       return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no admin route ${req.method} ${url.pathname}` } });
     }
     const token = this.options.token;
-    if (token !== '' && url.pathname !== '/healthz' && req.headers.authorization !== `Bearer ${token}`) {
+    if (token !== '' && !route.open && req.headers.authorization !== `Bearer ${token}`) {
       res.setHeader('www-authenticate', 'Bearer realm="c10m admin"');
       return sendJson(res, 401, { error: { code: 'UNAUTHORIZED', message: 'admin token required: Authorization: Bearer <token>' } });
     }
     Promise.resolve()
-      .then(() => handler(req, res))
+      .then(() => route.handler(req, res))
       .catch((err) => {
         this.log.error({ err, path: url.pathname }, 'admin route failed');
         if (!res.headersSent) sendJson(res, 500, { error: { code: 'INTERNAL', message: 'admin route failed' } });

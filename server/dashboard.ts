@@ -2,9 +2,14 @@
 // by /jmx. Its files are server/dashboard/ (HTML, JS, CSS, no build step)
 // and uPlot's own dist files from node_modules; nothing comes from a CDN.
 //
-// The page carries no figures itself; with --admin-token it sends the token
-// as `Authorization: Bearer` on every /jmx request (the token comes from the
-// page URL's #token=... or ?token=..., or a form on the page).
+// The page's files are open routes (no admin token): they carry no figures
+// and no configuration, and a browser cannot put a bearer token on a page
+// load or a <script src>. The figures come from /jmx, which stays guarded:
+// with --admin-token the page sends `Authorization: Bearer <token>` on every
+// /jmx request. The token comes from the page URL, #token=... (best: a
+// fragment never reaches a server or its logs) or ?token=..., which the
+// page keeps in this tab's sessionStorage and removes from the address bar;
+// or from the form the page shows when /jmx answers 401.
 import { existsSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
@@ -43,7 +48,7 @@ export function registerDashboard(admin: AdminServer): void {
   for (const [route, asset] of Object.entries(assets)) {
     // Read once, on first request; a few tens of KB in all.
     let body: Buffer | null = null;
-    admin.route(route, (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const serve = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       body ??= readFileSync(asset.file);
       res.writeHead(200, {
         'content-type': asset.contentType,
@@ -54,6 +59,8 @@ export function registerDashboard(admin: AdminServer): void {
         'referrer-policy': 'no-referrer',
       });
       res.end(req.method === 'HEAD' ? undefined : body);
-    });
+    };
+    // Open: the files hold no figures (see the top of this file); /jmx keeps its token.
+    admin.route(route, serve, { open: true });
   }
 }

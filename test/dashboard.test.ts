@@ -93,19 +93,17 @@ describe('dashboard with an admin token', () => {
   let browser: Awaited<ReturnType<typeof launch>>;
   const clients: TestClient[] = [];
   const jmxAuthorization: (string | undefined)[] = [];
+  const pageFileAuthorization: (string | undefined)[] = [];
 
   beforeAll(async () => {
     server = await startServer(['--workgroups', '1', '--admin-token', TOKEN]);
     browser = await launch();
-    // admin.ts guards every route but /healthz, the page's own files too, and a
-    // browser cannot put a bearer token on a navigation. Until the page's
-    // files are open (they hold no figures), the browser session is given the
-    // header for them here; /jmx gets only what the page's script sends.
-    await browser.context.route(`http://127.0.0.1:${server.adminPort}/dashboard**`, (route) =>
-      route.continue({ headers: { ...route.request().headers(), authorization: `Bearer ${TOKEN}` } }),
-    );
+    // The page's own files are open routes (a browser cannot put a bearer
+    // token on a navigation); /jmx gets only what the page's script sends.
     browser.page.on('request', (r: Request) => {
-      if (new URL(r.url()).pathname === '/jmx') jmxAuthorization.push(r.headers().authorization);
+      const path = new URL(r.url()).pathname;
+      if (path === '/jmx') jmxAuthorization.push(r.headers().authorization);
+      else pageFileAuthorization.push(r.headers().authorization);
     });
   }, 30_000);
   afterAll(async () => {
@@ -127,6 +125,9 @@ describe('dashboard with an admin token', () => {
     await page.waitForFunction(() => document.getElementById('status')?.textContent === 'live', undefined, { timeout: 10_000 });
     expect(jmxAuthorization).toContain(`Bearer ${TOKEN}`);
     expect(jmxAuthorization).toContain('Bearer wrong');
+    // The page and its scripts loaded with no token at all.
+    expect(pageFileAuthorization.length).toBeGreaterThanOrEqual(5);
+    expect(pageFileAuthorization.filter((a) => a !== undefined)).toEqual([]);
   }, 30_000);
 
   test('a token in the URL fragment is used, then removed from the address bar; the count rises', async () => {

@@ -1,9 +1,11 @@
 // /metrics and /jmx read from the shared stats blocks while real clients
 // subscribe and publish: the figures move as they must, the per-second
 // rates match a controlled burst, per-workgroup series carry their label,
-// and the admin token guards them.
+// and the admin token guards them (but not the open routes).
+import pino from 'pino';
 import { encodeBinaryFrame, encodeJsonFrame } from '../protocol/frame';
 import { packr } from '../protocol/codec';
+import { AdminServer } from '../server/admin';
 import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
 
@@ -316,5 +318,46 @@ describe('admin token', () => {
     const j = await jmx(server, { authorization: 'Bearer s3cret' });
     expect(j.WorkgroupCount).toBe(1);
     expect((await fetch(server.adminUrl('/healthz'))).status).toBe(200);
+  });
+
+  test("the dashboard's page files are open (they hold no figures); /readyz and the figures keep the token", async () => {
+    for (const path of ['/dashboard', '/dashboard/', '/dashboard/app.js', '/dashboard/app.css', '/dashboard/uplot.min.js', '/dashboard/uplot.min.css']) {
+      const res = await fetch(server.adminUrl(path));
+      expect({ path, status: res.status }).toEqual({ path, status: 200 });
+      expect(await res.text()).not.toMatch(/s3cret|c10m_sessions \d|"ConnectedSessions":/);
+    }
+    for (const path of ['/readyz', '/metrics', '/jmx']) {
+      expect({ path, status: (await fetch(server.adminUrl(path))).status }).toEqual({ path, status: 401 });
+    }
+  });
+});
+
+describe('AdminServer routes', () => {
+  const admin = new AdminServer({ host: '127.0.0.1', port: 0, token: 't0ken' }, pino({ level: 'silent' }));
+  const url = (path: string) => `http://127.0.0.1:${admin.port}${path}`;
+  const ok = (body: string) => (_req: unknown, res: import('node:http').ServerResponse) => void res.end(body);
+  beforeAll(async () => {
+    admin.route('/guarded', ok('guarded'));
+    admin.route('/open', ok('open'), { open: true });
+    admin.route('/healthz', ok('alive'));
+    admin.routePost('/open-post', ok('posted'), { open: true });
+    admin.routePost('/guarded-post', ok('posted'));
+    await admin.listen();
+  });
+  afterAll(() => admin.close());
+
+  test('{ open: true } serves a route without the token; every other route but /healthz needs it', async () => {
+    expect((await fetch(url('/open'))).status).toBe(200);
+    expect(await (await fetch(url('/open'))).text()).toBe('open');
+    expect((await fetch(url('/healthz'))).status).toBe(200);
+    expect((await fetch(url('/open-post'), { method: 'POST' })).status).toBe(200);
+    const guarded = await fetch(url('/guarded'));
+    expect(guarded.status).toBe(401);
+    expect(guarded.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect((await fetch(url('/guarded-post'), { method: 'POST' })).status).toBe(401);
+    expect(await (await fetch(url('/guarded'), { headers: { authorization: 'Bearer t0ken' } })).text()).toBe('guarded');
+    // Open or not, a route answers only its methods, and unknown paths are 404 before any token check.
+    expect((await fetch(url('/open'), { method: 'POST' })).status).toBe(404);
+    expect((await fetch(url('/nothing'))).status).toBe(404);
   });
 });
