@@ -1,4 +1,6 @@
-// Lint of deploy/: every YAML parses, the manifests have what a rollout
+// Lint of deploy/: every YAML parses and is checked against the schema of
+// its kind of file (Kubernetes objects, Grafana provisioning files,
+// Prometheus configuration and rules); the manifests have what a rollout
 // needs, and ports, probes, env names, flags and drain times agree with the
 // server's own option table (server/config.ts) and with the computed
 // kernel profile; the systemd unit passes `systemd-analyze verify` where
@@ -42,14 +44,24 @@ function yamlFiles(dir: string): string[] {
   });
 }
 
+/** The kinds of YAML file in deploy/, each with its own schema, by the folder it lives in. */
+type Schema = 'kubernetes' | 'grafana-provisioning' | 'prometheus';
+const SCHEMA_OF_FOLDER: Record<string, Schema> = {
+  k8s: 'kubernetes',
+  'grafana/provisioning': 'grafana-provisioning',
+  prometheus: 'prometheus',
+};
+const schemaOf = (file: string): Schema | undefined => SCHEMA_OF_FOLDER[path.relative(DEPLOY, path.dirname(file))];
+
 const files = yamlFiles(DEPLOY);
-const docs: Array<{ file: string; doc: Doc }> = files.flatMap((file) =>
+const docs: Array<{ file: string; schema: Schema | undefined; doc: Doc }> = files.flatMap((file) =>
   parseAllDocuments(fs.readFileSync(file, 'utf8')).map((d) => {
     if (d.errors.length > 0) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`);
-    return { file, doc: d.toJS() as Doc };
+    return { file, schema: schemaOf(file), doc: d.toJS() as Doc };
   }),
 );
-const ofKind = (kind: string) => docs.filter((d) => d.doc?.kind === kind).map((d) => d.doc);
+const ofSchema = (schema: Schema) => docs.filter((d) => d.schema === schema);
+const ofKind = (kind: string) => ofSchema('kubernetes').filter((d) => d.doc?.kind === kind).map((d) => d.doc);
 
 /** Gi/Mi quantities to bytes. */
 function quantityBytes(q: string): number {
@@ -62,10 +74,15 @@ test('the server defaults the deploy files assume are the server\'s own', () => 
   expect(SERVER).toEqual({ port: DEFAULT_PUBLIC_PORT, adminPort: DEFAULT_ADMIN_PORT, drainSeconds: DEFAULT_DRAIN_TIMEOUT_SECONDS });
 });
 
+test('every YAML in deploy/ parses and is a Kubernetes manifest, a Grafana provisioning file or a Prometheus file', () => {
+  expect(files.length).toBeGreaterThanOrEqual(8);
+  for (const { file, schema } of docs) expect({ file, schema }).toEqual({ file, schema: expect.any(String) });
+  for (const schema of Object.values(SCHEMA_OF_FOLDER)) expect({ schema, found: ofSchema(schema).length > 0 }).toEqual({ schema, found: true });
+});
+
 describe('Kubernetes manifests', () => {
-  test('every YAML in deploy/ parses, and each object names its kind and version', () => {
-    expect(files.length).toBeGreaterThanOrEqual(4);
-    for (const { file, doc } of docs) {
+  test('each object names its kind and version', () => {
+    for (const { file, doc } of ofSchema('kubernetes')) {
       expect({ file, apiVersion: typeof doc.apiVersion, kind: typeof doc.kind }).toEqual({ file, apiVersion: 'string', kind: 'string' });
       if (doc.kind !== 'Kustomization') expect({ file, name: typeof doc.metadata?.name }).toEqual({ file, name: 'string' });
     }
@@ -170,6 +187,91 @@ describe('Kubernetes manifests', () => {
     const dir = path.join(DEPLOY, 'k8s');
     const manifests = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
     expect([...k.resources].sort()).toEqual(manifests.sort());
+  });
+});
+
+describe('Grafana provisioning files', () => {
+  // Grafana's schema (provisioning/dashboards and provisioning/datasources): apiVersion is the number 1, no kind.
+  const provisioning = ofSchema('grafana-provisioning');
+  const isAbsolute = (p: unknown) => typeof p === 'string' && p.startsWith('/');
+
+  test('each is apiVersion 1 with exactly one list: providers or datasources', () => {
+    for (const { file, doc } of provisioning) {
+      expect({ file, apiVersion: doc.apiVersion, kind: doc.kind }).toEqual({ file, apiVersion: 1, kind: undefined });
+      const lists = ['providers', 'datasources'].filter((k) => k in doc);
+      expect({ file, lists }).toEqual({ file, lists: [expect.any(String)] });
+      expect(Array.isArray(doc[lists[0]]) && doc[lists[0]].length > 0).toBe(true);
+    }
+  });
+
+  test('dashboard providers read c10m-dashboard.json from a folder', () => {
+    const providers = provisioning.flatMap(({ doc }) => doc.providers ?? []);
+    expect(providers.length).toBeGreaterThan(0);
+    for (const p of providers) {
+      expect(typeof p.name).toBe('string');
+      expect(p.type).toBe('file');
+      expect(isAbsolute(p.options?.path)).toBe(true);
+      for (const flag of ['disableDeletion', 'allowUiUpdates']) if (flag in p) expect(typeof p[flag]).toBe('boolean');
+    }
+    expect(fs.existsSync(path.join(DEPLOY, 'grafana/c10m-dashboard.json'))).toBe(true);
+  });
+
+  test('data sources have a name, a type, an access mode and a URL; one is the Prometheus the dashboard asks for', () => {
+    const sources = provisioning.flatMap(({ doc }) => doc.datasources ?? []);
+    expect(sources.length).toBeGreaterThan(0);
+    for (const d of sources) {
+      expect(typeof d.name).toBe('string');
+      expect(typeof d.type).toBe('string');
+      expect(['proxy', 'direct']).toContain(d.access);
+      expect(new URL(d.url).protocol).toMatch(/^https?:$/);
+    }
+    expect(sources.filter((d: Doc) => d.isDefault === true).length).toBeLessThanOrEqual(1);
+    const dashboard = JSON.parse(fs.readFileSync(path.join(DEPLOY, 'grafana/c10m-dashboard.json'), 'utf8'));
+    const variable = dashboard.templating.list.find((v: Doc) => v.type === 'datasource');
+    expect(sources.map((d: Doc) => d.type)).toContain(variable.query);
+    // c10m's admin port serves /metrics, not Prometheus's query API: the data source is a Prometheus server.
+    for (const d of sources) expect(Number(new URL(d.url).port)).not.toBe(SERVER.adminPort);
+  });
+});
+
+describe('Prometheus files', () => {
+  const dir = path.join(DEPLOY, 'prometheus');
+  const configFile = path.join(dir, 'prometheus.yml');
+  const config = ofSchema('prometheus').find((d) => d.file === configFile)?.doc;
+
+  test('the config scrapes the admin port and names rule files that exist beside it', () => {
+    expect(config).toBeDefined();
+    for (const job of config.scrape_configs) expect(typeof job.job_name).toBe('string');
+    const targets = config.scrape_configs.flatMap((j: Doc) => (j.static_configs ?? []).flatMap((c: Doc) => c.targets));
+    expect(targets.length).toBeGreaterThan(0);
+    for (const t of targets) expect(Number(t.split(':').pop())).toBe(SERVER.adminPort);
+    for (const f of config.rule_files) expect(fs.existsSync(path.join(dir, f))).toBe(true);
+  });
+
+  test('every rule file is groups of rules, each rule a record or an alert with an expression', () => {
+    const ruleFiles = ofSchema('prometheus').filter((d) => d.file !== configFile);
+    expect(ruleFiles.map((d) => path.basename(d.file)).sort()).toEqual([...config.rule_files].sort());
+    for (const { file, doc } of ruleFiles) {
+      expect(Object.keys(doc)).toEqual(['groups']);
+      for (const g of doc.groups) {
+        expect({ file, group: typeof g.name }).toEqual({ file, group: 'string' });
+        for (const r of g.rules) {
+          const name = r.record ?? r.alert;
+          expect({ file, name, recordOrAlert: 'record' in r !== 'alert' in r, expr: typeof r.expr }).toEqual({ file, name, recordOrAlert: true, expr: 'string' });
+        }
+      }
+    }
+  });
+
+  test('promtool accepts the config and its rules where promtool exists', () => {
+    const which = spawnSync('sh', ['-c', 'command -v promtool'], { encoding: 'utf8' });
+    if (which.status !== 0) {
+      // No promtool here: the structural checks above are the check.
+      expect(config.rule_files.length).toBeGreaterThan(0);
+      return;
+    }
+    const r = spawnSync('promtool', ['check', 'config', configFile], { encoding: 'utf8', timeout: 20_000 });
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
   });
 });
 
