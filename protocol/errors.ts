@@ -47,7 +47,7 @@ export const CloseCode = {
   UNSUPPORTED_DATA: 1003,
   /** A text frame that is not valid UTF-8. */
   INVALID_PAYLOAD: 1007,
-  /** Policy: too many bad commands, too many connections from one address, bad upgrade. */
+  /** Policy: more than 100 bad commands on one session. (Over the per-address cap, or a bad upgrade, is refused before the upgrade: HTTP 429 or 400.) */
   POLICY_VIOLATION: 1008,
   /** A frame larger than the server's max frame size. */
   MESSAGE_TOO_BIG: 1009,

@@ -101,6 +101,8 @@ interface SubContext {
   encoding: EncodingId;
   remaining: number;
   topics: Record<string, Record<string, unknown>>;
+  /** Keys this command subscribed in uWS (undone if the command fails). */
+  added: string[];
   failed: boolean;
 }
 
@@ -108,6 +110,10 @@ interface PendingSub {
   ctx: SubContext;
   topic: string;
   createdMs: number;
+  /** Counted against the session's subscription limit while pending (the topic was not subscribed). */
+  fresh: boolean;
+  /** An unsub of the topic came after this sub: answer it, but do not subscribe. */
+  cancelled: boolean;
 }
 
 export class Workgroup {
@@ -142,6 +148,8 @@ export class Workgroup {
   /** Acks and subscriptions waiting for an owner, by token. */
   private readonly pendingAcks = new Map<number, AckTarget>();
   private readonly pendingSubs = new Map<number, PendingSub>();
+  /** Subscriptions in flight per session slot (sparse), counted against --max-subscriptions-per-session. */
+  private readonly pendingPerSlot = new Map<number, number>();
   private nextToken = 1;
   private readonly restarts: number;
   // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
@@ -410,6 +418,7 @@ export class Workgroup {
     this.stats[Stat.SUBSCRIPTIONS] -= this.slab.subscriptions(slot);
     this.sockets[slot] = undefined;
     if (this.replayAllowance.size > 0) this.replayAllowance.delete(slot);
+    if (this.pendingPerSlot.size > 0) this.pendingPerSlot.delete(slot);
     this.slab.close(slot);
     this.stats[Stat.SESSIONS_CLOSED]++;
     this.stats[Stat.SESSIONS] = this.slab.size;
@@ -519,6 +528,7 @@ export class Workgroup {
       case 'unsub': {
         const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
         let removed = 0;
+        if (this.pendingPerSlot.has(slot)) this.cancelPendingSubs(slot, cmd.topics);
         // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
         for (const topic of cmd.topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
         this.slab.addSubscriptions(slot, -removed);
@@ -536,17 +546,19 @@ export class Workgroup {
     const max = this.options.maxSubscriptionsPerSession;
     let fresh = 0;
     for (const topic of cmd.topics) if (!ws.isSubscribed(prefix + topic)) fresh++;
-    if (this.slab.subscriptions(slot) + fresh > max) {
+    const inFlight = this.pendingPerSlot.get(slot) ?? 0;
+    if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
     }
     if (cmd.topics.length === 0) return this.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
-    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: cmd.topics.length, topics: {}, failed: false };
+    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: cmd.topics.length, topics: {}, added: [], failed: false };
     const nowMs = Date.now();
     const standard = cmd.qos === 'standard';
+    if (fresh > 0) this.pendingPerSlot.set(slot, inFlight + fresh);
     for (const topic of cmd.topics) {
       const token = this.takeToken();
       this.local.pending[this.local.intern(topic)]++;
-      this.pendingSubs.set(token, { ctx, topic, createdMs: nowMs });
+      this.pendingSubs.set(token, { ctx, topic, createdMs: nowMs, fresh: !ws.isSubscribed(prefix + topic), cancelled: false });
       const resume = cmd.resume === null ? undefined : cmd.resume[topic];
       const flags = standard ? RecordFlag.STANDARD : resume !== undefined ? RecordFlag.RESUME : 0;
       const epoch = resume === undefined ? 0 : resume[0];
@@ -761,7 +773,7 @@ export class Workgroup {
   /** One replayed message (or the snapshot) for a subscription waiting for SUB_DONE. */
   private onReplay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
     const p = this.pendingSubs.get(token);
-    if (p === undefined) return;
+    if (p === undefined || p.cancelled || p.ctx.failed) return;
     const ctx = p.ctx;
     if (!this.slab.isOpen(ctx.slot, ctx.generation)) return;
     const ws = this.sockets[ctx.slot];
@@ -793,12 +805,14 @@ export class Workgroup {
     const lid = this.local.find(topic);
     if (lid >= 0) this.local.pending[lid]--;
     const ctx = p.ctx;
+    this.settlePending(p);
     const open = this.slab.isOpen(ctx.slot, ctx.generation) && !ctx.failed;
     if (open) {
       const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
       const key = (ctx.encoding === ENCODING_MSGPACK ? 'm' : 'j') + topic;
-      if (!ws.isSubscribed(key)) {
+      if (!p.cancelled && !ws.isSubscribed(key)) {
         ws.subscribe(key);
+        ctx.added.push(key);
         this.slab.addSubscriptions(ctx.slot, 1);
         this.stats[Stat.SUBSCRIPTIONS]++;
       }
@@ -811,9 +825,8 @@ export class Workgroup {
         entry.reason = SUB_STATUS_REASON[status];
       }
       ctx.topics[topic] = entry;
-    } else if (!this.hasLocalInterest(topic)) {
-      this.dropInterest(topic);
     }
+    if ((!open || p.cancelled) && !this.hasLocalInterest(topic)) this.dropInterest(topic);
     if (--ctx.remaining === 0 && open) {
       const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
       this.reply(ws, ctx.slot, ctx.encoding, { id: ctx.id, ok: true, topics: ctx.topics });
@@ -882,17 +895,42 @@ export class Workgroup {
     for (const [token, p] of this.pendingSubs) {
       if (p.createdMs > before) continue;
       this.pendingSubs.delete(token);
+      this.settlePending(p);
       const lid = this.local.find(p.topic);
       if (lid >= 0) this.local.pending[lid]--;
-      if (!this.hasLocalInterest(p.topic)) this.dropInterest(p.topic);
       const ctx = p.ctx;
       ctx.remaining--;
-      if (ctx.failed) continue;
-      ctx.failed = true;
-      if (this.slab.isOpen(ctx.slot, ctx.generation)) {
-        const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
-        this.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, `the owner of ${p.topic} did not answer in time; subscribe again`, ctx.id)));
+      if (!ctx.failed) {
+        ctx.failed = true;
+        if (this.slab.isOpen(ctx.slot, ctx.generation)) {
+          // The command did not take effect: undo the topics of it that did.
+          const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
+          let undone = 0;
+          for (const key of ctx.added) if (ws.unsubscribe(key)) undone++;
+          this.slab.addSubscriptions(ctx.slot, -undone);
+          this.stats[Stat.SUBSCRIPTIONS] -= undone;
+          this.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, `the owner of ${p.topic} did not answer in time; nothing was subscribed; subscribe again`, ctx.id)));
+        }
       }
+      if (!this.hasLocalInterest(p.topic)) this.dropInterest(p.topic);
+    }
+  }
+
+  /** A pending subscription is answered (or given up): it no longer counts against the session's limit. */
+  private settlePending(p: PendingSub): void {
+    if (!p.fresh) return;
+    const ctx = p.ctx;
+    if (!this.slab.isOpen(ctx.slot, ctx.generation)) return;
+    const n = (this.pendingPerSlot.get(ctx.slot) ?? 1) - 1;
+    if (n > 0) this.pendingPerSlot.set(ctx.slot, n);
+    else this.pendingPerSlot.delete(ctx.slot);
+  }
+
+  /** An unsub overtakes the session's subscriptions still in flight for those topics. */
+  private cancelPendingSubs(slot: number, topics: string[]): void {
+    const generation = this.slab.generation(slot);
+    for (const p of this.pendingSubs.values()) {
+      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic)) p.cancelled = true;
     }
   }
 
