@@ -62,7 +62,7 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
   // rings between workgroups
   { slot: Stat.RING_RECORDS_OUT, name: 'c10m_ring_records_out_total', kind: 'counter', help: 'Records the workgroup wrote into rings to other workgroups.' },
   { slot: Stat.RING_RECORDS_IN, name: 'c10m_ring_records_in_total', kind: 'counter', help: 'Records the workgroup read from rings of other workgroups.' },
-  { slot: Stat.RING_FULL_EVENTS, name: 'c10m_ring_full_total', kind: 'counter', help: 'Writes that found a ring full and spilled.' },
+  { slot: Stat.RING_FULL_EVENTS, name: 'c10m_ring_full_total', kind: 'counter', help: 'Times a producer found its ring to another workgroup full and started spilling (one per spell, however many records went through the spill).' },
   { slot: Stat.RING_WAKEUPS, name: 'c10m_ring_wakeups_total', kind: 'counter', help: 'Times the workgroup was woken by a ring doorbell.' },
   { slot: Stat.RING_SPILL_RECORDS, name: 'c10m_ring_spill_records', kind: 'gauge', help: 'Records waiting in spill queues for room in a ring.' },
   // message cache and resume
