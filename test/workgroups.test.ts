@@ -355,6 +355,8 @@ describe('a workgroup that dies (C10M_FAULT_INJECTION=1)', () => {
       const victimSessions = [...subsV, pubV].map((p) => p.client);
       await waitFor(() => victimSessions.every((c) => c.closeCode !== null), 10_000, "the victim's sessions to close");
       const closedAfterMs = Date.now() - crashedAt;
+      // A dying workgroup tells its sessions 1011 (server fault: reconnect), not a bare drop.
+      expect(victimSessions.map((c) => c.closeCode)).toEqual(victimSessions.map(() => 1011));
       // ... the supervisor counts a restart and the node is ready again within a bound.
       await waitFor(async () => (await metricSum(server, 'c10m_workgroup_restarts_total', { workgroup: String(victim) })) === 1, 10_000, 'the restart counted');
 

@@ -22,10 +22,11 @@ function post(event: WorkgroupEvent): void {
 
 let workgroup: Workgroup | null = null;
 let closed = false;
+/** Every way out but a drain: sessions are told 1011 (reconnect; the server stays up) before the App closes. */
 function closeOnce(): void {
   if (closed) return;
   closed = true;
-  workgroup?.close();
+  workgroup?.close(true);
 }
 
 process.on('exit', closeOnce);

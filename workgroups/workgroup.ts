@@ -1048,10 +1048,26 @@ export class Workgroup {
     if (this.slab.size === 0) finish();
   }
 
-  /** Closes every socket and handle, so that the thread can end without taking the process down. */
-  close(): void {
+  /**
+   * Closes every socket and handle, so that the thread can end without taking
+   * the process down. failing: this workgroup is dying (a bug, a crash): its
+   * sessions get 1011 so that clients reconnect (to a restarted workgroup)
+   * knowing it was the server's fault, not a network drop.
+   */
+  close(failing = false): void {
     if (this.closed) return;
     this.closed = true;
+    if (failing) {
+      for (let slot = 0; slot < this.sockets.length; slot++) {
+        const ws = this.sockets[slot];
+        if (ws === undefined) continue;
+        try {
+          ws.end(CloseCode.INTERNAL_ERROR, 'workgroup failed; reconnect');
+        } catch {
+          // Already closing: nothing to tell it.
+        }
+      }
+    }
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.slowCheck) clearInterval(this.slowCheck);
     this.heartbeat = null;
