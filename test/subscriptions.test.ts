@@ -74,3 +74,23 @@ test('a session closed while its subscription is in flight leaves no interest be
   expect(successor.deliveries).toEqual([]);
   await Promise.all([successor.close(), publisher.close(), control.close()]);
 });
+
+test('a msgpack publish crossing workgroups reaches JSON and msgpack subscribers intact (long strings, nested data)', async () => {
+  const { c: jsonSub, topics } = await sessionAndRemoteTopics('convert', 1);
+  const [topic] = topics;
+  const wg = (await jsonSub.request({ op: 'ping' })).wg as number;
+  await jsonSub.sub([topic]);
+  const msgpackSub = await connect(server.url(), 'msgpack');
+  await msgpackSub.sub([topic]);
+  const publisher = await connect(server.url(), 'msgpack');
+  const data = { text: 'é'.repeat(300) + 'x'.repeat(5000), list: [1, 2.5, 'three', { four: [4] }], flag: true };
+  const ack = await publisher.pub(topic, data);
+  expect(ack.ok).toBe(true);
+  await jsonSub.until(() => jsonSub.deliveries.length === 1, 5000, 'json delivery');
+  await msgpackSub.until(() => msgpackSub.deliveries.length === 1, 5000, 'msgpack delivery');
+  expect(jsonSub.deliveries[0].data).toEqual(data);
+  expect(msgpackSub.deliveries[0].data).toEqual(data);
+  // The topic's owner is the other workgroup: the message crossed a ring to reach jsonSub.
+  expect(wg).not.toBe(ownerOf(topic, 2));
+  await Promise.all([jsonSub.close(), msgpackSub.close(), publisher.close()]);
+});

@@ -782,7 +782,7 @@ export class Workgroup {
     const frameFlags = snapshot ? FrameFlag.SNAPSHOT : FrameFlag.REPLAY;
     let frame: string | Uint8Array;
     if (ctx.encoding === ENCODING_JSON) {
-      const json = flags & RecordFlag.MSGPACK ? dataToJson(unpackr.unpack(data)) : textOf(data);
+      const json = flags & RecordFlag.MSGPACK ? dataToJson(unpackData(data)) : textOf(data);
       frame = encodeJsonFrame(topic, epoch, seq, ts, frameFlags, json);
     } else {
       const payload = flags & RecordFlag.MSGPACK ? data : packr.pack(JSON.parse(textOf(data)));
@@ -845,7 +845,7 @@ export class Workgroup {
     const nJson = app.numSubscribers(keyJson);
     const nMsgpack = app.numSubscribers(keyMsgpack);
     if (nJson > 0) {
-      const text = json ?? (msgpack ? dataToJson(unpackr.unpack(data)) : textOf(data));
+      const text = json ?? (msgpack ? dataToJson(unpackData(data)) : textOf(data));
       const frame = encodeJsonFrame(topic, epoch, seq, ts, 0, text);
       app.publish(keyJson, frame, false);
       this.stats[Stat.BYTES_OUT] += nJson * frame.length;
@@ -1092,6 +1092,16 @@ export class Workgroup {
       throw new Error('fault injection: uncaught exception in a workgroup');
     });
   }
+}
+
+/**
+ * Msgpack data as a value. Ring records and cache arenas are shared memory,
+ * and msgpackr misreads a view over a SharedArrayBuffer ("Unexpected end of
+ * buffer", or garbage), so such data is copied out first. Only when an
+ * encoding must be converted (a msgpack publish to a JSON subscriber).
+ */
+function unpackData(data: Uint8Array): unknown {
+  return unpackr.unpack(data.buffer instanceof SharedArrayBuffer ? Uint8Array.prototype.slice.call(data) : data);
 }
 
 /** Bytes of a JSON payload as text. */
