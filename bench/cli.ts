@@ -22,6 +22,10 @@ function int(min: number, max: number) {
   };
 }
 
+function intList(min: number, max: number) {
+  return (text: string): number[] => text.split(',').map((x) => int(min, max)(x.trim()));
+}
+
 function positive(text: string): number {
   const v = Number(text);
   if (!Number.isFinite(v) || v <= 0) throw new InvalidArgumentError('expected a positive number.');
@@ -137,7 +141,12 @@ function runCommand(): Command {
     .argument('<scenario>', SCENARIOS.join(' | '))
     .addOption(opt('--url <url>', 'target a running c10m at ws://host:port instead of starting one (peers are still started)', 'RUN_URL'))
     .addOption(opt('--server-pid <pid>', 'with --url: the server\'s pid, for its RSS and CPU figures', 'SERVER_PID').argParser(int(1, 2 ** 31)))
-    .addOption(opt('--workgroups <n>', 'workgroups of the c10m server started', 'WORKGROUPS').argParser(int(1, 256)).default(1))
+    .addOption(opt('--workgroups <list>', 'workgroups of the c10m server started; a list (1,2) runs c10m once per count, in the same run as the peers', 'WORKGROUPS').argParser(intList(1, 256)).default([1], '1'))
+    .addOption(opt('--cache-messages <list>', 'c10m --cache-messages; a list (0,1000) runs c10m once per value (default: the server\'s default)', 'CACHE_MESSAGES').argParser(intList(0, 10_000_000)))
+    .addOption(opt('--serve-args <flags>', 'more `c10m serve` flags for every c10m target, e.g. "--ring-bytes 1048576"', 'SERVE_ARGS'))
+    .addOption(opt('--server-node-args <flags>', 'Node flags for every server process started (c10m and peers), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"', 'SERVER_NODE_ARGS'))
+    .addOption(opt('--pub-connections <n>', 'fanout, reference-scaled: publisher connections (several spread the publishes over the workgroups; default 1)', 'PUB_CONNECTIONS').argParser(int(1, 1000)))
+    .addOption(opt('--ramp-factor <x>', 'fanout: each step publishes this many times the previous step\'s rate (default 2)', 'RAMP_FACTOR').argParser((t: string) => { const v = Number(t); if (!Number.isFinite(v) || v <= 1 || v > 16) throw new InvalidArgumentError('expected a number above 1 and at most 16.'); return v; }))
     .addOption(opt('--connections <n>', 'sessions (default: per scenario, 19,000 for one server process)', 'CONNECTIONS').argParser(int(1, 10_000_000)))
     .addOption(opt('--processes <n>', 'benchsub processes', 'PROCESSES').argParser(int(1, 1024)).default(1))
     .addOption(opt('--source-addresses <list>', 'loopback source addresses of benchsub', 'SOURCE_ADDRESSES').argParser(addresses).default(parseSourceAddresses(DEFAULT_SOURCE_ADDRESSES), DEFAULT_SOURCE_ADDRESSES))
@@ -160,10 +169,19 @@ function runCommand(): Command {
       if (!(SCENARIOS as readonly string[]).includes(scenario)) throw new InvalidArgumentError(`unknown scenario ${scenario}; expected one of ${SCENARIOS.join(', ')}`);
       const peers = o.peers === 'none' || o.peers === '' ? [] : (o.peers as string).split(',').map((p) => p.trim());
       for (const p of peers) if (!PEERS.includes(p as TargetKind)) throw new InvalidArgumentError(`unknown peer ${p}; expected ${PEERS.join(', ')} or none`);
+      const workgroupsList = [...new Set(o.workgroups as number[])];
+      const cacheMessagesList = o.cacheMessages ? [...new Set(o.cacheMessages as number[])] : null;
+      if (o.url && (workgroupsList.length > 1 || cacheMessagesList)) throw new InvalidArgumentError('--url targets one running server: --workgroups and --cache-messages lists need servers the run starts');
       const options: RunOptions = {
         url: o.url ?? null,
         serverPid: o.serverPid ?? null,
-        workgroups: o.workgroups,
+        workgroups: workgroupsList[0],
+        workgroupsList,
+        cacheMessagesList,
+        serveArgs: o.serveArgs ? (o.serveArgs as string).split(/\s+/).filter(Boolean) : [],
+        serverNodeArgs: o.serverNodeArgs ? (o.serverNodeArgs as string).split(/\s+/).filter(Boolean) : [],
+        pubConnections: o.pubConnections ?? null,
+        rampFactor: o.rampFactor ?? null,
         connections: o.connections ?? null,
         processes: o.processes,
         sourceAddresses: o.sourceAddresses,

@@ -14,7 +14,20 @@ export interface RunOptions {
   url: string | null;
   /** With --url: the server's pid, for its RSS and CPU figures. */
   serverPid: number | null;
+  /** Workgroups of the c10m server this scenario runs on (one of workgroupsList). */
   workgroups: number;
+  /** --workgroups 1,2: c10m runs once per count (targets c10m-wg1, c10m-wg2), then the peers. */
+  workgroupsList: number[];
+  /** --cache-messages 0,1000: c10m runs once per value too (targets ...-cache0, ...-cache1000); null: the server's default. */
+  cacheMessagesList: number[] | null;
+  /** More `c10m serve` flags for every c10m target (after --benchmark-mode). */
+  serveArgs: string[];
+  /** Node flags for every server process the run starts (profiling). */
+  serverNodeArgs: string[];
+  /** fanout and reference-scaled: publisher connections (default 1); several spread publishes over workgroups. */
+  pubConnections: number | null;
+  /** fanout: each step's rate is the previous one times this (default 2). */
+  rampFactor: number | null;
   connections: number | null;
   processes: number;
   sourceAddresses: string[];
@@ -205,7 +218,7 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
     tickMs: 250,
   });
   const started = performance.now();
-  progress.phase(target.kind, label, p.connections);
+  progress.phase(target.name, label, p.connections);
   try {
     await fleet.start();
   } catch (err) {
@@ -221,7 +234,7 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
   return { fleet, allReady: allReady && fleet.stats().failed === 0, seconds: (performance.now() - started) / 1000 };
 }
 
-export function pubConfig(target: Target, p: { transport?: PubTransport; connections?: number; size: number; topicCount: number; schedule: RateStep[]; durationSeconds: number; maxMessages?: number }): PubConfig {
+export function pubConfig(target: Target, p: { transport?: PubTransport; connections?: number | null; size: number; topicCount: number; schedule: RateStep[]; durationSeconds: number; maxMessages?: number }): PubConfig {
   return {
     url: target.pubUrl,
     transport: p.transport ?? (target.kind === 'socketio' ? 'socketio' : 'ws'),

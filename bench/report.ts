@@ -21,6 +21,8 @@ export interface TargetFigures {
 }
 
 export interface Ratio {
+  /** The c10m target (c10m, or a variant such as c10m-wg2). */
+  subject?: string;
   peer: string;
   key: string;
   /** c10m's figure divided by the peer's. */
@@ -71,7 +73,7 @@ export function ratios(result: Pick<ScenarioResult, 'columns' | 'targets'>, subj
       if (c.better === 'none') continue;
       const a = me.figures[c.key];
       const b = peer.figures[c.key];
-      out.push({ peer: peer.name, key: c.key, ratio: typeof a === 'number' && typeof b === 'number' && b !== 0 ? Math.round((a / b) * 1000) / 1000 : null });
+      out.push({ subject, peer: peer.name, key: c.key, ratio: typeof a === 'number' && typeof b === 'number' && b !== 0 ? Math.round((a / b) * 1000) / 1000 : null });
     }
   }
   return out;
@@ -99,11 +101,19 @@ export function markdown(r: ScenarioResult): string {
   for (const t of r.targets) lines.push(`| ${t.name} | ${r.columns.map((c) => fmt(t.figures[c.key])).join(' | ')} |`);
   const ratioCols = r.columns.filter((c) => c.better !== 'none');
   const peers = [...new Set(r.ratios.map((x) => x.peer))];
+  const subjects = [...new Set(r.ratios.map((x) => x.subject ?? 'c10m'))];
   if (peers.length > 0) {
     lines.push('', 'c10m as a ratio to each peer (c10m / peer):', '');
-    lines.push(`| peer | ${ratioCols.map((c) => `${c.label} (${c.better} is better)`).join(' | ')} |`);
-    lines.push(`|---|${ratioCols.map(() => '---:').join('|')}|`);
-    for (const p of peers) lines.push(`| ${p} | ${ratioCols.map((c) => fmt(r.ratios.find((x) => x.peer === p && x.key === c.key)?.ratio ?? null)).join(' | ')} |`);
+    const many = subjects.length > 1;
+    lines.push(`| ${many ? 'c10m target | ' : ''}peer | ${ratioCols.map((c) => `${c.label} (${c.better} is better)`).join(' | ')} |`);
+    lines.push(`|${many ? '---|' : ''}---|${ratioCols.map(() => '---:').join('|')}|`);
+    for (const s of subjects) {
+      for (const p of peers) {
+        const mine = r.ratios.filter((x) => (x.subject ?? 'c10m') === s && x.peer === p);
+        if (mine.length === 0) continue;
+        lines.push(`| ${many ? `${s} | ` : ''}${p} | ${ratioCols.map((c) => fmt(mine.find((x) => x.key === c.key)?.ratio ?? null)).join(' | ')} |`);
+      }
+    }
   }
   if (r.latency && r.latency.count > 0) {
     const l = r.latency;

@@ -292,6 +292,8 @@ async function main(): Promise<void> {
   const latency: Record<string, unknown>[] = [];
   const latencyCases: { name: string; s: Scenario }[] = [
     { name: 'idle (woken each record, 1/ms)', s: { ringBytes: 1 << 16, n: quick ? 500 : 3000, size: 64, mode: 'spaced', gapMs: 1, latency: true } },
+    // The gap of bench/hop-latency.ts at 200 msg/s: long enough for an idle CPU to go to sleep between records.
+    { name: 'idle (woken each record, 1 per 5 ms)', s: { ringBytes: 1 << 16, n: quick ? 300 : 1000, size: 64, mode: 'spaced', gapMs: 5, latency: true } },
     { name: 'busy 100k rec/s', s: { ringBytes: 1 << 20, n: quick ? 100_000 : 300_000, size: 64, mode: 'paced', ratePerSec: 100_000, latency: true } },
     { name: 'busy 500k rec/s', s: { ringBytes: 1 << 20, n: quick ? 500_000 : 1_500_000, size: 64, mode: 'paced', ratePerSec: 500_000, latency: true } },
     { name: 'busy 1M rec/s', s: { ringBytes: 1 << 20, n: quick ? 1_000_000 : 3_000_000, size: 64, mode: 'paced', ratePerSec: 1_000_000, latency: true } },

@@ -30,8 +30,38 @@ const WITH_PEERS: Scenario[] = ['fanout', 'connect-storm', 'idle-memory'];
 
 export const DEFAULT_RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 
-async function runOn(kind: TargetKind, scenario: Scenario, o: RunOptions, progress: Progress): Promise<PartialResult> {
-  const target = o.url && kind === 'c10m' ? externalTarget(o.url, o.serverPid) : await startTarget(kind, { workgroups: o.workgroups, serveArgs: ['--benchmark-mode'] });
+/** One server to run a scenario on: a c10m variant (workgroups, cache) or a peer. */
+export interface RunTarget {
+  kind: TargetKind;
+  name: string;
+  workgroups: number;
+  serveArgs: string[];
+}
+
+/**
+ * c10m once per --workgroups count and --cache-messages value (named
+ * c10m-wg2, c10m-cache0, c10m-wg2-cache0 when a list has more than one
+ * entry; plain c10m otherwise), then each peer.
+ */
+export function runTargets(scenario: Scenario, o: RunOptions): RunTarget[] {
+  const out: RunTarget[] = [];
+  const caches: (number | null)[] = o.cacheMessagesList ?? [null];
+  for (const wg of o.workgroupsList) {
+    for (const cache of caches) {
+      let name = 'c10m';
+      if (o.workgroupsList.length > 1) name += `-wg${wg}`;
+      if (caches.length > 1) name += `-cache${cache}`;
+      out.push({ kind: 'c10m', name, workgroups: wg, serveArgs: ['--benchmark-mode', ...(cache === null ? [] : ['--cache-messages', String(cache)]), ...o.serveArgs] });
+    }
+  }
+  if (WITH_PEERS.includes(scenario)) for (const p of o.peers) out.push({ kind: p, name: p, workgroups: 1, serveArgs: [] });
+  return out;
+}
+
+async function runOn(t: RunTarget, scenario: Scenario, options: RunOptions, progress: Progress): Promise<PartialResult> {
+  const kind = t.kind;
+  const o: RunOptions = { ...options, workgroups: t.workgroups };
+  const target = o.url && kind === 'c10m' ? externalTarget(o.url, o.serverPid) : await startTarget(kind, { name: t.name, workgroups: t.workgroups, serveArgs: t.serveArgs, execArgv: o.serverNodeArgs });
   try {
     return await RUNNERS[scenario](target, o, progress);
   } catch (err) {
@@ -48,7 +78,7 @@ function merge(scenario: Scenario, parts: PartialResult[]): ScenarioResult {
   const result: ScenarioResult = {
     scenario,
     env: envHeader(ROOT),
-    params: first.params,
+    params: { ...first.params, ...(typeof first.params.workgroups === 'number' ? { workgroups: [...new Set(parts.map((p) => p.params.workgroups))].join(',') } : {}) },
     columns: first.columns,
     targets: parts.flatMap((p) => p.targets),
     ratios: [],
@@ -58,17 +88,17 @@ function merge(scenario: Scenario, parts: PartialResult[]): ScenarioResult {
     charts: first.charts.map((panel, i) => ({ ...panel, series: parts.flatMap((p) => (p.charts[i]?.series ?? []).map((s) => ({ ...s, name: p.charts[i].series.length > 1 && parts.length > 1 ? `${p.targets[0].name} ${s.name}` : parts.length > 1 ? p.targets[0].name : s.name }))) })),
     series: Object.assign({}, ...parts.map((p) => p.series)),
   };
-  result.ratios = ratios(result);
+  // Every c10m variant against every peer (never against each other: those are in the table).
+  result.ratios = result.targets.filter((t) => t.name.startsWith('c10m')).flatMap((t) => ratios({ columns: result.columns, targets: result.targets.filter((x) => x === t || !x.name.startsWith('c10m')) }, t.name));
   return result;
 }
 
 export async function runScenario(scenario: Scenario, o: RunOptions): Promise<{ result: ScenarioResult; files: WrittenFiles }> {
   const loadAtStart = Math.round(os.loadavg()[0] * 100) / 100;
   const progress = new Progress(o.progress, scenario);
-  const kinds: TargetKind[] = ['c10m', ...(WITH_PEERS.includes(scenario) ? o.peers : [])];
   const parts: PartialResult[] = [];
   try {
-    for (const kind of kinds) parts.push(await runOn(kind, scenario, o, progress));
+    for (const t of runTargets(scenario, o)) parts.push(await runOn(t, scenario, o, progress));
   } finally {
     progress.stop();
   }

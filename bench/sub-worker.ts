@@ -21,6 +21,11 @@ function commandsFor(c: SubWorkerConfig): (i: number) => CommandFrame[] {
     if (c.protocol === 'socketio') {
       return [{ opcode: 1, payload: Buffer.from(`42${JSON.stringify(['sub', topics])}`) }];
     }
+    if (c.resume) {
+      const resume: Record<string, [number, number]> = {};
+      for (const t of topics) resume[t] = [c.resume.epoch, c.resume.seq];
+      return [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics, resume }) }];
+    }
     return [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics }) }];
   };
 }

@@ -24,6 +24,8 @@ export interface SubWorkerConfig {
   handshakeTimeoutMs: number;
   engine: 'auto' | 'native' | 'js';
   tickMs: number;
+  /** Every topic resumes from this (epoch, seq): sub's `resume` map (bench/resume.ts). */
+  resume?: { epoch: number; seq: number } | null;
 }
 
 export type SubWorkerRequest = { type: 'start'; config: SubWorkerConfig } | { type: 'counts' } | { type: 'stop' };
@@ -50,6 +52,8 @@ export interface SubFleetOptions {
   handshakeTimeoutMs?: number;
   engine?: 'auto' | 'native' | 'js';
   tickMs?: number;
+  /** Every topic resumes from this (epoch, seq). */
+  resume?: { epoch: number; seq: number } | null;
 }
 
 const STAT_KEYS = ['connections', 'opened', 'pending', 'connected', 'ready', 'failed', 'closed', 'messages', 'bytes', 'replies', 'errorReplies', 'otherMessages', 'pings', 'clockSkew', 'protocolErrors', 'serverCloses'] as const;
@@ -109,6 +113,7 @@ export class SubscriberFleet {
         handshakeTimeoutMs: o.handshakeTimeoutMs ?? 30000,
         engine: o.engine ?? 'auto',
         tickMs: o.tickMs ?? 500,
+        resume: o.resume ?? null,
       };
       first += connections;
       const proc = fork(benchEntry('sub-worker'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

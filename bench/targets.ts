@@ -10,7 +10,11 @@ export const PEERS: TargetKind[] = ['uws', 'ws', 'socketio'];
 
 export interface Target {
   kind: TargetKind;
+  /** What the results call it: the kind, or a c10m variant such as c10m-wg2 (see bench/run.ts). */
+  name: string;
   port: number;
+  /** c10m's admin port (0: unknown, e.g. a peer or --url). */
+  adminPort: number;
   pid: number;
   /** ws://127.0.0.1:port/v1/ws?encoding=msgpack (socket.io: its own path). */
   subUrl: string;
@@ -18,17 +22,27 @@ export interface Target {
   pubUrl: string;
   /** Messages the server logged (JSON lines) and its stderr, for error reports. */
   output: string[];
+  /** With execArgv --inspect: the inspector's WebSocket URL from "Debugger listening on ..." (null otherwise). */
+  inspectorUrl: string | null;
   rssBytes(): number;
+  /** RSS split by kind (anonymous, file-backed, anonymous huge pages), bytes. */
+  memory(): MemorySplit;
+  /** c10m only: the admin port's /jmx document, or null (a peer, or the admin port is unknown). */
+  jmx(): Promise<Record<string, unknown> | null>;
   /** User + system CPU seconds since the process started. */
   cpuSeconds(): number;
   stop(): Promise<void>;
 }
 
 export interface TargetOptions {
+  /** The name in the results (default: the kind). */
+  name?: string;
   /** c10m only: --workgroups. */
   workgroups?: number;
   /** c10m only: extra `serve` flags. */
   serveArgs?: string[];
+  /** Node flags for the server process, e.g. ['--inspect=127.0.0.1:0'] (bench/inspector.ts reads its URL). */
+  execArgv?: string[];
 }
 
 const CLOCK_TICKS = 100;
@@ -37,6 +51,42 @@ export function readRssBytes(pid: number): number {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const m = /VmRSS:\s+(\d+) kB/.exec(status);
   return m ? Number(m[1]) * 1024 : 0;
+}
+
+export interface MemorySplit {
+  rssBytes: number;
+  /** RssAnon: heaps, malloc, arenas; what grows per session. */
+  anonBytes: number;
+  /** RssFile: mapped code (node, the addons); shared with other processes running the same files. */
+  fileBytes: number;
+  /** AnonHugePages of smaps_rollup: transparent huge pages (native-io arenas: rings, cache chunks). */
+  anonHugeBytes: number;
+}
+
+export function readMemory(pid: number): MemorySplit {
+  const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (re: RegExp, text: string) => {
+    const m = re.exec(text);
+    return m ? Number(m[1]) * 1024 : 0;
+  };
+  let anonHugeBytes = 0;
+  try {
+    anonHugeBytes = kb(/^AnonHugePages:\s+(\d+) kB/m, fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
+  } catch {
+    // older kernels: no smaps_rollup
+  }
+  return { rssBytes: kb(/VmRSS:\s+(\d+) kB/, status), anonBytes: kb(/RssAnon:\s+(\d+) kB/, status), fileBytes: kb(/RssFile:\s+(\d+) kB/, status), anonHugeBytes };
+}
+
+/** GET http://127.0.0.1:port/jmx as JSON (null on any failure). */
+export async function fetchJmx(adminPort: number): Promise<Record<string, unknown> | null> {
+  if (!adminPort) return null;
+  try {
+    const res = await fetch(`http://127.0.0.1:${adminPort}/jmx`);
+    return res.ok ? ((await res.json()) as Record<string, unknown>) : null;
+  } catch {
+    return null;
+  }
 }
 
 export function readCpuSeconds(pid: number): number {
@@ -50,12 +100,14 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
   let proc: ChildProcess;
   if (kind === 'c10m') {
     const args = [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--admin-port', '0', '--workgroups', String(options.workgroups ?? 1), '--log-level', 'info', ...(options.serveArgs ?? [])];
-    proc = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn(process.execPath, [...(options.execArgv ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
-    proc = spawn(process.execPath, [benchEntry(`peers/${kind}`), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    proc = spawn(process.execPath, [...(options.execArgv ?? []), benchEntry(`peers/${kind}`), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
   }
   const output: string[] = [];
   const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  let adminPort = 0;
+  let inspectorUrl: string | null = null;
   const port = await new Promise<number>((resolve, reject) => {
     let buf = '';
     const timer = setTimeout(() => reject(new Error(`${kind} did not start within 20 s: ${output.slice(-5).join(' ')}`)), 20000);
@@ -68,8 +120,9 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
         buf = buf.slice(nl + 1);
         if (output.length < 200) output.push(line);
         try {
-          const m = JSON.parse(line) as { msg?: string; port?: number };
+          const m = JSON.parse(line) as { msg?: string; port?: number; adminPort?: number };
           if (m.msg === 'c10m listening' || m.msg === 'peer listening') {
+            adminPort = m.adminPort ?? 0;
             clearTimeout(timer);
             resolve(m.port as number);
           }
@@ -81,6 +134,8 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
     proc.stderr?.setEncoding('utf8');
     proc.stderr?.on('data', (c: string) => {
       if (output.length < 200) output.push(c);
+      const m = /Debugger listening on (ws:\/\/\S+)/.exec(c);
+      if (m) inspectorUrl = m[1];
     });
     exited.then((code) => {
       clearTimeout(timer);
@@ -90,12 +145,19 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
   const pid = proc.pid as number;
   return {
     kind,
+    name: options.name ?? kind,
     port,
+    adminPort,
     pid,
     subUrl: kind === 'socketio' ? `ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket` : `ws://127.0.0.1:${port}/v1/ws?encoding=msgpack`,
     pubUrl: `ws://127.0.0.1:${port}`,
     output,
+    get inspectorUrl() {
+      return inspectorUrl;
+    },
     rssBytes: () => readRssBytes(pid),
+    memory: () => readMemory(pid),
+    jmx: () => fetchJmx(adminPort),
     cpuSeconds: () => readCpuSeconds(pid),
     async stop() {
       if (proc.exitCode !== null || proc.signalCode !== null) return;
@@ -108,16 +170,21 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
 }
 
 /** A server someone else started (--url): no RSS or CPU figures unless its pid is given. */
-export function externalTarget(url: string, pid: number | null): Target {
+export function externalTarget(url: string, pid: number | null, adminPort = 0): Target {
   const u = new URL(url);
   return {
     kind: 'c10m',
+    name: 'c10m',
     port: Number(u.port),
+    adminPort,
     pid: pid ?? 0,
     subUrl: `ws://${u.host}/v1/ws?encoding=msgpack`,
     pubUrl: `ws://${u.host}`,
     output: [],
+    inspectorUrl: null,
     rssBytes: () => (pid ? readRssBytes(pid) : 0),
+    memory: () => (pid ? readMemory(pid) : { rssBytes: 0, anonBytes: 0, fileBytes: 0, anonHugeBytes: 0 }),
+    jmx: () => fetchJmx(adminPort),
     cpuSeconds: () => (pid ? readCpuSeconds(pid) : 0),
     stop: async () => undefined,
   };

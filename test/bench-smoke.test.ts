@@ -31,7 +31,7 @@ interface Result {
   params: Record<string, unknown>;
   columns: { key: string; label: string }[];
   targets: { name: string; figures: Record<string, unknown> }[];
-  ratios: { peer: string; key: string; ratio: number | null }[];
+  ratios: { subject?: string; peer: string; key: string; ratio: number | null }[];
   checks: { name: string; ok: boolean; detail: string }[];
   charts: { title: string; series: { name: string; points: [number, number][] }[] }[];
 }
@@ -140,5 +140,16 @@ describe('bench run, each scenario at small numbers', () => {
       expect(t.figures['perSessionKB@100']).toEqual(expect.any(Number));
       expect(t.figures['perSessionKB@300']).toEqual(expect.any(Number));
     }
+  });
+
+  test('fanout on c10m at one and two workgroups, with and without the cache: a target each, every count exact, sessions spread', async () => {
+    const r = await runScenario(['fanout', '--connections', '200', '--topics', '10', '--step-seconds', '2', '--steps', '2', '--workgroups', '1,2', '--cache-messages', '0,1000', '--pub-connections', '2', '--ramp-factor', '1.5', '--peers', 'uws']);
+    expect(r.targets.map((t) => t.name)).toEqual(['c10m-wg1-cache0', 'c10m-wg1-cache1000', 'c10m-wg2-cache0', 'c10m-wg2-cache1000', 'uws']);
+    for (const t of r.targets) expect(t.figures.delivered).toBe((t.figures.published as number) * 20);
+    const spread = r.targets.find((t) => t.name === 'c10m-wg2-cache0')?.figures.sessionsPerWorkgroup as string;
+    expect(spread.split('/').map(Number).reduce((a, b) => a + b, 0)).toBe(200);
+    expect(spread.split('/')).toHaveLength(2);
+    const subjects = [...new Set((r.ratios as { subject?: string }[]).map((x) => x.subject))];
+    expect(subjects).toEqual(['c10m-wg1-cache0', 'c10m-wg1-cache1000', 'c10m-wg2-cache0', 'c10m-wg2-cache1000']);
   });
 });

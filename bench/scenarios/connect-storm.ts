@@ -40,7 +40,7 @@ export async function connectStorm(target: Target, o: RunOptions, progress: Prog
       ],
       targets: [
         {
-          name: target.kind,
+          name: target.name,
           figures: {
             sessions,
             ready: s.ready,
@@ -58,7 +58,7 @@ export async function connectStorm(target: Target, o: RunOptions, progress: Prog
       ],
       ratios: [],
       latency: null,
-      checks: [{ name: `${target.kind}: every session connected and subscribed`, ok: allReady, detail: `${s.ready} of ${sessions} ready, ${s.failed} failed${s.firstError ? `, first error: ${s.firstError}` : ''}` }],
+      checks: [{ name: `${target.name}: every session connected and subscribed`, ok: allReady, detail: `${s.ready} of ${sessions} ready, ${s.failed} failed${s.firstError ? `, first error: ${s.firstError}` : ''}` }],
       notes: [],
       charts: [
         {

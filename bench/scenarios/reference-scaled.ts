@@ -20,9 +20,9 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
   const { fleet, allReady, seconds: connectSeconds } = await connectFleet(target, { connections: sessions, processes: o.processes, topicsPerSession: 1, topicCount }, o, progress, 'connect');
   try {
     if (!allReady) throw new Error(`only ${fleet.stats().ready} of ${sessions} sessions got ready (${fleet.stats().firstError ?? 'no error reported'})`);
-    const pub = await startPublisher(pubConfig(target, { size, topicCount, schedule: [{ atSeconds: 0, rate }], durationSeconds: duration }));
+    const pub = await startPublisher(pubConfig(target, { size, topicCount, schedule: [{ atSeconds: 0, rate }], durationSeconds: duration, connections: o.pubConnections }));
     const sampler = new Sampler(fleet, target, () => pub.stats, (s) => progress.update(s.t, `${s.deliveredPerSec} msg/s, p99 ${s.p99Ms ?? '-'} ms, server cpu ${s.serverCpuPct ?? '-'}%`));
-    progress.phase(target.kind, 'publish', Math.ceil(duration));
+    progress.phase(target.name, 'publish', Math.ceil(duration));
     const cpuBefore = cpuOf([...fleet.pids(), pub.pid]);
     sampler.start();
     pub.go();
@@ -34,7 +34,7 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
     const window = sampler.stop();
     const clientCpuPct = Math.round(((cpuOf([...fleet.pids(), pub.pid]) - cpuBefore) / window.seconds) * 1000) / 10;
     progress.stop();
-    const checks = await countChecks(fleet, final.published, topicCount, sessions, 1, target.kind);
+    const checks = await countChecks(fleet, final.published, topicCount, sessions, 1, target.name);
     checks.push({ name: 'publisher: no message refused', ok: final.errors === 0, detail: `${final.errors} errors${final.firstError ? `, first: ${final.firstError}` : ''}` });
     await fleet.stop();
     const stats = fleet.stats();
@@ -66,7 +66,7 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
       ],
       targets: [
         {
-          name: target.kind,
+          name: target.name,
           figures: {
             sessions,
             connectSeconds: Math.round(connectSeconds * 100) / 100,
@@ -96,7 +96,7 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
         { title: 'Latency per second (ms)', xLabel: 'seconds', yLabel: 'ms', log: true, series: (['p50Ms', 'p99Ms', 'maxMs'] as const).map((k) => ({ name: k.replace('Ms', ''), points: sampler.samples.filter((s) => s[k] !== null).map((s) => [s.t, s[k] as number] as [number, number]) })) },
         { title: 'Delivered messages per second', xLabel: 'seconds', yLabel: 'messages/s', series: [{ name: 'delivered/s', points: sampler.samples.map((s) => [s.t, s.deliveredPerSec] as [number, number]) }] },
       ],
-      series: { [target.kind]: sampler.samples as unknown as Record<string, number | null>[] },
+      series: { [target.name]: sampler.samples as unknown as Record<string, number | null>[] },
     };
   } finally {
     fleet.kill();
