@@ -21,6 +21,7 @@ export const Stat = {
   RING_SPILL_RECORDS: 7, // records waiting in spill queues now
   LISTENING: 8, // 1 once the workgroup listens on the public port
   HEARTBEAT_MS: 9, // Date.now() of the last event-loop tick, written once a second
+  RING_SPILL_PEAK_BYTES: 10, // the most bytes one spill queue of this workgroup has held at once since it started
   // counters
   SESSIONS_OPENED: 16,
   SESSIONS_CLOSED: 17,
@@ -50,7 +51,7 @@ export type Stat = (typeof Stat)[keyof typeof Stat];
 
 /** Names for exporters, in slot order; gauges first. */
 export const STAT_NAMES: Record<Stat, string> = Object.fromEntries(Object.entries(Stat).map(([k, v]) => [v, k.toLowerCase()])) as Record<Stat, string>;
-export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.LISTENING, Stat.HEARTBEAT_MS, Stat.HEAP_USED_BYTES, Stat.LOOP_UTILIZATION];
+export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.LISTENING, Stat.HEARTBEAT_MS, Stat.HEAP_USED_BYTES, Stat.LOOP_UTILIZATION];
 
 /**
  * Publish-to-write latency histogram (measured inside the server: from the

@@ -82,6 +82,7 @@ export interface JmxDocument extends Latency {
   RingRecords: number;
   RingFullEvents: number;
   RingSpillRecords: number;
+  RingSpillPeakBytes: number;
   CacheMessages: number;
   CacheBytes: number;
   CacheEvictions: number;
@@ -212,6 +213,7 @@ export class JmxView {
       RingRecords: t[Stat.RING_RECORDS_OUT],
       RingFullEvents: t[Stat.RING_FULL_EVENTS],
       RingSpillRecords: t[Stat.RING_SPILL_RECORDS],
+      RingSpillPeakBytes: t[Stat.RING_SPILL_PEAK_BYTES],
       CacheMessages: t[Stat.CACHE_MESSAGES],
       CacheBytes: t[Stat.CACHE_BYTES],
       CacheEvictions: t[Stat.CACHE_EVICTIONS],

@@ -590,3 +590,53 @@ describe('the global cache budget (--workgroups 1 --cache-bytes 2097152)', () =>
     console.log(`[guaranteed] cache budget: ${TOPICS} topics x ${PER} x ~1 KiB; recovered from topic ${firstRecovered} on (${TOPICS - firstRecovered} newest topics), evictions ${evictions}, cache bytes ${cacheBytes}`);
   });
 });
+
+describe('paced replays (--workgroups 2, 64 KiB rings)', () => {
+  let server: TestServer | undefined;
+  afterEach(async () => {
+    await stopAfterTest(server);
+    server = undefined;
+  });
+
+  test('ten sessions resume 1,000 messages each at once through a ring 150 times smaller than the replay: every one gets all of them in order, and the owner never queues more than a record per replay', async () => {
+    server = await startServer(['--workgroups', '2', '--ring-bytes', '65536', '--max-payload-bytes', '16384', '--cache-messages', '2000', '--cache-topic-bytes', String(4 * 1024 * 1024)]);
+    const CLIENTS = 10;
+    const N = 1000;
+    // Owner 0, subscribers in 1: every replayed message crosses the ring 0 -> 1.
+    const [topic] = topicsOwnedBy(0, 2, 1, 'paced');
+    const pub = keep((await connectIn(server, 0, 'msgpack')).client);
+    const big = (i: number) => `${i} `.padEnd(1000, 'xyzzy');
+    const acks = await publishMany(pub, topic, N, (i) => ({ i, big: big(i) }), { window: 100 });
+    const epoch = acks[0].epoch;
+    const last = acks[N - 1].seq;
+    expect(acks[0].seq).toBe(1);
+    const subs: TestClient[] = [];
+    for (let k = 0; k < CLIENTS; k++) {
+      const placed = await connectIn(server, 1, k % 2 === 0 ? 'json' : 'msgpack');
+      expect(placed.wg).toBe(1);
+      subs.push(keep(placed.client));
+    }
+    // All at once: the owner has ten replays of ~1 MB each under way together.
+    const results = await Promise.all(subs.map((c) => subscribeMarked(c, [topic], { resume: { [topic]: [epoch, 0] } }, 30_000)));
+    results.forEach((r, k) => {
+      const where = `client ${k}`;
+      expect({ where, entry: r.topics[topic] }).toEqual({ where, entry: expect.objectContaining({ epoch, seq: last, recovered: true, replayed: N }) });
+      expect({ where, replayBreak: firstBreak(seqsOf(r.before), 1, N) }).toEqual({ where, replayBreak: null });
+      expect(r.before.every((d, i) => d.replay === true && (d.data as { i: number; big: string }).i === i && (d.data as { big: string }).big === big(i))).toBe(true);
+    });
+    // Live after the replays, no gap.
+    await publishMany(pub, topic, 5, (i) => ({ live: i }));
+    for (const c of subs) await c.until(() => c.deliveries.length >= N + 5, 10_000, 'live after the paced replay');
+    for (const c of subs) expect(firstBreak(seqsOf(c.deliveries), 1, N + 5)).toBeNull();
+    // The ring did fill (the pacing was exercised), and the owner's spill stayed at a few records.
+    await waitFor(async () => (await metricSum(server as TestServer, 'c10m_ring_full_total', { workgroup: '0' })) > 0, 5000, 'ring 0 -> 1 found full');
+    await sleep(1100);
+    const peak = await metricSum(server, 'c10m_ring_spill_peak_bytes', { workgroup: '0' });
+    const replayed = await metricSum(server, 'c10m_replayed_messages_total');
+    expect(replayed).toBe(CLIENTS * N);
+    expect(peak).toBeGreaterThan(0);
+    // Unpaced, the owner would queue the whole replay here (about 10 MB).
+    expect(peak).toBeLessThan(CLIENTS * 2 * 1024 + 16 * 1024);
+    console.log(`[guaranteed] paced replay: ${CLIENTS} x ${N} x ~1 KiB through a 64 KiB ring; owner spill peak ${peak} bytes; replayed ${replayed}`);
+  });
+});

@@ -114,7 +114,8 @@ export interface SnapshotView {
 /** visit(seq, tsMicros, flags, data): data is a view into the arena, valid only during the call. */
 export type CacheVisitor = (seq: number, tsMicros: number, flags: number, data: Uint8Array) => void;
 /** Like CacheVisitor with no allocation at all: the payload is arena[offset, offset + length). */
-export type CacheRawVisitor = (seq: number, tsMicros: number, flags: number, arena: Uint8Array, offset: number, length: number) => void;
+/** Returning false stops the visit after this message (a paced replay); anything else goes on. */
+export type CacheRawVisitor = (seq: number, tsMicros: number, flags: number, arena: Uint8Array, offset: number, length: number) => boolean | void;
 
 /** Bytes of an entry's header; the payload follows, padded to 8 bytes. */
 export const CACHE_ENTRY_HEADER_BYTES = 24;
@@ -391,7 +392,11 @@ export class MessageCache {
     return this.walk(topicId, afterSeq, visit, null);
   }
 
-  /** forEach with no allocation: the payload is arena[offset, offset + length). */
+  /**
+   * forEach with no allocation: the payload is arena[offset, offset + length).
+   * The visitor may return false to stop after the message it was given
+   * (the count returned includes it).
+   */
   forEachRaw(topicId: number, afterSeq: number, visit: CacheRawVisitor): number {
     return this.walk(topicId, afterSeq, null, visit);
   }
@@ -549,8 +554,9 @@ export class MessageCache {
         const len = lenFlags & LEN_MASK;
         const ts = (this.segF64[s] as Float64Array)[off >>> 3];
         const start = off + ENTRY_HEADER;
-        if (raw !== null) raw(first + i, ts, lenFlags >>> 24, u8, start, len);
-        else (visit as CacheVisitor)(first + i, ts, lenFlags >>> 24, u8.subarray(start, start + len));
+        if (raw !== null) {
+          if (raw(first + i, ts, lenFlags >>> 24, u8, start, len) === false) return i - skip + 1;
+        } else (visit as CacheVisitor)(first + i, ts, lenFlags >>> 24, u8.subarray(start, start + len));
         pos = u32[(off + H_NEXT) >>> 2];
       }
     } finally {

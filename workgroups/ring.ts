@@ -598,6 +598,8 @@ export class RingSender {
   /** Records and bytes in the spill now. */
   spillRecords = 0;
   spillBytes = 0;
+  /** The most bytes the spill has held at once. */
+  peakSpillBytes = 0;
   /** Retries of the spill (wake-ups from the space wait, or setImmediate turns). */
   flushAttempts = 0;
   /** Since when the spill has been non-empty (ms, performance.now()), or -1. */
@@ -712,6 +714,7 @@ export class RingSender {
     this.spill.push(rec);
     this.spillRecords++;
     this.spillBytes += rec.length;
+    if (this.spillBytes > this.peakSpillBytes) this.peakSpillBytes = this.spillBytes;
     this.spilledRecords++;
     this.producer.countSpilled();
     if (!this.waiting) this.armRetry();

@@ -64,6 +64,14 @@ export const OWNER_TIMEOUT_MS = 10_000;
 /** Slow-consumer check: how often, and how many sessions at most per check. */
 const SLOW_CHECK_MS = 100;
 const SLOW_CHECK_SLOTS = 32_768;
+/**
+ * Paced replays (the owner's side of a resume): cached messages sent per
+ * event-loop turn over all replays, and per replay per turn. A replay to
+ * another workgroup also stops while that ring is full, and goes on when it
+ * drains: the owner holds at most one spilled record per replay.
+ */
+const REPLAY_RECORDS_PER_TURN = 8192;
+const REPLAY_RECORDS_PER_JOB = 1024;
 /** Topic rows looked at per second for release (idle, no interest, nothing cached). */
 const RELEASE_SCAN_ROWS = 65_536;
 
@@ -104,6 +112,18 @@ interface SubContext {
   /** Keys this command subscribed in uWS (undone if the command fails). */
   added: string[];
   failed: boolean;
+}
+
+/** Owner only: a resume being replayed to workgroup `to`, from the message after `cursor`. */
+interface ReplayJob {
+  to: number;
+  token: number;
+  topic: string;
+  tid: number;
+  epoch: number;
+  /** The last seq sent. */
+  cursor: number;
+  replayed: number;
 }
 
 interface PendingSub {
@@ -150,6 +170,10 @@ export class Workgroup {
   private readonly pendingSubs = new Map<number, PendingSub>();
   /** Subscriptions in flight per session slot (sparse), counted against --max-subscriptions-per-session. */
   private readonly pendingPerSlot = new Map<number, number>();
+  /** Owner only: resumes being replayed, paced by ring space and by turns (see REPLAY_RECORDS_PER_TURN). */
+  private replayJobs: ReplayJob[] = [];
+  private replayScheduled = false;
+  private readonly pumpReplaysBound = (): void => this.pumpReplays();
   private nextToken = 1;
   private readonly restarts: number;
   // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
@@ -182,7 +206,7 @@ export class Workgroup {
       allocate: arena,
     });
     // Gauges start from zero; counters continue across restarts.
-    for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS]) this.stats[g] = 0;
+    for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES]) this.stats[g] = 0;
 
     this.senders = [];
     for (let to = 0; to < this.count; to++) {
@@ -193,7 +217,7 @@ export class Workgroup {
       }
       const producer = new RingProducer(sab, 0, new Doorbell(init.doorbells[to]));
       asBuffer(producer.data);
-      this.senders.push(new RingSender(producer, { maxSpillBytes: 256 * 1024 * 1024 }));
+      this.senders.push(new RingSender(producer, { maxSpillBytes: 256 * 1024 * 1024, onDrain: this.scheduleReplaysBound }));
     }
     if (this.count > 1) {
       this.inbox = new RingInbox(new Doorbell(init.doorbells[this.id]), {
@@ -287,11 +311,14 @@ export class Workgroup {
     this.lastEvictions = c.evictions;
     let full = 0;
     let spill = 0;
+    let peak = 0;
     for (const snd of this.senders) {
       if (snd === null) continue;
       full += snd.fullEvents;
       spill += snd.spillRecords;
+      if (snd.peakSpillBytes > peak) peak = snd.peakSpillBytes;
     }
+    s[Stat.RING_SPILL_PEAK_BYTES] = peak;
     s[Stat.RING_FULL_EVENTS] += full - this.lastFull;
     this.lastFull = full;
     s[Stat.RING_SPILL_RECORDS] = spill;
@@ -325,12 +352,13 @@ export class Workgroup {
   }
 
   /** Sends the outbound record to workgroup w. Never loses it: a full ring spills, in order. */
-  private send(w: number): void {
+  private send(w: number): SendStatus {
     const snd = this.senders[w] as RingSender;
     const r = this.rout;
-    snd.sendEncoded(r.size(), writeRecord, r) satisfies SendStatus;
+    const status = snd.sendEncoded(r.size(), writeRecord, r);
     r.data = null;
     this.stats[Stat.RING_RECORDS_OUT]++;
+    return status;
   }
 
   private onRecord(from: number, b: Buffer, offset: number, length: number): void {
@@ -366,6 +394,8 @@ export class Workgroup {
   private onHello(from: number): void {
     const bit = ~(1 << from);
     const t = this.topics;
+    // Its sessions are gone, and with them the subscriptions we were replaying to.
+    if (this.replayJobs.length > 0) this.replayJobs = this.replayJobs.filter((j) => j.to !== from);
     for (let id = 0; id < t.rows; id++) t.interest[id] &= bit;
     for (const topic of this.local.topics()) {
       if (ownerOf(topic, this.count) !== from || !this.hasLocalInterest(topic)) continue;
@@ -674,7 +704,11 @@ export class Workgroup {
     this.send(origin);
   }
 
-  /** Owner only: a session of workgroup `from` subscribes; replay or snapshot, then SUB_DONE. */
+  /**
+   * Owner only: a session of workgroup `from` subscribes. A fresh one gets
+   * the snapshot, if any, then SUB_DONE at once; a resume the cache covers
+   * becomes a paced replay (pumpReplays) that ends with SUB_DONE.
+   */
   private ownerSubscribe(from: number, token: number, topic: string, flags: number, resumeEpoch: number, resumeSeq: number): void {
     const t = this.topics;
     const tid = t.intern(topic);
@@ -683,7 +717,6 @@ export class Workgroup {
     const epoch = t.epoch[tid];
     const seq = t.seq[tid];
     let status: number = SubStatus.FRESH;
-    let replayed = 0;
     if (flags & RecordFlag.RESUME) {
       if (resumeEpoch !== epoch) status = SubStatus.EPOCH_MISMATCH;
       else if (resumeSeq > seq) status = SubStatus.UNKNOWN_POSITION;
@@ -691,47 +724,124 @@ export class Workgroup {
       else status = SubStatus.CACHE_MISS;
       this.stats[status === SubStatus.RECOVERED ? Stat.RESUMES_RECOVERED : Stat.RESUMES_NOT_RECOVERED]++;
     }
-    if (status === SubStatus.RECOVERED) {
-      if (resumeSeq < seq) {
-        const rp = this.replayTarget;
-        rp.to = from;
-        rp.token = token;
-        rp.topic = topic;
-        rp.epoch = epoch;
-        replayed = this.cache.forEachRaw(tid, resumeSeq, this.replayVisitor);
-      }
-    } else {
+    if (status === SubStatus.RECOVERED && resumeSeq < seq) {
+      this.replayJobs.push({ to: from, token, topic, tid, epoch, cursor: resumeSeq, replayed: 0 });
+      this.scheduleReplays();
+      return;
+    }
+    this.subDone(from, token, topic, tid, status, 0);
+  }
+
+  /** Owner only: the end of a subscription: the snapshot unless it recovered, then SUB_DONE at the topic's current seq. */
+  private subDone(to: number, token: number, topic: string, tid: number, status: number, replayed: number): void {
+    const t = this.topics;
+    const epoch = t.epoch[tid];
+    const seq = t.seq[tid];
+    if (status !== SubStatus.RECOVERED) {
       const snap = this.cache.snapshot(tid, nowMicros());
       if (snap !== null) {
         const f = RecordFlag.RETAIN | (snap.flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0);
-        this.emitReplay(from, token, topic, epoch, snap.seq, snap.tsMicros, f, snap.data);
+        this.emitReplay(to, token, topic, epoch, snap.seq, snap.tsMicros, f, snap.data);
       }
     }
-    if (from === this.id) return this.onSubDone(token, epoch, seq, status, replayed);
+    if (to === this.id) return this.onSubDone(token, epoch, seq, status, replayed);
     const r = this.record(RecordType.SUB_DONE, status, '');
     r.token = token;
     r.epoch = epoch;
     r.seq = seq;
     r.aux = replayed;
-    this.send(from);
+    this.send(to);
   }
 
-  private readonly replayTarget = { to: 0, token: 0, topic: '', epoch: 0 };
-  private readonly replayVisitor = (seq: number, ts: number, flags: number, arena: Uint8Array, offset: number, length: number): void => {
+  private readonly scheduleReplaysBound = (): void => this.scheduleReplays();
+  private scheduleReplays(): void {
+    if (this.replayScheduled || this.closed || this.replayJobs.length === 0) return;
+    this.replayScheduled = true;
+    setImmediate(this.pumpReplaysBound);
+  }
+
+  /**
+   * One turn of the replays: each runnable job sends up to
+   * REPLAY_RECORDS_PER_JOB cached messages (REPLAY_RECORDS_PER_TURN over
+   * all), stopping early when its ring spills. A job whose cursor reaches
+   * the topic's seq ends with SUB_DONE(recovered) at that seq, in the same
+   * turn as its last REPLAY, so every later DELIVER has a higher seq. Messages
+   * published meanwhile are replayed too; if the cache drops messages the
+   * job has not sent yet, it ends with SUB_DONE(cache_miss) and the client
+   * is told (recovered: false), never a silent gap.
+   */
+  private pumpReplays(): void {
+    this.replayScheduled = false;
+    if (this.closed) return;
+    const jobs = this.replayJobs;
+    const t = this.topics;
+    let budget = REPLAY_RECORDS_PER_TURN;
+    let runnable = false;
+    let finished = 0;
+    for (let i = 0; i < jobs.length; i++) {
+      const job = jobs[i];
+      const snd = job.to === this.id ? null : this.senders[job.to];
+      if (snd !== null && snd !== undefined && snd.spillRecords > 0) continue; // onDrain reschedules
+      if (budget === 0) {
+        runnable = true;
+        continue;
+      }
+      const tid = job.tid;
+      let status = -1;
+      if (t.epoch[tid] !== job.epoch || t.name(tid) !== job.topic) status = SubStatus.EPOCH_MISMATCH;
+      else if (job.cursor >= t.seq[tid]) status = SubStatus.RECOVERED;
+      else if (!this.cache.covers(tid, job.cursor)) status = SubStatus.CACHE_MISS;
+      else {
+        const rp = this.replayTarget;
+        rp.job = job;
+        rp.left = Math.min(budget, REPLAY_RECORDS_PER_JOB);
+        rp.blocked = false;
+        const n = this.cache.forEachRaw(tid, job.cursor, this.replayVisitor);
+        budget -= n;
+        rp.job = null;
+        if (n === 0) status = SubStatus.CACHE_MISS;
+        else if (job.cursor >= t.seq[tid]) status = SubStatus.RECOVERED;
+        else if (!rp.blocked) runnable = true;
+      }
+      if (status >= 0) {
+        if (status !== SubStatus.RECOVERED) {
+          // Counted as recovered when it started; it did not end so.
+          this.stats[Stat.RESUMES_RECOVERED]--;
+          this.stats[Stat.RESUMES_NOT_RECOVERED]++;
+        }
+        this.subDone(job.to, job.token, job.topic, tid, status, job.replayed);
+        jobs[i] = null as unknown as ReplayJob;
+        finished++;
+      }
+    }
+    if (finished > 0) this.replayJobs = jobs.filter((j) => j !== null);
+    if (runnable) this.scheduleReplays();
+  }
+
+  private readonly replayTarget: { job: ReplayJob | null; left: number; blocked: boolean } = { job: null, left: 0, blocked: false };
+  private readonly replayVisitor = (seq: number, ts: number, flags: number, arena: Uint8Array, offset: number, length: number): boolean => {
     const rp = this.replayTarget;
+    const job = rp.job as ReplayJob;
     const f = flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0;
-    this.emitReplay(rp.to, rp.token, rp.topic, rp.epoch, seq, ts, f, arena.subarray(offset, offset + length));
+    const sent = this.emitReplay(job.to, job.token, job.topic, job.epoch, seq, ts, f, arena.subarray(offset, offset + length));
+    job.cursor = seq;
+    job.replayed++;
+    if (sent !== SendStatus.RING) rp.blocked = true;
+    return --rp.left > 0 && !rp.blocked;
   };
 
-  private emitReplay(to: number, token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
-    if (to === this.id) return this.onReplay(token, topic, epoch, seq, ts, flags, data);
+  private emitReplay(to: number, token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): SendStatus {
+    if (to === this.id) {
+      this.onReplay(token, topic, epoch, seq, ts, flags, data);
+      return SendStatus.RING;
+    }
     const r = this.record(RecordType.REPLAY, flags, topic);
     r.token = token;
     r.epoch = epoch;
     r.seq = seq;
     r.ts = ts;
     r.data = data;
-    this.send(to);
+    return this.send(to);
   }
 
   /** Owner only: workgroup `from` has (or no longer has) subscribers of the topic. */
@@ -774,6 +884,8 @@ export class Workgroup {
   private onReplay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
     const p = this.pendingSubs.get(token);
     if (p === undefined || p.cancelled || p.ctx.failed) return;
+    // A long replay is progress: the owner timeout counts from its last message.
+    p.createdMs = Date.now();
     const ctx = p.ctx;
     if (!this.slab.isOpen(ctx.slot, ctx.generation)) return;
     const ws = this.sockets[ctx.slot];
