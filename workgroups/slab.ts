@@ -31,7 +31,7 @@ export const SessionFlag = {
 } as const;
 
 /** Fields: bytes per slot, summed for memory accounting. */
-const FIELD_BYTES = 4 /* generation */ + 1 /* state */ + 1 /* flags */ + 4 /* ipHash */ + 4 /* connectedAtSec */ + 4 /* lastActivitySec */ + 2 /* subscriptions */ + 2 /* errors */ + 4 * 8; /* messagesIn, messagesOut, bytesIn, bytesOut */
+const FIELD_BYTES = 4 /* generation */ + 1 /* state */ + 1 /* flags */ + 4 /* ipHash */ + 4 /* connectedAtSec */ + 4 /* lastActivitySec */ + 2 /* subscriptions */ + 2 /* errors */ + 4 * 4; /* messagesIn, messagesOut, bytesIn, bytesOut */
 export const SLAB_BYTES_PER_SESSION = FIELD_BYTES;
 
 export type ChunkAllocator = (bytes: number) => ArrayBufferLike;
@@ -46,21 +46,21 @@ interface Chunk {
   lastActivitySec: Uint32Array;
   subscriptions: Uint16Array;
   errors: Uint16Array;
-  messagesIn: Float64Array;
-  messagesOut: Float64Array;
-  bytesIn: Float64Array;
-  bytesOut: Float64Array;
+  /** Per-session traffic counters, modulo 2^32 (4 bytes a field, not 8: they are for inspecting one session, rates come from the stats block). */
+  messagesIn: Uint32Array;
+  messagesOut: Uint32Array;
+  bytesIn: Uint32Array;
+  bytesOut: Uint32Array;
 }
 
 function makeChunk(buffer: ArrayBufferLike): Chunk {
   // Widest fields first, so every array is aligned.
   let o = 0;
-  const f64 = () => { const a = new Float64Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS * 8; return a; };
   const u32 = () => { const a = new Uint32Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS * 4; return a; };
   const u16 = () => { const a = new Uint16Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS * 2; return a; };
   const u8 = () => { const a = new Uint8Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS; return a; };
   return {
-    messagesIn: f64(), messagesOut: f64(), bytesIn: f64(), bytesOut: f64(),
+    messagesIn: u32(), messagesOut: u32(), bytesIn: u32(), bytesOut: u32(),
     generation: u32(), ipHash: u32(), connectedAtSec: u32(), lastActivitySec: u32(),
     subscriptions: u16(), errors: u16(),
     state: u8(), flags: u8(),

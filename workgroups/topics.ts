@@ -92,50 +92,39 @@ export class TopicTable {
 }
 
 /**
- * A workgroup's own view of the topics its sessions subscribe to (whoever
- * owns them): subscriptions waiting for their owner's answer. uWS counts
- * the subscribers; together they say whether this workgroup still needs a
- * topic's messages.
+ * A workgroup's subscriptions in flight: topics with a sub sent to their
+ * owner and not answered yet, with how many. uWS counts the subscribers
+ * once they are answered; together they say whether this workgroup still
+ * needs a topic's messages. An entry lives only while its count is above 0
+ * (an idle subscribed session costs nothing here).
  */
 export class LocalTopics {
-  private readonly ids = new Map<string, number>();
-  private freeIds: number[] = [];
-  private nextId = 0;
-  /** Subscriptions sent to the owner and not answered yet. */
-  pending = new Int32Array(INITIAL_ROWS);
+  private readonly counts = new Map<string, number>();
 
+  /** Topics with subscriptions in flight. */
   get size(): number {
-    return this.ids.size;
+    return this.counts.size;
   }
 
-  find(topic: string): number {
-    const id = this.ids.get(topic);
-    return id === undefined ? -1 : id;
+  /** Subscriptions of the topic in flight. */
+  pending(topic: string): number {
+    return this.counts.get(topic) ?? 0;
   }
 
-  intern(topic: string): number {
-    const existing = this.ids.get(topic);
-    if (existing !== undefined) return existing;
-    const id = this.freeIds.length > 0 ? (this.freeIds.pop() as number) : this.nextId++;
-    if (id >= this.pending.length) {
-      const p = new Int32Array(this.pending.length * 2);
-      p.set(this.pending);
-      this.pending = p;
-    }
-    this.ids.set(topic, id);
-    this.pending[id] = 0;
-    return id;
+  add(topic: string): void {
+    this.counts.set(topic, (this.counts.get(topic) ?? 0) + 1);
   }
 
-  release(topic: string): void {
-    const id = this.ids.get(topic);
-    if (id === undefined) return;
-    this.ids.delete(topic);
-    this.freeIds.push(id);
+  /** One subscription of the topic was answered (or given up). */
+  done(topic: string): void {
+    const n = this.counts.get(topic);
+    if (n === undefined) return;
+    if (n <= 1) this.counts.delete(topic);
+    else this.counts.set(topic, n - 1);
   }
 
   topics(): IterableIterator<string> {
-    return this.ids.keys();
+    return this.counts.keys();
   }
 }
 

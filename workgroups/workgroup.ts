@@ -397,7 +397,13 @@ export class Workgroup {
     // Its sessions are gone, and with them the subscriptions we were replaying to.
     if (this.replayJobs.length > 0) this.replayJobs = this.replayJobs.filter((j) => j.to !== from);
     for (let id = 0; id < t.rows; id++) t.interest[id] &= bit;
-    for (const topic of this.local.topics()) {
+    // Rare (a workgroup restarted): the topics come from uWS, once per subscribed topic.
+    const mine = new Set<string>(this.local.topics());
+    for (const ws of this.sockets) {
+      if (ws === undefined) continue;
+      for (const key of ws.getTopics()) mine.add(key.slice(1));
+    }
+    for (const topic of mine) {
       if (ownerOf(topic, this.count) !== from || !this.hasLocalInterest(topic)) continue;
       this.record(RecordType.INTEREST, 0, topic);
       this.send(from);
@@ -462,20 +468,17 @@ export class Workgroup {
     const topic = k.slice(1);
     const other = (k.charCodeAt(0) === 106 /* j */ ? 'm' : 'j') + topic;
     if (this.app.numSubscribers(other) > 0) return;
-    const lid = this.local.find(topic);
-    if (lid >= 0 && this.local.pending[lid] > 0) return;
+    if (this.local.pending(topic) > 0) return;
     this.dropInterest(topic);
   }
 
   private hasLocalInterest(topic: string): boolean {
-    const lid = this.local.find(topic);
-    if (lid >= 0 && this.local.pending[lid] > 0) return true;
+    if (this.local.pending(topic) > 0) return true;
     return this.app.numSubscribers('j' + topic) + this.app.numSubscribers('m' + topic) > 0;
   }
 
   /** No session here wants the topic any more: tell its owner (or ourselves). */
   private dropInterest(topic: string): void {
-    this.local.release(topic);
     const owner = ownerOf(topic, this.count);
     if (owner === this.id) return this.ownerInterest(this.id, topic, false);
     this.record(RecordType.UNINTEREST, 0, topic);
@@ -587,7 +590,7 @@ export class Workgroup {
     if (fresh > 0) this.pendingPerSlot.set(slot, inFlight + fresh);
     for (const topic of cmd.topics) {
       const token = this.takeToken();
-      this.local.pending[this.local.intern(topic)]++;
+      this.local.add(topic);
       this.pendingSubs.set(token, { ctx, topic, createdMs: nowMs, fresh: !ws.isSubscribed(prefix + topic), cancelled: false });
       const resume = cmd.resume === null ? undefined : cmd.resume[topic];
       const flags = standard ? RecordFlag.STANDARD : resume !== undefined ? RecordFlag.RESUME : 0;
@@ -914,8 +917,7 @@ export class Workgroup {
     if (p === undefined) return;
     this.pendingSubs.delete(token);
     const topic = p.topic;
-    const lid = this.local.find(topic);
-    if (lid >= 0) this.local.pending[lid]--;
+    this.local.done(topic);
     const ctx = p.ctx;
     this.settlePending(p);
     const open = this.slab.isOpen(ctx.slot, ctx.generation) && !ctx.failed;
@@ -1008,8 +1010,7 @@ export class Workgroup {
       if (p.createdMs > before) continue;
       this.pendingSubs.delete(token);
       this.settlePending(p);
-      const lid = this.local.find(p.topic);
-      if (lid >= 0) this.local.pending[lid]--;
+      this.local.done(p.topic);
       const ctx = p.ctx;
       ctx.remaining--;
       if (!ctx.failed) {
