@@ -57,7 +57,11 @@ export class Supervisor extends EventEmitter {
           this.rings.push(null);
           continue;
         }
-        const sab = allocShared(Ring.bytesFor(dataBytes)).buffer;
+        // Ordinary pages, not huge ones: there are N(N-1) rings and a ring
+        // between two quiet workgroups should cost the few 4 KiB pages it
+        // touches, not a 2 MiB huge page each (THP) or its whole size from
+        // the hugetlb pool. A busy ring becomes resident as its data wraps.
+        const sab = allocShared(Ring.bytesFor(dataBytes), { hugePages: false }).buffer;
         Ring.init(sab, dataBytes, 0);
         this.rings.push(sab);
       }
