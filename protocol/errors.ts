@@ -30,6 +30,13 @@ export const ErrorCode = {
    * did not take effect.
    */
   OWNER_TIMEOUT: 'OWNER_TIMEOUT',
+  /**
+   * The rings between workgroups are backed up past --max-ring-spill-bytes
+   * (subscribers' workgroups cannot keep up with the publish rate): the
+   * publish was refused, nothing was sequenced. Retry after a short delay
+   * (HTTP: 503 with Retry-After).
+   */
+  OVERLOADED: 'OVERLOADED',
   /** The server failed to handle a valid request; it was logged and counted. */
   INTERNAL: 'INTERNAL',
 } as const;

@@ -22,6 +22,7 @@ export const Stat = {
   LISTENING: 8, // 1 once the workgroup listens on the public port
   HEARTBEAT_MS: 9, // Date.now() of the last event-loop tick, written once a second
   RING_SPILL_PEAK_BYTES: 10, // the most bytes one spill queue of this workgroup has held at once since it started
+  RING_SPILL_BYTES: 11, // bytes in this workgroup's spill queues now, written as they change (every workgroup reads every block's: publishes are refused past --max-ring-spill-bytes)
   // counters
   SESSIONS_OPENED: 16,
   SESSIONS_CLOSED: 17,
@@ -46,12 +47,14 @@ export const Stat = {
   // gauges, written by the workgroup once a second (0: not reported yet)
   HEAP_USED_BYTES: 36, // v8 heapUsed of the workgroup's own isolate
   LOOP_UTILIZATION: 37, // event-loop utilization over the last second, 0..1 (perf_hooks eventLoopUtilization)
+  // counters
+  PUBLISHES_OVERLOADED: 38, // publishes refused with OVERLOADED (WebSocket and HTTP) because rings were backed up
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
 /** Names for exporters, in slot order; gauges first. */
 export const STAT_NAMES: Record<Stat, string> = Object.fromEntries(Object.entries(Stat).map(([k, v]) => [v, k.toLowerCase()])) as Record<Stat, string>;
-export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.LISTENING, Stat.HEARTBEAT_MS, Stat.HEAP_USED_BYTES, Stat.LOOP_UTILIZATION];
+export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES, Stat.LISTENING, Stat.HEARTBEAT_MS, Stat.HEAP_USED_BYTES, Stat.LOOP_UTILIZATION];
 
 /**
  * Publish-to-write latency histogram (measured inside the server: from the

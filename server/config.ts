@@ -28,6 +28,7 @@ export interface Config {
   cacheBytes: number;
   snapshotTtlSeconds: number;
   ringBytes: number;
+  maxRingSpillBytes: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'level' | 'host';
@@ -68,6 +69,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'cacheTopicBytes', flag: 'cache-topic-bytes', kind: 'int', min: 1024, max: 1024 * 1024 * 1024, help: 'most bytes cached per topic (payload plus 24 bytes a message)', default: () => 1024 * 1024 },
   { key: 'cacheBytes', flag: 'cache-bytes', kind: 'int', min: 1024 * 1024, max: 512 * 1024 * 1024 * 1024, help: 'most bytes cached over all topics of the node (split evenly among workgroups; the oldest messages go first)', default: () => 256 * 1024 * 1024 },
   { key: 'snapshotTtlSeconds', flag: 'snapshot-ttl-seconds', kind: 'int', min: 0, max: 365 * 86400, help: 'how long a retained message stays the topic snapshot; 0 keeps it until replaced', default: () => 0 },
+  { key: 'maxRingSpillBytes', flag: 'max-ring-spill-bytes', kind: 'int', min: 65536, max: 16 * 1024 * 1024 * 1024, help: 'bytes of records a workgroup may queue for full rings (subscribers\' workgroups falling behind); past it, in any workgroup, publishes are refused with OVERLOADED (HTTP 503) until the rings drain', default: () => 64 * 1024 * 1024 },
   { key: 'ringBytes', flag: 'ring-bytes', kind: 'int', min: 4096, max: 1024 * 1024 * 1024, help: 'bytes of each ring between two workgroups (rounded up to a power of two; at least max-payload-bytes + 2048)', default: () => 4 * 1024 * 1024 },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
 ];

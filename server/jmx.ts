@@ -83,6 +83,8 @@ export interface JmxDocument extends Latency {
   RingFullEvents: number;
   RingSpillRecords: number;
   RingSpillPeakBytes: number;
+  RingSpillBytes: number;
+  PublishesOverloaded: number;
   CacheMessages: number;
   CacheBytes: number;
   CacheEvictions: number;
@@ -214,6 +216,8 @@ export class JmxView {
       RingFullEvents: t[Stat.RING_FULL_EVENTS],
       RingSpillRecords: t[Stat.RING_SPILL_RECORDS],
       RingSpillPeakBytes: t[Stat.RING_SPILL_PEAK_BYTES],
+      RingSpillBytes: t[Stat.RING_SPILL_BYTES],
+      PublishesOverloaded: t[Stat.PUBLISHES_OVERLOADED],
       CacheMessages: t[Stat.CACHE_MESSAGES],
       CacheBytes: t[Stat.CACHE_BYTES],
       CacheEvictions: t[Stat.CACHE_EVICTIONS],

@@ -33,7 +33,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   });
   registerObservability(admin, supervisor, config);
   if (process.env.C10M_FAULT_INJECTION === '1') {
-    log.warn('fault injection is on (C10M_FAULT_INJECTION=1): POST /debug/crash on the admin port kills a workgroup. Tests only.');
+    log.warn('fault injection is on (C10M_FAULT_INJECTION=1): POST /debug/crash and /debug/stall on the admin port kill or block a workgroup. Tests only.');
     admin.routePost('/debug/crash', (req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');
       const id = Number(url.searchParams.get('workgroup'));
@@ -41,6 +41,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       if (req.method !== 'POST') return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'POST /debug/crash?workgroup=N&how=exit|throw' } });
       if (!Number.isInteger(id) || !supervisor.crash(id, how)) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no running workgroup ${url.searchParams.get('workgroup')}` } });
       sendJson(res, 202, { crashing: id, how });
+    });
+    admin.routePost('/debug/stall', (req, res) => {
+      const url = new URL(req.url ?? '/', 'http://admin');
+      const id = Number(url.searchParams.get('workgroup'));
+      const ms = Number(url.searchParams.get('ms'));
+      if (req.method !== 'POST') return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'POST /debug/stall?workgroup=N&ms=M' } });
+      if (!Number.isInteger(ms) || ms < 1 || ms > 30_000) return sendJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'ms must be a whole number from 1 to 30000' } });
+      if (!Number.isInteger(id) || !supervisor.stall(id, ms)) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no running workgroup ${url.searchParams.get('workgroup')}` } });
+      sendJson(res, 202, { stalling: id, ms });
     });
   }
   const adminPort = await admin.listen();

@@ -119,6 +119,14 @@ export class Supervisor extends EventEmitter {
     }
   }
 
+  /** Fault injection (tests): blocks workgroup id's thread for ms (it reads no ring, serves no socket). */
+  stall(id: number, ms: number): boolean {
+    const w = this.slots[id]?.worker;
+    if (!w) return false;
+    w.postMessage({ type: 'stall', ms });
+    return true;
+  }
+
   /** Fault injection (tests): makes workgroup id die. */
   crash(id: number, how: 'exit' | 'throw'): boolean {
     const w = this.slots[id]?.worker;
@@ -136,6 +144,7 @@ export class Supervisor extends EventEmitter {
         count: this.slots.length,
         restarts: slot.restarts,
         stats: this.stats[id],
+        allStats: this.stats,
         rings: this.rings,
         doorbells: this.doorbells,
         options: {
@@ -155,6 +164,7 @@ export class Supervisor extends EventEmitter {
           cacheTopicBytes: c.cacheTopicBytes,
           cacheBytes: Math.floor(c.cacheBytes / this.slots.length),
           snapshotTtlSeconds: c.snapshotTtlSeconds,
+          maxRingSpillBytes: c.maxRingSpillBytes,
           faultInjection: process.env.C10M_FAULT_INJECTION === '1',
         },
       },

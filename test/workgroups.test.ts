@@ -566,3 +566,69 @@ describe('--max-connections-per-ip 3 with 2 workgroups', () => {
     }
   });
 });
+
+describe('rings backed up: publishes refused, never queued without bound (C10M_FAULT_INJECTION=1)', () => {
+  test('a stalled workgroup fills the ring and the spill to --max-ring-spill-bytes; then publishes get OVERLOADED (WS, not a bad command; HTTP 503) until it catches up; every accepted message is delivered in order', async () => {
+    const server = await startServer(
+      ['--workgroups', '2', '--ring-bytes', '65536', '--max-payload-bytes', '16384', '--max-ring-spill-bytes', '262144'],
+      { C10M_FAULT_INJECTION: '1' },
+    );
+    try {
+      const [topic] = topicsOwnedBy(0, 2, 1, 'overload');
+      const sub = keep(await connectIn(server, 1, 'json'));
+      const pub = keep(await connectIn(server, 0, 'msgpack'));
+      expect((await sub.client.sub([topic])).ok).toBe(true);
+      const stall = await fetch(server.adminUrl('/debug/stall?workgroup=1&ms=5000'), { method: 'POST' });
+      expect(stall.status).toBe(202);
+      await stall.text();
+      const blob = 'x'.repeat(2000);
+      const acked: number[] = [];
+      let refused = 0;
+      // Bounded: at most 1,000 publishes, 20 in flight.
+      for (let i = 0; i < 1000 && refused === 0; i += 20) {
+        const replies = await Promise.all(range(i, i + 19).map((k) => pub.client.request({ op: 'pub', topic, data: { k, blob }, ack: true })));
+        for (const r of replies) {
+          if (r.ok === true) acked.push(r.seq as number);
+          else {
+            expect(r.error).toMatchObject({ code: 'OVERLOADED' });
+            refused++;
+          }
+        }
+      }
+      expect(refused).toBeGreaterThan(0);
+      // About (64 KiB ring + 256 KiB spill) / 2 KiB were taken before the refusals began.
+      expect(acked.length).toBeGreaterThan(100);
+      expect(acked.length).toBeLessThan(400);
+      // Refusals are not bad commands: 120 more do not close the session with 1008.
+      const more = await Promise.all(range(0, 119).map((k) => pub.client.request({ op: 'pub', topic, data: { more: k } })));
+      expect(more.every((r) => (r.error as { code?: string } | undefined)?.code === 'OVERLOADED')).toBe(true);
+      expect(isOpen(pub.client)).toBe(true);
+      const http = await httpPublishFrom(server, pub.address, { topic, data: { http: true } });
+      expect(http.status).toBe(503);
+      expect(http.body).toMatchObject({ error: { code: 'OVERLOADED' } });
+      // The stall ends, the ring drains, publishes are taken again.
+      let resumedAfter = 0;
+      await waitFor(async () => {
+        const r = await pub.client.request({ op: 'pub', topic, data: { after: true }, ack: true });
+        if (r.ok !== true) return false;
+        acked.push(r.seq as number);
+        return true;
+      }, 20_000, 'a publish accepted after the stall').then((ms) => (resumedAfter = ms));
+      // Only accepted publishes have seqs: consecutive, and the subscriber gets each once, in order.
+      expect(acked).toEqual(range(1, acked.length));
+      await sub.client.until(() => sub.client.deliveries.length >= acked.length, 15_000, 'every accepted message delivered');
+      await sub.client.request({ op: 'ping' });
+      expect(byTopic(sub.client, topic).map((d) => d.seq)).toEqual(acked);
+      await waitFor(async () => (await metricSum(server, 'c10m_ring_spill_bytes', { workgroup: '0' })) === 0, 5000, 'spill gauge back to 0');
+      const overloaded = await metricSum(server, 'c10m_publishes_overloaded_total');
+      expect(overloaded).toBeGreaterThanOrEqual(refused + 120 + 1);
+      const peak = await metricSum(server, 'c10m_ring_spill_peak_bytes', { workgroup: '0' });
+      expect(peak).toBeGreaterThan(262144);
+      expect(peak).toBeLessThan(262144 + 64 * 1024);
+      console.log(`overload: ${acked.length} accepted, ${refused} + 121 refused while workgroup 1 stalled; accepted again ${resumedAfter} ms later; spill peak ${peak} bytes`);
+    } finally {
+      await Promise.all(open.splice(0).map((c) => c.close()));
+      await server.stop();
+    }
+  });
+});

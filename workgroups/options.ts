@@ -22,7 +22,9 @@ export interface WorkgroupOptions {
   cacheBytes: number;
   /** Lifetime of a retained snapshot (0: until replaced). */
   snapshotTtlSeconds: number;
-  /** Fault injection (tests): control messages may crash the workgroup. */
+  /** Spill bytes (any workgroup's) past which publishes are refused with OVERLOADED. */
+  maxRingSpillBytes: number;
+  /** Fault injection (tests): control messages may crash or stall the workgroup. */
   faultInjection: boolean;
 }
 
@@ -32,6 +34,8 @@ export interface WorkgroupInit {
   options: WorkgroupOptions;
   /** This workgroup's stats block (protocol/stats.ts layout). */
   stats: SharedArrayBuffer;
+  /** Every workgroup's stats block, by id (read only here: the spill gauges). */
+  allStats: SharedArrayBuffer[];
   /** How many times this workgroup has been started before (0 at first start). */
   restarts: number;
   /** Rings between workgroups: rings[from * count + to] (null where from === to). They outlive restarts. */
@@ -48,4 +52,4 @@ export type WorkgroupEvent =
   | { type: 'fatal'; id: number; error: string };
 
 /** Messages the control plane posts to a workgroup. */
-export type ControlCommand = { type: 'drain'; timeoutMs: number } | { type: 'crash'; how: 'exit' | 'throw' };
+export type ControlCommand = { type: 'drain'; timeoutMs: number } | { type: 'crash'; how: 'exit' | 'throw' } | { type: 'stall'; ms: number };

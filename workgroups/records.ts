@@ -17,6 +17,8 @@
 // All little-endian. The ring's 4-byte length word gives the record's size.
 
 export const RECORD_HEADER = 40;
+/** Bytes before each message in a REPLAY_BATCH record's data. */
+export const REPLAY_ENTRY_HEADER = 21;
 
 export const RecordType = {
   /** origin → owner: sequence this message (and ack it if token ≠ 0). */
@@ -37,6 +39,14 @@ export const RecordType = {
   INTEREST: 8,
   /** a restarted workgroup → every other: I lost my state; re-announce your interest in my topics. */
   HELLO: 9,
+  /**
+   * owner → subscriber's workgroup: `aux` consecutive replayed messages of one
+   * pending subscription (token, epoch, topic), so that the receiver writes
+   * them to the socket under one cork. Data: `aux` entries of
+   * REPLAY_ENTRY_HEADER bytes (f64 seq, f64 publish ts micros, u32 length,
+   * u8 flags: RecordFlag.MSGPACK) followed by the message bytes.
+   */
+  REPLAY_BATCH: 10,
 } as const;
 
 /** Flag bits (one byte; meaning per record type). */

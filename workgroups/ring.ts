@@ -574,6 +574,8 @@ export interface RingSenderOptions {
   maxSpillBytes?: number;
   /** Called when the spill has been flushed into the ring. */
   onDrain?: () => void;
+  /** Called after each retry that moved records from the spill into the ring (spillBytes went down), drained or not. */
+  onFlush?: () => void;
   /**
    * How to retry a spill: 'notify' (default) sleeps until the consumer has
    * released the space needed; 'immediate' retries on setImmediate.
@@ -606,6 +608,7 @@ export class RingSender {
   spillSinceMs = -1;
   private readonly maxSpillBytes: number;
   private readonly onDrain: (() => void) | null;
+  private readonly onFlush: (() => void) | null;
   private readonly retryImmediate: boolean;
   private readonly keepAlive: boolean;
   private spill: Uint8Array[] = [];
@@ -619,6 +622,7 @@ export class RingSender {
     this.producer = producer;
     this.maxSpillBytes = options.maxSpillBytes ?? 64 * 1024 * 1024;
     this.onDrain = options.onDrain ?? null;
+    this.onFlush = options.onFlush ?? null;
     this.retryImmediate = options.retry === 'immediate';
     this.keepAlive = options.keepAlive ?? true;
   }
@@ -734,8 +738,12 @@ export class RingSender {
     this.waiting = false;
     this.flushAttempts++;
     if (this.closed || this.spillRecords === 0) return;
+    const before = this.spillBytes;
     if (this.flush()) this.drained();
-    else this.armRetry();
+    else {
+      if (this.spillBytes < before && this.onFlush !== null) this.onFlush();
+      this.armRetry();
+    }
   }
 
   private drained(): void {

@@ -61,6 +61,10 @@ port.on('message', (cmd: ControlCommand) => {
     wg.crash(cmd.how);
     return;
   }
+  if (cmd.type === 'stall') {
+    wg.stall(cmd.ms);
+    return;
+  }
   if (cmd.type === 'drain') {
     wg.drain(cmd.timeoutMs, (closedSessions) => {
       wg.close();

@@ -44,7 +44,7 @@ import { CacheFlag, MessageCache } from './cache';
 import { IpTable, addressHash } from './ip-table';
 import type { Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from './options';
-import { RecordFlag, RecordIn, RecordOut, RecordType, SUB_STATUS_REASON, SubStatus, asBuffer, writeRecord } from './records';
+import { REPLAY_ENTRY_HEADER, RecordFlag, RecordIn, RecordOut, RecordType, SUB_STATUS_REASON, SubStatus, asBuffer, writeRecord } from './records';
 import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from './ring';
 import { SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
@@ -71,9 +71,14 @@ const SLOW_CHECK_SLOTS = 32_768;
  * drains: the owner holds at most one spilled record per replay.
  */
 const REPLAY_RECORDS_PER_TURN = 8192;
-const REPLAY_RECORDS_PER_JOB = 1024;
+const REPLAY_RECORDS_PER_JOB = 4096;
+/** A replay to another workgroup goes in REPLAY_BATCH records of about this many bytes. */
+const REPLAY_BATCH_BYTES = 32 * 1024;
 /** Topic rows looked at per second for release (idle, no interest, nothing cached). */
 const RELEASE_SCAN_ROWS = 65_536;
+
+const EMPTY_BUFFER = Buffer.alloc(0);
+const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind on deliveries); nothing was published; retry shortly';
 
 // uWS send() results.
 const SEND_DROPPED = 2;
@@ -141,6 +146,8 @@ export class Workgroup {
   readonly count: number;
   readonly options: WorkgroupOptions;
   readonly stats: Float64Array;
+  /** Every workgroup's stats block (ours included): read for their spill gauges. */
+  private readonly allStats: Float64Array[];
   readonly slab: SessionSlab;
   readonly topics = new TopicTable();
   readonly local = new LocalTopics();
@@ -189,6 +196,7 @@ export class Workgroup {
     this.options = init.options;
     this.restarts = init.restarts;
     this.stats = new Float64Array(init.stats);
+    this.allStats = init.allStats.map((b) => new Float64Array(b));
     const load = loadUws(init.options.allowSlowFallback);
     this.uws = load.uws;
     this.uwsNative = load.native;
@@ -206,7 +214,7 @@ export class Workgroup {
       allocate: arena,
     });
     // Gauges start from zero; counters continue across restarts.
-    for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES]) this.stats[g] = 0;
+    for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES]) this.stats[g] = 0;
 
     this.senders = [];
     for (let to = 0; to < this.count; to++) {
@@ -217,7 +225,7 @@ export class Workgroup {
       }
       const producer = new RingProducer(sab, 0, new Doorbell(init.doorbells[to]));
       asBuffer(producer.data);
-      this.senders.push(new RingSender(producer, { maxSpillBytes: 256 * 1024 * 1024, onDrain: this.scheduleReplaysBound }));
+      this.senders.push(new RingSender(producer, { maxSpillBytes: init.options.maxRingSpillBytes, onDrain: this.onSenderDrainBound, onFlush: this.updateSpillBound }));
     }
     if (this.count > 1) {
       this.inbox = new RingInbox(new Doorbell(init.doorbells[this.id]), {
@@ -319,6 +327,7 @@ export class Workgroup {
       if (snd.peakSpillBytes > peak) peak = snd.peakSpillBytes;
     }
     s[Stat.RING_SPILL_PEAK_BYTES] = peak;
+    this.updateSpill();
     s[Stat.RING_FULL_EVENTS] += full - this.lastFull;
     this.lastFull = full;
     s[Stat.RING_SPILL_RECORDS] = spill;
@@ -358,7 +367,33 @@ export class Workgroup {
     const status = snd.sendEncoded(r.size(), writeRecord, r);
     r.data = null;
     this.stats[Stat.RING_RECORDS_OUT]++;
+    if (status !== SendStatus.RING) this.updateSpill();
     return status;
+  }
+
+  private readonly updateSpillBound = (): void => this.updateSpill();
+  private readonly onSenderDrainBound = (): void => {
+    this.updateSpill();
+    this.scheduleReplays();
+  };
+
+  /** Publishes this workgroup's spill bytes (the gauge other workgroups read before accepting a publish). */
+  private updateSpill(): void {
+    let bytes = 0;
+    for (const snd of this.senders) if (snd !== null) bytes += snd.spillBytes;
+    this.stats[Stat.RING_SPILL_BYTES] = bytes;
+  }
+
+  /**
+   * True while some workgroup's spill queues hold more than
+   * --max-ring-spill-bytes: a publish accepted now would only queue more.
+   * Reads one gauge per workgroup from shared memory; no message.
+   */
+  private overloaded(): boolean {
+    const limit = this.options.maxRingSpillBytes;
+    const all = this.allStats;
+    for (let w = 0; w < all.length; w++) if (all[w][Stat.RING_SPILL_BYTES] > limit) return true;
+    return false;
   }
 
   private onRecord(from: number, b: Buffer, offset: number, length: number): void {
@@ -376,6 +411,8 @@ export class Workgroup {
         return this.ownerSubscribe(from, r.token, r.topic, r.flags, r.epoch, r.seq);
       case RecordType.REPLAY:
         return this.onReplay(r.token, r.topic, r.epoch, r.seq, r.ts, r.flags, r.data);
+      case RecordType.REPLAY_BATCH:
+        return this.onReplayBatch(r.token, r.topic, r.epoch, r.data, r.aux);
       case RecordType.SUB_DONE:
         return this.onSubDone(r.token, r.epoch, r.seq, r.flags, r.aux);
       case RecordType.UNINTEREST:
@@ -617,6 +654,11 @@ export class Workgroup {
 
   private publishFromSession(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: PubCommand): void {
     if (this.draining) return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id));
+    if (this.count > 1 && this.overloaded()) {
+      // Not the client's fault: not counted as a bad command.
+      this.stats[Stat.PUBLISHES_OVERLOADED]++;
+      return this.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, cmd.id)));
+    }
     const req = this.makePublish(cmd.topic, encoding, cmd.data, cmd.retain, cmd.ts);
     if (req instanceof ProtocolError) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
@@ -781,11 +823,16 @@ export class Workgroup {
     let budget = REPLAY_RECORDS_PER_TURN;
     let runnable = false;
     let finished = 0;
-    for (let i = 0; i < jobs.length; i++) {
+    // Round robin: each turn starts where the last one ran out of budget, so no replay waits for all the others.
+    const n = jobs.length;
+    const start = this.replayStart < n ? this.replayStart : 0;
+    for (let k = 0; k < n; k++) {
+      const i = start + k < n ? start + k : start + k - n;
       const job = jobs[i];
       const snd = job.to === this.id ? null : this.senders[job.to];
       if (snd !== null && snd !== undefined && snd.spillRecords > 0) continue; // onDrain reschedules
       if (budget === 0) {
+        if (!runnable) this.replayStart = i;
         runnable = true;
         continue;
       }
@@ -799,10 +846,25 @@ export class Workgroup {
         rp.job = job;
         rp.left = Math.min(budget, REPLAY_RECORDS_PER_JOB);
         rp.blocked = false;
-        const n = this.cache.forEachRaw(tid, job.cursor, this.replayVisitor);
-        budget -= n;
+        let sent: number;
+        if (job.to === this.id) {
+          // Straight into the session's socket: one cork for the whole chunk (one write, not one per message).
+          const ws = this.replaySocket(job.token);
+          if (ws === null) sent = this.cache.forEachRaw(tid, job.cursor, this.replayVisitor);
+          else {
+            rp.tid = tid;
+            ws.cork(this.corkedReplay);
+            sent = rp.sent;
+          }
+        } else {
+          // Batches of up to an eighth of the ring: a small ring still holds several.
+          this.batchTarget = Math.min(REPLAY_BATCH_BYTES, Math.floor((this.senders[job.to] as RingSender).producer.maxPayloadBytes / 8));
+          sent = this.cache.forEachRaw(tid, job.cursor, this.replayVisitor);
+          if (this.flushReplayBatch(job) !== SendStatus.RING) rp.blocked = true;
+        }
+        budget -= sent;
         rp.job = null;
-        if (n === 0) status = SubStatus.CACHE_MISS;
+        if (sent === 0) status = SubStatus.CACHE_MISS;
         else if (job.cursor >= t.seq[tid]) status = SubStatus.RECOVERED;
         else if (!rp.blocked) runnable = true;
       }
@@ -818,19 +880,100 @@ export class Workgroup {
       }
     }
     if (finished > 0) this.replayJobs = jobs.filter((j) => j !== null);
+    if (!runnable) this.replayStart = 0;
     if (runnable) this.scheduleReplays();
   }
 
-  private readonly replayTarget: { job: ReplayJob | null; left: number; blocked: boolean } = { job: null, left: 0, blocked: false };
+  /** The socket a local replay goes to, or null when its subscription is gone. */
+  private replaySocket(token: number): WebSocket<SessionData> | null {
+    const p = this.pendingSubs.get(token);
+    if (p === undefined || p.cancelled || p.ctx.failed || !this.slab.isOpen(p.ctx.slot, p.ctx.generation)) return null;
+    return this.sockets[p.ctx.slot] ?? null;
+  }
+
+  private readonly corkedReplay = (): void => {
+    const rp = this.replayTarget;
+    rp.sent = this.cache.forEachRaw(rp.tid, (rp.job as ReplayJob).cursor, this.replayVisitor);
+  };
+
+  private replayStart = 0;
+  private readonly replayTarget: { job: ReplayJob | null; left: number; blocked: boolean; tid: number; sent: number } = { job: null, left: 0, blocked: false, tid: 0, sent: 0 };
   private readonly replayVisitor = (seq: number, ts: number, flags: number, arena: Uint8Array, offset: number, length: number): boolean => {
     const rp = this.replayTarget;
     const job = rp.job as ReplayJob;
     const f = flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0;
-    const sent = this.emitReplay(job.to, job.token, job.topic, job.epoch, seq, ts, f, arena.subarray(offset, offset + length));
+    if (job.to === this.id) {
+      this.onReplay(job.token, job.topic, job.epoch, seq, ts, f, arena.subarray(offset, offset + length));
+    } else {
+      // Into the batch; a full batch goes out as one REPLAY_BATCH record.
+      const need = REPLAY_ENTRY_HEADER + length;
+      if (this.batchUsed > 0 && this.batchUsed + need > this.batchBuf.length && this.flushReplayBatch(job) !== SendStatus.RING) rp.blocked = true;
+      if (need > this.batchBuf.length) this.batchBuf = Buffer.allocUnsafe(need);
+      const b = this.batchBuf;
+      const o = this.batchUsed;
+      b.writeDoubleLE(seq, o);
+      b.writeDoubleLE(ts, o + 8);
+      b.writeUInt32LE(length, o + 16);
+      b[o + 20] = f;
+      b.set(arena.subarray(offset, offset + length), o + REPLAY_ENTRY_HEADER);
+      this.batchUsed = o + need;
+      this.batchCount++;
+      if (this.batchUsed >= this.batchTarget && this.flushReplayBatch(job) !== SendStatus.RING) rp.blocked = true;
+    }
     job.cursor = seq;
     job.replayed++;
-    if (sent !== SendStatus.RING) rp.blocked = true;
     return --rp.left > 0 && !rp.blocked;
+  };
+
+  /** Staging for REPLAY_BATCH records (owner side); copied into the ring (or a spill buffer) by send. */
+  private batchBuf = Buffer.allocUnsafe(REPLAY_BATCH_BYTES + 1024);
+  private batchUsed = 0;
+  private batchCount = 0;
+  private batchTarget = REPLAY_BATCH_BYTES;
+
+  private flushReplayBatch(job: ReplayJob): SendStatus {
+    if (this.batchCount === 0) return SendStatus.RING;
+    const r = this.record(RecordType.REPLAY_BATCH, 0, job.topic);
+    r.token = job.token;
+    r.epoch = job.epoch;
+    r.aux = this.batchCount;
+    r.data = this.batchBuf.subarray(0, this.batchUsed);
+    this.batchUsed = 0;
+    this.batchCount = 0;
+    return this.send(job.to);
+  }
+
+  /** Receiver: a batch of replayed messages for one pending subscription, written under one cork. */
+  private onReplayBatch(token: number, topic: string, epoch: number, data: Buffer, count: number): void {
+    const ws = this.replaySocket(token);
+    if (ws === null) return;
+    const a = this.batchIn;
+    a.token = token;
+    a.topic = topic;
+    a.epoch = epoch;
+    a.data = data;
+    a.count = count;
+    ws.cork(this.corkedBatch);
+    a.data = EMPTY_BUFFER;
+  }
+
+  private readonly batchIn: { token: number; topic: string; epoch: number; data: Buffer; count: number } = { token: 0, topic: '', epoch: 0, data: EMPTY_BUFFER, count: 0 };
+  private readonly corkedBatch = (): void => {
+    const a = this.batchIn;
+    const b = a.data;
+    let o = 0;
+    for (let i = 0; i < a.count; i++) {
+      if (o + REPLAY_ENTRY_HEADER > b.length) break;
+      const len = b.readUInt32LE(o + 16);
+      const end = o + REPLAY_ENTRY_HEADER + len;
+      if (end > b.length) break;
+      this.onReplay(a.token, a.topic, a.epoch, b.readDoubleLE(o), b.readDoubleLE(o + 8), b[o + 20], b.subarray(o + REPLAY_ENTRY_HEADER, end));
+      o = end;
+    }
+    if (o !== b.length) {
+      this.stats[Stat.INTERNAL_ERRORS]++;
+      this.log.error({ token: a.token, count: a.count, bytes: b.length, read: o }, 'malformed REPLAY_BATCH record');
+    }
   };
 
   private emitReplay(to: number, token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): SendStatus {
@@ -1094,6 +1237,10 @@ export class Workgroup {
   private httpPublishBody(res: HttpResponse, state: { aborted: boolean }, encoding: EncodingId, body: Buffer): void {
     try {
       if (this.draining) return this.httpError(res, '503 Service Unavailable', ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node');
+      if (this.count > 1 && this.overloaded()) {
+        this.stats[Stat.PUBLISHES_OVERLOADED]++;
+        return this.httpError(res, '503 Service Unavailable', ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, false, '1');
+      }
       let value: unknown;
       if (body.length === 0) return this.httpError(res, '400 Bad Request', encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK, 'empty body');
       try {
@@ -1121,9 +1268,13 @@ export class Workgroup {
     }
   }
 
-  private httpError(res: HttpResponse, status: string, code: ErrorCode, message: string, close = false): void {
+  private httpError(res: HttpResponse, status: string, code: ErrorCode, message: string, close = false, retryAfter: string | null = null): void {
     this.stats[Stat.PROTOCOL_ERRORS]++;
-    res.cork(() => res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code, message } }), close));
+    res.cork(() => {
+      res.writeStatus(status).writeHeader('content-type', 'application/json');
+      if (retryAfter !== null) res.writeHeader('retry-after', retryAfter);
+      res.end(JSON.stringify({ error: { code, message } }), close);
+    });
   }
 
   // ---- shutdown -------------------------------------------------------
@@ -1197,6 +1348,13 @@ export class Workgroup {
   }
 
   /** Fault injection (tests only, C10M_FAULT_INJECTION=1): dies the way a bug would. */
+  /** Fault injection (tests): blocks this thread (no ring read, no socket served), as a workgroup far behind would be. */
+  stall(ms: number): void {
+    if (!this.options.faultInjection) return;
+    this.log.warn({ ms }, 'fault injection: stalling this workgroup');
+    Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(Math.max(ms, 0), 30_000));
+  }
+
   crash(how: 'exit' | 'throw'): void {
     if (!this.options.faultInjection) return;
     this.log.warn({ how }, 'fault injection: crashing this workgroup');
