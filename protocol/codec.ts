@@ -3,6 +3,7 @@
 // ProtocolError: it never throws.
 import { Packr, Unpackr } from 'msgpackr';
 import { CommandId, ErrorCode, ProtocolError } from './errors';
+import { readRawPub } from './msgpack-pub';
 import { topicError } from './topic';
 
 export type Encoding = 'json' | 'msgpack';
@@ -38,6 +39,13 @@ export interface PubCommand {
   retain: boolean;
   /** Creation time in microseconds given by the publisher (benchmarks), else null: the server's receive time is used. */
   ts: number | null;
+  /**
+   * msgpack sessions: the data value exactly as the publisher encoded it (a
+   * view into the frame, valid while the command is handled), and then
+   * `data` is that view too; null when data was decoded (JSON, or msgpack
+   * that took the general path).
+   */
+  raw: Uint8Array | null;
 }
 export interface PingCommand {
   id: CommandId;
@@ -66,6 +74,13 @@ export function parseJsonCommand(bytes: Uint8Array): Command | ProtocolError {
 
 /** Parses a msgpack binary frame into a command. */
 export function parseMsgpackCommand(bytes: Uint8Array): Command | ProtocolError {
+  // Publishes, once per message: the envelope read in place, the data kept encoded.
+  const fast = readRawPub(bytes);
+  if (fast !== null) {
+    const cmd = validateCommand({ id: fast.id, op: 'pub', topic: fast.topic, data: fast.raw ?? undefined, ack: fast.ack, retain: fast.retain, ts: fast.ts });
+    if (!(cmd instanceof ProtocolError) && cmd.op === 'pub') cmd.raw = fast.raw;
+    return cmd;
+  }
   let value: unknown;
   try {
     value = unpackr.unpack(bytes);
@@ -107,7 +122,7 @@ export function validateCommand(value: unknown): Command | ProtocolError {
         if (!isUint(value.ts, Number.MAX_SAFE_INTEGER)) return new ProtocolError(ErrorCode.BAD_REQUEST, 'ts must be a non-negative integer (microseconds)', id);
         ts = value.ts;
       }
-      return { id, op: 'pub', topic: value.topic as string, data: value.data, ack, retain, ts };
+      return { id, op: 'pub', topic: value.topic as string, data: value.data, ack, retain, ts, raw: null };
     }
     case 'ping':
       return { id, op: 'ping' };

@@ -659,7 +659,7 @@ export class Workgroup {
       this.stats[Stat.PUBLISHES_OVERLOADED]++;
       return this.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, cmd.id)));
     }
-    const req = this.makePublish(cmd.topic, encoding, cmd.data, cmd.retain, cmd.ts);
+    const req = this.makePublish(cmd.topic, encoding, cmd.data, cmd.retain, cmd.ts, cmd.raw);
     if (req instanceof ProtocolError) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
     }
@@ -672,7 +672,7 @@ export class Workgroup {
   }
 
   /** Encodes a publish's data once, in the publisher's encoding, and checks its size. */
-  private makePublish(topic: string, encoding: EncodingId, data: unknown, retain: boolean, ts: number | null): PublishRequest | ProtocolError {
+  private makePublish(topic: string, encoding: EncodingId, data: unknown, retain: boolean, ts: number | null, raw: Uint8Array | null = null): PublishRequest | ProtocolError {
     let json: string | null = null;
     let bytes: Uint8Array;
     let flags = retain ? RecordFlag.RETAIN : 0;
@@ -680,7 +680,8 @@ export class Workgroup {
       json = dataToJson(data);
       bytes = Buffer.from(json, 'utf8');
     } else {
-      bytes = dataToMsgpack(data);
+      // The publisher's own bytes when the fast parser kept them (no decode, no re-encode).
+      bytes = raw ?? dataToMsgpack(data);
       flags |= RecordFlag.MSGPACK;
     }
     if (bytes.length > this.options.maxPayloadBytes) {

@@ -1,0 +1,210 @@
+// The fast path for the one command that comes once per message: a msgpack
+// `pub`. It reads the command's map field by field and keeps the `data`
+// value as the raw msgpack bytes the publisher sent (a view into the frame),
+// so a message is neither decoded nor re-encoded on its way to msgpack
+// subscribers: the delivery frame carries the publisher's bytes.
+//
+// Anything unusual (another op, a non-scalar envelope field, an extension
+// type other than the timestamp, a malformed or truncated value, trailing
+// bytes) returns null, and the caller takes the general path (msgpackr), so
+// both paths give the same answers to every frame. No allocation but the
+// strings read and the result object.
+
+/** The envelope of a msgpack pub, with data still encoded. */
+export interface RawPub {
+  id: unknown;
+  op: unknown;
+  topic: unknown;
+  ack: unknown;
+  retain: unknown;
+  ts: unknown;
+  /** The data value's msgpack bytes (a view into the frame), or null when the map has no data field. */
+  raw: Uint8Array | null;
+}
+
+const textDecoder = new TextDecoder('utf-8');
+const NOT_SCALAR = Symbol('not scalar');
+
+/** Reads a msgpack pub command without decoding its data, or returns null (use the general path). */
+export function readRawPub(b: Uint8Array): RawPub | null {
+  const len = b.length;
+  if (len === 0) return null;
+  let p = 0;
+  let n: number;
+  const t = b[p++];
+  if (t >= 0x80 && t <= 0x8f) n = t & 0x0f;
+  else if (t === 0xde) {
+    if (p + 2 > len) return null;
+    n = (b[p] << 8) | b[p + 1];
+    p += 2;
+  } else return null;
+  const out: RawPub = { id: undefined, op: undefined, topic: undefined, ack: undefined, retain: undefined, ts: undefined, raw: null };
+  for (let i = 0; i < n; i++) {
+    // Key: a string of at most 31 bytes (our keys are short); anything else takes the general path.
+    if (p >= len) return null;
+    const k = b[p++];
+    if (k < 0xa0 || k > 0xbf) return null;
+    const kl = k & 0x1f;
+    if (p + kl > len) return null;
+    const ks = p;
+    p += kl;
+    if (kl === 4 && b[ks] === 100 && b[ks + 1] === 97 && b[ks + 2] === 116 && b[ks + 3] === 97) {
+      // "data": skip over the value, keep its bytes.
+      const end = skip(b, p, 0);
+      if (end < 0) return null;
+      out.raw = b.subarray(p, end);
+      p = end;
+      continue;
+    }
+    const v = scalar(b, p);
+    if (v === NOT_SCALAR) return null;
+    p = scalarEnd;
+    switch (keyOf(b, ks, kl)) {
+      case KEY_ID: out.id = v; break;
+      case KEY_OP: out.op = v; break;
+      case KEY_TOPIC: out.topic = v; break;
+      case KEY_ACK: out.ack = v; break;
+      case KEY_RETAIN: out.retain = v; break;
+      case KEY_TS: out.ts = v; break;
+      default: break; // unknown keys are ignored, as on the general path
+    }
+  }
+  if (p !== len || out.op !== 'pub') return null;
+  return out;
+}
+
+const KEY_OTHER = 0;
+const KEY_ID = 1;
+const KEY_OP = 2;
+const KEY_TOPIC = 3;
+const KEY_ACK = 4;
+const KEY_RETAIN = 5;
+const KEY_TS = 6;
+
+function keyOf(b: Uint8Array, s: number, l: number): number {
+  switch (l) {
+    case 2:
+      if (b[s] === 105 && b[s + 1] === 100) return KEY_ID; // id
+      if (b[s] === 111 && b[s + 1] === 112) return KEY_OP; // op
+      if (b[s] === 116 && b[s + 1] === 115) return KEY_TS; // ts
+      return KEY_OTHER;
+    case 3:
+      return b[s] === 97 && b[s + 1] === 99 && b[s + 2] === 107 ? KEY_ACK : KEY_OTHER; // ack
+    case 5:
+      return b[s] === 116 && b[s + 1] === 111 && b[s + 2] === 112 && b[s + 3] === 105 && b[s + 4] === 99 ? KEY_TOPIC : KEY_OTHER; // topic
+    case 6:
+      return b[s] === 114 && b[s + 1] === 101 && b[s + 2] === 116 && b[s + 3] === 97 && b[s + 4] === 105 && b[s + 5] === 110 ? KEY_RETAIN : KEY_OTHER; // retain
+    default:
+      return KEY_OTHER;
+  }
+}
+
+/** Where the last scalar() ended (module state: no tuple allocated per field). */
+let scalarEnd = 0;
+
+/** Decodes nil, booleans, numbers and strings at p; NOT_SCALAR for anything else or a truncated value. */
+function scalar(b: Uint8Array, p: number): unknown {
+  const len = b.length;
+  if (p >= len) return NOT_SCALAR;
+  const t = b[p++];
+  let sl = -1;
+  if (t <= 0x7f) {
+    scalarEnd = p;
+    return t;
+  }
+  if (t >= 0xe0) {
+    scalarEnd = p;
+    return t - 0x100;
+  }
+  if (t >= 0xa0 && t <= 0xbf) sl = t & 0x1f;
+  else {
+    const dv = () => new DataView(b.buffer, b.byteOffset + p, b.length - p);
+    switch (t) {
+      case 0xc0: scalarEnd = p; return null;
+      case 0xc2: scalarEnd = p; return false;
+      case 0xc3: scalarEnd = p; return true;
+      case 0xcc: if (p + 1 > len) return NOT_SCALAR; scalarEnd = p + 1; return b[p];
+      case 0xcd: if (p + 2 > len) return NOT_SCALAR; scalarEnd = p + 2; return (b[p] << 8) | b[p + 1];
+      case 0xce: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return u32(b, p);
+      case 0xcf: {
+        // uint64: exact below 2^53 (timestamps in micros); above, msgpackr gives a BigInt: take the general path.
+        if (p + 8 > len) return NOT_SCALAR;
+        const hi = u32(b, p);
+        if (hi >= 0x200000) return NOT_SCALAR;
+        scalarEnd = p + 8;
+        return hi * 0x100000000 + u32(b, p + 4);
+      }
+      case 0xd0: if (p + 1 > len) return NOT_SCALAR; scalarEnd = p + 1; return (b[p] << 24) >> 24;
+      case 0xd1: if (p + 2 > len) return NOT_SCALAR; scalarEnd = p + 2; return dv().getInt16(0);
+      case 0xd2: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return dv().getInt32(0);
+      case 0xd3: return NOT_SCALAR; // int64: rare in an envelope; the general path
+      case 0xca: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return dv().getFloat32(0);
+      case 0xcb: if (p + 8 > len) return NOT_SCALAR; scalarEnd = p + 8; return dv().getFloat64(0);
+      case 0xd9: if (p + 1 > len) return NOT_SCALAR; sl = b[p]; p += 1; break;
+      case 0xda: if (p + 2 > len) return NOT_SCALAR; sl = (b[p] << 8) | b[p + 1]; p += 2; break;
+      default: return NOT_SCALAR;
+    }
+  }
+  if (p + sl > len) return NOT_SCALAR;
+  scalarEnd = p + sl;
+  let ascii = true;
+  for (let i = p; i < p + sl; i++) if (b[i] > 0x7f) { ascii = false; break; }
+  if (ascii) {
+    let s = '';
+    for (let i = p; i < p + sl; i++) s += String.fromCharCode(b[i]);
+    return s;
+  }
+  return textDecoder.decode(b.subarray(p, p + sl));
+}
+
+function u32(b: Uint8Array, p: number): number {
+  return ((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]);
+}
+
+/** Depth past which a value takes the general path (msgpackr's own limits apply there). */
+const MAX_DEPTH = 64;
+
+/**
+ * The end of the value at p, or -1 when it is truncated, deeper than
+ * MAX_DEPTH, or an extension other than the timestamp (-1).
+ */
+export function skip(b: Uint8Array, p: number, depth: number): number {
+  const len = b.length;
+  if (p >= len || depth > MAX_DEPTH) return -1;
+  const t = b[p++];
+  let count = 0; // array items or map entries (map: 2 values each) to skip after the header
+  let bytes = 0; // raw bytes to skip after the header
+  if (t <= 0x7f || t >= 0xe0) return p;
+  if (t >= 0x80 && t <= 0x8f) count = (t & 0x0f) * 2;
+  else if (t >= 0x90 && t <= 0x9f) count = t & 0x0f;
+  else if (t >= 0xa0 && t <= 0xbf) bytes = t & 0x1f;
+  else {
+    switch (t) {
+      case 0xc0: case 0xc2: case 0xc3: return p;
+      case 0xcc: case 0xd0: bytes = 1; break;
+      case 0xcd: case 0xd1: bytes = 2; break;
+      case 0xce: case 0xd2: case 0xca: bytes = 4; break;
+      case 0xcf: case 0xd3: case 0xcb: bytes = 8; break;
+      case 0xc4: case 0xd9: if (p + 1 > len) return -1; bytes = b[p]; p += 1; break;
+      case 0xc5: case 0xda: if (p + 2 > len) return -1; bytes = (b[p] << 8) | b[p + 1]; p += 2; break;
+      case 0xc6: case 0xdb: if (p + 4 > len) return -1; bytes = ((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]); p += 4; break;
+      case 0xdc: if (p + 2 > len) return -1; count = (b[p] << 8) | b[p + 1]; p += 2; break;
+      case 0xdd: if (p + 4 > len) return -1; count = ((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]); p += 4; break;
+      case 0xde: if (p + 2 > len) return -1; count = ((b[p] << 8) | b[p + 1]) * 2; p += 2; break;
+      case 0xdf: if (p + 4 > len) return -1; count = (((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3])) * 2; p += 4; break;
+      // Extensions: only the timestamp (type -1: fixext 4 and 8, ext 8 with 12 bytes).
+      case 0xd6: if (p + 1 > len || b[p] !== 0xff) return -1; bytes = 5; break;
+      case 0xd7: if (p + 1 > len || b[p] !== 0xff) return -1; bytes = 9; break;
+      case 0xc7: if (p + 2 > len || b[p] !== 12 || b[p + 1] !== 0xff) return -1; bytes = 14; break;
+      default: return -1; // 0xc1 (never used), other extensions
+    }
+  }
+  if (bytes > 0) return p + bytes > len ? -1 : p + bytes;
+  // A container: more items than bytes left cannot be valid.
+  if (count > len - p) return -1;
+  for (let i = 0; i < count; i++) {
+    p = skip(b, p, depth + 1);
+    if (p < 0) return -1;
+  }
+  return p;
+}
