@@ -641,3 +641,38 @@ describe('paced replays (--workgroups 2, 64 KiB rings)', () => {
     console.log(`[guaranteed] paced replay: ${CLIENTS} x ${N} x ~1 KiB through a 64 KiB ring; owner spill peak ${peak} bytes; replayed ${replayed}`);
   });
 });
+
+describe('paced replays share the owner fairly (--workgroups 1)', () => {
+  let server: TestServer | undefined;
+  afterEach(async () => {
+    await stopAfterTest(server);
+    server = undefined;
+  });
+
+  test('one sub resuming six topics of 20,000 messages: the replays take turns (every topic starts before any one ends), each complete and in order', async () => {
+    server = await startServer(['--workgroups', '1', '--cache-messages', '20000', '--cache-topic-bytes', String(8 * 1024 * 1024)]);
+    const TOPICS = 6;
+    const N = 20_000;
+    const topics = range(0, TOPICS - 1).map((k) => `/fair/${k}`);
+    const pub = await client(server, 'msgpack');
+    const epochs = new Map<string, number>();
+    for (const t of topics) epochs.set(t, (await publishMany(pub, t, N, (i) => i, { window: 1000 }))[0].epoch);
+    // One command, so the six replays start in the same turn; one socket, so the order seen is the order sent.
+    const sub = await client(server, 'msgpack');
+    const resume = Object.fromEntries(topics.map((t) => [t, [epochs.get(t), 0]]));
+    const r = await subscribeMarked(sub, topics, { resume }, 60_000);
+    expect(r.reply.ok).toBe(true);
+    const first: number[] = [];
+    const last: number[] = [];
+    for (const t of topics) {
+      expect(r.topics[t]).toMatchObject({ epoch: epochs.get(t), seq: N, recovered: true, replayed: N });
+      const mine = r.before.filter((d) => d.topic === t);
+      expect({ t, replayBreak: firstBreak(seqsOf(mine), 1, N) }).toEqual({ t, replayBreak: null });
+      first.push(r.before.findIndex((d) => d.topic === t));
+      last.push(r.before.map((d) => d.topic).lastIndexOf(t));
+    }
+    console.log(`[guaranteed] fair replays: first replayed message of each topic at ${first.join(',')}; last at ${last.join(',')} (of ${r.before.length})`);
+    // Served one after another, the sixth topic would start after the first had ended.
+    expect(Math.max(...first)).toBeLessThan(Math.min(...last));
+  });
+});

@@ -827,19 +827,25 @@ export class Workgroup {
     // Round robin: each turn starts where the last one ran out of budget, so no replay waits for all the others.
     const n = jobs.length;
     const start = this.replayStart < n ? this.replayStart : 0;
+    let stoppedAt = -1;
     for (let k = 0; k < n; k++) {
       const i = start + k < n ? start + k : start + k - n;
       const job = jobs[i];
       const snd = job.to === this.id ? null : this.senders[job.to];
       if (snd !== null && snd !== undefined && snd.spillRecords > 0) continue; // onDrain reschedules
       if (budget === 0) {
-        if (!runnable) this.replayStart = i;
+        if (stoppedAt < 0) stoppedAt = i;
         runnable = true;
         continue;
       }
-      const tid = job.tid;
+      let tid = job.tid;
       let status = -1;
-      if (t.epoch[tid] !== job.epoch || t.name(tid) !== job.topic) status = SubStatus.EPOCH_MISMATCH;
+      if (t.name(tid) !== job.topic) {
+        // The row went (the subscriber's workgroup gave up on this sub and the topic idled out): a new history.
+        tid = t.intern(job.topic);
+        t.interest[tid] |= 1 << job.to;
+        status = SubStatus.EPOCH_MISMATCH;
+      } else if (t.epoch[tid] !== job.epoch) status = SubStatus.EPOCH_MISMATCH;
       else if (job.cursor >= t.seq[tid]) status = SubStatus.RECOVERED;
       else if (!this.cache.covers(tid, job.cursor)) status = SubStatus.CACHE_MISS;
       else {
@@ -880,8 +886,11 @@ export class Workgroup {
         finished++;
       }
     }
+    // Next turn starts at the first job this one had no budget for (its index once the finished ones are gone).
+    let nextStart = stoppedAt < 0 ? 0 : stoppedAt;
+    for (let i = 0; i < stoppedAt; i++) if (jobs[i] === null) nextStart--;
+    this.replayStart = nextStart;
     if (finished > 0) this.replayJobs = jobs.filter((j) => j !== null);
-    if (!runnable) this.replayStart = 0;
     if (runnable) this.scheduleReplays();
   }
 
