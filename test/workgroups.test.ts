@@ -581,6 +581,8 @@ describe('rings backed up: publishes refused, never queued without bound (C10M_F
       const stall = await fetch(server.adminUrl('/debug/stall?workgroup=1&ms=5000'), { method: 'POST' });
       expect(stall.status).toBe(202);
       await stall.text();
+      // The worker gets the stall by postMessage: let it take effect before publishing (it lasts 5 s).
+      await new Promise((r) => setTimeout(r, 200));
       const blob = 'x'.repeat(2000);
       const acked: number[] = [];
       let refused = 0;
