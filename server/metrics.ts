@@ -67,7 +67,7 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
   { slot: Stat.RING_SPILL_RECORDS, name: 'c10m_ring_spill_records', kind: 'gauge', help: 'Records waiting in spill queues for room in a ring.' },
   { slot: Stat.RING_SPILL_BYTES, name: 'c10m_ring_spill_bytes', kind: 'gauge', help: 'Bytes waiting in the workgroup\'s spill queues for room in a ring; past --max-ring-spill-bytes in any workgroup, publishes are refused with OVERLOADED.' },
   { slot: Stat.PUBLISHES_OVERLOADED, name: 'c10m_publishes_overloaded_total', kind: 'counter', help: 'Publishes refused with OVERLOADED (HTTP 503) because the rings between workgroups were backed up past --max-ring-spill-bytes.' },
-  { slot: Stat.RING_SPILL_PEAK_BYTES, name: 'c10m_ring_spill_peak_bytes', kind: 'gauge', help: 'The most bytes one spill queue of the workgroup has held at once since the workgroup started (replays are paced by ring space and hold at most one record each).' },
+  { slot: Stat.RING_SPILL_PEAK_BYTES, name: 'c10m_ring_spill_peak_bytes', kind: 'gauge', help: 'The most bytes one spill queue of the workgroup has held at once since the workgroup started (replays are paced by ring space and add at most two batch records each).' },
   // message cache and resume
   { slot: Stat.CACHE_MESSAGES, name: 'c10m_cache_messages', kind: 'gauge', help: 'Messages held in topic caches (for resume).' },
   { slot: Stat.CACHE_BYTES, name: 'c10m_cache_bytes', kind: 'gauge', help: 'Bytes held in topic caches.' },

@@ -68,7 +68,7 @@ const SLOW_CHECK_SLOTS = 32_768;
  * Paced replays (the owner's side of a resume): cached messages sent per
  * event-loop turn over all replays, and per replay per turn. A replay to
  * another workgroup also stops while that ring is full, and goes on when it
- * drains: the owner holds at most one spilled record per replay.
+ * drains: the owner holds at most two spilled records (batches) per replay.
  */
 const REPLAY_RECORDS_PER_TURN = 8192;
 const REPLAY_RECORDS_PER_JOB = 4096;
