@@ -591,14 +591,14 @@ describe('the global cache budget (--workgroups 1 --cache-bytes 2097152)', () =>
   });
 });
 
-describe('paced replays (--workgroups 2, 64 KiB rings)', () => {
+describe('paced replays', () => {
   let server: TestServer | undefined;
   afterEach(async () => {
     await stopAfterTest(server);
     server = undefined;
   });
 
-  test('ten sessions resume 1,000 messages each at once through a ring 150 times smaller than the replay: every one gets all of them in order, and the owner never queues more than a record per replay', async () => {
+  test('--workgroups 2, 64 KiB rings: ten sessions resume 1,000 messages each at once through a ring 150 times smaller than the replay: every one gets all of them in order, and the owner queues no more than two batch records per replay', async () => {
     server = await startServer(['--workgroups', '2', '--ring-bytes', '65536', '--max-payload-bytes', '16384', '--cache-messages', '2000', '--cache-topic-bytes', String(4 * 1024 * 1024)]);
     const CLIENTS = 10;
     const N = 1000;
@@ -640,16 +640,8 @@ describe('paced replays (--workgroups 2, 64 KiB rings)', () => {
     expect(peak).toBeLessThan(CLIENTS * 2 * (8 * 1024 + 1100) + 16 * 1024);
     console.log(`[guaranteed] paced replay: ${CLIENTS} x ${N} x ~1 KiB through a 64 KiB ring; owner spill peak ${peak} bytes; replayed ${replayed}`);
   });
-});
 
-describe('paced replays share the owner fairly (--workgroups 1)', () => {
-  let server: TestServer | undefined;
-  afterEach(async () => {
-    await stopAfterTest(server);
-    server = undefined;
-  });
-
-  test('one sub resuming six topics of 20,000 messages: the replays take turns (every topic starts before any one ends), each complete and in order', async () => {
+  test('--workgroups 1: one sub resuming six topics of 20,000 messages: the replays take turns (every topic starts before any one ends), each complete and in order', async () => {
     server = await startServer(['--workgroups', '1', '--cache-messages', '20000', '--cache-topic-bytes', String(8 * 1024 * 1024)]);
     const TOPICS = 6;
     const N = 20_000;
