@@ -118,7 +118,6 @@ function scalar(b: Uint8Array, p: number): unknown {
   }
   if (t >= 0xa0 && t <= 0xbf) sl = t & 0x1f;
   else {
-    const dv = () => new DataView(b.buffer, b.byteOffset + p, b.length - p);
     switch (t) {
       case 0xc0: scalarEnd = p; return null;
       case 0xc2: scalarEnd = p; return false;
@@ -135,11 +134,11 @@ function scalar(b: Uint8Array, p: number): unknown {
         return hi * 0x100000000 + u32(b, p + 4);
       }
       case 0xd0: if (p + 1 > len) return NOT_SCALAR; scalarEnd = p + 1; return (b[p] << 24) >> 24;
-      case 0xd1: if (p + 2 > len) return NOT_SCALAR; scalarEnd = p + 2; return dv().getInt16(0);
-      case 0xd2: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return dv().getInt32(0);
+      case 0xd1: if (p + 2 > len) return NOT_SCALAR; scalarEnd = p + 2; return (((b[p] << 8) | b[p + 1]) << 16) >> 16;
+      case 0xd2: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3];
       case 0xd3: return NOT_SCALAR; // int64: rare in an envelope; the general path
-      case 0xca: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return dv().getFloat32(0);
-      case 0xcb: if (p + 8 > len) return NOT_SCALAR; scalarEnd = p + 8; return dv().getFloat64(0);
+      case 0xca: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return new DataView(b.buffer, b.byteOffset + p, 4).getFloat32(0);
+      case 0xcb: if (p + 8 > len) return NOT_SCALAR; scalarEnd = p + 8; return new DataView(b.buffer, b.byteOffset + p, 8).getFloat64(0);
       case 0xd9: if (p + 1 > len) return NOT_SCALAR; sl = b[p]; p += 1; break;
       case 0xda: if (p + 2 > len) return NOT_SCALAR; sl = (b[p] << 8) | b[p + 1]; p += 2; break;
       default: return NOT_SCALAR;

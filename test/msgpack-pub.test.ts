@@ -120,11 +120,14 @@ describe('msgpack pub fast path', () => {
     cases.push(packr.pack({ id: 1, op: 'pub', topic: '/a', data: 1, ts: -5 }));
     cases.push(packr.pack({ id: 1, op: 'pub', topic: '/a', data: 1, ts: 2 ** 60 }));
     cases.push(packr.pack({ op: 'pub', topic: '/a', data: 1 })); // no id
+    // Envelope numbers of every width the fast path reads itself (int8/16/32, uint16/32, float64).
+    for (const id of [-100, -1234, -70000, -2147483648, 65535, 4294967295, 3.5]) cases.push(packr.pack({ id, op: 'pub', topic: '/a', data: 1 }));
     cases.push(packr.pack({ id: 1, op: 'sub', topics: ['/a'] }));
     cases.push(packr.pack({ id: 1, op: 'ping' }));
     cases.push(packr.pack([1, 2]));
     // Duplicate keys, written by hand: fixmap of 5 with "data" twice (the last wins, as in msgpackr).
-    cases.push(Uint8Array.from([0x85, 0xa2, 0x69, 0x64, 0x01, 0xa2, 0x6f, 0x70, 0xa3, 0x70, 0x75, 0x62, 0xa5, 0x74, 0x6f, 0x70, 0x69, 0x63, 0xa2, 0x2f, 0x61, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x01, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x02]));
+    const dupFrame = Uint8Array.from([0x85, 0xa2, 0x69, 0x64, 0x01, 0xa2, 0x6f, 0x70, 0xa3, 0x70, 0x75, 0x62, 0xa5, 0x74, 0x6f, 0x70, 0x69, 0x63, 0xa2, 0x2f, 0x61, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x01, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x02]);
+    cases.push(dupFrame);
     // Trailing bytes after the map.
     cases.push(Uint8Array.from([...packr.pack({ id: 1, op: 'pub', topic: '/a', data: 1 }), 0x00]));
     // An extension other than the timestamp inside data (ext type 5): left to msgpackr.
@@ -133,7 +136,7 @@ describe('msgpack pub fast path', () => {
       expect({ i, got: meaning(parseMsgpackCommand(frame)) }).toEqual({ i, got: meaning(generalPath(frame)) });
     }
     expect(readRawPub(cases[0])).not.toBeNull(); // map16 envelope: fast
-    const dup = parseMsgpackCommand(cases[14]);
+    const dup = parseMsgpackCommand(dupFrame);
     expect(dup).toMatchObject({ op: 'pub', raw: Uint8Array.from([0x02]) });
   });
 

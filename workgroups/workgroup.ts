@@ -768,14 +768,19 @@ export class Workgroup {
       else if (resumeSeq > seq) status = SubStatus.UNKNOWN_POSITION;
       else if (resumeSeq === seq || this.cache.covers(tid, resumeSeq)) status = SubStatus.RECOVERED;
       else status = SubStatus.CACHE_MISS;
-      this.stats[status === SubStatus.RECOVERED ? Stat.RESUMES_RECOVERED : Stat.RESUMES_NOT_RECOVERED]++;
-    }
-    if (status === SubStatus.RECOVERED && resumeSeq < seq) {
-      this.replayJobs.push({ to: from, token, topic, tid, epoch, cursor: resumeSeq, replayed: 0 });
-      this.scheduleReplays();
-      return;
+      if (status === SubStatus.RECOVERED && resumeSeq < seq) {
+        // Counted when the replay ends: it may still end unrecovered.
+        this.replayJobs.push({ to: from, token, topic, tid, epoch, cursor: resumeSeq, replayed: 0 });
+        this.scheduleReplays();
+        return;
+      }
+      this.countResume(status);
     }
     this.subDone(from, token, topic, tid, status, 0);
+  }
+
+  private countResume(status: number): void {
+    this.stats[status === SubStatus.RECOVERED ? Stat.RESUMES_RECOVERED : Stat.RESUMES_NOT_RECOVERED]++;
   }
 
   /** Owner only: the end of a subscription: the snapshot unless it recovered, then SUB_DONE at the topic's current seq. */
@@ -876,11 +881,7 @@ export class Workgroup {
         else if (!rp.blocked) runnable = true;
       }
       if (status >= 0) {
-        if (status !== SubStatus.RECOVERED) {
-          // Counted as recovered when it started; it did not end so.
-          this.stats[Stat.RESUMES_RECOVERED]--;
-          this.stats[Stat.RESUMES_NOT_RECOVERED]++;
-        }
+        this.countResume(status);
         this.subDone(job.to, job.token, job.topic, tid, status, job.replayed);
         jobs[i] = null as unknown as ReplayJob;
         finished++;
@@ -894,11 +895,17 @@ export class Workgroup {
     if (runnable) this.scheduleReplays();
   }
 
-  /** The socket a local replay goes to, or null when its subscription is gone. */
-  private replaySocket(token: number): WebSocket<SessionData> | null {
+  /** The pending subscription replayed messages of `token` go to, or null when it is gone (answered, cancelled, failed, session closed). */
+  private replayable(token: number): PendingSub | null {
     const p = this.pendingSubs.get(token);
-    if (p === undefined || p.cancelled || p.ctx.failed || !this.slab.isOpen(p.ctx.slot, p.ctx.generation)) return null;
-    return this.sockets[p.ctx.slot] ?? null;
+    if (p === undefined || p.cancelled || p.ctx.failed || !this.slab.isOpen(p.ctx.slot, p.ctx.generation) || this.sockets[p.ctx.slot] === undefined) return null;
+    return p;
+  }
+
+  /** The socket replayed messages of `token` go to, or null. */
+  private replaySocket(token: number): WebSocket<SessionData> | null {
+    const p = this.replayable(token);
+    return p === null ? null : (this.sockets[p.ctx.slot] as WebSocket<SessionData>);
   }
 
   private readonly corkedReplay = (): void => {
@@ -986,18 +993,16 @@ export class Workgroup {
     }
   };
 
-  private emitReplay(to: number, token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): SendStatus {
-    if (to === this.id) {
-      this.onReplay(token, topic, epoch, seq, ts, flags, data);
-      return SendStatus.RING;
-    }
+  /** One message for a pending subscription (the snapshot; replays go in batches): to ourselves directly, else as a REPLAY record. */
+  private emitReplay(to: number, token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
+    if (to === this.id) return this.onReplay(token, topic, epoch, seq, ts, flags, data);
     const r = this.record(RecordType.REPLAY, flags, topic);
     r.token = token;
     r.epoch = epoch;
     r.seq = seq;
     r.ts = ts;
     r.data = data;
-    return this.send(to);
+    this.send(to);
   }
 
   /** Owner only: workgroup `from` has (or no longer has) subscribers of the topic. */
@@ -1038,14 +1043,12 @@ export class Workgroup {
 
   /** One replayed message (or the snapshot) for a subscription waiting for SUB_DONE. */
   private onReplay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
-    const p = this.pendingSubs.get(token);
-    if (p === undefined || p.cancelled || p.ctx.failed) return;
-    // A long replay is progress: the owner timeout counts from its last message.
-    p.createdMs = Date.now();
+    const p = this.replayable(token);
+    if (p === null) return;
+    // A long replay is progress: the owner timeout counts from its last message (to the tick's second).
+    p.createdMs = this.nowSec * 1000;
     const ctx = p.ctx;
-    if (!this.slab.isOpen(ctx.slot, ctx.generation)) return;
-    const ws = this.sockets[ctx.slot];
-    if (ws === undefined) return;
+    const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
     const snapshot = (flags & RecordFlag.RETAIN) !== 0;
     const frameFlags = snapshot ? FrameFlag.SNAPSHOT : FrameFlag.REPLAY;
     let frame: string | Uint8Array;
