@@ -64,13 +64,26 @@ function nextEvent<K extends keyof ClientEvents>(c: C10mClient, event: K, pred: 
   });
 }
 
-/** A loopback port with nothing listening on it. */
+/**
+ * A loopback port with nothing listening on it, below the kernel's ephemeral
+ * range (32768-60999 here), for a server started, stopped and started again
+ * on it while a client keeps reconnecting. A port
+ * the kernel picked for a listener (port 0) is in that range, and once the
+ * listener is gone, any outgoing connection on the machine may be given it
+ * as its local port: then the restarted server cannot bind it ("in use").
+ */
 async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
-  const port = (srv.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => srv.close(() => r()));
-  return port;
+  const [low] = fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = 20000 + Math.floor(Math.random() * Math.max(1, Math.min(low, 32768) - 20000));
+    const free = await new Promise<boolean>((resolve) => {
+      const probe = net.createServer();
+      probe.once('error', () => resolve(false));
+      probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+    });
+    if (free) return port;
+  }
+  throw new Error('no free port below the ephemeral range');
 }
 
 /** A TCP forwarder in front of a server, whose connections can be cut (a network drop) or frozen (a half-open connection). */
@@ -322,7 +335,7 @@ describe('one server', () => {
 });
 
 test('after a server restart on the same port: reconnect, resubscribe, gap reported, queued publish delivered', async () => {
-  const a = await server();
+  const a = await server(['--port', String(await freePort())]);
   const port = a.port;
   const topic = '/sdk/restart';
   const c = client(a.url(''), { encoding: 'json', reconnect: { initialDelayMs: 50, maxDelayMs: 300, factor: 2 } });
