@@ -5,6 +5,7 @@
 // bench/memory-breakdown.ts to force a full GC in every isolate before a
 // memory reading, read each isolate's heap (used and committed), and
 // summarise heap snapshots by object kind.
+import * as fs from 'node:fs';
 import WebSocket from 'ws';
 
 export interface HeapUsage {
@@ -137,12 +138,14 @@ export class InspectorClient {
   }
 
   /** Takes a heap snapshot of one isolate and sums self sizes by class. */
-  async heapSummary(sessionId: string | null): Promise<HeapSummary> {
+  async heapSummary(sessionId: string | null, saveTo: string | null = null): Promise<HeapSummary> {
     const key = sessionId ?? 'main';
     this.chunks.set(key, []);
     await this.call('HeapProfiler.takeHeapSnapshot', { reportProgress: false, captureNumericValue: false }, sessionId, 300_000);
     const text = (this.chunks.get(key) ?? []).join('');
     this.chunks.delete(key);
+    // The whole snapshot, for DevTools or a script that follows retainers (the summary keeps only classes).
+    if (saveTo !== null) fs.writeFileSync(saveTo, text);
     return summarizeSnapshot(JSON.parse(text));
   }
 

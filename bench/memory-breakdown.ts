@@ -7,7 +7,7 @@
 // readings swing by ±0.5 KB per session at 19,000 sessions).
 //
 //   npm run build && node dist/bench/memory-breakdown.js [--sessions 19000]
-//       [--workgroups 1,2] [--peers uws] [--snapshot] [--ring-bytes 1048576,4194304]
+//       [--workgroups 1,2] [--peers uws] [--snapshot [--save-snapshots DIR]] [--ring-bytes 1048576,4194304]
 //       [--settle-seconds 5]
 //
 // For each target: RSS, anonymous and file-backed RSS, transparent huge
@@ -44,6 +44,8 @@ const workgroupsList = arg('workgroups', '1,2').split(',').map(Number);
 const peers = arg('peers', 'uws').split(',').filter((p) => p && p !== 'none') as TargetKind[];
 const settleMs = Number(arg('settle-seconds', '5')) * 1000;
 const snapshot = flag('snapshot');
+/** With --snapshot: also write every raw heap snapshot here (<target>-<sessions>-<isolate>.heapsnapshot). */
+const saveSnapshots = arg('save-snapshots', '');
 const ringBytesList = arg('ring-bytes', '').split(',').filter(Boolean).map(Number);
 const serveArgs = arg('serve-args', '').split(/\s+/).filter(Boolean);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -106,10 +108,13 @@ async function start(kind: TargetKind, name: string, wg: number, extra: string[]
   return { target, insp };
 }
 
-async function snapshotAll(insp: InspectorClient, kind: TargetKind): Promise<HeapSummary[]> {
+async function snapshotAll(insp: InspectorClient, kind: TargetKind, label: string): Promise<HeapSummary[]> {
   const ids = kind === 'c10m' ? [...insp.workers.keys()] : [null];
   const out: HeapSummary[] = [];
-  for (const id of ids) out.push(await insp.heapSummary(id));
+  for (const id of ids) {
+    const file = saveSnapshots === '' ? null : path.join(saveSnapshots, `${label}-${insp.title(id).replace(/[^\w.-]+/g, '_')}.heapsnapshot`);
+    out.push(await insp.heapSummary(id, file));
+  }
   return out;
 }
 
@@ -170,13 +175,13 @@ async function heapClasses(kind: TargetKind, name: string, wg: number, options: 
   try {
     await sleep(settleMs);
     await insp.gcAll();
-    const before = merge(await snapshotAll(insp, kind));
+    const before = merge(await snapshotAll(insp, kind, `${name}-0`));
     const { fleet, allReady } = await connectFleet(target, { connections: sessions, processes: 1, topicsPerSession: 1, topicCount: 100_000_000, maxPending: 256 }, options, progress, 'snapshot');
     try {
       if (!allReady) throw new Error(`${name}: only ${fleet.stats().ready} of ${sessions} sessions got ready`);
       await sleep(settleMs);
       await insp.gcAll();
-      const after = merge(await snapshotAll(insp, kind));
+      const after = merge(await snapshotAll(insp, kind, `${name}-${sessions}`));
       return diffSummaries(before, after).slice(0, 25).map((x) => ({ key: x.key, bytesPerSession: Math.round((x.bytes / sessions) * 10) / 10, objectsPerSession: Math.round((x.count / sessions) * 100) / 100 }));
     } finally {
       await fleet.stop().catch(() => fleet.kill());

@@ -1,7 +1,8 @@
 // The owner's topic table. Topic T is owned by workgroup ownerOf(T); only
 // the owner's thread reads or writes T's row (epoch, seq, interest). Rows
-// live in typed arrays indexed by an interned topic id; the only per-topic
-// JS values are the Map entry from name to id and the name itself.
+// live in typed arrays indexed by an interned topic id, found through an
+// open-addressing index in a typed array; the only per-topic JS value is
+// the name itself.
 
 /** Most workgroups a node runs: interest is a 32-bit mask per encoding. */
 export const MAX_WORKGROUPS = 32;
@@ -22,9 +23,28 @@ export function ownerOf(topic: string, workgroups: number): number {
   return workgroups === 1 ? 0 : topicHash(topic) % workgroups;
 }
 
+/** Index slots at start (a power of two): room for 1,536 topics at 3/4 full. */
+const INITIAL_INDEX = 2048;
+
+/**
+ * The owner's topic table: an open-addressing index (linear probing, at
+ * most 3/4 full) from a topic's hash to its row, and the rows in typed
+ * arrays. Per topic: its name, 4 B of index slot per 3/4 of a slot, and the
+ * row (epoch 4, seq 8, interest 4, touched 4, hash 4 B), rows growing by
+ * half. A `Map` from name to id cost 48 B per topic at 19,000 topics
+ * (bench/README.md, memory); this costs about 6 B of index (DESIGN.md,
+ * "Memory layout"). The hash is FNV-1a (topicHash), kept per row so that
+ * growing the index and deleting never hash a name again.
+ */
 export class TopicTable {
-  private readonly ids = new Map<string, number>();
+  /** Row id + 1 per slot; 0: empty. A power of two long. */
+  private index = new Int32Array(INITIAL_INDEX);
+  /** 32 - log2(index length): a hash's home slot is its Fibonacci hash's top bits. */
+  private shift = 32 - Math.log2(INITIAL_INDEX);
+  private count = 0;
   private names: (string | undefined)[] = [];
+  /** topicHash of the row's name. */
+  private hashes = new Uint32Array(INITIAL_ROWS);
   /** Random 32-bit epoch chosen when the topic's history starts. */
   epoch = new Uint32Array(INITIAL_ROWS);
   /** Seq of the last message sequenced (0: none yet). Below 2^53. */
@@ -37,27 +57,49 @@ export class TopicTable {
   private nextId = 0;
 
   get size(): number {
-    return this.ids.size;
+    return this.count;
+  }
+
+  /** Index slots (a power of two; tests and the memory notes). */
+  get indexSlots(): number {
+    return this.index.length;
   }
 
   /** The topic's id, or -1 when it has no row. */
   find(topic: string): number {
-    const id = this.ids.get(topic);
-    return id === undefined ? -1 : id;
+    const index = this.index;
+    const mask = index.length - 1;
+    const h = topicHash(topic);
+    for (let i = Math.imul(h, 0x9e3779b1) >>> this.shift; ; i = (i + 1) & mask) {
+      const v = index[i];
+      if (v === 0) return -1;
+      const id = v - 1;
+      if (this.hashes[id] === h && this.names[id] === topic) return id;
+    }
   }
 
   /** The topic's id, creating its row (and starting its history with a new epoch) if needed. */
   intern(topic: string): number {
-    const existing = this.ids.get(topic);
-    if (existing !== undefined) return existing;
+    const index = this.index;
+    const mask = index.length - 1;
+    const h = topicHash(topic);
+    let i = Math.imul(h, 0x9e3779b1) >>> this.shift;
+    for (; ; i = (i + 1) & mask) {
+      const v = index[i];
+      if (v === 0) break;
+      const id = v - 1;
+      if (this.hashes[id] === h && this.names[id] === topic) return id;
+    }
     const id = this.freeIds.length > 0 ? (this.freeIds.pop() as number) : this.nextId++;
-    if (id >= this.epoch.length) this.grow();
-    this.ids.set(topic, id);
+    if (id >= this.epoch.length) this.growRows();
     this.names[id] = topic;
+    this.hashes[id] = h;
     this.epoch[id] = newEpoch();
     this.seq[id] = 0;
     this.interest[id] = 0;
     this.touchedSec[id] = 0;
+    index[i] = id + 1;
+    if (++this.count * 4 > index.length * 3) this.growIndex();
     return id;
   }
 
@@ -72,16 +114,48 @@ export class TopicTable {
 
   /** Drops a row whose history nobody can need any more (no interest, nothing cached or retained). */
   release(id: number): void {
-    const name = this.names[id];
-    if (name === undefined) return;
-    this.ids.delete(name);
+    if (this.names[id] === undefined) return;
+    const index = this.index;
+    const mask = index.length - 1;
+    const shift = this.shift;
+    let hole = Math.imul(this.hashes[id], 0x9e3779b1) >>> shift;
+    while (index[hole] !== id + 1) hole = (hole + 1) & mask;
+    // Backward-shift deletion (no tombstones): an entry further along the
+    // run moves into the hole when the hole lies between its home and it.
+    for (let j = (hole + 1) & mask; index[j] !== 0; j = (j + 1) & mask) {
+      const home = Math.imul(this.hashes[index[j] - 1], 0x9e3779b1) >>> shift;
+      if (((j - home) & mask) >= ((j - hole) & mask)) {
+        index[hole] = index[j];
+        hole = j;
+      }
+    }
+    index[hole] = 0;
     this.names[id] = undefined;
     this.freeIds.push(id);
+    this.count--;
   }
 
-  private grow(): void {
-    const n = this.epoch.length * 2;
+  private growIndex(): void {
+    const old = this.index;
+    const index = new Int32Array(old.length * 2);
+    const mask = index.length - 1;
+    const shift = this.shift - 1;
+    for (let k = 0; k < old.length; k++) {
+      const v = old[k];
+      if (v === 0) continue;
+      let i = Math.imul(this.hashes[v - 1], 0x9e3779b1) >>> shift;
+      while (index[i] !== 0) i = (i + 1) & mask;
+      index[i] = v;
+    }
+    this.index = index;
+    this.shift = shift;
+  }
+
+  /** Rows grow by half (not doubling): an idle topic's row slack stays under 50 %. */
+  private growRows(): void {
+    const n = this.epoch.length + (this.epoch.length >> 1);
     const grow32 = (a: Uint32Array) => { const b = new Uint32Array(n); b.set(a); return b; };
+    this.hashes = grow32(this.hashes);
     this.epoch = grow32(this.epoch);
     this.interest = grow32(this.interest);
     this.touchedSec = grow32(this.touchedSec);
