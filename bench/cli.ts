@@ -160,14 +160,16 @@ function runCommand(): Command {
     .addOption(opt('--sizes <list>', 'idle-memory: session counts to measure at, e.g. 1000,5000,19000', 'SIZES').argParser((t: string) => t.split(',').map((x) => int(1, 10_000_000)(x.trim()))))
     .addOption(opt('--max-pending <n>', 'handshakes in progress at once per benchsub process', 'MAX_PENDING').argParser(int(1, 1_000_000)))
     .addOption(opt('--settle-seconds <n>', 'idle-memory: seconds to let the server settle before each RSS reading (default 3)', 'SETTLE_SECONDS').argParser(positive))
-    .addOption(opt('--peers <list>', `peers to run in the same harness (${PEERS.join(',')}, or none)`, 'PEERS').default(PEERS.join(',')))
+    .addOption(opt('--peers <list>', `peers to run in the same harness (${PEERS.join(',')}, or none); reference-scaled runs them only when given`, 'PEERS').default(PEERS.join(',')))
     .addOption(opt('--results-dir <dir>', 'where to write the results', 'RESULTS_DIR').default(DEFAULT_RESULTS_DIR))
     .addOption(opt('--engine <engine>', 'benchsub engine: auto, native or js', 'ENGINE').choices(['auto', 'native', 'js']).default('auto'))
     .addOption(opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready', 'CONNECT_TIMEOUT').argParser(positive).default(120))
     .option('--no-progress', 'no progress bar')
-    .action(async (scenario: string, o) => {
+    .action(async (scenario: string, o, cmd: Command) => {
       if (!(SCENARIOS as readonly string[]).includes(scenario)) throw new InvalidArgumentError(`unknown scenario ${scenario}; expected one of ${SCENARIOS.join(', ')}`);
-      const peers = o.peers === 'none' || o.peers === '' ? [] : (o.peers as string).split(',').map((p) => p.trim());
+      // reference-scaled takes minutes per target: the peers only when asked for (--peers or its variable).
+      const defaultPeers = scenario === 'reference-scaled' && cmd.getOptionValueSource('peers') === 'default';
+      const peers = defaultPeers || o.peers === 'none' || o.peers === '' ? [] : (o.peers as string).split(',').map((p) => p.trim());
       for (const p of peers) if (!PEERS.includes(p as TargetKind)) throw new InvalidArgumentError(`unknown peer ${p}; expected ${PEERS.join(', ')} or none`);
       const workgroupsList = [...new Set(o.workgroups as number[])];
       const cacheMessagesList = o.cacheMessages ? [...new Set(o.cacheMessages as number[])] : null;

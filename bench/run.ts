@@ -25,8 +25,8 @@ const RUNNERS: Record<Scenario, RunOne> = {
   'idle-memory': idleMemory,
 };
 
-/** Scenarios that run the peers too (reference-scaled measures c10m alone). */
-const WITH_PEERS: Scenario[] = ['fanout', 'connect-storm', 'idle-memory'];
+/** Scenarios that run the peers too (reference-scaled only with an explicit --peers: bench/cli.ts). */
+const WITH_PEERS: Scenario[] = ['reference-scaled', 'fanout', 'connect-storm', 'idle-memory'];
 
 export const DEFAULT_RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 

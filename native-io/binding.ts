@@ -8,6 +8,8 @@ export type NativeArenaPath = 'hugetlb' | 'thp' | 'normal';
 /** What src/*.cc export; see native-io/README.md for each function. */
 export interface NativeBinding {
   allocShared(bytes: number, hugePages?: boolean): { buffer: SharedArrayBuffer; path: NativeArenaPath; bytes: number };
+  /** Absent from builds older than this file (C10M_NATIVE_ADDON may name one). */
+  allocSharedAsync?(bytes: number, hugePages?: boolean): Promise<{ buffer: SharedArrayBuffer; path: NativeArenaPath; bytes: number }>;
   arenaStats(): { hugetlbBytes: number; thpBytes: number; normalBytes: number; jsBytes: number };
   attachIpHash(port: number, groups: number): { attached: true; fd: number; sockets: number; fds: number[] };
   noFileLimit(): { soft: number; hard: number };

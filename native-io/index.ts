@@ -50,6 +50,28 @@ export interface AllocSharedOptions {
  * lets go of it.
  */
 export function allocShared(bytes: number, options: AllocSharedOptions = {}): SharedArena {
+  const hugePages = hugePagesOption(options);
+  if (native.binding) return native.binding.allocShared(bytes, hugePages);
+  return fallback.allocShared(bytes);
+}
+
+/**
+ * allocShared off this thread: the addon maps the memory and faults every
+ * page of it in (MADV_POPULATE_WRITE) on a libuv pool thread, and the
+ * promise gives the SharedArrayBuffer once that is done. For memory needed
+ * soon but not now: a loop that writes into it later takes no page fault
+ * and no huge-page zeroing (the cache's next segment: workgroups/cache.ts).
+ * Bad arguments throw at once, like allocShared; a failed mapping rejects.
+ * The fallback allocates on this thread and resolves.
+ */
+export function allocSharedAsync(bytes: number, options: AllocSharedOptions = {}): Promise<SharedArena> {
+  const hugePages = hugePagesOption(options);
+  if (native.binding?.allocSharedAsync) return native.binding.allocSharedAsync(bytes, hugePages);
+  if (native.binding) return Promise.resolve(native.binding.allocShared(bytes, hugePages));
+  return Promise.resolve(fallback.allocShared(bytes));
+}
+
+function hugePagesOption(options: AllocSharedOptions): boolean {
   if (typeof options !== 'object' || options === null) {
     const err = new TypeError('The "options" argument must be of type object.');
     (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
@@ -61,8 +83,7 @@ export function allocShared(bytes: number, options: AllocSharedOptions = {}): Sh
     (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
     throw err;
   }
-  if (native.binding) return native.binding.allocShared(bytes, hugePages);
-  return fallback.allocShared(bytes);
+  return hugePages;
 }
 
 export interface ArenaStats {

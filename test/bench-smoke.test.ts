@@ -118,6 +118,17 @@ describe('bench run, each scenario at small numbers', () => {
     expect(r.charts.map((c) => c.title)).toEqual(['Latency per second (ms)', 'Delivered messages per second']);
   });
 
+  test('reference-scaled with --peers uws: the raw uWS peer in the same run, every message exact, latency ratios', async () => {
+    const r = await runScenario(['reference-scaled', '--connections', '200', '--duration', '2', '--warmup', '0', '--peers', 'uws']);
+    expect(r.targets.map((t) => t.name)).toEqual(['c10m', 'uws']);
+    for (const t of r.targets) {
+      expect(t.figures.delivered).toBe(t.figures.published);
+      expect(t.figures.published as number).toBeGreaterThan(300);
+    }
+    expect(r.checks.map((c) => c.name)).toEqual(expect.arrayContaining(['uws: every session got exactly its messages']));
+    expect(r.ratios.filter((x) => x.peer === 'uws').map((x) => x.key)).toEqual(expect.arrayContaining(['p99Ms']));
+  });
+
   test('fanout: ramps the rate on c10m and the socket.io peer, with ratios', async () => {
     const r = await runScenario(['fanout', '--connections', '120', '--topics', '4', '--step-seconds', '2', '--steps', '2', '--peers', 'socketio']);
     expect(r.targets.map((t) => t.name)).toEqual(['c10m', 'socketio']);

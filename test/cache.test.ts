@@ -335,6 +335,57 @@ describe('replay', () => {
     }
   });
 
+  test('prefetch: after the first segment, each new one is a chunk given ahead of need; a failed or bad prefetch falls back to allocate', async () => {
+    const chunk = 65536;
+    let allocations = 0;
+    let asked = 0;
+    let mode: 'ok' | 'reject' | 'short' = 'ok';
+    const given: ArrayBuffer[] = [];
+    const cache = new MessageCache({
+      arenaChunkBytes: chunk,
+      maxMessagesPerTopic: 100_000,
+      maxBytesPerTopic: 64 * 1024 * 1024,
+      allocate: (n) => { allocations++; return new ArrayBuffer(n); },
+      prefetch: async (n) => {
+        asked++;
+        if (mode === 'reject') throw new Error('no memory today');
+        const b = new ArrayBuffer(mode === 'short' ? n - 8 : n);
+        if (mode === 'ok') given.push(b);
+        return b;
+      },
+    });
+    const settle = () => new Promise((r) => setImmediate(r));
+    // About 60 messages of 1,000 bytes per 64 KiB segment: 600 messages fill ten segments.
+    let seq = 0;
+    const grow = async (segments: number) => {
+      for (let i = 0; i < segments; i++) {
+        for (let k = 0; k < 60; k++) cache.append(1, ++seq, T0, 0, payload(1, seq, 1000));
+        await settle();
+      }
+    };
+    await grow(10);
+    // The first segment from allocate; every later one from a prefetched chunk, asked for when the one before was taken.
+    expect(allocations).toBe(1);
+    expect(cache.prefetchedSegments).toBeGreaterThanOrEqual(9);
+    expect(asked).toBe(cache.prefetchedSegments + 1);
+    // The chunk waiting for the next segment is counted as held memory.
+    expect(cache.arenaBytes).toBeGreaterThanOrEqual(cache.logBytes + chunk);
+    mode = 'reject';
+    await settle(); // (the request in flight was already answered; the next ones fail)
+    const before = { allocations, prefetched: cache.prefetchedSegments };
+    await grow(5);
+    expect(cache.prefetchFailures).toBeGreaterThanOrEqual(3);
+    expect(allocations - before.allocations).toBeGreaterThanOrEqual(3);
+    mode = 'short';
+    await grow(3);
+    expect(cache.prefetchFailures).toBeGreaterThanOrEqual(5);
+    // Whatever the chunks came from, every message is intact.
+    const got = replay(cache, 1, 0);
+    expect(got.length).toBe(seq);
+    for (const m of got) if (!Buffer.from(m.data).equals(Buffer.from(payload(1, m.seq, 1000)))) throw new Error(`message ${m.seq} damaged`);
+    expect(given.length).toBeGreaterThanOrEqual(9);
+  });
+
   test('a quiet topic stays oldest while a hot topic churns through the log', () => {
     // The hot topic's count evictions leave the log full of dead entries; the cleaner moves the quiet topic's forward.
     const cache = new MessageCache({ maxMessagesPerTopic: 5, maxTotalBytes: 100 * stored(8) });

@@ -95,6 +95,15 @@ export interface MessageCacheOptions {
   arenaChunkBytes?: number;
   /** Gives the arena chunks, e.g. (n) => native-io allocShared(n).buffer. Default new ArrayBuffer. */
   allocate?: ArenaAllocator;
+  /**
+   * Gives an arena chunk later, e.g. (n) => native-io allocSharedAsync(n)
+   * (mapped and faulted in on another thread). With it, the log keeps one
+   * chunk ready for its next segment, asked for when the last one is taken,
+   * so that growing the log does not stop the owner's loop for the mapping
+   * and the first write to each page (1–11 ms per 2 MiB segment measured,
+   * bench/README.md). Without it, or while none is ready, `allocate`.
+   */
+  prefetch?: (bytes: number) => Promise<ArrayBufferLike | Uint8Array>;
 }
 
 export interface SeqRange {
@@ -178,6 +187,13 @@ export class MessageCache {
   snapshotBytes = 0;
 
   private readonly allocate: ArenaAllocator;
+  private readonly prefetch: ((bytes: number) => Promise<ArrayBufferLike | Uint8Array>) | null;
+  /** A chunk given by prefetch, not yet a segment (counted in arenaBytes). */
+  private ready: { buffer: ArrayBufferLike; offset: number } | null = null;
+  private prefetching = false;
+  /** Segments made from a prefetched chunk, and prefetches that failed (then `allocate` is used). */
+  prefetchedSegments = 0;
+  prefetchFailures = 0;
   private readonly posShift: number;
   private readonly posMask: number;
 
@@ -243,6 +259,7 @@ export class MessageCache {
     this.posMask = (1 << this.posShift) - 1;
     this.maxSegments = Math.ceil((this.maxTotalBytes * CLEAN_RATIO) / chunk) + 2;
     this.allocate = options.allocate ?? defaultAllocator;
+    this.prefetch = options.prefetch ?? null;
     this.snapArena = new BlockArena(chunk, this.allocate);
   }
 
@@ -262,7 +279,7 @@ export class MessageCache {
 
   /** Bytes of arena chunks held: the log's segments, spare segments and the snapshot arena. */
   get arenaBytes(): number {
-    return this.segAllocated * this.arenaChunkBytes + this.snapArena.arenaBytes;
+    return (this.segAllocated + (this.ready === null ? 0 : 1)) * this.arenaChunkBytes + this.snapArena.arenaBytes;
   }
 
   /** Bytes of the typed arrays beside the arenas (topic rows, segment table, snapshot unit table and heap). */
@@ -816,7 +833,16 @@ export class MessageCache {
   private acquireSegment(): number {
     if (this.freeSegs.length > 0) return this.freeSegs.pop() as number;
     const bytes = this.arenaChunkBytes;
-    const { buffer, offset } = takeChunk(this.allocate, bytes);
+    let chunk = this.ready;
+    if (chunk !== null) {
+      this.ready = null;
+      this.prefetchedSegments++;
+    } else {
+      chunk = takeChunk(this.allocate, bytes);
+    }
+    const { buffer, offset } = chunk;
+    // The next new segment's chunk, asked for now, while the log has room to grow into it.
+    if (this.prefetch !== null && !this.prefetching && this.segAllocated + 2 <= this.maxSegments) this.prefetchChunk();
     const s = this.releasedSegIds.length > 0 ? (this.releasedSegIds.pop() as number) : this.segIdsUsed++;
     if (s >= this.segEnd.length) {
       const e = new Uint32Array(this.segEnd.length * 2);
@@ -833,6 +859,27 @@ export class MessageCache {
     this.segLive[s] = 0;
     this.segAllocated++;
     return s;
+  }
+
+  private prefetchChunk(): void {
+    this.prefetching = true;
+    const bytes = this.arenaChunkBytes;
+    (this.prefetch as (bytes: number) => Promise<ArrayBufferLike | Uint8Array>)(bytes).then(
+      (r) => {
+        this.prefetching = false;
+        if (this.ready !== null) return;
+        try {
+          this.ready = takeChunk(() => r, bytes);
+        } catch {
+          this.prefetchFailures++;
+        }
+      },
+      () => {
+        // Not fatal: the next segment comes from `allocate`, on this thread, which says why if it fails too.
+        this.prefetching = false;
+        this.prefetchFailures++;
+      },
+    );
   }
 
   // ---- Internals: snapshot expiry heap ----

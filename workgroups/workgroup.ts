@@ -18,7 +18,7 @@
 // threads: rings only (workgroups/ring.ts, records in workgroups/records.ts).
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
-import { allocShared } from '../native-io';
+import { allocShared, allocSharedAsync } from '../native-io';
 import { loadUws, type TemplatedApp, type WebSocket, type HttpResponse, type HttpRequest, type us_listen_socket, type Uws } from '../native-io/uws';
 import {
   ENCODING_JSON,
@@ -220,6 +220,8 @@ export class Workgroup {
       maxTotalBytes: Math.max(o.cacheBytes, 64 * 1024),
       arenaChunkBytes: arenaChunkFor(o.maxPayloadBytes),
       allocate: arena,
+      // The next segment mapped and faulted in on a pool thread, not in the middle of a publish.
+      prefetch: (bytes) => allocSharedAsync(bytes).then((a) => a.buffer),
     });
     // Gauges start from zero; counters continue across restarts.
     for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES]) this.stats[g] = 0;

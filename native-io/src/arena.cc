@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -115,29 +116,38 @@ bool TryThp(size_t bytes, size_t page, Mapping* out) {
   return true;
 }
 
-Napi::Value AllocShared(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
+// Maps `bytes` of arena memory, best path first; false with errno when even
+// ordinary pages cannot be mapped. Touches nothing in JS: safe on any thread.
+bool MapArena(size_t bytes, bool huge_pages, Mapping* out, int* err) {
   size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  double phys = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(page);
-  size_t bytes = static_cast<size_t>(IntegerArg(info, 0, "bytes", 1, phys, "the physical memory"));
-  bool huge_pages = true;
-  if (info.Length() > 1 && !info[1].IsUndefined()) {
-    if (!info[1].IsBoolean()) ThrowTypeError(env, "The \"hugePages\" argument must be of type boolean.");
-    huge_pages = info[1].As<Napi::Boolean>().Value();
+  if (huge_pages && (TryHugeTlb(bytes, out) || TryThp(bytes, page, out))) return true;
+  size_t len = RoundUp(bytes, page);
+  void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) {
+    *err = errno;
+    return false;
   }
+  *out = {p, len, ArenaPath::kNormal};
+  return true;
+}
 
-  Mapping m{};
-  bool ok = huge_pages && (TryHugeTlb(bytes, &m) || TryThp(bytes, page, &m));
-  if (!ok) {
-    size_t len = RoundUp(bytes, page);
-    void* p = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-      ThrowErrno(env, errno, "mmap",
-                 "allocShared could not map " + std::to_string(bytes) + " bytes of memory for a shared arena");
-    }
-    m = {p, len, ArenaPath::kNormal};
-  }
+// Faults every page of the mapping in for writing, so that the thread that
+// later writes to it takes no page fault (and no huge-page zeroing) there.
+// MADV_POPULATE_WRITE (Linux 5.14) keeps transparent huge pages whole; else
+// one write per base page (the memory is zero already: writing zero keeps it).
+void Prefault(const Mapping& m) {
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+  if (madvise(m.base, m.mapped_bytes, MADV_POPULATE_WRITE) == 0) return;
+  size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  volatile uint8_t* p = static_cast<volatile uint8_t*>(m.base);
+  for (size_t off = 0; off < m.mapped_bytes; off += page) p[off] = 0;
+}
 
+// The SharedArrayBuffer over a mapping, and the {buffer, path, bytes} object
+// JS gets. Takes ownership of the mapping (released with the buffer).
+Napi::Object WrapArena(Napi::Env env, size_t bytes, const Mapping& m) {
   auto* mapping = new Mapping(m);
   std::shared_ptr<v8::BackingStore> store =
       v8::SharedArrayBuffer::NewBackingStore(m.base, bytes, ReleaseMapping, mapping);
@@ -146,7 +156,7 @@ Napi::Value AllocShared(const Napi::CallbackInfo& info) {
   v8::Local<v8::SharedArrayBuffer> sab = v8::SharedArrayBuffer::New(isolate, store);
   // node's N-API hands out a napi_value as the address of a V8 handle slot
   // (v8impl::JsValueFromV8LocalValue); this is the same conversion, inside the
-  // HandleScope that N-API opened for this call.
+  // HandleScope that N-API opened for this call (or for the async completion).
   napi_value buffer = reinterpret_cast<napi_value>(*sab);
 
   Napi::Object result = Napi::Object::New(env);
@@ -154,6 +164,94 @@ Napi::Value AllocShared(const Napi::CallbackInfo& info) {
   result.Set("path", Napi::String::New(env, PathName(m.path)));
   result.Set("bytes", Napi::Number::New(env, static_cast<double>(m.mapped_bytes)));
   return result;
+}
+
+size_t BytesArg(const Napi::CallbackInfo& info) {
+  double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+  double phys = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * page;
+  return static_cast<size_t>(IntegerArg(info, 0, "bytes", 1, phys, "the physical memory"));
+}
+
+bool HugePagesArg(const Napi::CallbackInfo& info) {
+  if (info.Length() > 1 && !info[1].IsUndefined()) {
+    if (!info[1].IsBoolean()) ThrowTypeError(info.Env(), "The \"hugePages\" argument must be of type boolean.");
+    return info[1].As<Napi::Boolean>().Value();
+  }
+  return true;
+}
+
+Napi::Value AllocShared(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  size_t bytes = BytesArg(info);
+  bool huge_pages = HugePagesArg(info);
+  Mapping m{};
+  int err = 0;
+  if (!MapArena(bytes, huge_pages, &m, &err)) {
+    ThrowErrno(env, err, "mmap", "allocShared could not map " + std::to_string(bytes) + " bytes of memory for a shared arena");
+  }
+  return WrapArena(env, bytes, m);
+}
+
+// allocSharedAsync: the mapping and its page faults on a libuv pool thread,
+// the SharedArrayBuffer made on the calling thread when they are done. For
+// arenas needed soon but not now (the next cache segment): the caller's loop
+// never waits for the kernel to map or zero the memory.
+class AllocWorker : public Napi::AsyncWorker {
+ public:
+  AllocWorker(Napi::Env env, size_t bytes, bool huge_pages)
+      : Napi::AsyncWorker(env, "c10m:allocSharedAsync"), deferred_(Napi::Promise::Deferred::New(env)), bytes_(bytes), huge_pages_(huge_pages) {}
+
+  ~AllocWorker() override {
+    // Mapped but never handed to JS (the environment went away first).
+    if (mapped_ && !wrapped_) munmap(m_.base, m_.mapped_bytes);
+  }
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    if (!MapArena(bytes_, huge_pages_, &m_, &err_)) {
+      SetError("mmap");
+      return;
+    }
+    mapped_ = true;
+    Prefault(m_);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    wrapped_ = true;
+    deferred_.Resolve(WrapArena(env, bytes_, m_));
+  }
+
+  void OnError(const Napi::Error& /*e*/) override {
+    Napi::Env env = Env();
+    Napi::Error e = Napi::Error::New(env, "allocSharedAsync could not map " + std::to_string(bytes_) +
+                                              " bytes of memory for a shared arena (mmap: " + std::strerror(err_) + ", " +
+                                              ErrnoName(err_) + ")");
+    e.Set("code", Napi::String::New(env, ErrnoName(err_)));
+    e.Set("errno", Napi::Number::New(env, err_));
+    e.Set("syscall", Napi::String::New(env, "mmap"));
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  size_t bytes_;
+  bool huge_pages_;
+  Mapping m_{};
+  int err_ = 0;
+  bool mapped_ = false;
+  bool wrapped_ = false;
+};
+
+Napi::Value AllocSharedAsync(const Napi::CallbackInfo& info) {
+  size_t bytes = BytesArg(info);
+  bool huge_pages = HugePagesArg(info);
+  auto* worker = new AllocWorker(info.Env(), bytes, huge_pages);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 Napi::Value ArenaStats(const Napi::CallbackInfo& info) {
@@ -170,6 +268,7 @@ Napi::Value ArenaStats(const Napi::CallbackInfo& info) {
 
 void InitArena(Napi::Env env, Napi::Object exports) {
   exports.Set("allocShared", Napi::Function::New(env, AllocShared, "allocShared"));
+  exports.Set("allocSharedAsync", Napi::Function::New(env, AllocSharedAsync, "allocSharedAsync"));
   exports.Set("arenaStats", Napi::Function::New(env, ArenaStats, "arenaStats"));
 }
 
