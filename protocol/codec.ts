@@ -77,7 +77,8 @@ export function parseMsgpackCommand(bytes: Uint8Array): Command | ProtocolError 
   // Publishes, once per message: the envelope read in place, the data kept encoded.
   const fast = readRawPub(bytes);
   if (fast !== null) {
-    const cmd = validateCommand({ id: fast.id, op: 'pub', topic: fast.topic, data: fast.raw ?? undefined, ack: fast.ack, retain: fast.retain, ts: fast.ts });
+    // The envelope object is validated as it is (no copy per message): it has every field a pub has.
+    const cmd = validateCommand(fast);
     if (!(cmd instanceof ProtocolError) && cmd.op === 'pub') cmd.raw = fast.raw;
     return cmd;
   }

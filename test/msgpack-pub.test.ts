@@ -95,6 +95,19 @@ describe('msgpack pub fast path', () => {
     expect(fast).toBeGreaterThan(950);
   });
 
+  test('topics and ids of every length from 0 to 40 characters, ASCII and not, read as the general path reads them', () => {
+    for (let l = 0; l <= 40; l++) {
+      for (const topic of ['/' + 'abcdefghij'.repeat(5).slice(0, Math.max(0, l - 1)), '/é' + 'x'.repeat(Math.max(0, l - 2))]) {
+        const t = topic.slice(0, Math.max(1, l));
+        const frame = packr.pack({ id: 'k'.repeat(l), op: 'pub', topic: t, data: 1 });
+        const fast = readRawPub(frame);
+        expect(fast).not.toBeNull();
+        expect({ l, topic: fast?.topic, id: fast?.id }).toEqual({ l, topic: t, id: 'k'.repeat(l) });
+        expect({ l, got: meaning(parseMsgpackCommand(frame)) }).toEqual({ l, got: meaning(generalPath(frame)) });
+      }
+    }
+  });
+
   test('every truncation of a publish gives the general path\'s answer (BAD_MSGPACK), never a command', () => {
     const r = rng(7);
     for (let i = 0; i < 40; i++) {
