@@ -469,9 +469,11 @@ export class Workgroup {
     let flags = 0;
     if (encodingParam === 'msgpack') flags |= SessionFlag.MSGPACK;
     else if (encodingParam !== '' && encodingParam !== 'json') return this.refuse(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'encoding must be json or msgpack');
-    const ipHash = addressHash(res.getRemoteAddress());
     const cap = this.options.maxConnectionsPerIp;
+    // The address costs a getpeername() and an ArrayBuffer: read only when a per-address cap needs it.
+    let ipHash = 0;
     if (cap > 0) {
+      ipHash = addressHash(res.getRemoteAddress());
       // IP hashing puts every connection of an address in this workgroup: a local count is the whole count.
       if (this.ipTable.count(ipHash) >= cap) return this.refuse(res, '429 Too Many Requests', ErrorCode.BAD_REQUEST, `at most ${cap} connections per address`);
       this.ipTable.add(ipHash);
