@@ -29,6 +29,15 @@ const NOT_SCALAR = Symbol('not scalar');
 
 /** Reads a msgpack pub command without decoding its data, or returns null (use the general path). */
 export function readRawPub(b: Uint8Array): RawPub | null {
+  const out = readRawEnvelope(b);
+  return out !== null && out.op === 'pub' ? out : null;
+}
+
+/**
+ * Reads a map of scalar fields and one `data` value kept encoded, whatever
+ * its op (none, for an HTTP publish body), or returns null (use the general path).
+ */
+export function readRawEnvelope(b: Uint8Array): RawPub | null {
   const len = b.length;
   if (len === 0) return null;
   let p = 0;
@@ -72,7 +81,7 @@ export function readRawPub(b: Uint8Array): RawPub | null {
       default: break; // unknown keys are ignored, as on the general path
     }
   }
-  if (p !== len || out.op !== 'pub') return null;
+  if (p !== len) return null;
   return out;
 }
 

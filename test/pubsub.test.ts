@@ -1,5 +1,7 @@
 import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
+import { packr, unpackr } from '../protocol/codec';
+import { decodeBinaryFrame, isBinaryFrame } from '../protocol/frame';
 
 let server: TestServer;
 const clients: TestClient[] = [];
@@ -46,6 +48,38 @@ test('publish over HTTP (JSON and msgpack bodies) reaches subscribers and answer
   expect(r2.body.seq).toBe((r1.body.seq as number) + 1);
   await sub.until(() => sub.deliveries.length === 2);
   expect(sub.deliveries.map((d) => d.data)).toEqual([[1, 2, 3], 'packed']);
+});
+
+test('msgpack data reaches msgpack subscribers byte for byte, published over WebSocket and over HTTP', async () => {
+  const sub = await client('msgpack');
+  const payloads: Buffer[] = [];
+  sub.ws.on('message', (data: Buffer, isBinary: boolean) => {
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    if (isBinary && isBinaryFrame(bytes)) payloads.push(Buffer.from(decodeBinaryFrame(bytes).payload));
+  });
+  await sub.sub(['/bytes']);
+  // Encodings msgpackr would not choose itself: a float32, an int8 for a small positive number, a
+  // str8 for a short string, a map16 with one entry. Decoding and encoding again would change them.
+  const data = Buffer.from([0x94, 0xca, 0x3f, 0xc0, 0x00, 0x00, 0xd0, 0x05, 0xd9, 0x02, 0x68, 0x69, 0xde, 0x00, 0x01, 0xa1, 0x6b, 0xc3]);
+  expect(unpackr.unpack(data)).toEqual([1.5, 5, 'hi', { k: true }]);
+  expect(Buffer.from(packr.pack([1.5, 5, 'hi', { k: true }])).equals(data)).toBe(false);
+  // The envelope written by hand around those bytes: {id, op, topic, data} and {topic, data}.
+  const str = (t: string) => Buffer.concat([Buffer.from([0xa0 | t.length]), Buffer.from(t)]);
+  const ws = Buffer.concat([Buffer.from([0x84]), str('id'), Buffer.from([0x07]), str('op'), str('pub'), str('topic'), str('/bytes'), str('data'), data]);
+  const http = Buffer.concat([Buffer.from([0x82]), str('topic'), str('/bytes'), str('data'), data]);
+  const pub = await client('msgpack');
+  pub.ws.send(ws);
+  await sub.until(() => payloads.length === 1);
+  const res = await fetch(`http://127.0.0.1:${server.port}/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: http });
+  expect(res.status).toBe(200);
+  await sub.until(() => payloads.length === 2);
+  expect(payloads.map((b) => b.toString('hex'))).toEqual([data.toString('hex'), data.toString('hex')]);
+  // And a JSON subscriber of the same messages gets their value.
+  const j = await client('json');
+  await j.sub(['/bytes']);
+  await fetch(`http://127.0.0.1:${server.port}/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/msgpack' }, body: http });
+  await j.until(() => j.deliveries.length === 1);
+  expect(j.deliveries[0].data).toEqual([1.5, 5, 'hi', { k: true }]);
 });
 
 test('JSON and msgpack subscribers on one topic receive the same message', async () => {

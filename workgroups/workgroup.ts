@@ -36,6 +36,7 @@ import {
   packr,
   unpackr,
 } from '../protocol/codec';
+import { readRawEnvelope } from '../protocol/msgpack-pub';
 import { CloseCode, CloseReason, ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
 import { Stat, recordLatency } from '../protocol/stats';
@@ -1268,8 +1269,10 @@ export class Workgroup {
       }
       let value: unknown;
       if (body.length === 0) return this.httpError(res, '400 Bad Request', encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK, 'empty body');
+      // msgpack: the fields read in place and the data kept as the publisher's bytes, as for a WebSocket pub.
+      const fast = encoding === ENCODING_MSGPACK ? readRawEnvelope(body) : null;
       try {
-        value = encoding === ENCODING_JSON ? JSON.parse(body.toString('utf8')) : unpackr.unpack(body);
+        value = fast !== null ? fast : encoding === ENCODING_JSON ? JSON.parse(body.toString('utf8')) : unpackr.unpack(body);
       } catch {
         return this.httpError(res, '400 Bad Request', encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK, encoding === ENCODING_JSON ? 'body is not valid JSON' : 'body is not valid msgpack');
       }
@@ -1280,7 +1283,7 @@ export class Workgroup {
       if (v.data === undefined) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_DATA, 'a publish needs data');
       if (v.retain !== undefined && typeof v.retain !== 'boolean') return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'retain must be a boolean');
       if (v.ts !== undefined && (typeof v.ts !== 'number' || !Number.isSafeInteger(v.ts) || v.ts < 0)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'ts must be a whole number of microseconds');
-      const req = this.makePublish(v.topic as string, encoding, v.data, v.retain === true, (v.ts as number | undefined) ?? null);
+      const req = this.makePublish(v.topic as string, encoding, v.data, v.retain === true, (v.ts as number | undefined) ?? null, fast === null ? null : fast.raw);
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
       this.stats[Stat.HTTP_PUBLISHES]++;
       const token = this.takeToken();
