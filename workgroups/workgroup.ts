@@ -702,21 +702,34 @@ export class Workgroup {
     }
     this.stats[Stat.MESSAGES_IN]++;
     const receivedAtMicros = nowMicros();
-    return { topic, flags, data: bytes, json, tsMicros: ts ?? receivedAtMicros, receivedAtMicros };
+    // One request object reused: routePublish consumes it before the next publish is read.
+    const req = this.pubReq;
+    req.topic = topic;
+    req.flags = flags;
+    req.data = bytes;
+    req.json = json;
+    req.tsMicros = ts ?? receivedAtMicros;
+    req.receivedAtMicros = receivedAtMicros;
+    return req;
   }
+
+  private readonly pubReq: PublishRequest = { topic: '', flags: 0, data: EMPTY_BUFFER, json: null, tsMicros: 0, receivedAtMicros: 0 };
 
   private routePublish(req: PublishRequest, token: number): void {
     const owner = ownerOf(req.topic, this.count);
     if (owner === this.id) {
       this.sequence(req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, this.id, token);
-      return;
+    } else {
+      const r = this.record(RecordType.PUBLISH, req.flags, req.topic);
+      r.token = token;
+      r.ts = req.tsMicros;
+      r.receivedAt = req.receivedAtMicros;
+      r.data = req.data;
+      this.send(owner);
     }
-    const r = this.record(RecordType.PUBLISH, req.flags, req.topic);
-    r.token = token;
-    r.ts = req.tsMicros;
-    r.receivedAt = req.receivedAtMicros;
-    r.data = req.data;
-    this.send(owner);
+    // The frame's bytes are copied by now (cache, frames, ring): let go of them.
+    req.data = EMPTY_BUFFER;
+    req.json = null;
   }
 
   // ---- the owner's side -----------------------------------------------
