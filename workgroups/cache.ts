@@ -842,7 +842,7 @@ export class MessageCache {
     }
     const { buffer, offset } = chunk;
     // The next new segment's chunk, asked for now, while the log has room to grow into it.
-    if (this.prefetch !== null && !this.prefetching && this.segAllocated + 2 <= this.maxSegments) this.prefetchChunk();
+    if (this.prefetch !== null && !this.prefetching && this.segAllocated + 2 <= this.maxSegments) this.prefetchChunk(this.prefetch);
     const s = this.releasedSegIds.length > 0 ? (this.releasedSegIds.pop() as number) : this.segIdsUsed++;
     if (s >= this.segEnd.length) {
       const e = new Uint32Array(this.segEnd.length * 2);
@@ -861,10 +861,10 @@ export class MessageCache {
     return s;
   }
 
-  private prefetchChunk(): void {
+  private prefetchChunk(prefetch: (bytes: number) => Promise<ArrayBufferLike | Uint8Array>): void {
     this.prefetching = true;
     const bytes = this.arenaChunkBytes;
-    (this.prefetch as (bytes: number) => Promise<ArrayBufferLike | Uint8Array>)(bytes).then(
+    prefetch(bytes).then(
       (r) => {
         this.prefetching = false;
         if (this.ready !== null) return;

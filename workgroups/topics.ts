@@ -23,6 +23,11 @@ export function ownerOf(topic: string, workgroups: number): number {
   return workgroups === 1 ? 0 : topicHash(topic) % workgroups;
 }
 
+/** A hash's home slot in an index of 2^(32 - shift) slots: the top bits of its Fibonacci hash. */
+function homeSlot(hash: number, shift: number): number {
+  return Math.imul(hash, 0x9e3779b1) >>> shift;
+}
+
 /** Index slots at start (a power of two): room for 1,536 topics at 3/4 full. */
 const INITIAL_INDEX = 2048;
 
@@ -70,7 +75,7 @@ export class TopicTable {
     const index = this.index;
     const mask = index.length - 1;
     const h = topicHash(topic);
-    for (let i = Math.imul(h, 0x9e3779b1) >>> this.shift; ; i = (i + 1) & mask) {
+    for (let i = homeSlot(h, this.shift); ; i = (i + 1) & mask) {
       const v = index[i];
       if (v === 0) return -1;
       const id = v - 1;
@@ -83,7 +88,7 @@ export class TopicTable {
     const index = this.index;
     const mask = index.length - 1;
     const h = topicHash(topic);
-    let i = Math.imul(h, 0x9e3779b1) >>> this.shift;
+    let i = homeSlot(h, this.shift);
     for (; ; i = (i + 1) & mask) {
       const v = index[i];
       if (v === 0) break;
@@ -118,12 +123,12 @@ export class TopicTable {
     const index = this.index;
     const mask = index.length - 1;
     const shift = this.shift;
-    let hole = Math.imul(this.hashes[id], 0x9e3779b1) >>> shift;
+    let hole = homeSlot(this.hashes[id], shift);
     while (index[hole] !== id + 1) hole = (hole + 1) & mask;
     // Backward-shift deletion (no tombstones): an entry further along the
     // run moves into the hole when the hole lies between its home and it.
     for (let j = (hole + 1) & mask; index[j] !== 0; j = (j + 1) & mask) {
-      const home = Math.imul(this.hashes[index[j] - 1], 0x9e3779b1) >>> shift;
+      const home = homeSlot(this.hashes[index[j] - 1], shift);
       if (((j - home) & mask) >= ((j - hole) & mask)) {
         index[hole] = index[j];
         hole = j;
@@ -143,7 +148,7 @@ export class TopicTable {
     for (let k = 0; k < old.length; k++) {
       const v = old[k];
       if (v === 0) continue;
-      let i = Math.imul(this.hashes[v - 1], 0x9e3779b1) >>> shift;
+      let i = homeSlot(this.hashes[v - 1], shift);
       while (index[i] !== 0) i = (i + 1) & mask;
       index[i] = v;
     }
