@@ -23,8 +23,16 @@ export const TCP_BUFFER_BYTES_PER_SOCKET = 4096;
 /** tcp_mem thresholds as multiples of the per-socket buffer budget: [no regulation below, pressure from, hard cap]. */
 export const TCP_MEM_FACTORS = [1, 1.25, 1.5] as const;
 
-/** The reference server's per-socket buffer sizes (min, default, max), for tcp_rmem and tcp_wmem. */
+/** The reference server's per-socket send buffer sizes (min, default, max), for tcp_wmem. */
 export const TCP_BUFFER_SIZES = [1024, 4096, 16384] as const;
+/**
+ * Receive buffer sizes for tcp_rmem. Not the reference's 1024: Linux 6.18
+ * refuses a tcp_rmem minimum below one page (EINVAL for "1024 4096 16384";
+ * "4096 4096 16384" is accepted, and tcp_wmem still takes 1024), and older
+ * kernels accept 4096 too. The minimum only matters under memory pressure,
+ * and clients send little (commands), so a page costs nothing in practice.
+ */
+export const TCP_RMEM_SIZES = [4096, 4096, 16384] as const;
 
 /** Cap for SO_RCVBUF/SO_SNDBUF set by an application (net.core.rmem_max/wmem_max), as the reference server. */
 export const SOCKET_BUFFER_MAX_BYTES = 16384;

@@ -21,6 +21,7 @@ import {
   SYSTEM_FILES_RESERVE,
   TCP_BUFFER_BYTES_PER_SOCKET,
   TCP_BUFFER_SIZES,
+  TCP_RMEM_SIZES,
   TCP_MEM_FACTORS,
   USOCKETS_LISTEN_BACKLOG,
   WORKGROUP_BASE_BYTES,
@@ -226,8 +227,8 @@ export function computeProfile(input: ProfileInput): Profile {
     },
     {
       key: 'net.ipv4.tcp_rmem',
-      value: buffers,
-      why: 'small receive buffers (min default max): clients send little (commands), so no socket holds more than 16 KiB',
+      value: TCP_RMEM_SIZES.join(' '),
+      why: 'small receive buffers (min default max): clients send little (commands), so no socket holds more than 16 KiB; the minimum is one page, the least Linux 6.18 accepts',
       mode: 'set',
       optional: false,
     },

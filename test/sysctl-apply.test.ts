@@ -11,11 +11,12 @@ import * as path from 'node:path';
 const ROOT = path.resolve(__dirname, '..');
 const APPLY = path.join(ROOT, 'sysctl/apply.sh');
 
+// A directory of its own for each test: a test that fails leaves nothing for the next one to trip on.
 let dir: string;
-beforeAll(() => {
+beforeEach(() => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'c10m-apply-'));
 });
-afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 /** Runs a bash script in a new network namespace; returns its output and status. */
 function inNamespace(script: string) {
@@ -50,7 +51,7 @@ const profile = `# test profile: keys a network namespace has of its own
 net.core.somaxconn = 1024
 # exact values
 net.ipv4.ip_local_port_range = 10240 65535
-net.ipv4.tcp_rmem = 1024 4096 16384
+net.ipv4.tcp_rmem = 4096 4096 16384
 # [at least] a minimum above the default
 net.ipv4.tcp_max_syn_backlog = 8192
 # optional: read-only in a child namespace
@@ -64,11 +65,11 @@ test('apply saves the old values first, sets the new ones, and --restore puts th
   const [before, applied, restored] = r.stdout.split('---').map(values);
   expect(r.stdout).toContain('apply=0');
   expect(r.stdout).toContain('restore=0');
-  expect(before['ipv4/tcp_rmem']).not.toBe('1024 4096 16384');
+  expect(before['ipv4/tcp_rmem']).not.toBe('4096 4096 16384');
   expect(applied).toEqual({
     'core/somaxconn': before['core/somaxconn'], // kept: already at least 1024
     'ipv4/ip_local_port_range': '10240 65535',
-    'ipv4/tcp_rmem': '1024 4096 16384',
+    'ipv4/tcp_rmem': '4096 4096 16384',
     'ipv4/tcp_max_syn_backlog': '8192',
   });
   expect(restored).toEqual(before);
@@ -82,16 +83,16 @@ test('apply saves the old values first, sets the new ones, and --restore puts th
 test('--scoped applies, runs the command, restores, and exits with its status', () => {
   write('p.conf', profile);
   const r = inNamespace(`"$A" --scoped p.conf -- sh -c 'echo "inside=$(tr -s "[:space:]" " " < /proc/sys/net/ipv4/tcp_rmem)"; exit 7'; echo "scoped=$?"; ${show}`);
-  expect(r.stdout).toContain('inside=1024 4096 16384');
+  expect(r.stdout).toContain('inside=4096 4096 16384');
   expect(r.stdout).toContain('scoped=7');
-  expect(values(r.stdout)['ipv4/tcp_rmem']).not.toBe('1024 4096 16384');
+  expect(values(r.stdout)['ipv4/tcp_rmem']).not.toBe('4096 4096 16384');
   // its temporary save file is gone after a clean restore
   expect(fs.readdirSync(dir).filter((f) => f.startsWith('c10m-sysctl-saved-'))).toEqual([]);
 });
 
 test('a required key that cannot be written puts back what was changed and exits 1', () => {
   // net.core.rmem_max is host-wide: read-only inside a child namespace
-  write('bad.conf', 'net.ipv4.tcp_rmem = 1024 4096 16384\nnet.core.rmem_max = 16384\n');
+  write('bad.conf', 'net.ipv4.tcp_rmem = 4096 4096 16384\nnet.core.rmem_max = 16384\n');
   const r = inNamespace(`${show}; echo ---; "$A" --save s2.conf bad.conf; echo "apply=$?"; ${show}`);
   const [before, after] = r.stdout.split('---').map(values);
   expect(r.stdout).toContain('apply=1');
@@ -113,4 +114,16 @@ test.each([[['--bogus']], [[]], [['--restore']], [['--scoped', 'x.conf']], [['a.
   const r = spawnSync(APPLY, args, { encoding: 'utf8', cwd: dir });
   expect(r.status).toBe(2);
   expect(r.stderr).toMatch(/^apply\.sh: /);
+});
+
+test("the generated profile's socket buffer sizes are accepted by the running kernel", () => {
+  // The keys of the shipped profile that a network namespace has of its own: written for real here.
+  const shipped = fs.readFileSync(path.join(ROOT, 'sysctl/c10m-10m.conf'), 'utf8');
+  const lines = shipped.split('\n').filter((l) => /^net\.ipv4\.tcp_[rw]mem = /.test(l));
+  expect(lines).toHaveLength(2);
+  write('buffers.conf', lines.join('\n') + '\n');
+  const r = inNamespace(`"$A" buffers.conf; echo "apply=$?"; tr -s "[:space:]" " " < /proc/sys/net/ipv4/tcp_rmem; echo; tr -s "[:space:]" " " < /proc/sys/net/ipv4/tcp_wmem`);
+  expect(r.stderr).toBe('');
+  expect(r.stdout).toContain('apply=0');
+  for (const line of lines) expect(r.stdout).toContain(line.split(' = ')[1]);
 });
