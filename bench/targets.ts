@@ -99,7 +99,8 @@ export function readCpuSeconds(pid: number): number {
 export async function startTarget(kind: TargetKind, options: TargetOptions = {}): Promise<Target> {
   let proc: ChildProcess;
   if (kind === 'c10m') {
-    const args = [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--admin-port', '0', '--workgroups', String(options.workgroups ?? 1), '--log-level', 'info', ...(options.serveArgs ?? [])];
+    // Publishers here are a few connections carrying the whole offered load: no per-session budget.
+    const args = [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--admin-port', '0', '--workgroups', String(options.workgroups ?? 1), '--log-level', 'info', '--max-commands-per-second', '0', '--max-bytes-per-second', '0', ...(options.serveArgs ?? [])];
     proc = spawn(process.execPath, [...(options.execArgv ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
     proc = spawn(process.execPath, [...(options.execArgv ?? []), benchEntry(`peers/${kind}`), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });

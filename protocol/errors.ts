@@ -39,6 +39,19 @@ export const ErrorCode = {
   OVERLOADED: 'OVERLOADED',
   /** The server failed to handle a valid request; it was logged and counted. */
   INTERNAL: 'INTERNAL',
+  /**
+   * The session sent more commands (or command bytes) this second than
+   * --max-commands-per-second (--max-bytes-per-second) allow: this command
+   * was refused, nothing was done. Slow down; a session that keeps going
+   * over is closed with 4001.
+   */
+  RATE_LIMITED: 'RATE_LIMITED',
+  /**
+   * The node holds --max-topics topics: a publish or subscription that would
+   * create one more was refused. Topics with no subscribers and nothing
+   * cached are released after a short idle time.
+   */
+  TOO_MANY_TOPICS: 'TOO_MANY_TOPICS',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -62,6 +75,8 @@ export const CloseCode = {
   INTERNAL_ERROR: 1011,
   /** The session fell too far behind (unsent bytes over --max-backpressure-bytes): resume from the last seq. */
   SLOW_CONSUMER: 4000,
+  /** The session stayed over its command budget (RATE_LIMITED for 5 s in a row, or at twice its budget): reconnect after a backoff, and send less. */
+  RATE_LIMITED: 4001,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -72,6 +87,7 @@ export const CloseReason: Record<number, string> = {
   [CloseCode.MESSAGE_TOO_BIG]: 'frame too big',
   [CloseCode.INTERNAL_ERROR]: 'internal error',
   [CloseCode.SLOW_CONSUMER]: 'slow consumer; resume from your last seq',
+  [CloseCode.RATE_LIMITED]: 'over the command budget; reconnect later and send less',
 };
 
 /** An error reply: `{"id":..,"error":{"code":..,"message":..}}`. */

@@ -23,6 +23,8 @@ export const Stat = {
   HEARTBEAT_MS: 9, // Date.now() of the last event-loop tick, written once a second
   RING_SPILL_PEAK_BYTES: 10, // the most bytes one spill queue of this workgroup has held at once since it started
   RING_SPILL_BYTES: 11, // bytes in this workgroup's spill queues now, written as they change (every workgroup reads every block's: publishes are refused past --max-ring-spill-bytes)
+  ACCEPTING_PAUSED: 12, // 1 while the workgroup has stopped accepting connections because the process is out of descriptors
+  TOPICS_FULL: 13, // 1 while the workgroup owns its share of --max-topics (written as it changes; publishers read it to ask for an answer)
   // counters
   SESSIONS_OPENED: 16,
   SESSIONS_CLOSED: 17,
@@ -49,12 +51,19 @@ export const Stat = {
   LOOP_UTILIZATION: 37, // event-loop utilization over the last second, 0..1 (perf_hooks eventLoopUtilization)
   // counters
   PUBLISHES_OVERLOADED: 38, // publishes refused with OVERLOADED (WebSocket and HTTP) because rings were backed up
+  RATE_LIMITED: 39, // commands refused with RATE_LIMITED (over a session's per-second budget)
+  RATE_LIMIT_CLOSES: 40, // sessions closed with 4001 for staying over their budget
+  TOPICS_REFUSED: 41, // publishes and subscriptions refused with TOO_MANY_TOPICS
+  ACCEPT_PAUSES: 42, // times accepting was paused for lack of descriptors
+  DELIVERY_ERRORS: 43, // message frames that could not be made for one encoding (the message was dropped for that encoding and reported)
+  LOGS_SUPPRESSED: 44, // error lines not written because their cause had already logged its share this minute
+  TOPICS_RELEASED: 45, // idle topic rows released (no interest, nothing cached)
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
 /** Names for exporters, in slot order; gauges first. */
 export const STAT_NAMES: Record<Stat, string> = Object.fromEntries(Object.entries(Stat).map(([k, v]) => [v, k.toLowerCase()])) as Record<Stat, string>;
-export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES, Stat.LISTENING, Stat.HEARTBEAT_MS, Stat.HEAP_USED_BYTES, Stat.LOOP_UTILIZATION];
+export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES, Stat.ACCEPTING_PAUSED, Stat.TOPICS_FULL, Stat.LISTENING, Stat.HEARTBEAT_MS, Stat.HEAP_USED_BYTES, Stat.LOOP_UTILIZATION];
 
 /**
  * Publish-to-write latency histogram (measured inside the server: from the

@@ -18,6 +18,9 @@ export interface Config {
   drainTimeoutSeconds: number;
   maxConnectionsPerIp: number;
   maxSubscriptionsPerSession: number;
+  maxCommandsPerSecond: number;
+  maxBytesPerSecond: number;
+  maxTopics: number;
   maxSessions: number;
   benchmarkMode: boolean;
   allowSlowFallback: boolean;
@@ -61,6 +64,9 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'drainTimeoutSeconds', flag: 'drain-timeout-seconds', kind: 'int', min: 0, max: 3600, help: 'on SIGTERM, how long to wait for sessions to close before exiting', default: () => 10 },
   { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', kind: 'int', min: 0, max: 10_000_000, help: 'sessions one client address may hold (0: no limit)', default: () => 0 },
   { key: 'maxSubscriptionsPerSession', flag: 'max-subscriptions-per-session', kind: 'int', min: 1, max: 1_000_000, help: 'topics one session may subscribe to', default: () => 1024 },
+  { key: 'maxCommandsPerSecond', flag: 'max-commands-per-second', kind: 'int', min: 0, max: 10_000_000, help: 'commands (pub, sub, unsub, ping) one session may send per second; past it they are refused with RATE_LIMITED, and a session that keeps going over is closed (4001); 0: no limit', default: () => 10_000 },
+  { key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', kind: 'int', min: 0, max: 4 * 1024 * 1024 * 1024, help: 'bytes of commands one session may send per second (as --max-commands-per-second); 0: no limit', default: () => 16 * 1024 * 1024 },
+  { key: 'maxTopics', flag: 'max-topics', kind: 'int', min: 1, max: 1_000_000_000, help: 'topics the node holds at once (split among workgroups); a publish or subscription that would create one more is refused with TOO_MANY_TOPICS', default: () => 2_000_000 },
   { key: 'maxSessions', flag: 'max-sessions', kind: 'int', min: 1, max: 100_000_000, help: 'sessions this node is sized for (checked against the descriptor limit at start)', default: () => 1_000_000 },
   { key: 'benchmarkMode', flag: 'benchmark-mode', kind: 'bool', help: "spread connections by the kernel's 4-tuple hash instead of by client address (load generators on few addresses)", default: () => false },
   { key: 'allowSlowFallback', flag: 'allow-slow-fallback', kind: 'bool', help: "start even if uWebSockets.js's native binary does not load (its pure-JS fallback is many times slower)", default: () => false },

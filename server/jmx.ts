@@ -85,6 +85,14 @@ export interface JmxDocument extends Latency {
   RingSpillPeakBytes: number;
   RingSpillBytes: number;
   PublishesOverloaded: number;
+  RateLimitedCommands: number;
+  RateLimitDisconnects: number;
+  TopicsRefused: number;
+  TopicsReleased: number;
+  AcceptPauses: number;
+  WorkgroupsNotAccepting: number;
+  DeliveryErrors: number;
+  LogsSuppressed: number;
   CacheMessages: number;
   CacheBytes: number;
   CacheEvictions: number;
@@ -218,6 +226,14 @@ export class JmxView {
       RingSpillPeakBytes: t[Stat.RING_SPILL_PEAK_BYTES],
       RingSpillBytes: t[Stat.RING_SPILL_BYTES],
       PublishesOverloaded: t[Stat.PUBLISHES_OVERLOADED],
+      RateLimitedCommands: t[Stat.RATE_LIMITED],
+      RateLimitDisconnects: t[Stat.RATE_LIMIT_CLOSES],
+      TopicsRefused: t[Stat.TOPICS_REFUSED],
+      TopicsReleased: t[Stat.TOPICS_RELEASED],
+      AcceptPauses: t[Stat.ACCEPT_PAUSES],
+      WorkgroupsNotAccepting: t[Stat.ACCEPTING_PAUSED],
+      DeliveryErrors: t[Stat.DELIVERY_ERRORS],
+      LogsSuppressed: t[Stat.LOGS_SUPPRESSED],
       CacheMessages: t[Stat.CACHE_MESSAGES],
       CacheBytes: t[Stat.CACHE_BYTES],
       CacheEvictions: t[Stat.CACHE_EVICTIONS],

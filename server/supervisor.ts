@@ -29,6 +29,7 @@ interface Slot {
 type Event =
   | { type: 'listening'; id: number; port: number; uwsNative: boolean }
   | { type: 'listen-failed'; id: number; error: string }
+  | { type: 'accepting'; id: number; accepting: boolean }
   | { type: 'drained'; id: number; closedSessions: number }
   | { type: 'fatal'; id: number; error: string };
 
@@ -155,6 +156,9 @@ export class Supervisor extends EventEmitter {
           idleTimeoutSeconds: c.idleTimeoutSeconds,
           maxConnectionsPerIp: c.maxConnectionsPerIp,
           maxSubscriptionsPerSession: c.maxSubscriptionsPerSession,
+          maxCommandsPerSecond: c.maxCommandsPerSecond,
+          maxBytesPerSecond: c.maxBytesPerSecond,
+          maxTopics: Math.ceil(c.maxTopics / this.slots.length),
           benchmarkMode: c.benchmarkMode,
           allowSlowFallback: c.allowSlowFallback,
           logLevel: c.logLevel,
@@ -183,6 +187,13 @@ export class Supervisor extends EventEmitter {
               resolve(e.port);
             }
             this.emit('listening', id);
+            break;
+          case 'accepting':
+            // Out of descriptors, a workgroup closes its listen socket and opens a new one later: the
+            // port's SO_REUSEPORT group changed, so the IP hash is attached again once all accept.
+            slot.listening = e.accepting;
+            if (e.accepting && this.slots.every((s) => s.listening)) this.attachIpHash();
+            this.emit(e.accepting ? 'listening' : 'paused', id);
             break;
           case 'listen-failed':
             if (!settled) {

@@ -642,7 +642,7 @@ describe('paced replays', () => {
   });
 
   test('--workgroups 1: one sub resuming six topics of 20,000 messages: the replays take turns (every topic starts before any one ends), each complete and in order', async () => {
-    server = await startServer(['--workgroups', '1', '--cache-messages', '20000', '--cache-topic-bytes', String(8 * 1024 * 1024)]);
+    server = await startServer(['--workgroups', '1', '--max-commands-per-second', '0', '--cache-messages', '20000', '--cache-topic-bytes', String(8 * 1024 * 1024)]);
     const TOPICS = 6;
     const N = 20_000;
     const topics = range(0, TOPICS - 1).map((k) => `/fair/${k}`);

@@ -6,3 +6,41 @@ export type Logger = pino.Logger;
 export function workgroupLogger(id: number, level: string): Logger {
   return pino({ level, base: { wg: id } }, pino.destination({ fd: 1, sync: true }));
 }
+
+/** Error lines one cause may write per window; the rest are counted and summed up in one line. */
+export const LOG_LINES_PER_CAUSE = 5;
+export const LOG_WINDOW_MS = 60_000;
+
+/**
+ * Error logs rate-limited per cause, so that a client that can make the
+ * server fail (or a bug it trips) cannot fill the disk: each cause writes at
+ * most LOG_LINES_PER_CAUSE lines a minute, then one line saying how many it
+ * left out. Causes are a few fixed strings, so the map stays small.
+ */
+export class LogLimiter {
+  private readonly windows = new Map<string, { startMs: number; lines: number; suppressed: number }>();
+
+  constructor(private readonly log: Logger, private readonly onSuppressed: () => void) {}
+
+  /** Logs at error level unless the cause has had its share this window. */
+  error(cause: string, fields: Record<string, unknown>, message: string): void {
+    const nowMs = Date.now();
+    let w = this.windows.get(cause);
+    if (w === undefined) {
+      w = { startMs: nowMs, lines: 0, suppressed: 0 };
+      this.windows.set(cause, w);
+    } else if (nowMs - w.startMs >= LOG_WINDOW_MS) {
+      if (w.suppressed > 0) this.log.error({ cause, suppressed: w.suppressed, windowSeconds: LOG_WINDOW_MS / 1000 }, `${cause}: ${w.suppressed} more lines left out`);
+      w.startMs = nowMs;
+      w.lines = 0;
+      w.suppressed = 0;
+    }
+    if (w.lines < LOG_LINES_PER_CAUSE) {
+      w.lines++;
+      this.log.error({ cause, ...fields }, message);
+      return;
+    }
+    w.suppressed++;
+    this.onSuppressed();
+  }
+}

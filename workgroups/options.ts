@@ -10,6 +10,11 @@ export interface WorkgroupOptions {
   idleTimeoutSeconds: number;
   maxConnectionsPerIp: number;
   maxSubscriptionsPerSession: number;
+  /** Per-session budget: commands and command bytes per second (0: no limit). */
+  maxCommandsPerSecond: number;
+  maxBytesPerSecond: number;
+  /** Topics this workgroup may own at once (its share of --max-topics). */
+  maxTopics: number;
   benchmarkMode: boolean;
   allowSlowFallback: boolean;
   logLevel: string;
@@ -48,6 +53,8 @@ export interface WorkgroupInit {
 export type WorkgroupEvent =
   | { type: 'listening'; id: number; port: number; uwsNative: boolean }
   | { type: 'listen-failed'; id: number; error: string }
+  /** Accepting stopped (out of descriptors) or started again; the supervisor re-attaches the IP hash when all accept. */
+  | { type: 'accepting'; id: number; accepting: boolean }
   | { type: 'drained'; id: number; closedSessions: number }
   | { type: 'fatal'; id: number; error: string };
 

@@ -25,7 +25,7 @@ export const RecordType = {
   PUBLISH: 1,
   /** owner → a workgroup with subscribers: deliver this sequenced message. */
   DELIVER: 2,
-  /** owner → origin: the publish with this token got (epoch, seq). */
+  /** owner → origin: the publish with this token got (epoch, seq), or was refused (flags: AckStatus). */
   ACK: 3,
   /** subscriber's workgroup → owner: subscribe (mark interest), maybe resume. */
   SUB: 4,
@@ -69,10 +69,20 @@ export const SubStatus = {
   EPOCH_MISMATCH: 2,
   CACHE_MISS: 3,
   UNKNOWN_POSITION: 4,
+  /** The owner holds its share of --max-topics and the topic is not one of them: nothing was subscribed. */
+  TOO_MANY_TOPICS: 5,
+} as const;
+
+/** ACK status (in the flags byte). */
+export const AckStatus = {
+  /** Sequenced: epoch and seq are the message's. */
+  OK: 0,
+  /** Refused: the topic would have been one more than the owner's share of --max-topics. */
+  TOO_MANY_TOPICS: 1,
 } as const;
 
 /** Reason strings of recovered:false, by SubStatus. */
-export const SUB_STATUS_REASON: readonly string[] = ['', '', 'epoch_mismatch', 'cache_miss', 'unknown_position'];
+export const SUB_STATUS_REASON: readonly string[] = ['', '', 'epoch_mismatch', 'cache_miss', 'unknown_position', 'too_many_topics'];
 
 /** One outbound record's fields. Reused (one per workgroup): no allocation per record. */
 export class RecordOut {

@@ -31,8 +31,17 @@ export const SessionFlag = {
 } as const;
 
 /** Fields: bytes per slot, summed for memory accounting. */
-const FIELD_BYTES = 4 /* generation */ + 1 /* state */ + 1 /* flags */ + 4 /* ipHash */ + 4 /* connectedAtSec */ + 4 /* lastActivitySec */ + 2 /* subscriptions */ + 2 /* errors */ + 4 * 4; /* messagesIn, messagesOut, bytesIn, bytesOut */
+const FIELD_BYTES = 4 /* generation */ + 1 /* state */ + 1 /* flags */ + 4 /* ipHash */ + 4 /* connectedAtSec */ + 4 /* lastActivitySec */ + 2 /* subscriptions */ + 2 /* errors */ + 4 * 4 /* messagesIn, messagesOut, bytesIn, bytesOut */ + 4 * 3 /* windowSec, windowCommands, windowBytes */ + 2 /* windowRefused */ + 1 /* strikes */ + 1; /* internalErrors */
 export const SLAB_BYTES_PER_SESSION = FIELD_BYTES;
+
+/** What spend() says of a command. */
+export const BUDGET_OK = 0;
+export const BUDGET_REFUSE = 1;
+export const BUDGET_CLOSE = 2;
+/** Seconds in a row over budget after which a session is closed rather than refused again. */
+export const RATE_LIMIT_STRIKES = 5;
+/** Refusals in one second a session may collect before it is closed, when its budget is smaller than this. */
+const MIN_REFUSALS_BEFORE_CLOSE = 100;
 
 export type ChunkAllocator = (bytes: number) => ArrayBufferLike;
 const defaultAllocator: ChunkAllocator = (bytes) => new ArrayBuffer(bytes);
@@ -46,6 +55,16 @@ interface Chunk {
   lastActivitySec: Uint32Array;
   subscriptions: Uint16Array;
   errors: Uint16Array;
+  /** The budget window (a second of the workgroup's clock) the three counters below are for. */
+  windowSec: Uint32Array;
+  /** Commands and command bytes received in that window, and commands refused with RATE_LIMITED. */
+  windowCommands: Uint32Array;
+  windowBytes: Uint32Array;
+  windowRefused: Uint16Array;
+  /** Windows in a row in which the session was refused for its budget. */
+  strikes: Uint8Array;
+  /** Commands of this session that failed inside the server (INTERNAL). */
+  internalErrors: Uint8Array;
   /** Per-session traffic counters, modulo 2^32 (4 bytes a field, not 8: they are for inspecting one session, rates come from the stats block). */
   messagesIn: Uint32Array;
   messagesOut: Uint32Array;
@@ -62,8 +81,9 @@ function makeChunk(buffer: ArrayBufferLike): Chunk {
   return {
     messagesIn: u32(), messagesOut: u32(), bytesIn: u32(), bytesOut: u32(),
     generation: u32(), ipHash: u32(), connectedAtSec: u32(), lastActivitySec: u32(),
-    subscriptions: u16(), errors: u16(),
-    state: u8(), flags: u8(),
+    windowSec: u32(), windowCommands: u32(), windowBytes: u32(),
+    subscriptions: u16(), errors: u16(), windowRefused: u16(),
+    state: u8(), flags: u8(), strikes: u8(), internalErrors: u8(),
   };
 }
 
@@ -103,6 +123,12 @@ export class SessionSlab {
     c.messagesOut[i] = 0;
     c.bytesIn[i] = 0;
     c.bytesOut[i] = 0;
+    c.windowSec[i] = nowSec;
+    c.windowCommands[i] = 0;
+    c.windowBytes[i] = 0;
+    c.windowRefused[i] = 0;
+    c.strikes[i] = 0;
+    c.internalErrors[i] = 0;
     this.used++;
     return slot;
   }
@@ -155,6 +181,39 @@ export class SessionSlab {
     c.messagesIn[i]++;
     c.bytesIn[i] += bytes;
     c.lastActivitySec[i] = nowSec;
+  }
+  /**
+   * Counts one command of `bytes` against the session's budget for this
+   * second. Returns BUDGET_OK, BUDGET_REFUSE (answer RATE_LIMITED) or
+   * BUDGET_CLOSE (the session keeps going over: close it). A limit of 0 is
+   * no limit. No allocation: called once per command.
+   */
+  spend(slot: number, bytes: number, nowSec: number, maxCommands: number, maxBytes: number): number {
+    const c = this.chunks[slot >>> CHUNK_BITS];
+    const i = slot & CHUNK_MASK;
+    if (c.windowSec[i] !== nowSec) {
+      // A new window: a session refused in the last one has one more strike, one that was not starts over.
+      const gap = nowSec - c.windowSec[i];
+      c.strikes[i] = c.windowRefused[i] > 0 && gap === 1 ? Math.min(c.strikes[i] + 1, 255) : 0;
+      c.windowSec[i] = nowSec;
+      c.windowCommands[i] = 0;
+      c.windowBytes[i] = 0;
+      c.windowRefused[i] = 0;
+    }
+    const commands = ++c.windowCommands[i];
+    const used = (c.windowBytes[i] += bytes);
+    if ((maxCommands === 0 || commands <= maxCommands) && (maxBytes === 0 || used <= maxBytes)) return BUDGET_OK;
+    const refused = ++c.windowRefused[i];
+    // Sending at twice its budget, or over it RATE_LIMIT_STRIKES seconds in a row, is not a client backing off.
+    if (c.strikes[i] >= RATE_LIMIT_STRIKES || refused > Math.max(maxCommands, MIN_REFUSALS_BEFORE_CLOSE) || refused === 0xffff) return BUDGET_CLOSE;
+    return BUDGET_REFUSE;
+  }
+  /** Counts one command that failed inside the server; returns the session's total. */
+  addInternalError(slot: number): number {
+    const c = this.chunks[slot >>> CHUNK_BITS];
+    const i = slot & CHUNK_MASK;
+    if (c.internalErrors[i] < 255) c.internalErrors[i]++;
+    return c.internalErrors[i];
   }
   /** Records one frame sent directly to this session (replies, replays; fan-out is counted per topic). */
   recordOut(slot: number, bytes: number): void {

@@ -54,6 +54,7 @@ wg.listen(
     closeOnce();
     process.exit(1);
   },
+  (accepting) => post({ type: 'accepting', id: init.id, accepting }),
 );
 
 port.on('message', (cmd: ControlCommand) => {

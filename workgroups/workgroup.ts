@@ -16,6 +16,7 @@
 //   session in uWS exactly when it reads SUB_DONE.
 // A → O is a direct call when A is O. Nothing here posts messages between
 // threads: rings only (workgroups/ring.ts, records in workgroups/records.ts).
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { allocShared, allocSharedAsync } from '../native-io';
@@ -43,11 +44,11 @@ import { Stat, recordLatency } from '../protocol/stats';
 import { topicError } from '../protocol/topic';
 import { CacheFlag, MessageCache } from './cache';
 import { IpTable, addressHash } from './ip-table';
-import type { Logger } from './log';
+import { LogLimiter, type Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from './options';
-import { REPLAY_ENTRY_HEADER, RecordFlag, RecordIn, RecordOut, RecordType, SUB_STATUS_REASON, SubStatus, asBuffer, writeRecord } from './records';
+import { AckStatus, REPLAY_ENTRY_HEADER, RecordFlag, RecordIn, RecordOut, RecordType, SUB_STATUS_REASON, SubStatus, asBuffer, writeRecord } from './records';
 import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from './ring';
-import { SessionFlag, SessionSlab, SessionState } from './slab';
+import { BUDGET_CLOSE, BUDGET_REFUSE, SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
 import { LocalTopics, TopicTable, ownerOf } from './topics';
 
@@ -58,6 +59,21 @@ export interface SessionData {
 
 /** A session that sent this many bad commands is closed (1008). */
 export const MAX_ERRORS_PER_SESSION = 100;
+/** A session whose commands failed inside the server this many times is closed (1011): whatever it sends, it is not worth another stack trace. */
+export const MAX_INTERNAL_ERRORS_PER_SESSION = 10;
+/** A topic row with no subscribers and nothing cached is released after this long idle (sooner than --cache-seconds: nothing would be lost). */
+export const TOPIC_IDLE_RELEASE_SECONDS = 10;
+/**
+ * Descriptors: the workgroup stops accepting while fewer than this many are
+ * free in the process (the admin port, Redis, logs and the other workgroups
+ * need them), and checks every DESCRIPTOR_CHECK_MS; a pause lasts at least
+ * ACCEPT_PAUSE_MS. Without this, accept() fails with EMFILE while the listen
+ * socket stays readable, and the loop spins at 100 % for as long as a
+ * connection flood lasts.
+ */
+const DESCRIPTOR_RESERVE_MIN = 64;
+const DESCRIPTOR_CHECK_MS = 100;
+const ACCEPT_PAUSE_MS = 1000;
 /** Room for the command envelope around a publish's data (id, op, topic, flags). */
 export const ENVELOPE_BYTES = 1024;
 /** A subscription or an ack the topic's owner has not answered after this long fails with OWNER_TIMEOUT. */
@@ -113,6 +129,8 @@ interface AckTarget {
   res: HttpResponse | null;
   http: { aborted: boolean } | null;
   createdMs: number;
+  /** The publisher asked for no ack: answer only a refusal (the token exists so that a refusal can reach it). */
+  silent: boolean;
 }
 
 /** One sub command waiting for the owners of its topics. */
@@ -162,6 +180,16 @@ export class Workgroup {
   readonly local = new LocalTopics();
   readonly cache: MessageCache;
   private readonly ipTable = new IpTable();
+  /** Error logs, at most a few lines a minute per cause. */
+  private readonly errors: LogLimiter;
+  /** The process's descriptor limit (RLIMIT_NOFILE soft; Infinity when unknown) and the reserve kept free below it. */
+  private readonly descriptorLimit: number;
+  private readonly descriptorReserve: number;
+  private descriptorCheckMs = 0;
+  /** Accepting stopped for lack of descriptors (listenSocket is null meanwhile); not before this time does it start again. */
+  private acceptPaused = false;
+  private acceptPausedUntilMs = 0;
+  private boundPort = 0;
   /** uWS's socket for each open slot (an array, not a Map: slots are dense). */
   private readonly sockets: (WebSocket<SessionData> | undefined)[] = [];
   private readonly uws: Uws;
@@ -205,6 +233,9 @@ export class Workgroup {
     this.options = init.options;
     this.restarts = init.restarts;
     this.stats = new Float64Array(init.stats);
+    this.errors = new LogLimiter(log, () => this.stats[Stat.LOGS_SUPPRESSED]++);
+    this.descriptorLimit = readDescriptorLimit();
+    this.descriptorReserve = Math.max(DESCRIPTOR_RESERVE_MIN, Math.min(1024, Math.floor(this.descriptorLimit / 100)));
     this.allStats = init.allStats.map((b) => new Float64Array(b));
     const load = loadUws(init.options.allowSlowFallback);
     this.uws = load.uws;
@@ -225,7 +256,7 @@ export class Workgroup {
       prefetch: (bytes) => allocSharedAsync(bytes).then((a) => a.buffer),
     });
     // Gauges start from zero; counters continue across restarts.
-    for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES]) this.stats[g] = 0;
+    for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.TOPICS_FULL, Stat.ACCEPTING_PAUSED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES]) this.stats[g] = 0;
 
     this.senders = [];
     for (let to = 0; to < this.count; to++) {
@@ -243,7 +274,7 @@ export class Workgroup {
         maxRecordsPerTurn: 1024,
         onError: (err) => {
           this.stats[Stat.INTERNAL_ERRORS]++;
-          this.log.error({ err }, 'ring record handler failed');
+          this.errors.error('ring-record', { err }, 'ring record handler failed');
         },
       });
       for (let from = 0; from < this.count; from++) {
@@ -271,11 +302,38 @@ export class Workgroup {
       closeOnBackpressureLimit: 1 as unknown as number,
       idleTimeout: o.idleTimeoutSeconds,
       sendPingsAutomatically: true,
-      upgrade: (res, req, context) => this.onUpgrade(res, req, context),
-      open: (ws) => this.onOpen(ws),
+      // Nothing thrown may cross into uWS (it would end the workgroup): every handler is guarded here.
+      upgrade: (res, req, context) => {
+        try {
+          this.onUpgrade(res, req, context);
+        } catch (err) {
+          this.failed('upgrade', err);
+          res.writeStatus('500 Internal Server Error').end();
+        }
+      },
+      open: (ws) => {
+        try {
+          this.onOpen(ws);
+        } catch (err) {
+          this.failed('open', err);
+          ws.end(CloseCode.INTERNAL_ERROR, CloseReason[CloseCode.INTERNAL_ERROR]);
+        }
+      },
       message: (ws, message, isBinary) => this.onMessage(ws, message, isBinary),
-      close: (ws, code) => this.onClose(ws, code),
-      subscription: (_ws, key, newCount) => this.onSubscriptionCount(key, newCount),
+      close: (ws, code) => {
+        try {
+          this.onClose(ws, code);
+        } catch (err) {
+          this.failed('close', err);
+        }
+      },
+      subscription: (_ws, key, newCount) => {
+        try {
+          this.onSubscriptionCount(key, newCount);
+        } catch (err) {
+          this.failed('subscription', err);
+        }
+      },
     });
     app.post('/v1/publish', (res, req) => this.onHttpPublish(res, req));
     registerStaticRoutes(app);
@@ -285,8 +343,15 @@ export class Workgroup {
     return app;
   }
 
-  listen(onListening: (port: number) => void, onFailed: (error: string) => void): void {
+  /** Counts and logs (rate-limited) an exception caught at the edge of a callback. */
+  private failed(cause: string, err: unknown): void {
+    this.stats[Stat.INTERNAL_ERRORS]++;
+    this.errors.error(cause, { err }, `${cause} handler failed`);
+  }
+
+  listen(onListening: (port: number) => void, onFailed: (error: string) => void, onAccepting: (accepting: boolean) => void = () => {}): void {
     const { host, port } = this.options;
+    this.onAccepting = onAccepting;
     this.app.listen(host, port, (socket) => {
       if (!socket) {
         onFailed(`could not listen on ${host}:${port} (in use, or no permission)`);
@@ -294,8 +359,22 @@ export class Workgroup {
       }
       this.listenSocket = socket;
       this.stats[Stat.LISTENING] = 1;
-      this.heartbeat = setInterval(() => this.tick(), 1000);
-      this.slowCheck = setInterval(() => this.checkSlowConsumers(), SLOW_CHECK_MS);
+      this.boundPort = this.uws.us_socket_local_port(socket as unknown as Parameters<Uws['us_socket_local_port']>[0]);
+      this.heartbeat = setInterval(() => {
+        try {
+          this.tick();
+        } catch (err) {
+          this.failed('tick', err);
+        }
+      }, 1000);
+      this.slowCheck = setInterval(() => {
+        try {
+          this.checkSlowConsumers();
+          this.checkDescriptors();
+        } catch (err) {
+          this.failed('slow-consumer-check', err);
+        }
+      }, SLOW_CHECK_MS);
       this.inbox?.start();
       // A restarted workgroup lost its topics' interest and its sessions: every other workgroup
       // forgets what it sent us and re-announces its interest in the topics we own.
@@ -305,8 +384,58 @@ export class Workgroup {
         for (let w = 0; w < this.count; w++) if (w !== this.id) this.send(w);
       }
       this.tick();
-      onListening(this.uws.us_socket_local_port(socket as unknown as Parameters<Uws['us_socket_local_port']>[0]));
+      onListening(this.boundPort);
     });
+  }
+
+  private onAccepting: (accepting: boolean) => void = () => {};
+
+  /**
+   * Stops accepting while the process is short of descriptors, and starts
+   * again once it is not (at most once per ACCEPT_PAUSE_MS). The kernel hands
+   * out the lowest free descriptor, so the one a probe gets says whether
+   * every descriptor below limit - reserve is in use. Connections meanwhile
+   * are refused by the kernel; sessions already open, the admin port and the
+   * other workgroups go on. Costs one open/close of /dev/null per check.
+   */
+  private checkDescriptors(): void {
+    const nowMs = Date.now();
+    if (nowMs - this.descriptorCheckMs < DESCRIPTOR_CHECK_MS || this.descriptorLimit === Infinity || this.draining || this.closed) return;
+    this.descriptorCheckMs = nowMs;
+    let lowest: number;
+    try {
+      lowest = openSync('/dev/null', 'r');
+      closeSync(lowest);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'EMFILE' && code !== 'ENFILE') return;
+      lowest = Infinity;
+    }
+    const short = lowest >= this.descriptorLimit - this.descriptorReserve;
+    if (short && this.listenSocket !== null) {
+      this.uws.us_listen_socket_close(this.listenSocket);
+      this.listenSocket = null;
+      this.acceptPaused = true;
+      this.acceptPausedUntilMs = nowMs + ACCEPT_PAUSE_MS;
+      this.stats[Stat.ACCEPTING_PAUSED] = 1;
+      this.stats[Stat.ACCEPT_PAUSES]++;
+      this.log.warn({ limit: this.descriptorLimit, reserve: this.descriptorReserve, lowestFree: Number.isFinite(lowest) ? lowest : null, sessions: this.slab.size }, 'out of file descriptors: not accepting connections for now');
+      this.onAccepting(false);
+    } else if (!short && this.acceptPaused && nowMs >= this.acceptPausedUntilMs) {
+      this.acceptPaused = false;
+      this.app.listen(this.options.host, this.boundPort, (socket) => {
+        if (!socket || this.closed || this.draining) {
+          if (socket) this.uws.us_listen_socket_close(socket);
+          this.acceptPaused = !this.closed && !this.draining;
+          this.acceptPausedUntilMs = Date.now() + ACCEPT_PAUSE_MS;
+          return;
+        }
+        this.listenSocket = socket;
+        this.stats[Stat.ACCEPTING_PAUSED] = 0;
+        this.log.info({ lowestFree: lowest, sessions: this.slab.size }, 'descriptors free again: accepting connections');
+        this.onAccepting(true);
+      });
+    }
   }
 
   /** Once a second: clock, gauges, cache expiry, owner timeouts, idle topic rows. */
@@ -417,7 +546,7 @@ export class Workgroup {
       case RecordType.DELIVER:
         return this.deliverLocal(r.topic, r.epoch, r.seq, r.ts, r.receivedAt, r.flags, r.data, null);
       case RecordType.ACK:
-        return this.onAck(r.token, r.epoch, r.seq);
+        return this.onAck(r.token, r.epoch, r.seq, r.flags);
       case RecordType.SUB:
         return this.ownerSubscribe(from, r.token, r.topic, r.flags, r.epoch, r.seq);
       case RecordType.REPLAY:
@@ -580,15 +709,42 @@ export class Workgroup {
         ws.end(CloseCode.MESSAGE_TOO_BIG, `frame over ${this.options.maxPayloadBytes + ENVELOPE_BYTES} bytes`);
         return;
       }
+      // The session's budget for this second, counted before any parsing: a flood costs a counter per frame.
+      const o = this.options;
+      const budget = this.slab.spend(slot, message.byteLength, this.nowSec, o.maxCommandsPerSecond, o.maxBytesPerSecond);
+      if (budget === BUDGET_CLOSE) {
+        this.stats[Stat.RATE_LIMITED]++;
+        this.stats[Stat.RATE_LIMIT_CLOSES]++;
+        this.slab.setState(slot, SessionState.CLOSING);
+        ws.end(CloseCode.RATE_LIMITED, CloseReason[CloseCode.RATE_LIMITED]);
+        return;
+      }
       const bytes = new Uint8Array(message);
       const cmd = encoding === ENCODING_JSON ? parseJsonCommand(bytes) : parseMsgpackCommand(bytes);
       if (cmd instanceof ProtocolError) return this.rejectCommand(ws, slot, encoding, cmd);
+      if (budget === BUDGET_REFUSE) {
+        // Not a bad command: counted apart, and not against the session's 100 bad commands.
+        this.stats[Stat.RATE_LIMITED]++;
+        const limit = o.maxCommandsPerSecond > 0 ? `${o.maxCommandsPerSecond} commands` : '';
+        const bytesLimit = o.maxBytesPerSecond > 0 ? `${o.maxBytesPerSecond} bytes` : '';
+        return this.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.RATE_LIMITED, `over this session's budget of ${[limit, bytesLimit].filter((x) => x !== '').join(' or ')} per second; nothing was done; slow down`, cmd.id)));
+      }
       this.handleCommand(ws, slot, encoding, cmd);
     } catch (err) {
-      // Never throw across the uWS boundary: answer, count and log.
-      this.stats[Stat.INTERNAL_ERRORS]++;
-      this.log.error({ err, slot }, 'command handler failed');
-      this.reply(ws, slot, this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON, errorReply(new ProtocolError(ErrorCode.INTERNAL, 'internal error')));
+      // Never throw across the uWS boundary: answer, count and log (a few lines a minute), and
+      // close a session that keeps making the server fail.
+      this.failed('command', err);
+      if (this.slab.state(slot) !== SessionState.OPEN) return;
+      if (this.slab.addInternalError(slot) >= MAX_INTERNAL_ERRORS_PER_SESSION) {
+        this.slab.setState(slot, SessionState.CLOSING);
+        ws.end(CloseCode.INTERNAL_ERROR, `${MAX_INTERNAL_ERRORS_PER_SESSION} commands of this session failed inside the server`);
+        return;
+      }
+      try {
+        this.reply(ws, slot, this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON, errorReply(new ProtocolError(ErrorCode.INTERNAL, 'internal error')));
+      } catch {
+        // The socket is gone: nothing to tell it.
+      }
     }
   }
 
@@ -677,9 +833,10 @@ export class Workgroup {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
     }
     let token = 0;
-    if (cmd.ack) {
+    // An owner at its topic limit may refuse a publish: then even one that asked for no ack needs a way back.
+    if (cmd.ack || this.allStats[ownerOf(cmd.topic, this.count)][Stat.TOPICS_FULL] === 1) {
       token = this.takeToken();
-      this.pendingAcks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now() });
+      this.pendingAcks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now(), silent: !cmd.ack });
     }
     this.routePublish(req, token);
   }
@@ -740,7 +897,19 @@ export class Workgroup {
    */
   private sequence(topic: string, flags: number, data: Uint8Array, json: string | null, ts: number, receivedAt: number, origin: number, token: number): void {
     const t = this.topics;
-    const tid = t.intern(topic);
+    let tid = t.find(topic);
+    if (tid < 0) {
+      // A publish without a token was sent before its workgroup saw TOPICS_FULL: taken (the overshoot is what was in flight).
+      if (t.size >= this.options.maxTopics && token !== 0) {
+        this.stats[Stat.TOPICS_REFUSED]++;
+        if (origin === this.id) return this.onAck(token, 0, 0, AckStatus.TOO_MANY_TOPICS);
+        const r = this.record(RecordType.ACK, AckStatus.TOO_MANY_TOPICS, '');
+        r.token = token;
+        this.send(origin);
+        return;
+      }
+      tid = this.newTopic(topic);
+    }
     const seq = ++t.seq[tid];
     const epoch = t.epoch[tid];
     t.touchedSec[tid] = this.nowSec;
@@ -768,8 +937,8 @@ export class Workgroup {
       }
     }
     if (token === 0) return;
-    if (origin === this.id) return this.onAck(token, epoch, seq);
-    const r = this.record(RecordType.ACK, 0, '');
+    if (origin === this.id) return this.onAck(token, epoch, seq, AckStatus.OK);
+    const r = this.record(RecordType.ACK, AckStatus.OK, '');
     r.token = token;
     r.epoch = epoch;
     r.seq = seq;
@@ -783,7 +952,18 @@ export class Workgroup {
    */
   private ownerSubscribe(from: number, token: number, topic: string, flags: number, resumeEpoch: number, resumeSeq: number): void {
     const t = this.topics;
-    const tid = t.intern(topic);
+    let tid = t.find(topic);
+    if (tid < 0) {
+      if (t.size >= this.options.maxTopics) {
+        this.stats[Stat.TOPICS_REFUSED]++;
+        if (from === this.id) return this.onSubDone(token, 0, 0, SubStatus.TOO_MANY_TOPICS, 0);
+        const r = this.record(RecordType.SUB_DONE, SubStatus.TOO_MANY_TOPICS, '');
+        r.token = token;
+        this.send(from);
+        return;
+      }
+      tid = this.newTopic(topic);
+    }
     t.interest[tid] |= 1 << from;
     t.touchedSec[tid] = this.nowSec;
     const epoch = t.epoch[tid];
@@ -803,6 +983,13 @@ export class Workgroup {
       this.countResume(status);
     }
     this.subDone(from, token, topic, tid, status, 0);
+  }
+
+  /** A row for a topic the table does not have yet; keeps the TOPICS_FULL gauge that publishers read. */
+  private newTopic(topic: string): number {
+    const tid = this.topics.intern(topic);
+    if (this.topics.size >= this.options.maxTopics) this.stats[Stat.TOPICS_FULL] = 1;
+    return tid;
   }
 
   private countResume(status: number): void {
@@ -850,6 +1037,16 @@ export class Workgroup {
   private pumpReplays(): void {
     this.replayScheduled = false;
     if (this.closed) return;
+    try {
+      this.pumpReplayJobs();
+    } catch (err) {
+      // A replay runs from setImmediate: nothing above it would catch this, and the workgroup would end.
+      this.failed('replay', err);
+      this.replayJobs = [];
+    }
+  }
+
+  private pumpReplayJobs(): void {
     const jobs = this.replayJobs;
     const t = this.topics;
     let budget = REPLAY_RECORDS_PER_TURN;
@@ -873,7 +1070,7 @@ export class Workgroup {
       let status = -1;
       if (t.name(tid) !== job.topic) {
         // The row went (the subscriber's workgroup gave up on this sub and the topic idled out): a new history.
-        tid = t.intern(job.topic);
+        tid = this.newTopic(job.topic);
         t.interest[tid] |= 1 << job.to;
         status = SubStatus.EPOCH_MISMATCH;
       } else if (t.epoch[tid] !== job.epoch) status = SubStatus.EPOCH_MISMATCH;
@@ -1035,7 +1232,8 @@ export class Workgroup {
   private ownerInterest(from: number, topic: string, on: boolean): void {
     const t = this.topics;
     if (on) {
-      const tid = t.intern(topic);
+      // Not refused at the limit: a re-announced interest stands for subscriptions the owner took before.
+      const tid = this.newTopic(topic);
       t.interest[tid] |= 1 << from;
       t.touchedSec[tid] = this.nowSec;
       return;
@@ -1053,7 +1251,9 @@ export class Workgroup {
     const t = this.topics;
     const rows = t.rows;
     if (rows === 0) return;
-    const idleBefore = this.nowSec - this.options.cacheSeconds;
+    // A row that holds nothing (no cached message, no snapshot) goes after a short idle time: keeping it
+    // for the cache's age would only let a sub/unsub or publish loop hold memory.
+    const idleBefore = this.nowSec - Math.min(this.options.cacheSeconds, TOPIC_IDLE_RELEASE_SECONDS);
     let id = this.releaseCursor >= rows ? 0 : this.releaseCursor;
     for (let i = 0, n = Math.min(rows, RELEASE_SCAN_ROWS); i < n; i++, id = id + 1 >= rows ? 0 : id + 1) {
       if (t.interest[id] !== 0 || t.touchedSec[id] > idleBefore || t.touchedSec[id] === 0) continue;
@@ -1061,8 +1261,10 @@ export class Workgroup {
       this.cache.drop(id);
       t.release(id);
       t.touchedSec[id] = 0;
+      this.stats[Stat.TOPICS_RELEASED]++;
     }
     this.releaseCursor = id;
+    if (t.size < this.options.maxTopics) this.stats[Stat.TOPICS_FULL] = 0;
   }
 
   // ---- the subscriber's side ------------------------------------------
@@ -1079,10 +1281,12 @@ export class Workgroup {
     const frameFlags = snapshot ? FrameFlag.SNAPSHOT : FrameFlag.REPLAY;
     let frame: string | Uint8Array;
     if (ctx.encoding === ENCODING_JSON) {
-      const json = flags & RecordFlag.MSGPACK ? dataToJson(unpackData(data)) : textOf(data);
+      const json = flags & RecordFlag.MSGPACK ? this.convertToJson(topic, seq, data) : textOf(data);
+      if (json === null) return;
       frame = encodeJsonFrame(topic, epoch, seq, ts, frameFlags, json);
     } else {
-      const payload = flags & RecordFlag.MSGPACK ? data : packr.pack(JSON.parse(textOf(data)));
+      const payload = flags & RecordFlag.MSGPACK ? data : this.convertToMsgpack(topic, seq, null, data);
+      if (payload === null) return;
       frame = encodeBinaryFrame(topic, epoch, seq, ts, frameFlags, payload);
     }
     const bytes = frame.length;
@@ -1098,6 +1302,9 @@ export class Workgroup {
     const p = this.pendingSubs.get(token);
     if (p === undefined) return;
     this.pendingSubs.delete(token);
+    if (status === SubStatus.TOO_MANY_TOPICS) {
+      return this.failSub(p, ErrorCode.TOO_MANY_TOPICS, `the node holds its limit of topics (--max-topics ${this.options.maxTopics * this.count}), and ${p.topic} is not one of them; nothing was subscribed`);
+    }
     const topic = p.topic;
     this.local.done(topic);
     const ctx = p.ctx;
@@ -1140,36 +1347,69 @@ export class Workgroup {
     const keyMsgpack = 'm' + topic;
     const nJson = app.numSubscribers(keyJson);
     const nMsgpack = app.numSubscribers(keyMsgpack);
+    // Data is checked at the publish so that both encodings can carry it; if a conversion still
+    // fails, that message is lost for that encoding only (counted and logged), never the workgroup.
     if (nJson > 0) {
-      const text = json ?? (msgpack ? dataToJson(unpackData(data)) : textOf(data));
-      const frame = encodeJsonFrame(topic, epoch, seq, ts, 0, text);
-      app.publish(keyJson, frame, false);
-      this.stats[Stat.BYTES_OUT] += nJson * frame.length;
+      const text = json ?? (msgpack ? this.convertToJson(topic, seq, data) : textOf(data));
+      if (text !== null) {
+        const frame = encodeJsonFrame(topic, epoch, seq, ts, 0, text);
+        app.publish(keyJson, frame, false);
+        this.stats[Stat.BYTES_OUT] += nJson * frame.length;
+      }
     }
     if (nMsgpack > 0) {
-      const payload = msgpack ? data : packr.pack(JSON.parse(json ?? textOf(data)));
-      const frame = encodeBinaryFrame(topic, epoch, seq, ts, 0, payload);
-      app.publish(keyMsgpack, frame, true);
-      this.stats[Stat.BYTES_OUT] += nMsgpack * frame.length;
+      const payload = msgpack ? data : this.convertToMsgpack(topic, seq, json, data);
+      if (payload !== null) {
+        const frame = encodeBinaryFrame(topic, epoch, seq, ts, 0, payload);
+        app.publish(keyMsgpack, frame, true);
+        this.stats[Stat.BYTES_OUT] += nMsgpack * frame.length;
+      }
     }
     this.stats[Stat.MESSAGES_OUT] += nJson + nMsgpack;
     if (nJson + nMsgpack > 0) recordLatency(this.stats, nowMicros() - receivedAt);
   }
 
-  private onAck(token: number, epoch: number, seq: number): void {
+  /** msgpack data as JSON text for JSON subscribers, or null (counted, logged) when it cannot be converted. */
+  private convertToJson(topic: string, seq: number, data: Uint8Array): string | null {
+    try {
+      return dataToJson(unpackData(data));
+    } catch (err) {
+      this.stats[Stat.DELIVERY_ERRORS]++;
+      this.errors.error('convert-to-json', { topic, seq, err: (err as Error).message }, 'a message could not be converted for JSON subscribers');
+      return null;
+    }
+  }
+
+  /** JSON data as msgpack for msgpack subscribers, or null (counted, logged) when it cannot be converted. */
+  private convertToMsgpack(topic: string, seq: number, json: string | null, data: Uint8Array): Uint8Array | null {
+    try {
+      return packr.pack(JSON.parse(json ?? textOf(data)));
+    } catch (err) {
+      this.stats[Stat.DELIVERY_ERRORS]++;
+      this.errors.error('convert-to-msgpack', { topic, seq, err: (err as Error).message }, 'a message could not be converted for msgpack subscribers');
+      return null;
+    }
+  }
+
+  private onAck(token: number, epoch: number, seq: number, status: number): void {
     const ack = this.pendingAcks.get(token);
     if (ack === undefined) return;
     this.pendingAcks.delete(token);
+    const refused = status === AckStatus.TOO_MANY_TOPICS;
+    const message = `the node holds its limit of topics (--max-topics ${this.options.maxTopics * this.count}); nothing was published`;
     if (ack.res !== null) {
       if (ack.http?.aborted) return;
+      if (refused) return this.httpError(ack.res, '503 Service Unavailable', ErrorCode.TOO_MANY_TOPICS, message, false, '10');
       const res = ack.res;
       res.cork(() => res.writeHeader('content-type', 'application/json').end(`{"epoch":${epoch},"seq":${seq}}`));
       return;
     }
+    if (ack.silent && !refused) return;
     if (!this.slab.isOpen(ack.slot, ack.generation)) return;
     const ws = this.sockets[ack.slot];
     if (ws === undefined) return;
     const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
+    if (refused) return this.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.TOO_MANY_TOPICS, message, ack.id as CommandId)));
     this.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
   }
 
@@ -1191,24 +1431,28 @@ export class Workgroup {
     for (const [token, p] of this.pendingSubs) {
       if (p.createdMs > before) continue;
       this.pendingSubs.delete(token);
-      this.settlePending(p);
-      this.local.done(p.topic);
-      const ctx = p.ctx;
-      ctx.remaining--;
-      if (!ctx.failed) {
-        ctx.failed = true;
-        if (this.slab.isOpen(ctx.slot, ctx.generation)) {
-          // The command did not take effect: undo the topics of it that did.
-          const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
-          let undone = 0;
-          for (const key of ctx.added) if (ws.unsubscribe(key)) undone++;
-          this.slab.addSubscriptions(ctx.slot, -undone);
-          this.stats[Stat.SUBSCRIPTIONS] -= undone;
-          this.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, `the owner of ${p.topic} did not answer in time; nothing was subscribed; subscribe again`, ctx.id)));
-        }
-      }
-      if (!this.hasLocalInterest(p.topic)) this.dropInterest(p.topic);
+      this.failSub(p, ErrorCode.OWNER_TIMEOUT, `the owner of ${p.topic} did not answer in time; nothing was subscribed; subscribe again`);
     }
+  }
+
+  /** One topic of a sub command failed (already out of pendingSubs): the whole command fails, once, and what it subscribed is undone. */
+  private failSub(p: PendingSub, code: ErrorCode, message: string): void {
+    this.settlePending(p);
+    this.local.done(p.topic);
+    const ctx = p.ctx;
+    ctx.remaining--;
+    if (!ctx.failed) {
+      ctx.failed = true;
+      if (this.slab.isOpen(ctx.slot, ctx.generation)) {
+        const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
+        let undone = 0;
+        for (const key of ctx.added) if (ws.unsubscribe(key)) undone++;
+        this.slab.addSubscriptions(ctx.slot, -undone);
+        this.stats[Stat.SUBSCRIPTIONS] -= undone;
+        this.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(code, message, ctx.id)));
+      }
+    }
+    if (!this.hasLocalInterest(p.topic)) this.dropInterest(p.topic);
   }
 
   /** A pending subscription is answered (or given up): it no longer counts against the session's limit. */
@@ -1300,7 +1544,7 @@ export class Workgroup {
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
       this.stats[Stat.HTTP_PUBLISHES]++;
       const token = this.takeToken();
-      this.pendingAcks.set(token, { slot: 0, generation: 0, id: null, res, http: state, createdMs: Date.now() });
+      this.pendingAcks.set(token, { slot: 0, generation: 0, id: null, res, http: state, createdMs: Date.now(), silent: false });
       this.routePublish(req, token);
     } catch (err) {
       this.stats[Stat.INTERNAL_ERRORS]++;
@@ -1431,4 +1675,14 @@ function arenaChunkFor(maxPayloadBytes: number): number {
 /** uWS's own limit, where it drops the connection at once: twice ours, plus room for a resume's replay. */
 export function hardBackpressure(o: WorkgroupOptions): number {
   return 2 * o.maxBackpressureBytes + Math.min(4 * o.cacheTopicBytes, 64 * 1024 * 1024);
+}
+
+/** This process's open-file limit (RLIMIT_NOFILE, soft), from /proc/self/limits; Infinity when it cannot be read. */
+function readDescriptorLimit(): number {
+  try {
+    const m = /^Max open files\s+(\d+|unlimited)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+    return m === null || m[1] === 'unlimited' ? Infinity : Number(m[1]);
+  } catch {
+    return Infinity;
+  }
 }

@@ -21,8 +21,11 @@ export interface TestServer {
   waitForLog(pred: (l: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
 }
 
-export async function startServer(args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<TestServer> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args], {
+/** launcher: a command the server runs under, e.g. ['prlimit', '--nofile=400:400', '--'] (its last word before node). */
+export async function startServer(args: string[] = [], env: NodeJS.ProcessEnv = {}, launcher: string[] = []): Promise<TestServer> {
+  const command = launcher.length > 0 ? launcher[0] : process.execPath;
+  const prefix = launcher.length > 0 ? [...launcher.slice(1), process.execPath] : [];
+  const proc = spawn(command, [...prefix, CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--log-level', 'info', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
