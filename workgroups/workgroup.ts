@@ -609,14 +609,26 @@ export class Workgroup {
       this.ipTable.add(ipHash);
       flags |= SessionFlag.IP_COUNTED;
     }
+    // Near the descriptor limit, every upgrade looks (a flood fills the rest faster than the 100 ms check):
+    // the one that finds the reserve reached is refused, and its descriptor freed at once.
+    if (this.slab.size * this.count >= this.descriptorLimit / 2) {
+      this.descriptorCheckMs = 0;
+      this.checkDescriptors();
+      if (this.acceptPaused) {
+        if (flags & SessionFlag.IP_COUNTED) this.ipTable.remove(ipHash);
+        return this.refuse(res, '503 Service Unavailable', ErrorCode.OVERLOADED, 'the server is out of file descriptors; retry shortly', true);
+      }
+    }
     const slot = this.slab.open(flags, ipHash, this.nowSec);
     // uWS calls open() within upgrade(), so the slot cannot leak between the two.
     res.upgrade<SessionData>({ slot }, key, protocol, extensions, context as never);
   }
 
-  private refuse(res: HttpResponse, status: string, code: ErrorCode, message: string): void {
+  private refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, close = false): void {
     this.stats[Stat.SESSIONS_REJECTED]++;
-    res.writeStatus(status).writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code, message } }));
+    res.writeStatus(status).writeHeader('content-type', 'application/json');
+    if (close) res.writeHeader('retry-after', '1');
+    res.end(JSON.stringify({ error: { code, message } }), close);
   }
 
   private onOpen(ws: WebSocket<SessionData>): void {
