@@ -38,6 +38,8 @@ export class Supervisor extends EventEmitter {
   /** rings[from * N + to]: made once, so that they outlive a workgroup's restart (its peers keep theirs). */
   readonly rings: (SharedArrayBuffer | null)[];
   readonly doorbells: SharedArrayBuffer[];
+  /** Per-address connection tables, one per workgroup, made once (null without --max-connections-per-ip). */
+  readonly ipTables: SharedArrayBuffer[] | null;
   /** What attachIpHash said, once every workgroup listened (null: not attached). */
   ipHash: { attached: boolean; detail: string } | null = null;
   private readonly slots: Slot[];
@@ -68,6 +70,9 @@ export class Supervisor extends EventEmitter {
       }
     }
     this.doorbells = Array.from({ length: n }, () => Doorbell.create());
+    // Room for twice a workgroup's share of --max-sessions addresses (at most half full), 2^12..2^22 slots.
+    const slots = Math.min(1 << 22, Math.max(1 << 12, 2 ** Math.ceil(Math.log2((2 * config.maxSessions) / n))));
+    this.ipTables = config.maxConnectionsPerIp > 0 ? Array.from({ length: n }, () => new SharedArrayBuffer(slots * 8)) : null;
   }
 
   get workgroups(): number {
@@ -148,6 +153,7 @@ export class Supervisor extends EventEmitter {
         allStats: this.stats,
         rings: this.rings,
         doorbells: this.doorbells,
+        ipTables: this.ipTables,
         options: {
           host: c.host,
           port,
@@ -227,6 +233,8 @@ export class Supervisor extends EventEmitter {
         const s = new Float64Array(this.stats[id]);
         s[Stat.SESSIONS] = 0;
         s[Stat.LISTENING] = 0;
+        // Its sessions are gone with it: their addresses no longer count against the cap.
+        if (this.ipTables !== null) new Uint32Array(this.ipTables[id]).fill(0);
         this.emit('exit', id, code);
         if (!settled) {
           settled = true;

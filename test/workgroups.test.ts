@@ -567,6 +567,52 @@ describe('--max-connections-per-ip 3 with 2 workgroups', () => {
   });
 });
 
+describe('--max-connections-per-ip across a workgroup restart (C10M_FAULT_INJECTION=1)', () => {
+  test("addresses whose sessions outlived a restart elsewhere still get no more than the cap", async () => {
+    const CAP = 3;
+    const server = await startServer(['--workgroups', '2', '--max-connections-per-ip', String(CAP)], { C10M_FAULT_INJECTION: '1' });
+    try {
+      // Addresses served by workgroup 1, each at the cap.
+      const held: PlacedClient[] = [];
+      for (const address of sourceAddresses(64, 6000)) {
+        if (held.length === 4 * CAP) break;
+        const p = await connectFrom(server, address);
+        if (p.wg !== 1) {
+          await p.client.close();
+          continue;
+        }
+        held.push(keep(p));
+        for (let i = 1; i < CAP; i++) held.push(keep(await connectFrom(server, address)));
+      }
+      expect(held.length).toBe(4 * CAP);
+      // Workgroup 0 dies and comes back: its new listen socket joins the port's group behind
+      // workgroup 1's, so the addresses above now hash to workgroup 0, where they have no session.
+      await server.waitForLog((l) => l.msg === 'connections IP-hashed to workgroups');
+      const attachedBefore = server.logs.filter((l) => l.msg === 'connections IP-hashed to workgroups').length;
+      expect(await crashWorkgroup(server, 0, 'exit')).toBe(202);
+      await waitFor(() => server.logs.filter((l) => l.msg === 'connections IP-hashed to workgroups').length > attachedBefore, 15_000, 'the IP hash attached again after the restart');
+      for (const p of held) expect((await p.client.request({ op: 'ping' })).ok).toBe(true);
+      const addresses = [...new Set(held.map((p) => p.address))];
+      let moved = 0;
+      for (const address of addresses) {
+        const r = await tryConnectFrom(server, address);
+        expect({ address, status: r.status }).toEqual({ address, status: 429 });
+        if (r.client) open.push(r.client);
+      }
+      // The sessions of addresses that moved count wherever they are: a new one from a moved address lands in 0.
+      for (const address of sourceAddresses(64, 6000).filter((a) => !addresses.includes(a)).slice(0, 8)) {
+        const p = await connectFrom(server, address);
+        if (p.wg === 0) moved++;
+        await p.client.close();
+      }
+      expect(moved).toBeGreaterThan(0);
+    } finally {
+      await Promise.all(open.splice(0).map((c) => c.close()));
+      await server.stop();
+    }
+  }, 60_000);
+});
+
 describe('rings backed up: publishes refused, never queued without bound (C10M_FAULT_INJECTION=1)', () => {
   test('a stalled workgroup fills the ring and the spill to --max-ring-spill-bytes; then publishes get OVERLOADED (WS, not a bad command; HTTP 503) until it catches up; every accepted message is delivered in order', async () => {
     const server = await startServer(

@@ -1,17 +1,44 @@
 // Connections per client address, for --max-connections-per-ip. IP hashing
-// sends every connection of one address to one workgroup, so this table is
-// local to the workgroup and needs no coordination. Open addressing with
-// linear probing over typed arrays; an address whose count falls to 0 is
-// removed by backward-shift deletion (no tombstones).
+// sends every connection of one address to one workgroup, but only until a
+// workgroup restarts: its new listen socket joins the port's group at
+// another index, so some addresses then land in another workgroup while
+// their older sessions stay where they were. So each workgroup's table can
+// live in shared memory (made by the supervisor, outliving restarts), and
+// the cap counts an address in every workgroup's table.
+// Open addressing with linear probing over typed arrays; an address whose
+// count falls to 0 is removed by backward-shift deletion (no tombstones).
+//
+// Concurrency: a table has one writer, its workgroup (the supervisor clears
+// it while no workgroup runs). Other workgroups only read it, with plain
+// loads: a read racing a backward shift can miss an entry for that moment
+// (the cap is then one address's count short, once), never loop or fault.
 
 export class IpTable {
   private keys: Uint32Array;
   private counts: Uint32Array;
   private used = 0;
+  /** Over shared memory: the size is fixed (a resize would leave the readers on the old arrays). */
+  private readonly fixed: boolean;
 
-  constructor(initial = 1024) {
-    this.keys = new Uint32Array(initial);
-    this.counts = new Uint32Array(initial);
+  /** A private table that grows, or one over a shared buffer of sharedBytes(capacity), cleared when `clear`. */
+  constructor(initial: number | SharedArrayBuffer = 1024, clear = false) {
+    if (typeof initial === 'number') {
+      this.keys = new Uint32Array(initial);
+      this.counts = new Uint32Array(initial);
+      this.fixed = false;
+      return;
+    }
+    const capacity = initial.byteLength / 8;
+    this.keys = new Uint32Array(initial, 0, capacity);
+    this.counts = new Uint32Array(initial, capacity * 4, capacity);
+    this.fixed = true;
+    if (clear) this.counts.fill(0);
+    for (let i = 0; i < capacity; i++) if (this.counts[i] !== 0) this.used++;
+  }
+
+  /** Bytes of a shared table for `capacity` slots (a power of two; at most half of them used). */
+  static sharedBytes(capacity: number): number {
+    return capacity * 8;
   }
 
   get size(): number {
@@ -23,9 +50,15 @@ export class IpTable {
     return i < 0 ? 0 : this.counts[i];
   }
 
-  /** Adds one connection for the address; returns its new count. */
+  /** Adds one connection for the address; returns its new count, or 0 when a shared table is full (refuse the connection). */
   add(hash: number): number {
-    if ((this.used + 1) * 2 > this.keys.length) this.resize(this.keys.length * 2);
+    if ((this.used + 1) * 2 > this.keys.length) {
+      if (this.fixed) {
+        const i = this.find(hash);
+        return i < 0 ? 0 : ++this.counts[i];
+      }
+      this.resize(this.keys.length * 2);
+    }
     const mask = this.keys.length - 1;
     let i = hash & mask;
     while (this.counts[i] !== 0) {
@@ -64,7 +97,8 @@ export class IpTable {
   private find(hash: number): number {
     const mask = this.keys.length - 1;
     let i = hash & mask;
-    while (this.counts[i] !== 0) {
+    // Bounded: another workgroup's table may change under a reader.
+    for (let n = 0; n <= mask && this.counts[i] !== 0; n++) {
       if (this.keys[i] === hash) return i;
       i = (i + 1) & mask;
     }

@@ -45,6 +45,8 @@ export interface WorkgroupInit {
   restarts: number;
   /** Rings between workgroups: rings[from * count + to] (null where from === to). They outlive restarts. */
   rings: (SharedArrayBuffer | null)[];
+  /** Per-address connection tables by workgroup id (IpTable over shared memory; outliving restarts), or null without --max-connections-per-ip. */
+  ipTables: SharedArrayBuffer[] | null;
   /** One doorbell per workgroup, rung by the producers of its inbound rings. */
   doorbells: SharedArrayBuffer[];
 }

@@ -179,7 +179,9 @@ export class Workgroup {
   readonly topics = new TopicTable();
   readonly local = new LocalTopics();
   readonly cache: MessageCache;
-  private readonly ipTable = new IpTable();
+  /** Connections per address here, and the other workgroups' tables (read only): the cap counts all. */
+  private readonly ipTable: IpTable;
+  private readonly peerIpTables: IpTable[];
   /** Error logs, at most a few lines a minute per cause. */
   private readonly errors: LogLimiter;
   /** The process's descriptor limit (RLIMIT_NOFILE soft; Infinity when unknown) and the reserve kept free below it. */
@@ -234,6 +236,9 @@ export class Workgroup {
     this.restarts = init.restarts;
     this.stats = new Float64Array(init.stats);
     this.errors = new LogLimiter(log, () => this.stats[Stat.LOGS_SUPPRESSED]++);
+    const tables = init.ipTables;
+    this.ipTable = tables === null ? new IpTable() : new IpTable(tables[this.id], true);
+    this.peerIpTables = tables === null ? [] : tables.filter((_, w) => w !== this.id).map((sab) => new IpTable(sab));
     this.descriptorLimit = readDescriptorLimit();
     this.descriptorReserve = Math.max(DESCRIPTOR_RESERVE_MIN, Math.min(1024, Math.floor(this.descriptorLimit / 100)));
     this.allStats = init.allStats.map((b) => new Float64Array(b));
@@ -604,9 +609,12 @@ export class Workgroup {
     let ipHash = 0;
     if (cap > 0) {
       ipHash = addressHash(res.getRemoteAddress());
-      // IP hashing puts every connection of an address in this workgroup: a local count is the whole count.
-      if (this.ipTable.count(ipHash) >= cap) return this.refuse(res, '429 Too Many Requests', ErrorCode.BAD_REQUEST, `at most ${cap} connections per address`);
-      this.ipTable.add(ipHash);
+      // IP hashing puts an address in one workgroup until a workgroup restarts and the port's group is
+      // reordered: then its older sessions are elsewhere, so every workgroup's count is added.
+      let held = this.ipTable.count(ipHash);
+      for (const peer of this.peerIpTables) held += peer.count(ipHash);
+      if (held >= cap) return this.refuse(res, '429 Too Many Requests', ErrorCode.BAD_REQUEST, `at most ${cap} connections per address`);
+      if (this.ipTable.add(ipHash) === 0) return this.refuse(res, '503 Service Unavailable', ErrorCode.OVERLOADED, 'the per-address table is full; retry shortly', true);
       flags |= SessionFlag.IP_COUNTED;
     }
     // Near the descriptor limit, every upgrade looks (a flood fills the rest faster than the 100 ms check):
