@@ -149,6 +149,21 @@ describe('WebSocket handshake', () => {
     }
   });
 
+  test('refused upgrades count in c10m_sessions_rejected_total', async () => {
+    const rejected = async () => {
+      const text = await (await fetch(server.adminUrl('/metrics'))).text();
+      // One line per workgroup: the sum.
+      return [...text.matchAll(/^c10m_sessions_rejected_total(?:\{[^}]*\})? (\d+)/gm)].reduce((n, m) => n + Number(m[1]), 0);
+    };
+    const before = await rejected();
+    expect((await upgradeStatus(server.port, { Upgrade: null })).status).toBe(400);
+    expect((await upgradeStatus(server.port, { 'Sec-WebSocket-Version': '8' })).status).toBe(426);
+    // Stats reach the admin port within a second or so.
+    const deadline = Date.now() + 3000;
+    while ((await rejected()) < before + 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await rejected()).toBeGreaterThanOrEqual(before + 2);
+  });
+
   test('a subprotocol the server does not speak is never echoed', async () => {
     const a = await upgradeStatus(server.port, { 'Sec-WebSocket-Protocol': 'chat, superchat' });
     expect(a.status).toBe(101);
