@@ -22,6 +22,10 @@ export const ErrorCode = {
   TOO_MANY_SUBSCRIPTIONS: 'TOO_MANY_SUBSCRIPTIONS',
   /** The server is draining for shutdown and takes no new work. */
   SHUTTING_DOWN: 'SHUTTING_DOWN',
+  /** HTTP publish: the content type is not application/json or application/msgpack (415). */
+  UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  /** HTTP publish or upgrade from a web origin that --cors-origins does not allow (403). */
+  ORIGIN_NOT_ALLOWED: 'ORIGIN_NOT_ALLOWED',
   /** HTTP: no route for this method and path. */
   NOT_FOUND: 'NOT_FOUND',
   /**

@@ -32,9 +32,11 @@ export interface Config {
   snapshotTtlSeconds: number;
   ringBytes: number;
   maxRingSpillBytes: number;
+  /** Exact origins, or ['*']; empty: none (parsed from the comma-separated flag). */
+  corsOrigins: string[];
 }
 
-type Kind = 'int' | 'string' | 'bool' | 'level' | 'host';
+type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins';
 
 export interface OptionSpec {
   key: keyof Config;
@@ -77,6 +79,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'snapshotTtlSeconds', flag: 'snapshot-ttl-seconds', kind: 'int', min: 0, max: 365 * 86400, help: 'how long a retained message stays the topic snapshot; 0 keeps it until replaced', default: () => 0 },
   { key: 'maxRingSpillBytes', flag: 'max-ring-spill-bytes', kind: 'int', min: 65536, max: 16 * 1024 * 1024 * 1024, help: 'bytes of records a workgroup may queue for full rings (subscribers\' workgroups falling behind); past it, in any workgroup, publishes are refused with OVERLOADED (HTTP 503) until the rings drain', default: () => 64 * 1024 * 1024 },
   { key: 'ringBytes', flag: 'ring-bytes', kind: 'int', min: 4096, max: 1024 * 1024 * 1024, help: 'bytes of each ring between two workgroups (rounded up to a power of two; at least max-payload-bytes + 2048)', default: () => 4 * 1024 * 1024 },
+  { key: 'corsOrigins', flag: 'cors-origins', kind: 'origins', help: "web origins allowed to POST /v1/publish from a browser and to open sessions: comma-separated exact origins (https://app.example.com) or *; none by default (cross-origin publishes refused 403, upgrades from any origin allowed)", default: () => [] },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
 ];
 
@@ -110,6 +113,11 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
     case 'host':
       if (typeof raw === 'string' && raw.length > 0 && raw.length <= 255 && /^[A-Za-z0-9.:\-_[\]%]+$/.test(raw)) return raw;
       throw new ConfigError(`${where}: expected a host name or address, got ${JSON.stringify(raw)}`);
+    case 'origins': {
+      const list = typeof raw === 'string' ? parseCorsOrigins(raw) : Array.isArray(raw) && raw.every((o) => typeof o === 'string') ? parseCorsOrigins(raw.join(',')) : 'expected a comma-separated list of origins';
+      if (typeof list === 'string') throw new ConfigError(`${where}: ${list}`);
+      return list;
+    }
     case 'string':
       if (typeof raw === 'string') return raw;
       throw new ConfigError(`${where}: expected a string, got ${JSON.stringify(raw)}`);
@@ -167,4 +175,15 @@ export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env
     throw new ConfigError(`the public port and the admin port are both ${config.port}`);
   }
   return config;
+}
+
+/** Parses the --cors-origins value: comma-separated exact origins, or '*'. Returns the list, or an error sentence. */
+export function parseCorsOrigins(raw: string): string[] | string {
+  const list = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const o of list) {
+    if (o === '*') continue;
+    if (!/^https?:\/\/[A-Za-z0-9.\-[\]:]+$/.test(o)) return `"${o}" is not an origin (scheme://host[:port], no path or trailing slash) or *`;
+  }
+  if (list.includes('*') && list.length > 1) return '* cannot be combined with other origins';
+  return list;
 }

@@ -175,6 +175,7 @@ export class Supervisor extends EventEmitter {
           cacheBytes: Math.floor(c.cacheBytes / this.slots.length),
           snapshotTtlSeconds: c.snapshotTtlSeconds,
           maxRingSpillBytes: c.maxRingSpillBytes,
+          corsOrigins: c.corsOrigins,
           faultInjection: process.env.C10M_FAULT_INJECTION === '1',
         },
       },

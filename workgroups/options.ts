@@ -29,6 +29,8 @@ export interface WorkgroupOptions {
   snapshotTtlSeconds: number;
   /** Spill bytes (any workgroup's) past which publishes are refused with OVERLOADED. */
   maxRingSpillBytes: number;
+  /** --cors-origins: exact web origins allowed cross-origin, or ['*']; empty: none. */
+  corsOrigins: string[];
   /** Fault injection (tests): control messages may crash or stall the workgroup. */
   faultInjection: boolean;
 }

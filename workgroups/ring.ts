@@ -838,6 +838,16 @@ export class RingInbox {
     if (wasSleeping) this.doorbell.wakeNow();
   }
 
+  /**
+   * Drains now, outside a turn (a caller that waits with its loop stopped):
+   * up to maxRecordsPerTurn records; 0 when stopped or inside a turn. The
+   * turn machinery is untouched: a later turn finds what is left.
+   */
+  pollNow(): number {
+    if (this.state === 'stopped' || this.state === 'running') return 0;
+    return this.drain();
+  }
+
   /** Drains up to maxRecordsPerTurn records, round-robin over the rings. */
   private drain(): number {
     const consumers = this.consumers;

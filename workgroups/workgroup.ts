@@ -37,12 +37,12 @@ import {
   packr,
   unpackr,
 } from '../protocol/codec';
-import { readRawEnvelope } from '../protocol/msgpack-pub';
 import { CloseCode, CloseReason, ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
 import { Stat, recordLatency } from '../protocol/stats';
-import { topicError } from '../protocol/topic';
 import { CacheFlag, MessageCache } from './cache';
+import { CorsPolicy } from './cors';
+import { HttpExchange, HttpPublishEndpoint } from './http-publish';
 import { IpTable, addressHash } from './ip-table';
 import { LogLimiter, type Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from './options';
@@ -51,6 +51,7 @@ import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from './rin
 import { BUDGET_CLOSE, BUDGET_REFUSE, SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
 import { LocalTopics, TopicTable, ownerOf } from './topics';
+import { checkUpgrade } from './upgrade';
 
 /** The only thing uWS keeps for a socket of ours. */
 export interface SessionData {
@@ -103,13 +104,18 @@ const REPLAY_BATCH_BYTES = 32 * 1024;
 const RELEASE_SCAN_ROWS = 65_536;
 
 const EMPTY_BUFFER = Buffer.alloc(0);
+const RETRY_SOON: [string, string][] = [['retry-after', '1']];
+/** A workgroup whose heartbeat (written every second) is older than this is stalled or restarting. */
+const OWNER_STALE_MS = 2500;
+/** Atomics.wait's word for short sleeps in awaitAck (nobody notifies it). */
+const WAIT_WORD = new Int32Array(new SharedArrayBuffer(4));
 const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind on deliveries); nothing was published; retry shortly';
 
 // uWS send() results.
 const SEND_DROPPED = 2;
 
 /** A publish on its way to the topic's owner: data in the publisher's encoding. */
-interface PublishRequest {
+export interface PublishRequest {
   topic: string;
   /** RecordFlag.MSGPACK and RecordFlag.RETAIN. */
   flags: number;
@@ -125,9 +131,9 @@ interface AckTarget {
   slot: number;
   generation: number;
   id: CommandId | null;
-  /** HTTP publishes: the response, and whether the client went away. */
+  /** HTTP publishes: the response, and its exchange (answered by http-publish.ts). */
   res: HttpResponse | null;
-  http: { aborted: boolean } | null;
+  http: HttpExchange | null;
   createdMs: number;
   /** The publisher asked for no ack: answer only a refusal (the token exists so that a refusal can reach it). */
   silent: boolean;
@@ -216,6 +222,8 @@ export class Workgroup {
   private readonly pendingSubs = new Map<number, PendingSub>();
   /** Subscriptions in flight per session slot (sparse), counted against --max-subscriptions-per-session. */
   private readonly pendingPerSlot = new Map<number, number>();
+  private readonly cors: CorsPolicy;
+  private readonly httpPublish: HttpPublishEndpoint;
   /** Owner only: resumes being replayed, paced by ring space and by turns (see REPLAY_RECORDS_PER_TURN). */
   private replayJobs: ReplayJob[] = [];
   private replayScheduled = false;
@@ -291,6 +299,28 @@ export class Workgroup {
     } else {
       this.inbox = null;
     }
+    this.cors = new CorsPolicy(init.options.corsOrigins);
+    this.httpPublish = new HttpPublishEndpoint({
+      stats: this.stats,
+      log: this.log,
+      options: this.options,
+      count: this.count,
+      maxBodyBytes: this.options.maxPayloadBytes + ENVELOPE_BYTES,
+      isDraining: () => this.draining,
+      overloaded: () => this.overloaded(),
+      makePublish: (topic, encoding, data, retain, ts, raw) => this.makePublish(topic, encoding, data, retain, ts, raw),
+      submit: (req, ex) => {
+        const token = this.takeToken();
+        this.pendingAcks.set(token, { slot: 0, generation: 0, id: null, res: ex.res, http: ex, createdMs: Date.now(), silent: false });
+        this.routePublish(req, token);
+        return token;
+      },
+      ownerResponsive: (topic) => {
+        const owner = ownerOf(topic, this.count);
+        return owner === this.id || Date.now() - this.allStats[owner][Stat.HEARTBEAT_MS] < OWNER_STALE_MS;
+      },
+      awaitAck: (token, timeoutMs) => this.awaitAck(token, timeoutMs),
+    });
     this.app = this.buildApp();
   }
 
@@ -340,7 +370,7 @@ export class Workgroup {
         }
       },
     });
-    app.post('/v1/publish', (res, req) => this.onHttpPublish(res, req));
+    this.httpPublish.register(app);
     registerStaticRoutes(app);
     app.any('/*', (res, req) => {
       res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: ErrorCode.NOT_FOUND, message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` } }));
@@ -598,8 +628,12 @@ export class Workgroup {
   private onUpgrade(res: HttpResponse, req: HttpRequest, context: unknown): void {
     const encodingParam = req.getQuery('encoding') ?? '';
     const key = req.getHeader('sec-websocket-key');
-    const protocol = req.getHeader('sec-websocket-protocol');
     const extensions = req.getHeader('sec-websocket-extensions');
+    const bad = checkUpgrade(
+      { upgrade: req.getHeader('upgrade'), connection: req.getHeader('connection'), secWebSocketKey: key, secWebSocketVersion: req.getHeader('sec-websocket-version'), origin: req.getHeader('origin'), host: req.getHeader('host') },
+      this.cors,
+    );
+    if (bad !== null) return this.refuse(res, bad.status, bad.code, bad.message, bad.extraHeaders);
     if (this.draining) return this.refuse(res, '503 Service Unavailable', ErrorCode.SHUTTING_DOWN, 'server is shutting down; reconnect to another node');
     let flags = 0;
     if (encodingParam === 'msgpack') flags |= SessionFlag.MSGPACK;
@@ -614,7 +648,7 @@ export class Workgroup {
       let held = this.ipTable.count(ipHash);
       for (const peer of this.peerIpTables) held += peer.count(ipHash);
       if (held >= cap) return this.refuse(res, '429 Too Many Requests', ErrorCode.BAD_REQUEST, `at most ${cap} connections per address`);
-      if (this.ipTable.add(ipHash) === 0) return this.refuse(res, '503 Service Unavailable', ErrorCode.OVERLOADED, 'the per-address table is full; retry shortly', true);
+      if (this.ipTable.add(ipHash) === 0) return this.refuse(res, '503 Service Unavailable', ErrorCode.OVERLOADED, 'the per-address table is full; retry shortly', RETRY_SOON, true);
       flags |= SessionFlag.IP_COUNTED;
     }
     // Near the descriptor limit, every upgrade looks (a flood fills the rest faster than the 100 ms check):
@@ -624,18 +658,19 @@ export class Workgroup {
       this.checkDescriptors();
       if (this.acceptPaused) {
         if (flags & SessionFlag.IP_COUNTED) this.ipTable.remove(ipHash);
-        return this.refuse(res, '503 Service Unavailable', ErrorCode.OVERLOADED, 'the server is out of file descriptors; retry shortly', true);
+        return this.refuse(res, '503 Service Unavailable', ErrorCode.OVERLOADED, 'the server is out of file descriptors; retry shortly', RETRY_SOON, true);
       }
     }
     const slot = this.slab.open(flags, ipHash, this.nowSec);
     // uWS calls open() within upgrade(), so the slot cannot leak between the two.
-    res.upgrade<SessionData>({ slot }, key, protocol, extensions, context as never);
+    // No subprotocol: the server speaks none, and echoing the client's would claim one (RFC 6455 4.2.2).
+    res.upgrade<SessionData>({ slot }, key, '', extensions, context as never);
   }
 
-  private refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, close = false): void {
+  private refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, extraHeaders: [string, string][] | null = null, close = false): void {
     this.stats[Stat.SESSIONS_REJECTED]++;
     res.writeStatus(status).writeHeader('content-type', 'application/json');
-    if (close) res.writeHeader('retry-after', '1');
+    if (extraHeaders !== null) for (const [k, v] of extraHeaders) res.writeHeader(k, v);
     res.end(JSON.stringify({ error: { code, message } }), close);
   }
 
@@ -1417,12 +1452,9 @@ export class Workgroup {
     this.pendingAcks.delete(token);
     const refused = status === AckStatus.TOO_MANY_TOPICS;
     const message = `the node holds its limit of topics (--max-topics ${this.options.maxTopics * this.count}); nothing was published`;
-    if (ack.res !== null) {
-      if (ack.http?.aborted) return;
-      if (refused) return this.httpError(ack.res, '503 Service Unavailable', ErrorCode.TOO_MANY_TOPICS, message, false, '10');
-      const res = ack.res;
-      res.cork(() => res.writeHeader('content-type', 'application/json').end(`{"epoch":${epoch},"seq":${seq}}`));
-      return;
+    if (ack.http !== null) {
+      if (refused) return this.httpPublish.fail(ack.http, '503 Service Unavailable', ErrorCode.TOO_MANY_TOPICS, message, '10');
+      return this.httpPublish.answer(ack.http, epoch, seq);
     }
     if (ack.silent && !refused) return;
     if (!this.slab.isOpen(ack.slot, ack.generation)) return;
@@ -1440,8 +1472,8 @@ export class Workgroup {
       if (ack.createdMs > before) continue;
       this.pendingAcks.delete(token);
       const message = "the topic's owner did not answer in time; the message may or may not have been published";
-      if (ack.res !== null) {
-        if (!ack.http?.aborted) this.httpError(ack.res, '504 Gateway Timeout', ErrorCode.OWNER_TIMEOUT, message);
+      if (ack.http !== null) {
+        this.httpPublish.timeout(ack.http, message);
       } else if (this.slab.isOpen(ack.slot, ack.generation)) {
         const ws = this.sockets[ack.slot] as WebSocket<SessionData>;
         const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
@@ -1512,74 +1544,28 @@ export class Workgroup {
     ws.end(CloseCode.SLOW_CONSUMER, CloseReason[CloseCode.SLOW_CONSUMER]);
   }
 
-  // ---- HTTP publish ---------------------------------------------------
+  // ---- HTTP publish (workgroups/http-publish.ts) -----------------------
 
-  private onHttpPublish(res: HttpResponse, req: HttpRequest): void {
-    const contentType = req.getHeader('content-type');
-    const encoding: EncodingId = contentType.startsWith('application/msgpack') || contentType.startsWith('application/x-msgpack') ? ENCODING_MSGPACK : ENCODING_JSON;
-    const limit = this.options.maxPayloadBytes + ENVELOPE_BYTES;
-    const declared = Number(req.getHeader('content-length') || '0');
-    if (declared > limit) return this.httpError(res, '413 Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, `body is ${declared} bytes; the maximum is ${limit}`, true);
-    let body: Buffer | null = null;
-    const state = { aborted: false };
-    res.onAborted(() => {
-      state.aborted = true;
-    });
-    res.onData((chunk, isLast) => {
-      if (state.aborted) return;
-      const part = Buffer.from(chunk);
-      body = body === null ? Buffer.from(part) : Buffer.concat([body, part]);
-      if (body.length > limit) {
-        state.aborted = true;
-        return this.httpError(res, '413 Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, `body is over ${limit} bytes`, true);
-      }
-      if (isLast) this.httpPublishBody(res, state, encoding, body ?? Buffer.alloc(0));
-    });
-  }
-
-  private httpPublishBody(res: HttpResponse, state: { aborted: boolean }, encoding: EncodingId, body: Buffer): void {
-    try {
-      if (this.draining) return this.httpError(res, '503 Service Unavailable', ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node');
-      if (this.count > 1 && this.overloaded()) {
-        this.stats[Stat.PUBLISHES_OVERLOADED]++;
-        return this.httpError(res, '503 Service Unavailable', ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, false, '1');
-      }
-      let value: unknown;
-      if (body.length === 0) return this.httpError(res, '400 Bad Request', encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK, 'empty body');
-      // msgpack: the fields read in place and the data kept as the publisher's bytes, as for a WebSocket pub.
-      const fast = encoding === ENCODING_MSGPACK ? readRawEnvelope(body) : null;
-      try {
-        value = fast !== null ? fast : encoding === ENCODING_JSON ? JSON.parse(body.toString('utf8')) : unpackr.unpack(body);
-      } catch {
-        return this.httpError(res, '400 Bad Request', encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK, encoding === ENCODING_JSON ? 'body is not valid JSON' : 'body is not valid msgpack');
-      }
-      if (typeof value !== 'object' || value === null || Array.isArray(value)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'body must be a map {topic, data}');
-      const v = value as Record<string, unknown>;
-      const err = topicError(v.topic);
-      if (err !== null) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_TOPIC, err);
-      if (v.data === undefined) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_DATA, 'a publish needs data');
-      if (v.retain !== undefined && typeof v.retain !== 'boolean') return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'retain must be a boolean');
-      if (v.ts !== undefined && (typeof v.ts !== 'number' || !Number.isSafeInteger(v.ts) || v.ts < 0)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'ts must be a whole number of microseconds');
-      const req = this.makePublish(v.topic as string, encoding, v.data, v.retain === true, (v.ts as number | undefined) ?? null, fast === null ? null : fast.raw);
-      if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
-      this.stats[Stat.HTTP_PUBLISHES]++;
-      const token = this.takeToken();
-      this.pendingAcks.set(token, { slot: 0, generation: 0, id: null, res, http: state, createdMs: Date.now(), silent: false });
-      this.routePublish(req, token);
-    } catch (err) {
-      this.stats[Stat.INTERNAL_ERRORS]++;
-      this.log.error({ err }, 'HTTP publish failed');
-      this.httpError(res, '500 Internal Server Error', ErrorCode.INTERNAL, 'internal error');
+  /**
+   * Waits, this thread's loop stopped, until the ack of `token` was answered:
+   * reads our inbound rings (the owner's ACK, and every other record, so that
+   * two workgroups waiting on each other both go on) and retries spilled
+   * records. false after timeoutMs: the ack target is dropped.
+   */
+  private awaitAck(token: number, timeoutMs: number): boolean {
+    if (!this.pendingAcks.has(token)) return true;
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      for (const s of this.senders) s?.flushNow();
+      const handled = this.inbox?.pollNow() ?? 0;
+      if (!this.pendingAcks.has(token)) return true;
+      if (handled > 0) continue;
+      const left = deadline - performance.now();
+      if (left <= 0) break;
+      Atomics.wait(WAIT_WORD, 0, 0, Math.min(left, 0.05));
     }
-  }
-
-  private httpError(res: HttpResponse, status: string, code: ErrorCode, message: string, close = false, retryAfter: string | null = null): void {
-    this.stats[Stat.PROTOCOL_ERRORS]++;
-    res.cork(() => {
-      res.writeStatus(status).writeHeader('content-type', 'application/json');
-      if (retryAfter !== null) res.writeHeader('retry-after', retryAfter);
-      res.end(JSON.stringify({ error: { code, message } }), close);
-    });
+    this.pendingAcks.delete(token);
+    return false;
   }
 
   // ---- shutdown -------------------------------------------------------

@@ -1,0 +1,250 @@
+// POST /v1/publish (and its CORS preflight): the request's framing, origin
+// and content type, the body, and the answer. The Workgroup sequences the
+// message (or sends it to the topic's owner) through HttpPublishHost.
+//
+// Pipelining. uWS v20.30 (HttpContext.h, the request handler given to the
+// parser) closes the connection when a request's head is parsed while an
+// earlier response on it is still pending ("denying async pipelining ... We
+// still support sync pipelining"); the earlier request gets onAborted. The
+// parser handles every request in one read before it returns, so pause()
+// does not help: two requests in one write, or two writes that land in the
+// kernel buffer while the socket is paused, reach the parser together.
+// Seen on loopback: 3 requests in one write with a 50 ms async answer got
+// nothing back and a closed socket; with pause()/resume() and separate
+// writes the first was answered and the second aborted. So every publish
+// is answered before its request handler returns: a topic of this
+// workgroup is sequenced in place; a topic of another workgroup waits here,
+// reading our inbound rings (the owner's ack, and anything else that comes,
+// so that two workgroups waiting on each other both go on), for at most
+// HTTP_ACK_WAIT_MS, then 504 OWNER_TIMEOUT; an owner that has not ticked for
+// OWNER_STALE_MS is not waited for at all (503 OVERLOADED, nothing
+// published), so one stalled workgroup does not stall the others through
+// their HTTP publishes. The cost: this workgroup's loop
+// stands still for one round trip to the owner per HTTP publish (tens of
+// microseconds when the owner is idle, its current turn when it is busy).
+import type { HttpRequest, HttpResponse, TemplatedApp } from '../native-io/uws';
+import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId, unpackr } from '../protocol/codec';
+import { ErrorCode, ProtocolError } from '../protocol/errors';
+import { readRawEnvelope } from '../protocol/msgpack-pub';
+import { Stat } from '../protocol/stats';
+import { topicError } from '../protocol/topic';
+import { CorsPolicy } from './cors';
+import type { Logger } from './log';
+import type { WorkgroupOptions } from './options';
+import type { PublishRequest } from './workgroup';
+
+/** Longest an HTTP publish waits for another workgroup's ack, its loop stopped (see above). */
+export const HTTP_ACK_WAIT_MS = 500;
+/** How long a browser may cache a preflight answer. */
+const PREFLIGHT_MAX_AGE_SECONDS = '600';
+const ACCEPTED_TYPES = 'application/json or application/msgpack';
+const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind on deliveries); nothing was published; retry shortly';
+
+/** One HTTP publish in flight: its response, whether it is finished, and the CORS origin to answer to. */
+export class HttpExchange {
+  /** Answered, or the client went away: the response must not be touched. */
+  finished = false;
+  constructor(
+    readonly res: HttpResponse,
+    /** Access-Control-Allow-Origin of every answer, or null (no CORS headers). */
+    readonly allowOrigin: string | null,
+  ) {}
+}
+
+/** What the Workgroup lends the endpoint. */
+export interface HttpPublishHost {
+  readonly stats: Float64Array;
+  readonly log: Logger;
+  readonly options: WorkgroupOptions;
+  readonly count: number;
+  /** Largest body accepted: --max-payload-bytes plus room for the envelope. */
+  readonly maxBodyBytes: number;
+  isDraining(): boolean;
+  overloaded(): boolean;
+  makePublish(topic: string, encoding: EncodingId, data: unknown, retain: boolean, ts: number | null, raw: Uint8Array | null): PublishRequest | ProtocolError;
+  /**
+   * Sequences the publish (or sends it to its owner) with an ack target for
+   * `ex`; answer() is called when the ack comes. Returns its token.
+   */
+  submit(req: PublishRequest, ex: HttpExchange): number;
+  /** False when the topic's owner is another workgroup that has not ticked lately (stalled, restarting): waiting for it would stop this loop for nothing. */
+  ownerResponsive(topic: string): boolean;
+  /** Waits (loop stopped, rings read) until the ack of `token` was answered; false after timeoutMs (the ack target is then dropped). */
+  awaitAck(token: number, timeoutMs: number): boolean;
+}
+
+/** The request headers we read, all of them seen through forEach (getHeader returns only the first of a name). */
+interface RequestHeads {
+  contentLength: string;
+  contentLengths: number;
+  transferEncoding: boolean;
+  contentType: string;
+  origin: string;
+  host: string;
+}
+
+function readHeads(req: HttpRequest): RequestHeads {
+  const h: RequestHeads = { contentLength: '', contentLengths: 0, transferEncoding: false, contentType: '', origin: '', host: '' };
+  // Keys come lowercased from uWS.
+  req.forEach((key, value) => {
+    if (key === 'content-length') {
+      h.contentLengths++;
+      h.contentLength = value;
+    } else if (key === 'transfer-encoding') h.transferEncoding = true;
+    else if (key === 'content-type') h.contentType = value;
+    else if (key === 'origin') h.origin = value;
+    else if (key === 'host') h.host = value;
+  });
+  return h;
+}
+
+/** The body's encoding from its content type (parameters such as charset ignored), or null when not accepted. */
+export function encodingOf(contentType: string): EncodingId | null {
+  const i = contentType.indexOf(';');
+  const type = (i < 0 ? contentType : contentType.slice(0, i)).trim().toLowerCase();
+  if (type === 'application/json') return ENCODING_JSON;
+  if (type === 'application/msgpack' || type === 'application/x-msgpack') return ENCODING_MSGPACK;
+  return null;
+}
+
+export class HttpPublishEndpoint {
+  private readonly cors: CorsPolicy;
+
+  constructor(private readonly host: HttpPublishHost) {
+    this.cors = new CorsPolicy(host.options.corsOrigins);
+  }
+
+  register(app: TemplatedApp): void {
+    app.post('/v1/publish', (res, req) => this.onHttpPublish(res, req));
+    app.options('/v1/publish', (res, req) => this.onPreflight(res, req));
+  }
+
+  /** Access-Control-Allow-Origin for a request from `origin`: '' when it needs none (no Origin, same origin), null when refused. */
+  private allowOriginFor(origin: string, host: string): string | null {
+    if (origin === '' || CorsPolicy.sameOrigin(origin, host)) return '';
+    if (!this.cors.allows(origin)) return null;
+    return this.cors.any ? '*' : origin;
+  }
+
+  private onPreflight(res: HttpResponse, req: HttpRequest): void {
+    const allow = this.allowOriginFor(req.getHeader('origin'), req.getHeader('host'));
+    if (allow === null || allow === '') {
+      return this.httpError(new HttpExchange(res, null), '403 Forbidden', ErrorCode.ORIGIN_NOT_ALLOWED, 'this origin may not publish here (see --cors-origins)');
+    }
+    res.writeStatus('204 No Content');
+    res.writeHeader('access-control-allow-origin', allow);
+    res.writeHeader('access-control-allow-methods', 'POST');
+    res.writeHeader('access-control-allow-headers', 'content-type, authorization');
+    res.writeHeader('access-control-max-age', PREFLIGHT_MAX_AGE_SECONDS);
+    res.writeHeader('vary', 'Origin');
+    res.endWithoutBody();
+  }
+
+  private onHttpPublish(res: HttpResponse, req: HttpRequest): void {
+    const h = readHeads(req);
+    const allow = this.allowOriginFor(h.origin, h.host);
+    const ex = new HttpExchange(res, allow === null || allow === '' ? null : allow);
+    // Framing a proxy in front might read differently: refused, and the connection closed (its framing is unknown).
+    if (h.contentLengths > 1) return this.httpError(ex, '400 Bad Request', ErrorCode.BAD_REQUEST, 'more than one Content-Length header', true);
+    if (h.transferEncoding && h.contentLengths > 0) return this.httpError(ex, '400 Bad Request', ErrorCode.BAD_REQUEST, 'Content-Length together with Transfer-Encoding', true);
+    if (h.contentLengths === 1 && !/^[0-9]{1,15}$/.test(h.contentLength)) return this.httpError(ex, '400 Bad Request', ErrorCode.BAD_REQUEST, 'Content-Length is not a number', true);
+    if (allow === null) return this.httpError(ex, '403 Forbidden', ErrorCode.ORIGIN_NOT_ALLOWED, `origin ${h.origin} may not publish here (see --cors-origins)`);
+    const encoding = encodingOf(h.contentType);
+    if (encoding === null) return this.httpError(ex, '415 Unsupported Media Type', ErrorCode.UNSUPPORTED_MEDIA_TYPE, `content-type must be ${ACCEPTED_TYPES} (parameters such as "; charset=utf-8" are allowed); got ${JSON.stringify(h.contentType)}`);
+    const limit = this.host.maxBodyBytes;
+    const declared = Number(h.contentLength || '0');
+    if (declared > limit) return this.httpError(ex, '413 Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, `body is ${declared} bytes; the maximum is ${limit}`, true);
+    let body: Buffer | null = null;
+    res.onAborted(() => {
+      ex.finished = true;
+    });
+    res.onData((chunk, isLast) => {
+      if (ex.finished) return;
+      const part = Buffer.from(chunk);
+      body = body === null ? Buffer.from(part) : Buffer.concat([body, part]);
+      if (body.length > limit) {
+        this.httpError(ex, '413 Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, `body is over ${limit} bytes`, true);
+        ex.finished = true;
+        return;
+      }
+      if (isLast) this.httpPublishBody(ex, encoding, body ?? Buffer.alloc(0));
+    });
+  }
+
+  private httpPublishBody(res: HttpExchange, encoding: EncodingId, body: Buffer): void {
+    const host = this.host;
+    try {
+      if (host.isDraining()) return this.httpError(res, '503 Service Unavailable', ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node');
+      if (host.count > 1 && host.overloaded()) {
+        host.stats[Stat.PUBLISHES_OVERLOADED]++;
+        return this.httpError(res, '503 Service Unavailable', ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, false, '1');
+      }
+      let value: unknown;
+      if (body.length === 0) return this.httpError(res, '400 Bad Request', encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK, 'empty body');
+      // msgpack: the fields read in place and the data kept as the publisher's bytes, as for a WebSocket pub.
+      const fast = encoding === ENCODING_MSGPACK ? readRawEnvelope(body) : null;
+      try {
+        value = fast !== null ? fast : encoding === ENCODING_JSON ? JSON.parse(body.toString('utf8')) : unpackr.unpack(body);
+      } catch {
+        return this.httpError(res, '400 Bad Request', encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK, encoding === ENCODING_JSON ? 'body is not valid JSON' : 'body is not valid msgpack');
+      }
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'body must be a map {topic, data}');
+      const v = value as Record<string, unknown>;
+      const err = topicError(v.topic);
+      if (err !== null) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_TOPIC, err);
+      if (v.data === undefined) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_DATA, 'a publish needs data');
+      if (!host.ownerResponsive(v.topic as string)) {
+        host.stats[Stat.PUBLISHES_OVERLOADED]++;
+        return this.httpError(res, '503 Service Unavailable', ErrorCode.OVERLOADED, "the topic's owner workgroup is not answering (restarting or stalled); nothing was published; retry shortly", false, '1');
+      }
+      if (v.retain !== undefined && typeof v.retain !== 'boolean') return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'retain must be a boolean');
+      if (v.ts !== undefined && (typeof v.ts !== 'number' || !Number.isSafeInteger(v.ts) || v.ts < 0)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'ts must be a whole number of microseconds');
+      const req = host.makePublish(v.topic as string, encoding, v.data, v.retain === true, (v.ts as number | undefined) ?? null, fast === null ? null : fast.raw);
+      if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
+      host.stats[Stat.HTTP_PUBLISHES]++;
+      const token = host.submit(req, res);
+      // Answered before this handler returns (a pipelined request may follow in the same read).
+      if (!host.awaitAck(token, HTTP_ACK_WAIT_MS)) this.timeout(res, `the topic's owner did not answer within ${HTTP_ACK_WAIT_MS} ms; the message may or may not have been published`);
+    } catch (err) {
+      host.stats[Stat.INTERNAL_ERRORS]++;
+      host.log.error({ err }, 'HTTP publish failed');
+      this.httpError(res, '500 Internal Server Error', ErrorCode.INTERNAL, 'internal error');
+    }
+  }
+
+  /** The owner's ack: 200 {epoch, seq}. */
+  answer(ex: HttpExchange, epoch: number, seq: number): void {
+    if (ex.finished) return;
+    ex.finished = true;
+    const res = ex.res;
+    res.cork(() => {
+      res.writeHeader('content-type', 'application/json');
+      if (ex.allowOrigin !== null) res.writeHeader('access-control-allow-origin', ex.allowOrigin).writeHeader('vary', 'Origin');
+      res.end(`{"epoch":${epoch},"seq":${seq}}`);
+    });
+  }
+
+  /** The owner refused the publish (e.g. TOO_MANY_TOPICS): an error answer. */
+  fail(ex: HttpExchange, status: string, code: ErrorCode, message: string, retryAfter: string | null = null): void {
+    this.httpError(ex, status, code, message, false, retryAfter);
+  }
+
+  /** The owner did not answer in time: 504 OWNER_TIMEOUT. */
+  timeout(ex: HttpExchange, message: string): void {
+    if (!ex.finished) this.httpError(ex, '504 Gateway Timeout', ErrorCode.OWNER_TIMEOUT, message);
+  }
+
+  private httpError(ex: HttpExchange, status: string, code: ErrorCode, message: string, close = false, retryAfter: string | null = null): void {
+    this.host.stats[Stat.PROTOCOL_ERRORS]++;
+    if (ex.finished) return;
+    ex.finished = true;
+    const res = ex.res;
+    res.cork(() => {
+      res.writeStatus(status).writeHeader('content-type', 'application/json');
+      if (ex.allowOrigin !== null) res.writeHeader('access-control-allow-origin', ex.allowOrigin).writeHeader('vary', 'Origin');
+      if (retryAfter !== null) res.writeHeader('retry-after', retryAfter);
+      res.end(JSON.stringify({ error: { code, message } }), close);
+    });
+  }
+}
+
