@@ -20,6 +20,10 @@
       "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"],
       "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Wno-unused-parameter"],
       "defines": ["NAPI_VERSION=8"],
+      # Never unloaded: an arena's deleter (ReleaseMapping) runs when the last
+      # isolate holding the buffer lets go, which can be after the thread that
+      # loaded the addon ended and Node dlclose()d it.
+      "ldflags": ["-Wl,-z,nodelete"],
       "conditions": [
         ["c10m_asan == 1", {
           "cflags_cc": ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"],

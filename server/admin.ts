@@ -2,6 +2,7 @@
 // metrics and dashboard routes. Bound to 127.0.0.1 unless told otherwise;
 // an optional bearer token guards every route but the open ones: /healthz,
 // and those registered with { open: true }.
+import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './log';
@@ -33,7 +34,21 @@ export class AdminServer {
   private readonly routes = new Map<string, Route>();
   private server: http.Server | null = null;
 
-  constructor(private readonly options: AdminOptions, private readonly log: Logger) {}
+  /** `Bearer <token>` as bytes, or null when no token is set. */
+  private readonly expected: Buffer | null;
+
+  constructor(private readonly options: AdminOptions, private readonly log: Logger) {
+    this.expected = options.token === '' ? null : Buffer.from(`Bearer ${options.token}`, 'utf8');
+  }
+
+  /** In constant time for a header of the right length: the time taken tells nothing about how much of a guess matched. */
+  private authorized(header: string | undefined): boolean {
+    const expected = this.expected;
+    if (expected === null) return true;
+    if (typeof header !== 'string') return false;
+    const got = Buffer.from(header, 'utf8');
+    return got.length === expected.length && timingSafeEqual(got, expected);
+  }
 
   /** Adds a POST route (also answering GET and HEAD with the same handler only if it checks req.method). */
   routePost(path: string, handler: AdminHandler, options: RouteOptions = {}): void {
@@ -72,8 +87,7 @@ export class AdminServer {
     if (!route || !methodOk) {
       return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no admin route ${req.method} ${url.pathname}` } });
     }
-    const token = this.options.token;
-    if (token !== '' && !route.open && req.headers.authorization !== `Bearer ${token}`) {
+    if (this.expected !== null && !route.open && !this.authorized(req.headers.authorization)) {
       res.setHeader('www-authenticate', 'Bearer realm="c10m admin"');
       return sendJson(res, 401, { error: { code: 'UNAUTHORIZED', message: 'admin token required: Authorization: Bearer <token>' } });
     }

@@ -11,6 +11,7 @@ export interface Config {
   adminHost: string;
   adminPort: number;
   adminToken: string;
+  adminPublic: boolean;
   workgroups: number;
   maxPayloadBytes: number;
   maxBackpressureBytes: number;
@@ -34,6 +35,7 @@ export interface Config {
   maxRingSpillBytes: number;
   /** Exact origins, or ['*']; empty: none (parsed from the comma-separated flag). */
   corsOrigins: string[];
+  maxRestartDelayMs: number;
 }
 
 type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins';
@@ -58,7 +60,8 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'port', flag: 'port', kind: 'int', min: 0, max: 65535, help: 'public port (WebSocket /v1/ws, HTTP POST /v1/publish); 0 picks a free port', default: () => 8080 },
   { key: 'adminHost', flag: 'admin-host', kind: 'host', help: 'address the admin port binds to (metrics, health); keep it private', default: () => '127.0.0.1' },
   { key: 'adminPort', flag: 'admin-port', kind: 'int', min: 0, max: 65535, help: 'admin port (/metrics, /jmx, /dashboard, /healthz, /readyz); 0 picks a free port', default: () => 9090 },
-  { key: 'adminToken', flag: 'admin-token', kind: 'string', help: 'bearer token required on the admin port (empty: none)', default: () => '' },
+  { key: 'adminToken', flag: 'admin-token', kind: 'string', help: 'bearer token required on the admin port (empty: none; required when --admin-host is not a loopback address, unless --admin-public)', default: () => '' },
+  { key: 'adminPublic', flag: 'admin-public', kind: 'bool', help: 'serve the admin port on a non-loopback --admin-host without --admin-token, every figure open to whoever reaches it (e.g. a private network or a NetworkPolicy guards it)', default: () => false },
   { key: 'workgroups', flag: 'workgroups', kind: 'int', min: 1, max: 32, help: 'worker threads serving the public port (default: one per core)', default: () => Math.min(32, availableParallelism()) },
   { key: 'maxPayloadBytes', flag: 'max-payload-bytes', kind: 'int', min: 1, max: 16 * 1024 * 1024, help: 'largest publish data, in bytes once encoded', default: () => 64 * 1024 },
   { key: 'maxBackpressureBytes', flag: 'max-backpressure-bytes', kind: 'int', min: 1024, max: 1024 * 1024 * 1024, help: 'unsent bytes a session may hold before it is closed as a slow consumer (4000)', default: () => 256 * 1024 },
@@ -80,6 +83,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'maxRingSpillBytes', flag: 'max-ring-spill-bytes', kind: 'int', min: 65536, max: 16 * 1024 * 1024 * 1024, help: 'bytes of records a workgroup may queue for full rings (subscribers\' workgroups falling behind); past it, in any workgroup, publishes are refused with OVERLOADED (HTTP 503) until the rings drain', default: () => 64 * 1024 * 1024 },
   { key: 'ringBytes', flag: 'ring-bytes', kind: 'int', min: 4096, max: 1024 * 1024 * 1024, help: 'bytes of each ring between two workgroups (rounded up to a power of two; at least max-payload-bytes + 2048)', default: () => 4 * 1024 * 1024 },
   { key: 'corsOrigins', flag: 'cors-origins', kind: 'origins', help: "web origins allowed to POST /v1/publish from a browser and to open sessions: comma-separated exact origins (https://app.example.com) or *; none by default (cross-origin publishes refused 403, upgrades from any origin allowed)", default: () => [] },
+  { key: 'maxRestartDelayMs', flag: 'max-restart-delay-ms', kind: 'int', min: 100, max: 600_000, help: 'longest wait before restarting a workgroup that died (the wait doubles from 50 ms per death in a row; a workgroup is never given up on)', default: () => 30_000 },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
 ];
 
@@ -174,6 +178,11 @@ export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env
   if (config.port !== 0 && config.port === config.adminPort && config.host === config.adminHost) {
     throw new ConfigError(`the public port and the admin port are both ${config.port}`);
   }
+  if (config.adminToken === '' && !config.adminPublic && !isLoopbackHost(config.adminHost)) {
+    throw new ConfigError(
+      `--admin-host ${config.adminHost} is not a loopback address and there is no --admin-token: anyone who reaches it would read every figure; set --admin-token (C10M_ADMIN_TOKEN), or --admin-public (C10M_ADMIN_PUBLIC=1) if that is intended`,
+    );
+  }
   return config;
 }
 
@@ -186,4 +195,13 @@ export function parseCorsOrigins(raw: string): string[] | string {
   }
   if (list.includes('*') && list.length > 1) return '* cannot be combined with other origins';
   return list;
+}
+
+/** 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z or in brackets) and localhost: reachable from this host only. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/%.*$/, '');
+  if (h === 'localhost') return true;
+  if (/^0*:(0*:)*0*1$/.test(h) || h === '::1') return true;
+  const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;
+  return /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(v4);
 }

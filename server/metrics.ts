@@ -129,6 +129,7 @@ export class PromMetrics {
     this.add('c10m_info', 'The c10m version running.', 'gauge', () => [{ value: 1, labels: { version: VERSION } }]);
     this.add('c10m_workgroups', 'Workgroups configured.', 'gauge', (s) => [{ value: s.stats.blocks.length }]);
     this.add('c10m_workgroups_listening', 'Workgroups listening on the public port.', 'gauge', (s) => [{ value: s.stats.listening }]);
+    this.add('c10m_workgroups_down', 'Workgroups that died and are not listening again yet (being restarted; /healthz answers 503 meanwhile).', 'gauge', (s) => [{ value: s.stats.down }]);
     // native-io: arenas (huge pages) and which path it took
     this.add('c10m_arena_bytes', 'Bytes of live shared arenas (rings, slabs, caches) by the memory they got: hugetlb (MAP_HUGETLB), thp (transparent huge pages), normal pages, or js (the fallback; main thread only).', 'gauge', (s) => {
       const a = s.process.arena;

@@ -34,6 +34,8 @@ export interface StatsSnapshot {
   restarts: number[];
   totalRestarts: number;
   listening: number;
+  /** Workgroups that died and are not listening again yet. */
+  down: number;
   /** process.cpuUsage() at the read: every thread of the process, workgroups included. */
   cpu: NodeJS.CpuUsage;
 }
@@ -90,6 +92,7 @@ export class Figures {
       restarts,
       totalRestarts: sup.totalRestarts,
       listening: sup.listeningCount(),
+      down: sup.down().length,
       cpu: process.cpuUsage(),
     };
   }

@@ -1,7 +1,7 @@
 // Starts a node: the workgroups (data plane) and the admin port (control plane).
 import { loadUws } from '../native-io/uws';
 import { AdminServer, sendJson } from './admin';
-import type { Config } from './config';
+import { isLoopbackHost, type Config } from './config';
 import type { Logger } from './log';
 import { registerObservability } from './observability';
 import { Supervisor } from './supervisor';
@@ -26,10 +26,17 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const supervisor = new Supervisor(config, log);
   const admin = new AdminServer({ host: config.adminHost, port: config.adminPort, token: config.adminToken }, log);
   let shuttingDown = false;
-  admin.route('/healthz', (_req, res) => sendJson(res, 200, { status: 'ok', workgroups: supervisor.workgroups, listening: supervisor.listeningCount() }));
+  if (config.adminToken === '' && !isLoopbackHost(config.adminHost)) {
+    log.warn({ adminHost: config.adminHost }, `!!! the admin port on ${config.adminHost} has no --admin-token (--admin-public is set): every figure and the dashboard are open to whoever reaches it !!!`);
+  }
+  // Liveness tells the truth: 503 while a workgroup that died is not listening again (its topics cannot be served).
+  admin.route('/healthz', (_req, res) => {
+    const down = supervisor.down();
+    sendJson(res, down.length === 0 ? 200 : 503, { status: down.length === 0 ? 'ok' : 'workgroups down', workgroups: supervisor.workgroups, listening: supervisor.listeningCount(), down });
+  });
   admin.route('/readyz', (_req, res) => {
     const ready = !shuttingDown && supervisor.ready;
-    sendJson(res, ready ? 200 : 503, { ready, shuttingDown, workgroups: supervisor.workgroups, listening: supervisor.listeningCount() });
+    sendJson(res, ready ? 200 : 503, { ready, shuttingDown, workgroups: supervisor.workgroups, listening: supervisor.listeningCount(), down: supervisor.down() });
   });
   registerObservability(admin, supervisor, config);
   if (process.env.C10M_FAULT_INJECTION === '1') {

@@ -1,5 +1,7 @@
 // The supervisor starts the workgroups, knows which of them listen, and
-// restarts one that dies without disturbing the others. It is on no
+// restarts one that dies without disturbing the others: always, however
+// often it dies, with a growing delay between attempts (a workgroup left
+// down would answer OWNER_TIMEOUT for its topics forever). It is on no
 // per-message path: workgroups talk to it only about their life cycle.
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
@@ -14,16 +16,33 @@ import type { Logger } from './log';
 // The workgroup entry, next to this file in dist/ (server/ never imports workgroups/).
 const WORKER_ENTRY = path.join(__dirname, '..', 'workgroups', 'worker.js');
 
-/** Most restarts of one workgroup within RESTART_WINDOW_MS before the supervisor gives up on it. */
-const MAX_RESTARTS_IN_WINDOW = 10;
-const RESTART_WINDOW_MS = 60_000;
+/** Delay before the first restart of a workgroup that died; doubled for each death in a row, up to --max-restart-delay-ms. */
+const RESTART_DELAY_MS = 50;
+/** A workgroup that listened this long has recovered: its next death restarts it after RESTART_DELAY_MS again. */
+const RESTART_STABLE_MS = 60_000;
 
 interface Slot {
   worker: Worker | null;
   listening: boolean;
   restarts: number;
-  recentRestarts: number[];
+  /** Deaths since it last stayed up RESTART_STABLE_MS: the backoff's exponent. */
+  deathsInARow: number;
+  /** Date.now() when it last began to listen (0: not listening). */
+  listeningSinceMs: number;
+  /** Date.now() when it last stopped listening after the node started (0: up, or not started yet). */
+  downSinceMs: number;
+  /** Date.now() of the next restart attempt (0: none scheduled). */
+  nextRestartAtMs: number;
   uwsNative: boolean;
+}
+
+/** A workgroup that is not listening while the node runs (it died; its restart is pending or in progress). */
+export interface DownWorkgroup {
+  workgroup: number;
+  restarts: number;
+  downSeconds: number;
+  /** Seconds until the next restart attempt; 0 when one is in progress. */
+  nextRestartInSeconds: number;
 }
 
 type Event =
@@ -44,13 +63,15 @@ export class Supervisor extends EventEmitter {
   ipHash: { attached: boolean; detail: string } | null = null;
   private readonly slots: Slot[];
   private shuttingDown = false;
+  /** Every workgroup listened once (start() resolved): from then on one that is not listening is down. */
+  private started = false;
   private boundPort = 0;
   totalRestarts = 0;
 
   constructor(private readonly config: Config, private readonly log: Logger) {
     super();
     this.stats = Array.from({ length: config.workgroups }, () => new SharedArrayBuffer(STATS_BYTES));
-    this.slots = Array.from({ length: config.workgroups }, () => ({ worker: null, listening: false, restarts: 0, recentRestarts: [], uwsNative: true }));
+    this.slots = Array.from({ length: config.workgroups }, () => ({ worker: null, listening: false, restarts: 0, deathsInARow: 0, listeningSinceMs: 0, downSinceMs: 0, nextRestartAtMs: 0, uwsNative: true }));
     const n = config.workgroups;
     const dataBytes = ringDataBytes(config.ringBytes);
     this.rings = [];
@@ -90,6 +111,22 @@ export class Supervisor extends EventEmitter {
   restartsOf(id: number): number {
     return this.slots[id].restarts;
   }
+  /** Workgroups that died and are not listening again yet (none while starting or shutting down). */
+  down(): DownWorkgroup[] {
+    if (!this.started || this.shuttingDown) return [];
+    const now = Date.now();
+    const out: DownWorkgroup[] = [];
+    this.slots.forEach((s, id) => {
+      if (s.listening) return;
+      out.push({
+        workgroup: id,
+        restarts: s.restarts,
+        downSeconds: s.downSinceMs > 0 ? (now - s.downSinceMs) / 1000 : 0,
+        nextRestartInSeconds: s.nextRestartAtMs > 0 ? Math.max(0, s.nextRestartAtMs - now) / 1000 : 0,
+      });
+    });
+    return out;
+  }
   statsOf(id: number): Float64Array {
     return new Float64Array(this.stats[id]);
   }
@@ -99,8 +136,9 @@ export class Supervisor extends EventEmitter {
     // uSockets does not share a port bound as 0 with SO_REUSEPORT peers, so port 0 with several
     // workgroups means: pick a free port first, then every workgroup binds it.
     const port = this.config.port === 0 && this.slots.length > 1 ? await freePort(this.config.host) : this.config.port;
-    this.boundPort = await this.spawn(0, port);
-    await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1, this.boundPort)));
+    this.boundPort = await this.spawn(0, port, true);
+    await Promise.all(this.slots.slice(1).map((_, i) => this.spawn(i + 1, this.boundPort, true)));
+    this.started = true;
     this.attachIpHash();
   }
 
@@ -141,7 +179,8 @@ export class Supervisor extends EventEmitter {
     return true;
   }
 
-  private spawn(id: number, port: number): Promise<number> {
+  /** initial: part of start(), where a workgroup that cannot listen fails the start instead of being restarted. */
+  private spawn(id: number, port: number, initial: boolean): Promise<number> {
     const slot = this.slots[id];
     const c = this.config;
     const worker = new Worker(WORKER_ENTRY, {
@@ -184,10 +223,14 @@ export class Supervisor extends EventEmitter {
     slot.listening = false;
     return new Promise((resolve, reject) => {
       let settled = false;
+      let listened = false;
       worker.on('message', (e: Event) => {
         switch (e.type) {
           case 'listening':
+            listened = true;
             slot.listening = true;
+            slot.listeningSinceMs = Date.now();
+            slot.downSinceMs = 0;
             slot.uwsNative = e.uwsNative;
             if (!settled) {
               settled = true;
@@ -228,7 +271,11 @@ export class Supervisor extends EventEmitter {
         }
       });
       worker.on('exit', (code) => {
+        const now = Date.now();
+        if (slot.listeningSinceMs > 0 && now - slot.listeningSinceMs >= RESTART_STABLE_MS) slot.deathsInARow = 0;
+        if (slot.downSinceMs === 0) slot.downSinceMs = now;
         slot.listening = false;
+        slot.listeningSinceMs = 0;
         slot.worker = null;
         // The stats block outlives the thread: its gauges must not claim sessions that are gone.
         const s = new Float64Array(this.stats[id]);
@@ -240,35 +287,32 @@ export class Supervisor extends EventEmitter {
         if (!settled) {
           settled = true;
           reject(new Error(`workgroup ${id} exited with code ${code} before listening`));
-          return;
         }
-        if (!this.shuttingDown) this.restart(id, code);
+        // A restart that dies before it listens is retried like any other death; only start() gives up.
+        if (!this.shuttingDown && (!initial || listened)) this.restart(id, code);
       });
     });
   }
 
+  /** Never gives up: the delay doubles per death in a row, up to --max-restart-delay-ms. */
   private restart(id: number, code: number): void {
     const slot = this.slots[id];
-    const now = Date.now();
-    slot.recentRestarts = slot.recentRestarts.filter((t) => now - t < RESTART_WINDOW_MS);
-    if (slot.recentRestarts.length >= MAX_RESTARTS_IN_WINDOW) {
-      this.log.fatal({ wg: id, code }, `workgroup died ${MAX_RESTARTS_IN_WINDOW} times in a minute; not restarting it`);
-      this.emit('gave-up', id);
-      return;
-    }
-    slot.recentRestarts.push(now);
-    const delayMs = Math.min(5000, 50 * 2 ** (slot.recentRestarts.length - 1));
+    const delayMs = Math.min(this.config.maxRestartDelayMs, RESTART_DELAY_MS * 2 ** Math.min(slot.deathsInARow, 30));
+    slot.deathsInARow++;
     slot.restarts++;
     this.totalRestarts++;
-    this.log.warn({ wg: id, code, restarts: slot.restarts, delayMs }, 'workgroup exited; restarting it');
+    slot.nextRestartAtMs = Date.now() + delayMs;
+    this.log.warn({ wg: id, code, restarts: slot.restarts, deathsInARow: slot.deathsInARow, delayMs }, 'workgroup exited; restarting it');
     setTimeout(() => {
+      slot.nextRestartAtMs = 0;
       if (this.shuttingDown) return;
-      this.spawn(id, this.boundPort).then(
+      this.spawn(id, this.boundPort, false).then(
         () => {
-          this.log.info({ wg: id }, 'workgroup restarted');
+          this.log.info({ wg: id, restarts: slot.restarts }, 'workgroup restarted');
           if (this.slots.every((s) => s.listening)) this.attachIpHash();
         },
-        (err) => this.log.error({ wg: id, err: (err as Error).message }, 'workgroup restart failed'),
+        // Its exit (which follows) schedules the next attempt.
+        (err) => this.log.error({ wg: id, err: (err as Error).message }, 'workgroup restart failed; trying again'),
       );
     }, delayMs);
   }

@@ -110,6 +110,8 @@ describe('Kubernetes manifests', () => {
     expect(Number(env.C10M_ADMIN_PORT ?? SERVER.adminPort)).toBe(portByName.admin);
     // the admin port defaults to 127.0.0.1, where the kubelet's probes cannot reach it
     expect(container.args.join(' ')).toContain('--admin-host 0.0.0.0');
+    // ... and off loopback without a token, the server starts only when told it is intended
+    expect(container.args.join(' ')).toContain('--admin-public');
     expect(container.args.join(' ')).toContain('--host 0.0.0.0');
     for (const a of container.args.filter((x: string) => x.startsWith('--'))) expect(SERVER_FLAGS.has(a)).toBe(true);
   });
@@ -395,7 +397,7 @@ describe('container file', () => {
     expect(final).toContain(`EXPOSE ${SERVER.port} ${SERVER.adminPort}`);
     expect(final).toContain('STOPSIGNAL SIGTERM');
     expect(final).toContain(`http://127.0.0.1:${SERVER.adminPort}/healthz`);
-    expect(final).toMatch(/CMD \["serve", "--host", "0\.0\.0\.0", "--admin-host", "0\.0\.0\.0"\]/);
+    expect(final).toMatch(/CMD \["serve", "--host", "0\.0\.0\.0", "--admin-host", "0\.0\.0\.0", "--admin-public"\]/);
   });
 });
 

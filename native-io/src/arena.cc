@@ -196,62 +196,127 @@ Napi::Value AllocShared(const Napi::CallbackInfo& info) {
 // the SharedArrayBuffer made on the calling thread when they are done. For
 // arenas needed soon but not now (the next cache segment): the caller's loop
 // never waits for the kernel to map or zero the memory.
-class AllocWorker : public Napi::AsyncWorker {
- public:
-  AllocWorker(Napi::Env env, size_t bytes, bool huge_pages)
-      : Napi::AsyncWorker(env, "c10m:allocSharedAsync"), deferred_(Napi::Promise::Deferred::New(env)), bytes_(bytes), huge_pages_(huge_pages) {}
-
-  ~AllocWorker() override {
-    // Mapped but never handed to JS (the environment went away first).
-    if (mapped_ && !wrapped_) munmap(m_.base, m_.mapped_bytes);
-  }
-
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    if (!MapArena(bytes_, huge_pages_, &m_, &err_)) {
-      SetError("mmap");
-      return;
-    }
-    mapped_ = true;
-    Prefault(m_);
-  }
-
-  void OnOK() override {
-    Napi::Env env = Env();
-    wrapped_ = true;
-    deferred_.Resolve(WrapArena(env, bytes_, m_));
-  }
-
-  void OnError(const Napi::Error& /*e*/) override {
-    Napi::Env env = Env();
-    Napi::Error e = Napi::Error::New(env, "allocSharedAsync could not map " + std::to_string(bytes_) +
-                                              " bytes of memory for a shared arena (mmap: " + std::strerror(err_) + ", " +
-                                              ErrnoName(err_) + ")");
-    e.Set("code", Napi::String::New(env, ErrnoName(err_)));
-    e.Set("errno", Napi::Number::New(env, err_));
-    e.Set("syscall", Napi::String::New(env, "mmap"));
-    deferred_.Reject(e.Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  size_t bytes_;
-  bool huge_pages_;
-  Mapping m_{};
-  int err_ = 0;
-  bool mapped_ = false;
-  bool wrapped_ = false;
+//
+// A job may still be in flight when its thread ends (process.exit in a
+// worker, worker.terminate(), an uncaught exception). Node then waits for the
+// pool thread and runs the completion with JS execution disallowed, so a
+// completion that touches JS gets a failed status, and a C++ exception out of
+// it aborts the whole process. Hence raw N-API rather than Napi::AsyncWorker,
+// and an async cleanup hook per job:
+//  - the hook keeps the napi_env alive (and the environment's teardown
+//    waiting) until the job's completion removes it;
+//  - when the hook runs, the job is cancelled if it has not started, and
+//    marked env_closing: its completion then only unmaps the memory;
+//  - a completion never throws: every N-API status is checked, and a failure
+//    (the environment stopping before our hook ran) drops the result.
+// All state is in the job: nothing static (the addon loads once per thread).
+struct AllocJob {
+  napi_env env = nullptr;
+  napi_async_work work = nullptr;
+  napi_deferred deferred = nullptr;
+  napi_async_cleanup_hook_handle hook = nullptr;
+  size_t bytes = 0;
+  bool huge_pages = true;
+  Mapping m{};
+  int err = 0;
+  // Touched on the pool thread in Execute, read on the env's thread after it (uv orders them).
+  bool mapped = false;
+  // Set by the cleanup hook on the env's thread: the environment is going away.
+  bool env_closing = false;
 };
 
+void AllocJobExecute(napi_env /*do not use: pool thread*/, void* data) {
+  auto* job = static_cast<AllocJob*>(data);
+  if (!MapArena(job->bytes, job->huge_pages, &job->m, &job->err)) return;
+  job->mapped = true;
+  Prefault(job->m);
+}
+
+// The rejection: an Error like ThrowErrno's; nothing on failure (the env is stopping).
+bool RejectWithErrno(napi_env env, napi_deferred deferred, size_t bytes, int err) {
+  std::string text = "allocSharedAsync could not map " + std::to_string(bytes) +
+                     " bytes of memory for a shared arena (mmap: " + std::strerror(err) + ", " + ErrnoName(err) + ")";
+  std::string code_text = ErrnoName(err);
+  napi_value message, code, error, errno_value, syscall;
+  if (napi_create_string_utf8(env, text.c_str(), text.size(), &message) != napi_ok) return false;
+  if (napi_create_string_utf8(env, code_text.c_str(), code_text.size(), &code) != napi_ok) return false;
+  if (napi_create_error(env, nullptr, message, &error) != napi_ok) return false;
+  if (napi_create_int32(env, err, &errno_value) != napi_ok) return false;
+  if (napi_create_string_utf8(env, "mmap", 4, &syscall) != napi_ok) return false;
+  if (napi_set_named_property(env, error, "code", code) != napi_ok) return false;
+  if (napi_set_named_property(env, error, "errno", errno_value) != napi_ok) return false;
+  if (napi_set_named_property(env, error, "syscall", syscall) != napi_ok) return false;
+  return napi_reject_deferred(env, deferred, error) == napi_ok;
+}
+
+// False once the environment can no longer run JS (it is stopping, our hook
+// not yet run): setting a property is the cheapest call that then fails.
+bool CanRunJs(napi_env env) {
+  napi_value probe;
+  return napi_create_object(env, &probe) == napi_ok && napi_set_named_property(env, probe, "p", probe) == napi_ok;
+}
+
+void AllocJobComplete(napi_env env, napi_status status, void* data) {
+  std::unique_ptr<AllocJob> job(static_cast<AllocJob*>(data));
+  if (status == napi_ok && !job->env_closing && CanRunJs(env)) {
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) == napi_ok) {
+      try {
+        if (job->mapped) {
+          // WrapArena owns the mapping from here (the buffer's deleter unmaps it), even if a later step fails.
+          job->mapped = false;
+          Napi::Object arena = WrapArena(Napi::Env(env), job->bytes, job->m);
+          napi_resolve_deferred(env, job->deferred, arena);
+        } else {
+          RejectWithErrno(env, job->deferred, job->bytes, job->err);
+        }
+      } catch (...) {
+        // The environment stopped before our hook ran: nobody is left to tell.
+      }
+      // Nothing of ours may stay pending: an exception left here would be reported in a dying thread.
+      bool pending = false;
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending) {
+        napi_value ignored;
+        napi_get_and_clear_last_exception(env, &ignored);
+      }
+      napi_close_handle_scope(env, scope);
+    }
+  }
+  // Mapped but never handed to JS (cancelled, or the environment went away first).
+  if (job->mapped) munmap(job->m.base, job->m.mapped_bytes);
+  napi_delete_async_work(env, job->work);
+  // Lets the environment's teardown go on, if it was waiting for us.
+  if (job->hook != nullptr) napi_remove_async_cleanup_hook(job->hook);
+}
+
+// Runs on the env's thread when its environment is torn down with the job in flight.
+void AllocJobCleanupHook(napi_async_cleanup_hook_handle /*handle*/, void* data) {
+  auto* job = static_cast<AllocJob*>(data);
+  job->env_closing = true;
+  // Not started yet: never map it (the completion then sees napi_cancelled). Running: it finishes harmlessly.
+  napi_cancel_async_work(job->env, job->work);
+}
+
 Napi::Value AllocSharedAsync(const Napi::CallbackInfo& info) {
-  size_t bytes = BytesArg(info);
-  bool huge_pages = HugePagesArg(info);
-  auto* worker = new AllocWorker(info.Env(), bytes, huge_pages);
-  Napi::Promise promise = worker->Promise();
-  worker->Queue();
-  return promise;
+  Napi::Env env = info.Env();
+  auto job = std::make_unique<AllocJob>();
+  job->env = env;
+  job->bytes = BytesArg(info);
+  job->huge_pages = HugePagesArg(info);
+  napi_value promise, name;
+  napi_status status = napi_create_promise(env, &job->deferred, &promise);
+  if (status == napi_ok) status = napi_create_string_utf8(env, "c10m:allocSharedAsync", NAPI_AUTO_LENGTH, &name);
+  if (status == napi_ok) status = napi_create_async_work(env, nullptr, name, AllocJobExecute, AllocJobComplete, job.get(), &job->work);
+  if (status != napi_ok) NAPI_THROW(Napi::Error::New(env), Napi::Value());
+  status = napi_add_async_cleanup_hook(env, AllocJobCleanupHook, job.get(), &job->hook);
+  if (status == napi_ok) status = napi_queue_async_work(env, job->work);
+  if (status != napi_ok) {
+    if (job->hook != nullptr) napi_remove_async_cleanup_hook(job->hook);
+    napi_delete_async_work(env, job->work);
+    NAPI_THROW(Napi::Error::New(env), Napi::Value());
+  }
+  job.release();  // The completion owns it now.
+  return Napi::Value(env, promise);
 }
 
 Napi::Value ArenaStats(const Napi::CallbackInfo& info) {
