@@ -36,11 +36,11 @@ import {
   packr,
   unpackr,
 } from '../protocol/codec';
-import { readRawEnvelope } from '../protocol/msgpack-pub';
+import { findRawData, readRawEnvelope } from '../protocol/msgpack-pub';
+import { validatePublishFields } from '../protocol/publish';
 import { CloseCode, CloseReason, ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
 import { Stat, recordLatency } from '../protocol/stats';
-import { topicError } from '../protocol/topic';
 import { CacheFlag, MessageCache } from './cache';
 import { IpTable, addressHash } from './ip-table';
 import type { Logger } from './log';
@@ -1291,12 +1291,10 @@ export class Workgroup {
       }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'body must be a map {topic, data}');
       const v = value as Record<string, unknown>;
-      const err = topicError(v.topic);
-      if (err !== null) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_TOPIC, err);
-      if (v.data === undefined) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_DATA, 'a publish needs data');
-      if (v.retain !== undefined && typeof v.retain !== 'boolean') return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'retain must be a boolean');
-      if (v.ts !== undefined && (typeof v.ts !== 'number' || !Number.isSafeInteger(v.ts) || v.ts < 0)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'ts must be a whole number of microseconds');
-      const req = this.makePublish(v.topic as string, encoding, v.data, v.retain === true, (v.ts as number | undefined) ?? null, fast === null ? null : fast.raw);
+      // The same field rules as a WebSocket pub (protocol/publish.ts); msgpack data is checked as the publisher's bytes.
+      const f = validatePublishFields(v, fast !== null ? fast.raw : encoding === ENCODING_MSGPACK ? findRawData(body) : null, encoding);
+      if (f instanceof ProtocolError) return this.httpError(res, '400 Bad Request', f.code, f.message);
+      const req = this.makePublish(f.topic, encoding, f.data, f.retain, f.ts, f.raw);
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
       this.stats[Stat.HTTP_PUBLISHES]++;
       const token = this.takeToken();
