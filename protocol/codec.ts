@@ -3,8 +3,13 @@
 // ProtocolError: it never throws.
 import { Packr, Unpackr } from 'msgpackr';
 import { CommandId, ErrorCode, ProtocolError } from './errors';
-import { readRawPub } from './msgpack-pub';
+import { findRawData, readRawPub } from './msgpack-pub';
+import { validatePublishFields } from './publish';
 import { topicError } from './topic';
+
+import { checkMsgpackData } from './data';
+
+export { MAX_DATA_DEPTH, checkJsonData, checkMsgpackData } from './data';
 
 export type Encoding = 'json' | 'msgpack';
 export const ENCODING_JSON = 0;
@@ -41,9 +46,9 @@ export interface PubCommand {
   ts: number | null;
   /**
    * msgpack sessions: the data value exactly as the publisher encoded it (a
-   * view into the frame, valid while the command is handled), and then
-   * `data` is that view too; null when data was decoded (JSON, or msgpack
-   * that took the general path).
+   * view into the frame, valid while the command is handled), on the fast
+   * path (then `data` is that view too) and on the general path (then `data`
+   * is also decoded); null for JSON.
    */
   raw: Uint8Array | null;
 }
@@ -57,7 +62,9 @@ export type Command = SubCommand | UnsubCommand | PubCommand | PingCommand;
 export const MAX_TOPICS_PER_COMMAND = 1024;
 
 export const packr = new Packr({ useRecords: false, variableMapSize: true });
-export const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true });
+// int64AsType 'auto': 64-bit integers JSON carries exactly (the only ones a publish may hold) decode as numbers, not
+// BigInts. msgpackr 1.12 supports it; its typings do not list it yet.
+export const unpackr = new Unpackr({ useRecords: false, mapsAsObjects: true, int64AsType: 'auto' as 'number' });
 
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
@@ -65,38 +72,66 @@ const textDecoder = new TextDecoder('utf-8', { fatal: true });
 export function parseJsonCommand(bytes: Uint8Array): Command | ProtocolError {
   let value: unknown;
   try {
+    // JSON.parse is iterative (no stack overflow at any nesting); the depth rule applies after it.
     value = JSON.parse(textDecoder.decode(bytes));
   } catch {
     return new ProtocolError(ErrorCode.BAD_JSON, 'frame is not valid JSON');
   }
-  return validateCommand(value);
+  return validateCommand(value, null, ENCODING_JSON);
 }
 
 /** Parses a msgpack binary frame into a command. */
 export function parseMsgpackCommand(bytes: Uint8Array): Command | ProtocolError {
   // Publishes, once per message: the envelope read in place, the data kept encoded.
   const fast = readRawPub(bytes);
-  if (fast !== null) {
-    // The envelope object is validated as it is (no copy per message): it has every field a pub has.
-    const cmd = validateCommand(fast);
-    if (!(cmd instanceof ProtocolError) && cmd.op === 'pub') cmd.raw = fast.raw;
-    return cmd;
-  }
+  // The envelope object is validated as it is (no copy per message): it has every field a pub has.
+  if (fast !== null) return validateCommand(fast, fast.raw, ENCODING_MSGPACK);
   let value: unknown;
   try {
     value = unpackr.unpack(bytes);
   } catch {
-    return new ProtocolError(ErrorCode.BAD_MSGPACK, 'frame is not valid msgpack');
+    return refusedData(bytes) ?? new ProtocolError(ErrorCode.BAD_MSGPACK, 'frame is not valid msgpack');
   }
-  return validateCommand(value);
+  // The data is checked as the publisher encoded it (msgpackr's value has lost the key types), on both paths.
+  const isPub = isPlainMap(value) && value.op === 'pub';
+  return validateCommand(value, isPub ? findRawData(bytes) : null, ENCODING_MSGPACK);
+}
+
+/**
+ * A frame msgpackr could not decode because of its data (an extension type
+ * it does not know, nesting past its stack): the same answer as the fast
+ * path, the data rule's BAD_DATA after the envelope's checks, or null.
+ * Error path only: the envelope is decoded again with nil for data.
+ */
+function refusedData(bytes: Uint8Array): Command | ProtocolError | null {
+  const raw = findRawData(bytes);
+  if (raw === null || checkMsgpackData(raw) === null) return null;
+  const at = raw.byteOffset - bytes.byteOffset;
+  const envelope = new Uint8Array(bytes.length - raw.length + 1);
+  envelope.set(bytes.subarray(0, at));
+  envelope[at] = 0xc0;
+  envelope.set(bytes.subarray(at + raw.length), at + 1);
+  let value: unknown;
+  try {
+    value = unpackr.unpack(envelope);
+  } catch {
+    return null;
+  }
+  const cmd = validateCommand(value, raw, ENCODING_MSGPACK);
+  // Only a refusal: data msgpackr cannot decode is never accepted.
+  return cmd instanceof ProtocolError ? cmd : null;
 }
 
 function isPlainMap(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Uint8Array) && !(v instanceof Map);
 }
 
-/** Checks the shape of a decoded command; every field is checked for type. */
-export function validateCommand(value: unknown): Command | ProtocolError {
+/**
+ * Checks the shape of a decoded command; every field is checked for type.
+ * raw: a msgpack pub's data as the publisher encoded it, when known (it is
+ * what the data rule checks, and what msgpack subscribers get). Never throws.
+ */
+export function validateCommand(value: unknown, raw: Uint8Array | null = null, encoding: EncodingId = ENCODING_JSON): Command | ProtocolError {
   if (!isPlainMap(value)) return new ProtocolError(ErrorCode.BAD_REQUEST, 'a command must be a map');
   const id = value.id;
   if (id === undefined || id === null) return new ProtocolError(ErrorCode.MISSING_ID, 'a command needs an id');
@@ -111,24 +146,16 @@ export function validateCommand(value: unknown): Command | ProtocolError {
       return topics instanceof ProtocolError ? topics : { id, op: 'unsub', topics };
     }
     case 'pub': {
-      const err = topicError(value.topic);
-      if (err !== null) return new ProtocolError(ErrorCode.BAD_TOPIC, err, id);
-      if (!('data' in value) || value.data === undefined) return new ProtocolError(ErrorCode.BAD_DATA, 'a publish needs data', id);
+      const f = validatePublishFields(value, raw, encoding);
+      if (f instanceof ProtocolError) return new ProtocolError(f.code, f.message, id);
       const ack = optionalBoolean(value.ack);
-      const retain = optionalBoolean(value.retain);
       if (ack === null) return new ProtocolError(ErrorCode.BAD_REQUEST, 'ack must be a boolean', id);
-      if (retain === null) return new ProtocolError(ErrorCode.BAD_REQUEST, 'retain must be a boolean', id);
-      let ts: number | null = null;
-      if (value.ts !== undefined && value.ts !== null) {
-        if (!isUint(value.ts, Number.MAX_SAFE_INTEGER)) return new ProtocolError(ErrorCode.BAD_REQUEST, 'ts must be a non-negative integer (microseconds)', id);
-        ts = value.ts;
-      }
-      return { id, op: 'pub', topic: value.topic as string, data: value.data, ack, retain, ts, raw: null };
+      return { id, op: 'pub', topic: f.topic, data: f.data, ack, retain: f.retain, ts: f.ts, raw: f.raw };
     }
     case 'ping':
       return { id, op: 'ping' };
     default:
-      return new ProtocolError(ErrorCode.UNKNOWN_OP, `unknown op ${JSON.stringify(value.op) ?? 'undefined'}; expected sub, unsub, pub or ping`, id);
+      return new ProtocolError(ErrorCode.UNKNOWN_OP, `unknown op ${typeof value.op === 'string' ? JSON.stringify(value.op) : describe(value.op)}; expected sub, unsub, pub or ping`, id);
   }
 }
 
@@ -142,7 +169,7 @@ function validateTopics(id: CommandId, topics: unknown): string[] | ProtocolErro
   if (topics.length > MAX_TOPICS_PER_COMMAND) return new ProtocolError(ErrorCode.BAD_REQUEST, `at most ${MAX_TOPICS_PER_COMMAND} topics per command`, id);
   for (const t of topics) {
     const err = topicError(t);
-    if (err !== null) return new ProtocolError(ErrorCode.BAD_TOPIC, `${String(t).slice(0, 300)}: ${err}`, id);
+    if (err !== null) return new ProtocolError(ErrorCode.BAD_TOPIC, `${describe(t)}: ${err}`, id);
   }
   return topics as string[];
 }
@@ -170,6 +197,14 @@ function validateSub(id: CommandId, value: Record<string, unknown>): SubCommand 
   return { id, op: 'sub', topics, resume, qos };
 }
 
+/** A field's value for an error message: never walks a nested value (it may be thousands of levels deep). */
+function describe(v: unknown): string {
+  if (typeof v === 'string') return v.slice(0, 300);
+  if (v === null || typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  if (v === undefined) return 'undefined';
+  return Array.isArray(v) ? 'an array' : `a ${typeof v}`;
+}
+
 function isUint(v: unknown, max: number): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= max;
 }
@@ -189,6 +224,8 @@ export function dataToJson(data: unknown): string {
 }
 
 function binaryReplacer(this: unknown, _key: string, v: unknown): unknown {
+  // A BigInt here is within ±2^53−1 (the data rule refuses the others): exact as a number.
+  if (typeof v === 'bigint') return Number(v);
   if (v instanceof Uint8Array) return { $base64: Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('base64') };
   if (v !== null && typeof v === 'object' && (v as { type?: unknown }).type === 'Buffer' && Array.isArray((v as { data?: unknown }).data)) {
     return { $base64: Buffer.from((v as { data: number[] }).data).toString('base64') };

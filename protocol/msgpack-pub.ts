@@ -4,10 +4,11 @@
 // so a message is neither decoded nor re-encoded on its way to msgpack
 // subscribers: the delivery frame carries the publisher's bytes.
 //
-// Anything unusual (another op, a non-scalar envelope field, an extension
-// type other than the timestamp, a malformed or truncated value, trailing
-// bytes) returns null, and the caller takes the general path (msgpackr), so
-// both paths give the same answers to every frame. No allocation but the
+// Anything unusual (another op, a non-scalar envelope field, a malformed or
+// truncated value, trailing bytes) returns null, and the caller takes the
+// general path (msgpackr), so both paths give the same answers to every
+// frame. Whether the data may be published (protocol/data.ts) is checked
+// on the kept bytes by the caller, on both paths. No allocation but the
 // strings read and the result object.
 
 /** The envelope of a msgpack pub, with data still encoded. */
@@ -61,7 +62,7 @@ export function readRawEnvelope(b: Uint8Array): RawPub | null {
     p += kl;
     if (kl === 4 && b[ks] === 100 && b[ks + 1] === 97 && b[ks + 2] === 116 && b[ks + 3] === 97) {
       // "data": skip over the value, keep its bytes.
-      const end = skip(b, p, 0);
+      const end = skip(b, p);
       if (end < 0) return null;
       out.raw = b.subarray(p, end);
       out.data = out.raw;
@@ -201,50 +202,82 @@ function u32(b: Uint8Array, p: number): number {
   return ((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]);
 }
 
-/** Depth past which a value takes the general path (msgpackr's own limits apply there). */
-const MAX_DEPTH = 64;
-
 /**
- * The end of the value at p, or -1 when it is truncated, deeper than
- * MAX_DEPTH, or an extension other than the timestamp (-1).
+ * The end of the one msgpack value at p, or -1 when it is truncated or holds
+ * the never-used byte 0xc1. Structure only, at any depth and for any
+ * extension type: whether the data may be published is protocol/data.ts's
+ * question. No recursion: one count of values still to read.
  */
-export function skip(b: Uint8Array, p: number, depth: number): number {
+export function skip(b: Uint8Array, p: number): number {
   const len = b.length;
-  if (p >= len || depth > MAX_DEPTH) return -1;
-  const t = b[p++];
-  let count = 0; // array items or map entries (map: 2 values each) to skip after the header
-  let bytes = 0; // raw bytes to skip after the header
-  if (t <= 0x7f || t >= 0xe0) return p;
-  if (t >= 0x80 && t <= 0x8f) count = (t & 0x0f) * 2;
-  else if (t >= 0x90 && t <= 0x9f) count = t & 0x0f;
-  else if (t >= 0xa0 && t <= 0xbf) bytes = t & 0x1f;
-  else {
-    switch (t) {
-      case 0xc0: case 0xc2: case 0xc3: return p;
-      case 0xcc: case 0xd0: bytes = 1; break;
-      case 0xcd: case 0xd1: bytes = 2; break;
-      case 0xce: case 0xd2: case 0xca: bytes = 4; break;
-      case 0xcf: case 0xd3: case 0xcb: bytes = 8; break;
-      case 0xc4: case 0xd9: if (p + 1 > len) return -1; bytes = b[p]; p += 1; break;
-      case 0xc5: case 0xda: if (p + 2 > len) return -1; bytes = (b[p] << 8) | b[p + 1]; p += 2; break;
-      case 0xc6: case 0xdb: if (p + 4 > len) return -1; bytes = ((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]); p += 4; break;
-      case 0xdc: if (p + 2 > len) return -1; count = (b[p] << 8) | b[p + 1]; p += 2; break;
-      case 0xdd: if (p + 4 > len) return -1; count = ((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3]); p += 4; break;
-      case 0xde: if (p + 2 > len) return -1; count = ((b[p] << 8) | b[p + 1]) * 2; p += 2; break;
-      case 0xdf: if (p + 4 > len) return -1; count = (((b[p] << 24) >>> 0) + ((b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3])) * 2; p += 4; break;
-      // Extensions: only the timestamp (type -1: fixext 4 and 8, ext 8 with 12 bytes).
-      case 0xd6: if (p + 1 > len || b[p] !== 0xff) return -1; bytes = 5; break;
-      case 0xd7: if (p + 1 > len || b[p] !== 0xff) return -1; bytes = 9; break;
-      case 0xc7: if (p + 2 > len || b[p] !== 12 || b[p + 1] !== 0xff) return -1; bytes = 14; break;
-      default: return -1; // 0xc1 (never used), other extensions
+  let pending = 1;
+  while (pending > 0) {
+    if (p >= len) return -1;
+    pending--;
+    const t = b[p++];
+    let bytes = 0; // raw bytes after the header
+    if (t <= 0x7f || t >= 0xe0) continue;
+    if (t <= 0x8f) pending += (t & 0x0f) * 2;
+    else if (t <= 0x9f) pending += t & 0x0f;
+    else if (t <= 0xbf) bytes = t & 0x1f;
+    else {
+      switch (t) {
+        case 0xc0: case 0xc2: case 0xc3: break;
+        case 0xcc: case 0xd0: bytes = 1; break;
+        case 0xcd: case 0xd1: bytes = 2; break;
+        case 0xce: case 0xd2: case 0xca: bytes = 4; break;
+        case 0xcf: case 0xd3: case 0xcb: bytes = 8; break;
+        case 0xc4: case 0xd9: if (p + 1 > len) return -1; bytes = b[p]; p += 1; break;
+        case 0xc5: case 0xda: if (p + 2 > len) return -1; bytes = (b[p] << 8) | b[p + 1]; p += 2; break;
+        case 0xc6: case 0xdb: if (p + 4 > len) return -1; bytes = u32(b, p); p += 4; break;
+        case 0xdc: if (p + 2 > len) return -1; pending += (b[p] << 8) | b[p + 1]; p += 2; break;
+        case 0xdd: if (p + 4 > len) return -1; pending += u32(b, p); p += 4; break;
+        case 0xde: if (p + 2 > len) return -1; pending += ((b[p] << 8) | b[p + 1]) * 2; p += 2; break;
+        case 0xdf: if (p + 4 > len) return -1; pending += u32(b, p) * 2; p += 4; break;
+        // Extensions (fixext 1..16, ext 8/16/32): the type byte and the body.
+        case 0xd4: bytes = 2; break;
+        case 0xd5: bytes = 3; break;
+        case 0xd6: bytes = 5; break;
+        case 0xd7: bytes = 9; break;
+        case 0xd8: bytes = 17; break;
+        case 0xc7: if (p + 1 > len) return -1; bytes = b[p] + 1; p += 1; break;
+        case 0xc8: if (p + 2 > len) return -1; bytes = ((b[p] << 8) | b[p + 1]) + 1; p += 2; break;
+        case 0xc9: if (p + 4 > len) return -1; bytes = u32(b, p) + 1; p += 4; break;
+        default: return -1; // 0xc1: never used
+      }
     }
-  }
-  if (bytes > 0) return p + bytes > len ? -1 : p + bytes;
-  // A container: more items than bytes left cannot be valid.
-  if (count > len - p) return -1;
-  for (let i = 0; i < count; i++) {
-    p = skip(b, p, depth + 1);
-    if (p < 0) return -1;
+    // Each value pending takes at least a byte: more than the bytes left cannot be valid.
+    if (pending + bytes > len - p) return -1;
+    p += bytes;
   }
   return p;
+}
+
+/**
+ * The bytes of the `data` value of a msgpack map (the last one, as msgpackr
+ * keeps the last of duplicate keys), or null: for the general path, which
+ * decoded the frame but checks the data as the publisher encoded it.
+ */
+export function findRawData(b: Uint8Array): Uint8Array | null {
+  const len = b.length;
+  if (len === 0) return null;
+  let p = 0;
+  let n: number;
+  const t = b[p++];
+  if (t >= 0x80 && t <= 0x8f) n = t & 0x0f;
+  else if (t === 0xde && len >= 3) { n = (b[1] << 8) | b[2]; p = 3; }
+  else if (t === 0xdf && len >= 5) { n = u32(b, 1); p = 5; }
+  else return null;
+  let found: Uint8Array | null = null;
+  for (let i = 0; i < n; i++) {
+    const k = p;
+    p = skip(b, p);
+    if (p < 0) return null;
+    const isData = (p - k === 5 && b[k] === 0xa4) || (p - k === 6 && b[k] === 0xd9 && b[k + 1] === 4);
+    const end = skip(b, p);
+    if (end < 0) return null;
+    if (isData && b[p - 4] === 100 && b[p - 3] === 97 && b[p - 2] === 116 && b[p - 1] === 97) found = b.subarray(p, end);
+    p = end;
+  }
+  return found;
 }

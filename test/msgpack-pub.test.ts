@@ -8,6 +8,7 @@
 import { Packr } from 'msgpackr';
 import { ENCODING_MSGPACK, packr, parseMsgpackCommand, unpackr, validateCommand, type Command } from '../protocol/codec';
 import { ProtocolError } from '../protocol/errors';
+import { checkMsgpackData } from '../protocol/data';
 import { readRawPub, skip } from '../protocol/msgpack-pub';
 
 /** The general path, as it was before the fast one existed. */
@@ -143,29 +144,35 @@ describe('msgpack pub fast path', () => {
     cases.push(dupFrame);
     // Trailing bytes after the map.
     cases.push(Uint8Array.from([...packr.pack({ id: 1, op: 'pub', topic: '/a', data: 1 }), 0x00]));
-    // An extension other than the timestamp inside data (ext type 5): left to msgpackr.
-    cases.push(Uint8Array.from([0x84, 0xa2, 0x69, 0x64, 0x01, 0xa2, 0x6f, 0x70, 0xa3, 0x70, 0x75, 0x62, 0xa5, 0x74, 0x6f, 0x70, 0x69, 0x63, 0xa2, 0x2f, 0x61, 0xa4, 0x64, 0x61, 0x74, 0x61, 0xd4, 0x05, 0x00]));
     for (const [i, frame] of cases.entries()) {
       expect({ i, got: meaning(parseMsgpackCommand(frame)) }).toEqual({ i, got: meaning(generalPath(frame)) });
     }
     expect(readRawPub(cases[0])).not.toBeNull(); // map16 envelope: fast
     const dup = parseMsgpackCommand(dupFrame);
     expect(dup).toMatchObject({ op: 'pub', raw: Uint8Array.from([0x02]) });
+    // An extension other than the timestamp inside data (ext type 5): msgpackr cannot decode it; both paths refuse it as data.
+    const ext5 = Uint8Array.from([0x84, 0xa2, 0x69, 0x64, 0x01, 0xa2, 0x6f, 0x70, 0xa3, 0x70, 0x75, 0x62, 0xa5, 0x74, 0x6f, 0x70, 0x69, 0x63, 0xa2, 0x2f, 0x61, 0xa4, 0x64, 0x61, 0x74, 0x61, 0xd4, 0x05, 0x00]);
+    expect(readRawPub(ext5)).not.toBeNull();
+    expect(meaning(parseMsgpackCommand(ext5))).toMatchObject({ error: 'BAD_DATA', id: 1 });
+    expect(generalPath(ext5)).toMatchObject({ code: 'BAD_MSGPACK' });
   });
 
-  test('skip: the end of every value, -1 for truncated ones, deep nesting and unknown extensions', () => {
+  test('skip: the end of every value, -1 for truncated ones; structure only, at any depth and extension type', () => {
     const r = rng(99);
     for (let i = 0; i < 500; i++) {
       const v = packr.pack(randomValue(r, 0));
-      expect(skip(v, 0, 0)).toBe(v.length);
-      if (v.length > 1) expect(skip(v.subarray(0, v.length - 1), 0, 0)).toBe(-1);
+      expect(skip(v, 0)).toBe(v.length);
+      if (v.length > 1) expect(skip(v.subarray(0, v.length - 1), 0)).toBe(-1);
     }
-    let deep: unknown = 1;
-    for (let d = 0; d < 100; d++) deep = [deep];
-    expect(skip(packr.pack(deep), 0, 0)).toBe(-1);
-    expect(skip(Uint8Array.from([0xd4, 0x05, 0x00]), 0, 0)).toBe(-1);
-    expect(skip(Uint8Array.from([0xc1]), 0, 0)).toBe(-1);
+    // 60,000 levels: no recursion, no stack overflow (the data rule refuses past 64: checkMsgpackData).
+    const deep = new Uint8Array(60_001).fill(0x91);
+    deep[60_000] = 0x01;
+    expect(skip(deep, 0)).toBe(deep.length);
+    expect(checkMsgpackData(deep)).toMatch(/nested more than 64/);
+    expect(skip(Uint8Array.from([0xd4, 0x05, 0x00]), 0)).toBe(3);
+    expect(checkMsgpackData(Uint8Array.from([0xd4, 0x05, 0x00]))).toMatch(/extension of type 5/);
+    expect(skip(Uint8Array.from([0xc1]), 0)).toBe(-1);
     // An array header claiming more items than there are bytes.
-    expect(skip(Uint8Array.from([0xdd, 0xff, 0xff, 0xff, 0xff]), 0, 0)).toBe(-1);
+    expect(skip(Uint8Array.from([0xdd, 0xff, 0xff, 0xff, 0xff]), 0)).toBe(-1);
   });
 });

@@ -25,9 +25,9 @@
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../native-io/uws';
 import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId, unpackr } from '../protocol/codec';
 import { ErrorCode, ProtocolError } from '../protocol/errors';
-import { readRawEnvelope } from '../protocol/msgpack-pub';
+import { findRawData, readRawEnvelope } from '../protocol/msgpack-pub';
+import { validatePublishFields } from '../protocol/publish';
 import { Stat } from '../protocol/stats';
-import { topicError } from '../protocol/topic';
 import { CorsPolicy } from './cors';
 import type { Logger } from './log';
 import type { WorkgroupOptions } from './options';
@@ -190,16 +190,14 @@ export class HttpPublishEndpoint {
       }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'body must be a map {topic, data}');
       const v = value as Record<string, unknown>;
-      const err = topicError(v.topic);
-      if (err !== null) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_TOPIC, err);
-      if (v.data === undefined) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_DATA, 'a publish needs data');
-      if (!host.ownerResponsive(v.topic as string)) {
+      // The same field rules as a WebSocket pub (protocol/publish.ts); msgpack data is checked as the publisher's bytes.
+      const f = validatePublishFields(v, fast !== null ? fast.raw : encoding === ENCODING_MSGPACK ? findRawData(body) : null, encoding);
+      if (f instanceof ProtocolError) return this.httpError(res, '400 Bad Request', f.code, f.message);
+      if (!host.ownerResponsive(f.topic)) {
         host.stats[Stat.PUBLISHES_OVERLOADED]++;
         return this.httpError(res, '503 Service Unavailable', ErrorCode.OVERLOADED, "the topic's owner workgroup is not answering (restarting or stalled); nothing was published; retry shortly", false, '1');
       }
-      if (v.retain !== undefined && typeof v.retain !== 'boolean') return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'retain must be a boolean');
-      if (v.ts !== undefined && (typeof v.ts !== 'number' || !Number.isSafeInteger(v.ts) || v.ts < 0)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'ts must be a whole number of microseconds');
-      const req = host.makePublish(v.topic as string, encoding, v.data, v.retain === true, (v.ts as number | undefined) ?? null, fast === null ? null : fast.raw);
+      const req = host.makePublish(f.topic, encoding, f.data, f.retain, f.ts, f.raw);
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
       host.stats[Stat.HTTP_PUBLISHES]++;
       const token = host.submit(req, res);
