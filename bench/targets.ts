@@ -43,6 +43,10 @@ export interface TargetOptions {
   serveArgs?: string[];
   /** Node flags for the server process, e.g. ['--inspect=127.0.0.1:0'] (bench/inspector.ts reads its URL). */
   execArgv?: string[];
+  /** c10m only: the bin/c10m.js to run (default this checkout's; another checkout's build for before/after runs). */
+  cli?: string;
+  /** c10m only: keep the server's per-session budgets (default: off, see below). */
+  budgets?: boolean;
 }
 
 const CLOCK_TICKS = 100;
@@ -100,7 +104,8 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
   let proc: ChildProcess;
   if (kind === 'c10m') {
     // Publishers here are a few connections carrying the whole offered load: no per-session budget.
-    const args = [CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--admin-port', '0', '--workgroups', String(options.workgroups ?? 1), '--log-level', 'info', '--max-commands-per-second', '0', '--max-bytes-per-second', '0', ...(options.serveArgs ?? [])];
+    const budgets = options.budgets === true ? [] : ['--max-commands-per-second', '0', '--max-bytes-per-second', '0'];
+    const args = [options.cli ?? CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--admin-port', '0', '--workgroups', String(options.workgroups ?? 1), '--log-level', 'info', ...budgets, ...(options.serveArgs ?? [])];
     proc = spawn(process.execPath, [...(options.execArgv ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
     proc = spawn(process.execPath, [...(options.execArgv ?? []), benchEntry(`peers/${kind}`), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
