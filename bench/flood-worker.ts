@@ -4,8 +4,10 @@
 //   connections <port> <count> <sourceAddress> <seconds>: opens `count` TCP
 //     connections from sourceAddress, each sending a WebSocket upgrade, and
 //     holds them; counts 101 answers, other answers and failed connects.
-//   publish <url> <seconds>: one msgpack session publishing as fast as its
-//     socket takes it (reconnecting when closed), as an abusive client would.
+//   publish <url> <seconds> [reconnect]: one msgpack session publishing as
+//     fast as its socket takes it (with reconnect: a new one each time it is
+//     closed), as an abusive client would,
+//     to a topic that another session of this process subscribes to.
 import net from 'node:net';
 import WebSocket from 'ws';
 import { packr } from '../protocol/codec';
@@ -70,12 +72,22 @@ async function connections(port: number, count: number, localAddress: string, se
   report({ phase: 'done', ...f });
 }
 
-async function publish(url: string, seconds: number): Promise<void> {
+async function publish(url: string, seconds: number, reconnect: boolean): Promise<void> {
   if (!/^ws:\/\/127\./.test(url)) throw new Error('loopback only');
-  const f = { sent: 0, sessions: 0, rateLimited: 0, closes: {} as Record<string, number> };
+  const f = { sent: 0, sessions: 0, rateLimited: 0, delivered: 0, closes: {} as Record<string, number> };
   const deadline = Date.now() + seconds * 1000;
+  // A subscriber of the flooded topic, so that every publish taken costs a delivery, as in a real node.
+  const sink = new WebSocket(`${url}?encoding=msgpack`);
+  await new Promise<void>((resolve, reject) => {
+    sink.once('error', reject);
+    sink.once('open', () => {
+      sink.send(packr.pack({ id: 's', op: 'sub', topics: ['/flood/x'] }), { binary: true });
+      sink.once('message', () => resolve());
+    });
+  });
+  sink.on('message', () => f.delivered++);
   const frame = packr.pack({ id: 1, op: 'pub', topic: '/flood/x', data: 'y'.repeat(64) });
-  while (Date.now() < deadline) {
+  while (Date.now() < deadline && (reconnect || f.sessions === 0)) {
     const ws = new WebSocket(`${url}?encoding=msgpack`);
     f.sessions++;
     await new Promise<void>((resolve) => {
@@ -105,12 +117,13 @@ async function publish(url: string, seconds: number): Promise<void> {
       });
     });
   }
+  sink.close();
   report(f);
 }
 
 if (mode === 'connections') void connections(Number(rest[0]), Number(rest[1]), rest[2], Number(rest[3])).then(() => process.exit(0));
-else if (mode === 'publish') void publish(rest[0], Number(rest[1])).then(() => process.exit(0));
+else if (mode === 'publish') void publish(rest[0], Number(rest[1]), rest[2] === 'reconnect').then(() => process.exit(0));
 else {
-  process.stderr.write('usage: flood-worker connections <port> <count> <sourceAddress> <seconds> | publish <url> <seconds>\n');
+  process.stderr.write('usage: flood-worker connections <port> <count> <sourceAddress> <seconds> | publish <url> <seconds> [reconnect]\n');
   process.exit(2);
 }

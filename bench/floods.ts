@@ -5,10 +5,12 @@
 //    from several flood-worker processes on loopback addresses. Figures:
 //    server CPU % and RSS while they are held, how many got 101, and how
 //    long /healthz took to answer (asked every 500 ms).
-// 2. publish: one session publishing as fast as its socket takes it
-//    (reconnecting when closed) for --seconds, while another session of the
-//    same workgroup pings every 10 ms. Figures: that session's ping round
-//    trip p50/p99/max beside the same with no flood, server CPU % and RSS.
+// 2. publish: one session publishing as fast as its socket takes it for
+//    --seconds to a topic with a subscriber, while another session of the
+//    same workgroup pings every 10 ms; then the same with a flooder that
+//    opens a new session each time one is closed. Figures: the pinging
+//    session's round trip p50/p99/max beside the same with no flood, server
+//    CPU % and RSS, and what the flooder sent and got.
 //
 //   npm run build && node dist/bench/floods.js [--cli bin/c10m.js]
 //       [--connections 21000] [--seconds 10] [--workgroups 2] [--only connections|publish]
@@ -129,14 +131,14 @@ function rttFigures(rtts: number[]) {
   return { pings: rtts.length, p50Ms: +percentile(rtts, 50).toFixed(2), p99Ms: +percentile(rtts, 99).toFixed(2), maxMs: +(rtts[rtts.length - 1] ?? NaN).toFixed(2) };
 }
 
-async function publishFlood(): Promise<Record<string, unknown>> {
+async function publishFlood(reconnect: boolean): Promise<Record<string, unknown>> {
   // One workgroup: the flooder and the pinger share it.
   const target = await startTarget('c10m', { cli, workgroups: 1, budgets: true });
   const url = `ws://127.0.0.1:${target.port}/v1/ws`;
   try {
     const calm = rttFigures(await pingRtts(url, seconds * 1000));
     const stop = watch(target);
-    const flooder = runWorker(['publish', url, String(seconds)]);
+    const flooder = runWorker(['publish', url, String(seconds), ...(reconnect ? ['reconnect'] : [])]);
     await sleep(300);
     const flooded = rttFigures(await pingRtts(url, (seconds - 1) * 1000));
     const [f] = await flooder;
@@ -151,12 +153,15 @@ async function main(): Promise<void> {
   const env = envHeader(ROOT);
   const result: Record<string, unknown> = { benchmark: 'floods', env, params: { cli, floodConnections, seconds, workgroups } };
   if (only !== 'publish') result.connections = await connectionFlood();
-  if (only !== 'connections') result.publish = await publishFlood();
+  if (only !== 'connections') {
+    result.publish = await publishFlood(false);
+    result.publishReconnecting = await publishFlood(true);
+  }
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `floods-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(['## floods', '', ...envLines(env), '', `server: ${cli}`, '', '```', JSON.stringify({ connections: result.connections, publish: result.publish }, null, 2), '```', '', `written: ${path.relative(ROOT, file)}`].join('\n'));
+  console.log(['## floods', '', ...envLines(env), '', `server: ${cli}`, '', '```', JSON.stringify({ connections: result.connections, publish: result.publish, publishReconnecting: result.publishReconnecting }, null, 2), '```', '', `written: ${path.relative(ROOT, file)}`].join('\n'));
 }
 
 main().catch((err) => {

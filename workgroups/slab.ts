@@ -38,6 +38,10 @@ export const SLAB_BYTES_PER_SESSION = FIELD_BYTES;
 export const BUDGET_OK = 0;
 export const BUDGET_REFUSE = 1;
 export const BUDGET_CLOSE = 2;
+/** Over budget past RATE_LIMIT_REPLIES refusals this second: not even parsed (a flood must cost less than its replies would); the close follows. */
+export const BUDGET_DROP = 3;
+/** Refusals answered with RATE_LIMITED per session per second; the rest of the window's excess is dropped unparsed, and counted. */
+export const RATE_LIMIT_REPLIES = 100;
 /** Seconds in a row over budget after which a session is closed rather than refused again. */
 export const RATE_LIMIT_STRIKES = 5;
 /** Refusals in one second a session may collect before it is closed, when its budget is smaller than this. */
@@ -184,9 +188,10 @@ export class SessionSlab {
   }
   /**
    * Counts one command of `bytes` against the session's budget for this
-   * second. Returns BUDGET_OK, BUDGET_REFUSE (answer RATE_LIMITED) or
-   * BUDGET_CLOSE (the session keeps going over: close it). A limit of 0 is
-   * no limit. No allocation: called once per command.
+   * second. Returns BUDGET_OK, BUDGET_REFUSE (answer RATE_LIMITED),
+   * BUDGET_DROP (refused without an answer: the session had its
+   * RATE_LIMIT_REPLIES this second) or BUDGET_CLOSE (the session keeps going
+   * over: close it). A limit of 0 is no limit. No allocation: called once per command.
    */
   spend(slot: number, bytes: number, nowSec: number, maxCommands: number, maxBytes: number): number {
     const c = this.chunks[slot >>> CHUNK_BITS];
@@ -206,7 +211,7 @@ export class SessionSlab {
     const refused = ++c.windowRefused[i];
     // Sending at twice its budget, or over it RATE_LIMIT_STRIKES seconds in a row, is not a client backing off.
     if (c.strikes[i] >= RATE_LIMIT_STRIKES || refused > Math.max(maxCommands, MIN_REFUSALS_BEFORE_CLOSE) || refused === 0xffff) return BUDGET_CLOSE;
-    return BUDGET_REFUSE;
+    return refused <= RATE_LIMIT_REPLIES ? BUDGET_REFUSE : BUDGET_DROP;
   }
   /** Counts one command that failed inside the server; returns the session's total. */
   addInternalError(slot: number): number {

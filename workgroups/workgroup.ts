@@ -48,7 +48,7 @@ import { LogLimiter, type Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from './options';
 import { AckStatus, REPLAY_ENTRY_HEADER, RecordFlag, RecordIn, RecordOut, RecordType, SUB_STATUS_REASON, SubStatus, asBuffer, writeRecord } from './records';
 import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from './ring';
-import { BUDGET_CLOSE, BUDGET_REFUSE, SessionFlag, SessionSlab, SessionState } from './slab';
+import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
 import { LocalTopics, TopicTable, ownerOf } from './topics';
 import { checkUpgrade } from './upgrade';
@@ -425,6 +425,13 @@ export class Workgroup {
 
   private onAccepting: (accepting: boolean) => void = () => {};
 
+  /** Sessions of every workgroup of this process (their gauges, written at each open and close). */
+  private processSessions(): number {
+    let n = 0;
+    for (const block of this.allStats) n += block[Stat.SESSIONS];
+    return n;
+  }
+
   /**
    * Stops accepting while the process is short of descriptors, and starts
    * again once it is not (at most once per ACCEPT_PAUSE_MS). The kernel hands
@@ -653,7 +660,7 @@ export class Workgroup {
     }
     // Near the descriptor limit, every upgrade looks (a flood fills the rest faster than the 100 ms check):
     // the one that finds the reserve reached is refused, and its descriptor freed at once.
-    if (this.slab.size * this.count >= this.descriptorLimit / 2) {
+    if (this.processSessions() >= this.descriptorLimit / 2) {
       this.descriptorCheckMs = 0;
       this.checkDescriptors();
       if (this.acceptPaused) {
@@ -772,6 +779,12 @@ export class Workgroup {
         this.stats[Stat.RATE_LIMIT_CLOSES]++;
         this.slab.setState(slot, SessionState.CLOSING);
         ws.end(CloseCode.RATE_LIMITED, CloseReason[CloseCode.RATE_LIMITED]);
+        return;
+      }
+      if (budget === BUDGET_DROP) {
+        // Refused with no answer: the session had its share of RATE_LIMITED replies this second, and
+        // keeps sending; it is closed (4001) when it reaches twice its budget.
+        this.stats[Stat.RATE_LIMITED]++;
         return;
       }
       const bytes = new Uint8Array(message);
