@@ -40,7 +40,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   });
   registerObservability(admin, supervisor, config);
   if (process.env.C10M_FAULT_INJECTION === '1') {
-    log.warn('fault injection is on (C10M_FAULT_INJECTION=1): POST /debug/crash and /debug/stall on the admin port kill or block a workgroup. Tests only.');
+    log.warn('fault injection is on (C10M_FAULT_INJECTION=1): POST /debug/crash, /debug/stall and /debug/fail-commands on the admin port kill, block or break a workgroup. Tests only.');
     admin.routePost('/debug/crash', (req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');
       const id = Number(url.searchParams.get('workgroup'));
@@ -48,6 +48,15 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       if (req.method !== 'POST') return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'POST /debug/crash?workgroup=N&how=exit|throw' } });
       if (!Number.isInteger(id) || !supervisor.crash(id, how)) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no running workgroup ${url.searchParams.get('workgroup')}` } });
       sendJson(res, 202, { crashing: id, how });
+    });
+    admin.routePost('/debug/fail-commands', (req, res) => {
+      const url = new URL(req.url ?? '/', 'http://admin');
+      const id = Number(url.searchParams.get('workgroup'));
+      const count = Number(url.searchParams.get('count'));
+      if (req.method !== 'POST') return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'POST /debug/fail-commands?workgroup=N&count=M' } });
+      if (!Number.isInteger(count) || count < 1 || count > 1_000_000) return sendJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'count must be a whole number from 1 to 1000000' } });
+      if (!Number.isInteger(id) || !supervisor.failCommands(id, count)) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no running workgroup ${url.searchParams.get('workgroup')}` } });
+      sendJson(res, 202, { failing: id, count });
     });
     admin.routePost('/debug/stall', (req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');

@@ -171,6 +171,14 @@ export class Supervisor extends EventEmitter {
     return true;
   }
 
+  /** Fault injection (tests): the next `count` commands workgroup id handles throw, as a bug would. */
+  failCommands(id: number, count: number): boolean {
+    const w = this.slots[id]?.worker;
+    if (!w) return false;
+    w.postMessage({ type: 'fail-commands', count });
+    return true;
+  }
+
   /** Fault injection (tests): makes workgroup id die. */
   crash(id: number, how: 'exit' | 'throw'): boolean {
     const w = this.slots[id]?.worker;

@@ -63,4 +63,4 @@ export type WorkgroupEvent =
   | { type: 'fatal'; id: number; error: string };
 
 /** Messages the control plane posts to a workgroup. */
-export type ControlCommand = { type: 'drain'; timeoutMs: number } | { type: 'crash'; how: 'exit' | 'throw' } | { type: 'stall'; ms: number };
+export type ControlCommand = { type: 'drain'; timeoutMs: number } | { type: 'crash'; how: 'exit' | 'throw' } | { type: 'stall'; ms: number } | { type: 'fail-commands'; count: number };

@@ -62,6 +62,10 @@ port.on('message', (cmd: ControlCommand) => {
     wg.crash(cmd.how);
     return;
   }
+  if (cmd.type === 'fail-commands') {
+    wg.failCommands(cmd.count);
+    return;
+  }
   if (cmd.type === 'stall') {
     wg.stall(cmd.ms);
     return;

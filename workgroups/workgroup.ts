@@ -757,6 +757,8 @@ export class Workgroup {
 
   private onMessage(ws: WebSocket<SessionData>, message: ArrayBuffer, isBinary: boolean): void {
     const slot = ws.getUserData().slot;
+    // The command's id, once parsed: an INTERNAL answer names the command it answers.
+    let id: CommandId | null = null;
     try {
       this.slab.recordIn(slot, message.byteLength, this.nowSec);
       this.stats[Stat.BYTES_IN] += message.byteLength;
@@ -790,6 +792,7 @@ export class Workgroup {
       const bytes = new Uint8Array(message);
       const cmd = encoding === ENCODING_JSON ? parseJsonCommand(bytes) : parseMsgpackCommand(bytes);
       if (cmd instanceof ProtocolError) return this.rejectCommand(ws, slot, encoding, cmd);
+      id = cmd.id;
       if (budget === BUDGET_REFUSE) {
         // Not a bad command: counted apart, and not against the session's 100 bad commands.
         this.stats[Stat.RATE_LIMITED]++;
@@ -809,7 +812,7 @@ export class Workgroup {
         return;
       }
       try {
-        this.reply(ws, slot, this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON, errorReply(new ProtocolError(ErrorCode.INTERNAL, 'internal error')));
+        this.reply(ws, slot, this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON, errorReply(new ProtocolError(ErrorCode.INTERNAL, 'internal error', id)));
       } catch {
         // The socket is gone: nothing to tell it.
       }
@@ -826,6 +829,10 @@ export class Workgroup {
   }
 
   private handleCommand(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: Command): void {
+    if (this.commandsToFail > 0) {
+      this.commandsToFail--;
+      throw new Error('fault injection: a command handler failed');
+    }
     switch (cmd.op) {
       case 'ping':
         this.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id });
@@ -1658,6 +1665,15 @@ export class Workgroup {
     this.log.warn({ ms }, 'fault injection: stalling this workgroup');
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, Math.min(Math.max(ms, 0), 30_000));
   }
+
+  /** Fault injection (tests): the next `count` commands throw inside their handler. */
+  failCommands(count: number): void {
+    if (!this.options.faultInjection) return;
+    this.log.warn({ count }, 'fault injection: failing commands');
+    this.commandsToFail = count;
+  }
+
+  private commandsToFail = 0;
 
   crash(how: 'exit' | 'throw'): void {
     if (!this.options.faultInjection) return;
