@@ -3,25 +3,8 @@
 // topic rows released so that the limit is not a one-way door.
 import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
+import { metricSum, metricWhen } from './helpers/workgroups';
 import { ownerOf } from '../workgroups/topics';
-
-async function metric(server: TestServer, name: string): Promise<number> {
-  const text = await (await fetch(server.adminUrl('/metrics'))).text();
-  let sum = 0;
-  for (const line of text.split('\n')) if (line.startsWith(name + ' ') || line.startsWith(name + '{')) sum += Number(line.split(' ').pop());
-  return sum;
-}
-
-/** Gauges are written once a second: waits (up to 5 s) for one to satisfy pred, and returns its last value. */
-async function gauge(server: TestServer, name: string, pred: (v: number) => boolean): Promise<number> {
-  const deadline = Date.now() + 5000;
-  let v = await metric(server, name);
-  while (!pred(v) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    v = await metric(server, name);
-  }
-  return v;
-}
 
 function errorCode(r: Record<string, unknown> | undefined): string | undefined {
   return (r?.error as { code?: string } | undefined)?.code;
@@ -48,7 +31,7 @@ describe('per-session command budget', () => {
     expect((await b.request({ op: 'ping' })).ok).toBe(true);
     await new Promise((r) => setTimeout(r, 2100));
     expect((await a.request({ op: 'ping' })).ok).toBe(true);
-    expect(await metric(server, 'c10m_rate_limited_total')).toBeGreaterThanOrEqual(50);
+    expect(await metricSum(server, 'c10m_rate_limited_total')).toBeGreaterThanOrEqual(50);
     await a.close();
     await b.close();
   });
@@ -73,7 +56,7 @@ describe('per-session command budget', () => {
     expect(await a.closed).toBe(4001);
     expect(a.closeReason).toMatch(/budget/);
     expect((await b.request({ op: 'ping' })).ok).toBe(true);
-    expect(await metric(server, 'c10m_rate_limit_closes_total')).toBeGreaterThanOrEqual(1);
+    expect(await metricSum(server, 'c10m_rate_limit_closes_total')).toBeGreaterThanOrEqual(1);
     await b.close();
   });
 });
@@ -116,8 +99,8 @@ describe('topics per node', () => {
     const http = await httpPublish(server.port, { topic: refused[2], data: 3 });
     expect(http.status).toBe(503);
     expect(errorCode(http.body)).toBe('TOO_MANY_TOPICS');
-    expect(await metric(server, 'c10m_topics_refused_total')).toBeGreaterThanOrEqual(refused.length + 3);
-    expect(await gauge(server, 'c10m_topics', (v) => v === expected)).toBe(expected);
+    expect(await metricSum(server, 'c10m_topics_refused_total')).toBeGreaterThanOrEqual(refused.length + 3);
+    expect(await metricWhen(server, 'c10m_topics', (v) => v === expected)).toBe(expected);
     // Let go of everything: rows with nothing cached go after min(--cache-seconds, 10 s) idle, and make room.
     expect((await a.request({ op: 'unsub', topics: subscribed })).ok).toBe(true);
     const deadline = Date.now() + 15_000;
@@ -128,7 +111,7 @@ describe('topics per node', () => {
       await new Promise((res) => setTimeout(res, 500));
     }
     expect(r.ok).toBe(true);
-    expect(await metric(server, 'c10m_topics_released_total')).toBeGreaterThanOrEqual(1);
+    expect(await metricSum(server, 'c10m_topics_released_total')).toBeGreaterThanOrEqual(1);
     await a.close();
   }, 40_000);
 });
@@ -147,11 +130,11 @@ describe('a sub/unsub loop does not hold topic rows', () => {
       expect((await a.sub(batch)).ok).toBe(true);
       expect((await a.request({ op: 'unsub', topics: batch })).ok).toBe(true);
     }
-    expect(await gauge(server, 'c10m_topics', (v) => v > 1000)).toBeGreaterThan(1000);
+    expect(await metricWhen(server, 'c10m_topics', (v) => v > 1000)).toBeGreaterThan(1000);
     const deadline = Date.now() + 15_000;
-    while (Date.now() < deadline && (await metric(server, 'c10m_topics')) > 0) await new Promise((r) => setTimeout(r, 500));
-    expect(await metric(server, 'c10m_topics')).toBe(0);
-    expect(await metric(server, 'c10m_topics_released_total')).toBeGreaterThanOrEqual(5000);
+    while (Date.now() < deadline && (await metricSum(server, 'c10m_topics')) > 0) await new Promise((r) => setTimeout(r, 500));
+    expect(await metricSum(server, 'c10m_topics')).toBe(0);
+    expect(await metricSum(server, 'c10m_topics_released_total')).toBeGreaterThanOrEqual(5000);
     await a.close();
   }, 40_000);
 });

@@ -6,24 +6,7 @@
 import net from 'node:net';
 import { connect } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
-
-async function metric(server: TestServer, name: string): Promise<number> {
-  const res = await fetch(server.adminUrl('/metrics'), { signal: AbortSignal.timeout(5000) });
-  let sum = 0;
-  for (const line of (await res.text()).split('\n')) if (line.startsWith(name + ' ') || line.startsWith(name + '{')) sum += Number(line.split(' ').pop());
-  return sum;
-}
-
-/** Metrics are a snapshot of at most a second ago: waits (up to 5 s) for pred. */
-async function metricUntil(server: TestServer, name: string, pred: (v: number) => boolean): Promise<number> {
-  const deadline = Date.now() + 5000;
-  let v = await metric(server, name);
-  while (!pred(v) && Date.now() < deadline) {
-    await new Promise((r) => setTimeout(r, 200));
-    v = await metric(server, name);
-  }
-  return v;
-}
+import { metricWhen } from './helpers/workgroups';
 
 /** Opens a TCP connection and sends a WebSocket upgrade; resolves when the socket is connected (or failed). */
 function flooder(port: number, sockets: net.Socket[]): Promise<void> {
@@ -55,7 +38,7 @@ describe('out of descriptors', () => {
       // The control plane answers while the flood holds every descriptor the workgroups may take.
       const health = await fetch(server.adminUrl('/healthz'), { signal: AbortSignal.timeout(5000) });
       expect(health.status).toBeLessThan(600);
-      expect(await metricUntil(server, 'c10m_accept_pauses_total', (v) => v >= 1)).toBeGreaterThanOrEqual(1);
+      expect(await metricWhen(server, 'c10m_accept_pauses_total', (v) => v >= 1)).toBeGreaterThanOrEqual(1);
       // A session that was already open still publishes and receives.
       expect((await before.pub('/fd/a', 'during the flood')).ok).toBe(true);
       await before.until(() => before.deliveries.some((d) => d.data === 'during the flood'), 5000, 'delivery during the flood');
@@ -74,7 +57,7 @@ describe('out of descriptors', () => {
     expect((await before.pub('/fd/b', 'after')).ok).toBe(true);
     await after!.until(() => after!.deliveries.length === 1, 5000, 'delivery after the flood');
     await server.waitForLog((l) => l.msg === 'descriptors free again: accepting connections', 10_000);
-    expect(await metricUntil(server, 'c10m_accepting_paused', (v) => v === 0)).toBe(0);
+    expect(await metricWhen(server, 'c10m_accepting_paused', (v) => v === 0)).toBe(0);
     expect(server.proc.exitCode).toBeNull();
     await before.close();
     await after!.close();

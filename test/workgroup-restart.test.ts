@@ -6,7 +6,7 @@
 // prefetch is in flight never takes the process down.
 import type { TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
-import { connectIn, crashWorkgroup, metricSum, topicsOwnedBy, waitFor, type PlacedClient } from './helpers/workgroups';
+import { connectIn, crashWorkgroup, metricSum, metricWhen, topicsOwnedBy, waitFor, type PlacedClient } from './helpers/workgroups';
 
 interface Health {
   status: number;
@@ -81,21 +81,26 @@ describe('a workgroup that keeps dying is always restarted', () => {
     }
   }, 60_000);
 
-  test('the gauge c10m_workgroups_down is 1 while a workgroup is down (a long restart delay keeps it down)', async () => {
-    server = await startServer(['--workgroups', '2', '--max-restart-delay-ms', '100'], { C10M_FAULT_INJECTION: '1' });
+  test('the gauge c10m_workgroups_down is 1 while a workgroup is down', async () => {
+    server = await startServer(['--workgroups', '2', '--max-restart-delay-ms', '3000'], { C10M_FAULT_INJECTION: '1' });
     const s = server;
-    // Two crashes in a row: the second restart waits 100 ms (the cap), long enough to read the gauge.
-    expect(await crashWorkgroup(s, 1, 'exit')).toBe(202);
-    await healthUntil(s, (h) => h.status === 200, 10_000, 'back after the first crash');
-    expect(await crashWorkgroup(s, 1, 'exit')).toBe(202);
-    await healthUntil(s, (h) => h.status === 503, 5_000, '503');
-    const gauge = await metricSum(s, 'c10m_workgroups_down');
-    const after = await health(s);
-    // Read between two 503s, or it came back meanwhile.
-    if (after.status === 503) expect(gauge).toBe(1);
-    await healthUntil(s, (h) => h.status === 200, 10_000, 'back after the second crash');
-    expect(await metricSum(s, 'c10m_workgroups_down')).toBe(0);
-  }, 30_000);
+    // Each death in a row doubles the restart delay (50, 100, 200 ... ms): crash until a reading of the
+    // gauge (a snapshot of up to a second ago) falls inside a down spell, at most 8 times.
+    let seen = false;
+    for (let crash = 1; crash <= 8 && !seen; crash++) {
+      expect(await crashWorkgroup(s, 1, 'exit')).toBe(202);
+      await healthUntil(s, (h) => h.status === 503, 5_000, `503 after crash ${crash}`);
+      for (;;) {
+        const [gauge, h] = [await metricSum(s, 'c10m_workgroups_down'), await health(s)];
+        if (gauge === 1 && h.status === 503) seen = true;
+        if (h.status === 200) break;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await waitFor(async () => (await metricSum(s, 'c10m_workgroup_restarts_total', { workgroup: '1' })) >= crash, 5_000, `restart ${crash} counted`);
+    }
+    expect(seen).toBe(true);
+    expect(await metricWhen(s, 'c10m_workgroups_down', (v) => v === 0)).toBe(0);
+  }, 60_000);
 });
 
 describe('a workgroup killed with its cache prefetch in flight', () => {

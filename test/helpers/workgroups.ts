@@ -117,6 +117,12 @@ export async function metricSum(server: TestServer, name: string, where: Record<
   return sum;
 }
 
+/** metricSum once it satisfies pred, or its value after timeoutMs (metrics are a snapshot of up to a second ago; gauges are written once a second). */
+export async function metricWhen(server: TestServer, name: string, pred: (v: number) => boolean, timeoutMs = 5000): Promise<number> {
+  await waitFor(async () => pred(await metricSum(server, name)), timeoutMs, `${name} to settle`).catch(() => undefined);
+  return metricSum(server, name);
+}
+
 /** /jmx as JSON. */
 export async function jmx(server: TestServer): Promise<Record<string, unknown>> {
   const res = await fetch(server.adminUrl('/jmx'));
