@@ -167,3 +167,26 @@ export class RecordIn {
     return this;
   }
 }
+
+/** Writes one REPLAY_BATCH entry at b[offset...] (b must have REPLAY_ENTRY_HEADER + data.length bytes there); returns the bytes written. */
+export function writeReplayEntry(b: Buffer, offset: number, seq: number, tsMicros: number, flags: number, data: Uint8Array): number {
+  b.writeDoubleLE(seq, offset);
+  b.writeDoubleLE(tsMicros, offset + 8);
+  b.writeUInt32LE(data.length, offset + 16);
+  b[offset + 20] = flags;
+  b.set(data, offset + REPLAY_ENTRY_HEADER);
+  return REPLAY_ENTRY_HEADER + data.length;
+}
+
+/** Reads the `count` entries of a REPLAY_BATCH's data in order; returns the bytes read (less than data.length: malformed). */
+export function readReplayBatch(b: Buffer, count: number, visit: (seq: number, tsMicros: number, flags: number, data: Buffer) => void): number {
+  let o = 0;
+  for (let i = 0; i < count; i++) {
+    if (o + REPLAY_ENTRY_HEADER > b.length) break;
+    const end = o + REPLAY_ENTRY_HEADER + b.readUInt32LE(o + 16);
+    if (end > b.length) break;
+    visit(b.readDoubleLE(o), b.readDoubleLE(o + 8), b[o + 20], b.subarray(o + REPLAY_ENTRY_HEADER, end));
+    o = end;
+  }
+  return o;
+}

@@ -1,21 +1,21 @@
-// A workgroup: one uWebSockets.js App on the public port, its sessions in a
-// slab, the topics it owns (their seqs, caches and snapshots), and its rings
-// to every other workgroup. The hot paths here are the command handler
-// (once per client command), sequence (once per message, on the owner) and
-// deliverLocal (once per message per workgroup with subscribers).
+// A workgroup: one uWebSockets.js App on the public port and the parts it
+// wires together: its sessions in a slab and their commands, the owner of
+// the topics hashed to it (workgroups/owner.ts, workgroups/replay.ts), the
+// subscriber side that delivers to its sessions (this class, for now), and
+// its rings to every other workgroup (workgroups/links.ts).
 //
-// How a message travels (shared/DESIGN.md, "Publishing path"):
-//   session in A ──pub──▶ A ──PUBLISH──▶ owner O: seq, cache, snapshot
-//   O ──DELIVER──▶ every workgroup W whose bit is set in the topic's interest
+// How a message travels (docs/ARCHITECTURE.md, "Publishing path"):
+//   session in A ──pub──▶ A ──OwnerPort.publish──▶ owner O: seq, cache, snapshot
+//   O ──SubscriberPort.deliver──▶ every workgroup W whose bit is set in the topic's interest
 //   W: one uWS publish per encoding with subscribers (the frame encoded once)
-//   O ──ACK──▶ A ──reply──▶ session (when the publish asked for an ack)
+//   O ──SubscriberPort.ack──▶ A ──reply──▶ session (when the publish asked for an ack)
 // How a subscription takes effect without a gap or a duplicate:
-//   A ──SUB──▶ O: interest bit set for A; replay (REPLAY records) or the
-//   snapshot; then SUB_DONE(epoch, seq). Rings are FIFO, so every DELIVER
-//   that O sends A after SUB_DONE has seq > that seq, and A subscribes the
-//   session in uWS exactly when it reads SUB_DONE.
-// A → O is a direct call when A is O. Nothing here posts messages between
-// threads: rings only (workgroups/ring.ts, records in workgroups/records.ts).
+//   A ──OwnerPort.subscribe──▶ O: interest bit set for A; replay or the
+//   snapshot; then subDone(epoch, seq). Rings are FIFO, so every deliver
+//   that O sends A after subDone has seq > that seq, and A subscribes the
+//   session in uWS exactly when it reads subDone.
+// A port to this workgroup is the object itself (a direct call); to another,
+// its ring link. Nothing here posts messages between threads: rings only.
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
@@ -40,14 +40,16 @@ import {
 import { CloseCode, CloseReason, ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
 import { Stat, recordLatency } from '../protocol/stats';
-import { CacheFlag, MessageCache } from './cache';
+import { MessageCache } from './cache';
 import { CorsPolicy } from './cors';
 import { HttpExchange, HttpPublishEndpoint } from './http-publish';
 import { IpTable, addressHash } from './ip-table';
 import { LogLimiter, type Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from './options';
-import { AckStatus, REPLAY_ENTRY_HEADER, RecordFlag, RecordIn, RecordOut, RecordType, SUB_STATUS_REASON, SubStatus, asBuffer, writeRecord } from './records';
-import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from './ring';
+import { Links, type LinkHost } from './links';
+import { Owner } from './owner';
+import type { SubscriberPort } from './ports';
+import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
 import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
 import { LocalTopics, TopicTable, ownerOf } from './topics';
@@ -62,8 +64,6 @@ export interface SessionData {
 export const MAX_ERRORS_PER_SESSION = 100;
 /** A session whose commands failed inside the server this many times is closed (1011): whatever it sends, it is not worth another stack trace. */
 export const MAX_INTERNAL_ERRORS_PER_SESSION = 10;
-/** A topic row with no subscribers and nothing cached is released after this long idle (sooner than --cache-seconds: nothing would be lost). */
-export const TOPIC_IDLE_RELEASE_SECONDS = 10;
 /**
  * Descriptors: the workgroup stops accepting while fewer than this many are
  * free in the process (the admin port, Redis, logs and the other workgroups
@@ -90,18 +90,6 @@ export const OWNER_TIMEOUT_MS = 10_000;
  */
 const SLOW_CHECK_MS = 10;
 const SLOW_CHECK_SLOTS = 2048;
-/**
- * Paced replays (the owner's side of a resume): cached messages sent per
- * event-loop turn over all replays, and per replay per turn. A replay to
- * another workgroup also stops while that ring is full, and goes on when it
- * drains: the owner holds at most two spilled records (batches) per replay.
- */
-const REPLAY_RECORDS_PER_TURN = 8192;
-const REPLAY_RECORDS_PER_JOB = 4096;
-/** A replay to another workgroup goes in REPLAY_BATCH records of about this many bytes. */
-const REPLAY_BATCH_BYTES = 32 * 1024;
-/** Topic rows looked at per second for release (idle, no interest, nothing cached). */
-const RELEASE_SCAN_ROWS = 65_536;
 
 const EMPTY_BUFFER = Buffer.alloc(0);
 const RETRY_SOON: [string, string][] = [['retry-after', '1']];
@@ -152,18 +140,6 @@ interface SubContext {
   failed: boolean;
 }
 
-/** Owner only: a resume being replayed to workgroup `to`, from the message after `cursor`. */
-interface ReplayJob {
-  to: number;
-  token: number;
-  topic: string;
-  tid: number;
-  epoch: number;
-  /** The last seq sent. */
-  cursor: number;
-  replayed: number;
-}
-
 interface PendingSub {
   ctx: SubContext;
   topic: string;
@@ -174,13 +150,11 @@ interface PendingSub {
   cancelled: boolean;
 }
 
-export class Workgroup {
+export class Workgroup implements SubscriberPort, LinkHost {
   readonly id: number;
   readonly count: number;
   readonly options: WorkgroupOptions;
   readonly stats: Float64Array;
-  /** Every workgroup's stats block (ours included): read for their spill gauges. */
-  private readonly allStats: Float64Array[];
   readonly slab: SessionSlab;
   readonly topics = new TopicTable();
   readonly local = new LocalTopics();
@@ -209,14 +183,12 @@ export class Workgroup {
   private heartbeat: NodeJS.Timeout | null = null;
   private slowCheck: NodeJS.Timeout | null = null;
   private slowCursor = 0;
-  private releaseCursor = 0;
   /** Bytes a session may hold beyond --max-backpressure-bytes because we replayed them (decays as they drain). */
   private readonly replayAllowance = new Map<number, number>();
-  /** Rings to the other workgroups (null at our own index) and our inbound side. */
-  private readonly senders: (RingSender | null)[];
-  private readonly inbox: RingInbox | null;
-  private readonly rout = new RecordOut();
-  private readonly rin = new RecordIn();
+  /** Our rings to and from the other workgroups: the ring side of both ports. */
+  private readonly links: Links;
+  /** The owner role for the topics this workgroup owns. */
+  private readonly owner: Owner;
   /** Acks and subscriptions waiting for an owner, by token. */
   private readonly pendingAcks = new Map<number, AckTarget>();
   private readonly pendingSubs = new Map<number, PendingSub>();
@@ -224,20 +196,14 @@ export class Workgroup {
   private readonly pendingPerSlot = new Map<number, number>();
   private readonly cors: CorsPolicy;
   private readonly httpPublish: HttpPublishEndpoint;
-  /** Owner only: resumes being replayed, paced by ring space and by turns (see REPLAY_RECORDS_PER_TURN). */
-  private replayJobs: ReplayJob[] = [];
-  private replayScheduled = false;
-  private readonly pumpReplaysBound = (): void => this.pumpReplays();
   private nextToken = 1;
   private readonly restarts: number;
   // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
-  private lastFull = 0;
-  private lastWakeups = 0;
   private lastEvictions = 0;
   private elu = performance.eventLoopUtilization();
   nowSec = Math.floor(Date.now() / 1000);
 
-  constructor(init: WorkgroupInit, private readonly log: Logger) {
+  constructor(init: WorkgroupInit, readonly log: Logger) {
     this.id = init.id;
     this.count = init.count;
     this.options = init.options;
@@ -249,7 +215,6 @@ export class Workgroup {
     this.peerIpTables = tables === null ? [] : tables.filter((_, w) => w !== this.id).map((sab) => new IpTable(sab));
     this.descriptorLimit = readDescriptorLimit();
     this.descriptorReserve = Math.max(DESCRIPTOR_RESERVE_MIN, Math.min(1024, Math.floor(this.descriptorLimit / 100)));
-    this.allStats = init.allStats.map((b) => new Float64Array(b));
     const load = loadUws(init.options.allowSlowFallback);
     this.uws = load.uws;
     this.uwsNative = load.native;
@@ -271,34 +236,10 @@ export class Workgroup {
     // Gauges start from zero; counters continue across restarts.
     for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.TOPICS_FULL, Stat.ACCEPTING_PAUSED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES]) this.stats[g] = 0;
 
-    this.senders = [];
-    for (let to = 0; to < this.count; to++) {
-      const sab = init.rings[this.id * this.count + to];
-      if (to === this.id || !sab) {
-        this.senders.push(null);
-        continue;
-      }
-      const producer = new RingProducer(sab, 0, new Doorbell(init.doorbells[to]));
-      asBuffer(producer.data);
-      this.senders.push(new RingSender(producer, { maxSpillBytes: init.options.maxRingSpillBytes, onDrain: this.onSenderDrainBound, onFlush: this.updateSpillBound }));
-    }
-    if (this.count > 1) {
-      this.inbox = new RingInbox(new Doorbell(init.doorbells[this.id]), {
-        maxRecordsPerTurn: 1024,
-        onError: (err) => {
-          this.stats[Stat.INTERNAL_ERRORS]++;
-          this.errors.error('ring-record', { err }, 'ring record handler failed');
-        },
-      });
-      for (let from = 0; from < this.count; from++) {
-        const sab = init.rings[from * this.count + this.id];
-        if (from === this.id || !sab) continue;
-        const src = from;
-        this.inbox.add(sab, (data, offset, length) => this.onRecord(src, asBuffer(data), offset, length));
-      }
-    } else {
-      this.inbox = null;
-    }
+    this.links = new Links(init, this);
+    const o2 = this.options;
+    this.owner = new Owner(this.id, this.topics, this.cache, this.stats, { maxTopics: o2.maxTopics, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds }, this.links, { corked: (token, write) => this.corkReplay(token, write) }, (err) => this.failed('replay', err));
+    this.links.attach(this.owner, this);
     this.cors = new CorsPolicy(init.options.corsOrigins);
     this.httpPublish = new HttpPublishEndpoint({
       stats: this.stats,
@@ -307,7 +248,7 @@ export class Workgroup {
       count: this.count,
       maxBodyBytes: this.options.maxPayloadBytes + ENVELOPE_BYTES,
       isDraining: () => this.draining,
-      overloaded: () => this.overloaded(),
+      overloaded: () => this.links.overloaded(),
       makePublish: (topic, encoding, data, retain, ts, raw) => this.makePublish(topic, encoding, data, retain, ts, raw),
       submit: (req, ex) => {
         const token = this.takeToken();
@@ -317,7 +258,7 @@ export class Workgroup {
       },
       ownerResponsive: (topic) => {
         const owner = ownerOf(topic, this.count);
-        return owner === this.id || Date.now() - this.allStats[owner][Stat.HEARTBEAT_MS] < OWNER_STALE_MS;
+        return owner === this.id || Date.now() - this.links.statsOf(owner)[Stat.HEARTBEAT_MS] < OWNER_STALE_MS;
       },
       awaitAck: (token, timeoutMs) => this.awaitAck(token, timeoutMs),
     });
@@ -379,7 +320,7 @@ export class Workgroup {
   }
 
   /** Counts and logs (rate-limited) an exception caught at the edge of a callback. */
-  private failed(cause: string, err: unknown): void {
+  failed(cause: string, err: unknown): void {
     this.stats[Stat.INTERNAL_ERRORS]++;
     this.errors.error(cause, { err }, `${cause} handler failed`);
   }
@@ -410,14 +351,10 @@ export class Workgroup {
           this.failed('slow-consumer-check', err);
         }
       }, SLOW_CHECK_MS);
-      this.inbox?.start();
+      this.links.start();
       // A restarted workgroup lost its topics' interest and its sessions: every other workgroup
       // forgets what it sent us and re-announces its interest in the topics we own.
-      if (this.restarts > 0) {
-        const r = this.record(RecordType.HELLO, 0, '');
-        r.aux = this.restarts;
-        for (let w = 0; w < this.count; w++) if (w !== this.id) this.send(w);
-      }
+      if (this.restarts > 0) this.links.hello(this.restarts);
       this.tick();
       onListening(this.boundPort);
     });
@@ -428,7 +365,7 @@ export class Workgroup {
   /** Sessions of every workgroup of this process (their gauges, written at each open and close). */
   private processSessions(): number {
     let n = 0;
-    for (const block of this.allStats) n += block[Stat.SESSIONS];
+    for (let w = 0; w < this.count; w++) n += this.links.statsOf(w)[Stat.SESSIONS];
     return n;
   }
 
@@ -488,7 +425,8 @@ export class Workgroup {
     const c = this.cache;
     c.expire(now);
     c.expireSnapshots(now);
-    this.releaseIdleTopics();
+    this.owner.nowSec = this.nowSec;
+    this.owner.releaseIdleTopics();
     this.failOverdue(nowMs);
     const s = this.stats;
     s[Stat.SESSIONS] = this.slab.size;
@@ -499,24 +437,7 @@ export class Workgroup {
     s[Stat.CACHE_BYTES] = c.storedBytes + c.snapshotBytes;
     s[Stat.CACHE_EVICTIONS] += c.evictions - this.lastEvictions;
     this.lastEvictions = c.evictions;
-    let full = 0;
-    let spill = 0;
-    let peak = 0;
-    for (const snd of this.senders) {
-      if (snd === null) continue;
-      full += snd.fullEvents;
-      spill += snd.spillRecords;
-      if (snd.peakSpillBytes > peak) peak = snd.peakSpillBytes;
-    }
-    s[Stat.RING_SPILL_PEAK_BYTES] = peak;
-    this.updateSpill();
-    s[Stat.RING_FULL_EVENTS] += full - this.lastFull;
-    this.lastFull = full;
-    s[Stat.RING_SPILL_RECORDS] = spill;
-    if (this.inbox !== null) {
-      s[Stat.RING_WAKEUPS] += this.inbox.wakeups - this.lastWakeups;
-      this.lastWakeups = this.inbox.wakeups;
-    }
+    this.links.tick();
     const elu = performance.eventLoopUtilization(this.elu);
     this.elu = performance.eventLoopUtilization();
     s[Stat.LOOP_UTILIZATION] = elu.utilization;
@@ -524,98 +445,20 @@ export class Workgroup {
     s[Stat.HEARTBEAT_MS] = nowMs;
   }
 
-  // ---- rings ----------------------------------------------------------
+  // ---- the links' host -----------------------------------------------
 
-  /** The reusable outbound record, cleared and typed. */
-  private record(type: number, flags: number, topic: string): RecordOut {
-    const r = this.rout;
-    r.type = type;
-    r.flags = flags;
-    r.topic = topic;
-    r.token = 0;
-    r.epoch = 0;
-    r.aux = 0;
-    r.seq = 0;
-    r.ts = 0;
-    r.receivedAt = 0;
-    r.data = null;
-    return r;
+  isOpen(): boolean {
+    return !this.closed;
   }
 
-  /** Sends the outbound record to workgroup w. Never loses it: a full ring spills, in order. */
-  private send(w: number): SendStatus {
-    const snd = this.senders[w] as RingSender;
-    const r = this.rout;
-    const status = snd.sendEncoded(r.size(), writeRecord, r);
-    r.data = null;
-    this.stats[Stat.RING_RECORDS_OUT]++;
-    if (status !== SendStatus.RING) this.updateSpill();
-    return status;
-  }
-
-  private readonly updateSpillBound = (): void => this.updateSpill();
-  private readonly onSenderDrainBound = (): void => {
-    this.updateSpill();
-    this.scheduleReplays();
-  };
-
-  /** Publishes this workgroup's spill bytes (the gauge other workgroups read before accepting a publish). */
-  private updateSpill(): void {
-    let bytes = 0;
-    for (const snd of this.senders) if (snd !== null) bytes += snd.spillBytes;
-    this.stats[Stat.RING_SPILL_BYTES] = bytes;
-  }
-
-  /**
-   * True while some workgroup's spill queues hold more than
-   * --max-ring-spill-bytes: a publish accepted now would only queue more.
-   * Reads one gauge per workgroup from shared memory; no message.
-   */
-  private overloaded(): boolean {
-    const limit = this.options.maxRingSpillBytes;
-    const all = this.allStats;
-    for (let w = 0; w < all.length; w++) if (all[w][Stat.RING_SPILL_BYTES] > limit) return true;
-    return false;
-  }
-
-  private onRecord(from: number, b: Buffer, offset: number, length: number): void {
-    if (this.closed) return;
-    const r = this.rin.read(b, offset, length);
-    this.stats[Stat.RING_RECORDS_IN]++;
-    switch (r.type) {
-      case RecordType.PUBLISH:
-        return this.sequence(r.topic, r.flags, r.data, null, r.ts, r.receivedAt, from, r.token);
-      case RecordType.DELIVER:
-        return this.deliverLocal(r.topic, r.epoch, r.seq, r.ts, r.receivedAt, r.flags, r.data, null);
-      case RecordType.ACK:
-        return this.onAck(r.token, r.epoch, r.seq, r.flags);
-      case RecordType.SUB:
-        return this.ownerSubscribe(from, r.token, r.topic, r.flags, r.epoch, r.seq);
-      case RecordType.REPLAY:
-        return this.onReplay(r.token, r.topic, r.epoch, r.seq, r.ts, r.flags, r.data);
-      case RecordType.REPLAY_BATCH:
-        return this.onReplayBatch(r.token, r.topic, r.epoch, r.data, r.aux);
-      case RecordType.SUB_DONE:
-        return this.onSubDone(r.token, r.epoch, r.seq, r.flags, r.aux);
-      case RecordType.UNINTEREST:
-        return this.ownerInterest(from, r.topic, false);
-      case RecordType.INTEREST:
-        return this.ownerInterest(from, r.topic, true);
-      case RecordType.HELLO:
-        return this.onHello(from);
-      default:
-        this.stats[Stat.INTERNAL_ERRORS]++;
-        this.log.error({ from, type: r.type }, 'unknown ring record type');
-    }
+  onRingDrain(): void {
+    this.owner.resumeReplays();
   }
 
   /** A restarted workgroup: forget its interest in our topics, and tell it ours in its topics. */
-  private onHello(from: number): void {
-    const bit = ~(1 << from);
-    const t = this.topics;
+  onHello(from: number): void {
     // Its sessions are gone, and with them the subscriptions we were replaying to.
-    if (this.replayJobs.length > 0) this.replayJobs = this.replayJobs.filter((j) => j.to !== from);
-    for (let id = 0; id < t.rows; id++) t.interest[id] &= bit;
+    this.owner.forget(from);
     // Rare (a workgroup restarted): the topics come from uWS, once per subscribed topic.
     const mine = new Set<string>(this.local.topics());
     for (const ws of this.sockets) {
@@ -624,8 +467,7 @@ export class Workgroup {
     }
     for (const topic of mine) {
       if (ownerOf(topic, this.count) !== from || !this.hasLocalInterest(topic)) continue;
-      this.record(RecordType.INTEREST, 0, topic);
-      this.send(from);
+      this.links.owner(from).interest(this.id, topic, true);
     }
     this.log.info({ from }, 'workgroup restarted: interest re-announced');
   }
@@ -720,10 +562,7 @@ export class Workgroup {
 
   /** No session here wants the topic any more: tell its owner (or ourselves). */
   private dropInterest(topic: string): void {
-    const owner = ownerOf(topic, this.count);
-    if (owner === this.id) return this.ownerInterest(this.id, topic, false);
-    this.record(RecordType.UNINTEREST, 0, topic);
-    this.send(owner);
+    this.links.owner(ownerOf(topic, this.count)).interest(this.id, topic, false);
   }
 
   /** Checks a share of the sessions: one over --max-backpressure-bytes (plus a replay it is still reading) is closed with 4000. */
@@ -877,16 +716,7 @@ export class Workgroup {
       const flags = standard ? RecordFlag.STANDARD : resume !== undefined ? RecordFlag.RESUME : 0;
       const epoch = resume === undefined ? 0 : resume[0];
       const seq = resume === undefined ? 0 : resume[1];
-      const owner = ownerOf(topic, this.count);
-      if (owner === this.id) {
-        this.ownerSubscribe(this.id, token, topic, flags, epoch, seq);
-      } else {
-        const r = this.record(RecordType.SUB, flags, topic);
-        r.token = token;
-        r.epoch = epoch;
-        r.seq = seq;
-        this.send(owner);
-      }
+      this.links.owner(ownerOf(topic, this.count)).subscribe(this.id, token, topic, flags, epoch, seq);
     }
   }
 
@@ -898,7 +728,7 @@ export class Workgroup {
 
   private publishFromSession(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: PubCommand): void {
     if (this.draining) return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id));
-    if (this.count > 1 && this.overloaded()) {
+    if (this.count > 1 && this.links.overloaded()) {
       // Not the client's fault: not counted as a bad command.
       this.stats[Stat.PUBLISHES_OVERLOADED]++;
       return this.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, cmd.id)));
@@ -909,7 +739,7 @@ export class Workgroup {
     }
     let token = 0;
     // An owner at its topic limit may refuse a publish: then even one that asked for no ack needs a way back.
-    if (cmd.ack || this.allStats[ownerOf(cmd.topic, this.count)][Stat.TOPICS_FULL] === 1) {
+    if (cmd.ack || this.links.statsOf(ownerOf(cmd.topic, this.count))[Stat.TOPICS_FULL] === 1) {
       token = this.takeToken();
       this.pendingAcks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now(), silent: !cmd.ack });
     }
@@ -948,17 +778,7 @@ export class Workgroup {
   private readonly pubReq: PublishRequest = { topic: '', flags: 0, data: EMPTY_BUFFER, json: null, tsMicros: 0, receivedAtMicros: 0 };
 
   private routePublish(req: PublishRequest, token: number): void {
-    const owner = ownerOf(req.topic, this.count);
-    if (owner === this.id) {
-      this.sequence(req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, this.id, token);
-    } else {
-      const r = this.record(RecordType.PUBLISH, req.flags, req.topic);
-      r.token = token;
-      r.ts = req.tsMicros;
-      r.receivedAt = req.receivedAtMicros;
-      r.data = req.data;
-      this.send(owner);
-    }
+    this.links.owner(ownerOf(req.topic, this.count)).publish(this.id, req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, token);
     // The frame's bytes are copied by now (cache, frames, ring): let go of them.
     req.data = EMPTY_BUFFER;
     req.json = null;
@@ -966,232 +786,13 @@ export class Workgroup {
 
   // ---- the owner's side -----------------------------------------------
 
-  /**
-   * Owner only: the topic's next seq, the cache and the snapshot, then the
-   * message to every workgroup with subscribers, then the ack.
-   */
-  private sequence(topic: string, flags: number, data: Uint8Array, json: string | null, ts: number, receivedAt: number, origin: number, token: number): void {
-    const t = this.topics;
-    let tid = t.find(topic);
-    if (tid < 0) {
-      // A publish without a token was sent before its workgroup saw TOPICS_FULL: taken (the overshoot is what was in flight).
-      if (t.size >= this.options.maxTopics && token !== 0) {
-        this.stats[Stat.TOPICS_REFUSED]++;
-        if (origin === this.id) return this.onAck(token, 0, 0, AckStatus.TOO_MANY_TOPICS);
-        const r = this.record(RecordType.ACK, AckStatus.TOO_MANY_TOPICS, '');
-        r.token = token;
-        this.send(origin);
-        return;
-      }
-      tid = this.newTopic(topic);
-    }
-    const seq = ++t.seq[tid];
-    const epoch = t.epoch[tid];
-    t.touchedSec[tid] = this.nowSec;
-    this.stats[Stat.MESSAGES_SEQUENCED]++;
-    const cacheFlags = (flags & RecordFlag.MSGPACK ? CacheFlag.MSGPACK : 0) | (flags & RecordFlag.RETAIN ? CacheFlag.RETAINED : 0);
-    this.cache.append(tid, seq, ts, cacheFlags, data);
-    if (flags & RecordFlag.RETAIN) {
-      const ttl = this.options.snapshotTtlSeconds;
-      this.cache.setSnapshot(tid, seq, ts, cacheFlags, data, ttl > 0 ? nowMicros() + ttl * 1e6 : Infinity);
-    }
-    let mask = t.interest[tid];
-    while (mask !== 0) {
-      const w = 31 - Math.clz32(mask);
-      mask &= ~(1 << w);
-      if (w === this.id) {
-        this.deliverLocal(topic, epoch, seq, ts, receivedAt, flags & RecordFlag.MSGPACK, data, json);
-      } else if (w < this.count) {
-        const r = this.record(RecordType.DELIVER, flags & RecordFlag.MSGPACK, topic);
-        r.epoch = epoch;
-        r.seq = seq;
-        r.ts = ts;
-        r.receivedAt = receivedAt;
-        r.data = data;
-        this.send(w);
-      }
-    }
-    if (token === 0) return;
-    if (origin === this.id) return this.onAck(token, epoch, seq, AckStatus.OK);
-    const r = this.record(RecordType.ACK, AckStatus.OK, '');
-    r.token = token;
-    r.epoch = epoch;
-    r.seq = seq;
-    this.send(origin);
-  }
 
-  /**
-   * Owner only: a session of workgroup `from` subscribes. A fresh one gets
-   * the snapshot, if any, then SUB_DONE at once; a resume the cache covers
-   * becomes a paced replay (pumpReplays) that ends with SUB_DONE.
-   */
-  private ownerSubscribe(from: number, token: number, topic: string, flags: number, resumeEpoch: number, resumeSeq: number): void {
-    const t = this.topics;
-    let tid = t.find(topic);
-    if (tid < 0) {
-      if (t.size >= this.options.maxTopics) {
-        this.stats[Stat.TOPICS_REFUSED]++;
-        if (from === this.id) return this.onSubDone(token, 0, 0, SubStatus.TOO_MANY_TOPICS, 0);
-        const r = this.record(RecordType.SUB_DONE, SubStatus.TOO_MANY_TOPICS, '');
-        r.token = token;
-        this.send(from);
-        return;
-      }
-      tid = this.newTopic(topic);
-    }
-    t.interest[tid] |= 1 << from;
-    t.touchedSec[tid] = this.nowSec;
-    const epoch = t.epoch[tid];
-    const seq = t.seq[tid];
-    let status: number = SubStatus.FRESH;
-    if (flags & RecordFlag.RESUME) {
-      if (resumeEpoch !== epoch) status = SubStatus.EPOCH_MISMATCH;
-      else if (resumeSeq > seq) status = SubStatus.UNKNOWN_POSITION;
-      else if (resumeSeq === seq || this.cache.covers(tid, resumeSeq)) status = SubStatus.RECOVERED;
-      else status = SubStatus.CACHE_MISS;
-      if (status === SubStatus.RECOVERED && resumeSeq < seq) {
-        // Counted when the replay ends: it may still end unrecovered.
-        this.replayJobs.push({ to: from, token, topic, tid, epoch, cursor: resumeSeq, replayed: 0 });
-        this.scheduleReplays();
-        return;
-      }
-      this.countResume(status);
-    }
-    this.subDone(from, token, topic, tid, status, 0);
-  }
 
-  /** A row for a topic the table does not have yet; keeps the TOPICS_FULL gauge that publishers read. */
-  private newTopic(topic: string): number {
-    const tid = this.topics.intern(topic);
-    if (this.topics.size >= this.options.maxTopics) this.stats[Stat.TOPICS_FULL] = 1;
-    return tid;
-  }
 
-  private countResume(status: number): void {
-    this.stats[status === SubStatus.RECOVERED ? Stat.RESUMES_RECOVERED : Stat.RESUMES_NOT_RECOVERED]++;
-  }
 
-  /** Owner only: the end of a subscription: the snapshot unless it recovered, then SUB_DONE at the topic's current seq. */
-  private subDone(to: number, token: number, topic: string, tid: number, status: number, replayed: number): void {
-    const t = this.topics;
-    const epoch = t.epoch[tid];
-    const seq = t.seq[tid];
-    if (status !== SubStatus.RECOVERED) {
-      const snap = this.cache.snapshot(tid, nowMicros());
-      if (snap !== null) {
-        const f = RecordFlag.RETAIN | (snap.flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0);
-        this.emitReplay(to, token, topic, epoch, snap.seq, snap.tsMicros, f, snap.data);
-      }
-    }
-    if (to === this.id) return this.onSubDone(token, epoch, seq, status, replayed);
-    const r = this.record(RecordType.SUB_DONE, status, '');
-    r.token = token;
-    r.epoch = epoch;
-    r.seq = seq;
-    r.aux = replayed;
-    this.send(to);
-  }
 
-  private readonly scheduleReplaysBound = (): void => this.scheduleReplays();
-  private scheduleReplays(): void {
-    if (this.replayScheduled || this.closed || this.replayJobs.length === 0) return;
-    this.replayScheduled = true;
-    setImmediate(this.pumpReplaysBound);
-  }
 
-  /**
-   * One turn of the replays: each runnable job sends up to
-   * REPLAY_RECORDS_PER_JOB cached messages (REPLAY_RECORDS_PER_TURN over
-   * all), stopping early when its ring spills. A job whose cursor reaches
-   * the topic's seq ends with SUB_DONE(recovered) at that seq, in the same
-   * turn as its last REPLAY, so every later DELIVER has a higher seq. Messages
-   * published meanwhile are replayed too; if the cache drops messages the
-   * job has not sent yet, it ends with SUB_DONE(cache_miss) and the client
-   * is told (recovered: false), never a silent gap.
-   */
-  private pumpReplays(): void {
-    this.replayScheduled = false;
-    if (this.closed) return;
-    try {
-      this.pumpReplayJobs();
-    } catch (err) {
-      // A replay runs from setImmediate: nothing above it would catch this, and the workgroup would end.
-      this.failed('replay', err);
-      this.replayJobs = [];
-    }
-  }
 
-  private pumpReplayJobs(): void {
-    const jobs = this.replayJobs;
-    const t = this.topics;
-    let budget = REPLAY_RECORDS_PER_TURN;
-    let runnable = false;
-    let finished = 0;
-    // Round robin: each turn starts where the last one ran out of budget, so no replay waits for all the others.
-    const n = jobs.length;
-    const start = this.replayStart < n ? this.replayStart : 0;
-    let stoppedAt = -1;
-    for (let k = 0; k < n; k++) {
-      const i = start + k < n ? start + k : start + k - n;
-      const job = jobs[i];
-      const snd = job.to === this.id ? null : this.senders[job.to];
-      if (snd !== null && snd !== undefined && snd.spillRecords > 0) continue; // onDrain reschedules
-      if (budget === 0) {
-        if (stoppedAt < 0) stoppedAt = i;
-        runnable = true;
-        continue;
-      }
-      let tid = job.tid;
-      let status = -1;
-      if (t.name(tid) !== job.topic) {
-        // The row went (the subscriber's workgroup gave up on this sub and the topic idled out): a new history.
-        tid = this.newTopic(job.topic);
-        t.interest[tid] |= 1 << job.to;
-        status = SubStatus.EPOCH_MISMATCH;
-      } else if (t.epoch[tid] !== job.epoch) status = SubStatus.EPOCH_MISMATCH;
-      else if (job.cursor >= t.seq[tid]) status = SubStatus.RECOVERED;
-      else if (!this.cache.covers(tid, job.cursor)) status = SubStatus.CACHE_MISS;
-      else {
-        const rp = this.replayTarget;
-        rp.job = job;
-        rp.left = Math.min(budget, REPLAY_RECORDS_PER_JOB);
-        rp.blocked = false;
-        let sent: number;
-        if (job.to === this.id) {
-          // Straight into the session's socket: one cork for the whole chunk (one write, not one per message).
-          const ws = this.replaySocket(job.token);
-          if (ws === null) sent = this.cache.forEachRaw(tid, job.cursor, this.replayVisitor);
-          else {
-            rp.tid = tid;
-            ws.cork(this.corkedReplay);
-            sent = rp.sent;
-          }
-        } else {
-          // Batches of up to an eighth of the ring: a small ring still holds several.
-          this.batchTarget = Math.min(REPLAY_BATCH_BYTES, Math.floor((this.senders[job.to] as RingSender).producer.maxPayloadBytes / 8));
-          sent = this.cache.forEachRaw(tid, job.cursor, this.replayVisitor);
-          if (this.flushReplayBatch(job) !== SendStatus.RING) rp.blocked = true;
-        }
-        budget -= sent;
-        rp.job = null;
-        if (sent === 0) status = SubStatus.CACHE_MISS;
-        else if (job.cursor >= t.seq[tid]) status = SubStatus.RECOVERED;
-        else if (!rp.blocked) runnable = true;
-      }
-      if (status >= 0) {
-        this.countResume(status);
-        this.subDone(job.to, job.token, job.topic, tid, status, job.replayed);
-        jobs[i] = null as unknown as ReplayJob;
-        finished++;
-      }
-    }
-    // Next turn starts at the first job this one had no budget for (its index once the finished ones are gone).
-    let nextStart = stoppedAt < 0 ? 0 : stoppedAt;
-    for (let i = 0; i < stoppedAt; i++) if (jobs[i] === null) nextStart--;
-    this.replayStart = nextStart;
-    if (finished > 0) this.replayJobs = jobs.filter((j) => j !== null);
-    if (runnable) this.scheduleReplays();
-  }
 
   /** The pending subscription replayed messages of `token` go to, or null when it is gone (answered, cancelled, failed, session closed). */
   private replayable(token: number): PendingSub | null {
@@ -1206,146 +807,48 @@ export class Workgroup {
     return p === null ? null : (this.sockets[p.ctx.slot] as WebSocket<SessionData>);
   }
 
-  private readonly corkedReplay = (): void => {
-    const rp = this.replayTarget;
-    rp.sent = this.cache.forEachRaw(rp.tid, (rp.job as ReplayJob).cursor, this.replayVisitor);
-  };
 
-  private replayStart = 0;
-  private readonly replayTarget: { job: ReplayJob | null; left: number; blocked: boolean; tid: number; sent: number } = { job: null, left: 0, blocked: false, tid: 0, sent: 0 };
-  private readonly replayVisitor = (seq: number, ts: number, flags: number, arena: Uint8Array, offset: number, length: number): boolean => {
-    const rp = this.replayTarget;
-    const job = rp.job as ReplayJob;
-    const f = flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0;
-    if (job.to === this.id) {
-      this.onReplay(job.token, job.topic, job.epoch, seq, ts, f, arena.subarray(offset, offset + length));
-    } else {
-      // Into the batch; a full batch goes out as one REPLAY_BATCH record.
-      const need = REPLAY_ENTRY_HEADER + length;
-      if (this.batchUsed > 0 && this.batchUsed + need > this.batchBuf.length && this.flushReplayBatch(job) !== SendStatus.RING) rp.blocked = true;
-      if (need > this.batchBuf.length) this.batchBuf = Buffer.allocUnsafe(need);
-      const b = this.batchBuf;
-      const o = this.batchUsed;
-      b.writeDoubleLE(seq, o);
-      b.writeDoubleLE(ts, o + 8);
-      b.writeUInt32LE(length, o + 16);
-      b[o + 20] = f;
-      b.set(arena.subarray(offset, offset + length), o + REPLAY_ENTRY_HEADER);
-      this.batchUsed = o + need;
-      this.batchCount++;
-      if (this.batchUsed >= this.batchTarget && this.flushReplayBatch(job) !== SendStatus.RING) rp.blocked = true;
-    }
-    job.cursor = seq;
-    job.replayed++;
-    return --rp.left > 0 && !rp.blocked;
-  };
 
-  /** Staging for REPLAY_BATCH records (owner side); copied into the ring (or a spill buffer) by send. */
-  private batchBuf = Buffer.allocUnsafe(REPLAY_BATCH_BYTES + 1024);
-  private batchUsed = 0;
-  private batchCount = 0;
-  private batchTarget = REPLAY_BATCH_BYTES;
 
-  private flushReplayBatch(job: ReplayJob): SendStatus {
-    if (this.batchCount === 0) return SendStatus.RING;
-    const r = this.record(RecordType.REPLAY_BATCH, 0, job.topic);
-    r.token = job.token;
-    r.epoch = job.epoch;
-    r.aux = this.batchCount;
-    r.data = this.batchBuf.subarray(0, this.batchUsed);
-    this.batchUsed = 0;
-    this.batchCount = 0;
-    return this.send(job.to);
-  }
 
   /** Receiver: a batch of replayed messages for one pending subscription, written under one cork. */
-  private onReplayBatch(token: number, topic: string, epoch: number, data: Buffer, count: number): void {
-    const ws = this.replaySocket(token);
-    if (ws === null) return;
+  replayBatch(token: number, topic: string, epoch: number, data: Uint8Array, count: number): boolean {
     const a = this.batchIn;
     a.token = token;
     a.topic = topic;
     a.epoch = epoch;
-    a.data = data;
+    a.data = asBuffer(data);
     a.count = count;
-    ws.cork(this.corkedBatch);
+    // A subscription that is gone takes nothing: its messages are dropped (its owner ends the replay).
+    this.corkReplay(token, this.corkedBatch);
     a.data = EMPTY_BUFFER;
+    return true;
+  }
+
+  /** Runs `write` corked on the socket the replayed messages of `token` go to (one write for many messages); false when it is gone. */
+  private corkReplay(token: number, write: () => void): boolean {
+    const ws = this.replaySocket(token);
+    if (ws === null) return false;
+    ws.cork(write);
+    return true;
   }
 
   private readonly batchIn: { token: number; topic: string; epoch: number; data: Buffer; count: number } = { token: 0, topic: '', epoch: 0, data: EMPTY_BUFFER, count: 0 };
+  private readonly batchEntry = (seq: number, tsMicros: number, flags: number, data: Buffer): void => {
+    const a = this.batchIn;
+    this.replay(a.token, a.topic, a.epoch, seq, tsMicros, flags, data);
+  };
   private readonly corkedBatch = (): void => {
     const a = this.batchIn;
-    const b = a.data;
-    let o = 0;
-    for (let i = 0; i < a.count; i++) {
-      if (o + REPLAY_ENTRY_HEADER > b.length) break;
-      const len = b.readUInt32LE(o + 16);
-      const end = o + REPLAY_ENTRY_HEADER + len;
-      if (end > b.length) break;
-      this.onReplay(a.token, a.topic, a.epoch, b.readDoubleLE(o), b.readDoubleLE(o + 8), b[o + 20], b.subarray(o + REPLAY_ENTRY_HEADER, end));
-      o = end;
-    }
-    if (o !== b.length) {
+    const read = readReplayBatch(a.data, a.count, this.batchEntry);
+    if (read !== a.data.length) {
       this.stats[Stat.INTERNAL_ERRORS]++;
-      this.log.error({ token: a.token, count: a.count, bytes: b.length, read: o }, 'malformed REPLAY_BATCH record');
+      this.errors.error('replay-batch', { token: a.token, count: a.count, bytes: a.data.length, read }, 'malformed REPLAY_BATCH record');
     }
   };
 
-  /** One message for a pending subscription (the snapshot; replays go in batches): to ourselves directly, else as a REPLAY record. */
-  private emitReplay(to: number, token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
-    if (to === this.id) return this.onReplay(token, topic, epoch, seq, ts, flags, data);
-    const r = this.record(RecordType.REPLAY, flags, topic);
-    r.token = token;
-    r.epoch = epoch;
-    r.seq = seq;
-    r.ts = ts;
-    r.data = data;
-    this.send(to);
-  }
-
-  /** Owner only: workgroup `from` has (or no longer has) subscribers of the topic. */
-  private ownerInterest(from: number, topic: string, on: boolean): void {
-    const t = this.topics;
-    if (on) {
-      // Not refused at the limit: a re-announced interest stands for subscriptions the owner took before.
-      const tid = this.newTopic(topic);
-      t.interest[tid] |= 1 << from;
-      t.touchedSec[tid] = this.nowSec;
-      return;
-    }
-    const tid = t.find(topic);
-    if (tid >= 0) t.interest[tid] &= ~(1 << from);
-  }
-
-  /**
-   * Releases topic rows nobody needs: no interest, nothing cached or
-   * retained, untouched for the cache's age. Their next message starts a new
-   * history (new epoch), which resuming clients are told about.
-   */
-  private releaseIdleTopics(): void {
-    const t = this.topics;
-    const rows = t.rows;
-    if (rows === 0) return;
-    // A row that holds nothing (no cached message, no snapshot) goes after a short idle time: keeping it
-    // for the cache's age would only let a sub/unsub or publish loop hold memory.
-    const idleBefore = this.nowSec - Math.min(this.options.cacheSeconds, TOPIC_IDLE_RELEASE_SECONDS);
-    let id = this.releaseCursor >= rows ? 0 : this.releaseCursor;
-    for (let i = 0, n = Math.min(rows, RELEASE_SCAN_ROWS); i < n; i++, id = id + 1 >= rows ? 0 : id + 1) {
-      if (t.interest[id] !== 0 || t.touchedSec[id] > idleBefore || t.touchedSec[id] === 0) continue;
-      if (this.cache.holds(id)) continue;
-      this.cache.drop(id);
-      t.release(id);
-      t.touchedSec[id] = 0;
-      this.stats[Stat.TOPICS_RELEASED]++;
-    }
-    this.releaseCursor = id;
-    if (t.size < this.options.maxTopics) this.stats[Stat.TOPICS_FULL] = 0;
-  }
-
-  // ---- the subscriber's side ------------------------------------------
-
   /** One replayed message (or the snapshot) for a subscription waiting for SUB_DONE. */
-  private onReplay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
+  replay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
     const p = this.replayable(token);
     if (p === null) return;
     // A long replay is progress: the owner timeout counts from its last message (to the tick's second).
@@ -1373,7 +876,7 @@ export class Workgroup {
   }
 
   /** The owner answered one topic of a sub command: subscribe the session in uWS now (no gap, no duplicate). */
-  private onSubDone(token: number, epoch: number, seq: number, status: number, replayed: number): void {
+  subDone(token: number, epoch: number, seq: number, status: number, replayed: number): void {
     const p = this.pendingSubs.get(token);
     if (p === undefined) return;
     this.pendingSubs.delete(token);
@@ -1416,7 +919,7 @@ export class Workgroup {
    * encoding that has subscribers here, the frame encoded once. No
    * allocation per subscriber.
    */
-  private deliverLocal(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
+  deliver(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
     const app = this.app;
     const keyJson = 'j' + topic;
     const keyMsgpack = 'm' + topic;
@@ -1466,7 +969,7 @@ export class Workgroup {
     }
   }
 
-  private onAck(token: number, epoch: number, seq: number, status: number): void {
+  ack(token: number, epoch: number, seq: number, status: number): void {
     const ack = this.pendingAcks.get(token);
     if (ack === undefined) return;
     this.pendingAcks.delete(token);
@@ -1576,8 +1079,7 @@ export class Workgroup {
     if (!this.pendingAcks.has(token)) return true;
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      for (const s of this.senders) s?.flushNow();
-      const handled = this.inbox?.pollNow() ?? 0;
+      const handled = this.links.pollNow();
       if (!this.pendingAcks.has(token)) return true;
       if (handled > 0) continue;
       const left = deadline - performance.now();
@@ -1647,8 +1149,8 @@ export class Workgroup {
     if (this.slowCheck) clearInterval(this.slowCheck);
     this.heartbeat = null;
     this.slowCheck = null;
-    this.inbox?.close();
-    for (const s of this.senders) s?.close();
+    this.links.close();
+    this.owner.close();
     this.stats[Stat.LISTENING] = 0;
     this.stats[Stat.SESSIONS] = 0;
     try {
