@@ -1,0 +1,86 @@
+// The in-memory owner (workgroups/owner.ts), in process, against the engine
+// contract's conformance suite and recording SubscriberPorts: no uWS, no
+// threads, no rings. Workgroup 0 is the owner; the others ask it.
+import { MessageCache } from '../workgroups/cache';
+import { Owner } from '../workgroups/owner';
+import { RecordFlag, SubStatus } from '../workgroups/records';
+import { TopicTable } from '../workgroups/topics';
+import { STATS_SLOTS, Stat } from '../protocol/stats';
+import { RecordingSubscriber, runEngineContract, type EngineLimits, type EngineUnderTest } from './helpers/engine-contract';
+
+async function memoryEngine(count: number, limits: EngineLimits): Promise<EngineUnderTest & { owner: Owner; stats: Float64Array; errors: unknown[] }> {
+  const workgroups = Array.from({ length: count }, () => new RecordingSubscriber());
+  const stats = new Float64Array(STATS_SLOTS);
+  const errors: unknown[] = [];
+  const cache = new MessageCache({ maxMessagesPerTopic: limits.cacheMessages, maxAgeSeconds: 3600, arenaChunkBytes: 1 << 16, maxTotalBytes: 1 << 22 });
+  const links = { subscriber: (w: number) => workgroups[w], congested: () => false, maxBatchBytes: (_w: number, want: number) => Math.min(want, 512) };
+  // The owner's own sessions: replayed messages are written under one cork of the session's socket, here a plain call.
+  const local = { corked: (_token: number, write: () => void) => (write(), true) };
+  const owner = new Owner(0, new TopicTable(), cache, stats, { maxTopics: limits.maxTopics, cacheSeconds: 3600, snapshotTtlSeconds: 0 }, links, local, (err) => errors.push(err));
+  return {
+    engine: owner,
+    owner,
+    stats,
+    errors,
+    workgroups,
+    async settle() {
+      // Replays are paced over event-loop turns (setImmediate).
+      for (let i = 0; i < 1000 && owner.replaying > 0; i++) await new Promise((r) => setImmediate(r));
+      await new Promise((r) => setImmediate(r));
+      if (errors.length > 0) throw errors[0];
+    },
+    close() {
+      owner.close();
+    },
+  };
+}
+
+runEngineContract('in-memory owner', memoryEngine);
+
+describe('in-memory owner, in process', () => {
+  test("a resume of one of the owner's own sessions replays through the local cork path, in order", async () => {
+    const e = await memoryEngine(1, { cacheMessages: 1000, maxTopics: 10 });
+    const [self] = e.workgroups;
+    for (let i = 1; i <= 300; i++) e.engine.publish(0, '/own', 0, Buffer.from(String(i)), null, 1, 1, 0);
+    e.engine.subscribe(0, 1, '/own', 0, 0, 0);
+    await e.settle();
+    const epoch = self.of('subDone')[0].epoch;
+    e.engine.subscribe(0, 2, '/own', RecordFlag.RESUME, epoch, 100);
+    await e.settle();
+    expect(self.of('replay').filter((r) => r.token === 2).map((r) => r.seq)).toEqual(Array.from({ length: 200 }, (_, i) => 101 + i));
+    expect(self.of('subDone').find((d) => d.token === 2)).toMatchObject({ status: SubStatus.RECOVERED, replayed: 200, seq: 300 });
+    expect(e.stats[Stat.RESUMES_RECOVERED]).toBe(1);
+    e.close();
+  });
+
+  test('10,000 missed messages to another workgroup go in batches over several turns, all in order', async () => {
+    const e = await memoryEngine(2, { cacheMessages: 20_000, maxTopics: 10 });
+    const [, w1] = e.workgroups;
+    for (let i = 1; i <= 10_000; i++) e.engine.publish(0, '/many', 0, Buffer.from(String(i)), null, 1, 1, 0);
+    e.engine.subscribe(1, 1, '/many', 0, 0, 0);
+    await e.settle();
+    const epoch = w1.of('subDone')[0].epoch;
+    e.engine.subscribe(1, 2, '/many', RecordFlag.RESUME, epoch, 0);
+    // Not all in one turn: a replay yields to the loop.
+    await new Promise((r) => setImmediate(r));
+    expect(w1.of('subDone').find((d) => d.token === 2)).toBeUndefined();
+    await e.settle();
+    const seqs = w1.of('replay').filter((r) => r.token === 2).map((r) => r.seq);
+    expect(seqs).toHaveLength(10_000);
+    expect(seqs.every((s, i) => s === i + 1)).toBe(true);
+    expect(w1.of('subDone').find((d) => d.token === 2)).toMatchObject({ status: SubStatus.RECOVERED, replayed: 10_000 });
+    e.close();
+  });
+
+  test('a workgroup that restarted is forgotten: no more delivers to it, its replays dropped', async () => {
+    const e = await memoryEngine(2, { cacheMessages: 100, maxTopics: 10 });
+    const [, w1] = e.workgroups;
+    e.engine.interest(1, '/gone', true);
+    e.engine.publish(0, '/gone', 0, Buffer.from('1'), null, 1, 1, 0);
+    e.owner.forget(1);
+    e.engine.publish(0, '/gone', 0, Buffer.from('2'), null, 1, 1, 0);
+    await e.settle();
+    expect(w1.of('deliver').map((d) => d.seq)).toEqual([1]);
+    e.close();
+  });
+});

@@ -1,0 +1,178 @@
+// The engine contract's conformance suite: what any owner of topics must do
+// (docs/ARCHITECTURE.md, "The engine contract"), run against an engine made
+// by a factory and observed through recording SubscriberPorts, one per
+// workgroup. The in-memory owner runs it now (test/engine-memory.test.ts);
+// the Redis engine will run the same suite.
+import type { OwnerPort, SubscriberPort } from '../../workgroups/ports';
+import { AckStatus, RecordFlag, SubStatus, readReplayBatch } from '../../workgroups/records';
+
+/** One call an engine made on a workgroup's SubscriberPort. */
+export type Answer =
+  | { kind: 'deliver'; topic: string; epoch: number; seq: number; data: string }
+  | { kind: 'ack'; token: number; epoch: number; seq: number; status: number }
+  | { kind: 'replay'; token: number; topic: string; epoch: number; seq: number; flags: number; data: string }
+  | { kind: 'subDone'; token: number; epoch: number; seq: number; status: number; replayed: number };
+
+/** A workgroup's SubscriberPort that records what it is told. */
+export class RecordingSubscriber implements SubscriberPort {
+  readonly answers: Answer[] = [];
+  deliver(topic: string, epoch: number, seq: number, _ts: number, _receivedAt: number, _msgpack: number, data: Uint8Array): void {
+    this.answers.push({ kind: 'deliver', topic, epoch, seq, data: Buffer.from(data).toString() });
+  }
+  ack(token: number, epoch: number, seq: number, status: number): void {
+    this.answers.push({ kind: 'ack', token, epoch, seq, status });
+  }
+  replay(token: number, topic: string, epoch: number, seq: number, _ts: number, flags: number, data: Uint8Array): void {
+    this.answers.push({ kind: 'replay', token, topic, epoch, seq, flags, data: Buffer.from(data).toString() });
+  }
+  /** A batch of replayed messages (an engine replaying to another workgroup): recorded one by one, as the workgroup would write them. */
+  replayBatch(token: number, topic: string, epoch: number, data: Uint8Array, count: number): boolean {
+    const b = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    const read = readReplayBatch(b, count, (seq, _ts, flags, d) => this.replay(token, topic, epoch, seq, 0, flags, d));
+    if (read !== b.length) throw new Error(`malformed replay batch: ${read} of ${b.length} bytes read`);
+    return true;
+  }
+  subDone(token: number, epoch: number, seq: number, status: number, replayed: number): void {
+    this.answers.push({ kind: 'subDone', token, epoch, seq, status, replayed });
+  }
+  of<K extends Answer['kind']>(kind: K): Extract<Answer, { kind: K }>[] {
+    return this.answers.filter((a) => a.kind === kind) as Extract<Answer, { kind: K }>[];
+  }
+}
+
+export interface EngineUnderTest {
+  engine: OwnerPort;
+  /** The SubscriberPort of each workgroup, by id. */
+  workgroups: RecordingSubscriber[];
+  /** Lets asynchronous work (paced replays, round trips) finish. */
+  settle(): Promise<void>;
+  close(): void | Promise<void>;
+}
+
+export interface EngineLimits {
+  /** Messages the engine keeps per topic for resume. */
+  cacheMessages: number;
+  /** Topics it may hold at once. */
+  maxTopics: number;
+}
+
+const enc = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v));
+
+/** Registers the suite; `make` builds a fresh engine with `workgroups` SubscriberPorts and the given limits. */
+export function runEngineContract(name: string, make: (workgroups: number, limits: EngineLimits) => Promise<EngineUnderTest>): void {
+  describe(`engine contract: ${name}`, () => {
+    let e: EngineUnderTest;
+    afterEach(async () => {
+      await e?.close();
+    });
+
+    const publish = (from: number, topic: string, data: unknown, token = 0, retain = false) => e.engine.publish(from, topic, retain ? RecordFlag.RETAIN : 0, enc(data), null, 1, 1, token);
+
+    test('publishes get seq 1, 2, 3 ... in one epoch, in order, and acks carry them after the delivers', async () => {
+      e = await make(2, { cacheMessages: 100, maxTopics: 100 });
+      const [w0, w1] = e.workgroups;
+      e.engine.subscribe(1, 1, '/c/order', 0, 0, 0);
+      await e.settle();
+      const done = w1.of('subDone')[0];
+      expect(done).toMatchObject({ token: 1, seq: 0, status: SubStatus.FRESH });
+      for (let i = 1; i <= 50; i++) publish(0, '/c/order', i, 100 + i);
+      await e.settle();
+      const delivers = w1.of('deliver');
+      expect(delivers.map((d) => d.seq)).toEqual(Array.from({ length: 50 }, (_, i) => i + 1));
+      expect(delivers.map((d) => d.data)).toEqual(Array.from({ length: 50 }, (_, i) => String(i + 1)));
+      expect(new Set(delivers.map((d) => d.epoch))).toEqual(new Set([done.epoch]));
+      expect(w0.of('ack').map((a) => [a.token, a.seq, a.epoch, a.status])).toEqual(Array.from({ length: 50 }, (_, i) => [101 + i, i + 1, done.epoch, AckStatus.OK]));
+      // The publisher's workgroup has no interest: it gets acks only.
+      expect(w0.of('deliver')).toEqual([]);
+    });
+
+    test('delivers go to the workgroups with interest, once each, and stop when interest goes', async () => {
+      e = await make(3, { cacheMessages: 100, maxTopics: 100 });
+      const [w0, w1, w2] = e.workgroups;
+      e.engine.interest(1, '/c/interest', true);
+      e.engine.interest(2, '/c/interest', true);
+      publish(0, '/c/interest', 'a');
+      await e.settle();
+      e.engine.interest(2, '/c/interest', false);
+      publish(0, '/c/interest', 'b');
+      await e.settle();
+      expect(w1.of('deliver').map((d) => d.data)).toEqual(['"a"', '"b"']);
+      expect(w2.of('deliver').map((d) => d.data)).toEqual(['"a"']);
+      expect(w0.of('deliver')).toEqual([]);
+    });
+
+    test('a resume the history covers replays what was missed, in order, then subDone(recovered) at the current seq', async () => {
+      e = await make(2, { cacheMessages: 100, maxTopics: 100 });
+      const [, w1] = e.workgroups;
+      for (let i = 1; i <= 20; i++) publish(0, '/c/resume', i);
+      e.engine.subscribe(1, 7, '/c/resume', 0, 0, 0);
+      await e.settle();
+      const epoch = w1.of('subDone')[0].epoch;
+      e.engine.subscribe(1, 8, '/c/resume', RecordFlag.RESUME, epoch, 12);
+      await e.settle();
+      const replays = w1.of('replay').filter((r) => r.token === 8);
+      expect(replays.map((r) => r.seq)).toEqual([13, 14, 15, 16, 17, 18, 19, 20]);
+      expect(replays.every((r) => r.epoch === epoch && (r.flags & RecordFlag.RETAIN) === 0)).toBe(true);
+      expect(w1.of('subDone').find((d) => d.token === 8)).toEqual({ kind: 'subDone', token: 8, epoch, seq: 20, status: SubStatus.RECOVERED, replayed: 8 });
+      // Nothing missed: recovered at once, nothing replayed.
+      e.engine.subscribe(1, 9, '/c/resume', RecordFlag.RESUME, epoch, 20);
+      await e.settle();
+      expect(w1.of('subDone').find((d) => d.token === 9)).toMatchObject({ status: SubStatus.RECOVERED, seq: 20, replayed: 0 });
+    });
+
+    test('a resume the history does not cover, from another epoch, or from a seq not reached yet is reported, never silently', async () => {
+      e = await make(2, { cacheMessages: 5, maxTopics: 100 });
+      const [, w1] = e.workgroups;
+      for (let i = 1; i <= 20; i++) publish(0, '/c/gap', i);
+      e.engine.subscribe(1, 1, '/c/gap', 0, 0, 0);
+      await e.settle();
+      const epoch = w1.of('subDone')[0].epoch;
+      e.engine.subscribe(1, 2, '/c/gap', RecordFlag.RESUME, epoch, 3);
+      e.engine.subscribe(1, 3, '/c/gap', RecordFlag.RESUME, (epoch + 1) >>> 0 || 1, 3);
+      e.engine.subscribe(1, 4, '/c/gap', RecordFlag.RESUME, epoch, 21);
+      await e.settle();
+      const status = (token: number) => w1.of('subDone').find((d) => d.token === token)?.status;
+      expect(status(2)).toBe(SubStatus.CACHE_MISS);
+      expect(status(3)).toBe(SubStatus.EPOCH_MISMATCH);
+      expect(status(4)).toBe(SubStatus.UNKNOWN_POSITION);
+      // A reported gap replays nothing: the subscription goes on from the current seq.
+      expect(w1.of('replay').filter((r) => r.token >= 2)).toEqual([]);
+      expect(w1.of('subDone').filter((d) => d.token >= 2).every((d) => d.seq === 20)).toBe(true);
+    });
+
+    test('a retained message is the snapshot a fresh subscriber gets before subDone; a recovered resume does not get it', async () => {
+      e = await make(2, { cacheMessages: 100, maxTopics: 100 });
+      const [, w1] = e.workgroups;
+      publish(0, '/c/snap', 'first', 0, true);
+      publish(0, '/c/snap', 'second', 0, true);
+      publish(0, '/c/snap', 'not retained');
+      e.engine.subscribe(1, 1, '/c/snap', 0, 0, 0);
+      await e.settle();
+      const snaps = w1.of('replay').filter((r) => r.token === 1);
+      expect(snaps).toHaveLength(1);
+      expect(snaps[0]).toMatchObject({ seq: 2, data: '"second"' });
+      expect(snaps[0].flags & RecordFlag.RETAIN).toBe(RecordFlag.RETAIN);
+      const done = w1.of('subDone').find((d) => d.token === 1)!;
+      expect(done).toMatchObject({ seq: 3, status: SubStatus.FRESH });
+      expect(w1.answers.indexOf(snaps[0])).toBeLessThan(w1.answers.indexOf(done));
+      e.engine.subscribe(1, 2, '/c/snap', RecordFlag.RESUME, done.epoch, 3);
+      await e.settle();
+      expect(w1.of('replay').filter((r) => r.token === 2)).toEqual([]);
+    });
+
+    test('a topic past the limit is refused through the ack or subDone; the topics it holds go on', async () => {
+      e = await make(2, { cacheMessages: 10, maxTopics: 2 });
+      const [w0, w1] = e.workgroups;
+      publish(0, '/c/a', 1, 1);
+      publish(0, '/c/b', 1, 2);
+      publish(0, '/c/c', 1, 3);
+      e.engine.subscribe(1, 4, '/c/d', 0, 0, 0);
+      e.engine.subscribe(1, 5, '/c/a', 0, 0, 0);
+      publish(0, '/c/a', 2, 6);
+      await e.settle();
+      expect(w0.of('ack').map((a) => [a.token, a.status])).toEqual([[1, AckStatus.OK], [2, AckStatus.OK], [3, AckStatus.TOO_MANY_TOPICS], [6, AckStatus.OK]]);
+      expect(w1.of('subDone').map((d) => [d.token, d.status])).toEqual([[4, SubStatus.TOO_MANY_TOPICS], [5, SubStatus.FRESH]]);
+      expect(w1.of('deliver').map((d) => [d.topic, d.seq])).toEqual([['/c/a', 2]]);
+    });
+  });
+}
