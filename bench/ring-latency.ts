@@ -16,7 +16,7 @@ import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
 import * as hdr from 'hdr-histogram-js';
-import { Doorbell, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus } from '../workgroups/ring';
+import { Doorbell, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus } from '../shm/ring';
 
 type Mode = 'flat' | 'paced' | 'spaced';
 

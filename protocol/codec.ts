@@ -11,14 +11,8 @@ import { checkMsgpackData } from './data';
 
 export { MAX_DATA_DEPTH, checkJsonData, checkMsgpackData } from './data';
 
-export type Encoding = 'json' | 'msgpack';
-export const ENCODING_JSON = 0;
-export const ENCODING_MSGPACK = 1;
-export type EncodingId = typeof ENCODING_JSON | typeof ENCODING_MSGPACK;
-
-export function encodingId(e: Encoding): EncodingId {
-  return e === 'msgpack' ? ENCODING_MSGPACK : ENCODING_JSON;
-}
+import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId } from './encoding';
+export { ENCODING_JSON, ENCODING_MSGPACK, encodingId, type Encoding, type EncodingId } from './encoding';
 
 export type Qos = 'standard' | 'guaranteed';
 export type ResumePosition = [epoch: number, seq: number];

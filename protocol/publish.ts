@@ -1,6 +1,6 @@
 // The fields of a publish, checked one way for every way in: a WebSocket
 // `pub` (JSON or msgpack, fast or general path) and an HTTP publish body.
-import { ENCODING_MSGPACK, type EncodingId } from './codec';
+import { ENCODING_MSGPACK, type EncodingId } from './encoding';
 import { checkJsonData, checkMsgpackData } from './data';
 import { ErrorCode, ProtocolError } from './errors';
 import { topicError } from './topic';

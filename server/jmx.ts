@@ -13,7 +13,7 @@
 import type http from 'node:http';
 import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_COUNT, LATENCY_SUM, Stat } from '../protocol/stats';
 import { sendJson } from './admin';
-import type { Figures, StatsSnapshot } from './observability';
+import type { Figures, StatsSnapshot } from './figures';
 
 /** Length of the sliding window for rates and percentiles, in seconds. */
 export const JMX_WINDOW_SECONDS = 10;

@@ -9,7 +9,8 @@ import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { STATS_BYTES, Stat } from '../protocol/stats';
 import { allocShared, attachIpHash } from '../native-io';
-import { Doorbell, Ring } from '../workgroups/ring';
+import { Doorbell, Ring } from '../shm/ring';
+import type { ControlCommand, WorkgroupEvent, WorkgroupInit } from '../shm/workgroup-init';
 import type { Config } from './config';
 import type { Logger } from './log';
 
@@ -45,12 +46,12 @@ export interface DownWorkgroup {
   nextRestartInSeconds: number;
 }
 
-type Event =
-  | { type: 'listening'; id: number; port: number; uwsNative: boolean }
-  | { type: 'listen-failed'; id: number; error: string }
-  | { type: 'accepting'; id: number; accepting: boolean }
-  | { type: 'drained'; id: number; closedSessions: number }
-  | { type: 'fatal'; id: number; error: string };
+type Event = WorkgroupEvent;
+
+/** Posts a control command (typed: the workgroup reads the same union). */
+function control(w: Worker, cmd: ControlCommand): void {
+  w.postMessage(cmd);
+}
 
 export class Supervisor extends EventEmitter {
   readonly stats: SharedArrayBuffer[];
@@ -167,7 +168,7 @@ export class Supervisor extends EventEmitter {
   stall(id: number, ms: number): boolean {
     const w = this.slots[id]?.worker;
     if (!w) return false;
-    w.postMessage({ type: 'stall', ms });
+    control(w, { type: 'stall', ms });
     return true;
   }
 
@@ -175,7 +176,7 @@ export class Supervisor extends EventEmitter {
   failCommands(id: number, count: number): boolean {
     const w = this.slots[id]?.worker;
     if (!w) return false;
-    w.postMessage({ type: 'fail-commands', count });
+    control(w, { type: 'fail-commands', count });
     return true;
   }
 
@@ -183,7 +184,7 @@ export class Supervisor extends EventEmitter {
   crash(id: number, how: 'exit' | 'throw'): boolean {
     const w = this.slots[id]?.worker;
     if (!w) return false;
-    w.postMessage({ type: 'crash', how });
+    control(w, { type: 'crash', how });
     return true;
   }
 
@@ -191,42 +192,42 @@ export class Supervisor extends EventEmitter {
   private spawn(id: number, port: number, initial: boolean): Promise<number> {
     const slot = this.slots[id];
     const c = this.config;
-    const worker = new Worker(WORKER_ENTRY, {
-      workerData: {
-        id,
-        count: this.slots.length,
-        restarts: slot.restarts,
-        stats: this.stats[id],
-        allStats: this.stats,
-        rings: this.rings,
-        doorbells: this.doorbells,
-        ipTables: this.ipTables,
-        options: {
-          host: c.host,
-          port,
-          maxPayloadBytes: c.maxPayloadBytes,
-          maxBackpressureBytes: c.maxBackpressureBytes,
-          idleTimeoutSeconds: c.idleTimeoutSeconds,
-          maxConnectionsPerIp: c.maxConnectionsPerIp,
-          maxSubscriptionsPerSession: c.maxSubscriptionsPerSession,
-          maxCommandsPerSecond: c.maxCommandsPerSecond,
-          maxBytesPerSecond: c.maxBytesPerSecond,
-          maxTopics: Math.ceil(c.maxTopics / this.slots.length),
-          benchmarkMode: c.benchmarkMode,
-          allowSlowFallback: c.allowSlowFallback,
-          logLevel: c.logLevel,
-          drainTimeoutSeconds: c.drainTimeoutSeconds,
-          cacheMessages: c.cacheMessages,
-          cacheSeconds: c.cacheSeconds,
-          cacheTopicBytes: c.cacheTopicBytes,
-          cacheBytes: Math.floor(c.cacheBytes / this.slots.length),
-          snapshotTtlSeconds: c.snapshotTtlSeconds,
-          maxRingSpillBytes: c.maxRingSpillBytes,
-          corsOrigins: c.corsOrigins,
-          faultInjection: process.env.C10M_FAULT_INJECTION === '1',
-        },
+    // The worker contract, typed on both sides (shm/workgroup-init.ts).
+    const init: WorkgroupInit = {
+      id,
+      count: this.slots.length,
+      restarts: slot.restarts,
+      stats: this.stats[id],
+      allStats: this.stats,
+      rings: this.rings,
+      doorbells: this.doorbells,
+      ipTables: this.ipTables,
+      options: {
+        host: c.host,
+        port,
+        maxPayloadBytes: c.maxPayloadBytes,
+        maxBackpressureBytes: c.maxBackpressureBytes,
+        idleTimeoutSeconds: c.idleTimeoutSeconds,
+        maxConnectionsPerIp: c.maxConnectionsPerIp,
+        maxSubscriptionsPerSession: c.maxSubscriptionsPerSession,
+        maxCommandsPerSecond: c.maxCommandsPerSecond,
+        maxBytesPerSecond: c.maxBytesPerSecond,
+        maxTopics: Math.ceil(c.maxTopics / this.slots.length),
+        benchmarkMode: c.benchmarkMode,
+        allowSlowFallback: c.allowSlowFallback,
+        logLevel: c.logLevel,
+        drainTimeoutSeconds: c.drainTimeoutSeconds,
+        cacheMessages: c.cacheMessages,
+        cacheSeconds: c.cacheSeconds,
+        cacheTopicBytes: c.cacheTopicBytes,
+        cacheBytes: Math.floor(c.cacheBytes / this.slots.length),
+        snapshotTtlSeconds: c.snapshotTtlSeconds,
+        maxRingSpillBytes: c.maxRingSpillBytes,
+        corsOrigins: c.corsOrigins,
+        faultInjection: process.env.C10M_FAULT_INJECTION === '1',
       },
-    });
+    };
+    const worker = new Worker(WORKER_ENTRY, { workerData: init });
     slot.worker = worker;
     slot.listening = false;
     return new Promise((resolve, reject) => {
@@ -334,7 +335,7 @@ export class Supervisor extends EventEmitter {
           const w = slot.worker;
           if (w === null) return resolve();
           w.once('exit', () => resolve());
-          w.postMessage({ type: 'drain', timeoutMs });
+          control(w, { type: 'drain', timeoutMs });
         }),
     );
     // A thread that does not end within the drain time plus a margin is reported, not killed:

@@ -1,6 +1,6 @@
 // The ring between workgroups: wrap-around, order and integrity across real
 // worker threads, ring-full spilling, oversized records, and wake-ups.
-// Workers run the current workgroups/ring.ts, transpiled to a temp file.
+// Workers run the current shm/ring.ts, transpiled to a temp file.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -16,13 +16,13 @@ import {
   RingSender,
   SendStatus,
   recordBytes,
-} from '../workgroups/ring';
+} from '../shm/ring';
 
 let tmpDir = '';
 let ringJs = '';
 
 beforeAll(() => {
-  const src = fs.readFileSync(path.join(__dirname, '..', 'workgroups', 'ring.ts'), 'utf8');
+  const src = fs.readFileSync(path.join(__dirname, '..', 'shm', 'ring.ts'), 'utf8');
   const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'c10m-ring-'));
   ringJs = path.join(tmpDir, 'ring.js');

@@ -30,8 +30,8 @@ import { validatePublishFields } from '../protocol/publish';
 import { Stat } from '../protocol/stats';
 import { CorsPolicy } from './cors';
 import type { Logger } from './log';
-import type { WorkgroupOptions } from './options';
-import type { PublishRequest } from './workgroup';
+import type { WorkgroupOptions } from '../shm/workgroup-init';
+import type { PublishRequest } from './ports';
 
 /** Longest an HTTP publish waits for another workgroup's ack, its loop stopped (see above). */
 export const HTTP_ACK_WAIT_MS = 500;

@@ -9,10 +9,10 @@
 // docs/CONCURRENCY.md. A full ring spills, in order, into the sender's queue;
 // nothing is ever dropped here.
 import type { Logger } from './log';
-import type { WorkgroupInit } from './options';
+import type { WorkgroupInit } from '../shm/workgroup-init';
 import type { OwnerPort, SubscriberPort } from './ports';
 import { RecordIn, RecordOut, RecordType, asBuffer, writeRecord } from './records';
-import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from './ring';
+import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from '../shm/ring';
 import { Stat } from '../protocol/stats';
 
 /** What a link needs of its workgroup besides the rings. */

@@ -52,3 +52,15 @@ export interface SubscriberPort {
   /** The subscription `token` is in effect from (epoch, seq) on (SubStatus says how its resume went), after `replayed` messages. */
   subDone(token: number, epoch: number, seq: number, status: number, replayed: number): void;
 }
+
+/** A publish on its way to the topic's owner: data in the publisher's encoding. */
+export interface PublishRequest {
+  topic: string;
+  /** RecordFlag.MSGPACK and RecordFlag.RETAIN. */
+  flags: number;
+  data: Uint8Array;
+  /** The data as JSON text when the publisher sent JSON (saves a decode on the owner). */
+  json: string | null;
+  tsMicros: number;
+  receivedAtMicros: number;
+}

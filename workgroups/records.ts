@@ -1,4 +1,4 @@
-// Records that workgroups send each other over their rings (workgroups/ring.ts).
+// Records that workgroups send each other over their rings (shm/ring.ts).
 // Written once into the ring and read in place; no structured clone, no
 // JSON. Every record has the same 40-byte header, then the topic (ASCII,
 // validated), then the message data (the publisher's encoding: UTF-8 JSON

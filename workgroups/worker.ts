@@ -7,7 +7,7 @@
 // (which runs the 'exit' listener below). Only a native crash or an OOM kill
 // still takes the process down; see the concurrency notes in CONCURRENCY.md.
 import { parentPort, workerData } from 'node:worker_threads';
-import type { ControlCommand, WorkgroupEvent, WorkgroupInit } from './options';
+import type { ControlCommand, WorkgroupEvent, WorkgroupInit } from '../shm/workgroup-init';
 import { workgroupLogger } from './log';
 import { Workgroup } from './workgroup';
 

@@ -45,10 +45,10 @@ import { CorsPolicy } from './cors';
 import { HttpExchange, HttpPublishEndpoint } from './http-publish';
 import { IpTable, addressHash } from './ip-table';
 import { LogLimiter, type Logger } from './log';
-import type { WorkgroupInit, WorkgroupOptions } from './options';
+import type { WorkgroupInit, WorkgroupOptions } from '../shm/workgroup-init';
 import { Links, type LinkHost } from './links';
 import { Owner } from './owner';
-import type { SubscriberPort } from './ports';
+import type { PublishRequest, SubscriberPort } from './ports';
 import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
 import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
@@ -102,17 +102,6 @@ const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind 
 // uWS send() results.
 const SEND_DROPPED = 2;
 
-/** A publish on its way to the topic's owner: data in the publisher's encoding. */
-export interface PublishRequest {
-  topic: string;
-  /** RecordFlag.MSGPACK and RecordFlag.RETAIN. */
-  flags: number;
-  data: Uint8Array;
-  /** The data as JSON text when the publisher sent JSON (saves a decode on the owner). */
-  json: string | null;
-  tsMicros: number;
-  receivedAtMicros: number;
-}
 
 /** Where an ack goes back to. */
 interface AckTarget {
