@@ -26,6 +26,8 @@ export interface Config {
   benchmarkMode: boolean;
   allowSlowFallback: boolean;
   logLevel: string;
+  /** 'auto': pretty when stdout is a terminal, JSON lines otherwise. */
+  logFormat: LogFormat;
   cacheMessages: number;
   cacheSeconds: number;
   cacheTopicBytes: number;
@@ -38,7 +40,7 @@ export interface Config {
   maxRestartDelayMs: number;
 }
 
-type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins';
+type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins' | 'choice';
 
 export interface OptionSpec {
   key: keyof Config;
@@ -51,9 +53,13 @@ export interface OptionSpec {
   max?: number;
   /** Extra check; returns an error sentence or null. */
   check?: (v: number) => string | null;
+  /** kind 'choice': the values allowed. */
+  choices?: readonly string[];
 }
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export const OPTIONS: OptionSpec[] = [
   { key: 'host', flag: 'host', kind: 'host', help: 'address the public WebSocket/HTTP port binds to', default: () => '0.0.0.0' },
@@ -85,6 +91,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'corsOrigins', flag: 'cors-origins', kind: 'origins', help: "web origins allowed to POST /v1/publish from a browser and to open sessions: comma-separated exact origins (https://app.example.com) or *; none by default (cross-origin publishes refused 403, upgrades from any origin allowed)", default: () => [] },
   { key: 'maxRestartDelayMs', flag: 'max-restart-delay-ms', kind: 'int', min: 100, max: 600_000, help: 'longest wait before restarting a workgroup that died (the wait doubles from 50 ms per death in a row; a workgroup is never given up on)', default: () => 30_000 },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
+  { key: 'logFormat', flag: 'log-format', kind: 'choice', choices: LOG_FORMATS, help: 'log format: json (one JSON object a line, for collectors), pretty (for people), or auto: pretty when stdout is a terminal, json otherwise', default: () => 'auto' },
 ];
 
 export class ConfigError extends Error {}
@@ -114,6 +121,9 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
     case 'level':
       if (typeof raw === 'string' && LOG_LEVELS.includes(raw)) return raw;
       throw new ConfigError(`${where}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
+    case 'choice':
+      if (typeof raw === 'string' && spec.choices?.includes(raw)) return raw;
+      throw new ConfigError(`${where}: expected one of ${spec.choices?.join(', ')}, got ${JSON.stringify(raw)}`);
     case 'host':
       if (typeof raw === 'string' && raw.length > 0 && raw.length <= 255 && /^[A-Za-z0-9.:\-_[\]%]+$/.test(raw)) return raw;
       throw new ConfigError(`${where}: expected a host name or address, got ${JSON.stringify(raw)}`);
