@@ -57,6 +57,9 @@ export interface OptionSpec {
   choices?: readonly string[];
 }
 
+/** --max-sessions by default, and the session count `c10m doctor` and `c10m sysctl` assume without --sessions. */
+export const DEFAULT_MAX_SESSIONS = 1_000_000;
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
@@ -78,7 +81,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'maxCommandsPerSecond', flag: 'max-commands-per-second', kind: 'int', min: 0, max: 10_000_000, help: 'commands (pub, sub, unsub, ping) one session may send per second; past it they are refused with RATE_LIMITED, and a session that keeps going over is closed (4001); 0: no limit', default: () => 10_000 },
   { key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', kind: 'int', min: 0, max: 4 * 1024 * 1024 * 1024, help: 'bytes of commands one session may send per second (as --max-commands-per-second); 0: no limit', default: () => 16 * 1024 * 1024 },
   { key: 'maxTopics', flag: 'max-topics', kind: 'int', min: 1, max: 1_000_000_000, help: 'topics the node holds at once (split among workgroups); a publish or subscription that would create one more is refused with TOO_MANY_TOPICS', default: () => 2_000_000 },
-  { key: 'maxSessions', flag: 'max-sessions', kind: 'int', min: 1, max: 100_000_000, help: 'sessions this node is sized for (checked against the descriptor limit at start)', default: () => 1_000_000 },
+  { key: 'maxSessions', flag: 'max-sessions', kind: 'int', min: 1, max: 100_000_000, help: 'sessions this node is sized for (checked against the descriptor limit at start; `c10m doctor` checks the same default)', default: () => DEFAULT_MAX_SESSIONS },
   { key: 'benchmarkMode', flag: 'benchmark-mode', kind: 'bool', help: "spread connections by the kernel's 4-tuple hash instead of by client address (load generators on few addresses)", default: () => false },
   { key: 'allowSlowFallback', flag: 'allow-slow-fallback', kind: 'bool', help: "start even if uWebSockets.js's native binary does not load (its pure-JS fallback is many times slower)", default: () => false },
   { key: 'cacheMessages', flag: 'cache-messages', kind: 'int', min: 0, max: 1_000_000, help: 'messages kept per topic for resume (guaranteed delivery); 0 turns the cache off', default: () => 1000 },
