@@ -1,5 +1,23 @@
 #!/usr/bin/env node
 'use strict';
+const fs = require('node:fs');
+const path = require('node:path');
+
+const ROOT = path.join(__dirname, '..');
+// In a checkout (the TypeScript sources are here) dist/ is built when it is
+// missing or older than a source, and left alone when current (a few ms).
+// An installed package ships dist/ only and is never built here.
+if (fs.existsSync(path.join(ROOT, 'server', 'cli.ts')) && fs.existsSync(path.join(ROOT, 'scripts', 'build.js'))) {
+  let built;
+  try {
+    built = require('../scripts/build.js').ensureBuilt();
+  } catch (err) {
+    // e.g. no typescript (installed without devDependencies): run what dist/ has, if anything.
+    process.stderr.write(`c10m: could not build dist/: ${err && err.message ? err.message : err}\n`);
+  }
+  // A build that failed (its messages are above) must not run the old dist/.
+  if (built === false) process.exit(1);
+}
 let cli;
 try {
   cli = require('../dist/server/cli.js');

@@ -24,6 +24,27 @@ try {
   console.warn('native-io: node-gyp is not installed; the JS fallbacks will be used');
   process.exit(0);
 }
+// Skip a build that would produce what is there: every addon newer than
+// binding.gyp and every source, built for this Node (npm install and the
+// first `npx c10m` in a checkout both run this script). C10M_ASAN=1 and
+// C10M_FORCE_NATIVE_BUILD=1 always build.
+const STAMP = path.join(dir, 'build', 'Release', '.c10m-build.json');
+function current() {
+  if (process.env.C10M_ASAN === '1' || process.env.C10M_FORCE_NATIVE_BUILD === '1') return false;
+  try {
+    const stamp = JSON.parse(fs.readFileSync(STAMP, 'utf8'));
+    if (stamp.node !== process.versions.modules || stamp.asan) return false;
+    const built = Math.min(...['c10m_native.node', 'c10m_loadgen.node'].map((f) => fs.statSync(path.join(dir, 'build', 'Release', f)).mtimeMs));
+    const inputs = ['binding.gyp', ...fs.readdirSync(path.join(dir, 'src')).map((f) => path.join('src', f))];
+    return inputs.every((f) => fs.statSync(path.join(dir, f)).mtimeMs < built);
+  } catch {
+    return false;
+  }
+}
+if (current()) {
+  console.log('native-io: addon is up to date (native-io/build/Release); not rebuilt');
+  process.exit(0);
+}
 // --jobs=max: one compiler per core, one source file per function family.
 const args = [gyp, 'rebuild', '--jobs=max'];
 // node-gyp downloads Node's headers unless told where they are. npm passes
@@ -43,6 +64,7 @@ if (r.status !== 0) {
 } else {
   const asan = process.env.C10M_ASAN === '1' ? ' with AddressSanitizer' : '';
   const built = fs.readdirSync(path.join(dir, 'build', 'Release')).filter((f) => f.endsWith('.node'));
+  fs.writeFileSync(STAMP, JSON.stringify({ node: process.versions.modules, asan: process.env.C10M_ASAN === '1' }) + '\n');
   console.log(`native-io: built ${built.map((f) => `native-io/build/Release/${f}`).join(', ')}${asan} in ${seconds} s`);
 }
 process.exit(0);

@@ -1,7 +1,7 @@
 // The c10m client: one WebSocket session (reconnected as needed), the
 // subscriptions it keeps across reconnects, and the publishes it sends or
 // queues. Browser and Node alike; see sdk/README.md for the API.
-import type { Encoding, Qos } from '../protocol/codec';
+import type { Encoding, Qos } from './encoding';
 import { CloseCode, ErrorCode } from '../protocol/errors';
 import { topicError } from '../protocol/topic';
 import { ReconnectSchedule, realClock, resolveBackoff, type BackoffOptions, type Clock } from './backoff';

@@ -4,7 +4,8 @@
 // Node-only (node:http): not part of the browser bundle.
 import http from 'node:http';
 import https from 'node:https';
-import { packr, unpackr, type Encoding } from '../protocol/codec';
+import { packr, unpackr } from '../protocol/codec';
+import type { Encoding } from './encoding';
 import { ErrorCode } from '../protocol/errors';
 import { topicError } from '../protocol/topic';
 import { C10mError, SdkErrorCode } from './errors';

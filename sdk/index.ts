@@ -10,4 +10,4 @@ export type { BackoffOptions, Clock } from './backoff';
 export { C10mError, SdkErrorCode } from './errors';
 export { ErrorCode, CloseCode } from '../protocol/errors';
 export { topicError, isValidTopic } from '../protocol/topic';
-export type { Encoding, Qos } from '../protocol/codec';
+export type { Encoding, Qos } from './encoding';

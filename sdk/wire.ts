@@ -1,7 +1,8 @@
 // Turns socket frames into replies and deliveries, and commands into frames,
 // for both encodings of protocol v1. Imports only protocol/ (and msgpackr
 // through protocol/codec.ts, whose browser build it gets from the bundler).
-import { packr, unpackr, type Encoding } from '../protocol/codec';
+import { packr, unpackr } from '../protocol/codec';
+import type { Encoding } from './encoding';
 import { FrameFlag, decodeBinaryFrame, isBinaryFrame } from '../protocol/frame';
 
 /** A message of a topic, as handed to subscribers. */

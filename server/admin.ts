@@ -6,6 +6,7 @@ import { timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './log';
+import { portErrorSentence } from './ports';
 
 export type AdminHandler = (req: http.IncomingMessage, res: http.ServerResponse) => void | Promise<void>;
 
@@ -72,9 +73,10 @@ export class AdminServer {
     const server = http.createServer((req, res) => this.handle(req, res));
     this.server = server;
     return new Promise((resolve, reject) => {
-      server.once('error', reject);
+      const onError = (err: NodeJS.ErrnoException) => reject(new Error(portErrorSentence(err, this.options.host, this.options.port, 'admin port')));
+      server.once('error', onError);
       server.listen(this.options.port, this.options.host, () => {
-        server.off('error', reject);
+        server.off('error', onError);
         resolve(this.port);
       });
     });

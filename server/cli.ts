@@ -3,7 +3,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { UwsFallbackRefused } from '../native-io/uws';
 import { ConfigError, OPTIONS, envName, resolveConfig, type Config } from './config';
-import { serverLogger } from './log';
+import { resolveLogFormat, serverLogger } from './log';
 import { startServer, type RunningServer } from './server';
 
 export const EXIT_OK = 0;
@@ -19,6 +19,7 @@ function serveCommand(): Command {
   for (const spec of OPTIONS) {
     const flags = spec.kind === 'bool' ? `--${spec.flag}` : `--${spec.flag} <${spec.kind === 'int' ? 'n' : 'value'}>`;
     const opt = new Option(flags, `${spec.help} [${envName(spec.flag)}]`);
+    if (spec.choices) opt.choices(spec.choices);
     if (spec.key !== 'adminToken') opt.default(spec.default(), undefined);
     cmd.addOption(opt);
   }
@@ -37,7 +38,7 @@ function serveCommand(): Command {
 }
 
 async function serve(config: Config): Promise<void> {
-  const log = serverLogger(config.logLevel);
+  const log = serverLogger(config.logLevel, resolveLogFormat(config.logFormat));
   // Signals are handled from the first moment, so a SIGTERM during start-up still drains cleanly.
   let server: RunningServer | null = null;
   let stopRequested: string | null = null;
@@ -64,12 +65,9 @@ async function serve(config: Config): Promise<void> {
   try {
     server = await startServer(config, log);
   } catch (err) {
-    if (err instanceof UwsFallbackRefused) {
-      process.stderr.write(`c10m: refusing to start: ${err.message}\n`);
-      process.exit(EXIT_FAILURE);
-    }
-    log.fatal({ err: (err as Error).message }, 'could not start');
-    process.stderr.write(`c10m: could not start: ${(err as Error).message}\n`);
+    // The reason, once, on one line (stderr): not also as a log line on stdout.
+    const reason = err instanceof UwsFallbackRefused ? `refusing to start: ${err.message}` : `could not start: ${(err as Error).message}`;
+    process.stderr.write(`c10m: ${reason.replace(/\s*\n\s*/g, ' ')}\n`);
     process.exit(EXIT_FAILURE);
   }
   for (const hook of serveStartHooks) hook(config, (msg) => log.warn(msg));
@@ -108,11 +106,14 @@ export function buildProgram(): Command {
   const program = new Command('c10m')
     .description('c10m: a real-time publish/subscribe server for millions of WebSocket sessions per node')
     .version(require('../../package.json').version as string)
-    .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
   program.addCommand(serveCommand());
   registerOptional(program);
-  for (const c of program.commands) c.exitOverride();
+  // A usage error is one line: commander's message and where to look, never a stack.
+  for (const c of [program, ...program.commands]) {
+    c.exitOverride();
+    c.configureOutput({ outputError: (str, write) => write(`c10m: ${str.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')} (see c10m ${c === program ? '' : c.name() + ' '}--help)\n`) });
+  }
   return program;
 }
 

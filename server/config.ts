@@ -26,6 +26,8 @@ export interface Config {
   benchmarkMode: boolean;
   allowSlowFallback: boolean;
   logLevel: string;
+  /** 'auto': pretty when stdout is a terminal, JSON lines otherwise. */
+  logFormat: LogFormat;
   cacheMessages: number;
   cacheSeconds: number;
   cacheTopicBytes: number;
@@ -38,7 +40,7 @@ export interface Config {
   maxRestartDelayMs: number;
 }
 
-type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins';
+type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins' | 'choice';
 
 export interface OptionSpec {
   key: keyof Config;
@@ -51,9 +53,16 @@ export interface OptionSpec {
   max?: number;
   /** Extra check; returns an error sentence or null. */
   check?: (v: number) => string | null;
+  /** kind 'choice': the values allowed. */
+  choices?: readonly string[];
 }
 
+/** --max-sessions by default, and the session count `c10m doctor` and `c10m sysctl` assume without --sessions. */
+export const DEFAULT_MAX_SESSIONS = 1_000_000;
+
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
 
 export const OPTIONS: OptionSpec[] = [
   { key: 'host', flag: 'host', kind: 'host', help: 'address the public WebSocket/HTTP port binds to', default: () => '0.0.0.0' },
@@ -72,7 +81,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'maxCommandsPerSecond', flag: 'max-commands-per-second', kind: 'int', min: 0, max: 10_000_000, help: 'commands (pub, sub, unsub, ping) one session may send per second; past it they are refused with RATE_LIMITED, and a session that keeps going over is closed (4001); 0: no limit', default: () => 10_000 },
   { key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', kind: 'int', min: 0, max: 4 * 1024 * 1024 * 1024, help: 'bytes of commands one session may send per second (as --max-commands-per-second); 0: no limit', default: () => 16 * 1024 * 1024 },
   { key: 'maxTopics', flag: 'max-topics', kind: 'int', min: 1, max: 1_000_000_000, help: 'topics the node holds at once (split among workgroups); a publish or subscription that would create one more is refused with TOO_MANY_TOPICS', default: () => 2_000_000 },
-  { key: 'maxSessions', flag: 'max-sessions', kind: 'int', min: 1, max: 100_000_000, help: 'sessions this node is sized for (checked against the descriptor limit at start)', default: () => 1_000_000 },
+  { key: 'maxSessions', flag: 'max-sessions', kind: 'int', min: 1, max: 100_000_000, help: 'sessions this node is sized for (checked against the descriptor limit at start; `c10m doctor` checks the same default)', default: () => DEFAULT_MAX_SESSIONS },
   { key: 'benchmarkMode', flag: 'benchmark-mode', kind: 'bool', help: "spread connections by the kernel's 4-tuple hash instead of by client address (load generators on few addresses)", default: () => false },
   { key: 'allowSlowFallback', flag: 'allow-slow-fallback', kind: 'bool', help: "start even if uWebSockets.js's native binary does not load (its pure-JS fallback is many times slower)", default: () => false },
   { key: 'cacheMessages', flag: 'cache-messages', kind: 'int', min: 0, max: 1_000_000, help: 'messages kept per topic for resume (guaranteed delivery); 0 turns the cache off', default: () => 1000 },
@@ -85,6 +94,7 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'corsOrigins', flag: 'cors-origins', kind: 'origins', help: "web origins allowed to POST /v1/publish from a browser and to open sessions: comma-separated exact origins (https://app.example.com) or *; none by default (cross-origin publishes refused 403, upgrades from any origin allowed)", default: () => [] },
   { key: 'maxRestartDelayMs', flag: 'max-restart-delay-ms', kind: 'int', min: 100, max: 600_000, help: 'longest wait before restarting a workgroup that died (the wait doubles from 50 ms per death in a row; a workgroup is never given up on)', default: () => 30_000 },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
+  { key: 'logFormat', flag: 'log-format', kind: 'choice', choices: LOG_FORMATS, help: 'log format: json (one JSON object a line, for collectors), pretty (for people), or auto: pretty when stdout is a terminal, json otherwise', default: () => 'auto' },
 ];
 
 export class ConfigError extends Error {}
@@ -114,6 +124,9 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
     case 'level':
       if (typeof raw === 'string' && LOG_LEVELS.includes(raw)) return raw;
       throw new ConfigError(`${where}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
+    case 'choice':
+      if (typeof raw === 'string' && spec.choices?.includes(raw)) return raw;
+      throw new ConfigError(`${where}: expected one of ${spec.choices?.join(', ')}, got ${JSON.stringify(raw)}`);
     case 'host':
       if (typeof raw === 'string' && raw.length > 0 && raw.length <= 255 && /^[A-Za-z0-9.:\-_[\]%]+$/.test(raw)) return raw;
       throw new ConfigError(`${where}: expected a host name or address, got ${JSON.stringify(raw)}`);

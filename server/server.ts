@@ -4,6 +4,7 @@ import { AdminServer, sendJson } from './admin';
 import { isLoopbackHost, type Config } from './config';
 import type { Logger } from './log';
 import { registerObservability } from './observability';
+import { assertPortFree } from './ports';
 import { Supervisor } from './supervisor';
 
 export interface RunningServer {
@@ -68,6 +69,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       sendJson(res, 202, { stalling: id, ms });
     });
   }
+  // Before anything binds: a port another process holds fails the start (see assertPortFree).
+  if (config.port !== 0) await assertPortFree(config.host, config.port);
   const adminPort = await admin.listen();
   try {
     await supervisor.start();

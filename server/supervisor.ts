@@ -5,14 +5,14 @@
 // per-message path: workgroups talk to it only about their life cycle.
 import { EventEmitter } from 'node:events';
 import path from 'node:path';
-import { createServer } from 'node:net';
 import { Worker } from 'node:worker_threads';
 import { STATS_BYTES, Stat } from '../protocol/stats';
 import { allocShared, attachIpHash } from '../native-io';
 import { Doorbell, Ring } from '../shm/ring';
 import type { ControlCommand, WorkgroupEvent, WorkgroupInit } from '../shm/workgroup-init';
 import type { Config } from './config';
-import type { Logger } from './log';
+import { resolveLogFormat, type Logger } from './log';
+import { freePort } from './ports';
 
 // The workgroup entry, next to this file in dist/ (server/ never imports workgroups/).
 const WORKER_ENTRY = path.join(__dirname, '..', 'workgroups', 'worker.js');
@@ -216,6 +216,7 @@ export class Supervisor extends EventEmitter {
         benchmarkMode: c.benchmarkMode,
         allowSlowFallback: c.allowSlowFallback,
         logLevel: c.logLevel,
+        logFormat: resolveLogFormat(c.logFormat),
         drainTimeoutSeconds: c.drainTimeoutSeconds,
         cacheMessages: c.cacheMessages,
         cacheSeconds: c.cacheSeconds,
@@ -349,16 +350,4 @@ function ringDataBytes(bytes: number): number {
   let n = 4096;
   while (n < bytes) n *= 2;
   return n;
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const address = probe.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      probe.close(() => resolve(port));
-    });
-  });
 }

@@ -18,6 +18,8 @@ export interface WorkgroupOptions {
   benchmarkMode: boolean;
   allowSlowFallback: boolean;
   logLevel: string;
+  /** --log-format as the control plane resolved it (auto: pretty on a terminal). */
+  logFormat: 'json' | 'pretty';
   drainTimeoutSeconds: number;
   /** Messages cached per topic (0: no cache). */
   cacheMessages: number;

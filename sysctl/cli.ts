@@ -17,13 +17,18 @@ import {
   sessionsLabel,
 } from './profile';
 import * as system from './system';
+import { DEFAULT_MAX_SESSIONS } from '../server/config';
 
 export const EXIT_OK = 0;
 export const EXIT_CHECKS_FAILED = 1;
 export const EXIT_BAD_FLAGS = 2;
 
-/** Default target of `c10m doctor` without --sessions: the project's namesake. */
-export const DOCTOR_DEFAULT_SESSIONS = 10_000_000;
+/**
+ * Sessions `c10m doctor` and `c10m sysctl` assume without --sessions: what
+ * `c10m serve` is sized for by default (--max-sessions), so that the doctor
+ * command serve's capacity warning names checks the same number.
+ */
+export const DEFAULT_SESSIONS = DEFAULT_MAX_SESSIONS;
 
 /** "10000000", "10_000_000", "10m", "500k" -> a whole number >= 1 (commander argParser). */
 export function parseCount(text: string): number {
@@ -115,7 +120,7 @@ export function registerOpsCommands(program: Command): void {
   program
     .command('sysctl')
     .description('print the sysctl.d and limits.conf files computed for a target number of sessions, one comment per line saying why')
-    .requiredOption('--sessions <n>', 'target concurrent sessions on this host (10000000, 10m, 500k)', parseSessions)
+    .option('--sessions <n>', `target concurrent sessions on this host (10000000, 10m, 500k; default ${DEFAULT_SESSIONS}, serve's --max-sessions default)`, parseSessions, DEFAULT_SESSIONS)
     .option('--workgroups <w>', 'workgroups the server will run (default: this machine\'s cores)', parseWorkgroups)
     .option('--memory-per-session <bytes>', 'arena bytes per session, for huge pages and memory (default: measured 1024)', parseBytes)
     .addOption(new Option('--format <format>', 'which file to print').choices(['sysctl', 'limits', 'both']).default('both'))
@@ -126,7 +131,7 @@ export function registerOpsCommands(program: Command): void {
   program
     .command('doctor')
     .description('compare what N sessions need with this system (limits, sysctls, huge pages, memory, cores, conntrack, IRQs); exit 0 only when every check passes')
-    .option('--sessions <n>', 'target concurrent sessions on this host', parseSessions, DOCTOR_DEFAULT_SESSIONS)
+    .option('--sessions <n>', `target concurrent sessions on this host (default ${DEFAULT_SESSIONS}, serve's --max-sessions default)`, parseSessions, DEFAULT_SESSIONS)
     .option('--workgroups <w>', 'workgroups the server will run (default: this machine\'s cores)', parseWorkgroups)
     .option('--memory-per-session <bytes>', 'arena bytes per session (default: measured 1024)', parseBytes)
     .option('--json', 'print the rows as JSON instead of a table')

@@ -11,6 +11,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { buildSync } from 'esbuild';
+import { OPTIONS } from '../server/config';
 import { capacityWarning } from '../sysctl/cli';
 import { DoctorReport, DoctorRow, formatDoctorReport, runDoctor } from '../sysctl/doctor';
 import { computeProfile, renderSysctl } from '../sysctl/profile';
@@ -156,7 +157,6 @@ describe('ops commands in a child process', () => {
     [['doctor', '--sessions', '-5']],
     [['doctor', '--bogus']],
     [['doctor', '--workgroups', '0']],
-    [['sysctl']],
     [['sysctl', '--sessions', '0']],
     [['sysctl', '--sessions', '10m', '--format', 'xml']],
     [['sysctl', '--sessions', '5000000000']],
@@ -166,6 +166,18 @@ describe('ops commands in a child process', () => {
     expect(r.stderr).toMatch(/error: /);
     expect(r.stderr).not.toMatch(/\n\s+at /);
     expect(r.stdout).toBe('');
+  });
+
+  test("doctor and sysctl without --sessions assume serve's --max-sessions default, the number serve's warning names", () => {
+    const serveDefault = OPTIONS.find((o) => o.key === 'maxSessions')!.default();
+    expect(serveDefault).toBe(1_000_000);
+    const doctor = run('doctor', '--workgroups', '2', '--json');
+    expect((JSON.parse(doctor.stdout) as DoctorReport).sessions).toBe(serveDefault);
+    const sysctl = run('sysctl', '--workgroups', '2', '--format', 'sysctl');
+    expect(sysctl.code).toBe(0);
+    expect(sysctl.stdout).toContain(`# c10m kernel profile for ${serveDefault} sessions, 2 workgroups`);
+    expect(capacityWarning(serveDefault as number, 2)).toContain(`Run \`c10m doctor --sessions ${serveDefault}\``);
+    expect(run('doctor', '--help').stdout).toContain(`default ${serveDefault}`);
   });
 
   test('sysctl prints the same file as the checked-in 10M profile', () => {

@@ -1,10 +1,15 @@
 // Structured logs of a workgroup: one JSON line per event, never per message.
 import pino from 'pino';
+import pretty from 'pino-pretty';
 
 export type Logger = pino.Logger;
 
-export function workgroupLogger(id: number, level: string): Logger {
-  return pino({ level, base: { wg: id } }, pino.destination({ fd: 1, sync: true }));
+/** JSON lines for collectors, or pino-pretty's lines for a person at a terminal (the control plane resolves --log-format). */
+export function workgroupLogger(id: number, level: string, format: 'json' | 'pretty' = 'json'): Logger {
+  const options = { level, base: { wg: id } };
+  if (format === 'json') return pino(options, pino.destination({ fd: 1, sync: true }));
+  // Synchronous, like the JSON destination: a workgroup that dies still writes its last line.
+  return pino(options, pretty({ destination: 1, sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true }));
 }
 
 /** Error lines one cause may write per window; the rest are counted and summed up in one line. */
