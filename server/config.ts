@@ -4,6 +4,7 @@
 // a bad one is a ConfigError (exit code 2), never a stack trace.
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
+import { DEFAULT_MAX_SESSIONS } from '../sysctl/costs';
 
 export interface Config {
   host: string;
@@ -58,7 +59,7 @@ export interface OptionSpec {
 }
 
 /** --max-sessions by default, and the session count `c10m doctor` and `c10m sysctl` assume without --sessions. */
-export const DEFAULT_MAX_SESSIONS = 1_000_000;
+export { DEFAULT_MAX_SESSIONS };
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;

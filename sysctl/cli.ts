@@ -17,7 +17,7 @@ import {
   sessionsLabel,
 } from './profile';
 import * as system from './system';
-import { DEFAULT_MAX_SESSIONS } from '../server/config';
+import { DEFAULT_MAX_SESSIONS } from './costs';
 
 export const EXIT_OK = 0;
 export const EXIT_CHECKS_FAILED = 1;

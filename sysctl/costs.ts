@@ -76,3 +76,6 @@ export const FLOORS = {
   synBacklog: 4096,
   conntrackMax: 262144,
 } as const;
+
+/** Sessions a node is sized for when nobody says (serve's --max-sessions, and what doctor and the sysctl profile check by default). */
+export const DEFAULT_MAX_SESSIONS = 1_000_000;
