@@ -1,7 +1,7 @@
 // What a scraper costs the data plane: delivered messages/s with and
 // without a client polling /metrics and /jmx at 10 Hz, in one run.
 //
-//   npm run build && node dist/bench/scrape-cost.js [--subscribers 100]
+//   npm run lab:build && node dist-lab/bench/lab/scrape-cost.js [--subscribers 100]
 //     [--payload-bytes 128] [--window 64] [--phases 10] [--phase-seconds 6]
 //     [--settle-seconds 1] [--scrape-hz 10] [--workgroups 1] [--warmup-seconds 8]
 //     [--idle-sessions 0]
@@ -27,10 +27,10 @@ import net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import WebSocket from 'ws';
-import { nativeStatus } from '../native-io';
+import { nativeStatus } from '../../native-io';
+import { CLI, ROOT } from '../paths';
+import { arg, refuseUnknown } from './args';
 
-const ROOT = path.join(__dirname, '..', '..');
-const CLI = path.join(ROOT, 'bin', 'c10m.js');
 const TOPIC = '/bench/scrape-cost';
 
 interface Options {
@@ -49,11 +49,13 @@ interface Options {
 
 function parseOptions(argv: string[]): Options {
   const o: Options = { subscribers: 100, payloadBytes: 128, window: 64, phases: 10, phaseSeconds: 6, settleSeconds: 1, scrapeHz: 10, workgroups: 1, warmupSeconds: 8, idleSessions: 0 };
-  for (let i = 0; i < argv.length; i += 2) {
-    const key = argv[i].replace(/^--/, '').replace(/-([a-z])/g, (_, c: string) => c.toUpperCase()) as keyof Options;
-    if (!(key in o)) throw new Error(`unknown option ${argv[i]} (known: ${Object.keys(o).join(', ')})`);
-    const v = Number(argv[i + 1]);
-    if (!Number.isFinite(v) || v < 0 || (v === 0 && key !== 'idleSessions')) throw new Error(`${argv[i]} needs a positive number`);
+  const names = (Object.keys(o) as (keyof Options)[]).map((key) => ({ key, name: key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`) }));
+  refuseUnknown(names.map((n) => n.name), argv);
+  for (const { key, name } of names) {
+    const text = arg(name, '', argv);
+    if (text === '') continue;
+    const v = Number(text);
+    if (!Number.isFinite(v) || v < 0 || (v === 0 && key !== 'idleSessions')) throw new Error(`--${name} needs a positive number`);
     o[key] = v;
   }
   if (o.phases % 2 !== 0) throw new Error('--phases must be even (off and on alternate)');

@@ -9,7 +9,7 @@
 // interleaving puts every target under the same drift, and the median of
 // the rounds is robust to a bad window.
 //
-//   npm run build && node dist/bench/throughput-ab.js [--workgroups 1,2]
+//   npm run lab:build && node dist-lab/bench/lab/throughput-ab.js [--workgroups 1,2]
 //       [--cache-messages 0,1000] [--peers uws] [--connections 19000]
 //       [--topics 1000] [--size 512] [--rate 40000] [--window 8] [--warmup 2]
 //       [--rounds 5] [--pub-connections 4] [--variants "name:serve flags;..."]
@@ -23,20 +23,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { parseSourceAddresses } from './addresses';
-import { envHeader } from './env';
-import { DEFAULT_SOURCE_ADDRESSES, Progress, connectFleet, cpuOf, expectedDeliveries, expectedPerSession, pubConfig, startPublisher, type RunOptions } from './harness';
-import { ROOT } from './paths';
-import { envLines } from './report';
-import type { SubscriberFleet } from './sub';
-import { startTarget, type Target, type TargetKind } from './targets';
+import { parseSourceAddresses } from '../addresses';
+import { envHeader } from '../env';
+import { DEFAULT_SOURCE_ADDRESSES, Progress, connectFleet, cpuOf, expectedDeliveries, expectedPerSession, pubConfig, startPublisher, type RunOptions } from '../harness';
+import { ROOT } from '../paths';
+import { envLines } from '../report';
+import type { SubscriberFleet } from '../sub';
+import { startTarget, type Target, type TargetKind } from '../targets';
+import { arg } from './args';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? hit.slice(name.length + 3) : fallback;
-}
 const nums = (name: string, fallback: string) => arg(name, fallback).split(',').filter(Boolean).map(Number);
 
 const workgroupsList = nums('workgroups', '1,2');

@@ -16,7 +16,7 @@
 // this process: the JS client adds its own tens of microseconds to every
 // path alike, so the differences between paths are the ring hops.
 //
-//   npm run build && node dist/bench/hop-latency.js [--rates 200,2000] [--seconds 15] [--size 512]
+//   npm run lab:build && node dist-lab/bench/lab/hop-latency.js [--rates 200,2000] [--seconds 15] [--size 512]
 //
 // Writes bench/results/hop-latency-<date>.{json,md}.
 import * as fs from 'node:fs';
@@ -24,20 +24,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import WebSocket from 'ws';
 import * as hdr from 'hdr-histogram-js';
-import { clockMicros } from '../native-io/loadgen';
-import { packr, unpackr } from '../protocol/codec';
-import { ownerOf } from '../workgroups/topics';
-import { envHeader } from './env';
-import { ROOT } from './paths';
-import { envLines } from './report';
-import { startTarget, type Target } from './targets';
+import { clockMicros } from '../loadgen';
+import { packr, unpackr } from '../../protocol/codec';
+import { ownerOf } from '../../workgroups/topics';
+import { envHeader } from '../env';
+import { ROOT } from '../paths';
+import { envLines } from '../report';
+import { startTarget, type Target } from '../targets';
+import { arg } from './args';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? hit.slice(name.length + 3) : fallback;
-}
 const rates = arg('rates', '200,2000').split(',').map(Number);
 const seconds = Number(arg('seconds', '15'));
 const size = Number(arg('size', '512'));

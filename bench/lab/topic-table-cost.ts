@@ -4,7 +4,7 @@
 // holds, given as a fresh string (as a topic decoded from a frame is: no
 // hash cached yet) and as the same string again (hash cached by V8).
 //
-//   npm run build && node dist/bench/topic-table-cost.js [--topics 1000,19000,1000000] [--rounds 5]
+//   npm run lab:build && node dist-lab/bench/lab/topic-table-cost.js [--topics 1000,19000,1000000] [--rounds 5]
 //
 // Single-threaded, in this process (re-run with --expose-gc for the memory
 // figures). Writes bench/results/topic-table-cost-<date>.json with the
@@ -13,9 +13,10 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { TopicTable } from '../workgroups/topics';
-import { envHeader } from './env';
-import { ROOT } from './paths';
+import { TopicTable } from '../../workgroups/topics';
+import { envHeader } from '../env';
+import { ROOT } from '../paths';
+import { arg } from './args';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (gc === undefined) {
@@ -23,10 +24,6 @@ if (gc === undefined) {
   process.exit(r.status ?? 1);
 }
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
 const sizes = arg('topics', '1000,19000,1000000').split(',').map(Number);
 const rounds = Number(arg('rounds', '5'));
 if (sizes.some((n) => !(n > 0)) || !(rounds > 0)) {

@@ -2,7 +2,7 @@
 // cached message beyond its payload, append throughput (filling, and in the
 // steady state where each append evicts), and replay throughput (forEach).
 //
-//   npm run build && node dist/bench/cache-cost.js [--quick] [--alloc=js|native]
+//   npm run lab:build && node dist-lab/bench/lab/cache-cost.js [--quick] [--alloc=js|native]
 //     [--messages=1000000] [--topics=10000] [--size=512]
 //
 // Prints a table and writes bench/results/cache-cost-<date>.json, which
@@ -16,14 +16,11 @@ import { execSync, spawnSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { CACHE_ENTRY_HEADER_BYTES, MessageCache, type ArenaAllocator } from '../workgroups/cache';
+import { CACHE_ENTRY_HEADER_BYTES, MessageCache, type ArenaAllocator } from '../../workgroups/cache';
+import { arg, flag } from './args';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
-function arg(name: string, fallback: string): string {
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? hit.slice(name.length + 3) : fallback;
-}
 
 function environment(allocPath: string): Record<string, unknown> {
   const cpus = os.cpus();
@@ -90,7 +87,7 @@ function payloads(size: number): Uint8Array[] {
 function allocator(kind: string): { allocate: ArenaAllocator; path: string } {
   if (kind === 'native') {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const nio = require('../native-io') as typeof import('../native-io');
+    const nio = require('../../native-io') as typeof import('../../native-io');
     let first = '';
     return {
       allocate: (bytes) => {
@@ -268,7 +265,7 @@ function main(): void {
     const r = spawnSync(process.execPath, ['--expose-gc', ...process.execArgv, __filename, ...process.argv.slice(2)], { stdio: 'inherit' });
     process.exit(r.status ?? 1);
   }
-  const quick = process.argv.includes('--quick');
+  const quick = flag('quick');
   const c: Config = {
     messages: Number(arg('messages', quick ? '200000' : '1000000')),
     topics: Number(arg('topics', quick ? '2000' : '10000')),

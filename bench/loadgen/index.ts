@@ -1,10 +1,10 @@
 // benchsub's connection engine: many client WebSocket sessions that send
 // their commands once and then count deliveries and record their latency.
 //
-// The native engine (native-io/src/loadgen.cc, built as
-// build/Release/c10m_loadgen.node) runs each client on its own epoll thread
-// and holds tens of thousands of sockets per process; JS only polls it in
-// batches. The fallback engine runs on the `ws` package in this thread: it
+// The native engine (src/loadgen.cc here, built by build.js beside it as
+// bench/loadgen/build/Release/c10m_loadgen.node) runs each client on its own
+// epoll thread and holds tens of thousands of sockets per process; JS only
+// polls it in batches. The fallback engine runs on the `ws` package in this thread: it
 // is slow and meant for small connection counts (a few hundred), for a
 // machine where the addon did not build. C10M_NATIVE_DISABLED=1 forces the
 // fallback; C10M_LOADGEN_ADDON names another build of the addon (e.g. the
@@ -122,7 +122,7 @@ export type ParserEvent =
   | { type: 'close'; code: number }
   | { type: 'error'; message: string };
 
-const ADDON_FILE = path.join('native-io', 'build', 'Release', 'c10m_loadgen.node');
+const ADDON_FILE = path.join('bench', 'loadgen', 'build', 'Release', 'c10m_loadgen.node');
 
 function packageRoot(): string | null {
   let dir = __dirname;
@@ -149,7 +149,7 @@ function load(): { binding: LoadgenBinding | null; error: string | null; addonPa
     addonPath = path.join(root, ADDON_FILE);
   }
   if (!fs.existsSync(addonPath)) {
-    return { binding: null, error: `${addonPath} does not exist: the addon was not built (run node native-io/build.js to see why)`, addonPath };
+    return { binding: null, error: `${addonPath} does not exist: the addon was not built (run node bench/loadgen/build.js to see why)`, addonPath };
   }
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
@@ -175,9 +175,9 @@ export class LoadgenUnavailable extends Error {
   readonly code = 'LOADGEN_NATIVE_MISSING';
   constructor(reason: string | null, connections: number, maxJs: number) {
     super(
-      `the native load generator (native-io/src/loadgen.cc) is not available (${reason}); ` +
+      `the native load generator (bench/loadgen/src/loadgen.cc) is not available (${reason}); ` +
         `its JS fallback holds at most ${maxJs} connections per process and ${connections} were asked for. ` +
-        'Build it with `node native-io/build.js` (needs g++, make and python3), or ask for fewer connections.',
+        'Build it with `node bench/loadgen/build.js` (needs g++, make and python3), or ask for fewer connections.',
     );
   }
 }

@@ -6,7 +6,7 @@
 // connect storm leaves until V8 gets round to it (which makes plain RSS
 // readings swing by ±0.5 KB per session at 19,000 sessions).
 //
-//   npm run build && node dist/bench/memory-breakdown.js [--sessions 19000]
+//   npm run lab:build && node dist-lab/bench/lab/memory-breakdown.js [--sessions 19000]
 //       [--workgroups 1,2] [--peers uws] [--snapshot [--save-snapshots DIR]] [--ring-bytes 1048576,4194304]
 //       [--settle-seconds 5]
 //
@@ -23,21 +23,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { envHeader } from './env';
-import { Progress, DEFAULT_SOURCE_ADDRESSES, connectFleet, type RunOptions } from './harness';
-import { parseSourceAddresses } from './addresses';
+import { envHeader } from '../env';
+import { Progress, DEFAULT_SOURCE_ADDRESSES, connectFleet, type RunOptions } from '../harness';
+import { parseSourceAddresses } from '../addresses';
 import { InspectorClient, diffSummaries, type HeapSummary, type HeapUsage } from './inspector';
-import { envLines } from './report';
-import { ROOT } from './paths';
-import { startTarget, type Target, type TargetKind } from './targets';
+import { envLines } from '../report';
+import { ROOT } from '../paths';
+import { startTarget, type Target, type TargetKind } from '../targets';
+import { arg, flag } from './args';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? hit.slice(name.length + 3) : fallback;
-}
-const flag = (name: string) => process.argv.includes(`--${name}`);
 
 const sessions = Number(arg('sessions', '19000'));
 const workgroupsList = arg('workgroups', '1,2').split(',').map(Number);

@@ -4,21 +4,18 @@
 // the frames) against the fast path (protocol/msgpack-pub.ts: the envelope
 // read in place, the data kept as the publisher's bytes).
 //
-//   npm run build && node dist/bench/codec-cost.js [--size 512] [--iterations 1000000] [--rounds 5]
+//   npm run lab:build && node dist-lab/bench/lab/codec-cost.js [--size 512] [--iterations 1000000] [--rounds 5]
 //
 // Single-threaded, in this process; the figure is the median of the rounds.
 // Writes bench/results/codec-cost-<date>.json with the environment header.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { dataToMsgpack, packr, parseMsgpackCommand, unpackr, validateCommand, type PubCommand } from '../protocol/codec';
-import { envHeader } from './env';
-import { ROOT } from './paths';
+import { dataToMsgpack, packr, parseMsgpackCommand, unpackr, validateCommand, type PubCommand } from '../../protocol/codec';
+import { envHeader } from '../env';
+import { ROOT } from '../paths';
+import { arg } from './args';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : fallback;
-}
 const size = Number(arg('size', '512'));
 const iterations = Number(arg('iterations', '1000000'));
 const rounds = Number(arg('rounds', '5'));

@@ -2,7 +2,7 @@
 // (sdk/client.ts, on `ws`) subscribed to one topic of a real server, fed by a
 // publisher process as fast as the subscriber takes them.
 //
-//   npm run build && node dist/bench/sdk-throughput.js [--seconds=5] [--runs=3] [--size=64] [--window=20000]
+//   npm run lab:build && node dist-lab/bench/lab/sdk-throughput.js [--seconds=5] [--runs=3] [--size=64] [--window=20000]
 //
 // Prints a table and writes bench/results/sdk-throughput-<date>.json, which
 // starts with the environment header. The publisher (a child process, raw
@@ -22,18 +22,15 @@ import { fork, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
-import { packr } from '../protocol/codec';
-import { encodeBinaryFrame, encodeJsonFrame } from '../protocol/frame';
-import { connect, type C10mClient } from '../sdk/client';
-import { envHeader } from './env';
-import { CLI, ROOT } from './paths';
+import { packr } from '../../protocol/codec';
+import { encodeBinaryFrame, encodeJsonFrame } from '../../protocol/frame';
+import { connect, type C10mClient } from '../../sdk/client';
+import { envHeader } from '../env';
+import { CLI, ROOT } from '../paths';
+import { arg } from './args';
 
 type Encoding = 'json' | 'msgpack';
 
-function arg(name: string, fallback: string): string {
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? hit.slice(name.length + 3) : fallback;
-}
 
 const CLOCK_TICKS_PER_SECOND = 100;
 

@@ -2,7 +2,7 @@
 // the doorbell, busy consumer at paced rates), cost per record at several
 // record sizes, and the two ways a full ring's spill can be retried.
 //
-//   npm run build && node dist/bench/ring-latency.js [--quick]
+//   npm run lab:build && node dist-lab/bench/lab/ring-latency.js [--quick]
 //
 // Prints a table and writes bench/results/ring-latency-<date>.json, which
 // starts with an environment header. Producer and consumer each run in their
@@ -16,7 +16,8 @@ import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
 import * as hdr from 'hdr-histogram-js';
-import { Doorbell, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus } from '../workgroups/ring';
+import { Doorbell, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus } from '../../workgroups/ring';
+import { flag } from './args';
 
 type Mode = 'flat' | 'paced' | 'spaced';
 
@@ -282,7 +283,7 @@ function repoRoot(): string {
 const us = (ns: number): string => (ns / 1000).toFixed(1);
 
 async function main(): Promise<void> {
-  const quick = process.argv.includes('--quick');
+  const quick = flag('quick');
   const reps = quick ? 1 : 3;
   const env = environment();
   const result: Record<string, unknown> = { benchmark: 'ring-latency', environment: env };

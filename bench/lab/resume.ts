@@ -2,7 +2,7 @@
 // that all subscribe with resume from seq 0 of the topic's current epoch at
 // once, and the replayed messages per second they receive between them.
 //
-//   npm run build && node dist/bench/resume.js [--workgroups 1,2]
+//   npm run lab:build && node dist-lab/bench/lab/resume.js [--workgroups 1,2]
 //       [--cached 1000,100000] [--clients 1000,20] [--size 512] [--rounds 3]
 //
 // For each workgroup count and each cached count (with the client count at
@@ -25,22 +25,17 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import WebSocket from 'ws';
-import { packr, unpackr } from '../protocol/codec';
-import { ownerOf } from '../workgroups/topics';
-import { parseSourceAddresses } from './addresses';
-import { envHeader } from './env';
-import { DEFAULT_SOURCE_ADDRESSES } from './harness';
-import { ROOT } from './paths';
-import { envLines } from './report';
-import { SubscriberFleet } from './sub';
-import { startTarget, type Target } from './targets';
+import { packr, unpackr } from '../../protocol/codec';
+import { ownerOf } from '../../workgroups/topics';
+import { parseSourceAddresses } from '../addresses';
+import { envHeader } from '../env';
+import { DEFAULT_SOURCE_ADDRESSES } from '../harness';
+import { ROOT } from '../paths';
+import { envLines } from '../report';
+import { SubscriberFleet } from '../sub';
+import { startTarget, type Target } from '../targets';
+import { arg } from './args';
 
-function arg(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i >= 0 && i + 1 < process.argv.length) return process.argv[i + 1];
-  const hit = process.argv.find((a) => a.startsWith(`--${name}=`));
-  return hit ? hit.slice(name.length + 3) : fallback;
-}
 const list = (name: string, fallback: string) => arg(name, fallback).split(',').map((x) => Number(x.trim()));
 
 const workgroupsList = list('workgroups', '1,2');
