@@ -24,7 +24,7 @@ export interface SubWorkerConfig {
   handshakeTimeoutMs: number;
   engine: 'auto' | 'native' | 'js';
   tickMs: number;
-  /** Every topic resumes from this (epoch, seq): sub's `resume` map (bench/resume.ts). */
+  /** Every topic resumes from this (epoch, seq): sub's `resume` map (bench/lab/resume.ts). */
   resume?: { epoch: number; seq: number } | null;
 }
 

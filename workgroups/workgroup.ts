@@ -4,7 +4,7 @@
 // (once per client command), sequence (once per message, on the owner) and
 // deliverLocal (once per message per workgroup with subscribers).
 //
-// How a message travels (shared/DESIGN.md, "Publishing path"):
+// How a message travels (docs/ARCHITECTURE.md, "The publishing path"):
 //   session in A ──pub──▶ A ──PUBLISH──▶ owner O: seq, cache, snapshot
 //   O ──DELIVER──▶ every workgroup W whose bit is set in the topic's interest
 //   W: one uWS publish per encoding with subscribers (the frame encoded once)
