@@ -3,7 +3,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { nativeStatus } from '../native-io';
-import { loadgenStatus } from '../native-io/loadgen';
+import { loadgenStatus } from './loadgen';
 import { loadUws } from '../native-io/uws';
 
 export interface EnvHeader {

@@ -1,6 +1,6 @@
 // Latency histograms of the benchmarks: hdr-histogram-js with the layout of
 // the native client's buckets (3 significant digits, unit 1 µs), so that a
-// bucket exported by native-io/loadgen.ts lands in exactly one bucket here.
+// bucket exported by bench/loadgen/index.ts lands in exactly one bucket here.
 import * as hdr from 'hdr-histogram-js';
 
 export type Histogram = hdr.Histogram;

@@ -3,7 +3,7 @@
 // due, never ahead of time.
 import * as http from 'node:http';
 import WebSocket from 'ws';
-import { clockMicros } from '../native-io/loadgen';
+import { clockMicros } from './loadgen';
 import { packr, unpackr } from '../protocol/codec';
 import { topicName } from './addresses';
 import { rateAt, type PubConfig, type PubStats, type PubWorkerReport } from './pub';

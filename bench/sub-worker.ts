@@ -2,7 +2,7 @@
 // SubscriberFleet (bench/sub.ts). It sends its stats and histogram deltas
 // every tickMs; the parent merges several such processes.
 import { raiseNoFileLimit } from '../native-io';
-import { HistogramKind, createSubscriberClient, type CommandFrame, type SubscriberClient } from '../native-io/loadgen';
+import { HistogramKind, createSubscriberClient, type CommandFrame, type SubscriberClient } from './loadgen';
 import { packr } from '../protocol/codec';
 import { sessionTopics, topicName } from './addresses';
 import type { SubWorkerConfig, SubWorkerReport, SubWorkerRequest } from './sub';

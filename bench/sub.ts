@@ -2,7 +2,7 @@
 // over one or more processes (each holds at most ~19,900 sockets here), whose
 // histograms are merged. The parent holds no socket of the fleet.
 import { fork, type ChildProcess } from 'node:child_process';
-import type { LoadStats } from '../native-io/loadgen';
+import type { LoadStats } from './loadgen';
 import { splitAddresses } from './addresses';
 import { addPairs, newHistogram, type Histogram } from './histogram';
 import { benchEntry } from './paths';
@@ -24,7 +24,7 @@ export interface SubWorkerConfig {
   handshakeTimeoutMs: number;
   engine: 'auto' | 'native' | 'js';
   tickMs: number;
-  /** Every topic resumes from this (epoch, seq): sub's `resume` map (bench/resume.ts). */
+  /** Every topic resumes from this (epoch, seq): sub's `resume` map (bench/lab/resume.ts). */
   resume?: { epoch: number; seq: number } | null;
 }
 

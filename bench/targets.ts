@@ -41,7 +41,7 @@ export interface TargetOptions {
   workgroups?: number;
   /** c10m only: extra `serve` flags. */
   serveArgs?: string[];
-  /** Node flags for the server process, e.g. ['--inspect=127.0.0.1:0'] (bench/inspector.ts reads its URL). */
+  /** Node flags for the server process, e.g. ['--inspect=127.0.0.1:0'] (bench/lab/inspector.ts reads its URL). */
   execArgv?: string[];
   /** c10m only: the bin/c10m.js to run (default this checkout's; another checkout's build for before/after runs). */
   cli?: string;

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Builds the addons with AddressSanitizer in native-io/asan-build/ (a copy, so
+# Builds the native-io addon with AddressSanitizer in native-io/asan-build/ (a copy, so
 # that the normal build in native-io/build/ stays in place for everyone else)
 # and runs the native-io tests against that build. Node itself is not
 # instrumented, so libasan is preloaded, and leak detection is off because
 # Node does not free everything at exit. Usage: native-io/asan.sh [jest args]
+# (benchsub's addon lives apart: see bench/loadgen/README.md.)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(dirname "$here")"
@@ -21,5 +22,4 @@ npm run build >/dev/null 2>&1 || echo "asan: npm run build reported errors; runn
 export LD_PRELOAD="$(g++ -print-file-name=libasan.so)"
 export ASAN_OPTIONS="detect_leaks=0:abort_on_error=1:print_summary=1"
 export C10M_NATIVE_ADDON="$here/asan-build/build/Release/c10m_native.node"
-export C10M_LOADGEN_ADDON="$here/asan-build/build/Release/c10m_loadgen.node"
 exec npx jest test/native-io "$@"

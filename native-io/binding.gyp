@@ -30,21 +30,6 @@
           "ldflags": ["-fsanitize=address"]
         }]
       ]
-    },
-    {
-      # benchsub's epoll client (bench/), a separate addon so that the server's never loads it.
-      "target_name": "c10m_loadgen",
-      "sources": ["src/loadgen.cc"],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "dependencies": ["<!(node -p \"require('node-addon-api').targets\"):node_addon_api_except_all"],
-      "cflags_cc": ["-std=c++17", "-O3", "-Wall", "-Wextra", "-Wno-unused-parameter"],
-      "defines": ["NAPI_VERSION=8"],
-      "conditions": [
-        ["c10m_asan == 1", {
-          "cflags_cc": ["-fsanitize=address", "-fno-omit-frame-pointer", "-g", "-O1"],
-          "ldflags": ["-fsanitize=address"]
-        }]
-      ]
     }
   ]
 }

@@ -173,7 +173,7 @@ const fcc = String.fromCharCode;
  * An ASCII string of at most 16 bytes in one allocation (String.fromCharCode
  * with a fixed number of arguments, as msgpackr does): 19 ns for 13 bytes
  * where appending a character at a time took 80 ns and made a string per
- * character (the largest garbage per publish: 424 of 1,390 bytes, bench/README.md).
+ * character (the largest garbage per publish: 424 of 1,390 bytes, docs/PERFORMANCE.md).
  */
 function shortAscii(b: Uint8Array, p: number, l: number): string {
   switch (l) {

@@ -3,7 +3,7 @@
 // never assumes the peers are threads of one process: everything it shares
 // lives in the buffer, and everything else is local to one side.
 //
-// Concurrency rules (also in workgroups/CONCURRENCY.md):
+// Concurrency rules (also in docs/CONCURRENCY.md):
 // - Exactly one producer and one consumer per ring at any time.
 // - The producer alone writes `tail`, the record bytes in [tail, head+capacity),
 //   and the producer counters. The consumer alone writes `head`, `spaceSeq`

@@ -3,9 +3,9 @@
 // here and every profile, doctor check and capacity table follows.
 
 /**
- * Measured on the 2-core / 24 GiB development machines (shared/DESIGN.md,
+ * Measured on the 2-core / 24 GiB development machines (docs/ARCHITECTURE.md,
  * "Limits of the machines we build on"), idle subscribed sessions over
- * loopback. Update from bench/ results.
+ * loopback. Update from bench/RESULTS.md.
  */
 export const MEASURED = {
   /** Server RSS per idle session, raw uWebSockets.js: ~1.0 KB (0.91 KB at 994,500 sessions over 51 processes). */

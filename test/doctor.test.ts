@@ -3,7 +3,7 @@
 // commands run in a child process through a commander program built from
 // registerOpsCommands (sysctl/main.ts, bundled with esbuild).
 //
-// Machine facts (shared/DESIGN.md): the hard descriptor limit is 20,000 and
+// Machine facts (docs/ARCHITECTURE.md, "Limits of the machines we build on"): the hard descriptor limit is 20,000 and
 // even root cannot raise it (no CAP_SYS_RESOURCE).
 
 import { spawnSync } from 'node:child_process';

@@ -3,7 +3,7 @@
 // source addresses, subscribe, answer the server, and count exactly the
 // messages published, per session, with a latency for each.
 import WebSocket from 'ws';
-import { HistogramKind, createSubscriberClient, type SubscriberClient } from '../native-io/loadgen';
+import { HistogramKind, createSubscriberClient, type SubscriberClient } from '../bench/loadgen';
 import { packr } from '../protocol/codec';
 import { startServer, type TestServer } from './helpers/server';
 

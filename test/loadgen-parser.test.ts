@@ -1,10 +1,10 @@
-// The native benchsub client's frame parser (native-io/src/loadgen.h), fed
+// The native benchsub client's frame parser (bench/loadgen/src/loadgen.h), fed
 // through its test entry point: frames of every length class (7, 16 and
 // 64-bit lengths), fragmented messages with a control frame in between, and
 // every split of the input into reads. Also its histogram layout against
 // hdr-histogram-js and the JS fallback's.
 import * as hdr from 'hdr-histogram-js';
-import { BucketHistogram, histogramBucketForTest, loadgenStatus, parseFramesForTest, type ParserEvent } from '../native-io/loadgen';
+import { BucketHistogram, histogramBucketForTest, loadgenStatus, parseFramesForTest, type ParserEvent } from '../bench/loadgen';
 import { packr } from '../protocol/codec';
 import { encodeBinaryFrame } from '../protocol/frame';
 

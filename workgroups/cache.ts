@@ -36,7 +36,7 @@
 // Cost per cached message beyond its payload: the 24-byte header, 0-7 bytes
 // of padding (3.5 on average), and the log's dead space, at most 25% of the
 // live bytes plus two segments in the long run (measured by
-// bench/cache-cost.ts). Nothing per message on the JS heap.
+// bench/lab/cache-cost.ts). Nothing per message on the JS heap.
 //
 // Limits: a topic keeps at most maxMessagesPerTopic messages and
 // maxBytesPerTopic stored bytes (header + padded payload); all topics keep
@@ -101,7 +101,7 @@ export interface MessageCacheOptions {
    * chunk ready for its next segment, asked for when the last one is taken,
    * so that growing the log does not stop the owner's loop for the mapping
    * and the first write to each page (1–11 ms per 2 MiB segment measured,
-   * bench/README.md). Without it, or while none is ready, `allocate`.
+   * docs/PERFORMANCE.md). Without it, or while none is ready, `allocate`.
    */
   prefetch?: (bytes: number) => Promise<ArrayBufferLike | Uint8Array>;
 }

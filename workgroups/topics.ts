@@ -37,7 +37,7 @@ const INITIAL_INDEX = 2048;
  * arrays. Per topic: its name, 4 B of index slot per 3/4 of a slot, and the
  * row (epoch 4, seq 8, interest 4, touched 4, hash 4 B), rows growing by
  * half. A `Map` from name to id cost 48 B per topic at 19,000 topics
- * (bench/README.md, memory); this costs about 6 B of index (DESIGN.md,
+ * (docs/PERFORMANCE.md, idle memory); this costs about 6 B of index (docs/ARCHITECTURE.md,
  * "Memory layout"). The hash is FNV-1a (topicHash), kept per row so that
  * growing the index and deleting never hash a name again.
  */

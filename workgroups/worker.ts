@@ -5,7 +5,7 @@
 // process (uv_loop_close with open handles). So every way out of this thread
 // closes the App first: drain, an uncaught exception, and process.exit()
 // (which runs the 'exit' listener below). Only a native crash or an OOM kill
-// still takes the process down; see the concurrency notes in CONCURRENCY.md.
+// still takes the process down; see the concurrency notes in docs/CONCURRENCY.md.
 import { parentPort, workerData } from 'node:worker_threads';
 import type { ControlCommand, WorkgroupEvent, WorkgroupInit } from '../shm/workgroup-init';
 import { workgroupLogger } from './log';

@@ -4,7 +4,7 @@
 // subscriber side that delivers to its sessions (this class, for now), and
 // its rings to every other workgroup (workgroups/links.ts).
 //
-// How a message travels (docs/ARCHITECTURE.md, "Publishing path"):
+// How a message travels (docs/ARCHITECTURE.md, "The publishing path"):
 //   session in A ──pub──▶ A ──OwnerPort.publish──▶ owner O: seq, cache, snapshot
 //   O ──SubscriberPort.deliver──▶ every workgroup W whose bit is set in the topic's interest
 //   W: one uWS publish per encoding with subscribers (the frame encoded once)
