@@ -102,7 +102,7 @@ function httpSenders(c: PubConfig): Sender[] {
 }
 
 async function socketIoSenders(c: PubConfig): Promise<Sender[]> {
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+   
   const { io } = require('socket.io-client') as typeof import('socket.io-client');
   const base = new URL(c.url);
   const out: Sender[] = [];

@@ -69,7 +69,7 @@ export function loadNative(): NativeLoad {
     };
   }
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+     
     const binding = require(addonPath) as NativeBinding;
     return { binding, error: null, disabledByEnv: false, addonPath };
   } catch (err) {

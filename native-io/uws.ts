@@ -37,7 +37,7 @@ export function loadUws(allowFallback: boolean): UwsLoad {
     nativeError = 'UWS_USE_FALLBACK is set in the environment';
   } else {
     try {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
+       
       const uws = require(binaryPath) as Uws;
       cached = { uws, native: true, nativeError: null, binaryPath };
       return cached;
@@ -46,7 +46,7 @@ export function loadUws(allowFallback: boolean): UwsLoad {
     }
   }
   if (!allowFallback) throw new UwsFallbackRefused(binaryPath, nativeError);
-  // eslint-disable-next-line @typescript-eslint/no-var-requires
+   
   const uws = require(`${pkgDir}dist/index.js`) as Uws;
   cached = { uws, native: false, nativeError, binaryPath };
   return cached;

@@ -94,7 +94,9 @@ function withLock(fn) {
       if (err.code !== 'EEXIST') throw err;
       try {
         if (Date.now() - fs.statSync(LOCK).mtimeMs > LOCK_STALE_MS) fs.rmSync(LOCK, { recursive: true, force: true });
-      } catch {}
+      } catch {
+        // Gone meanwhile: another build just finished; try again.
+      }
       sleep(200);
     }
   }

@@ -7,6 +7,6 @@ import type { WebSocketConstructor } from './transport';
 export function defaultWebSocket(): WebSocketConstructor {
   const platform = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof platform === 'function') return platform;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
+   
   return require('ws') as WebSocketConstructor;
 }

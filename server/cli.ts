@@ -85,7 +85,7 @@ function registerOptional(program: Command): void {
   ] as const) {
     let loaded: Record<string, unknown>;
     try {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
+       
       loaded = require(mod);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && (err as Error).message.includes(mod.slice(3))) continue;

@@ -11,7 +11,7 @@ import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_SUM, Stat } from '../protocol/stats';
 import type { Figures, ProcessFigures, StatsSnapshot } from './figures';
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
+ 
 const VERSION = require('../../package.json').version as string;
 
 type Labels = Record<string, string | number>;

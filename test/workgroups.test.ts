@@ -434,7 +434,7 @@ describe('a workgroup that dies (C10M_FAULT_INJECTION=1)', () => {
       }
       expect(await readyStatus(server)).toBe(200);
       const epochChanged = victimTopics.filter((t) => freshStates.get(t)!.epoch !== firstEpoch.get(t)).length;
-      // eslint-disable-next-line no-console
+       
       console.log(`how=${how} wg=${victim}: victim sessions closed ${closedAfterMs} ms after the crash (codes ${victimSessions.map((c) => c.closeCode)}), ready again at ${readyAtMs} ms; new epoch for ${epochChanged}/${victimTopics.length} of its topics`);
     } finally {
       await Promise.all(open.splice(0).map((c) => c.close()));
@@ -497,7 +497,7 @@ describe('tiny rings (--ring-bytes 4096 --max-payload-bytes 1024)', () => {
       const j = await jmx(server);
       expect(j.RingFullEvents as number).toBeGreaterThan(0);
       expect(await metricSum(server, 'c10m_internal_errors_total')).toBe(0);
-      // eslint-disable-next-line no-console
+       
       console.log(`tiny rings: ${total} publishes, ring full events ${full} (jmx ${j.RingFullEvents}), ring records out ${j.RingRecords}`);
     } finally {
       await Promise.all(open.splice(0).map((c) => c.close()));

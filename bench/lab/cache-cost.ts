@@ -86,7 +86,7 @@ function payloads(size: number): Uint8Array[] {
 
 function allocator(kind: string): { allocate: ArenaAllocator; path: string } {
   if (kind === 'native') {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+     
     const nio = require('../../native-io') as typeof import('../../native-io');
     let first = '';
     return {

@@ -68,7 +68,7 @@ interface Entry {
   windows: { round: number; deliveredPerSec: number; serverCpuPct: number; clientCpuPct: number; publishedPerSec: number; deferred: number }[];
 }
 
-async function visit(e: Entry, round: number, o: RunOptions): Promise<void> {
+async function visit(e: Entry, round: number): Promise<void> {
   const target = e.target as Target;
   const fleet = e.fleet as SubscriberFleet;
   const pub = await startPublisher(pubConfig(target, { size, topicCount: topics, schedule: [{ atSeconds: 0, rate }], durationSeconds: warmupSeconds + windowSeconds, connections: pubConnections }));
@@ -120,7 +120,7 @@ async function main(): Promise<void> {
       const order = entries.map((_, i) => entries[(i + r) % entries.length]);
       if (r % 2 === 1) order.reverse();
       for (const e of order) {
-        await visit(e, r + 1, o);
+        await visit(e, r + 1);
         const w = e.windows[e.windows.length - 1];
         process.stderr.write(`throughput-ab: round ${r + 1} ${e.name}: ${w.deliveredPerSec} delivered/s (published ${w.publishedPerSec}/s), server CPU ${w.serverCpuPct}%, client CPU ${w.clientCpuPct}%, load ${os.loadavg()[0].toFixed(2)}\n`);
       }

@@ -152,7 +152,7 @@ function load(): { binding: LoadgenBinding | null; error: string | null; addonPa
     return { binding: null, error: `${addonPath} does not exist: the addon was not built (run node bench/loadgen/build.js to see why)`, addonPath };
   }
   try {
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
+     
     return { binding: require(addonPath) as LoadgenBinding, error: null, addonPath };
   } catch (err) {
     return { binding: null, error: (err as Error).message.split('\n')[0], addonPath };
