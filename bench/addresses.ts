@@ -7,7 +7,10 @@
  */
 export function parseSourceAddresses(text: string): string[] {
   const out: string[] = [];
-  for (const part of text.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [from, to] = part.split('-').map((s) => s.trim());
     const a = ipv4ToNumber(from);
     const b = to === undefined ? a : ipv4ToNumber(to);

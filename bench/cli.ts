@@ -50,10 +50,16 @@ function line(o: Record<string, unknown>): void {
 
 function subCommand(): Command {
   return new Command('sub')
-    .description('benchsub: open many sessions from loopback source addresses, subscribe each, and measure the end-to-end latency of every delivery from the timestamp in its frame (native epoll client).')
+    .description(
+      'benchsub: open many sessions from loopback source addresses, subscribe each, and measure the end-to-end latency of every delivery from the timestamp in its frame (native epoll client).',
+    )
     .addOption(opt('--url <url>', 'WebSocket URL of the server', 'URL').default('ws://127.0.0.1:8080/v1/ws?encoding=msgpack'))
     .addOption(opt('--connections <n>', 'sessions to open', 'CONNECTIONS').argParser(int(1, 10_000_000)).default(1000))
-    .addOption(opt('--source-addresses <list>', 'source addresses, e.g. 127.0.1.1-127.0.1.16,127.0.2.1 (loopback only)', 'SOURCE_ADDRESSES').argParser(addresses).default(parseSourceAddresses(DEFAULT_SOURCE_ADDRESSES), DEFAULT_SOURCE_ADDRESSES))
+    .addOption(
+      opt('--source-addresses <list>', 'source addresses, e.g. 127.0.1.1-127.0.1.16,127.0.2.1 (loopback only)', 'SOURCE_ADDRESSES')
+        .argParser(addresses)
+        .default(parseSourceAddresses(DEFAULT_SOURCE_ADDRESSES), DEFAULT_SOURCE_ADDRESSES),
+    )
     .addOption(opt('--topics-per-session <n>', 'topics each session subscribes to', 'TOPICS_PER_SESSION').argParser(int(1, 1024)).default(1))
     .addOption(opt('--topics <n>', 'distinct topics (default: connections x topics-per-session, every session its own)', 'TOPICS').argParser(int(1, 100_000_000)))
     .addOption(opt('--topic-pattern <pattern>', 'topic name pattern; {n} is the topic number', 'TOPIC_PATTERN').default('/bench/{n}'))
@@ -66,7 +72,19 @@ function subCommand(): Command {
     .addOption(opt('--out <file>', 'write the final figures and the HDR histogram (compressed base64) to this JSON file', 'OUT'))
     .action(async (o) => {
       const topicCount = o.topics ?? o.connections * o.topicsPerSession;
-      const fleet = new SubscriberFleet({ url: o.url, connections: o.connections, processes: o.processes, sourceAddresses: o.sourceAddresses, topicPattern: o.topicPattern, topicsPerSession: o.topicsPerSession, topicCount, connectRate: o.connectRate, maxPending: o.maxPending, engine: o.engine, tickMs: 250 });
+      const fleet = new SubscriberFleet({
+        url: o.url,
+        connections: o.connections,
+        processes: o.processes,
+        sourceAddresses: o.sourceAddresses,
+        topicPattern: o.topicPattern,
+        topicsPerSession: o.topicsPerSession,
+        topicCount,
+        connectRate: o.connectRate,
+        maxPending: o.maxPending,
+        engine: o.engine,
+        tickMs: 250,
+      });
       const onSignal = () => {
         fleet.kill();
         process.exit(1);
@@ -75,12 +93,16 @@ function subCommand(): Command {
       process.once('SIGTERM', onSignal);
       await fleet.start();
       let lastReport = 0;
-      await fleet.until((s) => s.ready + s.failed >= o.connections, o.connectTimeout * 1000, (s) => {
-        if (Date.now() - lastReport >= 1000) {
-          lastReport = Date.now();
-          process.stderr.write(`benchsub: ${s.ready}/${o.connections} ready, ${s.failed} failed, ${s.pending} pending\n`);
-        }
-      });
+      await fleet.until(
+        (s) => s.ready + s.failed >= o.connections,
+        o.connectTimeout * 1000,
+        (s) => {
+          if (Date.now() - lastReport >= 1000) {
+            lastReport = Date.now();
+            process.stderr.write(`benchsub: ${s.ready}/${o.connections} ready, ${s.failed} failed, ${s.pending} pending\n`);
+          }
+        },
+      );
       const ready = fleet.stats();
       line({ msg: 'benchsub ready', engine: fleet.engine, ready: ready.ready, failed: ready.failed, seconds: ready.allReadySeconds, firstError: ready.firstError });
       const start = Date.now();
@@ -106,19 +128,43 @@ function subCommand(): Command {
 
 function pubCommand(): Command {
   return new Command('pub')
-    .description('benchpub: publish --rate messages/s of --size bytes round robin over --topics topics, each stamped with its creation time (microseconds) for the subscribers\' latency.')
+    .description("benchpub: publish --rate messages/s of --size bytes round robin over --topics topics, each stamped with its creation time (microseconds) for the subscribers' latency.")
     .addOption(opt('--url <url>', 'server address (ws://host:port; the path is chosen by --transport)', 'PUB_URL').default('ws://127.0.0.1:8080'))
     .addOption(opt('--rate <n>', 'messages per second over all topics', 'RATE').argParser(positive).default(1000))
-    .addOption(opt('--size <bytes>', 'payload bytes per message', 'SIZE').argParser(int(0, 16 * 1024 * 1024)).default(512))
+    .addOption(
+      opt('--size <bytes>', 'payload bytes per message', 'SIZE')
+        .argParser(int(0, 16 * 1024 * 1024))
+        .default(512),
+    )
     .addOption(opt('--topics <n>', 'topics to publish to, round robin', 'PUB_TOPICS').argParser(int(1, 100_000_000)).default(1000))
     .addOption(opt('--topic-pattern <pattern>', 'topic name pattern; {n} is the topic number', 'TOPIC_PATTERN').default('/bench/{n}'))
-    .addOption(opt('--transport <transport>', 'ws (pub commands over WebSocket, msgpack), http (POST /v1/publish) or socketio (the socket.io peer)', 'TRANSPORT').choices(['ws', 'http', 'socketio']).default('ws'))
+    .addOption(
+      opt('--transport <transport>', 'ws (pub commands over WebSocket, msgpack), http (POST /v1/publish) or socketio (the socket.io peer)', 'TRANSPORT')
+        .choices(['ws', 'http', 'socketio'])
+        .default('ws'),
+    )
     .addOption(opt('--connections <n>', 'publisher connections (ws: sockets; http: parallel requests)', 'PUB_CONNECTIONS').argParser(int(1, 10000)).default(1))
     .addOption(opt('--duration <seconds>', 'seconds to publish', 'PUB_DURATION').argParser(positive).default(60))
     .addOption(opt('--count <n>', 'stop after this many messages (0: no limit)', 'COUNT').argParser(int(0, Number.MAX_SAFE_INTEGER)).default(0))
-    .addOption(opt('--source-address <address>', 'loopback source address of the publisher', 'PUB_SOURCE').argParser((t: string) => addresses(t)[0]).default('127.0.0.1'))
+    .addOption(
+      opt('--source-address <address>', 'loopback source address of the publisher', 'PUB_SOURCE')
+        .argParser((t: string) => addresses(t)[0])
+        .default('127.0.0.1'),
+    )
     .action(async (o) => {
-      const pub = new Publisher({ url: o.url, transport: o.transport as PubTransport, connections: o.connections, size: o.size, topicPattern: o.topicPattern, topicCount: o.topics, schedule: [{ atSeconds: 0, rate: o.rate }], durationSeconds: o.duration, maxMessages: o.count, sourceAddress: o.sourceAddress, tickMs: 1000 });
+      const pub = new Publisher({
+        url: o.url,
+        transport: o.transport as PubTransport,
+        connections: o.connections,
+        size: o.size,
+        topicPattern: o.topicPattern,
+        topicCount: o.topics,
+        schedule: [{ atSeconds: 0, rate: o.rate }],
+        durationSeconds: o.duration,
+        maxMessages: o.count,
+        sourceAddress: o.sourceAddress,
+        tickMs: 1000,
+      });
       await pub.start();
       const started = Date.now();
       pub.go();
@@ -140,18 +186,38 @@ function runCommand(): Command {
     .description(`run a benchmark scenario (${SCENARIOS.join(', ')}) against a c10m server it starts (or --url) and the peers, and write bench/results/<scenario>-<date>.{json,md,svg}`)
     .argument('<scenario>', SCENARIOS.join(' | '))
     .addOption(opt('--url <url>', 'target a running c10m at ws://host:port instead of starting one (peers are still started)', 'RUN_URL'))
-    .addOption(opt('--server-pid <pid>', 'with --url: the server\'s pid, for its RSS and CPU figures', 'SERVER_PID').argParser(int(1, 2 ** 31)))
-    .addOption(opt('--workgroups <list>', 'workgroups of the c10m server started; a list (1,2) runs c10m once per count, in the same run as the peers', 'WORKGROUPS').argParser(intList(1, 256)).default([1], '1'))
-    .addOption(opt('--cache-messages <list>', 'c10m --cache-messages; a list (0,1000) runs c10m once per value (default: the server\'s default)', 'CACHE_MESSAGES').argParser(intList(0, 10_000_000)))
+    .addOption(opt('--server-pid <pid>', "with --url: the server's pid, for its RSS and CPU figures", 'SERVER_PID').argParser(int(1, 2 ** 31)))
+    .addOption(
+      opt('--workgroups <list>', 'workgroups of the c10m server started; a list (1,2) runs c10m once per count, in the same run as the peers', 'WORKGROUPS')
+        .argParser(intList(1, 256))
+        .default([1], '1'),
+    )
+    .addOption(opt('--cache-messages <list>', "c10m --cache-messages; a list (0,1000) runs c10m once per value (default: the server's default)", 'CACHE_MESSAGES').argParser(intList(0, 10_000_000)))
     .addOption(opt('--serve-args <flags>', 'more `c10m serve` flags for every c10m target, e.g. "--ring-bytes 1048576"', 'SERVE_ARGS'))
     .addOption(opt('--server-node-args <flags>', 'Node flags for every server process started (c10m and peers), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"', 'SERVER_NODE_ARGS'))
     .addOption(opt('--pub-connections <n>', 'fanout, reference-scaled: publisher connections (several spread the publishes over the workgroups; default 1)', 'PUB_CONNECTIONS').argParser(int(1, 1000)))
-    .addOption(opt('--ramp-factor <x>', 'fanout: each step publishes this many times the previous step\'s rate (default 2)', 'RAMP_FACTOR').argParser((t: string) => { const v = Number(t); if (!Number.isFinite(v) || v <= 1 || v > 16) throw new InvalidArgumentError('expected a number above 1 and at most 16.'); return v; }))
+    .addOption(
+      opt('--ramp-factor <x>', "fanout: each step publishes this many times the previous step's rate (default 2)", 'RAMP_FACTOR').argParser((t: string) => {
+        const v = Number(t);
+        if (!Number.isFinite(v) || v <= 1 || v > 16) throw new InvalidArgumentError('expected a number above 1 and at most 16.');
+        return v;
+      }),
+    )
     .addOption(opt('--connections <n>', 'sessions (default: per scenario, 19,000 for one server process)', 'CONNECTIONS').argParser(int(1, 10_000_000)))
     .addOption(opt('--processes <n>', 'benchsub processes', 'PROCESSES').argParser(int(1, 1024)).default(1))
-    .addOption(opt('--source-addresses <list>', 'loopback source addresses of benchsub', 'SOURCE_ADDRESSES').argParser(addresses).default(parseSourceAddresses(DEFAULT_SOURCE_ADDRESSES), DEFAULT_SOURCE_ADDRESSES))
+    .addOption(
+      opt('--source-addresses <list>', 'loopback source addresses of benchsub', 'SOURCE_ADDRESSES')
+        .argParser(addresses)
+        .default(parseSourceAddresses(DEFAULT_SOURCE_ADDRESSES), DEFAULT_SOURCE_ADDRESSES),
+    )
     .addOption(opt('--duration <seconds>', 'seconds to publish (reference-scaled)', 'DURATION').argParser(positive))
-    .addOption(opt('--warmup <seconds>', 'reference-scaled: seconds of publishing before the latency table starts (counted and checked all the same; default 5)', 'WARMUP').argParser((t: string) => { const v = Number(t); if (!Number.isFinite(v) || v < 0) throw new InvalidArgumentError('expected seconds >= 0.'); return v; }))
+    .addOption(
+      opt('--warmup <seconds>', 'reference-scaled: seconds of publishing before the latency table starts (counted and checked all the same; default 5)', 'WARMUP').argParser((t: string) => {
+        const v = Number(t);
+        if (!Number.isFinite(v) || v < 0) throw new InvalidArgumentError('expected seconds >= 0.');
+        return v;
+      }),
+    )
     .addOption(opt('--rate <n>', 'messages per second (reference-scaled: default one per session per second; fanout: the first step)', 'RATE').argParser(positive))
     .addOption(opt('--size <bytes>', 'payload bytes', 'SIZE').argParser(int(0, 1024 * 1024)))
     .addOption(opt('--topics <n>', 'distinct topics', 'TOPICS').argParser(int(1, 100_000_000)))
@@ -173,7 +239,8 @@ function runCommand(): Command {
       for (const p of peers) if (!PEERS.includes(p as TargetKind)) throw new InvalidArgumentError(`unknown peer ${p}; expected ${PEERS.join(', ')} or none`);
       const workgroupsList = [...new Set(o.workgroups as number[])];
       const cacheMessagesList = o.cacheMessages ? [...new Set(o.cacheMessages as number[])] : null;
-      if (o.url && (workgroupsList.length > 1 || cacheMessagesList)) throw new InvalidArgumentError('--url targets one running server: --workgroups and --cache-messages lists need servers the run starts');
+      if (o.url && (workgroupsList.length > 1 || cacheMessagesList))
+        throw new InvalidArgumentError('--url targets one running server: --workgroups and --cache-messages lists need servers the run starts');
       const options: RunOptions = {
         url: o.url ?? null,
         serverPid: o.serverPid ?? null,

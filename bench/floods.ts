@@ -50,7 +50,14 @@ function runWorker(args: string[]): Promise<Record<string, unknown>[]> {
     let out = '';
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (c: string) => (out += c));
-    child.on('exit', () => resolve(out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>)));
+    child.on('exit', () =>
+      resolve(
+        out
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as Record<string, unknown>),
+      ),
+    );
   });
 }
 
@@ -81,7 +88,13 @@ function watch(target: Target) {
     await loop;
     const cpuPct = ((target.cpuSeconds() - startCpu) / ((Date.now() - startMs) / 1000)) * 100;
     health.sort((a, b) => a - b);
-    return { serverCpuPct: Math.round(cpuPct), peakRssMiB: Math.round(peakRss / 1048576), healthzMaxMs: Math.round(health[health.length - 1] ?? NaN), healthzAnswers: health.length, healthzFailures: healthFailures };
+    return {
+      serverCpuPct: Math.round(cpuPct),
+      peakRssMiB: Math.round(peakRss / 1048576),
+      healthzMaxMs: Math.round(health[health.length - 1] ?? NaN),
+      healthzAnswers: health.length,
+      healthzFailures: healthFailures,
+    };
   };
 }
 
@@ -161,7 +174,21 @@ async function main(): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `floods-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
   fs.writeFileSync(file, `${JSON.stringify(result, null, 2)}\n`);
-  console.log(['## floods', '', ...envLines(env), '', `server: ${cli}`, '', '```', JSON.stringify({ connections: result.connections, publish: result.publish, publishReconnecting: result.publishReconnecting }, null, 2), '```', '', `written: ${path.relative(ROOT, file)}`].join('\n'));
+  console.log(
+    [
+      '## floods',
+      '',
+      ...envLines(env),
+      '',
+      `server: ${cli}`,
+      '',
+      '```',
+      JSON.stringify({ connections: result.connections, publish: result.publish, publishReconnecting: result.publishReconnecting }, null, 2),
+      '```',
+      '',
+      `written: ${path.relative(ROOT, file)}`,
+    ].join('\n'),
+  );
 }
 
 main().catch((err) => {

@@ -58,7 +58,10 @@ export const DEFAULT_SOURCE_ADDRESSES = '127.0.1.1-127.0.1.16';
 export class Progress {
   private bar: cliProgress.SingleBar | null = null;
   private lastLine = 0;
-  constructor(private readonly enabled: boolean, private readonly scenario: string) {}
+  constructor(
+    private readonly enabled: boolean,
+    private readonly scenario: string,
+  ) {}
 
   phase(target: string, phase: string, total: number): void {
     this.stop();
@@ -114,7 +117,12 @@ export class Sampler {
   private startCpu = 0;
   private startMessages = 0;
 
-  constructor(private readonly fleet: SubscriberFleet, private readonly target: Target, private readonly publisher: () => PubStats | null, private readonly onSample?: (s: Sample) => void) {}
+  constructor(
+    private readonly fleet: SubscriberFleet,
+    private readonly target: Target,
+    private readonly publisher: () => PubStats | null,
+    private readonly onSample?: (s: Sample) => void,
+  ) {}
 
   start(): void {
     this.startedAt = this.lastAt = performance.now();
@@ -234,7 +242,10 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
   return { fleet, allReady: allReady && fleet.stats().failed === 0, seconds: (performance.now() - started) / 1000 };
 }
 
-export function pubConfig(target: Target, p: { transport?: PubTransport; connections?: number | null; size: number; topicCount: number; schedule: RateStep[]; durationSeconds: number; maxMessages?: number }): PubConfig {
+export function pubConfig(
+  target: Target,
+  p: { transport?: PubTransport; connections?: number | null; size: number; topicCount: number; schedule: RateStep[]; durationSeconds: number; maxMessages?: number },
+): PubConfig {
   return {
     url: target.pubUrl,
     transport: p.transport ?? (target.kind === 'socketio' ? 'socketio' : 'ws'),
@@ -288,7 +299,9 @@ export function expectedPerSession(published: number, topicCount: number, sessio
 export async function countChecks(fleet: SubscriberFleet, published: number, topicCount: number, sessions: number, perSession: number, label: string): Promise<Check[]> {
   const want = expectedDeliveries(published, topicCount, sessions, perSession);
   const got = fleet.stats().messages;
-  const checks: Check[] = [{ name: `${label}: deliveries equal the messages published times their subscribers`, ok: got === want, detail: `${got} delivered, ${want} expected from ${published} published` }];
+  const checks: Check[] = [
+    { name: `${label}: deliveries equal the messages published times their subscribers`, ok: got === want, detail: `${got} delivered, ${want} expected from ${published} published` },
+  ];
   const counts = await fleet.connectionCounts();
   const owed = expectedPerSession(published, topicCount, sessions, perSession);
   let wrong = 0;

@@ -79,7 +79,15 @@ function httpSenders(c: PubConfig): Sender[] {
       inFlight++;
       const body = packr.pack({ topic, data, ts });
       const req = http.request(
-        { host: base.hostname, port: base.port, path: '/v1/publish', method: 'POST', agent, localAddress: c.sourceAddress, headers: { 'content-type': 'application/msgpack', 'content-length': body.length } },
+        {
+          host: base.hostname,
+          port: base.port,
+          path: '/v1/publish',
+          method: 'POST',
+          agent,
+          localAddress: c.sourceAddress,
+          headers: { 'content-type': 'application/msgpack', 'content-length': body.length },
+        },
         (res) => {
           res.resume();
           res.on('end', () => {
@@ -102,7 +110,6 @@ function httpSenders(c: PubConfig): Sender[] {
 }
 
 async function socketIoSenders(c: PubConfig): Promise<Sender[]> {
-   
   const { io } = require('socket.io-client') as typeof import('socket.io-client');
   const base = new URL(c.url);
   const out: Sender[] = [];

@@ -43,11 +43,7 @@ export interface PubStats {
 }
 
 export type PubWorkerRequest = { type: 'start'; config: PubConfig } | { type: 'stop' };
-export type PubWorkerReport =
-  | { type: 'ready' }
-  | { type: 'tick'; stats: PubStats }
-  | { type: 'done'; stats: PubStats }
-  | { type: 'error'; message: string };
+export type PubWorkerReport = { type: 'ready' } | { type: 'tick'; stats: PubStats } | { type: 'done'; stats: PubStats } | { type: 'error'; message: string };
 
 export function rateAt(schedule: RateStep[], seconds: number): number {
   let rate = 0;

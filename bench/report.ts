@@ -95,7 +95,12 @@ export function envLines(env: EnvHeader): string[] {
 
 export function markdown(r: ScenarioResult): string {
   const lines: string[] = [`## ${r.scenario}`, '', ...envLines(r.env), ''];
-  lines.push(`Parameters: ${Object.entries(r.params).map(([k, v]) => `${k}=${fmt(v)}`).join(', ')}`, '');
+  lines.push(
+    `Parameters: ${Object.entries(r.params)
+      .map(([k, v]) => `${k}=${fmt(v)}`)
+      .join(', ')}`,
+    '',
+  );
   lines.push(`| target | ${r.columns.map((c) => c.label).join(' | ')} |`);
   lines.push(`|---|${r.columns.map(() => '---:').join('|')}|`);
   for (const t of r.targets) lines.push(`| ${t.name} | ${r.columns.map((c) => fmt(t.figures[c.key])).join(' | ')} |`);
@@ -160,7 +165,11 @@ export function svg(title: string, panels: ChartPanel[]): string {
   const PH = 250;
   const M = { l: 70, r: 150, t: 30, b: 40 };
   const H = 40 + panels.length * (PH + 20);
-  const out: string[] = [`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`, `<rect width="${W}" height="${H}" fill="white"/>`, `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(title)}</text>`];
+  const out: string[] = [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="11">`,
+    `<rect width="${W}" height="${H}" fill="white"/>`,
+    `<text x="${W / 2}" y="20" text-anchor="middle" font-size="14">${esc(title)}</text>`,
+  ];
   panels.forEach((p, pi) => {
     const y0 = 30 + pi * (PH + 20);
     const pw = W - M.l - M.r;

@@ -61,7 +61,8 @@ export function runTargets(scenario: Scenario, o: RunOptions): RunTarget[] {
 async function runOn(t: RunTarget, scenario: Scenario, options: RunOptions, progress: Progress): Promise<PartialResult> {
   const kind = t.kind;
   const o: RunOptions = { ...options, workgroups: t.workgroups };
-  const target = o.url && kind === 'c10m' ? externalTarget(o.url, o.serverPid) : await startTarget(kind, { name: t.name, workgroups: t.workgroups, serveArgs: t.serveArgs, execArgv: o.serverNodeArgs });
+  const target =
+    o.url && kind === 'c10m' ? externalTarget(o.url, o.serverPid) : await startTarget(kind, { name: t.name, workgroups: t.workgroups, serveArgs: t.serveArgs, execArgv: o.serverNodeArgs });
   try {
     return await RUNNERS[scenario](target, o, progress);
   } catch (err) {
@@ -85,11 +86,18 @@ function merge(scenario: Scenario, parts: PartialResult[]): ScenarioResult {
     latency: first.latency,
     checks: parts.flatMap((p) => p.checks),
     notes: [...first.notes, ...rest.flatMap((p) => p.notes)],
-    charts: first.charts.map((panel, i) => ({ ...panel, series: parts.flatMap((p) => (p.charts[i]?.series ?? []).map((s) => ({ ...s, name: p.charts[i].series.length > 1 && parts.length > 1 ? `${p.targets[0].name} ${s.name}` : parts.length > 1 ? p.targets[0].name : s.name }))) })),
+    charts: first.charts.map((panel, i) => ({
+      ...panel,
+      series: parts.flatMap((p) =>
+        (p.charts[i]?.series ?? []).map((s) => ({ ...s, name: p.charts[i].series.length > 1 && parts.length > 1 ? `${p.targets[0].name} ${s.name}` : parts.length > 1 ? p.targets[0].name : s.name })),
+      ),
+    })),
     series: Object.assign({}, ...parts.map((p) => p.series)),
   };
   // Every c10m variant against every peer (never against each other: those are in the table).
-  result.ratios = result.targets.filter((t) => t.name.startsWith('c10m')).flatMap((t) => ratios({ columns: result.columns, targets: result.targets.filter((x) => x === t || !x.name.startsWith('c10m')) }, t.name));
+  result.ratios = result.targets
+    .filter((t) => t.name.startsWith('c10m'))
+    .flatMap((t) => ratios({ columns: result.columns, targets: result.targets.filter((x) => x === t || !x.name.startsWith('c10m')) }, t.name));
   return result;
 }
 

@@ -56,7 +56,24 @@ export interface SubFleetOptions {
   resume?: { epoch: number; seq: number } | null;
 }
 
-const STAT_KEYS = ['connections', 'opened', 'pending', 'connected', 'ready', 'failed', 'closed', 'messages', 'bytes', 'replies', 'errorReplies', 'otherMessages', 'pings', 'clockSkew', 'protocolErrors', 'serverCloses'] as const;
+const STAT_KEYS = [
+  'connections',
+  'opened',
+  'pending',
+  'connected',
+  'ready',
+  'failed',
+  'closed',
+  'messages',
+  'bytes',
+  'replies',
+  'errorReplies',
+  'otherMessages',
+  'pings',
+  'clockSkew',
+  'protocolErrors',
+  'serverCloses',
+] as const;
 
 export type FleetStats = Record<(typeof STAT_KEYS)[number], number> & {
   /** The slowest process's time to all connected / ready; -1 until every process got there. */

@@ -105,7 +105,22 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
   if (kind === 'c10m') {
     // Publishers here are a few connections carrying the whole offered load: no per-session budget.
     const budgets = options.budgets === true ? [] : ['--max-commands-per-second', '0', '--max-bytes-per-second', '0'];
-    const args = [options.cli ?? CLI, 'serve', '--host', '127.0.0.1', '--port', '0', '--admin-port', '0', '--workgroups', String(options.workgroups ?? 1), '--log-level', 'info', ...budgets, ...(options.serveArgs ?? [])];
+    const args = [
+      options.cli ?? CLI,
+      'serve',
+      '--host',
+      '127.0.0.1',
+      '--port',
+      '0',
+      '--admin-port',
+      '0',
+      '--workgroups',
+      String(options.workgroups ?? 1),
+      '--log-level',
+      'info',
+      ...budgets,
+      ...(options.serveArgs ?? []),
+    ];
     proc = spawn(process.execPath, [...(options.execArgv ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
     proc = spawn(process.execPath, [...(options.execArgv ?? []), benchEntry(`peers/${kind}`), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -13,9 +13,7 @@ export function integerArg(value: unknown, name: string, min: number, max: numbe
   if (typeof value !== 'number') throw argTypeError(name, 'number');
   if (!Number.isInteger(value) || value < min || value > max) {
     const note = maxNote ? ` (${maxNote})` : '';
-    const err = new RangeError(
-      `The value of "${name}" is out of range. It must be an integer >= ${min} and <= ${max}${note}. Received ${String(value)}.`,
-    );
+    const err = new RangeError(`The value of "${name}" is out of range. It must be an integer >= ${min} and <= ${max}${note}. Received ${String(value)}.`);
     (err as NodeJS.ErrnoException).code = 'ERR_OUT_OF_RANGE';
     throw err;
   }

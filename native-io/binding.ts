@@ -69,7 +69,6 @@ export function loadNative(): NativeLoad {
     };
   }
   try {
-     
     const binding = require(addonPath) as NativeBinding;
     return { binding, error: null, disabledByEnv: false, addonPath };
   } catch (err) {

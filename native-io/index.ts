@@ -103,8 +103,7 @@ export function arenaStats(): ArenaStats {
 
 export type IpHashResult =
   /** fd: the socket the program went on; sockets: this process's listening sockets on the port; fds: one per reuseport group. */
-  | { attached: true; fd: number; sockets: number; fds: number[] }
-  | { attached: false; reason: string };
+  { attached: true; fd: number; sockets: number; fds: number[] } | { attached: false; reason: string };
 
 /**
  * Steers every connection from one client address (IPv4, or an IPv6 /64) to

@@ -37,7 +37,6 @@ export function loadUws(allowFallback: boolean): UwsLoad {
     nativeError = 'UWS_USE_FALLBACK is set in the environment';
   } else {
     try {
-       
       const uws = require(binaryPath) as Uws;
       cached = { uws, native: true, nativeError: null, binaryPath };
       return cached;
@@ -46,7 +45,7 @@ export function loadUws(allowFallback: boolean): UwsLoad {
     }
   }
   if (!allowFallback) throw new UwsFallbackRefused(binaryPath, nativeError);
-   
+
   const uws = require(`${pkgDir}dist/index.js`) as Uws;
   cached = { uws, native: false, nativeError, binaryPath };
   return cached;
@@ -54,7 +53,10 @@ export function loadUws(allowFallback: boolean): UwsLoad {
 
 export class UwsFallbackRefused extends Error {
   readonly code = 'UWS_NATIVE_MISSING';
-  constructor(readonly binaryPath: string, readonly reason: string | null) {
+  constructor(
+    readonly binaryPath: string,
+    readonly reason: string | null,
+  ) {
     super(
       `uWebSockets.js native binary did not load (${binaryPath}: ${reason}). ` +
         'Its pure-JS fallback is many times slower and is refused; ' +

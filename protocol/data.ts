@@ -58,10 +58,22 @@ export function checkMsgpackData(b: Uint8Array, start = 0, end = b.length): stri
     else {
       if (key && !(t >= 0xcc && t <= 0xd3 && t !== 0xca && t !== 0xcb) && t !== 0xd9 && t !== 0xda && t !== 0xdb) return BAD_KEY;
       switch (t) {
-        case 0xc0: case 0xc2: case 0xc3: break;
-        case 0xcc: case 0xd0: bytes = 1; break;
-        case 0xcd: case 0xd1: bytes = 2; break;
-        case 0xce: case 0xd2: bytes = 4; break;
+        case 0xc0:
+        case 0xc2:
+        case 0xc3:
+          break;
+        case 0xcc:
+        case 0xd0:
+          bytes = 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+          bytes = 2;
+          break;
+        case 0xce:
+        case 0xd2:
+          bytes = 4;
+          break;
         case 0xca:
           if (p + 4 > end) return TRUNCATED;
           if ((b[p] & 0x7f) === 0x7f && (b[p + 1] & 0x80) !== 0) return NOT_FINITE;
@@ -85,20 +97,70 @@ export function checkMsgpackData(b: Uint8Array, start = 0, end = b.length): stri
           bytes = 8;
           break;
         }
-        case 0xc4: case 0xd9: if (p + 1 > end) return TRUNCATED; bytes = b[p]; p += 1; break;
-        case 0xc5: case 0xda: if (p + 2 > end) return TRUNCATED; bytes = (b[p] << 8) | b[p + 1]; p += 2; break;
-        case 0xc6: case 0xdb: if (p + 4 > end) return TRUNCATED; bytes = u32(b, p); p += 4; break;
-        case 0xdc: if (p + 2 > end) return TRUNCATED; count = (b[p] << 8) | b[p + 1]; p += 2; break;
-        case 0xdd: if (p + 4 > end) return TRUNCATED; count = u32(b, p); p += 4; break;
-        case 0xde: if (p + 2 > end) return TRUNCATED; count = ((b[p] << 8) | b[p + 1]) * 2; map = 1; p += 2; break;
-        case 0xdf: if (p + 4 > end) return TRUNCATED; count = u32(b, p) * 2; map = 1; p += 4; break;
+        case 0xc4:
+        case 0xd9:
+          if (p + 1 > end) return TRUNCATED;
+          bytes = b[p];
+          p += 1;
+          break;
+        case 0xc5:
+        case 0xda:
+          if (p + 2 > end) return TRUNCATED;
+          bytes = (b[p] << 8) | b[p + 1];
+          p += 2;
+          break;
+        case 0xc6:
+        case 0xdb:
+          if (p + 4 > end) return TRUNCATED;
+          bytes = u32(b, p);
+          p += 4;
+          break;
+        case 0xdc:
+          if (p + 2 > end) return TRUNCATED;
+          count = (b[p] << 8) | b[p + 1];
+          p += 2;
+          break;
+        case 0xdd:
+          if (p + 4 > end) return TRUNCATED;
+          count = u32(b, p);
+          p += 4;
+          break;
+        case 0xde:
+          if (p + 2 > end) return TRUNCATED;
+          count = ((b[p] << 8) | b[p + 1]) * 2;
+          map = 1;
+          p += 2;
+          break;
+        case 0xdf:
+          if (p + 4 > end) return TRUNCATED;
+          count = u32(b, p) * 2;
+          map = 1;
+          p += 4;
+          break;
         // Extensions: fixext 1/2/4/8/16, ext 8/16/32; a type byte, then the body.
-        case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8: case 0xc7: case 0xc8: case 0xc9: {
+        case 0xd4:
+        case 0xd5:
+        case 0xd6:
+        case 0xd7:
+        case 0xd8:
+        case 0xc7:
+        case 0xc8:
+        case 0xc9: {
           let n: number;
           if (t >= 0xd4) n = 1 << (t - 0xd4);
-          else if (t === 0xc7) { if (p + 1 > end) return TRUNCATED; n = b[p]; p += 1; }
-          else if (t === 0xc8) { if (p + 2 > end) return TRUNCATED; n = (b[p] << 8) | b[p + 1]; p += 2; }
-          else { if (p + 4 > end) return TRUNCATED; n = u32(b, p); p += 4; }
+          else if (t === 0xc7) {
+            if (p + 1 > end) return TRUNCATED;
+            n = b[p];
+            p += 1;
+          } else if (t === 0xc8) {
+            if (p + 2 > end) return TRUNCATED;
+            n = (b[p] << 8) | b[p + 1];
+            p += 2;
+          } else {
+            if (p + 4 > end) return TRUNCATED;
+            n = u32(b, p);
+            p += 4;
+          }
           if (p + 1 + n > end) return TRUNCATED;
           const type = (b[p] << 24) >> 24;
           p += 1;

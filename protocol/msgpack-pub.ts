@@ -73,13 +73,26 @@ export function readRawEnvelope(b: Uint8Array): RawPub | null {
     if (v === NOT_SCALAR) return null;
     p = scalarEnd;
     switch (keyOf(b, ks, kl)) {
-      case KEY_ID: out.id = v; break;
-      case KEY_OP: out.op = v; break;
-      case KEY_TOPIC: out.topic = v; break;
-      case KEY_ACK: out.ack = v; break;
-      case KEY_RETAIN: out.retain = v; break;
-      case KEY_TS: out.ts = v; break;
-      default: break; // unknown keys are ignored, as on the general path
+      case KEY_ID:
+        out.id = v;
+        break;
+      case KEY_OP:
+        out.op = v;
+        break;
+      case KEY_TOPIC:
+        out.topic = v;
+        break;
+      case KEY_ACK:
+        out.ack = v;
+        break;
+      case KEY_RETAIN:
+        out.retain = v;
+        break;
+      case KEY_TS:
+        out.ts = v;
+        break;
+      default:
+        break; // unknown keys are ignored, as on the general path
     }
   }
   if (p !== len) return null;
@@ -132,12 +145,27 @@ function scalar(b: Uint8Array, p: number): unknown {
   if (t >= 0xa0 && t <= 0xbf) sl = t & 0x1f;
   else {
     switch (t) {
-      case 0xc0: scalarEnd = p; return null;
-      case 0xc2: scalarEnd = p; return false;
-      case 0xc3: scalarEnd = p; return true;
-      case 0xcc: if (p + 1 > len) return NOT_SCALAR; scalarEnd = p + 1; return b[p];
-      case 0xcd: if (p + 2 > len) return NOT_SCALAR; scalarEnd = p + 2; return (b[p] << 8) | b[p + 1];
-      case 0xce: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return u32(b, p);
+      case 0xc0:
+        scalarEnd = p;
+        return null;
+      case 0xc2:
+        scalarEnd = p;
+        return false;
+      case 0xc3:
+        scalarEnd = p;
+        return true;
+      case 0xcc:
+        if (p + 1 > len) return NOT_SCALAR;
+        scalarEnd = p + 1;
+        return b[p];
+      case 0xcd:
+        if (p + 2 > len) return NOT_SCALAR;
+        scalarEnd = p + 2;
+        return (b[p] << 8) | b[p + 1];
+      case 0xce:
+        if (p + 4 > len) return NOT_SCALAR;
+        scalarEnd = p + 4;
+        return u32(b, p);
       case 0xcf: {
         // uint64: exact below 2^53 (timestamps in micros); above, msgpackr gives a BigInt: take the general path.
         if (p + 8 > len) return NOT_SCALAR;
@@ -146,22 +174,51 @@ function scalar(b: Uint8Array, p: number): unknown {
         scalarEnd = p + 8;
         return hi * 0x100000000 + u32(b, p + 4);
       }
-      case 0xd0: if (p + 1 > len) return NOT_SCALAR; scalarEnd = p + 1; return (b[p] << 24) >> 24;
-      case 0xd1: if (p + 2 > len) return NOT_SCALAR; scalarEnd = p + 2; return (((b[p] << 8) | b[p + 1]) << 16) >> 16;
-      case 0xd2: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3];
-      case 0xd3: return NOT_SCALAR; // int64: rare in an envelope; the general path
-      case 0xca: if (p + 4 > len) return NOT_SCALAR; scalarEnd = p + 4; return new DataView(b.buffer, b.byteOffset + p, 4).getFloat32(0);
-      case 0xcb: if (p + 8 > len) return NOT_SCALAR; scalarEnd = p + 8; return new DataView(b.buffer, b.byteOffset + p, 8).getFloat64(0);
-      case 0xd9: if (p + 1 > len) return NOT_SCALAR; sl = b[p]; p += 1; break;
-      case 0xda: if (p + 2 > len) return NOT_SCALAR; sl = (b[p] << 8) | b[p + 1]; p += 2; break;
-      default: return NOT_SCALAR;
+      case 0xd0:
+        if (p + 1 > len) return NOT_SCALAR;
+        scalarEnd = p + 1;
+        return (b[p] << 24) >> 24;
+      case 0xd1:
+        if (p + 2 > len) return NOT_SCALAR;
+        scalarEnd = p + 2;
+        return (((b[p] << 8) | b[p + 1]) << 16) >> 16;
+      case 0xd2:
+        if (p + 4 > len) return NOT_SCALAR;
+        scalarEnd = p + 4;
+        return (b[p] << 24) | (b[p + 1] << 16) | (b[p + 2] << 8) | b[p + 3];
+      case 0xd3:
+        return NOT_SCALAR; // int64: rare in an envelope; the general path
+      case 0xca:
+        if (p + 4 > len) return NOT_SCALAR;
+        scalarEnd = p + 4;
+        return new DataView(b.buffer, b.byteOffset + p, 4).getFloat32(0);
+      case 0xcb:
+        if (p + 8 > len) return NOT_SCALAR;
+        scalarEnd = p + 8;
+        return new DataView(b.buffer, b.byteOffset + p, 8).getFloat64(0);
+      case 0xd9:
+        if (p + 1 > len) return NOT_SCALAR;
+        sl = b[p];
+        p += 1;
+        break;
+      case 0xda:
+        if (p + 2 > len) return NOT_SCALAR;
+        sl = (b[p] << 8) | b[p + 1];
+        p += 2;
+        break;
+      default:
+        return NOT_SCALAR;
     }
   }
   if (p + sl > len) return NOT_SCALAR;
   scalarEnd = p + sl;
   if (sl <= 16) {
     let ascii = true;
-    for (let i = p; i < p + sl; i++) if (b[i] > 0x7f) { ascii = false; break; }
+    for (let i = p; i < p + sl; i++)
+      if (b[i] > 0x7f) {
+        ascii = false;
+        break;
+      }
     if (ascii) return shortAscii(b, p, sl);
   }
   return textDecoder.decode(b.subarray(p, p + sl));
@@ -177,24 +234,42 @@ const fcc = String.fromCharCode;
  */
 function shortAscii(b: Uint8Array, p: number, l: number): string {
   switch (l) {
-    case 0: return '';
-    case 1: return fcc(b[p]);
-    case 2: return fcc(b[p], b[p + 1]);
-    case 3: return fcc(b[p], b[p + 1], b[p + 2]);
-    case 4: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3]);
-    case 5: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4]);
-    case 6: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5]);
-    case 7: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6]);
-    case 8: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7]);
-    case 9: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8]);
-    case 10: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9]);
-    case 11: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10]);
-    case 12: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11]);
-    case 13: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12]);
-    case 14: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13]);
-    case 15: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13], b[p + 14]);
-    case 16: return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13], b[p + 14], b[p + 15]);
-    default: throw new RangeError(`shortAscii: ${l} bytes`);
+    case 0:
+      return '';
+    case 1:
+      return fcc(b[p]);
+    case 2:
+      return fcc(b[p], b[p + 1]);
+    case 3:
+      return fcc(b[p], b[p + 1], b[p + 2]);
+    case 4:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3]);
+    case 5:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4]);
+    case 6:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5]);
+    case 7:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6]);
+    case 8:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7]);
+    case 9:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8]);
+    case 10:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9]);
+    case 11:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10]);
+    case 12:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11]);
+    case 13:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12]);
+    case 14:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13]);
+    case 15:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13], b[p + 14]);
+    case 16:
+      return fcc(b[p], b[p + 1], b[p + 2], b[p + 3], b[p + 4], b[p + 5], b[p + 6], b[p + 7], b[p + 8], b[p + 9], b[p + 10], b[p + 11], b[p + 12], b[p + 13], b[p + 14], b[p + 15]);
+    default:
+      throw new RangeError(`shortAscii: ${l} bytes`);
   }
 }
 
@@ -222,28 +297,99 @@ export function skip(b: Uint8Array, p: number): number {
     else if (t <= 0xbf) bytes = t & 0x1f;
     else {
       switch (t) {
-        case 0xc0: case 0xc2: case 0xc3: break;
-        case 0xcc: case 0xd0: bytes = 1; break;
-        case 0xcd: case 0xd1: bytes = 2; break;
-        case 0xce: case 0xd2: case 0xca: bytes = 4; break;
-        case 0xcf: case 0xd3: case 0xcb: bytes = 8; break;
-        case 0xc4: case 0xd9: if (p + 1 > len) return -1; bytes = b[p]; p += 1; break;
-        case 0xc5: case 0xda: if (p + 2 > len) return -1; bytes = (b[p] << 8) | b[p + 1]; p += 2; break;
-        case 0xc6: case 0xdb: if (p + 4 > len) return -1; bytes = u32(b, p); p += 4; break;
-        case 0xdc: if (p + 2 > len) return -1; pending += (b[p] << 8) | b[p + 1]; p += 2; break;
-        case 0xdd: if (p + 4 > len) return -1; pending += u32(b, p); p += 4; break;
-        case 0xde: if (p + 2 > len) return -1; pending += ((b[p] << 8) | b[p + 1]) * 2; p += 2; break;
-        case 0xdf: if (p + 4 > len) return -1; pending += u32(b, p) * 2; p += 4; break;
+        case 0xc0:
+        case 0xc2:
+        case 0xc3:
+          break;
+        case 0xcc:
+        case 0xd0:
+          bytes = 1;
+          break;
+        case 0xcd:
+        case 0xd1:
+          bytes = 2;
+          break;
+        case 0xce:
+        case 0xd2:
+        case 0xca:
+          bytes = 4;
+          break;
+        case 0xcf:
+        case 0xd3:
+        case 0xcb:
+          bytes = 8;
+          break;
+        case 0xc4:
+        case 0xd9:
+          if (p + 1 > len) return -1;
+          bytes = b[p];
+          p += 1;
+          break;
+        case 0xc5:
+        case 0xda:
+          if (p + 2 > len) return -1;
+          bytes = (b[p] << 8) | b[p + 1];
+          p += 2;
+          break;
+        case 0xc6:
+        case 0xdb:
+          if (p + 4 > len) return -1;
+          bytes = u32(b, p);
+          p += 4;
+          break;
+        case 0xdc:
+          if (p + 2 > len) return -1;
+          pending += (b[p] << 8) | b[p + 1];
+          p += 2;
+          break;
+        case 0xdd:
+          if (p + 4 > len) return -1;
+          pending += u32(b, p);
+          p += 4;
+          break;
+        case 0xde:
+          if (p + 2 > len) return -1;
+          pending += ((b[p] << 8) | b[p + 1]) * 2;
+          p += 2;
+          break;
+        case 0xdf:
+          if (p + 4 > len) return -1;
+          pending += u32(b, p) * 2;
+          p += 4;
+          break;
         // Extensions (fixext 1..16, ext 8/16/32): the type byte and the body.
-        case 0xd4: bytes = 2; break;
-        case 0xd5: bytes = 3; break;
-        case 0xd6: bytes = 5; break;
-        case 0xd7: bytes = 9; break;
-        case 0xd8: bytes = 17; break;
-        case 0xc7: if (p + 1 > len) return -1; bytes = b[p] + 1; p += 1; break;
-        case 0xc8: if (p + 2 > len) return -1; bytes = ((b[p] << 8) | b[p + 1]) + 1; p += 2; break;
-        case 0xc9: if (p + 4 > len) return -1; bytes = u32(b, p) + 1; p += 4; break;
-        default: return -1; // 0xc1: never used
+        case 0xd4:
+          bytes = 2;
+          break;
+        case 0xd5:
+          bytes = 3;
+          break;
+        case 0xd6:
+          bytes = 5;
+          break;
+        case 0xd7:
+          bytes = 9;
+          break;
+        case 0xd8:
+          bytes = 17;
+          break;
+        case 0xc7:
+          if (p + 1 > len) return -1;
+          bytes = b[p] + 1;
+          p += 1;
+          break;
+        case 0xc8:
+          if (p + 2 > len) return -1;
+          bytes = ((b[p] << 8) | b[p + 1]) + 1;
+          p += 2;
+          break;
+        case 0xc9:
+          if (p + 4 > len) return -1;
+          bytes = u32(b, p) + 1;
+          p += 4;
+          break;
+        default:
+          return -1; // 0xc1: never used
       }
     }
     // Each value pending takes at least a byte: more than the bytes left cannot be valid.
@@ -265,9 +411,13 @@ export function findRawData(b: Uint8Array): Uint8Array | null {
   let n: number;
   const t = b[p++];
   if (t >= 0x80 && t <= 0x8f) n = t & 0x0f;
-  else if (t === 0xde && len >= 3) { n = (b[1] << 8) | b[2]; p = 3; }
-  else if (t === 0xdf && len >= 5) { n = u32(b, 1); p = 5; }
-  else return null;
+  else if (t === 0xde && len >= 3) {
+    n = (b[1] << 8) | b[2];
+    p = 3;
+  } else if (t === 0xdf && len >= 5) {
+    n = u32(b, 1);
+    p = 5;
+  } else return null;
   let found: Uint8Array | null = null;
   for (let i = 0; i < n; i++) {
     const k = p;

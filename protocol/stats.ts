@@ -63,7 +63,24 @@ export type Stat = (typeof Stat)[keyof typeof Stat];
 
 /** Names for exporters, in slot order; gauges first. */
 export const STAT_NAMES: Record<Stat, string> = Object.fromEntries(Object.entries(Stat).map(([k, v]) => [v, k.toLowerCase()])) as Record<Stat, string>;
-export const GAUGES: readonly Stat[] = [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.SLAB_CAPACITY, Stat.SLAB_USED, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES, Stat.ACCEPTING_PAUSED, Stat.TOPICS_FULL, Stat.LISTENING, Stat.HEARTBEAT_MS, Stat.HEAP_USED_BYTES, Stat.LOOP_UTILIZATION];
+export const GAUGES: readonly Stat[] = [
+  Stat.SESSIONS,
+  Stat.SUBSCRIPTIONS,
+  Stat.TOPICS_OWNED,
+  Stat.SLAB_CAPACITY,
+  Stat.SLAB_USED,
+  Stat.CACHE_MESSAGES,
+  Stat.CACHE_BYTES,
+  Stat.RING_SPILL_RECORDS,
+  Stat.RING_SPILL_PEAK_BYTES,
+  Stat.RING_SPILL_BYTES,
+  Stat.ACCEPTING_PAUSED,
+  Stat.TOPICS_FULL,
+  Stat.LISTENING,
+  Stat.HEARTBEAT_MS,
+  Stat.HEAP_USED_BYTES,
+  Stat.LOOP_UTILIZATION,
+];
 
 /**
  * Publish-to-write latency histogram (measured inside the server: from the

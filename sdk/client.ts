@@ -404,7 +404,8 @@ export class C10mClient extends Emitter<ClientEvents> {
     // Requests in flight on a lost connection: subs are re-sent on reconnect; publishes fail (applied or not, we cannot know).
     for (const [id, req] of this.requests) {
       if (req.timer) this.clock.clearTimeout(req.timer);
-      if (req.kind === 'pub' && req.reject) req.reject(new C10mError(SdkErrorCode.CONNECTION_LOST, `connection lost before the ack (close ${code}); the publish may or may not have been applied`, req.topic, code));
+      if (req.kind === 'pub' && req.reject)
+        req.reject(new C10mError(SdkErrorCode.CONNECTION_LOST, `connection lost before the ack (close ${code}); the publish may or may not have been applied`, req.topic, code));
       this.requests.delete(id);
     }
     for (const t of this.topics.values()) {

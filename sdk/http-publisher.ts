@@ -67,34 +67,30 @@ export class HttpPublisher {
       return Promise.reject(new C10mError(ErrorCode.BAD_DATA, `data cannot be encoded as ${this.encoding}: ${(e as Error).message}`, topic));
     }
     return new Promise((resolve, reject) => {
-      const req = this.transport.request(
-        this.endpoint,
-        { method: 'POST', agent: this.agent, headers: { ...this.headers, 'content-length': String(body.length) }, timeout: this.timeoutMs },
-        (res) => {
-          const chunks: Buffer[] = [];
-          res.on('data', (c: Buffer) => chunks.push(c));
-          res.on('error', (e) => reject(new C10mError(SdkErrorCode.CONNECTION_LOST, `response failed: ${e.message}`, topic)));
-          res.on('end', () => {
-            const text = Buffer.concat(chunks);
-            const status = res.statusCode ?? 0;
-            let reply: Record<string, unknown> | null = null;
-            try {
-              const ct = String(res.headers['content-type'] ?? '');
-              reply = ct.startsWith('application/msgpack') ? (unpackr.unpack(text) as Record<string, unknown>) : JSON.parse(text.toString('utf8'));
-            } catch {
-              reply = null;
-            }
-            const error = reply?.error as { code?: string; message?: string } | undefined;
-            if (status >= 200 && status < 300 && reply !== null && typeof reply.seq === 'number' && typeof reply.epoch === 'number') {
-              resolve({ epoch: reply.epoch, seq: reply.seq });
-            } else if (error && typeof error.code === 'string') {
-              reject(new C10mError(error.code as ErrorCode, error.message ?? `HTTP ${status}`, topic, status));
-            } else {
-              reject(new C10mError(SdkErrorCode.BAD_RESPONSE, `HTTP ${status} with a body that is not a c10m reply: ${text.toString('utf8').slice(0, 200)}`, topic, status));
-            }
-          });
-        },
-      );
+      const req = this.transport.request(this.endpoint, { method: 'POST', agent: this.agent, headers: { ...this.headers, 'content-length': String(body.length) }, timeout: this.timeoutMs }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (e) => reject(new C10mError(SdkErrorCode.CONNECTION_LOST, `response failed: ${e.message}`, topic)));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks);
+          const status = res.statusCode ?? 0;
+          let reply: Record<string, unknown> | null = null;
+          try {
+            const ct = String(res.headers['content-type'] ?? '');
+            reply = ct.startsWith('application/msgpack') ? (unpackr.unpack(text) as Record<string, unknown>) : JSON.parse(text.toString('utf8'));
+          } catch {
+            reply = null;
+          }
+          const error = reply?.error as { code?: string; message?: string } | undefined;
+          if (status >= 200 && status < 300 && reply !== null && typeof reply.seq === 'number' && typeof reply.epoch === 'number') {
+            resolve({ epoch: reply.epoch, seq: reply.seq });
+          } else if (error && typeof error.code === 'string') {
+            reject(new C10mError(error.code as ErrorCode, error.message ?? `HTTP ${status}`, topic, status));
+          } else {
+            reject(new C10mError(SdkErrorCode.BAD_RESPONSE, `HTTP ${status} with a body that is not a c10m reply: ${text.toString('utf8').slice(0, 200)}`, topic, status));
+          }
+        });
+      });
       req.on('socket', (socket) => {
         if (this.sockets.has(socket)) return;
         this.sockets.add(socket);
@@ -105,7 +101,9 @@ export class HttpPublisher {
         timedOut = true;
         req.destroy(new Error(`no answer within ${this.timeoutMs} ms`));
       });
-      req.on('error', (e) => reject(new C10mError(timedOut ? SdkErrorCode.TIMEOUT : SdkErrorCode.CONNECTION_LOST, `POST ${this.endpoint.href} failed: ${e.message}; the publish may or may not have been applied`, topic)));
+      req.on('error', (e) =>
+        reject(new C10mError(timedOut ? SdkErrorCode.TIMEOUT : SdkErrorCode.CONNECTION_LOST, `POST ${this.endpoint.href} failed: ${e.message}; the publish may or may not have been applied`, topic)),
+      );
       req.end(body);
     });
   }

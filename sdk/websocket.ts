@@ -7,6 +7,6 @@ import type { WebSocketConstructor } from './transport';
 export function defaultWebSocket(): WebSocketConstructor {
   const platform = (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
   if (typeof platform === 'function') return platform;
-   
+
   return require('ws') as WebSocketConstructor;
 }

@@ -38,7 +38,10 @@ export class AdminServer {
   /** `Bearer <token>` as bytes, or null when no token is set. */
   private readonly expected: Buffer | null;
 
-  constructor(private readonly options: AdminOptions, private readonly log: Logger) {
+  constructor(
+    private readonly options: AdminOptions,
+    private readonly log: Logger,
+  ) {
     this.expected = options.token === '' ? null : Buffer.from(`Bearer ${options.token}`, 'utf8');
   }
 

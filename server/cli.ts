@@ -85,7 +85,6 @@ function registerOptional(program: Command): void {
   ] as const) {
     let loaded: Record<string, unknown>;
     try {
-       
       loaded = require(mod);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' && (err as Error).message.includes(mod.slice(3))) continue;
@@ -112,7 +111,15 @@ export function buildProgram(): Command {
   // A usage error is one line: commander's message and where to look, never a stack.
   for (const c of [program, ...program.commands]) {
     c.exitOverride();
-    c.configureOutput({ outputError: (str, write) => write(`c10m: ${str.trim().replace(/^error: /, '').replace(/\s*\n\s*/g, ' ')} (see c10m ${c === program ? '' : c.name() + ' '}--help)\n`) });
+    c.configureOutput({
+      outputError: (str, write) =>
+        write(
+          `c10m: ${str
+            .trim()
+            .replace(/^error: /, '')
+            .replace(/\s*\n\s*/g, ' ')} (see c10m ${c === program ? '' : c.name() + ' '}--help)\n`,
+        ),
+    });
   }
   return program;
 }

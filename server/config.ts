@@ -70,32 +70,166 @@ export const OPTIONS: OptionSpec[] = [
   { key: 'port', flag: 'port', kind: 'int', min: 0, max: 65535, help: 'public port (WebSocket /v1/ws, HTTP POST /v1/publish); 0 picks a free port', default: () => 8080 },
   { key: 'adminHost', flag: 'admin-host', kind: 'host', help: 'address the admin port binds to (metrics, health); keep it private', default: () => '127.0.0.1' },
   { key: 'adminPort', flag: 'admin-port', kind: 'int', min: 0, max: 65535, help: 'admin port (/metrics, /jmx, /dashboard, /healthz, /readyz); 0 picks a free port', default: () => 9090 },
-  { key: 'adminToken', flag: 'admin-token', kind: 'string', help: 'bearer token required on the admin port (empty: none; required when --admin-host is not a loopback address, unless --admin-public)', default: () => '' },
-  { key: 'adminPublic', flag: 'admin-public', kind: 'bool', help: 'serve the admin port on a non-loopback --admin-host without --admin-token, every figure open to whoever reaches it (e.g. a private network or a NetworkPolicy guards it)', default: () => false },
+  {
+    key: 'adminToken',
+    flag: 'admin-token',
+    kind: 'string',
+    help: 'bearer token required on the admin port (empty: none; required when --admin-host is not a loopback address, unless --admin-public)',
+    default: () => '',
+  },
+  {
+    key: 'adminPublic',
+    flag: 'admin-public',
+    kind: 'bool',
+    help: 'serve the admin port on a non-loopback --admin-host without --admin-token, every figure open to whoever reaches it (e.g. a private network or a NetworkPolicy guards it)',
+    default: () => false,
+  },
   { key: 'workgroups', flag: 'workgroups', kind: 'int', min: 1, max: 32, help: 'worker threads serving the public port (default: one per core)', default: () => Math.min(32, availableParallelism()) },
   { key: 'maxPayloadBytes', flag: 'max-payload-bytes', kind: 'int', min: 1, max: 16 * 1024 * 1024, help: 'largest publish data, in bytes once encoded', default: () => 64 * 1024 },
-  { key: 'maxBackpressureBytes', flag: 'max-backpressure-bytes', kind: 'int', min: 1024, max: 1024 * 1024 * 1024, help: 'unsent bytes a session may hold before it is closed as a slow consumer (4000)', default: () => 256 * 1024 },
-  { key: 'idleTimeoutSeconds', flag: 'idle-timeout-seconds', kind: 'int', min: 0, max: 960, help: 'close a session silent this long (pings are automatic); 0 disables; otherwise 8..960', default: () => 120, check: (v) => (v !== 0 && v < 8 ? 'must be 0 or at least 8' : null) },
+  {
+    key: 'maxBackpressureBytes',
+    flag: 'max-backpressure-bytes',
+    kind: 'int',
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+    help: 'unsent bytes a session may hold before it is closed as a slow consumer (4000)',
+    default: () => 256 * 1024,
+  },
+  {
+    key: 'idleTimeoutSeconds',
+    flag: 'idle-timeout-seconds',
+    kind: 'int',
+    min: 0,
+    max: 960,
+    help: 'close a session silent this long (pings are automatic); 0 disables; otherwise 8..960',
+    default: () => 120,
+    check: (v) => (v !== 0 && v < 8 ? 'must be 0 or at least 8' : null),
+  },
   { key: 'drainTimeoutSeconds', flag: 'drain-timeout-seconds', kind: 'int', min: 0, max: 3600, help: 'on SIGTERM, how long to wait for sessions to close before exiting', default: () => 10 },
   { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', kind: 'int', min: 0, max: 10_000_000, help: 'sessions one client address may hold (0: no limit)', default: () => 0 },
   { key: 'maxSubscriptionsPerSession', flag: 'max-subscriptions-per-session', kind: 'int', min: 1, max: 1_000_000, help: 'topics one session may subscribe to', default: () => 1024 },
-  { key: 'maxCommandsPerSecond', flag: 'max-commands-per-second', kind: 'int', min: 0, max: 10_000_000, help: 'commands (pub, sub, unsub, ping) one session may send per second; past it they are refused with RATE_LIMITED, and a session that keeps going over is closed (4001); 0: no limit', default: () => 10_000 },
-  { key: 'maxBytesPerSecond', flag: 'max-bytes-per-second', kind: 'int', min: 0, max: 4 * 1024 * 1024 * 1024, help: 'bytes of commands one session may send per second (as --max-commands-per-second); 0: no limit', default: () => 16 * 1024 * 1024 },
-  { key: 'maxTopics', flag: 'max-topics', kind: 'int', min: 1, max: 1_000_000_000, help: 'topics the node holds at once (split among workgroups); a publish or subscription that would create one more is refused with TOO_MANY_TOPICS', default: () => 2_000_000 },
-  { key: 'maxSessions', flag: 'max-sessions', kind: 'int', min: 1, max: 100_000_000, help: 'sessions this node is sized for (checked against the descriptor limit at start; `c10m doctor` checks the same default)', default: () => DEFAULT_MAX_SESSIONS },
-  { key: 'benchmarkMode', flag: 'benchmark-mode', kind: 'bool', help: "spread connections by the kernel's 4-tuple hash instead of by client address (load generators on few addresses)", default: () => false },
-  { key: 'allowSlowFallback', flag: 'allow-slow-fallback', kind: 'bool', help: "start even if uWebSockets.js's native binary does not load (its pure-JS fallback is many times slower)", default: () => false },
+  {
+    key: 'maxCommandsPerSecond',
+    flag: 'max-commands-per-second',
+    kind: 'int',
+    min: 0,
+    max: 10_000_000,
+    help: 'commands (pub, sub, unsub, ping) one session may send per second; past it they are refused with RATE_LIMITED, and a session that keeps going over is closed (4001); 0: no limit',
+    default: () => 10_000,
+  },
+  {
+    key: 'maxBytesPerSecond',
+    flag: 'max-bytes-per-second',
+    kind: 'int',
+    min: 0,
+    max: 4 * 1024 * 1024 * 1024,
+    help: 'bytes of commands one session may send per second (as --max-commands-per-second); 0: no limit',
+    default: () => 16 * 1024 * 1024,
+  },
+  {
+    key: 'maxTopics',
+    flag: 'max-topics',
+    kind: 'int',
+    min: 1,
+    max: 1_000_000_000,
+    help: 'topics the node holds at once (split among workgroups); a publish or subscription that would create one more is refused with TOO_MANY_TOPICS',
+    default: () => 2_000_000,
+  },
+  {
+    key: 'maxSessions',
+    flag: 'max-sessions',
+    kind: 'int',
+    min: 1,
+    max: 100_000_000,
+    help: 'sessions this node is sized for (checked against the descriptor limit at start; `c10m doctor` checks the same default)',
+    default: () => DEFAULT_MAX_SESSIONS,
+  },
+  {
+    key: 'benchmarkMode',
+    flag: 'benchmark-mode',
+    kind: 'bool',
+    help: "spread connections by the kernel's 4-tuple hash instead of by client address (load generators on few addresses)",
+    default: () => false,
+  },
+  {
+    key: 'allowSlowFallback',
+    flag: 'allow-slow-fallback',
+    kind: 'bool',
+    help: "start even if uWebSockets.js's native binary does not load (its pure-JS fallback is many times slower)",
+    default: () => false,
+  },
   { key: 'cacheMessages', flag: 'cache-messages', kind: 'int', min: 0, max: 1_000_000, help: 'messages kept per topic for resume (guaranteed delivery); 0 turns the cache off', default: () => 1000 },
   { key: 'cacheSeconds', flag: 'cache-seconds', kind: 'int', min: 1, max: 7 * 86400, help: 'oldest message kept in a topic cache, in seconds', default: () => 180 },
-  { key: 'cacheTopicBytes', flag: 'cache-topic-bytes', kind: 'int', min: 1024, max: 1024 * 1024 * 1024, help: 'most bytes cached per topic (payload plus 24 bytes a message)', default: () => 1024 * 1024 },
-  { key: 'cacheBytes', flag: 'cache-bytes', kind: 'int', min: 1024 * 1024, max: 512 * 1024 * 1024 * 1024, help: 'most bytes cached over all topics of the node (split evenly among workgroups; the oldest messages go first)', default: () => 256 * 1024 * 1024 },
-  { key: 'snapshotTtlSeconds', flag: 'snapshot-ttl-seconds', kind: 'int', min: 0, max: 365 * 86400, help: 'how long a retained message stays the topic snapshot; 0 keeps it until replaced', default: () => 0 },
-  { key: 'maxRingSpillBytes', flag: 'max-ring-spill-bytes', kind: 'int', min: 65536, max: 16 * 1024 * 1024 * 1024, help: 'bytes of records a workgroup may queue for full rings (subscribers\' workgroups falling behind); past it, in any workgroup, publishes are refused with OVERLOADED (HTTP 503) until the rings drain', default: () => 64 * 1024 * 1024 },
-  { key: 'ringBytes', flag: 'ring-bytes', kind: 'int', min: 4096, max: 1024 * 1024 * 1024, help: 'bytes of each ring between two workgroups (rounded up to a power of two; at least max-payload-bytes + 2048)', default: () => 4 * 1024 * 1024 },
-  { key: 'corsOrigins', flag: 'cors-origins', kind: 'origins', help: "web origins allowed to POST /v1/publish from a browser and to open sessions: comma-separated exact origins (https://app.example.com) or *; none by default (cross-origin publishes refused 403, upgrades from any origin allowed)", default: () => [] },
-  { key: 'maxRestartDelayMs', flag: 'max-restart-delay-ms', kind: 'int', min: 100, max: 600_000, help: 'longest wait before restarting a workgroup that died (the wait doubles from 50 ms per death in a row; a workgroup is never given up on)', default: () => 30_000 },
+  {
+    key: 'cacheTopicBytes',
+    flag: 'cache-topic-bytes',
+    kind: 'int',
+    min: 1024,
+    max: 1024 * 1024 * 1024,
+    help: 'most bytes cached per topic (payload plus 24 bytes a message)',
+    default: () => 1024 * 1024,
+  },
+  {
+    key: 'cacheBytes',
+    flag: 'cache-bytes',
+    kind: 'int',
+    min: 1024 * 1024,
+    max: 512 * 1024 * 1024 * 1024,
+    help: 'most bytes cached over all topics of the node (split evenly among workgroups; the oldest messages go first)',
+    default: () => 256 * 1024 * 1024,
+  },
+  {
+    key: 'snapshotTtlSeconds',
+    flag: 'snapshot-ttl-seconds',
+    kind: 'int',
+    min: 0,
+    max: 365 * 86400,
+    help: 'how long a retained message stays the topic snapshot; 0 keeps it until replaced',
+    default: () => 0,
+  },
+  {
+    key: 'maxRingSpillBytes',
+    flag: 'max-ring-spill-bytes',
+    kind: 'int',
+    min: 65536,
+    max: 16 * 1024 * 1024 * 1024,
+    help: "bytes of records a workgroup may queue for full rings (subscribers' workgroups falling behind); past it, in any workgroup, publishes are refused with OVERLOADED (HTTP 503) until the rings drain",
+    default: () => 64 * 1024 * 1024,
+  },
+  {
+    key: 'ringBytes',
+    flag: 'ring-bytes',
+    kind: 'int',
+    min: 4096,
+    max: 1024 * 1024 * 1024,
+    help: 'bytes of each ring between two workgroups (rounded up to a power of two; at least max-payload-bytes + 2048)',
+    default: () => 4 * 1024 * 1024,
+  },
+  {
+    key: 'corsOrigins',
+    flag: 'cors-origins',
+    kind: 'origins',
+    help: 'web origins allowed to POST /v1/publish from a browser and to open sessions: comma-separated exact origins (https://app.example.com) or *; none by default (cross-origin publishes refused 403, upgrades from any origin allowed)',
+    default: () => [],
+  },
+  {
+    key: 'maxRestartDelayMs',
+    flag: 'max-restart-delay-ms',
+    kind: 'int',
+    min: 100,
+    max: 600_000,
+    help: 'longest wait before restarting a workgroup that died (the wait doubles from 50 ms per death in a row; a workgroup is never given up on)',
+    default: () => 30_000,
+  },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
-  { key: 'logFormat', flag: 'log-format', kind: 'choice', choices: LOG_FORMATS, help: 'log format: json (one JSON object a line, for collectors), pretty (for people), or auto: pretty when stdout is a terminal, json otherwise', default: () => 'auto' },
+  {
+    key: 'logFormat',
+    flag: 'log-format',
+    kind: 'choice',
+    choices: LOG_FORMATS,
+    help: 'log format: json (one JSON object a line, for collectors), pretty (for people), or auto: pretty when stdout is a terminal, json otherwise',
+    default: () => 'auto',
+  },
 ];
 
 export class ConfigError extends Error {}
@@ -132,7 +266,12 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
       if (typeof raw === 'string' && raw.length > 0 && raw.length <= 255 && /^[A-Za-z0-9.:\-_[\]%]+$/.test(raw)) return raw;
       throw new ConfigError(`${where}: expected a host name or address, got ${JSON.stringify(raw)}`);
     case 'origins': {
-      const list = typeof raw === 'string' ? parseCorsOrigins(raw) : Array.isArray(raw) && raw.every((o) => typeof o === 'string') ? parseCorsOrigins(raw.join(',')) : 'expected a comma-separated list of origins';
+      const list =
+        typeof raw === 'string'
+          ? parseCorsOrigins(raw)
+          : Array.isArray(raw) && raw.every((o) => typeof o === 'string')
+            ? parseCorsOrigins(raw.join(','))
+            : 'expected a comma-separated list of origins';
       if (typeof list === 'string') throw new ConfigError(`${where}: ${list}`);
       return list;
     }
@@ -202,7 +341,10 @@ export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env
 
 /** Parses the --cors-origins value: comma-separated exact origins, or '*'. Returns the list, or an error sentence. */
 export function parseCorsOrigins(raw: string): string[] | string {
-  const list = raw.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const list = raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
   for (const o of list) {
     if (o === '*') continue;
     if (!/^https?:\/\/[A-Za-z0-9.\-[\]:]+$/.test(o)) return `"${o}" is not an origin (scheme://host[:port], no path or trailing slash) or *`;
@@ -213,7 +355,10 @@ export function parseCorsOrigins(raw: string): string[] | string {
 
 /** 127.0.0.0/8, ::1 (also as ::ffff:127.x.y.z or in brackets) and localhost: reachable from this host only. */
 export function isLoopbackHost(host: string): boolean {
-  const h = host.toLowerCase().replace(/^\[(.*)\]$/, '$1').replace(/%.*$/, '');
+  const h = host
+    .toLowerCase()
+    .replace(/^\[(.*)\]$/, '$1')
+    .replace(/%.*$/, '');
   if (h === 'localhost') return true;
   if (/^0*:(0*:)*0*1$/.test(h) || h === '::1') return true;
   const v4 = h.startsWith('::ffff:') ? h.slice(7) : h;

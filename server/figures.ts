@@ -132,4 +132,3 @@ export function openDescriptors(): number | null {
     return null;
   }
 }
-

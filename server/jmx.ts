@@ -129,7 +129,10 @@ export class JmxView {
   private samples: StatsSnapshot[] = [];
   private timer: NodeJS.Timeout | null = null;
 
-  constructor(private readonly figures: Figures, options: JmxOptions = {}) {
+  constructor(
+    private readonly figures: Figures,
+    options: JmxOptions = {},
+  ) {
     this.windowMs = (options.windowSeconds ?? JMX_WINDOW_SECONDS) * 1000;
     this.sampleIntervalMs = options.sampleIntervalMs ?? JMX_SAMPLE_INTERVAL_MS;
   }
@@ -243,7 +246,7 @@ export class JmxView {
       WorkgroupCount: now.blocks.length,
       WorkgroupsListening: now.listening,
       WorkgroupRestarts: now.totalRestarts,
-      CpuPercent: spanMs < 1 ? 0 : (cpuMicros / 10) / spanMs,
+      CpuPercent: spanMs < 1 ? 0 : cpuMicros / 10 / spanMs,
       CpuCores: proc.cores,
       RSS: proc.memory.rss,
       HeapUsed: proc.memory.heapUsed,

@@ -11,7 +11,6 @@ import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_SUM, Stat } from '../protocol/stats';
 import type { Figures, ProcessFigures, StatsSnapshot } from './figures';
 
- 
 const VERSION = require('../../package.json').version as string;
 
 type Labels = Record<string, string | number>;
@@ -62,21 +61,51 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
   // rings between workgroups
   { slot: Stat.RING_RECORDS_OUT, name: 'c10m_ring_records_out_total', kind: 'counter', help: 'Records the workgroup wrote into rings to other workgroups.' },
   { slot: Stat.RING_RECORDS_IN, name: 'c10m_ring_records_in_total', kind: 'counter', help: 'Records the workgroup read from rings of other workgroups.' },
-  { slot: Stat.RING_FULL_EVENTS, name: 'c10m_ring_full_total', kind: 'counter', help: 'Times a producer found its ring to another workgroup full and started spilling (one per spell, however many records went through the spill).' },
+  {
+    slot: Stat.RING_FULL_EVENTS,
+    name: 'c10m_ring_full_total',
+    kind: 'counter',
+    help: 'Times a producer found its ring to another workgroup full and started spilling (one per spell, however many records went through the spill).',
+  },
   { slot: Stat.RING_WAKEUPS, name: 'c10m_ring_wakeups_total', kind: 'counter', help: 'Times the workgroup was woken by a ring doorbell.' },
   { slot: Stat.RING_SPILL_RECORDS, name: 'c10m_ring_spill_records', kind: 'gauge', help: 'Records waiting in spill queues for room in a ring.' },
-  { slot: Stat.RING_SPILL_BYTES, name: 'c10m_ring_spill_bytes', kind: 'gauge', help: 'Bytes waiting in the workgroup\'s spill queues for room in a ring; past --max-ring-spill-bytes in any workgroup, publishes are refused with OVERLOADED.' },
-  { slot: Stat.PUBLISHES_OVERLOADED, name: 'c10m_publishes_overloaded_total', kind: 'counter', help: 'Publishes refused with OVERLOADED (HTTP 503) because the rings between workgroups were backed up past --max-ring-spill-bytes.' },
+  {
+    slot: Stat.RING_SPILL_BYTES,
+    name: 'c10m_ring_spill_bytes',
+    kind: 'gauge',
+    help: "Bytes waiting in the workgroup's spill queues for room in a ring; past --max-ring-spill-bytes in any workgroup, publishes are refused with OVERLOADED.",
+  },
+  {
+    slot: Stat.PUBLISHES_OVERLOADED,
+    name: 'c10m_publishes_overloaded_total',
+    kind: 'counter',
+    help: 'Publishes refused with OVERLOADED (HTTP 503) because the rings between workgroups were backed up past --max-ring-spill-bytes.',
+  },
   { slot: Stat.RATE_LIMITED, name: 'c10m_rate_limited_total', kind: 'counter', help: 'Commands refused with RATE_LIMITED: the session was over --max-commands-per-second or --max-bytes-per-second.' },
   { slot: Stat.RATE_LIMIT_CLOSES, name: 'c10m_rate_limit_closes_total', kind: 'counter', help: 'Sessions closed with 4001 for staying over their command budget.' },
   { slot: Stat.TOPICS_REFUSED, name: 'c10m_topics_refused_total', kind: 'counter', help: 'Publishes and subscriptions refused with TOO_MANY_TOPICS (the node held --max-topics).' },
   { slot: Stat.TOPICS_RELEASED, name: 'c10m_topics_released_total', kind: 'counter', help: 'Idle topic rows released (no subscribers, nothing cached or retained).' },
   { slot: Stat.TOPICS_FULL, name: 'c10m_topics_full', kind: 'gauge', help: '1 while the workgroup owns its share of --max-topics.' },
   { slot: Stat.ACCEPTING_PAUSED, name: 'c10m_accepting_paused', kind: 'gauge', help: '1 while the workgroup does not accept connections because the process is out of file descriptors.' },
-  { slot: Stat.ACCEPT_PAUSES, name: 'c10m_accept_pauses_total', kind: 'counter', help: 'Times the workgroup stopped accepting for lack of file descriptors (EMFILE): connections meanwhile are refused by the kernel.' },
-  { slot: Stat.DELIVERY_ERRORS, name: 'c10m_delivery_errors_total', kind: 'counter', help: 'Message frames that could not be made for one encoding (the message was not delivered in that encoding; logged). Should stay 0.' },
+  {
+    slot: Stat.ACCEPT_PAUSES,
+    name: 'c10m_accept_pauses_total',
+    kind: 'counter',
+    help: 'Times the workgroup stopped accepting for lack of file descriptors (EMFILE): connections meanwhile are refused by the kernel.',
+  },
+  {
+    slot: Stat.DELIVERY_ERRORS,
+    name: 'c10m_delivery_errors_total',
+    kind: 'counter',
+    help: 'Message frames that could not be made for one encoding (the message was not delivered in that encoding; logged). Should stay 0.',
+  },
   { slot: Stat.LOGS_SUPPRESSED, name: 'c10m_logs_suppressed_total', kind: 'counter', help: 'Error log lines not written because their cause had already logged its share this minute.' },
-  { slot: Stat.RING_SPILL_PEAK_BYTES, name: 'c10m_ring_spill_peak_bytes', kind: 'gauge', help: 'The most bytes one spill queue of the workgroup has held at once since the workgroup started (replays are paced by ring space and add at most two batch records each).' },
+  {
+    slot: Stat.RING_SPILL_PEAK_BYTES,
+    name: 'c10m_ring_spill_peak_bytes',
+    kind: 'gauge',
+    help: 'The most bytes one spill queue of the workgroup has held at once since the workgroup started (replays are paced by ring space and add at most two batch records each).',
+  },
   // message cache and resume
   { slot: Stat.CACHE_MESSAGES, name: 'c10m_cache_messages', kind: 'gauge', help: 'Messages held in topic caches (for resume).' },
   { slot: Stat.CACHE_BYTES, name: 'c10m_cache_bytes', kind: 'gauge', help: 'Bytes held in topic caches.' },
@@ -121,8 +150,12 @@ export class PromMetrics {
     this.registry.removeSingleMetric('process_open_fds');
     this.add('process_open_fds', 'Number of open file descriptors.', 'gauge', (s) => optional(s.process.openDescriptors));
     for (const f of SLOT_FAMILIES) this.add(f.name, f.help, f.kind, (s) => slotSamples(s.stats, f));
-    this.add('c10m_publish_to_write_latency_seconds', 'Publish-to-write latency inside the server: from a publish arriving at a workgroup to its frames handed to uWS for writing.', 'histogram', (s) => latencySamples(s.stats));
-    this.add('c10m_workgroup_restarts_total', 'Times the supervisor restarted the workgroup after its thread ended.', 'counter', (s) => s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })));
+    this.add('c10m_publish_to_write_latency_seconds', 'Publish-to-write latency inside the server: from a publish arriving at a workgroup to its frames handed to uWS for writing.', 'histogram', (s) =>
+      latencySamples(s.stats),
+    );
+    this.add('c10m_workgroup_restarts_total', 'Times the supervisor restarted the workgroup after its thread ended.', 'counter', (s) =>
+      s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })),
+    );
     this.add('c10m_workgroup_heartbeat_age_seconds', 'Seconds since the workgroup last wrote its once-a-second heartbeat (a stuck event loop grows it).', 'gauge', (s) =>
       s.stats.heartbeatAgeSeconds.flatMap((age, id) => (age === null ? [] : [{ value: age, labels: { workgroup: id } }])),
     );
@@ -131,15 +164,20 @@ export class PromMetrics {
     this.add('c10m_workgroups_listening', 'Workgroups listening on the public port.', 'gauge', (s) => [{ value: s.stats.listening }]);
     this.add('c10m_workgroups_down', 'Workgroups that died and are not listening again yet (being restarted; /healthz answers 503 meanwhile).', 'gauge', (s) => [{ value: s.stats.down }]);
     // native-io: arenas (huge pages) and which path it took
-    this.add('c10m_arena_bytes', 'Bytes of live shared arenas (rings, slabs, caches) by the memory they got: hugetlb (MAP_HUGETLB), thp (transparent huge pages), normal pages, or js (the fallback; main thread only).', 'gauge', (s) => {
-      const a = s.process.arena;
-      return [
-        { value: a.hugetlbBytes, labels: { path: 'hugetlb' } },
-        { value: a.thpBytes, labels: { path: 'thp' } },
-        { value: a.normalBytes, labels: { path: 'normal' } },
-        { value: a.jsBytes, labels: { path: 'js' } },
-      ];
-    });
+    this.add(
+      'c10m_arena_bytes',
+      'Bytes of live shared arenas (rings, slabs, caches) by the memory they got: hugetlb (MAP_HUGETLB), thp (transparent huge pages), normal pages, or js (the fallback; main thread only).',
+      'gauge',
+      (s) => {
+        const a = s.process.arena;
+        return [
+          { value: a.hugetlbBytes, labels: { path: 'hugetlb' } },
+          { value: a.thpBytes, labels: { path: 'thp' } },
+          { value: a.normalBytes, labels: { path: 'normal' } },
+          { value: a.jsBytes, labels: { path: 'js' } },
+        ];
+      },
+    );
     this.add('c10m_native_io_info', "native-io's path: native (the addon is loaded) or fallback (pure JS); disabled_by_env is C10M_NATIVE_DISABLED=1.", 'gauge', (s) => [
       { value: 1, labels: { path: s.process.native.loaded ? 'native' : 'fallback', disabled_by_env: String(s.process.native.disabledByEnv) } },
     ]);
@@ -151,7 +189,9 @@ export class PromMetrics {
       return out;
     });
     this.add('c10m_hugepage_size_bytes', 'Size of one huge page.', 'gauge', (s) => optional(s.process.limits?.hugepageSizeBytes));
-    this.add('c10m_transparent_hugepage_info', 'Transparent huge page mode of the kernel.', 'gauge', (s) => (s.process.limits?.thpMode ? [{ value: 1, labels: { mode: s.process.limits.thpMode } }] : []));
+    this.add('c10m_transparent_hugepage_info', 'Transparent huge page mode of the kernel.', 'gauge', (s) =>
+      s.process.limits?.thpMode ? [{ value: 1, labels: { mode: s.process.limits.thpMode } }] : [],
+    );
     // descriptors (every session is one)
     this.add('c10m_open_descriptors', 'File descriptors this process holds (sessions, listen sockets, files).', 'gauge', (s) => optional(s.process.openDescriptors));
     this.add('c10m_descriptor_limit', "This process's RLIMIT_NOFILE (soft: in force; hard: the most it may raise to), and the kernel's fs.nr_open and fs.file-max.", 'gauge', (s) => {

@@ -22,13 +22,19 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   // Refuses (throws UwsFallbackRefused) before any thread starts, unless the fallback is allowed.
   const uws = loadUws(config.allowSlowFallback);
   if (!uws.native) {
-    log.warn({ reason: uws.nativeError }, '!!! uWebSockets.js native binary did not load: serving on its SLOW pure-JS fallback because --allow-slow-fallback is set. Do not run production like this. !!!');
+    log.warn(
+      { reason: uws.nativeError },
+      '!!! uWebSockets.js native binary did not load: serving on its SLOW pure-JS fallback because --allow-slow-fallback is set. Do not run production like this. !!!',
+    );
   }
   const supervisor = new Supervisor(config, log);
   const admin = new AdminServer({ host: config.adminHost, port: config.adminPort, token: config.adminToken }, log);
   let shuttingDown = false;
   if (config.adminToken === '' && !isLoopbackHost(config.adminHost)) {
-    log.warn({ adminHost: config.adminHost }, `!!! the admin port on ${config.adminHost} has no --admin-token (--admin-public is set): every figure and the dashboard are open to whoever reaches it !!!`);
+    log.warn(
+      { adminHost: config.adminHost },
+      `!!! the admin port on ${config.adminHost} has no --admin-token (--admin-public is set): every figure and the dashboard are open to whoever reaches it !!!`,
+    );
   }
   // Liveness tells the truth: 503 while a workgroup that died is not listening again (its topics cannot be served).
   admin.route('/healthz', (_req, res) => {
@@ -56,7 +62,8 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       const count = Number(url.searchParams.get('count'));
       if (req.method !== 'POST') return sendJson(res, 405, { error: { code: 'METHOD_NOT_ALLOWED', message: 'POST /debug/fail-commands?workgroup=N&count=M' } });
       if (!Number.isInteger(count) || count < 1 || count > 1_000_000) return sendJson(res, 400, { error: { code: 'BAD_REQUEST', message: 'count must be a whole number from 1 to 1000000' } });
-      if (!Number.isInteger(id) || !supervisor.failCommands(id, count)) return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no running workgroup ${url.searchParams.get('workgroup')}` } });
+      if (!Number.isInteger(id) || !supervisor.failCommands(id, count))
+        return sendJson(res, 404, { error: { code: 'NOT_FOUND', message: `no running workgroup ${url.searchParams.get('workgroup')}` } });
       sendJson(res, 202, { failing: id, count });
     });
     admin.routePost('/debug/stall', (req, res) => {

@@ -69,10 +69,22 @@ export class Supervisor extends EventEmitter {
   private boundPort = 0;
   totalRestarts = 0;
 
-  constructor(private readonly config: Config, private readonly log: Logger) {
+  constructor(
+    private readonly config: Config,
+    private readonly log: Logger,
+  ) {
     super();
     this.stats = Array.from({ length: config.workgroups }, () => new SharedArrayBuffer(STATS_BYTES));
-    this.slots = Array.from({ length: config.workgroups }, () => ({ worker: null, listening: false, restarts: 0, deathsInARow: 0, listeningSinceMs: 0, downSinceMs: 0, nextRestartAtMs: 0, uwsNative: true }));
+    this.slots = Array.from({ length: config.workgroups }, () => ({
+      worker: null,
+      listening: false,
+      restarts: 0,
+      deathsInARow: 0,
+      listeningSinceMs: 0,
+      downSinceMs: 0,
+      nextRestartAtMs: 0,
+      uwsNative: true,
+    }));
     const n = config.workgroups;
     const dataBytes = ringDataBytes(config.ringBytes);
     this.rings = [];

@@ -193,7 +193,10 @@ export const Ring = {
 /** Thrown for a record that can never fit in the ring. */
 export class RecordTooLargeError extends RangeError {
   readonly code = 'RING_RECORD_TOO_LARGE';
-  constructor(readonly payloadBytes: number, readonly maxPayloadBytes: number) {
+  constructor(
+    readonly payloadBytes: number,
+    readonly maxPayloadBytes: number,
+  ) {
     super(`ring: a record of ${payloadBytes} bytes can never fit; this ring carries at most ${maxPayloadBytes} bytes per record`);
     this.name = 'RecordTooLargeError';
   }
@@ -224,7 +227,8 @@ export class Doorbell {
 
   constructor(sab: SharedArrayBuffer, byteOffset = 0) {
     if (!(sab instanceof SharedArrayBuffer)) throw new TypeError('doorbell: expected a SharedArrayBuffer');
-    if (byteOffset % 64 !== 0 || byteOffset + Doorbell.BYTES > sab.byteLength) throw new RangeError(`doorbell: ${Doorbell.BYTES} bytes at offset ${byteOffset} (a multiple of 64) must fit in the buffer`);
+    if (byteOffset % 64 !== 0 || byteOffset + Doorbell.BYTES > sab.byteLength)
+      throw new RangeError(`doorbell: ${Doorbell.BYTES} bytes at offset ${byteOffset} (a multiple of 64) must fit in the buffer`);
     this.words = new Int32Array(sab, byteOffset, Doorbell.BYTES >> 2);
   }
 

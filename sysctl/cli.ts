@@ -7,15 +7,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatDoctorReport, runDoctor } from './doctor';
-import {
-  computeProfile,
-  descriptorsNeeded,
-  MAX_PROFILE_SESSIONS,
-  renderLimits,
-  renderSysctl,
-  sessionsForDescriptors,
-  sessionsLabel,
-} from './profile';
+import { computeProfile, descriptorsNeeded, MAX_PROFILE_SESSIONS, renderLimits, renderSysctl, sessionsForDescriptors, sessionsLabel } from './profile';
 import * as system from './system';
 import { DEFAULT_MAX_SESSIONS } from './costs';
 
@@ -121,7 +113,7 @@ export function registerOpsCommands(program: Command): void {
     .command('sysctl')
     .description('print the sysctl.d and limits.conf files computed for a target number of sessions, one comment per line saying why')
     .option('--sessions <n>', `target concurrent sessions on this host (10000000, 10m, 500k; default ${DEFAULT_SESSIONS}, serve's --max-sessions default)`, parseSessions, DEFAULT_SESSIONS)
-    .option('--workgroups <w>', 'workgroups the server will run (default: this machine\'s cores)', parseWorkgroups)
+    .option('--workgroups <w>', "workgroups the server will run (default: this machine's cores)", parseWorkgroups)
     .option('--memory-per-session <bytes>', 'arena bytes per session, for huge pages and memory (default: measured 1024)', parseBytes)
     .addOption(new Option('--format <format>', 'which file to print').choices(['sysctl', 'limits', 'both']).default('both'))
     .option('--out <dir>', 'write c10m-<N>.conf and limits-<N>.conf into this folder instead of printing them')
@@ -132,7 +124,7 @@ export function registerOpsCommands(program: Command): void {
     .command('doctor')
     .description('compare what N sessions need with this system (limits, sysctls, huge pages, memory, cores, conntrack, IRQs); exit 0 only when every check passes')
     .option('--sessions <n>', `target concurrent sessions on this host (default ${DEFAULT_SESSIONS}, serve's --max-sessions default)`, parseSessions, DEFAULT_SESSIONS)
-    .option('--workgroups <w>', 'workgroups the server will run (default: this machine\'s cores)', parseWorkgroups)
+    .option('--workgroups <w>', "workgroups the server will run (default: this machine's cores)", parseWorkgroups)
     .option('--memory-per-session <bytes>', 'arena bytes per session (default: measured 1024)', parseBytes)
     .option('--json', 'print the rows as JSON instead of a table')
     .exitOverride(exitOnUsageError)

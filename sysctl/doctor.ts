@@ -4,14 +4,7 @@
 // cannot apply that fix itself.
 
 import { MEASURED, PAGE_BYTES } from './costs';
-import {
-  computeProfile,
-  Profile,
-  ProfileInput,
-  profileEntry,
-  profileNofile,
-  sessionsForDescriptors,
-} from './profile';
+import { computeProfile, Profile, ProfileInput, profileEntry, profileNofile, sessionsForDescriptors } from './profile';
 import * as system from './system';
 
 export interface DoctorRow {
@@ -168,7 +161,7 @@ function sendBufferRow(profile: Profile): DoctorRow {
     note: ok
       ? ''
       : [
-          'a fan-out burst that fills every session\'s default send buffer would pass the kernel\'s TCP memory cap, and TCP then drops; small buffers (or a larger tcp_mem) keep it under',
+          "a fan-out burst that fills every session's default send buffer would pass the kernel's TCP memory cap, and TCP then drops; small buffers (or a larger tcp_mem) keep it under",
           writableNote('net.ipv4.tcp_wmem', 'net.ipv4.tcp_rmem'),
         ]
           .filter(Boolean)
@@ -182,9 +175,7 @@ function portRangeRow(profile: Profile): DoctorRow {
   const needed = `${pub}, ${admin} outside or reserved`;
   const ports = system.readLocalPorts();
   if (!ports) return unseen(check, needed, 'net.ipv4.ip_local_port_range is not visible');
-  const clash = [pub, admin].filter(
-    (p) => p >= ports.low && p <= ports.high && !ports.reserved.some(([a, b]) => p >= a && p <= b),
-  );
+  const clash = [pub, admin].filter((p) => p >= ports.low && p <= ports.high && !ports.reserved.some(([a, b]) => p >= a && p <= b));
   const ok = clash.length === 0;
   return {
     check,
@@ -215,7 +206,9 @@ function conntrackRow(profile: Profile): DoctorRow {
     needed: `>= ${need} entries, or untracked`,
     actual: `max ${conntrack.max}, ${conntrack.count} in use`,
     ok,
-    fix: ok ? '' : `iptables -t raw -I PREROUTING -p tcp --dport ${port} -j NOTRACK; iptables -t raw -I OUTPUT -p tcp --sport ${port} -j NOTRACK (or ${sysctlFix(profile, 'net.netfilter.nf_conntrack_max')})`,
+    fix: ok
+      ? ''
+      : `iptables -t raw -I PREROUTING -p tcp --dport ${port} -j NOTRACK; iptables -t raw -I OUTPUT -p tcp --sport ${port} -j NOTRACK (or ${sysctlFix(profile, 'net.netfilter.nf_conntrack_max')})`,
     note: ok
       ? notrack === null
         ? 'raw-table rules not readable here (no iptables-save or nft); counted as tracked'
@@ -335,14 +328,12 @@ export function formatDoctorReport(report: DoctorReport): string {
   const body = report.rows.map((r) => [r.check, r.needed, r.actual, !r.ok ? 'FAIL' : r.actual === NOT_VISIBLE ? 'unverified' : 'pass', r.fix]);
   const widths = header.map((h, i) => Math.max(h.length, ...body.map((row) => row[i].length)));
   // The fix column is last and left unpadded.
-  const line = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join('  ').trimEnd();
-  const out = [
-    `c10m doctor: ${report.sessions} sessions, ${report.workgroups} workgroups`,
-    '',
-    line(header),
-    line(widths.map((w) => '-'.repeat(w))),
-    ...body.map(line),
-  ];
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
+      .join('  ')
+      .trimEnd();
+  const out = [`c10m doctor: ${report.sessions} sessions, ${report.workgroups} workgroups`, '', line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)];
   const notes = report.rows.filter((r) => r.note);
   if (notes.length > 0) {
     out.push('', 'notes:');

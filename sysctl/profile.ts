@@ -152,12 +152,7 @@ export function arenaBytes(sessions: number, workgroups: number, memoryPerSessio
 
 /** Memory of N idle sessions on one host: arenas, kernel sockets, process and workgroup baselines. */
 export function memoryNeeded(sessions: number, workgroups: number, memoryPerSessionBytes: number): number {
-  return (
-    arenaBytes(sessions, workgroups, memoryPerSessionBytes) +
-    sessions * MEASURED.kernelBytesPerSocket +
-    PROCESS_BASE_BYTES +
-    workgroups * WORKGROUP_BASE_BYTES
-  );
+  return arenaBytes(sessions, workgroups, memoryPerSessionBytes) + sessions * MEASURED.kernelBytesPerSocket + PROCESS_BASE_BYTES + workgroups * WORKGROUP_BASE_BYTES;
 }
 
 /** OS and page cache left alone when sizing a node (the inverse of memoryNeeded subtracts it first). */
@@ -312,7 +307,7 @@ export function computeProfile(input: ProfileInput): Profile {
     `  iptables -t raw -I PREROUTING -p tcp --dport ${port} -j NOTRACK; iptables -t raw -I OUTPUT -p tcp --sport ${port} -j NOTRACK (and the same with ip6tables)`,
     `  or nft: table inet c10m { chain pre { type filter hook prerouting priority raw; tcp dport ${port} notrack; } chain out { type filter hook output priority raw; tcp sport ${port} notrack; } }`,
     `  then accept the port statelessly in the filter table (untracked packets never match ESTABLISHED).`,
-    'IRQ affinity: spread the network card\'s queue interrupts over the cores (irqbalance, or echo a CPU mask to /proc/irq/N/smp_affinity per queue) and enable RPS for single-queue cards.',
+    "IRQ affinity: spread the network card's queue interrupts over the cores (irqbalance, or echo a CPU mask to /proc/irq/N/smp_affinity per queue) and enable RPS for single-queue cards.",
     'Descriptor limits are set where the server starts: systemd LimitNOFILE= (deploy/systemd/c10m.service), docker --ulimit nofile=, or the limits file for login sessions.',
   ];
 

@@ -72,7 +72,29 @@ describe('bench sub and bench pub against a real server', () => {
 
   test('benchsub counts exactly what benchpub published over WebSocket and HTTP', async () => {
     const out = path.join(dir, 'sub.json');
-    const sub = spawn(process.execPath, [CLI, 'bench', 'sub', '--url', server.url('/v1/ws?encoding=msgpack'), '--connections', '40', '--processes', '2', '--source-addresses', '127.0.4.1-127.0.4.4', '--topic-pattern', '/smoke/{n}', '--duration', '6', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const sub = spawn(
+      process.execPath,
+      [
+        CLI,
+        'bench',
+        'sub',
+        '--url',
+        server.url('/v1/ws?encoding=msgpack'),
+        '--connections',
+        '40',
+        '--processes',
+        '2',
+        '--source-addresses',
+        '127.0.4.1-127.0.4.4',
+        '--topic-pattern',
+        '/smoke/{n}',
+        '--duration',
+        '6',
+        '--out',
+        out,
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     let stdout = '';
     let stderr = '';
     sub.stdout.on('data', (c) => (stdout += c));
@@ -86,9 +108,36 @@ describe('bench sub and bench pub against a real server', () => {
     const ready = jsonLines(stdout).find((l) => l.msg === 'benchsub ready');
     expect(ready).toMatchObject({ engine: 'native', ready: 40, failed: 0 });
     // 400 over WebSocket and 120 over HTTP, round robin over the 40 topics: 13 for each session.
-    const ws = await runCli(['bench', 'pub', '--url', `ws://127.0.0.1:${server.port}`, '--topics', '40', '--topic-pattern', '/smoke/{n}', '--rate', '2000', '--count', '400', '--size', '512'], {}, 20000);
+    const ws = await runCli(
+      ['bench', 'pub', '--url', `ws://127.0.0.1:${server.port}`, '--topics', '40', '--topic-pattern', '/smoke/{n}', '--rate', '2000', '--count', '400', '--size', '512'],
+      {},
+      20000,
+    );
     expect(jsonLines(ws.stdout).find((l) => l.msg === 'benchpub done')).toMatchObject({ published: 400, errors: 0 });
-    const http = await runCli(['bench', 'pub', '--url', `ws://127.0.0.1:${server.port}`, '--transport', 'http', '--connections', '4', '--topics', '40', '--topic-pattern', '/smoke/{n}', '--rate', '1000', '--count', '120', '--size', '64'], {}, 20000);
+    const http = await runCli(
+      [
+        'bench',
+        'pub',
+        '--url',
+        `ws://127.0.0.1:${server.port}`,
+        '--transport',
+        'http',
+        '--connections',
+        '4',
+        '--topics',
+        '40',
+        '--topic-pattern',
+        '/smoke/{n}',
+        '--rate',
+        '1000',
+        '--count',
+        '120',
+        '--size',
+        '64',
+      ],
+      {},
+      20000,
+    );
     expect(jsonLines(http.stdout).find((l) => l.msg === 'benchpub done')).toMatchObject({ published: 120, errors: 0 });
     expect(await exited).toBe(0);
     const done = jsonLines(stdout).find((l) => l.msg === 'benchsub done') as { stats: Record<string, number>; latency: Record<string, number>; minPerSession: number; maxPerSession: number };
@@ -138,7 +187,10 @@ describe('bench run, each scenario at small numbers', () => {
 
   test('connect-storm: sessions/s of c10m and the ws peer', async () => {
     const r = await runScenario(['connect-storm', '--connections', '400', '--peers', 'ws']);
-    expect(r.targets.map((t) => [t.name, t.figures.ready])).toEqual([['c10m', 400], ['ws', 400]]);
+    expect(r.targets.map((t) => [t.name, t.figures.ready])).toEqual([
+      ['c10m', 400],
+      ['ws', 400],
+    ]);
     for (const t of r.targets) expect(t.figures.sessionsPerSec as number).toBeGreaterThan(0);
     expect(r.ratios.find((x) => x.peer === 'ws' && x.key === 'sessionsPerSec')?.ratio).toEqual(expect.any(Number));
   });
@@ -154,11 +206,36 @@ describe('bench run, each scenario at small numbers', () => {
   });
 
   test('fanout on c10m at one and two workgroups, with and without the cache: a target each, every count exact, sessions spread', async () => {
-    const r = await runScenario(['fanout', '--connections', '200', '--topics', '10', '--step-seconds', '2', '--steps', '2', '--workgroups', '1,2', '--cache-messages', '0,1000', '--pub-connections', '2', '--ramp-factor', '1.5', '--peers', 'uws']);
+    const r = await runScenario([
+      'fanout',
+      '--connections',
+      '200',
+      '--topics',
+      '10',
+      '--step-seconds',
+      '2',
+      '--steps',
+      '2',
+      '--workgroups',
+      '1,2',
+      '--cache-messages',
+      '0,1000',
+      '--pub-connections',
+      '2',
+      '--ramp-factor',
+      '1.5',
+      '--peers',
+      'uws',
+    ]);
     expect(r.targets.map((t) => t.name)).toEqual(['c10m-wg1-cache0', 'c10m-wg1-cache1000', 'c10m-wg2-cache0', 'c10m-wg2-cache1000', 'uws']);
     for (const t of r.targets) expect(t.figures.delivered).toBe((t.figures.published as number) * 20);
     const spread = r.targets.find((t) => t.name === 'c10m-wg2-cache0')?.figures.sessionsPerWorkgroup as string;
-    expect(spread.split('/').map(Number).reduce((a, b) => a + b, 0)).toBe(200);
+    expect(
+      spread
+        .split('/')
+        .map(Number)
+        .reduce((a, b) => a + b, 0),
+    ).toBe(200);
     expect(spread.split('/')).toHaveLength(2);
     const subjects = [...new Set((r.ratios as { subject?: string }[]).map((x) => x.subject))];
     expect(subjects).toEqual(['c10m-wg1-cache0', 'c10m-wg1-cache1000', 'c10m-wg2-cache0', 'c10m-wg2-cache1000']);

@@ -59,7 +59,17 @@ async function openDemo(query: string): Promise<Page> {
 }
 
 async function curlPublish(topic: string, data: unknown): Promise<{ epoch: number; seq: number }> {
-  const { stdout } = await run('curl', ['-sS', '--fail-with-body', '-X', 'POST', `http://127.0.0.1:${server.port}/v1/publish`, '-H', 'content-type: application/json', '-d', JSON.stringify({ topic, data })]);
+  const { stdout } = await run('curl', [
+    '-sS',
+    '--fail-with-body',
+    '-X',
+    'POST',
+    `http://127.0.0.1:${server.port}/v1/publish`,
+    '-H',
+    'content-type: application/json',
+    '-d',
+    JSON.stringify({ topic, data }),
+  ]);
   return JSON.parse(stdout);
 }
 

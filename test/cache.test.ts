@@ -218,7 +218,11 @@ describe('covers and range', () => {
     expect(cache.covers(5, 0)).toBe(true);
     expect(cache.covers(5, 1)).toBe(false);
     expect(cache.covers(50_000, 0)).toBe(true);
-    expect(cache.forEach(50_000, 0, () => { throw new Error('no visit'); })).toBe(0);
+    expect(
+      cache.forEach(50_000, 0, () => {
+        throw new Error('no visit');
+      }),
+    ).toBe(0);
     expect(cache.firstSeq(5)).toBe(0);
     expect(cache.holds(5)).toBe(false);
   });
@@ -272,7 +276,11 @@ describe('replay', () => {
     const cache = new MessageCache();
     fill(cache, 1, 1, 5, 0);
     const got = replay(cache, 1, 2);
-    expect(got.map((m) => [m.seq, m.data.length])).toEqual([[3, 0], [4, 0], [5, 0]]);
+    expect(got.map((m) => [m.seq, m.data.length])).toEqual([
+      [3, 0],
+      [4, 0],
+      [5, 0],
+    ]);
     expect(cache.storedBytes).toBe(5 * 24);
   });
 
@@ -282,7 +290,10 @@ describe('replay', () => {
       arenaChunkBytes: 65536,
       maxMessagesPerTopic: 200,
       maxBytesPerTopic: 1 << 20,
-      allocate: (bytes) => { chunks++; return new SharedArrayBuffer(bytes); },
+      allocate: (bytes) => {
+        chunks++;
+        return new SharedArrayBuffer(bytes);
+      },
     });
     // Five topics with sizes that do not divide a block, some near the chunk size.
     const sizes = [1, 333, 4097, 20000, 60000];
@@ -315,7 +326,13 @@ describe('replay', () => {
 
   test('arena chunks are released when emptied and reused after', () => {
     let allocations = 0;
-    const cache = new MessageCache({ arenaChunkBytes: 65536, allocate: (n) => { allocations++; return new ArrayBuffer(n); } });
+    const cache = new MessageCache({
+      arenaChunkBytes: 65536,
+      allocate: (n) => {
+        allocations++;
+        return new ArrayBuffer(n);
+      },
+    });
     for (let t = 0; t < 50; t++) fill(cache, t, 1, 40, 1000, T0);
     expect(cache.arenaBytes).toBeGreaterThanOrEqual(cache.storedBytes);
     expect(cache.logBytes).toBeLessThan(cache.storedBytes + 65536);
@@ -345,7 +362,10 @@ describe('replay', () => {
       arenaChunkBytes: chunk,
       maxMessagesPerTopic: 100_000,
       maxBytesPerTopic: 64 * 1024 * 1024,
-      allocate: (n) => { allocations++; return new ArrayBuffer(n); },
+      allocate: (n) => {
+        allocations++;
+        return new ArrayBuffer(n);
+      },
       prefetch: async (n) => {
         asked++;
         if (mode === 'reject') throw new Error('no memory today');
@@ -447,7 +467,10 @@ describe('cleaner', () => {
       // About 10 log segments of hot traffic per round, all but 50 messages dead at once.
       for (let i = 0; i < 1000; i++) cache.append(1, ++hotSeq, T0 + hotSeq, 3, payload(1, hotSeq, 600 + (hotSeq % 40)));
       // A quiet topic gets one message every third round.
-      if (round % 3 === 0) { const q = 100 + (round / 3) % 10; cache.append(q, cache.lastSeq(q) + 1, T0 + hotSeq, 0, payload(q, cache.lastSeq(q) + 1, 300 + q)); }
+      if (round % 3 === 0) {
+        const q = 100 + ((round / 3) % 10);
+        cache.append(q, cache.lastSeq(q) + 1, T0 + hotSeq, 0, payload(q, cache.lastSeq(q) + 1, 300 + q));
+      }
       expect(cache.logBytes).toBeLessThanOrEqual(cache.storedBytes * 1.25 + 3 * chunk);
     }
     expect(cache.cleanerSegments).toBeGreaterThan(100);
@@ -518,7 +541,13 @@ describe('cleaner', () => {
 describe('caching off', () => {
   test('maxMessagesPerTopic 0 keeps nothing and covers only the present', () => {
     let allocations = 0;
-    const cache = new MessageCache({ maxMessagesPerTopic: 0, allocate: (n) => { allocations++; return new ArrayBuffer(n); } });
+    const cache = new MessageCache({
+      maxMessagesPerTopic: 0,
+      allocate: (n) => {
+        allocations++;
+        return new ArrayBuffer(n);
+      },
+    });
     expect(cache.enabled).toBe(false);
     fill(cache, 1, 1, 100, 512);
     expect(cache.messages).toBe(0);
@@ -527,7 +556,11 @@ describe('caching off', () => {
     expect(cache.lastSeq(1)).toBe(100);
     expect(cache.covers(1, 100)).toBe(true);
     expect(cache.covers(1, 99)).toBe(false);
-    expect(cache.forEach(1, 0, () => { throw new Error('no visit'); })).toBe(0);
+    expect(
+      cache.forEach(1, 0, () => {
+        throw new Error('no visit');
+      }),
+    ).toBe(0);
     expect(allocations).toBe(0);
   });
 });
@@ -622,7 +655,14 @@ describe('many topics', () => {
 // ---- Model check: the same rules over plain arrays ----
 
 type Limits = Required<Pick<MessageCacheOptions, 'maxMessagesPerTopic' | 'maxAgeSeconds' | 'maxBytesPerTopic' | 'maxTotalBytes'>>;
-interface ModelMsg { topic: number; seq: number; ts: number; flags: number; data: Uint8Array; size: number }
+interface ModelMsg {
+  topic: number;
+  seq: number;
+  ts: number;
+  flags: number;
+  data: Uint8Array;
+  size: number;
+}
 
 /**
  * The cache's rules without its log: per-topic arrays, one arrival-ordered
@@ -641,7 +681,10 @@ class Model {
   constructor(private o: Limits) {}
   list(t: number): ModelMsg[] {
     let l = this.topics.get(t);
-    if (!l) { l = []; this.topics.set(t, l); }
+    if (!l) {
+      l = [];
+      this.topics.set(t, l);
+    }
     return l;
   }
   private evictFront(t: number): void {
@@ -669,12 +712,18 @@ class Model {
     this.last.set(t, seq);
     if (this.o.maxMessagesPerTopic === 0) return;
     const size = stored(data.length);
-    if (size > this.o.maxBytesPerTopic || size > this.o.maxTotalBytes) { this.clear(t); return; }
+    if (size > this.o.maxBytesPerTopic || size > this.o.maxTotalBytes) {
+      this.clear(t);
+      return;
+    }
     this.latest = Math.max(this.latest, ts);
     this.trimAge(t);
     while (l.length >= this.o.maxMessagesPerTopic) this.evictFront(t);
     let bytes = l.reduce((a, m) => a + m.size, 0);
-    while (l.length && bytes + size > this.o.maxBytesPerTopic) { bytes -= l[0].size; this.evictFront(t); }
+    while (l.length && bytes + size > this.o.maxBytesPerTopic) {
+      bytes -= l[0].size;
+      this.evictFront(t);
+    }
     while (this.total + size > this.o.maxTotalBytes) {
       const m = this.popOldest() as ModelMsg;
       this.evictFront(m.topic);
@@ -703,9 +752,11 @@ class Model {
 function rng(seed: number): () => number {
   let x = seed >>> 0;
   return () => {
-    x ^= x << 13; x >>>= 0;
+    x ^= x << 13;
+    x >>>= 0;
     x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
+    x ^= x << 5;
+    x >>>= 0;
     return x / 0x100000000;
   };
 }

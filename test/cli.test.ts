@@ -9,7 +9,27 @@ test('c10m --help and c10m serve --help explain the options', async () => {
   expect(top.stdout).toMatch(/serve/);
   const serve = await runCli(['serve', '--help']);
   expect(serve.code).toBe(0);
-  for (const flag of ['--host', '--port', '--admin-host', '--admin-port', '--workgroups', '--max-payload-bytes', '--max-backpressure-bytes', '--idle-timeout-seconds', '--log-level', '--config', '--allow-slow-fallback', '--cache-messages', '--cache-seconds', '--cache-topic-bytes', '--cache-bytes', '--snapshot-ttl-seconds', '--ring-bytes', '--max-connections-per-ip', '--benchmark-mode']) {
+  for (const flag of [
+    '--host',
+    '--port',
+    '--admin-host',
+    '--admin-port',
+    '--workgroups',
+    '--max-payload-bytes',
+    '--max-backpressure-bytes',
+    '--idle-timeout-seconds',
+    '--log-level',
+    '--config',
+    '--allow-slow-fallback',
+    '--cache-messages',
+    '--cache-seconds',
+    '--cache-topic-bytes',
+    '--cache-bytes',
+    '--snapshot-ttl-seconds',
+    '--ring-bytes',
+    '--max-connections-per-ip',
+    '--benchmark-mode',
+  ]) {
     expect(serve.stdout).toContain(flag);
   }
   expect(serve.stdout).toContain('C10M_PORT');

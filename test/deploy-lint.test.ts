@@ -61,7 +61,10 @@ const docs: Array<{ file: string; schema: Schema | undefined; doc: Doc }> = file
   }),
 );
 const ofSchema = (schema: Schema) => docs.filter((d) => d.schema === schema);
-const ofKind = (kind: string) => ofSchema('kubernetes').filter((d) => d.doc?.kind === kind).map((d) => d.doc);
+const ofKind = (kind: string) =>
+  ofSchema('kubernetes')
+    .filter((d) => d.doc?.kind === kind)
+    .map((d) => d.doc);
 
 /** Gi/Mi quantities to bytes. */
 function quantityBytes(q: string): number {
@@ -70,7 +73,7 @@ function quantityBytes(q: string): number {
   return Number(m[1]) * 2 ** (m[2] === 'Gi' ? 30 : 20);
 }
 
-test('the server defaults the deploy files assume are the server\'s own', () => {
+test("the server defaults the deploy files assume are the server's own", () => {
   expect(SERVER).toEqual({ port: DEFAULT_PUBLIC_PORT, adminPort: DEFAULT_ADMIN_PORT, drainSeconds: DEFAULT_DRAIN_TIMEOUT_SECONDS });
 });
 
@@ -103,7 +106,7 @@ describe('Kubernetes manifests', () => {
     for (const [k, v] of Object.entries(deployment.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v);
   });
 
-  test('container ports and env agree with the server\'s defaults, and every C10M_ variable exists', () => {
+  test("container ports and env agree with the server's defaults, and every C10M_ variable exists", () => {
     expect(portByName).toEqual({ ws: SERVER.port, admin: SERVER.adminPort });
     for (const e of container.env) expect(SERVER_ENV.has(e.name)).toBe(true);
     expect(Number(env.C10M_PORT ?? SERVER.port)).toBe(portByName.ws);
@@ -138,15 +141,8 @@ describe('Kubernetes manifests', () => {
     expect(container.securityContext.capabilities.drop).toContain('ALL');
   });
 
-  test('pod sysctls are namespaced and carry the profile\'s values for the pod\'s sessions', () => {
-    const namespaced = new Set([
-      'net.ipv4.tcp_rmem',
-      'net.ipv4.tcp_wmem',
-      'net.ipv4.ip_local_port_range',
-      'net.ipv4.ip_local_reserved_ports',
-      'net.core.somaxconn',
-      'net.ipv4.tcp_max_syn_backlog',
-    ]);
+  test("pod sysctls are namespaced and carry the profile's values for the pod's sessions", () => {
+    const namespaced = new Set(['net.ipv4.tcp_rmem', 'net.ipv4.tcp_wmem', 'net.ipv4.ip_local_port_range', 'net.ipv4.ip_local_reserved_ports', 'net.core.somaxconn', 'net.ipv4.tcp_max_syn_backlog']);
     const sessions = Number(env.C10M_MAX_SESSIONS);
     const workgroups = Number(container.resources.limits.cpu);
     const profile = computeProfile({ sessions, workgroups });
@@ -160,7 +156,7 @@ describe('Kubernetes manifests', () => {
     expect(profile.needs.descriptorsPerProcess).toBeLessThanOrEqual(1_048_576);
   });
 
-  test('the memory limit covers the pod\'s sessions, busy (one queued page each)', () => {
+  test("the memory limit covers the pod's sessions, busy (one queued page each)", () => {
     const sessions = Number(env.C10M_MAX_SESSIONS);
     const workgroups = Number(container.resources.limits.cpu);
     const busy = memoryNeeded(sessions, workgroups, 1024) + sessions * 4096;
@@ -319,7 +315,7 @@ describe('systemd unit', () => {
     expect(Number(flag('--admin-port'))).toBe(SERVER.adminPort);
   });
 
-  test('LimitNOFILE is the profile\'s for its --max-sessions', () => {
+  test("LimitNOFILE is the profile's for its --max-sessions", () => {
     const sessions = Number(flag('--max-sessions'));
     expect(sessions).toBe(10_000_000);
     const limits = fs.readFileSync(path.join(ROOT, 'sysctl/limits-10m.conf'), 'utf8');

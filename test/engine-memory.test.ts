@@ -47,7 +47,12 @@ describe('in-memory owner, in process', () => {
     const epoch = self.of('subDone')[0].epoch;
     e.engine.subscribe(0, 2, '/own', RecordFlag.RESUME, epoch, 100);
     await e.settle();
-    expect(self.of('replay').filter((r) => r.token === 2).map((r) => r.seq)).toEqual(Array.from({ length: 200 }, (_, i) => 101 + i));
+    expect(
+      self
+        .of('replay')
+        .filter((r) => r.token === 2)
+        .map((r) => r.seq),
+    ).toEqual(Array.from({ length: 200 }, (_, i) => 101 + i));
     expect(self.of('subDone').find((d) => d.token === 2)).toMatchObject({ status: SubStatus.RECOVERED, replayed: 200, seq: 300 });
     expect(e.stats[Stat.RESUMES_RECOVERED]).toBe(1);
     e.close();
@@ -65,7 +70,10 @@ describe('in-memory owner, in process', () => {
     await new Promise((r) => setImmediate(r));
     expect(w1.of('subDone').find((d) => d.token === 2)).toBeUndefined();
     await e.settle();
-    const seqs = w1.of('replay').filter((r) => r.token === 2).map((r) => r.seq);
+    const seqs = w1
+      .of('replay')
+      .filter((r) => r.token === 2)
+      .map((r) => r.seq);
     expect(seqs).toHaveLength(10_000);
     expect(seqs.every((s, i) => s === i + 1)).toBe(true);
     expect(w1.of('subDone').find((d) => d.token === 2)).toMatchObject({ status: SubStatus.RECOVERED, replayed: 10_000 });

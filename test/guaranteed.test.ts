@@ -37,7 +37,11 @@ async function stopAfterTest(server: TestServer | undefined): Promise<void> {
   await Promise.all(open.splice(0).map((c) => c.close()));
   if (!server) return;
   const name = expect.getState().currentTestName;
-  if (dropped && server.proc.exitCode === null && server.proc.signalCode === null) await new Promise((r) => { server.proc.once('exit', r); setTimeout(r, 500); });
+  if (dropped && server.proc.exitCode === null && server.proc.signalCode === null)
+    await new Promise((r) => {
+      server.proc.once('exit', r);
+      setTimeout(r, 500);
+    });
   const died = server.proc.signalCode ?? server.proc.exitCode;
   if (died !== null) console.error(`[guaranteed] the server died during "${name}": ${died}; stderr: ${server.stderr.join('').slice(0, 2000)}`);
   const errors = server.logs.filter((l) => typeof l.level === 'number' && l.level >= 50);
@@ -90,7 +94,13 @@ describe('resume after a disconnect (--workgroups 1)', () => {
 
     const missed = await publishMany(pub, topic, 500, (i) => ({ phase: 'missed', i, text: text(i) }));
     expect(missed.every((a) => a.epoch === epoch)).toBe(true);
-    expect(firstBreak(missed.map((a) => a.seq), last + 1, last + 500)).toBeNull();
+    expect(
+      firstBreak(
+        missed.map((a) => a.seq),
+        last + 1,
+        last + 500,
+      ),
+    ).toBeNull();
 
     const again = await client(server, enc);
     const r = await subscribeMarked(again, [topic], { qos: 'guaranteed', resume: { [topic]: [epoch, last] } });
@@ -403,7 +413,14 @@ describe('resume the cache cannot serve, and snapshots (--cache-messages 100)', 
         const what = `standard, ${enc}, resume ${JSON.stringify(resume)}`;
         expect({ what, ok: r.reply.ok }).toEqual({ what, ok: true });
         const e = r.topics[topic];
-        expect({ what, epoch: e.epoch, seq: e.seq, recovered: e.recovered, replayed: e.replayed, reason: e.reason }).toEqual({ what, epoch, seq: final, recovered: undefined, replayed: undefined, reason: undefined });
+        expect({ what, epoch: e.epoch, seq: e.seq, recovered: e.recovered, replayed: e.replayed, reason: e.reason }).toEqual({
+          what,
+          epoch,
+          seq: final,
+          recovered: undefined,
+          replayed: undefined,
+          reason: undefined,
+        });
         expect({ what, before: r.before }).toEqual({ what, before: [{ topic, epoch, seq: last + 21, ts: expect.any(Number), snapshot: true, data: { snap: 20 } }] });
         await c.close();
       }
@@ -545,7 +562,13 @@ describe('the global cache budget (--workgroups 1 --cache-bytes 2097152)', () =>
     const firsts: Ack[] = [];
     for (const [t, topic] of topics.entries()) {
       const acks = await publishMany(pub, topic, PER, (i) => ({ t, i, pad }));
-      expect(firstBreak(acks.map((a) => a.seq), acks[0].seq, acks[0].seq + PER - 1)).toBeNull();
+      expect(
+        firstBreak(
+          acks.map((a) => a.seq),
+          acks[0].seq,
+          acks[0].seq + PER - 1,
+        ),
+      ).toBeNull();
       firsts.push(acks[0]);
     }
     // Resume every topic from its first message: 99 missed each.
@@ -587,7 +610,9 @@ describe('the global cache budget (--workgroups 1 --cache-bytes 2097152)', () =>
     const j = await jmx(server);
     expect(j.CacheEvictions).toBe(evictions);
     expect(j.ResumesNotRecovered as number).toBeGreaterThanOrEqual(firstRecovered);
-    console.log(`[guaranteed] cache budget: ${TOPICS} topics x ${PER} x ~1 KiB; recovered from topic ${firstRecovered} on (${TOPICS - firstRecovered} newest topics), evictions ${evictions}, cache bytes ${cacheBytes}`);
+    console.log(
+      `[guaranteed] cache budget: ${TOPICS} topics x ${PER} x ~1 KiB; recovered from topic ${firstRecovered} on (${TOPICS - firstRecovered} newest topics), evictions ${evictions}, cache bytes ${cacheBytes}`,
+    );
   });
 });
 

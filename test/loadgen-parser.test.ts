@@ -144,10 +144,10 @@ describe('loadgen frame parser', () => {
 
   test('random reads of 1 to 1500 bytes', () => {
     let seed = 12345;
-    const rand = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff;
     for (let round = 0; round < 50; round++) {
       const chunks: Buffer[] = [];
-      for (let at = 0; at < c.bytes.length; ) {
+      for (let at = 0; at < c.bytes.length;) {
         const n = 1 + Math.floor(rand() * 1500);
         chunks.push(c.bytes.subarray(at, at + n));
         at += n;
@@ -185,7 +185,9 @@ describe('loadgen histogram layout', () => {
   for (let v = 3; v < 2 ** 33; v = Math.floor(v * 1.37) + 1) values.push(v);
 
   test('every bucket is one bucket of hdr-histogram-js (1 µs, 3 digits)', () => {
-    const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 2 ** 34, numberOfSignificantValueDigits: 3, useWebAssembly: false }) as unknown as { lowestEquivalentValue(v: number): number };
+    const h = hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 2 ** 34, numberOfSignificantValueDigits: 3, useWebAssembly: false }) as unknown as {
+      lowestEquivalentValue(v: number): number;
+    };
     for (const v of values) {
       const b = histogramBucketForTest(v);
       expect([v, b.lowest]).toEqual([v, h.lowestEquivalentValue(v)]);

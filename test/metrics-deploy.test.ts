@@ -57,7 +57,18 @@ test('the Grafana dashboard queries only exported metrics, on the chosen nodes, 
   const missing = [...used].filter((n) => !exported.has(n));
   expect(missing).toEqual([]);
   // and it shows the figures the issue names
-  for (const n of ['c10m_sessions', 'c10m_messages_in_total', 'c10m_messages_out_total', 'c10m_publish_to_write_latency_seconds_bucket', 'c10m_slow_consumer_closes_total', 'c10m_workgroup_restarts_total', 'c10m_arena_bytes', 'c10m_open_descriptors', 'c10m_cache_messages', 'c10m_ring_records_out_total']) {
+  for (const n of [
+    'c10m_sessions',
+    'c10m_messages_in_total',
+    'c10m_messages_out_total',
+    'c10m_publish_to_write_latency_seconds_bucket',
+    'c10m_slow_consumer_closes_total',
+    'c10m_workgroup_restarts_total',
+    'c10m_arena_bytes',
+    'c10m_open_descriptors',
+    'c10m_cache_messages',
+    'c10m_ring_records_out_total',
+  ]) {
     expect(used).toContain(n);
   }
   // panels do not overlap on Grafana's 24-column grid

@@ -103,12 +103,35 @@ describe('one workgroup', () => {
     expect(s.series('c10m_sessions').map((x) => x.labels.workgroup)).toEqual(['0']);
     expect(s.sum('c10m_workgroup_restarts_total')).toBe(0);
     const buckets = s.series('c10m_publish_to_write_latency_seconds_bucket');
-    expect(buckets.map((b) => b.labels.le)).toEqual(['0.00001', '0.000025', '0.00005', '0.0001', '0.00025', '0.0005', '0.001', '0.0025', '0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '+Inf']);
+    expect(buckets.map((b) => b.labels.le)).toEqual([
+      '0.00001',
+      '0.000025',
+      '0.00005',
+      '0.0001',
+      '0.00025',
+      '0.0005',
+      '0.001',
+      '0.0025',
+      '0.005',
+      '0.01',
+      '0.025',
+      '0.05',
+      '0.1',
+      '0.25',
+      '0.5',
+      '1',
+      '+Inf',
+    ]);
     // native-io path, arenas by memory kind, descriptor limits and use
     const native = s.series('c10m_native_io_info');
     expect(native).toHaveLength(1);
     expect(['native', 'fallback']).toContain(native[0].labels.path);
-    expect(s.series('c10m_arena_bytes').map((x) => x.labels.path).sort()).toEqual(['hugetlb', 'js', 'normal', 'thp']);
+    expect(
+      s
+        .series('c10m_arena_bytes')
+        .map((x) => x.labels.path)
+        .sort(),
+    ).toEqual(['hugetlb', 'js', 'normal', 'thp']);
     expect(s.sum('c10m_descriptor_limit', { limit: 'soft' })).toBeGreaterThan(0);
     const fds = s.sum('c10m_open_descriptors');
     expect(fds).toBeGreaterThan(3);
@@ -277,9 +300,19 @@ describe('two workgroups', () => {
       // 24 connections spread by a hash: each workgroup has some (all on one: odds 2^-23).
       for (const x of perWorkgroup) expect(x.value).toBeGreaterThan(0);
       for (const name of ['c10m_workgroup_listening', 'c10m_workgroup_restarts_total', 'c10m_messages_out_total', 'c10m_workgroup_heartbeat_age_seconds']) {
-        expect(s.series(name).map((x) => x.labels.workgroup).sort()).toEqual(['0', '1']);
+        expect(
+          s
+            .series(name)
+            .map((x) => x.labels.workgroup)
+            .sort(),
+        ).toEqual(['0', '1']);
       }
-      expect(s.series('c10m_publish_to_write_latency_seconds_count').map((x) => x.labels.workgroup).sort()).toEqual(['0', '1']);
+      expect(
+        s
+          .series('c10m_publish_to_write_latency_seconds_count')
+          .map((x) => x.labels.workgroup)
+          .sort(),
+      ).toEqual(['0', '1']);
       const j = await jmx(server);
       expect(j.WorkgroupCount).toBe(2);
       expect(j.WorkgroupsListening).toBe(2);

@@ -37,23 +37,37 @@ function rng(seed: number): () => number {
 function randomValue(r: () => number, depth: number): unknown {
   const k = Math.floor(r() * (depth > 3 ? 9 : 12));
   switch (k) {
-    case 0: return null;
-    case 1: return r() < 0.5;
-    case 2: return Math.floor(r() * 256) - 128; // fixints, int8, uint8
-    case 3: return Math.floor(r() * 2 ** 32) * (r() < 0.5 ? -1 : 1); // 16/32-bit and beyond
-    case 4: return Math.floor(r() * 2 ** 52); // uint64 range, exact
-    case 5: return r() * 1e6 - 5e5; // float64
-    case 6: return 'x'.repeat(Math.floor(r() * 40)) + (r() < 0.3 ? 'é漢🙂' : ''); // fixstr, str8, UTF-8
-    case 7: return 'y'.repeat(Math.floor(r() * 70_000 * (r() < 0.1 ? 1 : 0.002))); // str16 and str32 sometimes
-    case 8: { const b = new Uint8Array(Math.floor(r() * (r() < 0.1 ? 70_000 : 300))); for (let i = 0; i < b.length; i++) b[i] = (i * 31) & 0xff; return b; } // bin8/16/32
-    case 9: return Array.from({ length: Math.floor(r() * (r() < 0.05 ? 20 : 5)) }, () => randomValue(r, depth + 1));
+    case 0:
+      return null;
+    case 1:
+      return r() < 0.5;
+    case 2:
+      return Math.floor(r() * 256) - 128; // fixints, int8, uint8
+    case 3:
+      return Math.floor(r() * 2 ** 32) * (r() < 0.5 ? -1 : 1); // 16/32-bit and beyond
+    case 4:
+      return Math.floor(r() * 2 ** 52); // uint64 range, exact
+    case 5:
+      return r() * 1e6 - 5e5; // float64
+    case 6:
+      return 'x'.repeat(Math.floor(r() * 40)) + (r() < 0.3 ? 'é漢🙂' : ''); // fixstr, str8, UTF-8
+    case 7:
+      return 'y'.repeat(Math.floor(r() * 70_000 * (r() < 0.1 ? 1 : 0.002))); // str16 and str32 sometimes
+    case 8: {
+      const b = new Uint8Array(Math.floor(r() * (r() < 0.1 ? 70_000 : 300)));
+      for (let i = 0; i < b.length; i++) b[i] = (i * 31) & 0xff;
+      return b;
+    } // bin8/16/32
+    case 9:
+      return Array.from({ length: Math.floor(r() * (r() < 0.05 ? 20 : 5)) }, () => randomValue(r, depth + 1));
     case 10: {
       const o: Record<string, unknown> = {};
       const n = Math.floor(r() * (r() < 0.05 ? 20 : 5));
       for (let i = 0; i < n; i++) o[`k${i}${'z'.repeat(Math.floor(r() * 3))}`] = randomValue(r, depth + 1);
       return o;
     }
-    default: return new Date(Math.floor(r() * 4e12)); // timestamp extension
+    default:
+      return new Date(Math.floor(r() * 4e12)); // timestamp extension
   }
 }
 
@@ -66,7 +80,7 @@ function meaning(c: Command | ProtocolError): unknown {
 }
 
 describe('msgpack pub fast path', () => {
-  test('a typical publish (bin data, ts, ack) takes the fast path and keeps the publisher\'s bytes', () => {
+  test("a typical publish (bin data, ts, ack) takes the fast path and keeps the publisher's bytes", () => {
     const data = new Uint8Array(512).fill(7);
     const frame = packr.pack({ id: 12, op: 'pub', topic: '/bench/t/1', data, ack: false, ts: 1_764_000_000_000_000 });
     const cmd = parseMsgpackCommand(frame);
@@ -109,7 +123,7 @@ describe('msgpack pub fast path', () => {
     }
   });
 
-  test('every truncation of a publish gives the general path\'s answer (BAD_MSGPACK), never a command', () => {
+  test("every truncation of a publish gives the general path's answer (BAD_MSGPACK), never a command", () => {
     const r = rng(7);
     for (let i = 0; i < 40; i++) {
       const frame = packr.pack({ id: i, op: 'pub', topic: '/cut', data: randomValue(r, 0), ack: true, ts: 123456789012 });
@@ -140,7 +154,10 @@ describe('msgpack pub fast path', () => {
     cases.push(packr.pack({ id: 1, op: 'ping' }));
     cases.push(packr.pack([1, 2]));
     // Duplicate keys, written by hand: fixmap of 5 with "data" twice (the last wins, as in msgpackr).
-    const dupFrame = Uint8Array.from([0x85, 0xa2, 0x69, 0x64, 0x01, 0xa2, 0x6f, 0x70, 0xa3, 0x70, 0x75, 0x62, 0xa5, 0x74, 0x6f, 0x70, 0x69, 0x63, 0xa2, 0x2f, 0x61, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x01, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x02]);
+    const dupFrame = Uint8Array.from([
+      0x85, 0xa2, 0x69, 0x64, 0x01, 0xa2, 0x6f, 0x70, 0xa3, 0x70, 0x75, 0x62, 0xa5, 0x74, 0x6f, 0x70, 0x69, 0x63, 0xa2, 0x2f, 0x61, 0xa4, 0x64, 0x61, 0x74, 0x61, 0x01, 0xa4, 0x64, 0x61, 0x74, 0x61,
+      0x02,
+    ]);
     cases.push(dupFrame);
     // Trailing bytes after the map.
     cases.push(Uint8Array.from([...packr.pack({ id: 1, op: 'pub', topic: '/a', data: 1 }), 0x00]));
@@ -151,7 +168,9 @@ describe('msgpack pub fast path', () => {
     const dup = parseMsgpackCommand(dupFrame);
     expect(dup).toMatchObject({ op: 'pub', raw: Uint8Array.from([0x02]) });
     // An extension other than the timestamp inside data (ext type 5): msgpackr cannot decode it; both paths refuse it as data.
-    const ext5 = Uint8Array.from([0x84, 0xa2, 0x69, 0x64, 0x01, 0xa2, 0x6f, 0x70, 0xa3, 0x70, 0x75, 0x62, 0xa5, 0x74, 0x6f, 0x70, 0x69, 0x63, 0xa2, 0x2f, 0x61, 0xa4, 0x64, 0x61, 0x74, 0x61, 0xd4, 0x05, 0x00]);
+    const ext5 = Uint8Array.from([
+      0x84, 0xa2, 0x69, 0x64, 0x01, 0xa2, 0x6f, 0x70, 0xa3, 0x70, 0x75, 0x62, 0xa5, 0x74, 0x6f, 0x70, 0x69, 0x63, 0xa2, 0x2f, 0x61, 0xa4, 0x64, 0x61, 0x74, 0x61, 0xd4, 0x05, 0x00,
+    ]);
     expect(readRawPub(ext5)).not.toBeNull();
     expect(meaning(parseMsgpackCommand(ext5))).toMatchObject({ error: 'BAD_DATA', id: 1 });
     expect(generalPath(ext5)).toMatchObject({ code: 'BAD_MSGPACK' });

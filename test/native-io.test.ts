@@ -261,7 +261,11 @@ describe('allocSharedAsync', () => {
     // The control: allocShared maps the same memory and nothing is resident until it is written.
     const control = await gainsOf(() => native.allocShared(8 * MiB));
     expect(control.min).toBeLessThan(4 * 1024);
-    for (const [bytes, hugePages] of [[8 * MiB, true], [8 * MiB, false], [100_000, true]] as const) {
+    for (const [bytes, hugePages] of [
+      [8 * MiB, true],
+      [8 * MiB, false],
+      [100_000, true],
+    ] as const) {
       // Resident before this thread has touched a byte of it.
       const gained = await gainsOf(() => native.allocSharedAsync(bytes, { hugePages }));
       expect({ bytes, hugePages, resident: gained.max >= (bytes / 1024) * 0.9 }).toEqual({ bytes, hugePages, resident: true });
@@ -290,7 +294,7 @@ describe('allocSharedAsync', () => {
   test.each([
     ['native', native],
     ['fallback', fallback],
-  ])('%s: bad arguments throw at once, with allocShared\'s errors', (_name, io) => {
+  ])("%s: bad arguments throw at once, with allocShared's errors", (_name, io) => {
     expect(() => io.allocSharedAsync(0)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
     expect(() => io.allocSharedAsync('4096' as unknown as number)).toThrow(
       expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: 'The "bytes" argument must be of type number.' }),
@@ -305,19 +309,20 @@ describe('arenas are shared between worker threads', () => {
   test.each([
     ['native', native],
     ['fallback', fallback],
-  ])('%s: two workers see each other\'s writes through one buffer (Atomics.wait/notify, 200 rounds)', async (_name, io) => {
-    const arena = io.allocShared(4 * MiB + 4096);
-    const rounds = 200;
-    const [ping, pong] = await Promise.all([
-      runWorker(PING_PONG, { buffer: arena.buffer, role: 'ping', rounds }),
-      runWorker(PING_PONG, { buffer: arena.buffer, role: 'pong', rounds }),
-    ]);
-    expect([ping, pong]).toEqual([[{ done: 'ping' }], [{ done: 'pong' }]]);
-    // And the main thread sees the last writes of both.
-    const turn = new Int32Array(arena.buffer, 0, 4);
-    expect([turn[0], turn[1], turn[2]]).toEqual([2 * rounds, rounds * 3, rounds * 5]);
-    expect(new Uint8Array(arena.buffer, 4096)[12345]).toBe(rounds & 0xff);
-  }, 90000);
+  ])(
+    "%s: two workers see each other's writes through one buffer (Atomics.wait/notify, 200 rounds)",
+    async (_name, io) => {
+      const arena = io.allocShared(4 * MiB + 4096);
+      const rounds = 200;
+      const [ping, pong] = await Promise.all([runWorker(PING_PONG, { buffer: arena.buffer, role: 'ping', rounds }), runWorker(PING_PONG, { buffer: arena.buffer, role: 'pong', rounds })]);
+      expect([ping, pong]).toEqual([[{ done: 'ping' }], [{ done: 'pong' }]]);
+      // And the main thread sees the last writes of both.
+      const turn = new Int32Array(arena.buffer, 0, 4);
+      expect([turn[0], turn[1], turn[2]]).toEqual([2 * rounds, rounds * 3, rounds * 5]);
+      expect(new Uint8Array(arena.buffer, 4096)[12345]).toBe(rounds & 0xff);
+    },
+    90000,
+  );
 
   test('native: an arena made in a worker (the addon loaded there) outlives the worker', async () => {
     const code = `
@@ -393,10 +398,10 @@ describe('descriptor limits', () => {
 
   test('fallback: reports the lowered limit honestly and says it could not raise it', async () => {
     const { hard } = procLimits();
-    const r = await runNativeChild<{ raised: NativeIo.NoFileLimit; report: NativeIo.LimitsReport }>(
-      `await ready(); return { raised: io.raiseNoFileLimit(), report: io.limitsReport() };`,
-      { disabled: true, onReady: (pid) => void execFileSync('prlimit', [`--pid=${pid}`, `--nofile=1024:${hard}`]) },
-    );
+    const r = await runNativeChild<{ raised: NativeIo.NoFileLimit; report: NativeIo.LimitsReport }>(`await ready(); return { raised: io.raiseNoFileLimit(), report: io.limitsReport() };`, {
+      disabled: true,
+      onReady: (pid) => void execFileSync('prlimit', [`--pid=${pid}`, `--nofile=1024:${hard}`]),
+    });
     expect(r.raised).toEqual({ soft: 1024, hard, previousSoft: 1024, reason: expect.stringMatching(/cannot call setrlimit, so the open-file soft limit stays at 1024/) });
     expect(r.report).toMatchObject({ nofileSoft: 1024, nofileHard: hard, nofileSource: '/proc/self/limits' });
   });

@@ -56,10 +56,7 @@ describe('npm pack', () => {
   test('ships no tests, benchmark results, lab scripts, CI files or TypeScript sources', () => {
     const forbiddenFolders = ['test/', 'dist-lab/', 'bench/results/', 'bench/lab/', 'dist/bench/lab/', '.ci/', 'scripts/', 'deploy/', 'native-io/build/', 'bench/loadgen/build/'];
     const forbidden = shipped.filter(
-      (f) =>
-        forbiddenFolders.some((folder) => f.startsWith(folder)) ||
-        (f.endsWith('.ts') && !f.endsWith('.d.ts')) ||
-        /(^|\/)tsconfig[^/]*\.json$|jest[^/]*\.config\.js$/.test(f),
+      (f) => forbiddenFolders.some((folder) => f.startsWith(folder)) || (f.endsWith('.ts') && !f.endsWith('.d.ts')) || /(^|\/)tsconfig[^/]*\.json$|jest[^/]*\.config\.js$/.test(f),
     );
     expect(forbidden).toEqual([]);
   });
@@ -96,16 +93,7 @@ describe('npm pack', () => {
 
   test('ships what the server reads at run time and the documents a user is pointed to', () => {
     expect(shipped).toEqual(
-      expect.arrayContaining([
-        'dist/sdk-bundle/c10m.js',
-        'sdk/demo/index.html',
-        'server/dashboard/index.html',
-        'sysctl/apply.sh',
-        'README.md',
-        'LICENSE',
-        'protocol/PROTOCOL.md',
-        'sdk/README.md',
-      ]),
+      expect.arrayContaining(['dist/sdk-bundle/c10m.js', 'sdk/demo/index.html', 'server/dashboard/index.html', 'sysctl/apply.sh', 'README.md', 'LICENSE', 'protocol/PROTOCOL.md', 'sdk/README.md']),
     );
   });
 });

@@ -142,7 +142,12 @@ test('64-bit integers: 2^60 and -2^60 refused on every way in, 2^40 delivered as
   recordGood(topic, 2 ** 40);
   await jsonSub.until(() => jsonSub.deliveries.filter((d) => d.topic === topic).length === 3, 5000, 'json 2^40');
   await msgpackSub.until(() => (rawPayloads.get(topic) ?? []).length === 3, 5000, 'msgpack 2^40');
-  expect(jsonSub.deliveries.filter((d) => d.topic === topic).slice(1).map((d) => d.data)).toEqual([2 ** 40, 2 ** 40]);
+  expect(
+    jsonSub.deliveries
+      .filter((d) => d.topic === topic)
+      .slice(1)
+      .map((d) => d.data),
+  ).toEqual([2 ** 40, 2 ** 40]);
   expect((rawPayloads.get(topic) as Buffer[])[1].equals(U64_2_40)).toBe(true);
   expect((rawPayloads.get(topic) as Buffer[])[2].equals(U64_2_40)).toBe(true);
   await expectTopicStillWorks(topic);
@@ -241,7 +246,10 @@ test('fresh subscribers (resume from seq 0, and the snapshot) get only good mess
     const reply = await c.sub(topics, { resume });
     for (const t of topics) {
       expect({ t, r: (reply.topics as Record<string, unknown>)[t] }).toMatchObject({ t, r: { recovered: true } });
-      const replayed = c.deliveries.slice(before).filter((d) => d.topic === t && d.replay).map((d) => d.data);
+      const replayed = c.deliveries
+        .slice(before)
+        .filter((d) => d.topic === t && d.replay)
+        .map((d) => d.data);
       expect({ t, replayed }).toEqual({ t, replayed: expected(t, encoding) });
     }
     // The snapshot of every topic is its last good retained publish.

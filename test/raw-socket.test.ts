@@ -105,7 +105,14 @@ const KEY = () => randomBytes(16).toString('base64');
 /** An upgrade request; `headers` replace or (null) remove the defaults. */
 function upgradeRequest(headers: Record<string, string | null> = {}, path = '/v1/ws'): string {
   const h: Record<string, string | null> = { Host: '127.0.0.1', Upgrade: 'websocket', Connection: 'Upgrade', 'Sec-WebSocket-Key': KEY(), 'Sec-WebSocket-Version': '13', ...headers };
-  return `GET ${path} HTTP/1.1\r\n` + Object.entries(h).filter(([, v]) => v !== null).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n';
+  return (
+    `GET ${path} HTTP/1.1\r\n` +
+    Object.entries(h)
+      .filter(([, v]) => v !== null)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('') +
+    '\r\n'
+  );
 }
 
 async function upgradeStatus(port: number, headers: Record<string, string | null>): Promise<HttpAnswer> {
@@ -115,7 +122,13 @@ async function upgradeStatus(port: number, headers: Record<string, string | null
 }
 
 function post(body: string, headers: Record<string, string>, path = '/v1/publish'): string {
-  return `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` + Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('') + `\r\n${body}`;
+  return (
+    `POST ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n` +
+    Object.entries(headers)
+      .map(([k, v]) => `${k}: ${v}\r\n`)
+      .join('') +
+    `\r\n${body}`
+  );
 }
 const publishBody = (topic: string, data: unknown) => JSON.stringify({ topic, data });
 
@@ -379,7 +392,8 @@ describe('CORS (--cors-origins)', () => {
     expect(await cors?.stop()).toBe(0);
   });
 
-  const preflight = (origin: string) => `OPTIONS /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: ${origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n`;
+  const preflight = (origin: string) =>
+    `OPTIONS /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nOrigin: ${origin}\r\nAccess-Control-Request-Method: POST\r\nAccess-Control-Request-Headers: content-type\r\n\r\n`;
 
   test('a preflight from an allowed origin is answered', async () => {
     const r = await exchange(cors.port, [preflight(GOOD)], { responses: 1 });

@@ -57,7 +57,11 @@ afterAll(async () => {
 
 /** The snippet aimed at the test server. */
 function localise(code: string): string {
-  return code.replace(/localhost:8080/g, `127.0.0.1:${server.port}`).replace(/:8080\b/g, `:${server.port}`).replace(/localhost:9090/g, `127.0.0.1:${server.adminPort}`).replace(/:9090\b/g, `:${server.adminPort}`);
+  return code
+    .replace(/localhost:8080/g, `127.0.0.1:${server.port}`)
+    .replace(/:8080\b/g, `:${server.port}`)
+    .replace(/localhost:9090/g, `127.0.0.1:${server.adminPort}`)
+    .replace(/:9090\b/g, `:${server.adminPort}`);
 }
 
 test('the README code blocks are found, and the ones not run say why', () => {

@@ -6,17 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import * as ts from 'typescript';
 import { Worker } from 'worker_threads';
-import {
-  Doorbell,
-  RecordTooLargeError,
-  Ring,
-  RingConsumer,
-  RingInbox,
-  RingProducer,
-  RingSender,
-  SendStatus,
-  recordBytes,
-} from '../shm/ring';
+import { Doorbell, RecordTooLargeError, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus, recordBytes } from '../shm/ring';
 
 let tmpDir = '';
 let ringJs = '';
@@ -52,13 +42,7 @@ function lengthOf(i: number, maxLen: number): number {
 }
 
 /** Runs a producer in a worker thread: it sends n records of lengthOf(i, maxLen) through a RingSender and reports its counts. */
-function startProducer(
-  ringSab: SharedArrayBuffer,
-  bellSab: SharedArrayBuffer,
-  n: number,
-  maxLen: number,
-  gapMs = 0,
-): Promise<{ fullEvents: number; spilledRecords: number; notifies: number }> {
+function startProducer(ringSab: SharedArrayBuffer, bellSab: SharedArrayBuffer, n: number, maxLen: number, gapMs = 0): Promise<{ fullEvents: number; spilledRecords: number; notifies: number }> {
   const code = `
 const { workerData, parentPort } = require('worker_threads');
 const { Doorbell, RingProducer, RingSender, SendStatus } = require(workerData.ringJs);
@@ -178,7 +162,7 @@ describe('single thread', () => {
     let written = 0;
     let read = 0;
     let rand = 12345;
-    const rnd = (m: number): number => ((rand = (rand * 1103515245 + 12345) & 0x7fffffff) % m);
+    const rnd = (m: number): number => (rand = (rand * 1103515245 + 12345) & 0x7fffffff) % m;
     const lens: number[] = [];
     const bad: number[] = [];
     while (read < 20000) {
@@ -193,10 +177,13 @@ describe('single thread', () => {
         written++;
       }
       // Read a few.
-      c.read((data, o, l) => {
-        if (l !== lens[read] || o + l > capacity || !check(data, o, read, l)) bad.push(read);
-        read++;
-      }, 1 + rnd(3));
+      c.read(
+        (data, o, l) => {
+          if (l !== lens[read] || o + l > capacity || !check(data, o, read, l)) bad.push(read);
+          read++;
+        },
+        1 + rnd(3),
+      );
     }
     expect(bad).toEqual([]);
     c.read((data, o, l) => {
@@ -217,16 +204,23 @@ describe('single thread', () => {
     expect(p.tryWrite(new Uint8Array([9, 8]))).toBe(true);
     const seen: number[][] = [];
     c.read((d, o, l) => seen.push(Array.from(d.subarray(o, o + l))));
-    expect(seen).toEqual([[1, 2, 3], [9, 8]]);
+    expect(seen).toEqual([
+      [1, 2, 3],
+      [9, 8],
+    ]);
     expect(() => p.commit()).toThrow(/commit without reserve/);
     p.reserve(4);
     expect(() => p.commit(5)).toThrow(/exceeds the 4 reserved/);
     // The bad commit cancelled the reservation; an encoder that throws cancels its own.
     const sender = new RingSender(p);
     expect(() =>
-      sender.sendEncoded(8, () => {
-        throw new Error('encoder failed');
-      }, null),
+      sender.sendEncoded(
+        8,
+        () => {
+          throw new Error('encoder failed');
+        },
+        null,
+      ),
     ).toThrow('encoder failed');
     expect(sender.send(new Uint8Array([7]))).toBe(SendStatus.RING);
     seen.length = 0;

@@ -13,7 +13,10 @@ test('dist/sdk/index.d.ts compiles with strict, "types": [] and lib es2022 + dom
   try {
     fs.writeFileSync(
       path.join(dir, 'tsconfig.json'),
-      JSON.stringify({ compilerOptions: { strict: true, noEmit: true, types: [], lib: ['es2022', 'dom'], target: 'es2022', module: 'es2022', moduleResolution: 'bundler', skipLibCheck: false }, files: ['app.ts'] }),
+      JSON.stringify({
+        compilerOptions: { strict: true, noEmit: true, types: [], lib: ['es2022', 'dom'], target: 'es2022', module: 'es2022', moduleResolution: 'bundler', skipLibCheck: false },
+        files: ['app.ts'],
+      }),
     );
     const sdk = path.join(ROOT, 'dist', 'sdk', 'index').replace(/\\/g, '/');
     fs.writeFileSync(

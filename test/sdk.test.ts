@@ -493,10 +493,11 @@ test('a subscriber too slow for the server is cut off, reconnects, and accounts 
   await until(() => Math.max(seqs[seqs.length - 1] ?? 0, ...gaps.map((g) => g.toSeq ?? 0)) >= N, `seq ${N} delivered or reported`);
   for (let i = 1; i < seqs.length; i++) expect(seqs[i]).toBeGreaterThan(seqs[i - 1]);
   const accounted = new Set(seqs);
-  for (const g of gaps) for (let q = g.fromSeq as number; q <= (g.toSeq as number); q++) {
-    expect(accounted.has(q)).toBe(false);
-    accounted.add(q);
-  }
+  for (const g of gaps)
+    for (let q = g.fromSeq as number; q <= (g.toSeq as number); q++) {
+      expect(accounted.has(q)).toBe(false);
+      accounted.add(q);
+    }
   expect(accounted.size).toBe(N);
   expect(c.stats.connections).toBe(2);
 });

@@ -108,7 +108,9 @@ describe('computeProfile: monotonic in N', () => {
     const keys = profiles[0].sysctl.map((e) => e.key);
     for (const key of keys) {
       for (let i = 1; i < profiles.length; i++) {
-        const before = value(profiles[i - 1], key).split(/[ ,]/).map(Number);
+        const before = value(profiles[i - 1], key)
+          .split(/[ ,]/)
+          .map(Number);
         const after = value(profiles[i], key).split(/[ ,]/).map(Number);
         after.forEach((v, j) => expect({ key, n: counts[i], v }).toEqual({ key, n: counts[i], v: Math.max(v, before[j]) }));
       }

@@ -108,7 +108,20 @@ describe('a workgroup killed with its cache prefetch in flight', () => {
     const ROUNDS = 15;
     // 8 MiB payloads make 16 MiB arena chunks: each prefetch maps and faults in 16 MiB on a pool thread.
     server = await startServer(
-      ['--workgroups', '2', '--max-payload-bytes', String(8 * 1024 * 1024), '--ring-bytes', String(16 * 1024 * 1024), '--cache-topic-bytes', '65536', '--cache-bytes', String(64 * 1024 * 1024), '--max-restart-delay-ms', '200'],
+      [
+        '--workgroups',
+        '2',
+        '--max-payload-bytes',
+        String(8 * 1024 * 1024),
+        '--ring-bytes',
+        String(16 * 1024 * 1024),
+        '--cache-topic-bytes',
+        '65536',
+        '--cache-bytes',
+        String(64 * 1024 * 1024),
+        '--max-restart-delay-ms',
+        '200',
+      ],
       { C10M_FAULT_INJECTION: '1' },
     );
     const s = server;

@@ -54,7 +54,10 @@ describe('where sessions land', () => {
       const landed = new Map<string, number[]>();
       for (const address of addresses) {
         const placed = await Promise.all([0, 1, 2].map(() => connectFrom(server, address)));
-        landed.set(address, placed.map((p) => p.wg));
+        landed.set(
+          address,
+          placed.map((p) => p.wg),
+        );
         await Promise.all(placed.map((p) => p.client.close()));
       }
       const perWorkgroup = new Array(n).fill(0);
@@ -434,8 +437,10 @@ describe('a workgroup that dies (C10M_FAULT_INJECTION=1)', () => {
       }
       expect(await readyStatus(server)).toBe(200);
       const epochChanged = victimTopics.filter((t) => freshStates.get(t)!.epoch !== firstEpoch.get(t)).length;
-       
-      console.log(`how=${how} wg=${victim}: victim sessions closed ${closedAfterMs} ms after the crash (codes ${victimSessions.map((c) => c.closeCode)}), ready again at ${readyAtMs} ms; new epoch for ${epochChanged}/${victimTopics.length} of its topics`);
+
+      console.log(
+        `how=${how} wg=${victim}: victim sessions closed ${closedAfterMs} ms after the crash (codes ${victimSessions.map((c) => c.closeCode)}), ready again at ${readyAtMs} ms; new epoch for ${epochChanged}/${victimTopics.length} of its topics`,
+      );
     } finally {
       await Promise.all(open.splice(0).map((c) => c.close()));
       await server.stop();
@@ -453,12 +458,7 @@ describe('tiny rings (--ring-bytes 4096 --max-payload-bytes 1024)', () => {
       const TOPICS = 4;
       const PER_TOPIC = 1000;
       const topics = topicsOwnedBy(B, 2, TOPICS, 'tiny');
-      const subs = [
-        keep(await connectIn(server, A, 'json')),
-        keep(await connectIn(server, A, 'msgpack')),
-        keep(await connectIn(server, B, 'json')),
-        keep(await connectIn(server, B, 'msgpack')),
-      ];
+      const subs = [keep(await connectIn(server, A, 'json')), keep(await connectIn(server, A, 'msgpack')), keep(await connectIn(server, B, 'json')), keep(await connectIn(server, B, 'msgpack'))];
       for (const s of subs) expect((await s.client.sub(topics)).ok).toBe(true);
       const publisher = keep(await connectIn(server, A));
       const fullBefore = await metricSum(server, 'c10m_ring_full_total');
@@ -468,7 +468,11 @@ describe('tiny rings (--ring-bytes 4096 --max-payload-bytes 1024)', () => {
       }
       const total = TOPICS * PER_TOPIC;
       // Count acks by their ids: the replies map also holds the ping that placed the publisher.
-      const acked = () => { let n = 0; for (let i = 0; i < TOPICS; i++) for (let k = 0; k < PER_TOPIC; k++) if (publisher.client.replies.has(`${i}#${k}`)) n++; return n; };
+      const acked = () => {
+        let n = 0;
+        for (let i = 0; i < TOPICS; i++) for (let k = 0; k < PER_TOPIC; k++) if (publisher.client.replies.has(`${i}#${k}`)) n++;
+        return n;
+      };
       await publisher.client.until(() => acked() === total, 30_000, `${total} acks`);
       for (let i = 0; i < TOPICS; i++) {
         for (let k = 0; k < PER_TOPIC; k++) {
@@ -497,7 +501,7 @@ describe('tiny rings (--ring-bytes 4096 --max-payload-bytes 1024)', () => {
       const j = await jmx(server);
       expect(j.RingFullEvents as number).toBeGreaterThan(0);
       expect(await metricSum(server, 'c10m_internal_errors_total')).toBe(0);
-       
+
       console.log(`tiny rings: ${total} publishes, ring full events ${full} (jmx ${j.RingFullEvents}), ring records out ${j.RingRecords}`);
     } finally {
       await Promise.all(open.splice(0).map((c) => c.close()));
@@ -550,12 +554,16 @@ describe('--max-connections-per-ip 3 with 2 workgroups', () => {
       for (const p of [x, y]) {
         await held.get(p.address)![0].close();
         let status = 0;
-        await waitFor(async () => {
-          const r = await tryConnectFrom(server, p.address);
-          status = r.status;
-          if (r.client) open.push(r.client);
-          return r.status === 101;
-        }, 5000, `a session from ${p.address} after one closed`);
+        await waitFor(
+          async () => {
+            const r = await tryConnectFrom(server, p.address);
+            status = r.status;
+            if (r.client) open.push(r.client);
+            return r.status === 101;
+          },
+          5000,
+          `a session from ${p.address} after one closed`,
+        );
         expect(status).toBe(101);
         expect((await tryConnectFrom(server, p.address)).status).toBe(429);
       }
@@ -568,7 +576,7 @@ describe('--max-connections-per-ip 3 with 2 workgroups', () => {
 });
 
 describe('--max-connections-per-ip across a workgroup restart (C10M_FAULT_INJECTION=1)', () => {
-  test("addresses whose sessions outlived a restart elsewhere still get no more than the cap", async () => {
+  test('addresses whose sessions outlived a restart elsewhere still get no more than the cap', async () => {
     const CAP = 3;
     const server = await startServer(['--workgroups', '2', '--max-connections-per-ip', String(CAP)], { C10M_FAULT_INJECTION: '1' });
     try {
@@ -600,7 +608,9 @@ describe('--max-connections-per-ip across a workgroup restart (C10M_FAULT_INJECT
         if (r.client) open.push(r.client);
       }
       // The sessions of addresses that moved count wherever they are: a new one from a moved address lands in 0.
-      for (const address of sourceAddresses(64, 6000).filter((a) => !addresses.includes(a)).slice(0, 8)) {
+      for (const address of sourceAddresses(64, 6000)
+        .filter((a) => !addresses.includes(a))
+        .slice(0, 8)) {
         const p = await connectFrom(server, address);
         if (p.wg === 0) moved++;
         await p.client.close();
@@ -615,10 +625,7 @@ describe('--max-connections-per-ip across a workgroup restart (C10M_FAULT_INJECT
 
 describe('rings backed up: publishes refused, never queued without bound (C10M_FAULT_INJECTION=1)', () => {
   test('a stalled workgroup fills the ring and the spill to --max-ring-spill-bytes; then publishes get OVERLOADED (WS, not a bad command; HTTP 503) until it catches up; every accepted message is delivered in order', async () => {
-    const server = await startServer(
-      ['--workgroups', '2', '--ring-bytes', '65536', '--max-payload-bytes', '16384', '--max-ring-spill-bytes', '262144'],
-      { C10M_FAULT_INJECTION: '1' },
-    );
+    const server = await startServer(['--workgroups', '2', '--ring-bytes', '65536', '--max-payload-bytes', '16384', '--max-ring-spill-bytes', '262144'], { C10M_FAULT_INJECTION: '1' });
     try {
       const [topic] = topicsOwnedBy(0, 2, 1, 'overload');
       const sub = keep(await connectIn(server, 1, 'json'));
@@ -656,12 +663,16 @@ describe('rings backed up: publishes refused, never queued without bound (C10M_F
       expect(http.body).toMatchObject({ error: { code: 'OVERLOADED' } });
       // The stall ends, the ring drains, publishes are taken again.
       let resumedAfter = 0;
-      await waitFor(async () => {
-        const r = await pub.client.request({ op: 'pub', topic, data: { after: true }, ack: true });
-        if (r.ok !== true) return false;
-        acked.push(r.seq as number);
-        return true;
-      }, 20_000, 'a publish accepted after the stall').then((ms) => (resumedAfter = ms));
+      await waitFor(
+        async () => {
+          const r = await pub.client.request({ op: 'pub', topic, data: { after: true }, ack: true });
+          if (r.ok !== true) return false;
+          acked.push(r.seq as number);
+          return true;
+        },
+        20_000,
+        'a publish accepted after the stall',
+      ).then((ms) => (resumedAfter = ms));
       // Only accepted publishes have seqs: consecutive, and the subscriber gets each once, in order.
       expect(acked).toEqual(range(1, acked.length));
       await sub.client.until(() => sub.client.deliveries.length >= acked.length, 15_000, 'every accepted message delivered');

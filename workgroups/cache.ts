@@ -672,9 +672,21 @@ export class MessageCache {
   private growTopics(topicId: number): void {
     let n = this.count.length;
     while (n <= topicId) n *= 2;
-    const none = (a: Uint32Array) => { const b = new Uint32Array(n).fill(NONE); b.set(a); return b; };
-    const u32 = (a: Uint32Array) => { const b = new Uint32Array(n); b.set(a); return b; };
-    const f64 = (a: Float64Array) => { const b = new Float64Array(n); b.set(a); return b; };
+    const none = (a: Uint32Array) => {
+      const b = new Uint32Array(n).fill(NONE);
+      b.set(a);
+      return b;
+    };
+    const u32 = (a: Uint32Array) => {
+      const b = new Uint32Array(n);
+      b.set(a);
+      return b;
+    };
+    const f64 = (a: Float64Array) => {
+      const b = new Float64Array(n);
+      b.set(a);
+      return b;
+    };
     this.headPos = none(this.headPos);
     this.tailPos = none(this.tailPos);
     this.count = u32(this.count);
@@ -972,7 +984,10 @@ class BlockArena {
   private readonly freeHead: Int32Array;
   private spareChunks = 0;
 
-  constructor(private readonly chunkBytes: number, private readonly allocate: ArenaAllocator) {
+  constructor(
+    private readonly chunkBytes: number,
+    private readonly allocate: ArenaAllocator,
+  ) {
     this.maxOrder = 31 - Math.clz32(chunkBytes) - UNIT_SHIFT;
     this.unitMask = (1 << this.maxOrder) - 1;
     this.freeHead = new Int32Array(this.maxOrder + 1).fill(-1);

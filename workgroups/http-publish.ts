@@ -150,7 +150,13 @@ export class HttpPublishEndpoint {
     if (h.contentLengths === 1 && !/^[0-9]{1,15}$/.test(h.contentLength)) return this.httpError(ex, '400 Bad Request', ErrorCode.BAD_REQUEST, 'Content-Length is not a number', true);
     if (allow === null) return this.httpError(ex, '403 Forbidden', ErrorCode.ORIGIN_NOT_ALLOWED, `origin ${h.origin} may not publish here (see --cors-origins)`);
     const encoding = encodingOf(h.contentType);
-    if (encoding === null) return this.httpError(ex, '415 Unsupported Media Type', ErrorCode.UNSUPPORTED_MEDIA_TYPE, `content-type must be ${ACCEPTED_TYPES} (parameters such as "; charset=utf-8" are allowed); got ${JSON.stringify(h.contentType)}`);
+    if (encoding === null)
+      return this.httpError(
+        ex,
+        '415 Unsupported Media Type',
+        ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+        `content-type must be ${ACCEPTED_TYPES} (parameters such as "; charset=utf-8" are allowed); got ${JSON.stringify(h.contentType)}`,
+      );
     const limit = this.host.maxBodyBytes;
     const declared = Number(h.contentLength || '0');
     if (declared > limit) return this.httpError(ex, '413 Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, `body is ${declared} bytes; the maximum is ${limit}`, true);
@@ -186,7 +192,12 @@ export class HttpPublishEndpoint {
       try {
         value = fast !== null ? fast : encoding === ENCODING_JSON ? JSON.parse(body.toString('utf8')) : unpackr.unpack(body);
       } catch {
-        return this.httpError(res, '400 Bad Request', encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK, encoding === ENCODING_JSON ? 'body is not valid JSON' : 'body is not valid msgpack');
+        return this.httpError(
+          res,
+          '400 Bad Request',
+          encoding === ENCODING_JSON ? ErrorCode.BAD_JSON : ErrorCode.BAD_MSGPACK,
+          encoding === ENCODING_JSON ? 'body is not valid JSON' : 'body is not valid msgpack',
+        );
       }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'body must be a map {topic, data}');
       const v = value as Record<string, unknown>;
@@ -195,7 +206,14 @@ export class HttpPublishEndpoint {
       if (f instanceof ProtocolError) return this.httpError(res, '400 Bad Request', f.code, f.message);
       if (!host.ownerResponsive(f.topic)) {
         host.stats[Stat.PUBLISHES_OVERLOADED]++;
-        return this.httpError(res, '503 Service Unavailable', ErrorCode.OVERLOADED, "the topic's owner workgroup is not answering (restarting or stalled); nothing was published; retry shortly", false, '1');
+        return this.httpError(
+          res,
+          '503 Service Unavailable',
+          ErrorCode.OVERLOADED,
+          "the topic's owner workgroup is not answering (restarting or stalled); nothing was published; retry shortly",
+          false,
+          '1',
+        );
       }
       const req = host.makePublish(f.topic, encoding, f.data, f.retain, f.ts, f.raw);
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
@@ -245,4 +263,3 @@ export class HttpPublishEndpoint {
     });
   }
 }
-

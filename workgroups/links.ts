@@ -49,7 +49,10 @@ export class Links {
   private lastFull = 0;
   private lastWakeups = 0;
 
-  constructor(init: WorkgroupInit, private readonly host: LinkHost) {
+  constructor(
+    init: WorkgroupInit,
+    private readonly host: LinkHost,
+  ) {
     this.id = init.id;
     this.count = init.count;
     this.allStats = init.allStats.map((b) => new Float64Array(b));
@@ -254,12 +257,14 @@ export class Links {
         this.host.log.error({ from, type: r.type }, 'unknown ring record type');
     }
   }
-
 }
 
 /** The owner side of another workgroup: each call one record on our ring to it. */
 class RingOwnerPort implements OwnerPort {
-  constructor(private readonly links: Links, private readonly to: number) {}
+  constructor(
+    private readonly links: Links,
+    private readonly to: number,
+  ) {}
 
   publish(_from: number, topic: string, flags: number, data: Uint8Array, _json: string | null, tsMicros: number, receivedAtMicros: number, token: number): void {
     const r = this.links.record(RecordType.PUBLISH, flags, topic);
@@ -286,7 +291,10 @@ class RingOwnerPort implements OwnerPort {
 
 /** The subscriber side of another workgroup: each call one record on our ring to it. */
 class RingSubscriberPort implements SubscriberPort {
-  constructor(private readonly links: Links, private readonly to: number) {}
+  constructor(
+    private readonly links: Links,
+    private readonly to: number,
+  ) {}
 
   deliver(topic: string, epoch: number, seq: number, tsMicros: number, receivedAtMicros: number, msgpack: number, data: Uint8Array, _json: string | null): void {
     const r = this.links.record(RecordType.DELIVER, msgpack, topic);

@@ -25,7 +25,10 @@ export const LOG_WINDOW_MS = 60_000;
 export class LogLimiter {
   private readonly windows = new Map<string, { startMs: number; lines: number; suppressed: number }>();
 
-  constructor(private readonly log: Logger, private readonly onSuppressed: () => void) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly onSuppressed: () => void,
+  ) {}
 
   /** Logs at error level unless the cause has had its share this window. */
   error(cause: string, fields: Record<string, unknown>, message: string): void {

@@ -29,7 +29,6 @@ export interface OwnerOptions {
   snapshotTtlSeconds: number;
 }
 
-
 export class Owner implements OwnerPort, ReplayOwner {
   private readonly replays: Replays;
   private releaseCursor = 0;

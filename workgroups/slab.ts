@@ -31,7 +31,20 @@ export const SessionFlag = {
 } as const;
 
 /** Fields: bytes per slot, summed for memory accounting. */
-const FIELD_BYTES = 4 /* generation */ + 1 /* state */ + 1 /* flags */ + 4 /* ipHash */ + 4 /* connectedAtSec */ + 4 /* lastActivitySec */ + 2 /* subscriptions */ + 2 /* errors */ + 4 * 4 /* messagesIn, messagesOut, bytesIn, bytesOut */ + 4 * 3 /* windowSec, windowCommands, windowBytes */ + 2 /* windowRefused */ + 1 /* strikes */ + 1; /* internalErrors */
+const FIELD_BYTES =
+  4 /* generation */ +
+  1 /* state */ +
+  1 /* flags */ +
+  4 /* ipHash */ +
+  4 /* connectedAtSec */ +
+  4 /* lastActivitySec */ +
+  2 /* subscriptions */ +
+  2 /* errors */ +
+  4 * 4 /* messagesIn, messagesOut, bytesIn, bytesOut */ +
+  4 * 3 /* windowSec, windowCommands, windowBytes */ +
+  2 /* windowRefused */ +
+  1 /* strikes */ +
+  1; /* internalErrors */
 export const SLAB_BYTES_PER_SESSION = FIELD_BYTES;
 
 /** What spend() says of a command. */
@@ -79,15 +92,40 @@ interface Chunk {
 function makeChunk(buffer: ArrayBufferLike): Chunk {
   // Widest fields first, so every array is aligned.
   let o = 0;
-  const u32 = () => { const a = new Uint32Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS * 4; return a; };
-  const u16 = () => { const a = new Uint16Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS * 2; return a; };
-  const u8 = () => { const a = new Uint8Array(buffer, o, CHUNK_SLOTS); o += CHUNK_SLOTS; return a; };
+  const u32 = () => {
+    const a = new Uint32Array(buffer, o, CHUNK_SLOTS);
+    o += CHUNK_SLOTS * 4;
+    return a;
+  };
+  const u16 = () => {
+    const a = new Uint16Array(buffer, o, CHUNK_SLOTS);
+    o += CHUNK_SLOTS * 2;
+    return a;
+  };
+  const u8 = () => {
+    const a = new Uint8Array(buffer, o, CHUNK_SLOTS);
+    o += CHUNK_SLOTS;
+    return a;
+  };
   return {
-    messagesIn: u32(), messagesOut: u32(), bytesIn: u32(), bytesOut: u32(),
-    generation: u32(), ipHash: u32(), connectedAtSec: u32(), lastActivitySec: u32(),
-    windowSec: u32(), windowCommands: u32(), windowBytes: u32(),
-    subscriptions: u16(), errors: u16(), windowRefused: u16(),
-    state: u8(), flags: u8(), strikes: u8(), internalErrors: u8(),
+    messagesIn: u32(),
+    messagesOut: u32(),
+    bytesIn: u32(),
+    bytesOut: u32(),
+    generation: u32(),
+    ipHash: u32(),
+    connectedAtSec: u32(),
+    lastActivitySec: u32(),
+    windowSec: u32(),
+    windowCommands: u32(),
+    windowBytes: u32(),
+    subscriptions: u16(),
+    errors: u16(),
+    windowRefused: u16(),
+    state: u8(),
+    flags: u8(),
+    strikes: u8(),
+    internalErrors: u8(),
   };
 }
 
@@ -168,16 +206,34 @@ export class SessionSlab {
     const i = slot & CHUNK_MASK;
     return c.state[i] === SessionState.OPEN && c.generation[i] === generation;
   }
-  state(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].state[slot & CHUNK_MASK]; }
-  setState(slot: number, s: number): void { this.chunks[slot >>> CHUNK_BITS].state[slot & CHUNK_MASK] = s; }
-  generation(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].generation[slot & CHUNK_MASK]; }
-  flags(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].flags[slot & CHUNK_MASK]; }
-  ipHash(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].ipHash[slot & CHUNK_MASK]; }
-  connectedAtSec(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].connectedAtSec[slot & CHUNK_MASK]; }
-  subscriptions(slot: number): number { return this.chunks[slot >>> CHUNK_BITS].subscriptions[slot & CHUNK_MASK]; }
-  addSubscriptions(slot: number, delta: number): void { this.chunks[slot >>> CHUNK_BITS].subscriptions[slot & CHUNK_MASK] += delta; }
+  state(slot: number): number {
+    return this.chunks[slot >>> CHUNK_BITS].state[slot & CHUNK_MASK];
+  }
+  setState(slot: number, s: number): void {
+    this.chunks[slot >>> CHUNK_BITS].state[slot & CHUNK_MASK] = s;
+  }
+  generation(slot: number): number {
+    return this.chunks[slot >>> CHUNK_BITS].generation[slot & CHUNK_MASK];
+  }
+  flags(slot: number): number {
+    return this.chunks[slot >>> CHUNK_BITS].flags[slot & CHUNK_MASK];
+  }
+  ipHash(slot: number): number {
+    return this.chunks[slot >>> CHUNK_BITS].ipHash[slot & CHUNK_MASK];
+  }
+  connectedAtSec(slot: number): number {
+    return this.chunks[slot >>> CHUNK_BITS].connectedAtSec[slot & CHUNK_MASK];
+  }
+  subscriptions(slot: number): number {
+    return this.chunks[slot >>> CHUNK_BITS].subscriptions[slot & CHUNK_MASK];
+  }
+  addSubscriptions(slot: number, delta: number): void {
+    this.chunks[slot >>> CHUNK_BITS].subscriptions[slot & CHUNK_MASK] += delta;
+  }
   /** Counts one bad command; returns the session's total. */
-  addError(slot: number): number { return ++this.chunks[slot >>> CHUNK_BITS].errors[slot & CHUNK_MASK]; }
+  addError(slot: number): number {
+    return ++this.chunks[slot >>> CHUNK_BITS].errors[slot & CHUNK_MASK];
+  }
   /** Records one command received. */
   recordIn(slot: number, bytes: number, nowSec: number): void {
     const c = this.chunks[slot >>> CHUNK_BITS];

@@ -30,8 +30,18 @@ export const STATIC_FILES: StaticFile[] = [
   { route: '/', file: path.join(DEMO_DIR, 'index.html'), contentType: 'text/html; charset=utf-8', missing: 'the demo page (sdk/demo/index.html) is missing from this installation' },
   { route: '/demo.js', file: path.join(DEMO_DIR, 'demo.js'), contentType: 'text/javascript; charset=utf-8', missing: 'the demo script (sdk/demo/demo.js) is missing from this installation' },
   { route: '/demo.css', file: path.join(DEMO_DIR, 'demo.css'), contentType: 'text/css; charset=utf-8', missing: 'the demo style sheet (sdk/demo/demo.css) is missing from this installation' },
-  { route: '/sdk/c10m.js', file: path.join(BUNDLE_DIR, 'c10m.js'), contentType: 'text/javascript; charset=utf-8', missing: 'the SDK bundle is not built: run `npm run build` (it writes dist/sdk-bundle/c10m.js)' },
-  { route: '/sdk/c10m.js.map', file: path.join(BUNDLE_DIR, 'c10m.js.map'), contentType: 'application/json; charset=utf-8', missing: 'the SDK source map is not built: run `npm run build` (it writes dist/sdk-bundle/c10m.js.map)' },
+  {
+    route: '/sdk/c10m.js',
+    file: path.join(BUNDLE_DIR, 'c10m.js'),
+    contentType: 'text/javascript; charset=utf-8',
+    missing: 'the SDK bundle is not built: run `npm run build` (it writes dist/sdk-bundle/c10m.js)',
+  },
+  {
+    route: '/sdk/c10m.js.map',
+    file: path.join(BUNDLE_DIR, 'c10m.js.map'),
+    contentType: 'application/json; charset=utf-8',
+    missing: 'the SDK source map is not built: run `npm run build` (it writes dist/sdk-bundle/c10m.js.map)',
+  },
 ];
 
 interface Loaded {

@@ -159,7 +159,11 @@ export class TopicTable {
   /** Rows grow by half (not doubling): an idle topic's row slack stays under 50 %. */
   private growRows(): void {
     const n = this.epoch.length + (this.epoch.length >> 1);
-    const grow32 = (a: Uint32Array) => { const b = new Uint32Array(n); b.set(a); return b; };
+    const grow32 = (a: Uint32Array) => {
+      const b = new Uint32Array(n);
+      b.set(a);
+      return b;
+    };
     this.hashes = grow32(this.hashes);
     this.epoch = grow32(this.epoch);
     this.interest = grow32(this.interest);

@@ -102,7 +102,6 @@ const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind 
 // uWS send() results.
 const SEND_DROPPED = 2;
 
-
 /** Where an ack goes back to. */
 interface AckTarget {
   slot: number;
@@ -192,7 +191,10 @@ export class Workgroup implements SubscriberPort, LinkHost {
   private elu = performance.eventLoopUtilization();
   nowSec = Math.floor(Date.now() / 1000);
 
-  constructor(init: WorkgroupInit, readonly log: Logger) {
+  constructor(
+    init: WorkgroupInit,
+    readonly log: Logger,
+  ) {
     this.id = init.id;
     this.count = init.count;
     this.options = init.options;
@@ -223,11 +225,33 @@ export class Workgroup implements SubscriberPort, LinkHost {
       prefetch: (bytes) => allocSharedAsync(bytes).then((a) => a.buffer),
     });
     // Gauges start from zero; counters continue across restarts.
-    for (const g of [Stat.SESSIONS, Stat.SUBSCRIPTIONS, Stat.TOPICS_OWNED, Stat.TOPICS_FULL, Stat.ACCEPTING_PAUSED, Stat.LISTENING, Stat.CACHE_MESSAGES, Stat.CACHE_BYTES, Stat.RING_SPILL_RECORDS, Stat.RING_SPILL_PEAK_BYTES, Stat.RING_SPILL_BYTES]) this.stats[g] = 0;
+    for (const g of [
+      Stat.SESSIONS,
+      Stat.SUBSCRIPTIONS,
+      Stat.TOPICS_OWNED,
+      Stat.TOPICS_FULL,
+      Stat.ACCEPTING_PAUSED,
+      Stat.LISTENING,
+      Stat.CACHE_MESSAGES,
+      Stat.CACHE_BYTES,
+      Stat.RING_SPILL_RECORDS,
+      Stat.RING_SPILL_PEAK_BYTES,
+      Stat.RING_SPILL_BYTES,
+    ])
+      this.stats[g] = 0;
 
     this.links = new Links(init, this);
     const o2 = this.options;
-    this.owner = new Owner(this.id, this.topics, this.cache, this.stats, { maxTopics: o2.maxTopics, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds }, this.links, { corked: (token, write) => this.corkReplay(token, write) }, (err) => this.failed('replay', err));
+    this.owner = new Owner(
+      this.id,
+      this.topics,
+      this.cache,
+      this.stats,
+      { maxTopics: o2.maxTopics, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds },
+      this.links,
+      { corked: (token, write) => this.corkReplay(token, write) },
+      (err) => this.failed('replay', err),
+    );
     this.links.attach(this.owner, this);
     this.cors = new CorsPolicy(init.options.corsOrigins);
     this.httpPublish = new HttpPublishEndpoint({
@@ -303,7 +327,10 @@ export class Workgroup implements SubscriberPort, LinkHost {
     this.httpPublish.register(app);
     registerStaticRoutes(app);
     app.any('/*', (res, req) => {
-      res.writeStatus('404 Not Found').writeHeader('content-type', 'application/json').end(JSON.stringify({ error: { code: ErrorCode.NOT_FOUND, message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` } }));
+      res
+        .writeStatus('404 Not Found')
+        .writeHeader('content-type', 'application/json')
+        .end(JSON.stringify({ error: { code: ErrorCode.NOT_FOUND, message: `no route for ${req.getMethod().toUpperCase()} ${req.getUrl()}` } }));
     });
     return app;
   }
@@ -387,7 +414,10 @@ export class Workgroup implements SubscriberPort, LinkHost {
       this.acceptPausedUntilMs = nowMs + ACCEPT_PAUSE_MS;
       this.stats[Stat.ACCEPTING_PAUSED] = 1;
       this.stats[Stat.ACCEPT_PAUSES]++;
-      this.log.warn({ limit: this.descriptorLimit, reserve: this.descriptorReserve, lowestFree: Number.isFinite(lowest) ? lowest : null, sessions: this.slab.size }, 'out of file descriptors: not accepting connections for now');
+      this.log.warn(
+        { limit: this.descriptorLimit, reserve: this.descriptorReserve, lowestFree: Number.isFinite(lowest) ? lowest : null, sessions: this.slab.size },
+        'out of file descriptors: not accepting connections for now',
+      );
       this.onAccepting(false);
     } else if (!short && this.acceptPaused && nowMs >= this.acceptPausedUntilMs) {
       this.acceptPaused = false;
@@ -468,7 +498,14 @@ export class Workgroup implements SubscriberPort, LinkHost {
     const key = req.getHeader('sec-websocket-key');
     const extensions = req.getHeader('sec-websocket-extensions');
     const bad = checkUpgrade(
-      { upgrade: req.getHeader('upgrade'), connection: req.getHeader('connection'), secWebSocketKey: key, secWebSocketVersion: req.getHeader('sec-websocket-version'), origin: req.getHeader('origin'), host: req.getHeader('host') },
+      {
+        upgrade: req.getHeader('upgrade'),
+        connection: req.getHeader('connection'),
+        secWebSocketKey: key,
+        secWebSocketVersion: req.getHeader('sec-websocket-version'),
+        origin: req.getHeader('origin'),
+        host: req.getHeader('host'),
+      },
       this.cors,
     );
     if (bad !== null) return this.refuse(res, bad.status, bad.code, bad.message, bad.extraHeaders);
@@ -626,7 +663,14 @@ export class Workgroup implements SubscriberPort, LinkHost {
         this.stats[Stat.RATE_LIMITED]++;
         const limit = o.maxCommandsPerSecond > 0 ? `${o.maxCommandsPerSecond} commands` : '';
         const bytesLimit = o.maxBytesPerSecond > 0 ? `${o.maxBytesPerSecond} bytes` : '';
-        return this.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.RATE_LIMITED, `over this session's budget of ${[limit, bytesLimit].filter((x) => x !== '').join(' or ')} per second; nothing was done; slow down`, cmd.id)));
+        return this.reply(
+          ws,
+          slot,
+          encoding,
+          errorReply(
+            new ProtocolError(ErrorCode.RATE_LIMITED, `over this session's budget of ${[limit, bytesLimit].filter((x) => x !== '').join(' or ')} per second; nothing was done; slow down`, cmd.id),
+          ),
+        );
       }
       this.handleCommand(ws, slot, encoding, cmd);
     } catch (err) {
@@ -775,14 +819,6 @@ export class Workgroup implements SubscriberPort, LinkHost {
 
   // ---- the owner's side -----------------------------------------------
 
-
-
-
-
-
-
-
-
   /** The pending subscription replayed messages of `token` go to, or null when it is gone (answered, cancelled, failed, session closed). */
   private replayable(token: number): PendingSub | null {
     const p = this.pendingSubs.get(token);
@@ -795,10 +831,6 @@ export class Workgroup implements SubscriberPort, LinkHost {
     const p = this.replayable(token);
     return p === null ? null : (this.sockets[p.ctx.slot] as WebSocket<SessionData>);
   }
-
-
-
-
 
   /** Receiver: a batch of replayed messages for one pending subscription, written under one cork. */
   replayBatch(token: number, topic: string, epoch: number, data: Uint8Array, count: number): boolean {
@@ -870,7 +902,11 @@ export class Workgroup implements SubscriberPort, LinkHost {
     if (p === undefined) return;
     this.pendingSubs.delete(token);
     if (status === SubStatus.TOO_MANY_TOPICS) {
-      return this.failSub(p, ErrorCode.TOO_MANY_TOPICS, `the node holds its limit of topics (--max-topics ${this.options.maxTopics * this.count}), and ${p.topic} is not one of them; nothing was subscribed`);
+      return this.failSub(
+        p,
+        ErrorCode.TOO_MANY_TOPICS,
+        `the node holds its limit of topics (--max-topics ${this.options.maxTopics * this.count}), and ${p.topic} is not one of them; nothing was subscribed`,
+      );
     }
     const topic = p.topic;
     this.local.done(topic);

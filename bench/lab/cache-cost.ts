@@ -21,12 +21,13 @@ import { arg, flag } from './args';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
-
 function environment(allocPath: string): Record<string, unknown> {
   const cpus = os.cpus();
   let commit = 'unknown';
   try {
-    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
   } catch {
     /* not a checkout */
   }
@@ -86,7 +87,6 @@ function payloads(size: number): Uint8Array[] {
 
 function allocator(kind: string): { allocate: ArenaAllocator; path: string } {
   if (kind === 'native') {
-     
     const nio = require('../../native-io') as typeof import('../../native-io');
     let first = '';
     return {
@@ -290,7 +290,9 @@ function main(): void {
   console.log(`arena + metadata, steady     ${fmt(sm.arenaBytes + sm.metadataBytes).padStart(15)}   ${sm.perMessageBeyondPayload.arenaAndMetadata.toFixed(1).padStart(8)}`);
   console.log(`cleaner copies per appended byte, count-evicting: ${sm.cleanerCopiedPerAppendedByte.toFixed(3)}`);
   const bc = r.budgetCase as Record<string, number>;
-  console.log(`budget case (defaults, 256 MiB): ${fmt(bc.messages)} messages, stored ${fmt(bc.storedBytes)}, log ${fmt(bc.logBytes)}, arena ${fmt(bc.arenaBytes)}, cleaner copies per appended byte ${bc.cleanerCopiedPerAppendedByte.toFixed(3)}`);
+  console.log(
+    `budget case (defaults, 256 MiB): ${fmt(bc.messages)} messages, stored ${fmt(bc.storedBytes)}, log ${fmt(bc.logBytes)}, arena ${fmt(bc.arenaBytes)}, cleaner copies per appended byte ${bc.cleanerCopiedPerAppendedByte.toFixed(3)}`,
+  );
   console.log(`V8 heap used delta           ${fmt(m.heapUsedDeltaBytes).padStart(15)}   ${(m.heapUsedDeltaBytes / m.messages).toFixed(1).padStart(8)}`);
   const ap = r.appendPerSecond as { fill: number; steadyCountEvicting: Spread; steadyBudgetEvicting: Spread };
   const rp = r.replayPerSecond as { forEach: Spread; forEachRaw: Spread; resumesOfLast10: Spread };

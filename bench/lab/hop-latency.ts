@@ -109,7 +109,15 @@ async function main(): Promise<void> {
     const pub = await sessionIn(target, A);
     const subA = await sessionIn(target, A);
     const subB = await sessionIn(target, B);
-    const mk = (name: string, hops: number, owner: number, sub: Session): PathCase => ({ name, hops, topic: topicOwnedBy(owner, `/hop/${name.replace(' ', '-')}/`), owner, subscriber: sub, hist: hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 }), received: 0 });
+    const mk = (name: string, hops: number, owner: number, sub: Session): PathCase => ({
+      name,
+      hops,
+      topic: topicOwnedBy(owner, `/hop/${name.replace(' ', '-')}/`),
+      owner,
+      subscriber: sub,
+      hist: hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3 }),
+      received: 0,
+    });
     const paths = [mk('no hop', 0, A, subA), mk('deliver hop', 1, A, subB), mk('publish hop', 1, B, subB), mk('two hops', 2, B, subA)];
     const byTopic = new Map(paths.map((p) => [p.topic, p]));
     for (const sub of [subA, subB]) {
@@ -179,10 +187,22 @@ async function main(): Promise<void> {
     await target.stop();
   }
   env.loadAverage.end = Math.round(os.loadavg()[0] * 100) / 100;
-  const lines = ['## hop-latency', '', ...envLines(env), '', `c10m with 2 workgroups (--benchmark-mode), one publisher session in workgroup 0 (A), ${size}-byte payloads, the four paths round robin; latency = subscriber receive time − the publisher's ts (µs, CLOCK_REALTIME), after a 1 s warm-up.`, ''];
+  const lines = [
+    '## hop-latency',
+    '',
+    ...envLines(env),
+    '',
+    `c10m with 2 workgroups (--benchmark-mode), one publisher session in workgroup 0 (A), ${size}-byte payloads, the four paths round robin; latency = subscriber receive time − the publisher's ts (µs, CLOCK_REALTIME), after a 1 s warm-up.`,
+    '',
+  ];
   for (const r of results) {
     const base = r.paths.find((p) => p.hops === 0) as { p50Us: number; p99Us: number };
-    lines.push(`### ${r.rate} msg/s (${r.rate / 4} per path), ${r.seconds} s, ${r.published} published`, '', '| path | ring hops | received | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | mean µs | p50 − no hop | p99 − no hop |', '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    lines.push(
+      `### ${r.rate} msg/s (${r.rate / 4} per path), ${r.seconds} s, ${r.published} published`,
+      '',
+      '| path | ring hops | received | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | mean µs | p50 − no hop | p99 − no hop |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    );
     for (const p of r.paths as { path: string; hops: number; received: number; p50Us: number; p90Us: number; p99Us: number; p999Us: number; maxUs: number; meanUs: number }[]) {
       lines.push(`| ${p.path} | ${p.hops} | ${p.received} | ${p.p50Us} | ${p.p90Us} | ${p.p99Us} | ${p.p999Us} | ${p.maxUs} | ${p.meanUs} | ${p.p50Us - base.p50Us} | ${p.p99Us - base.p99Us} |`);
     }

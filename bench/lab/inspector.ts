@@ -120,7 +120,7 @@ export class InspectorClient {
   }
 
   title(sessionId: string | null): string {
-    return sessionId === null ? 'main' : this.workers.get(sessionId)?.title ?? sessionId;
+    return sessionId === null ? 'main' : (this.workers.get(sessionId)?.title ?? sessionId);
   }
 
   /** A full (compacting) GC in every isolate, twice (weak callbacks free more on the second). */
@@ -172,7 +172,8 @@ export function summarizeSnapshot(s: Snapshot): HeapSummary {
   for (let i = 0; i < s.nodes.length; i += n) {
     const type = types[s.nodes[i + fType]];
     const name = s.strings[s.nodes[i + fName]];
-    const key = type === 'object' || type === 'native' || type === 'closure' ? `${type}:${name}` : type === 'hidden' || type === 'object shape' || type === 'array' ? `${type}:${name.slice(0, 40)}` : type;
+    const key =
+      type === 'object' || type === 'native' || type === 'closure' ? `${type}:${name}` : type === 'hidden' || type === 'object shape' || type === 'array' ? `${type}:${name.slice(0, 40)}` : type;
     const e = out.get(key) ?? { bytes: 0, count: 0 };
     e.bytes += s.nodes[i + fSize];
     e.count++;

@@ -32,10 +32,11 @@ import { ROOT } from '../paths';
 import { startTarget, type Target, type TargetKind } from '../targets';
 import { arg, flag } from './args';
 
-
 const sessions = Number(arg('sessions', '19000'));
 const workgroupsList = arg('workgroups', '1,2').split(',').map(Number);
-const peers = arg('peers', 'uws').split(',').filter((p) => p && p !== 'none') as TargetKind[];
+const peers = arg('peers', 'uws')
+  .split(',')
+  .filter((p) => p && p !== 'none') as TargetKind[];
 const settleMs = Number(arg('settle-seconds', '5')) * 1000;
 const snapshot = flag('snapshot');
 /** With --snapshot: also write every raw heap snapshot here (<target>-<sessions>-<isolate>.heapsnapshot). */
@@ -176,7 +177,9 @@ async function heapClasses(kind: TargetKind, name: string, wg: number, options: 
       await sleep(settleMs);
       await insp.gcAll();
       const after = merge(await snapshotAll(insp, kind, `${name}-${sessions}`));
-      return diffSummaries(before, after).slice(0, 25).map((x) => ({ key: x.key, bytesPerSession: Math.round((x.bytes / sessions) * 10) / 10, objectsPerSession: Math.round((x.count / sessions) * 100) / 100 }));
+      return diffSummaries(before, after)
+        .slice(0, 25)
+        .map((x) => ({ key: x.key, bytesPerSession: Math.round((x.bytes / sessions) * 10) / 10, objectsPerSession: Math.round((x.count / sessions) * 100) / 100 }));
     } finally {
       await fleet.stop().catch(() => fleet.kill());
     }
@@ -191,7 +194,10 @@ async function main(): Promise<void> {
   const progress = new Progress(true, 'memory-breakdown');
   const options = { sourceAddresses: parseSourceAddresses(arg('source-addresses', DEFAULT_SOURCE_ADDRESSES)), engine: 'auto', connectTimeoutSeconds: 120, maxPending: 256 } as unknown as RunOptions;
   const results: TargetResult[] = [];
-  const runs: { kind: TargetKind; name: string; wg: number }[] = [...workgroupsList.map((wg) => ({ kind: 'c10m' as TargetKind, name: `c10m-wg${wg}`, wg })), ...peers.map((p) => ({ kind: p, name: p as string, wg: 1 }))];
+  const runs: { kind: TargetKind; name: string; wg: number }[] = [
+    ...workgroupsList.map((wg) => ({ kind: 'c10m' as TargetKind, name: `c10m-wg${wg}`, wg })),
+    ...peers.map((p) => ({ kind: p, name: p as string, wg: 1 })),
+  ];
   for (const r of runs) results.push(await measure(r.kind, r.name, r.wg, options, progress));
   if (snapshot) for (let i = 0; i < runs.length; i++) results[i].heapClasses = await heapClasses(runs[i].kind, runs[i].name, runs[i].wg, options, progress);
   // Empty servers at each workgroup count and ring size: the fixed cost per workgroup and per ring.
@@ -210,25 +216,54 @@ async function main(): Promise<void> {
   }
   progress.stop();
   env.loadAverage.end = Math.round(os.loadavg()[0] * 100) / 100;
-  const lines: string[] = ['## memory-breakdown', '', ...envLines(env), '', `${sessions} idle sessions, each subscribed to its own topic; every reading after a forced full GC in every isolate (inspector), ${settleMs / 1000} s after the last change.`, ''];
-  lines.push('| target | empty RSS MB | empty anon MB | empty THP MB | empty JS heap committed MB (per isolate) | RSS MB at N | KB/session RSS | anon | JS heap committed | JS heap used | anon outside the JS heap | native-io arenas | sessions per workgroup |');
+  const lines: string[] = [
+    '## memory-breakdown',
+    '',
+    ...envLines(env),
+    '',
+    `${sessions} idle sessions, each subscribed to its own topic; every reading after a forced full GC in every isolate (inspector), ${settleMs / 1000} s after the last change.`,
+    '',
+  ];
+  lines.push(
+    '| target | empty RSS MB | empty anon MB | empty THP MB | empty JS heap committed MB (per isolate) | RSS MB at N | KB/session RSS | anon | JS heap committed | JS heap used | anon outside the JS heap | native-io arenas | sessions per workgroup |',
+  );
   lines.push('|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|');
   for (const r of results) {
     const p = r.perSession;
-    lines.push(`| ${r.name} | ${MB(r.empty.rssBytes)} | ${MB(r.empty.anonBytes)} | ${MB(r.empty.anonHugeBytes)} | ${MB(r.empty.heapTotalBytes)} (${r.empty.heaps.map((h) => `${h.isolate} ${MB(h.totalBytes)}`).join(', ')}) | ${MB(r.loaded.rssBytes)} | ${p.rssKB} | ${p.anonKB} | ${p.heapTotalKB} | ${p.heapUsedKB} | ${p.nonHeapAnonKB} | ${p.arenaKB ?? '–'} | ${r.loaded.sessionsPerWorkgroup ?? '–'} |`);
+    lines.push(
+      `| ${r.name} | ${MB(r.empty.rssBytes)} | ${MB(r.empty.anonBytes)} | ${MB(r.empty.anonHugeBytes)} | ${MB(r.empty.heapTotalBytes)} (${r.empty.heaps.map((h) => `${h.isolate} ${MB(h.totalBytes)}`).join(', ')}) | ${MB(r.loaded.rssBytes)} | ${p.rssKB} | ${p.anonKB} | ${p.heapTotalKB} | ${p.heapUsedKB} | ${p.nonHeapAnonKB} | ${p.arenaKB ?? '–'} | ${r.loaded.sessionsPerWorkgroup ?? '–'} |`,
+    );
   }
   const peer = results.find((r) => r.workgroups === null);
   if (peer) {
     lines.push('', `Ratios to ${peer.name} (KB per session, RSS / anon / anon outside the JS heap):`, '');
-    for (const r of results.filter((x) => x !== peer)) lines.push(`- ${r.name}: ${(r.perSession.rssKB / peer.perSession.rssKB).toFixed(3)} / ${(r.perSession.anonKB / peer.perSession.anonKB).toFixed(3)} / ${(r.perSession.nonHeapAnonKB / peer.perSession.nonHeapAnonKB).toFixed(3)}; JS heap committed ${r.perSession.heapTotalKB} vs ${peer.perSession.heapTotalKB} KB`);
+    for (const r of results.filter((x) => x !== peer))
+      lines.push(
+        `- ${r.name}: ${(r.perSession.rssKB / peer.perSession.rssKB).toFixed(3)} / ${(r.perSession.anonKB / peer.perSession.anonKB).toFixed(3)} / ${(r.perSession.nonHeapAnonKB / peer.perSession.nonHeapAnonKB).toFixed(3)}; JS heap committed ${r.perSession.heapTotalKB} vs ${peer.perSession.heapTotalKB} KB`,
+      );
   }
   if (fixed.length) {
-    lines.push('', 'Empty servers by ring size (the fixed cost; N workgroups have N·(N−1) rings):', '', '| workgroups | --ring-bytes | RSS MB | anon MB | THP MB | JS heap committed MB | native-io arenas MB |', '|---:|---:|---:|---:|---:|---:|---:|');
-    for (const f of fixed) lines.push(`| ${f.workgroups} | ${f.ringBytes} | ${MB(f.reading.rssBytes)} | ${MB(f.reading.anonBytes)} | ${MB(f.reading.anonHugeBytes)} | ${MB(f.reading.heapTotalBytes)} | ${f.reading.arenaBytes === null ? '–' : MB(f.reading.arenaBytes)} |`);
+    lines.push(
+      '',
+      'Empty servers by ring size (the fixed cost; N workgroups have N·(N−1) rings):',
+      '',
+      '| workgroups | --ring-bytes | RSS MB | anon MB | THP MB | JS heap committed MB | native-io arenas MB |',
+      '|---:|---:|---:|---:|---:|---:|---:|',
+    );
+    for (const f of fixed)
+      lines.push(
+        `| ${f.workgroups} | ${f.ringBytes} | ${MB(f.reading.rssBytes)} | ${MB(f.reading.anonBytes)} | ${MB(f.reading.anonHugeBytes)} | ${MB(f.reading.heapTotalBytes)} | ${f.reading.arenaBytes === null ? '–' : MB(f.reading.arenaBytes)} |`,
+      );
   }
   for (const r of results) {
     if (!r.heapClasses) continue;
-    lines.push('', `${r.name}: JS heap growth by class, per session (heap snapshots of the isolates holding sessions, at 0 and ${sessions}):`, '', '| class | bytes/session | objects/session |', '|---|---:|---:|');
+    lines.push(
+      '',
+      `${r.name}: JS heap growth by class, per session (heap snapshots of the isolates holding sessions, at 0 and ${sessions}):`,
+      '',
+      '| class | bytes/session | objects/session |',
+      '|---|---:|---:|',
+    );
     for (const c of r.heapClasses.filter((x) => Math.abs(x.bytesPerSession) >= 1)) lines.push(`| ${c.key.replace(/\|/g, '\\|')} | ${c.bytesPerSession} | ${c.objectsPerSession} |`);
   }
   const md = `${lines.join('\n')}\n`;
@@ -236,7 +271,10 @@ async function main(): Promise<void> {
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const base = path.join(dir, `memory-breakdown-${env.date.replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z')}`);
-  fs.writeFileSync(`${base}.json`, `${JSON.stringify({ benchmark: 'memory-breakdown', env, params: { sessions, workgroups: workgroupsList, peers, settleSeconds: settleMs / 1000, snapshot, ringBytes: ringBytesList, serveArgs }, results, fixed }, null, 2)}\n`);
+  fs.writeFileSync(
+    `${base}.json`,
+    `${JSON.stringify({ benchmark: 'memory-breakdown', env, params: { sessions, workgroups: workgroupsList, peers, settleSeconds: settleMs / 1000, snapshot, ringBytes: ringBytesList, serveArgs }, results, fixed }, null, 2)}\n`,
+  );
   fs.writeFileSync(`${base}.md`, md);
   process.stdout.write(`${JSON.stringify({ msg: 'memory-breakdown done', files: [`${base}.json`, `${base}.md`] })}\n`);
   process.exit(0);

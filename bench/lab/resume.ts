@@ -36,7 +36,10 @@ import { SubscriberFleet } from '../sub';
 import { startTarget, type Target } from '../targets';
 import { arg } from './args';
 
-const list = (name: string, fallback: string) => arg(name, fallback).split(',').map((x) => Number(x.trim()));
+const list = (name: string, fallback: string) =>
+  arg(name, fallback)
+    .split(',')
+    .map((x) => Number(x.trim()));
 
 const workgroupsList = list('workgroups', '1,2');
 const cachedList = list('cached', '1000,100000');
@@ -184,7 +187,15 @@ async function main(): Promise<void> {
       const clients = clientsList[Math.min(i, clientsList.length - 1)];
       // Room for every message: 24-byte entry header + the msgpack bin header + the payload, padded; twice over.
       const topicBytes = Math.max(1 << 20, 2 ** Math.ceil(Math.log2(cached * (size + 48) * 1.25)));
-      const serveArgs = ['--benchmark-mode', '--cache-messages', String(Math.max(cached, 1000)), '--cache-topic-bytes', String(topicBytes), '--cache-bytes', String(Math.max(256 * 2 ** 20, topicBytes * wg * 2))];
+      const serveArgs = [
+        '--benchmark-mode',
+        '--cache-messages',
+        String(Math.max(cached, 1000)),
+        '--cache-topic-bytes',
+        String(topicBytes),
+        '--cache-bytes',
+        String(Math.max(256 * 2 ** 20, topicBytes * wg * 2)),
+      ];
       process.stderr.write(`resume: ${wg} workgroup(s), ${cached} cached, ${clients} clients (${serveArgs.join(' ')})\n`);
       const target = await startTarget('c10m', { name: `c10m-wg${wg}`, workgroups: wg, serveArgs });
       try {
@@ -194,29 +205,56 @@ async function main(): Promise<void> {
         for (let r = 1; r <= rounds; r++) {
           await sleep(500);
           const res = await resumeRound(target, r, clients, cached, f.epoch);
-          process.stderr.write(`  round ${r}: ${res.replayed} replayed in ${res.seconds} s = ${res.replayedPerSec}/s (${res.mbPerSec} MB/s), server CPU ${res.serverCpuSeconds} s, sessions per workgroup ${res.sessionsPerWorkgroup ?? '–'}, RSS ${res.rssBeforeMB} → peak ${res.peakRssMB} MB, ring full events ${res.ringFullEvents ?? '–'}, peak spill ${res.peakSpillRecords ?? '–'} records${res.exact ? '' : ' NOT EXACT'}\n`);
+          process.stderr.write(
+            `  round ${r}: ${res.replayed} replayed in ${res.seconds} s = ${res.replayedPerSec}/s (${res.mbPerSec} MB/s), server CPU ${res.serverCpuSeconds} s, sessions per workgroup ${res.sessionsPerWorkgroup ?? '–'}, RSS ${res.rssBeforeMB} → peak ${res.peakRssMB} MB, ring full events ${res.ringFullEvents ?? '–'}, peak spill ${res.peakSpillRecords ?? '–'} records${res.exact ? '' : ' NOT EXACT'}\n`,
+          );
           rs.push(res);
         }
         const sorted = rs.map((x) => x.replayedPerSec).sort((a, b) => a - b);
-        cases.push({ workgroups: wg, cached, clients, owner: ownerOf(TOPIC, wg), fillSeconds: Math.round(f.seconds * 100) / 100, rounds: rs, medianReplayedPerSec: sorted[Math.floor(sorted.length / 2)] });
+        cases.push({
+          workgroups: wg,
+          cached,
+          clients,
+          owner: ownerOf(TOPIC, wg),
+          fillSeconds: Math.round(f.seconds * 100) / 100,
+          rounds: rs,
+          medianReplayedPerSec: sorted[Math.floor(sorted.length / 2)],
+        });
       } finally {
         await target.stop();
       }
     }
   }
   env.loadAverage.end = Math.round(os.loadavg()[0] * 100) / 100;
-  const lines = ['## resume', '', ...envLines(env), '', `One topic (${TOPIC}), ${size}-byte payloads; every client subscribes with resume from seq 0 of the current epoch; ${rounds} rounds per case on the same server.`, ''];
-  lines.push('| workgroups | cached messages | clients | replayed per round | median replayed msg/s | rounds (msg/s) | MB/s (last round) | server CPU s per round | server CPU µs per replayed message (median) | server RSS before → peak MB (worst round) | peak ring spill records | sessions per workgroup (owner) | exact |');
+  const lines = [
+    '## resume',
+    '',
+    ...envLines(env),
+    '',
+    `One topic (${TOPIC}), ${size}-byte payloads; every client subscribes with resume from seq 0 of the current epoch; ${rounds} rounds per case on the same server.`,
+    '',
+  ];
+  lines.push(
+    '| workgroups | cached messages | clients | replayed per round | median replayed msg/s | rounds (msg/s) | MB/s (last round) | server CPU s per round | server CPU µs per replayed message (median) | server RSS before → peak MB (worst round) | peak ring spill records | sessions per workgroup (owner) | exact |',
+  );
   lines.push('|---:|---:|---:|---:|---:|---|---:|---|---:|---|---:|---|---|');
   for (const c of cases) {
-    lines.push(`| ${c.workgroups} | ${c.cached.toLocaleString('en-US')} | ${c.clients} | ${c.rounds[0]?.expected.toLocaleString('en-US')} | ${c.medianReplayedPerSec.toLocaleString('en-US')} | ${c.rounds.map((r) => r.replayedPerSec.toLocaleString('en-US')).join(', ')} | ${c.rounds[c.rounds.length - 1]?.mbPerSec} | ${c.rounds.map((r) => r.serverCpuSeconds).join(', ')} | ${median(c.rounds.map((r) => (r.serverCpuSeconds * 1e6) / r.replayed)).toFixed(2)} | ${(() => { const w = c.rounds.reduce((a, b) => (b.peakRssMB - b.rssBeforeMB > a.peakRssMB - a.rssBeforeMB ? b : a)); return `${w.rssBeforeMB} → ${w.peakRssMB}`; })()} | ${Math.max(...c.rounds.map((r) => r.peakSpillRecords ?? 0)).toLocaleString('en-US')} | ${c.rounds[0]?.sessionsPerWorkgroup ?? '–'} (wg ${c.owner}) | ${c.rounds.every((r) => r.exact) ? 'yes' : 'NO'} |`);
+    lines.push(
+      `| ${c.workgroups} | ${c.cached.toLocaleString('en-US')} | ${c.clients} | ${c.rounds[0]?.expected.toLocaleString('en-US')} | ${c.medianReplayedPerSec.toLocaleString('en-US')} | ${c.rounds.map((r) => r.replayedPerSec.toLocaleString('en-US')).join(', ')} | ${c.rounds[c.rounds.length - 1]?.mbPerSec} | ${c.rounds.map((r) => r.serverCpuSeconds).join(', ')} | ${median(c.rounds.map((r) => (r.serverCpuSeconds * 1e6) / r.replayed)).toFixed(2)} | ${(() => {
+        const w = c.rounds.reduce((a, b) => (b.peakRssMB - b.rssBeforeMB > a.peakRssMB - a.rssBeforeMB ? b : a));
+        return `${w.rssBeforeMB} → ${w.peakRssMB}`;
+      })()} | ${Math.max(...c.rounds.map((r) => r.peakSpillRecords ?? 0)).toLocaleString('en-US')} | ${c.rounds[0]?.sessionsPerWorkgroup ?? '–'} (wg ${c.owner}) | ${c.rounds.every((r) => r.exact) ? 'yes' : 'NO'} |`,
+    );
   }
   const md = `${lines.join('\n')}\n`;
   process.stdout.write(md);
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const base = path.join(dir, `resume-${env.date.replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z')}`);
-  fs.writeFileSync(`${base}.json`, `${JSON.stringify({ benchmark: 'resume', env, params: { workgroups: workgroupsList, cached: cachedList, clients: clientsList, size, rounds, topic: TOPIC }, cases }, null, 2)}\n`);
+  fs.writeFileSync(
+    `${base}.json`,
+    `${JSON.stringify({ benchmark: 'resume', env, params: { workgroups: workgroupsList, cached: cachedList, clients: clientsList, size, rounds, topic: TOPIC }, cases }, null, 2)}\n`,
+  );
   fs.writeFileSync(`${base}.md`, md);
   process.stdout.write(`${JSON.stringify({ msg: 'resume done', files: [`${base}.json`, `${base}.md`], exact: cases.every((c) => c.rounds.every((r) => r.exact)) })}\n`);
   process.exit(cases.every((c) => c.rounds.every((r) => r.exact)) ? 0 : 1);

@@ -171,7 +171,7 @@ async function runProducer(d: ProducerData): Promise<void> {
     flushAttempts: sender.flushAttempts,
     notifies: bell.notifies,
     waitElu: elu.utilization,
-    waitMs: (elu.idle + elu.active),
+    waitMs: elu.idle + elu.active,
   };
   sender.close();
   parentPort!.postMessage(r);
@@ -252,7 +252,9 @@ function environment(): Record<string, unknown> {
   const cpus = os.cpus();
   let commit = 'unknown';
   try {
-    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] })
+      .toString()
+      .trim();
   } catch {
     /* not a checkout */
   }

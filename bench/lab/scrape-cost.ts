@@ -50,7 +50,10 @@ interface Options {
 function parseOptions(argv: string[]): Options {
   const o: Options = { subscribers: 100, payloadBytes: 128, window: 64, phases: 10, phaseSeconds: 6, settleSeconds: 1, scrapeHz: 10, workgroups: 1, warmupSeconds: 8, idleSessions: 0 };
   const names = (Object.keys(o) as (keyof Options)[]).map((key) => ({ key, name: key.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`) }));
-  refuseUnknown(names.map((n) => n.name), argv);
+  refuseUnknown(
+    names.map((n) => n.name),
+    argv,
+  );
   for (const { key, name } of names) {
     const text = arg(name, '', argv);
     if (text === '') continue;
@@ -74,7 +77,9 @@ interface Server {
 }
 
 function startServer(o: Options): Promise<Server> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', String(o.workgroups), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', String(o.workgroups), '--log-level', 'info'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   return new Promise((resolve, reject) => {
     let buf = '';
     const onData = (chunk: Buffer) => {
@@ -179,7 +184,9 @@ class Sink {
       socket.on('error', reject);
       socket.on('close', () => (sink.closed = true));
       socket.on('connect', () => {
-        socket.write(`GET /v1/ws?encoding=json HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+        socket.write(
+          `GET /v1/ws?encoding=json HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${randomBytes(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+        );
       });
       socket.on('data', (chunk: Buffer) => {
         if (state === 'counting') {
@@ -223,7 +230,11 @@ class Publisher {
   private running = false;
   private readonly suffix: string;
 
-  private constructor(private readonly ws: WebSocket, private readonly window: number, payloadBytes: number) {
+  private constructor(
+    private readonly ws: WebSocket,
+    private readonly window: number,
+    payloadBytes: number,
+  ) {
     // The same bytes every time but the id: what a steady feed looks like.
     this.suffix = `,"op":"pub","topic":"${TOPIC}","ack":true,"data":"${'x'.repeat(payloadBytes)}"}`;
     ws.on('message', (data: Buffer) => {
@@ -454,7 +465,9 @@ async function main(): Promise<void> {
       slowConsumerCloses: j1.SlowConsumerDisconnects - j0.SlowConsumerDisconnects,
     };
     phases.push(phase);
-    process.stderr.write(`phase ${i} scraper ${scraping ? 'on ' : 'off'}: ${phase.deliveredPerSecond} delivered/s, server main ${phase.serverMainThreadCpuPercent}% busiest ${phase.serverBusiestThreadCpuPercent}%\n`);
+    process.stderr.write(
+      `phase ${i} scraper ${scraping ? 'on ' : 'off'}: ${phase.deliveredPerSecond} delivered/s, server main ${phase.serverMainThreadCpuPercent}% busiest ${phase.serverBusiestThreadCpuPercent}%\n`,
+    );
   }
 
   await publisher.stop();
@@ -496,7 +509,16 @@ async function main(): Promise<void> {
     scraperProcessCpuPercent: round(mean(on.map((p) => p.scraperProcessCpuPercent))),
     serverBusiestThreadCpuPercent: round(mean(phases.map((p) => p.serverBusiestThreadCpuPercent))),
     machineCpuPercent: round(mean(phases.map((p) => p.machineCpuPercent))),
-    scrapeLatencyMsP50: { metrics: quantile(on.map((p) => p.scrapeLatencyMs.metricsP50 as number), 0.5), jmx: quantile(on.map((p) => p.scrapeLatencyMs.jmxP50 as number), 0.5) },
+    scrapeLatencyMsP50: {
+      metrics: quantile(
+        on.map((p) => p.scrapeLatencyMs.metricsP50 as number),
+        0.5,
+      ),
+      jmx: quantile(
+        on.map((p) => p.scrapeLatencyMs.jmxP50 as number),
+        0.5,
+      ),
+    },
     scrapeBytes: { metrics: on[0]?.scrapeBytes.metrics ?? null, jmx: on[0]?.scrapeBytes.jmx ?? null },
     slowConsumerCloses: phases.reduce((a, p) => a + p.slowConsumerCloses, 0),
     sinksClosedByServer: closedSinks,
@@ -546,7 +568,10 @@ function gitCommit(): string | null {
   try {
     const head = fs.readFileSync(path.join(ROOT, '.git', 'HEAD'), 'utf8').trim();
     if (!head.startsWith('ref: ')) return head.slice(0, 12);
-    return fs.readFileSync(path.join(ROOT, '.git', head.slice(5)), 'utf8').trim().slice(0, 12);
+    return fs
+      .readFileSync(path.join(ROOT, '.git', head.slice(5)), 'utf8')
+      .trim()
+      .slice(0, 12);
   } catch {
     return null;
   }

@@ -31,7 +31,6 @@ import { arg } from './args';
 
 type Encoding = 'json' | 'msgpack';
 
-
 const CLOCK_TICKS_PER_SECOND = 100;
 
 /** user+system CPU seconds of a process, from /proc (Linux). */
@@ -109,7 +108,11 @@ interface ServerProc {
 }
 
 function startServer(): Promise<ServerProc> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', '1', '--max-backpressure-bytes', String(64 * 1024 * 1024), '--log-level', 'info'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(
+    process.execPath,
+    [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', '1', '--max-backpressure-bytes', String(64 * 1024 * 1024), '--log-level', 'info'],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
   return new Promise((resolve, reject) => {
     let buf = '';
     proc.stdout?.setEncoding('utf8');
@@ -152,7 +155,9 @@ async function oneRun(server: ServerProc, encoding: Encoding, run: number, secon
   await client.subscribe(topic, () => {
     count++;
   }).ready;
-  const publisher = fork(__filename, ['--role=publisher', `--port=${server.port}`, `--topic=${topic}`, `--encoding=${encoding}`, `--size=${size}`, `--window=${window}`], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const publisher = fork(__filename, ['--role=publisher', `--port=${server.port}`, `--topic=${topic}`, `--encoding=${encoding}`, `--size=${size}`, `--window=${window}`], {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
   await new Promise<void>((resolve, reject) => {
     publisher.once('message', () => resolve());
     publisher.once('exit', (code) => reject(new Error(`publisher exited (${code})`)));
@@ -250,7 +255,9 @@ async function main(): Promise<void> {
       for (let run = 1; run <= runs; run++) {
         const r = await oneRun(server, encoding, run, seconds, size, window);
         results.push(r);
-        console.error(`${encoding} run ${run}: ${r.messagesPerSecond} msg/s, ${r.messagesPerSubscriberCpuSecond} per subscriber CPU-second (cpu sub ${r.cpu.subscriber}, server ${r.cpu.server}, pub ${r.cpu.publisher})`);
+        console.error(
+          `${encoding} run ${run}: ${r.messagesPerSecond} msg/s, ${r.messagesPerSubscriberCpuSecond} per subscriber CPU-second (cpu sub ${r.cpu.subscriber}, server ${r.cpu.server}, pub ${r.cpu.publisher})`,
+        );
       }
     }
   } finally {

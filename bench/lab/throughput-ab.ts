@@ -37,11 +37,22 @@ const nums = (name: string, fallback: string) => arg(name, fallback).split(',').
 const workgroupsList = nums('workgroups', '1,2');
 const cacheList = nums('cache-messages', '');
 /** "name:flags;name:flags": more c10m targets at the first workgroup count, e.g. "cb32m:--cache-bytes 33554432". */
-const variants = arg('variants', '').split(';').filter(Boolean).map((v) => {
-  const i = v.indexOf(':');
-  return { name: v.slice(0, i).trim(), flags: v.slice(i + 1).split(/\s+/).filter(Boolean) };
-});
-const peers = arg('peers', 'uws').split(',').filter((p) => p && p !== 'none') as TargetKind[];
+const variants = arg('variants', '')
+  .split(';')
+  .filter(Boolean)
+  .map((v) => {
+    const i = v.indexOf(':');
+    return {
+      name: v.slice(0, i).trim(),
+      flags: v
+        .slice(i + 1)
+        .split(/\s+/)
+        .filter(Boolean),
+    };
+  });
+const peers = arg('peers', 'uws')
+  .split(',')
+  .filter((p) => p && p !== 'none') as TargetKind[];
 const connections = Number(arg('connections', '19000'));
 const topics = Number(arg('topics', '1000'));
 const size = Number(arg('size', '512'));
@@ -88,7 +99,14 @@ async function visit(e: Entry, round: number): Promise<void> {
     const k1 = cpuOf([...fleet.pids(), pub.pid]);
     const final = await pub.done;
     e.published.push(final.published);
-    e.windows.push({ round, deliveredPerSec: Math.round((m1 - m0) / dt), serverCpuPct: Math.round(((c1 - c0) / dt) * 100), clientCpuPct: Math.round(((k1 - k0) / dt) * 100), publishedPerSec: Math.round((p1 - p0) / dt), deferred: final.deferred });
+    e.windows.push({
+      round,
+      deliveredPerSec: Math.round((m1 - m0) / dt),
+      serverCpuPct: Math.round(((c1 - c0) / dt) * 100),
+      clientCpuPct: Math.round(((k1 - k0) / dt) * 100),
+      publishedPerSec: Math.round((p1 - p0) / dt),
+      deferred: final.deferred,
+    });
     // Everything owed arrives before the next visit (its own or another target's).
     const owed = e.published.reduce((s, n) => s + expectedDeliveries(n, topics, connections, 1), 0);
     const ok = await fleet.until((s) => s.messages >= owed, 60_000);
@@ -104,8 +122,17 @@ async function main(): Promise<void> {
   const o = { sourceAddresses: parseSourceAddresses(arg('source-addresses', DEFAULT_SOURCE_ADDRESSES)), engine: 'auto', connectTimeoutSeconds: 120, maxPending: 256 } as unknown as RunOptions;
   const entries: Entry[] = [];
   for (const wg of workgroupsList) entries.push({ name: `c10m-wg${wg}`, kind: 'c10m', workgroups: wg, serveArgs: ['--benchmark-mode'], published: [], windows: [] });
-  for (const c of cacheList) entries.push({ name: `c10m-wg${workgroupsList[0]}-cache${c}`, kind: 'c10m', workgroups: workgroupsList[0], serveArgs: ['--benchmark-mode', '--cache-messages', String(c)], published: [], windows: [] });
-  for (const v of variants) entries.push({ name: `c10m-wg${workgroupsList[0]}-${v.name}`, kind: 'c10m', workgroups: workgroupsList[0], serveArgs: ['--benchmark-mode', ...v.flags], published: [], windows: [] });
+  for (const c of cacheList)
+    entries.push({
+      name: `c10m-wg${workgroupsList[0]}-cache${c}`,
+      kind: 'c10m',
+      workgroups: workgroupsList[0],
+      serveArgs: ['--benchmark-mode', '--cache-messages', String(c)],
+      published: [],
+      windows: [],
+    });
+  for (const v of variants)
+    entries.push({ name: `c10m-wg${workgroupsList[0]}-${v.name}`, kind: 'c10m', workgroups: workgroupsList[0], serveArgs: ['--benchmark-mode', ...v.flags], published: [], windows: [] });
   for (const p of peers) entries.push({ name: p, kind: p, workgroups: 1, serveArgs: [], published: [], windows: [] });
   const checks: { name: string; ok: boolean; detail: string }[] = [];
   try {
@@ -122,7 +149,9 @@ async function main(): Promise<void> {
       for (const e of order) {
         await visit(e, r + 1);
         const w = e.windows[e.windows.length - 1];
-        process.stderr.write(`throughput-ab: round ${r + 1} ${e.name}: ${w.deliveredPerSec} delivered/s (published ${w.publishedPerSec}/s), server CPU ${w.serverCpuPct}%, client CPU ${w.clientCpuPct}%, load ${os.loadavg()[0].toFixed(2)}\n`);
+        process.stderr.write(
+          `throughput-ab: round ${r + 1} ${e.name}: ${w.deliveredPerSec} delivered/s (published ${w.publishedPerSec}/s), server CPU ${w.serverCpuPct}%, client CPU ${w.clientCpuPct}%, load ${os.loadavg()[0].toFixed(2)}\n`,
+        );
       }
     }
     for (const e of entries) {
@@ -137,7 +166,11 @@ async function main(): Promise<void> {
       }
       let wrong = 0;
       for (let s = 0; s < connections; s++) if (counts[s] !== owed[s]) wrong++;
-      checks.push({ name: `${e.name}: every delivery arrived, exactly, per session`, ok: got === want && wrong === 0 && fleet.stats().closed === 0, detail: `${got} of ${want} delivered, ${wrong} sessions differ, ${fleet.stats().closed} closed` });
+      checks.push({
+        name: `${e.name}: every delivery arrived, exactly, per session`,
+        ok: got === want && wrong === 0 && fleet.stats().closed === 0,
+        detail: `${got} of ${want} delivered, ${wrong} sessions differ, ${fleet.stats().closed} closed`,
+      });
     }
   } finally {
     progress.stop();
@@ -149,7 +182,14 @@ async function main(): Promise<void> {
   env.loadAverage.end = Math.round(os.loadavg()[0] * 100) / 100;
   const median = (xs: number[]) => Math.round(medianOf(xs));
   const ref = entries.find((e) => e.kind !== 'c10m');
-  const lines = ['## throughput-ab', '', ...envLines(env), '', `${connections} sessions on ${topics} topics (${connections / topics} per topic), ${size}-byte payloads, ${pubConnections} publisher connections offering ${rate} msg/s; each visit: ${warmupSeconds} s warm-up, then delivered/s over ${windowSeconds} s; ${rounds} rounds, the targets in a rotating order; all servers up at once with their sessions, --benchmark-mode.`, ''];
+  const lines = [
+    '## throughput-ab',
+    '',
+    ...envLines(env),
+    '',
+    `${connections} sessions on ${topics} topics (${connections / topics} per topic), ${size}-byte payloads, ${pubConnections} publisher connections offering ${rate} msg/s; each visit: ${warmupSeconds} s warm-up, then delivered/s over ${windowSeconds} s; ${rounds} rounds, the targets in a rotating order; all servers up at once with their sessions, --benchmark-mode.`,
+    '',
+  ];
   lines.push(`| target | median delivered/s | min | max | per round | median server CPU % | median client CPU % | median published/s |${ref ? ` median of per-round ratio to ${ref.name} |` : ''}`);
   lines.push(`|---|---:|---:|---:|---|---:|---:|---:|${ref ? '---:|' : ''}`);
   const summary: Record<string, unknown>[] = [];
@@ -158,7 +198,9 @@ async function main(): Promise<void> {
     const perRound = ref && e !== ref ? e.windows.map((w) => w.deliveredPerSec / (ref.windows.find((x) => x.round === w.round)?.deliveredPerSec ?? NaN)) : null;
     const ratio = perRound ? Math.round(medianOf(perRound) * 1000) / 1000 : null;
     summary.push({ name: e.name, medianDeliveredPerSec: median(d), ratioToPeer: ratio, windows: e.windows });
-    lines.push(`| ${e.name} | ${median(d).toLocaleString('en-US')} | ${Math.min(...d).toLocaleString('en-US')} | ${Math.max(...d).toLocaleString('en-US')} | ${d.map((x) => x.toLocaleString('en-US')).join(', ')} | ${median(e.windows.map((w) => w.serverCpuPct))} | ${median(e.windows.map((w) => w.clientCpuPct))} | ${median(e.windows.map((w) => w.publishedPerSec)).toLocaleString('en-US')} |${ref ? ` ${ratio ?? '–'} |` : ''}`);
+    lines.push(
+      `| ${e.name} | ${median(d).toLocaleString('en-US')} | ${Math.min(...d).toLocaleString('en-US')} | ${Math.max(...d).toLocaleString('en-US')} | ${d.map((x) => x.toLocaleString('en-US')).join(', ')} | ${median(e.windows.map((w) => w.serverCpuPct))} | ${median(e.windows.map((w) => w.clientCpuPct))} | ${median(e.windows.map((w) => w.publishedPerSec)).toLocaleString('en-US')} |${ref ? ` ${ratio ?? '–'} |` : ''}`,
+    );
   }
   lines.push('', 'Checks:', '', ...checks.map((c) => `- ${c.ok ? 'ok' : 'FAILED'}: ${c.name} (${c.detail})`));
   const md = `${lines.join('\n')}\n`;
@@ -166,7 +208,10 @@ async function main(): Promise<void> {
   const dir = path.join(ROOT, 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const base = path.join(dir, `throughput-ab-${env.date.replace(/[:.]/g, '-').replace(/-\d{3}Z$/, 'Z')}`);
-  fs.writeFileSync(`${base}.json`, `${JSON.stringify({ benchmark: 'throughput-ab', env, params: { connections, topics, size, rate, windowSeconds, warmupSeconds, rounds, pubConnections, workgroups: workgroupsList, cacheMessages: cacheList, variants, peers }, targets: summary, checks }, null, 2)}\n`);
+  fs.writeFileSync(
+    `${base}.json`,
+    `${JSON.stringify({ benchmark: 'throughput-ab', env, params: { connections, topics, size, rate, windowSeconds, warmupSeconds, rounds, pubConnections, workgroups: workgroupsList, cacheMessages: cacheList, variants, peers }, targets: summary, checks }, null, 2)}\n`,
+  );
   fs.writeFileSync(`${base}.md`, md);
   process.stdout.write(`${JSON.stringify({ msg: 'throughput-ab done', files: [`${base}.json`, `${base}.md`], checksFailed: checks.filter((c) => !c.ok).length })}\n`);
   process.exit(checks.every((c) => c.ok) ? 0 : 1);

@@ -50,7 +50,11 @@ class MapTopicTable {
     const id = this.nextId++;
     if (id >= this.epoch.length) {
       const n = this.epoch.length * 2;
-      const g = (a: Uint32Array) => { const b = new Uint32Array(n); b.set(a); return b; };
+      const g = (a: Uint32Array) => {
+        const b = new Uint32Array(n);
+        b.set(a);
+        return b;
+      };
       this.epoch = g(this.epoch);
       this.interest = g(this.interest);
       this.touchedSec = g(this.touchedSec);
@@ -109,7 +113,10 @@ for (const n of sizes) {
   const order = Array.from({ length: 1_000_000 }, (_, i) => names[(i * 7919) % n]);
   const figures: Record<string, { bytes: number[]; freshNs: number[]; cachedNs: number[] }> = { map: { bytes: [], freshNs: [], cachedNs: [] }, table: { bytes: [], freshNs: [], cachedNs: [] } };
   for (let r = 0; r < rounds; r++) {
-    for (const [kind, make] of [['map', () => new MapTopicTable()], ['table', () => new TopicTable()]] as const) {
+    for (const [kind, make] of [
+      ['map', () => new MapTopicTable()],
+      ['table', () => new TopicTable()],
+    ] as const) {
       const f = figures[kind];
       f.bytes.push(bytesPerTopic(make, names));
       const t: Table = make();

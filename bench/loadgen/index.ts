@@ -152,7 +152,6 @@ function load(): { binding: LoadgenBinding | null; error: string | null; addonPa
     return { binding: null, error: `${addonPath} does not exist: the addon was not built (run node bench/loadgen/build.js to see why)`, addonPath };
   }
   try {
-     
     return { binding: require(addonPath) as LoadgenBinding, error: null, addonPath };
   } catch (err) {
     return { binding: null, error: (err as Error).message.split('\n')[0], addonPath };
@@ -186,9 +185,7 @@ export class LoadgenUnavailable extends Error {
 export const MAX_JS_CONNECTIONS = 2000;
 
 /** Microseconds since the Unix epoch: CLOCK_REALTIME from the addon, else the performance clock anchored at the wall clock. */
-export const clockMicros: () => number = loaded.binding
-  ? loaded.binding.clockMicros
-  : () => Math.round((performance.timeOrigin + performance.now()) * 1000);
+export const clockMicros: () => number = loaded.binding ? loaded.binding.clockMicros : () => Math.round((performance.timeOrigin + performance.now()) * 1000);
 
 /** The native frame parser, fed `chunks` as successive reads (test entry point). */
 export function parseFramesForTest(chunks: Uint8Array[], nowMicros = 0): ParserEvent[] {
@@ -205,12 +202,11 @@ export function histogramBucketForTest(value: number): { index: number; lowest: 
 /** The key and accept value of the handshake. One key serves every connection: no server of ours depends on it being fresh. */
 function handshake(u: URL): { request: string; accept: string; key: string } {
   const key = Buffer.from('c10m-benchsub-16').toString('base64');
-  const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+  const accept = createHash('sha1')
+    .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
+    .digest('base64');
   const request =
-    `GET ${u.pathname}${u.search} HTTP/1.1\r\n` +
-    `Host: ${u.host}\r\n` +
-    'Upgrade: websocket\r\nConnection: Upgrade\r\n' +
-    `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+    `GET ${u.pathname}${u.search} HTTP/1.1\r\n` + `Host: ${u.host}\r\n` + 'Upgrade: websocket\r\nConnection: Upgrade\r\n' + `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
   return { request, accept, key };
 }
 
@@ -349,9 +345,26 @@ class JsClient implements SubscriberClient {
   constructor(private readonly o: SubscriberClientOptions) {
     this.counts = new Uint32Array(o.connections);
     this.s = {
-      connections: o.connections, opened: 0, pending: 0, connected: 0, ready: 0, failed: 0, closed: 0, messages: 0, bytes: 0,
-      replies: 0, errorReplies: 0, otherMessages: 0, pings: 0, clockSkew: 0, protocolErrors: 0, serverCloses: 0, lastCloseCode: 0,
-      allConnectedSeconds: -1, allReadySeconds: -1, firstError: null,
+      connections: o.connections,
+      opened: 0,
+      pending: 0,
+      connected: 0,
+      ready: 0,
+      failed: 0,
+      closed: 0,
+      messages: 0,
+      bytes: 0,
+      replies: 0,
+      errorReplies: 0,
+      otherMessages: 0,
+      pings: 0,
+      clockSkew: 0,
+      protocolErrors: 0,
+      serverCloses: 0,
+      lastCloseCode: 0,
+      allConnectedSeconds: -1,
+      allReadySeconds: -1,
+      firstError: null,
     };
   }
 

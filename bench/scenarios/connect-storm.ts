@@ -58,7 +58,13 @@ export async function connectStorm(target: Target, o: RunOptions, progress: Prog
       ],
       ratios: [],
       latency: null,
-      checks: [{ name: `${target.name}: every session connected and subscribed`, ok: allReady, detail: `${s.ready} of ${sessions} ready, ${s.failed} failed${s.firstError ? `, first error: ${s.firstError}` : ''}` }],
+      checks: [
+        {
+          name: `${target.name}: every session connected and subscribed`,
+          ok: allReady,
+          detail: `${s.ready} of ${sessions} ready, ${s.failed} failed${s.firstError ? `, first error: ${s.firstError}` : ''}`,
+        },
+      ],
       notes: [],
       charts: [
         {

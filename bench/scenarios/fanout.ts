@@ -52,31 +52,44 @@ export async function fanout(target: Target, o: RunOptions, progress: Progress):
     let stepStartMessages = fleet.stats().messages;
     let stepClientCpu = cpuOf([...fleet.pids(), pub.pid]);
     let stepStartedAt = performance.now();
-    const sampler = new Sampler(fleet, target, () => pub.stats, (s) => {
-      progress.update(s.t, `rate ${pub.stats.rate}/s, ${s.deliveredPerSec} delivered/s, p99 ${s.p99Ms ?? '-'} ms`);
-      stepSamples.push(s);
-      if (behind || stepSamples.length < stepSeconds) return;
-      const rate = schedule[steps.length]?.rate ?? 0;
-      const owedPerSec = rate * perTopic;
-      // Behind: the deliveries owed for what was published so far (the
-      // publisher reports every 100 ms) lead the deliveries received by more
-      // than one second of traffic at this step's rate.
-      const backlog = expectedDeliveries(s.published, topicCount, sessions, 1) - s.messages;
-      const p99 = Math.max(...stepSamples.slice(1).map((x) => x.p99Ms ?? 0));
-      const keptUp = backlog <= owedPerSec && p99 <= BEHIND_P99_MS && fleet.stats().closed === 0;
-      const cpu = stepSamples.map((x) => x.serverCpuPct).filter((x): x is number => x !== null);
-      const clientCpu = cpuOf([...fleet.pids(), pub.pid]);
-      const clientCpuPct = Math.round(((clientCpu - stepClientCpu) / ((performance.now() - stepStartedAt) / 1000)) * 100);
-      stepClientCpu = clientCpu;
-      stepStartedAt = performance.now();
-      steps.push({ rate, owedPerSec: Math.round(owedPerSec), deliveredPerSec: Math.round((s.messages - stepStartMessages) / stepSamples.length), p99Ms: p99, keptUp, serverCpuPct: cpu.length ? Math.round(cpu.reduce((a, b) => a + b, 0) / cpu.length) : null, clientCpuPct });
-      stepStartMessages = s.messages;
-      stepSamples = [];
-      if (!keptUp || steps.length >= stepCount) {
-        behind = !keptUp;
-        void pub.stop();
-      }
-    });
+    const sampler = new Sampler(
+      fleet,
+      target,
+      () => pub.stats,
+      (s) => {
+        progress.update(s.t, `rate ${pub.stats.rate}/s, ${s.deliveredPerSec} delivered/s, p99 ${s.p99Ms ?? '-'} ms`);
+        stepSamples.push(s);
+        if (behind || stepSamples.length < stepSeconds) return;
+        const rate = schedule[steps.length]?.rate ?? 0;
+        const owedPerSec = rate * perTopic;
+        // Behind: the deliveries owed for what was published so far (the
+        // publisher reports every 100 ms) lead the deliveries received by more
+        // than one second of traffic at this step's rate.
+        const backlog = expectedDeliveries(s.published, topicCount, sessions, 1) - s.messages;
+        const p99 = Math.max(...stepSamples.slice(1).map((x) => x.p99Ms ?? 0));
+        const keptUp = backlog <= owedPerSec && p99 <= BEHIND_P99_MS && fleet.stats().closed === 0;
+        const cpu = stepSamples.map((x) => x.serverCpuPct).filter((x): x is number => x !== null);
+        const clientCpu = cpuOf([...fleet.pids(), pub.pid]);
+        const clientCpuPct = Math.round(((clientCpu - stepClientCpu) / ((performance.now() - stepStartedAt) / 1000)) * 100);
+        stepClientCpu = clientCpu;
+        stepStartedAt = performance.now();
+        steps.push({
+          rate,
+          owedPerSec: Math.round(owedPerSec),
+          deliveredPerSec: Math.round((s.messages - stepStartMessages) / stepSamples.length),
+          p99Ms: p99,
+          keptUp,
+          serverCpuPct: cpu.length ? Math.round(cpu.reduce((a, b) => a + b, 0) / cpu.length) : null,
+          clientCpuPct,
+        });
+        stepStartMessages = s.messages;
+        stepSamples = [];
+        if (!keptUp || steps.length >= stepCount) {
+          behind = !keptUp;
+          void pub.stop();
+        }
+      },
+    );
     progress.phase(target.name, 'ramp', stepCount * stepSeconds);
     sampler.start();
     pub.go();
@@ -86,7 +99,9 @@ export async function fanout(target: Target, o: RunOptions, progress: Progress):
     sampler.stop();
     progress.stop();
     const closed = fleet.stats().closed;
-    const checks: Check[] = [{ name: `${target.name}: publisher had no message refused`, ok: final.errors === 0, detail: `${final.errors} errors${final.firstError ? `, first: ${final.firstError}` : ''}` }];
+    const checks: Check[] = [
+      { name: `${target.name}: publisher had no message refused`, ok: final.errors === 0, detail: `${final.errors} errors${final.firstError ? `, first: ${final.firstError}` : ''}` },
+    ];
     const notes: string[] = [];
     if (closed === 0 && settled) checks.push(...(await countChecks(fleet, final.published, topicCount, sessions, 1, target.name)));
     else notes.push(`${target.name}: ${closed} sessions were cut as slow consumers once it fell behind; ${fleet.stats().messages} of ${want} deliveries arrived (not an exact-count run)`);
@@ -97,10 +112,24 @@ export async function fanout(target: Target, o: RunOptions, progress: Progress):
     const best = kept.length ? kept.reduce((a, b) => (b.deliveredPerSec > a.deliveredPerSec ? b : a)) : null;
     const peak = steps.length ? Math.max(...steps.map((s) => s.deliveredPerSec)) : 0;
     const latency = summarize(fleet.latency);
-    notes.push(`${target.name} steps (published msg/s → delivered/s, p99 ms, server/client CPU %): ${steps.map((s) => `${s.rate}→${s.deliveredPerSec}${s.keptUp ? '' : ' (behind)'} p99 ${s.p99Ms} cpu ${s.serverCpuPct ?? '–'}/${s.clientCpuPct}`).join('; ')}`);
+    notes.push(
+      `${target.name} steps (published msg/s → delivered/s, p99 ms, server/client CPU %): ${steps.map((s) => `${s.rate}→${s.deliveredPerSec}${s.keptUp ? '' : ' (behind)'} p99 ${s.p99Ms} cpu ${s.serverCpuPct ?? '–'}/${s.clientCpuPct}`).join('; ')}`,
+    );
     if (spread) notes.push(`${target.name}: sessions per workgroup ${spread}`);
     return {
-      params: { sessions, topics: topicCount, sessionsPerTopic: Math.round(perTopic), payloadBytes: size, firstRate, rampFactor: factor, stepSeconds, steps: stepCount, processes: o.processes, pubConnections: o.pubConnections ?? 1, workgroups: o.workgroups },
+      params: {
+        sessions,
+        topics: topicCount,
+        sessionsPerTopic: Math.round(perTopic),
+        payloadBytes: size,
+        firstRate,
+        rampFactor: factor,
+        stepSeconds,
+        steps: stepCount,
+        processes: o.processes,
+        pubConnections: o.pubConnections ?? 1,
+        workgroups: o.workgroups,
+      },
       columns: [
         { key: 'sustainedRate', label: 'publish msg/s kept up', better: 'higher' },
         { key: 'sustainedDeliveredPerSec', label: 'delivered/s kept up', better: 'higher' },
@@ -136,8 +165,19 @@ export async function fanout(target: Target, o: RunOptions, progress: Progress):
       checks,
       notes,
       charts: [
-        { title: 'Latency p99 per second (ms)', xLabel: 'seconds', yLabel: 'ms', log: true, series: [{ name: 'p99', points: sampler.samples.filter((s) => s.p99Ms !== null).map((s) => [s.t, s.p99Ms as number] as [number, number]) }] },
-        { title: 'Delivered messages per second', xLabel: 'seconds', yLabel: 'messages/s', series: [{ name: 'delivered/s', points: sampler.samples.map((s) => [s.t, s.deliveredPerSec] as [number, number]) }] },
+        {
+          title: 'Latency p99 per second (ms)',
+          xLabel: 'seconds',
+          yLabel: 'ms',
+          log: true,
+          series: [{ name: 'p99', points: sampler.samples.filter((s) => s.p99Ms !== null).map((s) => [s.t, s.p99Ms as number] as [number, number]) }],
+        },
+        {
+          title: 'Delivered messages per second',
+          xLabel: 'seconds',
+          yLabel: 'messages/s',
+          series: [{ name: 'delivered/s', points: sampler.samples.map((s) => [s.t, s.deliveredPerSec] as [number, number]) }],
+        },
       ],
       series: { [target.name]: sampler.samples as unknown as Record<string, number | null>[] },
     };

@@ -49,7 +49,16 @@ async function read(target: Target): Promise<Reading> {
   const wgs = j?.Workgroups as { ConnectedSessions: number }[] | undefined;
   const n = (k: string) => (j && typeof j[k] === 'number' ? (j[k] as number) : null);
   const arenas = j ? (n('HugePageArenaBytes') ?? 0) + (n('TransparentHugePageArenaBytes') ?? 0) + (n('NormalPageArenaBytes') ?? 0) : null;
-  return { rss: m.rssBytes, anon: m.anonBytes, file: m.fileBytes, anonHuge: m.anonHugeBytes, mainHeap: n('HeapUsed'), workgroupHeap: n('WorkgroupHeapUsed'), arenaBytes: arenas, spread: wgs ? wgs.map((w) => w.ConnectedSessions).join('/') : null };
+  return {
+    rss: m.rssBytes,
+    anon: m.anonBytes,
+    file: m.fileBytes,
+    anonHuge: m.anonHugeBytes,
+    mainHeap: n('HeapUsed'),
+    workgroupHeap: n('WorkgroupHeapUsed'),
+    arenaBytes: arenas,
+    spread: wgs ? wgs.map((w) => w.ConnectedSessions).join('/') : null,
+  };
 }
 
 /** Kernel slab memory of the whole host in bytes (sockets, their files and epoll items live there). */
@@ -62,20 +71,49 @@ const MB = (b: number) => Math.round((b / 2 ** 20) * 10) / 10;
 const KB2 = (b: number) => Math.round((b / 1024) * 100) / 100;
 
 export async function idleMemory(target: Target, o: RunOptions, progress: Progress): Promise<Omit<ScenarioResult, 'env' | 'scenario'>> {
-  if (!target.pid) throw new Error('idle-memory needs the server\'s pid (--server-pid with --url)');
+  if (!target.pid) throw new Error("idle-memory needs the server's pid (--server-pid with --url)");
   const sizes = [...(o.sizes ?? (o.connections ? [o.connections] : DEFAULTS.sizes))].sort((a, b) => a - b);
   const settleMs = (o.settleSeconds ?? DEFAULTS.settleSeconds) * 1000;
   await sleep(settleMs);
   const base = await read(target);
   const baseTcp = tcpMemBytes();
   const fleets: SubscriberFleet[] = [];
-  const rows: { sessions: number; rssMB: number; perSessionKB: number; anonPerSessionKB: number; filePerSessionKB: number; workgroupHeapPerSessionKB: number | null; nonHeapAnonPerSessionKB: number | null; kernelPerConnectionKB: number; anonMB: number; fileMB: number; anonHugeMB: number; workgroupHeapMB: number | null; mainHeapMB: number | null; arenaMB: number | null; sessionsPerWorkgroup: string | null }[] = [];
+  const rows: {
+    sessions: number;
+    rssMB: number;
+    perSessionKB: number;
+    anonPerSessionKB: number;
+    filePerSessionKB: number;
+    workgroupHeapPerSessionKB: number | null;
+    nonHeapAnonPerSessionKB: number | null;
+    kernelPerConnectionKB: number;
+    anonMB: number;
+    fileMB: number;
+    anonHugeMB: number;
+    workgroupHeapMB: number | null;
+    mainHeapMB: number | null;
+    arenaMB: number | null;
+    sessionsPerWorkgroup: string | null;
+  }[] = [];
   let have = 0;
   try {
     for (const size of sizes) {
       const add = size - have;
       if (add <= 0) continue;
-      const { fleet, allReady } = await connectFleet(target, { connections: add, processes: Math.max(1, Math.ceil((add * o.processes) / sizes[sizes.length - 1])), topicsPerSession: 1, topicCount: 100_000_000, firstSession: have, maxPending: o.maxPending ?? 256 }, o, progress, `+${add}`);
+      const { fleet, allReady } = await connectFleet(
+        target,
+        {
+          connections: add,
+          processes: Math.max(1, Math.ceil((add * o.processes) / sizes[sizes.length - 1])),
+          topicsPerSession: 1,
+          topicCount: 100_000_000,
+          firstSession: have,
+          maxPending: o.maxPending ?? 256,
+        },
+        o,
+        progress,
+        `+${add}`,
+      );
       fleets.push(fleet);
       if (!allReady) throw new Error(`only ${fleet.stats().ready} of ${add} sessions got ready (${fleet.stats().firstError ?? 'no error reported'})`);
       have = size;
@@ -140,8 +178,31 @@ export async function idleMemory(target: Target, o: RunOptions, progress: Progre
     ratios: [],
     latency: null,
     checks: [{ name: `${target.name}: every size measured`, ok: rows.length === sizes.length, detail: `${rows.length} of ${sizes.length} sizes` }],
-    notes: [`${target.name}: empty server RSS ${MB(base.rss)} MB = anon ${MB(base.anon)} MB (of which transparent huge pages ${MB(base.anonHuge)} MB${base.arenaBytes !== null ? `; native-io arenas mapped ${MB(base.arenaBytes)} MB` : ''}${base.workgroupHeap !== null ? `; JS heap in use: main ${MB(base.mainHeap ?? 0)} MB, workgroups ${MB(base.workgroupHeap)} MB` : ''}) + file ${MB(base.file)} MB`],
-    charts: [{ title: 'Server RSS per idle session (KB), by session count', xLabel: 'sessions', yLabel: 'KB per session', series: [{ name: 'KB/session', points: rows.map((r) => [r.sessions, r.perSessionKB] as [number, number]) }] }],
-    series: { [target.name]: [{ sessions: 0, rssMB: MB(base.rss), anonMB: MB(base.anon), fileMB: MB(base.file), anonHugeMB: MB(base.anonHuge), workgroupHeapMB: base.workgroupHeap === null ? null : MB(base.workgroupHeap), mainHeapMB: base.mainHeap === null ? null : MB(base.mainHeap), arenaMB: base.arenaBytes === null ? null : MB(base.arenaBytes) }, ...rows] },
+    notes: [
+      `${target.name}: empty server RSS ${MB(base.rss)} MB = anon ${MB(base.anon)} MB (of which transparent huge pages ${MB(base.anonHuge)} MB${base.arenaBytes !== null ? `; native-io arenas mapped ${MB(base.arenaBytes)} MB` : ''}${base.workgroupHeap !== null ? `; JS heap in use: main ${MB(base.mainHeap ?? 0)} MB, workgroups ${MB(base.workgroupHeap)} MB` : ''}) + file ${MB(base.file)} MB`,
+    ],
+    charts: [
+      {
+        title: 'Server RSS per idle session (KB), by session count',
+        xLabel: 'sessions',
+        yLabel: 'KB per session',
+        series: [{ name: 'KB/session', points: rows.map((r) => [r.sessions, r.perSessionKB] as [number, number]) }],
+      },
+    ],
+    series: {
+      [target.name]: [
+        {
+          sessions: 0,
+          rssMB: MB(base.rss),
+          anonMB: MB(base.anon),
+          fileMB: MB(base.file),
+          anonHugeMB: MB(base.anonHuge),
+          workgroupHeapMB: base.workgroupHeap === null ? null : MB(base.workgroupHeap),
+          mainHeapMB: base.mainHeap === null ? null : MB(base.mainHeap),
+          arenaMB: base.arenaBytes === null ? null : MB(base.arenaBytes),
+        },
+        ...rows,
+      ],
+    },
   };
 }

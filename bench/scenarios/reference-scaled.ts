@@ -21,7 +21,12 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
   try {
     if (!allReady) throw new Error(`only ${fleet.stats().ready} of ${sessions} sessions got ready (${fleet.stats().firstError ?? 'no error reported'})`);
     const pub = await startPublisher(pubConfig(target, { size, topicCount, schedule: [{ atSeconds: 0, rate }], durationSeconds: duration, connections: o.pubConnections }));
-    const sampler = new Sampler(fleet, target, () => pub.stats, (s) => progress.update(s.t, `${s.deliveredPerSec} msg/s, p99 ${s.p99Ms ?? '-'} ms, server cpu ${s.serverCpuPct ?? '-'}%`));
+    const sampler = new Sampler(
+      fleet,
+      target,
+      () => pub.stats,
+      (s) => progress.update(s.t, `${s.deliveredPerSec} msg/s, p99 ${s.p99Ms ?? '-'} ms, server cpu ${s.serverCpuPct ?? '-'}%`),
+    );
     progress.phase(target.name, 'publish', Math.ceil(duration));
     const cpuBefore = cpuOf([...fleet.pids(), pub.pid]);
     sampler.start();
@@ -47,7 +52,10 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
       `CPU over the publishing window: server ${window.serverCpuPct ?? '–'}% of one core, benchsub + benchpub ${clientCpuPct}% (2 cores shared by all)`,
     ];
     // Per-second p99s: robust to a few seconds of interference from other work on a shared machine.
-    const secondP99 = sampler.samples.map((x) => x.p99Ms).filter((x): x is number => x !== null).sort((a, b) => a - b);
+    const secondP99 = sampler.samples
+      .map((x) => x.p99Ms)
+      .filter((x): x is number => x !== null)
+      .sort((a, b) => a - b);
     const medianSecondP99Ms = secondP99.length ? secondP99[Math.floor(secondP99.length / 2)] : null;
     const quietSeconds = secondP99.filter((x) => x < 5).length;
     notes.push(`per-second p99: median ${medianSecondP99Ms ?? '–'} ms; ${quietSeconds} of ${secondP99.length} seconds under 5 ms`);
@@ -95,8 +103,22 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
       checks,
       notes,
       charts: [
-        { title: 'Latency per second (ms)', xLabel: 'seconds', yLabel: 'ms', log: true, series: (['p50Ms', 'p99Ms', 'maxMs'] as const).map((k) => ({ name: k.replace('Ms', ''), points: sampler.samples.filter((s) => s[k] !== null).map((s) => [s.t, s[k] as number] as [number, number]) })) },
-        { title: 'Delivered messages per second', xLabel: 'seconds', yLabel: 'messages/s', series: [{ name: 'delivered/s', points: sampler.samples.map((s) => [s.t, s.deliveredPerSec] as [number, number]) }] },
+        {
+          title: 'Latency per second (ms)',
+          xLabel: 'seconds',
+          yLabel: 'ms',
+          log: true,
+          series: (['p50Ms', 'p99Ms', 'maxMs'] as const).map((k) => ({
+            name: k.replace('Ms', ''),
+            points: sampler.samples.filter((s) => s[k] !== null).map((s) => [s.t, s[k] as number] as [number, number]),
+          })),
+        },
+        {
+          title: 'Delivered messages per second',
+          xLabel: 'seconds',
+          yLabel: 'messages/s',
+          series: [{ name: 'delivered/s', points: sampler.samples.map((s) => [s.t, s.deliveredPerSec] as [number, number]) }],
+        },
       ],
       series: { [target.name]: sampler.samples as unknown as Record<string, number | null>[] },
     };

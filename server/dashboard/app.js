@@ -80,11 +80,7 @@
         width: Math.max(300, el.clientWidth - 12),
         height: 220,
         scales: { x: { time: true } },
-        series: [{}].concat(
-          series.map((s, i) =>
-            Object.assign({ stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: false } }, s),
-          ),
-        ),
+        series: [{}].concat(series.map((s, i) => Object.assign({ stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: false } }, s))),
         axes: [{}, { size: 70, values: (u, splits) => splits.map(series[0].fmt || fmtCount) }],
         legend: { live: true },
       },
@@ -113,11 +109,7 @@
       ],
       {
         scales: { x: { time: true }, in: {}, out: {} },
-        axes: [
-          {},
-          { scale: 'in', size: 70, values: (u, s) => s.map(fmtCount) },
-          { scale: 'out', side: 1, size: 70, grid: { show: false }, values: (u, s) => s.map(fmtCount) },
-        ],
+        axes: [{}, { scale: 'in', size: 70, values: (u, s) => s.map(fmtCount) }, { scale: 'out', side: 1, size: 70, grid: { show: false }, values: (u, s) => s.map(fmtCount) }],
       },
     ),
     latency: makeChart(
@@ -201,7 +193,11 @@
     push(charts.latency, t, [doc.LatencyP50Micros, doc.LatencyP90Micros, doc.LatencyP99Micros, doc.LatencyP999Micros]);
     push(charts.memory, t, [doc.RSS, doc.HeapUsed, doc.WorkgroupHeapUsed || null]);
     push(charts['chart-cpu'], t, [doc.CpuPercent].concat(wgs.map((w) => (w.EventLoopUtilization == null ? null : w.EventLoopUtilization * 100))));
-    push(charts['chart-workgroups'], t, wgs.map((w) => w.OutPublishMessagesPerSecond));
+    push(
+      charts['chart-workgroups'],
+      t,
+      wgs.map((w) => w.OutPublishMessagesPerSecond),
+    );
 
     const rows = wgs.map((w) => {
       const tr = document.createElement('tr');

@@ -69,7 +69,19 @@ test('publishes end to end: accepted ones reach both encodings, refused ones nob
       const batch = samples.slice(i, i + WINDOW);
       const ids = batch.map((_, k) => i + k + 1);
       for (const [k, data] of batch.entries()) {
-        const frame = Buffer.concat([Buffer.from([0x85]), packr.pack('id'), packr.pack(ids[k]), packr.pack('op'), packr.pack('pub'), packr.pack('topic'), packr.pack('/fuzz'), packr.pack('ack'), packr.pack(true), packr.pack('data'), Buffer.from(data)]);
+        const frame = Buffer.concat([
+          Buffer.from([0x85]),
+          packr.pack('id'),
+          packr.pack(ids[k]),
+          packr.pack('op'),
+          packr.pack('pub'),
+          packr.pack('topic'),
+          packr.pack('/fuzz'),
+          packr.pack('ack'),
+          packr.pack(true),
+          packr.pack('data'),
+          Buffer.from(data),
+        ]);
         pub.sendRaw(frame);
       }
       await pub.until(() => ids.every((id) => pub.replies.has(id)), 20_000, `replies ${i}`);

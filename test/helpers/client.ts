@@ -25,17 +25,29 @@ export class TestClient {
   private waiters: (() => void)[] = [];
   readonly closed: Promise<number>;
 
-  constructor(readonly ws: WebSocket, readonly encoding: 'json' | 'msgpack') {
+  constructor(
+    readonly ws: WebSocket,
+    readonly encoding: 'json' | 'msgpack',
+  ) {
     ws.on('message', (data: Buffer, isBinary: boolean) => {
       if (isBinary) {
         const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
         if (isBinaryFrame(bytes)) {
           const f = decodeBinaryFrame(bytes);
-          this.deliveries.push({ topic: f.topic, epoch: f.epoch, seq: f.seq, ts: f.tsMicros, data: unpackr.unpack(f.payload), ...(f.flags & 1 ? { replay: true } : {}), ...(f.flags & 2 ? { snapshot: true } : {}) });
+          this.deliveries.push({
+            topic: f.topic,
+            epoch: f.epoch,
+            seq: f.seq,
+            ts: f.tsMicros,
+            data: unpackr.unpack(f.payload),
+            ...(f.flags & 1 ? { replay: true } : {}),
+            ...(f.flags & 2 ? { snapshot: true } : {}),
+          });
         } else this.onReply(unpackr.unpack(bytes) as Record<string, unknown>);
       } else {
         const m = JSON.parse(data.toString('utf8'));
-        if (m.op === 'msg') this.deliveries.push({ topic: m.topic, epoch: m.epoch, seq: m.seq, ts: m.ts, data: m.data, ...(m.replay ? { replay: true } : {}), ...(m.snapshot ? { snapshot: true } : {}) });
+        if (m.op === 'msg')
+          this.deliveries.push({ topic: m.topic, epoch: m.epoch, seq: m.seq, ts: m.ts, data: m.data, ...(m.replay ? { replay: true } : {}), ...(m.snapshot ? { snapshot: true } : {}) });
         else this.onReply(m);
       }
       this.wake();
@@ -69,7 +81,10 @@ export class TestClient {
       if (left <= 0) throw new Error(`timed out waiting for ${what} (deliveries: ${this.deliveries.length}, close: ${this.closeCode})`);
       await new Promise<void>((resolve) => {
         const t = setTimeout(resolve, Math.min(left, 200));
-        this.waiters.push(() => { clearTimeout(t); resolve(); });
+        this.waiters.push(() => {
+          clearTimeout(t);
+          resolve();
+        });
       });
     }
   }

@@ -137,7 +137,12 @@ export function runEngineContract(name: string, make: (workgroups: number, limit
       expect(status(4)).toBe(SubStatus.UNKNOWN_POSITION);
       // A reported gap replays nothing: the subscription goes on from the current seq.
       expect(w1.of('replay').filter((r) => r.token >= 2)).toEqual([]);
-      expect(w1.of('subDone').filter((d) => d.token >= 2).every((d) => d.seq === 20)).toBe(true);
+      expect(
+        w1
+          .of('subDone')
+          .filter((d) => d.token >= 2)
+          .every((d) => d.seq === 20),
+      ).toBe(true);
     });
 
     test('a retained message is the snapshot a fresh subscriber gets before subDone; a recovered resume does not get it', async () => {
@@ -170,8 +175,16 @@ export function runEngineContract(name: string, make: (workgroups: number, limit
       e.engine.subscribe(1, 5, '/c/a', 0, 0, 0);
       publish(0, '/c/a', 2, 6);
       await e.settle();
-      expect(w0.of('ack').map((a) => [a.token, a.status])).toEqual([[1, AckStatus.OK], [2, AckStatus.OK], [3, AckStatus.TOO_MANY_TOPICS], [6, AckStatus.OK]]);
-      expect(w1.of('subDone').map((d) => [d.token, d.status])).toEqual([[4, SubStatus.TOO_MANY_TOPICS], [5, SubStatus.FRESH]]);
+      expect(w0.of('ack').map((a) => [a.token, a.status])).toEqual([
+        [1, AckStatus.OK],
+        [2, AckStatus.OK],
+        [3, AckStatus.TOO_MANY_TOPICS],
+        [6, AckStatus.OK],
+      ]);
+      expect(w1.of('subDone').map((d) => [d.token, d.status])).toEqual([
+        [4, SubStatus.TOO_MANY_TOPICS],
+        [5, SubStatus.FRESH],
+      ]);
       expect(w1.of('deliver').map((d) => [d.topic, d.seq])).toEqual([['/c/a', 2]]);
     });
   });

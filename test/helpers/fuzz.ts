@@ -78,7 +78,13 @@ export const dataNode: fc.Arbitrary<Node> = fc.letrec((tie) => ({
   node: fc.oneof({ depthSize: 'small', withCrossShrink: true }, scalarNode, tie('arr'), tie('map')) as fc.Arbitrary<Node>,
   arr: fc.array(tie('node') as fc.Arbitrary<Node>, { maxLength: 5 }).map(arrayOf),
   map: fc
-    .array(fc.tuple(fc.oneof({ weight: 6, arbitrary: fc.string({ maxLength: 8 }).map((s) => packr.pack(s)) }, { weight: 1, arbitrary: scalarNode }, { weight: 1, arbitrary: fc.constant(b(0x90)) }), tie('node') as fc.Arbitrary<Node>), { maxLength: 5 })
+    .array(
+      fc.tuple(
+        fc.oneof({ weight: 6, arbitrary: fc.string({ maxLength: 8 }).map((s) => packr.pack(s)) }, { weight: 1, arbitrary: scalarNode }, { weight: 1, arbitrary: fc.constant(b(0x90)) }),
+        tie('node') as fc.Arbitrary<Node>,
+      ),
+      { maxLength: 5 },
+    )
     .map(mapOf),
 })).node;
 
@@ -89,16 +95,20 @@ export const deepNode: fc.Arbitrary<Node> = fc.tuple(fc.integer({ min: 0, max: 1
   return v;
 });
 
-export const anyData: fc.Arbitrary<Node> = fc.oneof({ weight: 4, arbitrary: dataNode }, { weight: 1, arbitrary: deepNode }, {
-  weight: 1,
-  arbitrary: fc.anything({ withBigInt: true, withDate: true, withTypedArray: false, withNullPrototype: false, withMap: false, withSet: false, maxDepth: 4 }).map((v) => {
-    try {
-      return packr.pack(v);
-    } catch {
-      return b(0xc0);
-    }
-  }),
-});
+export const anyData: fc.Arbitrary<Node> = fc.oneof(
+  { weight: 4, arbitrary: dataNode },
+  { weight: 1, arbitrary: deepNode },
+  {
+    weight: 1,
+    arbitrary: fc.anything({ withBigInt: true, withDate: true, withTypedArray: false, withNullPrototype: false, withMap: false, withSet: false, maxDepth: 4 }).map((v) => {
+      try {
+        return packr.pack(v);
+      } catch {
+        return b(0xc0);
+      }
+    }),
+  },
+);
 
 export const topicArb = fc.oneof(fc.constantFrom('/a', '/f/1', '/f/x.y', '/f/-'), fc.string({ maxLength: 12 }), fc.constant('/' + 'a'.repeat(300)));
 
@@ -116,7 +126,11 @@ export function pubFrame(id: unknown, topic: unknown, data: Node, extra: Record<
 }
 
 export const extraArb = fc.record(
-  { ack: fc.oneof(fc.boolean(), fc.constant(null), fc.constant(1)), retain: fc.oneof(fc.boolean(), fc.constant(null), fc.constant('yes')), ts: fc.oneof(fc.constant(null), fc.maxSafeNat(), fc.integer({ min: -5, max: 5 }), fc.constant(2 ** 60)) },
+  {
+    ack: fc.oneof(fc.boolean(), fc.constant(null), fc.constant(1)),
+    retain: fc.oneof(fc.boolean(), fc.constant(null), fc.constant('yes')),
+    ts: fc.oneof(fc.constant(null), fc.maxSafeNat(), fc.integer({ min: -5, max: 5 }), fc.constant(2 ** 60)),
+  },
   { requiredKeys: [] },
 );
 
@@ -212,22 +226,27 @@ export function properties(counts: { accepted: number; refused: number }) {
       const j = parseJsonCommand(Buffer.from(text));
       if (!(j instanceof ProtocolError)) checkAcceptedConverts(j);
     }),
-    sub: fc.property(fc.array(fc.oneof(topicArb, fc.anything({ maxDepth: 2 })), { maxLength: 4 }), fc.oneof(fc.constant(undefined), fc.dictionary(fc.string({ maxLength: 6 }), fc.anything({ withBigInt: true, maxDepth: 2 }))), fc.anything({ maxDepth: 1 }), (topics, resume, qos) => {
-      const cmd = { id: 2, op: 'sub', topics, resume, qos };
-      let frame: Uint8Array | null = null;
-      try {
-        frame = packr.pack(cmd);
-      } catch {
-        // not packable
-      }
-      if (frame !== null) parseMsgpackCommand(frame);
-      let text: string | undefined;
-      try {
-        text = JSON.stringify(cmd);
-      } catch {
-        return;
-      }
-      if (text !== undefined) parseJsonCommand(Buffer.from(text));
-    }),
+    sub: fc.property(
+      fc.array(fc.oneof(topicArb, fc.anything({ maxDepth: 2 })), { maxLength: 4 }),
+      fc.oneof(fc.constant(undefined), fc.dictionary(fc.string({ maxLength: 6 }), fc.anything({ withBigInt: true, maxDepth: 2 }))),
+      fc.anything({ maxDepth: 1 }),
+      (topics, resume, qos) => {
+        const cmd = { id: 2, op: 'sub', topics, resume, qos };
+        let frame: Uint8Array | null = null;
+        try {
+          frame = packr.pack(cmd);
+        } catch {
+          // not packable
+        }
+        if (frame !== null) parseMsgpackCommand(frame);
+        let text: string | undefined;
+        try {
+          text = JSON.stringify(cmd);
+        } catch {
+          return;
+        }
+        if (text !== undefined) parseJsonCommand(Buffer.from(text));
+      },
+    ),
   };
 }

@@ -45,7 +45,8 @@ export async function subscribeMarked(client: TestClient, topics: string[], extr
     client.ws.off('message', listener);
   }
   const reply = client.replies.get(id) as Record<string, unknown> | undefined;
-  if (reply === undefined) throw new Error(`the session closed (${client.closeCode} ${client.closeReason}) before the reply to sub ${topics.join(',')}; ${client.deliveries.length - start} deliveries after the sub`);
+  if (reply === undefined)
+    throw new Error(`the session closed (${client.closeCode} ${client.closeReason}) before the reply to sub ${topics.join(',')}; ${client.deliveries.length - start} deliveries after the sub`);
   if (replyIndex < 0) replyIndex = client.deliveries.length;
   return { reply, before: client.deliveries.slice(start, replyIndex), replyIndex, topics: (reply.topics ?? {}) as Record<string, SubEntry> };
 }
@@ -103,7 +104,8 @@ export function range(from: number, to: number): number[] {
 /** Describes the first place where `seqs` is not from, from+1, .., to (null when it is). */
 export function firstBreak(seqs: number[], from: number, to: number): string | null {
   for (let i = 0; i < seqs.length; i++) {
-    if (seqs[i] !== from + i) return `at index ${i}: expected seq ${from + i}, got ${seqs[i]} (${seqs[i] < from + i ? 'duplicate or out of order' : 'gap'}); neighbours ${JSON.stringify(seqs.slice(Math.max(0, i - 3), i + 4))}`;
+    if (seqs[i] !== from + i)
+      return `at index ${i}: expected seq ${from + i}, got ${seqs[i]} (${seqs[i] < from + i ? 'duplicate or out of order' : 'gap'}); neighbours ${JSON.stringify(seqs.slice(Math.max(0, i - 3), i + 4))}`;
   }
   if (seqs.length !== to - from + 1) return `expected ${to - from + 1} seqs (${from}..${to}), got ${seqs.length} (last ${seqs[seqs.length - 1]})`;
   return null;

@@ -51,7 +51,10 @@ function request<T>(worker: Worker, cmd: object, op: string): Promise<T> {
 }
 
 export class UwsGroup {
-  private constructor(readonly port: number, readonly workers: Worker[]) {}
+  private constructor(
+    readonly port: number,
+    readonly workers: Worker[],
+  ) {}
 
   /** Starts `count` workers and makes them listen one after the other, so worker i joins the reuseport group i-th. */
   static async start(count: number): Promise<UwsGroup> {

@@ -65,8 +65,17 @@ export async function startServer(args: string[] = [], env: NodeJS.ProcessEnv = 
       const found = logs.find(pred);
       if (found) return resolve(found);
       const timer = setTimeout(() => reject(new Error(`timed out waiting for a log line; stderr: ${stderr.join('')}; logs: ${JSON.stringify(logs.slice(-5))}`)), timeoutMs);
-      waiters.push({ pred, resolve: (l) => { clearTimeout(timer); resolve(l); } });
-      exited.then((code) => { clearTimeout(timer); reject(new Error(`server exited (${code}) before the log line; stderr: ${stderr.join('')}`)); });
+      waiters.push({
+        pred,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+      exited.then((code) => {
+        clearTimeout(timer);
+        reject(new Error(`server exited (${code}) before the log line; stderr: ${stderr.join('')}`));
+      });
     });
 
   const ready = await waitForLog((l) => l.msg === 'c10m listening', 15000);

@@ -80,7 +80,15 @@ export function httpPublishFrom(server: TestServer, address: string, body: unkno
   const payload = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
     const req = http.request(
-      { host: '127.0.0.1', port: server.port, path: '/v1/publish', method: 'POST', localAddress: address, agent: false, headers: { 'content-type': 'application/json', 'content-length': payload.length } },
+      {
+        host: '127.0.0.1',
+        port: server.port,
+        path: '/v1/publish',
+        method: 'POST',
+        localAddress: address,
+        agent: false,
+        headers: { 'content-type': 'application/json', 'content-length': payload.length },
+      },
       (res) => {
         let text = '';
         res.setEncoding('utf8');
