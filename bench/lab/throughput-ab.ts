@@ -13,11 +13,14 @@
 //       [--cache-messages 0,1000] [--peers uws] [--connections 19000]
 //       [--topics 1000] [--size 512] [--rate 40000] [--window 8] [--warmup 2]
 //       [--rounds 5] [--pub-connections 4] [--variants "name:serve flags;..."]
+//       [--before /path/to/another/checkout/bin/c10m.js]
 //
 // Targets: c10m-wg<N> for each --workgroups count (the server's default
 // cache), c10m-wg<N>-cache<C> for each other --cache-messages value (at the
 // first workgroup count only), c10m-wg<N>-<name> for each --variants entry
-// (its serve flags, at the first workgroup count), then the peers. All are started with
+// (its serve flags, at the first workgroup count), before-wg<N> for each
+// --workgroups count when --before names another build's CLI (a before/after
+// run of two commits, interleaved like the rest), then the peers. All are started with
 // --benchmark-mode. Every count is checked exactly at the end (per session).
 // Writes bench/results/throughput-ab-<date>.{json,md}.
 import * as fs from 'node:fs';
@@ -61,6 +64,8 @@ const windowSeconds = Number(arg('window', '8'));
 const warmupSeconds = Number(arg('warmup', '2'));
 const rounds = Number(arg('rounds', '5'));
 const pubConnections = Number(arg('pub-connections', '4'));
+/** Another build's bin/c10m.js (e.g. a worktree of an earlier commit): its targets run beside this build's. */
+const before = arg('before', '');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** The median (the mean of the two middle values for an even count). */
 function medianOf(xs: number[]): number {
@@ -73,6 +78,8 @@ interface Entry {
   kind: TargetKind;
   workgroups: number;
   serveArgs: string[];
+  /** Another build's CLI (--before), or none: this build. */
+  cli?: string;
   target?: Target;
   fleet?: SubscriberFleet;
   published: number[];
@@ -133,11 +140,14 @@ async function main(): Promise<void> {
     });
   for (const v of variants)
     entries.push({ name: `c10m-wg${workgroupsList[0]}-${v.name}`, kind: 'c10m', workgroups: workgroupsList[0], serveArgs: ['--benchmark-mode', ...v.flags], published: [], windows: [] });
+  if (before !== '')
+    for (const w of workgroupsList) entries.push({ name: `before-wg${w}`, kind: 'c10m', workgroups: w, serveArgs: ['--benchmark-mode'], cli: path.resolve(before), published: [], windows: [] });
   for (const p of peers) entries.push({ name: p, kind: p, workgroups: 1, serveArgs: [], published: [], windows: [] });
   const checks: { name: string; ok: boolean; detail: string }[] = [];
   try {
     for (const e of entries) {
-      e.target = await startTarget(e.kind, { name: e.name, workgroups: e.workgroups, serveArgs: e.serveArgs });
+      // Another build may not know this one's flags: it is started with its own defaults (it has no budgets to lift).
+      e.target = await startTarget(e.kind, { name: e.name, workgroups: e.workgroups, serveArgs: e.serveArgs, ...(e.cli ? { cli: e.cli, budgets: true } : {}) });
       const { fleet, allReady } = await connectFleet(e.target, { connections, processes: 1, topicsPerSession: 1, topicCount: topics }, o, progress, 'connect');
       e.fleet = fleet;
       if (!allReady) throw new Error(`${e.name}: only ${fleet.stats().ready} of ${connections} sessions got ready`);
