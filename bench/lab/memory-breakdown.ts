@@ -8,7 +8,7 @@
 //
 //   npm run lab:build && node dist-lab/bench/lab/memory-breakdown.js [--sessions 19000]
 //       [--workgroups 1,2] [--peers uws] [--snapshot [--save-snapshots DIR]] [--ring-bytes 1048576,4194304]
-//       [--settle-seconds 5]
+//       [--settle-seconds 5] [--before /path/to/another/checkout/bin/c10m.js]
 //
 // For each target: RSS, anonymous and file-backed RSS, transparent huge
 // pages, every isolate's heap (used and committed) at 0 sessions and at
@@ -43,6 +43,8 @@ const snapshot = flag('snapshot');
 const saveSnapshots = arg('save-snapshots', '');
 const ringBytesList = arg('ring-bytes', '').split(',').filter(Boolean).map(Number);
 const serveArgs = arg('serve-args', '').split(/\s+/).filter(Boolean);
+/** Another build's bin/c10m.js: its before-wg<N> targets are measured between this build's (a before/after run). */
+const before = arg('before', '');
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 interface Reading {
@@ -94,8 +96,9 @@ interface TargetResult {
   heapClasses: { key: string; bytesPerSession: number; objectsPerSession: number }[] | null;
 }
 
-async function start(kind: TargetKind, name: string, wg: number, extra: string[]): Promise<{ target: Target; insp: InspectorClient }> {
-  const target = await startTarget(kind, { name, workgroups: wg, serveArgs: kind === 'c10m' ? ['--benchmark-mode', ...serveArgs, ...extra] : [], execArgv: ['--inspect=127.0.0.1:0'] });
+async function start(kind: TargetKind, name: string, wg: number, extra: string[], cli?: string): Promise<{ target: Target; insp: InspectorClient }> {
+  const other = cli === undefined ? {} : { cli, budgets: true };
+  const target = await startTarget(kind, { name, workgroups: wg, serveArgs: kind === 'c10m' ? ['--benchmark-mode', ...serveArgs, ...extra] : [], execArgv: ['--inspect=127.0.0.1:0'], ...other });
   for (let i = 0; i < 50 && !target.inspectorUrl; i++) await sleep(100);
   if (!target.inspectorUrl) throw new Error(`${name}: no inspector URL on stderr`);
   const insp = await InspectorClient.connect(target.inspectorUrl);
@@ -127,8 +130,8 @@ function merge(list: HeapSummary[]): HeapSummary {
 }
 
 /** Memory at 0 and N sessions, all after a forced GC (no heap snapshot in this pass: its own allocations stay in RSS). */
-async function measure(kind: TargetKind, name: string, wg: number, options: RunOptions, progress: Progress): Promise<TargetResult> {
-  const { target, insp } = await start(kind, name, wg, []);
+async function measure(kind: TargetKind, name: string, wg: number, options: RunOptions, progress: Progress, cli?: string): Promise<TargetResult> {
+  const { target, insp } = await start(kind, name, wg, [], cli);
   try {
     await sleep(settleMs);
     const empty = await reading(target, insp);
@@ -194,11 +197,14 @@ async function main(): Promise<void> {
   const progress = new Progress(true, 'memory-breakdown');
   const options = { sourceAddresses: parseSourceAddresses(arg('source-addresses', DEFAULT_SOURCE_ADDRESSES)), engine: 'auto', connectTimeoutSeconds: 120, maxPending: 256 } as unknown as RunOptions;
   const results: TargetResult[] = [];
-  const runs: { kind: TargetKind; name: string; wg: number }[] = [
-    ...workgroupsList.map((wg) => ({ kind: 'c10m' as TargetKind, name: `c10m-wg${wg}`, wg })),
+  const runs: { kind: TargetKind; name: string; wg: number; cli?: string }[] = [
+    ...workgroupsList.flatMap((wg) => [
+      { kind: 'c10m' as TargetKind, name: `c10m-wg${wg}`, wg },
+      ...(before === '' ? [] : [{ kind: 'c10m' as TargetKind, name: `before-wg${wg}`, wg, cli: path.resolve(before) }]),
+    ]),
     ...peers.map((p) => ({ kind: p, name: p as string, wg: 1 })),
   ];
-  for (const r of runs) results.push(await measure(r.kind, r.name, r.wg, options, progress));
+  for (const r of runs) results.push(await measure(r.kind, r.name, r.wg, options, progress, r.cli));
   if (snapshot) for (let i = 0; i < runs.length; i++) results[i].heapClasses = await heapClasses(runs[i].kind, runs[i].name, runs[i].wg, options, progress);
   // Empty servers at each workgroup count and ring size: the fixed cost per workgroup and per ring.
   const fixed: { workgroups: number; ringBytes: number | null; reading: Reading }[] = [];
