@@ -34,31 +34,25 @@ import {
   parseMsgpackCommand,
   dataToJson,
   dataToMsgpack,
-  packr,
-  unpackr,
 } from '../protocol/codec';
 import { CloseCode, CloseReason, ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
-import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
-import { Stat, recordLatency } from '../protocol/stats';
+import { nowMicros } from '../protocol/frame';
+import { Stat } from '../protocol/stats';
 import { MessageCache } from './cache';
 import { CorsPolicy } from './cors';
-import { HttpExchange, HttpPublishEndpoint } from './http-publish';
+import { HttpPublishEndpoint } from './http-publish';
 import { IpTable, addressHash } from './ip-table';
 import { LogLimiter, type Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from '../shm/workgroup-init';
+import { Delivery, type DeliveryHost, type SessionData, type SubContext } from './delivery';
 import { Links, type LinkHost } from './links';
 import { Owner } from './owner';
-import type { PublishRequest, SubscriberPort } from './ports';
-import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
+import type { PublishRequest } from './ports';
+import { RecordFlag } from './records';
 import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
 import { LocalTopics, TopicTable, ownerOf } from './topics';
 import { checkUpgrade } from './upgrade';
-
-/** The only thing uWS keeps for a socket of ours. */
-export interface SessionData {
-  slot: number;
-}
 
 /** A session that sent this many bad commands is closed (1008). */
 export const MAX_ERRORS_PER_SESSION = 100;
@@ -77,8 +71,6 @@ const DESCRIPTOR_CHECK_MS = 100;
 const ACCEPT_PAUSE_MS = 1000;
 /** Room for the command envelope around a publish's data (id, op, topic, flags). */
 export const ENVELOPE_BYTES = 1024;
-/** A subscription or an ack the topic's owner has not answered after this long fails with OWNER_TIMEOUT. */
-export const OWNER_TIMEOUT_MS = 10_000;
 /**
  * Slow-consumer check: how often, and how many sessions at most per check.
  * Small slices often: one getBufferedAmount() costs about 50 ns, and 32,768
@@ -102,43 +94,7 @@ const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind 
 // uWS send() results.
 const SEND_DROPPED = 2;
 
-/** Where an ack goes back to. */
-interface AckTarget {
-  slot: number;
-  generation: number;
-  id: CommandId | null;
-  /** HTTP publishes: the response, and its exchange (answered by http-publish.ts). */
-  res: HttpResponse | null;
-  http: HttpExchange | null;
-  createdMs: number;
-  /** The publisher asked for no ack: answer only a refusal (the token exists so that a refusal can reach it). */
-  silent: boolean;
-}
-
-/** One sub command waiting for the owners of its topics. */
-interface SubContext {
-  slot: number;
-  generation: number;
-  id: CommandId;
-  encoding: EncodingId;
-  remaining: number;
-  topics: Record<string, Record<string, unknown>>;
-  /** Keys this command subscribed in uWS (undone if the command fails). */
-  added: string[];
-  failed: boolean;
-}
-
-interface PendingSub {
-  ctx: SubContext;
-  topic: string;
-  createdMs: number;
-  /** Counted against the session's subscription limit while pending (the topic was not subscribed). */
-  fresh: boolean;
-  /** An unsub of the topic came after this sub: answer it, but do not subscribe. */
-  cancelled: boolean;
-}
-
-export class Workgroup implements SubscriberPort, LinkHost {
+export class Workgroup implements LinkHost, DeliveryHost {
   readonly id: number;
   readonly count: number;
   readonly options: WorkgroupOptions;
@@ -151,7 +107,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
   private readonly ipTable: IpTable;
   private readonly peerIpTables: IpTable[];
   /** Error logs, at most a few lines a minute per cause. */
-  private readonly errors: LogLimiter;
+  readonly errors: LogLimiter;
   /** The process's descriptor limit (RLIMIT_NOFILE soft; Infinity when unknown) and the reserve kept free below it. */
   private readonly descriptorLimit: number;
   private readonly descriptorReserve: number;
@@ -164,26 +120,21 @@ export class Workgroup implements SubscriberPort, LinkHost {
   private readonly sockets: (WebSocket<SessionData> | undefined)[] = [];
   private readonly uws: Uws;
   readonly uwsNative: boolean;
-  private app: TemplatedApp;
+  private uwsApp: TemplatedApp;
   private listenSocket: us_listen_socket | null = null;
   private draining = false;
   private closed = false;
   private heartbeat: NodeJS.Timeout | null = null;
   private slowCheck: NodeJS.Timeout | null = null;
   private slowCursor = 0;
-  /** Bytes a session may hold beyond --max-backpressure-bytes because we replayed them (decays as they drain). */
-  private readonly replayAllowance = new Map<number, number>();
   /** Our rings to and from the other workgroups: the ring side of both ports. */
   private readonly links: Links;
   /** The owner role for the topics this workgroup owns. */
   private readonly owner: Owner;
-  /** Acks and subscriptions waiting for an owner, by token. */
-  private readonly pendingAcks = new Map<number, AckTarget>();
-  private readonly pendingSubs = new Map<number, PendingSub>();
-  /** Subscriptions in flight per session slot (sparse), counted against --max-subscriptions-per-session. */
-  private readonly pendingPerSlot = new Map<number, number>();
+  /** The subscriber side: deliveries, replays, acks, and what waits for an owner's answer. */
+  private readonly delivery: Delivery;
   private readonly cors: CorsPolicy;
-  private readonly httpPublish: HttpPublishEndpoint;
+  readonly httpPublish: HttpPublishEndpoint;
   private nextToken = 1;
   private readonly restarts: number;
   // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
@@ -240,6 +191,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
     ])
       this.stats[g] = 0;
 
+    this.delivery = new Delivery(this);
     this.links = new Links(init, this);
     const o2 = this.options;
     this.owner = new Owner(
@@ -249,10 +201,10 @@ export class Workgroup implements SubscriberPort, LinkHost {
       this.stats,
       { maxTopics: o2.maxTopics, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds },
       this.links,
-      { corked: (token, write) => this.corkReplay(token, write) },
+      { corked: (token, write) => this.delivery.corkReplay(token, write) },
       (err) => this.failed('replay', err),
     );
-    this.links.attach(this.owner, this);
+    this.links.attach(this.owner, this.delivery);
     this.cors = new CorsPolicy(init.options.corsOrigins);
     this.httpPublish = new HttpPublishEndpoint({
       stats: this.stats,
@@ -265,7 +217,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
       makePublish: (topic, encoding, data, retain, ts, raw) => this.makePublish(topic, encoding, data, retain, ts, raw),
       submit: (req, ex) => {
         const token = this.takeToken();
-        this.pendingAcks.set(token, { slot: 0, generation: 0, id: null, res: ex.res, http: ex, createdMs: Date.now(), silent: false });
+        this.delivery.acks.set(token, { slot: 0, generation: 0, id: null, res: ex.res, http: ex, createdMs: Date.now(), silent: false });
         this.routePublish(req, token);
         return token;
       },
@@ -275,7 +227,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
       },
       awaitAck: (token, timeoutMs) => this.awaitAck(token, timeoutMs),
     });
-    this.app = this.buildApp();
+    this.uwsApp = this.buildApp();
   }
 
   private buildApp(): TemplatedApp {
@@ -344,7 +296,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
   listen(onListening: (port: number) => void, onFailed: (error: string) => void, onAccepting: (accepting: boolean) => void = () => {}): void {
     const { host, port } = this.options;
     this.onAccepting = onAccepting;
-    this.app.listen(host, port, (socket) => {
+    this.uwsApp.listen(host, port, (socket) => {
       if (!socket) {
         onFailed(`could not listen on ${host}:${port} (in use, or no permission)`);
         return;
@@ -421,7 +373,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
       this.onAccepting(false);
     } else if (!short && this.acceptPaused && nowMs >= this.acceptPausedUntilMs) {
       this.acceptPaused = false;
-      this.app.listen(this.options.host, this.boundPort, (socket) => {
+      this.uwsApp.listen(this.options.host, this.boundPort, (socket) => {
         if (!socket || this.closed || this.draining) {
           if (socket) this.uws.us_listen_socket_close(socket);
           this.acceptPaused = !this.closed && !this.draining;
@@ -446,7 +398,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
     c.expireSnapshots(now);
     this.owner.nowSec = this.nowSec;
     this.owner.releaseIdleTopics();
-    this.failOverdue(nowMs);
+    this.delivery.failOverdue(nowMs);
     const s = this.stats;
     s[Stat.SESSIONS] = this.slab.size;
     s[Stat.SLAB_CAPACITY] = this.slab.capacity;
@@ -464,7 +416,15 @@ export class Workgroup implements SubscriberPort, LinkHost {
     s[Stat.HEARTBEAT_MS] = nowMs;
   }
 
-  // ---- the links' host -----------------------------------------------
+  // ---- the links' and the delivery's host -----------------------------
+
+  app(): TemplatedApp {
+    return this.uwsApp;
+  }
+
+  socket(slot: number): WebSocket<SessionData> | undefined {
+    return this.sockets[slot];
+  }
 
   isOpen(): boolean {
     return !this.closed;
@@ -562,8 +522,8 @@ export class Workgroup implements SubscriberPort, LinkHost {
     if (this.slab.flags(slot) & SessionFlag.IP_COUNTED) this.ipTable.remove(this.slab.ipHash(slot));
     this.stats[Stat.SUBSCRIPTIONS] -= this.slab.subscriptions(slot);
     this.sockets[slot] = undefined;
-    if (this.replayAllowance.size > 0) this.replayAllowance.delete(slot);
-    if (this.pendingPerSlot.size > 0) this.pendingPerSlot.delete(slot);
+    if (this.delivery.replayAllowance.size > 0) this.delivery.replayAllowance.delete(slot);
+    if (this.delivery.perSlot.size > 0) this.delivery.perSlot.delete(slot);
     this.slab.close(slot);
     this.stats[Stat.SESSIONS_CLOSED]++;
     this.stats[Stat.SESSIONS] = this.slab.size;
@@ -576,18 +536,18 @@ export class Workgroup implements SubscriberPort, LinkHost {
     const k = Buffer.from(key).toString('latin1');
     const topic = k.slice(1);
     const other = (k.charCodeAt(0) === 106 /* j */ ? 'm' : 'j') + topic;
-    if (this.app.numSubscribers(other) > 0) return;
+    if (this.uwsApp.numSubscribers(other) > 0) return;
     if (this.local.pending(topic) > 0) return;
     this.dropInterest(topic);
   }
 
-  private hasLocalInterest(topic: string): boolean {
+  hasLocalInterest(topic: string): boolean {
     if (this.local.pending(topic) > 0) return true;
-    return this.app.numSubscribers('j' + topic) + this.app.numSubscribers('m' + topic) > 0;
+    return this.uwsApp.numSubscribers('j' + topic) + this.uwsApp.numSubscribers('m' + topic) > 0;
   }
 
   /** No session here wants the topic any more: tell its owner (or ourselves). */
-  private dropInterest(topic: string): void {
+  dropInterest(topic: string): void {
     this.links.owner(ownerOf(topic, this.count)).interest(this.id, topic, false);
   }
 
@@ -596,7 +556,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
     const limit = this.options.maxBackpressureBytes;
     const n = this.sockets.length;
     if (n === 0) return;
-    const allowances = this.replayAllowance;
+    const allowances = this.delivery.replayAllowance;
     let slot = this.slowCursor >= n ? 0 : this.slowCursor;
     for (let i = 0, m = Math.min(n, SLOW_CHECK_SLOTS); i < m; i++, slot = slot + 1 >= n ? 0 : slot + 1) {
       const ws = this.sockets[slot];
@@ -714,7 +674,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
       case 'unsub': {
         const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
         let removed = 0;
-        if (this.pendingPerSlot.has(slot)) this.cancelPendingSubs(slot, cmd.topics);
+        if (this.delivery.perSlot.has(slot)) this.delivery.cancelPendingSubs(slot, cmd.topics);
         // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
         for (const topic of cmd.topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
         this.slab.addSubscriptions(slot, -removed);
@@ -732,7 +692,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
     const max = this.options.maxSubscriptionsPerSession;
     let fresh = 0;
     for (const topic of cmd.topics) if (!ws.isSubscribed(prefix + topic)) fresh++;
-    const inFlight = this.pendingPerSlot.get(slot) ?? 0;
+    const inFlight = this.delivery.perSlot.get(slot) ?? 0;
     if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
     }
@@ -740,11 +700,11 @@ export class Workgroup implements SubscriberPort, LinkHost {
     const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: cmd.topics.length, topics: {}, added: [], failed: false };
     const nowMs = Date.now();
     const standard = cmd.qos === 'standard';
-    if (fresh > 0) this.pendingPerSlot.set(slot, inFlight + fresh);
+    if (fresh > 0) this.delivery.perSlot.set(slot, inFlight + fresh);
     for (const topic of cmd.topics) {
       const token = this.takeToken();
       this.local.add(topic);
-      this.pendingSubs.set(token, { ctx, topic, createdMs: nowMs, fresh: !ws.isSubscribed(prefix + topic), cancelled: false });
+      this.delivery.subs.set(token, { ctx, topic, createdMs: nowMs, fresh: !ws.isSubscribed(prefix + topic), cancelled: false });
       const resume = cmd.resume === null ? undefined : cmd.resume[topic];
       const flags = standard ? RecordFlag.STANDARD : resume !== undefined ? RecordFlag.RESUME : 0;
       const epoch = resume === undefined ? 0 : resume[0];
@@ -774,7 +734,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
     // An owner at its topic limit may refuse a publish: then even one that asked for no ack needs a way back.
     if (cmd.ack || this.links.statsOf(ownerOf(cmd.topic, this.count))[Stat.TOPICS_FULL] === 1) {
       token = this.takeToken();
-      this.pendingAcks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now(), silent: !cmd.ack });
+      this.delivery.acks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now(), silent: !cmd.ack });
     }
     this.routePublish(req, token);
   }
@@ -819,266 +779,12 @@ export class Workgroup implements SubscriberPort, LinkHost {
 
   // ---- the owner's side -----------------------------------------------
 
-  /** The pending subscription replayed messages of `token` go to, or null when it is gone (answered, cancelled, failed, session closed). */
-  private replayable(token: number): PendingSub | null {
-    const p = this.pendingSubs.get(token);
-    if (p === undefined || p.cancelled || p.ctx.failed || !this.slab.isOpen(p.ctx.slot, p.ctx.generation) || this.sockets[p.ctx.slot] === undefined) return null;
-    return p;
-  }
-
-  /** The socket replayed messages of `token` go to, or null. */
-  private replaySocket(token: number): WebSocket<SessionData> | null {
-    const p = this.replayable(token);
-    return p === null ? null : (this.sockets[p.ctx.slot] as WebSocket<SessionData>);
-  }
-
-  /** Receiver: a batch of replayed messages for one pending subscription, written under one cork. */
-  replayBatch(token: number, topic: string, epoch: number, data: Uint8Array, count: number): boolean {
-    const a = this.batchIn;
-    a.token = token;
-    a.topic = topic;
-    a.epoch = epoch;
-    a.data = asBuffer(data);
-    a.count = count;
-    // A subscription that is gone takes nothing: its messages are dropped (its owner ends the replay).
-    this.corkReplay(token, this.corkedBatch);
-    a.data = EMPTY_BUFFER;
-    return true;
-  }
-
-  /** Runs `write` corked on the socket the replayed messages of `token` go to (one write for many messages); false when it is gone. */
-  private corkReplay(token: number, write: () => void): boolean {
-    const ws = this.replaySocket(token);
-    if (ws === null) return false;
-    ws.cork(write);
-    return true;
-  }
-
-  private readonly batchIn: { token: number; topic: string; epoch: number; data: Buffer; count: number } = { token: 0, topic: '', epoch: 0, data: EMPTY_BUFFER, count: 0 };
-  private readonly batchEntry = (seq: number, tsMicros: number, flags: number, data: Buffer): void => {
-    const a = this.batchIn;
-    this.replay(a.token, a.topic, a.epoch, seq, tsMicros, flags, data);
-  };
-  private readonly corkedBatch = (): void => {
-    const a = this.batchIn;
-    const read = readReplayBatch(a.data, a.count, this.batchEntry);
-    if (read !== a.data.length) {
-      this.stats[Stat.INTERNAL_ERRORS]++;
-      this.errors.error('replay-batch', { token: a.token, count: a.count, bytes: a.data.length, read }, 'malformed REPLAY_BATCH record');
-    }
-  };
-
-  /** One replayed message (or the snapshot) for a subscription waiting for SUB_DONE. */
-  replay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
-    const p = this.replayable(token);
-    if (p === null) return;
-    // A long replay is progress: the owner timeout counts from its last message (to the tick's second).
-    p.createdMs = this.nowSec * 1000;
-    const ctx = p.ctx;
-    const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
-    const snapshot = (flags & RecordFlag.RETAIN) !== 0;
-    const frameFlags = snapshot ? FrameFlag.SNAPSHOT : FrameFlag.REPLAY;
-    let frame: string | Uint8Array;
-    if (ctx.encoding === ENCODING_JSON) {
-      const json = flags & RecordFlag.MSGPACK ? this.convertToJson(topic, seq, data) : textOf(data);
-      if (json === null) return;
-      frame = encodeJsonFrame(topic, epoch, seq, ts, frameFlags, json);
-    } else {
-      const payload = flags & RecordFlag.MSGPACK ? data : this.convertToMsgpack(topic, seq, null, data);
-      if (payload === null) return;
-      frame = encodeBinaryFrame(topic, epoch, seq, ts, frameFlags, payload);
-    }
-    const bytes = frame.length;
-    if (!snapshot) this.stats[Stat.REPLAYED_MESSAGES]++;
-    this.stats[Stat.MESSAGES_OUT]++;
-    this.stats[Stat.BYTES_OUT] += bytes;
-    this.replayAllowance.set(ctx.slot, (this.replayAllowance.get(ctx.slot) ?? 0) + bytes);
-    this.sendToSession(ws, ctx.slot, frame, ctx.encoding === ENCODING_MSGPACK);
-  }
-
-  /** The owner answered one topic of a sub command: subscribe the session in uWS now (no gap, no duplicate). */
-  subDone(token: number, epoch: number, seq: number, status: number, replayed: number): void {
-    const p = this.pendingSubs.get(token);
-    if (p === undefined) return;
-    this.pendingSubs.delete(token);
-    if (status === SubStatus.TOO_MANY_TOPICS) {
-      return this.failSub(
-        p,
-        ErrorCode.TOO_MANY_TOPICS,
-        `the node holds its limit of topics (--max-topics ${this.options.maxTopics * this.count}), and ${p.topic} is not one of them; nothing was subscribed`,
-      );
-    }
-    const topic = p.topic;
-    this.local.done(topic);
-    const ctx = p.ctx;
-    this.settlePending(p);
-    const open = this.slab.isOpen(ctx.slot, ctx.generation) && !ctx.failed;
-    if (open) {
-      const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
-      const key = (ctx.encoding === ENCODING_MSGPACK ? 'm' : 'j') + topic;
-      if (!p.cancelled && !ws.isSubscribed(key)) {
-        ws.subscribe(key);
-        ctx.added.push(key);
-        this.slab.addSubscriptions(ctx.slot, 1);
-        this.stats[Stat.SUBSCRIPTIONS]++;
-      }
-      const entry: Record<string, unknown> = { epoch, seq };
-      if (status === SubStatus.RECOVERED) {
-        entry.recovered = true;
-        entry.replayed = replayed;
-      } else if (status !== SubStatus.FRESH) {
-        entry.recovered = false;
-        entry.reason = SUB_STATUS_REASON[status];
-      }
-      ctx.topics[topic] = entry;
-    }
-    if ((!open || p.cancelled) && !this.hasLocalInterest(topic)) this.dropInterest(topic);
-    if (--ctx.remaining === 0 && open) {
-      const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
-      this.reply(ws, ctx.slot, ctx.encoding, { id: ctx.id, ok: true, topics: ctx.topics });
-    }
-  }
-
-  /**
-   * Hands one message to this workgroup's subscribers: one uWS publish per
-   * encoding that has subscribers here, the frame encoded once. No
-   * allocation per subscriber.
-   */
-  deliver(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
-    const app = this.app;
-    const keyJson = 'j' + topic;
-    const keyMsgpack = 'm' + topic;
-    const nJson = app.numSubscribers(keyJson);
-    const nMsgpack = app.numSubscribers(keyMsgpack);
-    // Data is checked at the publish so that both encodings can carry it; if a conversion still
-    // fails, that message is lost for that encoding only (counted and logged), never the workgroup.
-    if (nJson > 0) {
-      const text = json ?? (msgpack ? this.convertToJson(topic, seq, data) : textOf(data));
-      if (text !== null) {
-        const frame = encodeJsonFrame(topic, epoch, seq, ts, 0, text);
-        app.publish(keyJson, frame, false);
-        this.stats[Stat.BYTES_OUT] += nJson * frame.length;
-      }
-    }
-    if (nMsgpack > 0) {
-      const payload = msgpack ? data : this.convertToMsgpack(topic, seq, json, data);
-      if (payload !== null) {
-        const frame = encodeBinaryFrame(topic, epoch, seq, ts, 0, payload);
-        app.publish(keyMsgpack, frame, true);
-        this.stats[Stat.BYTES_OUT] += nMsgpack * frame.length;
-      }
-    }
-    this.stats[Stat.MESSAGES_OUT] += nJson + nMsgpack;
-    if (nJson + nMsgpack > 0) recordLatency(this.stats, nowMicros() - receivedAt);
-  }
-
-  /** msgpack data as JSON text for JSON subscribers, or null (counted, logged) when it cannot be converted. */
-  private convertToJson(topic: string, seq: number, data: Uint8Array): string | null {
-    try {
-      return dataToJson(unpackData(data));
-    } catch (err) {
-      this.stats[Stat.DELIVERY_ERRORS]++;
-      this.errors.error('convert-to-json', { topic, seq, err: (err as Error).message }, 'a message could not be converted for JSON subscribers');
-      return null;
-    }
-  }
-
-  /** JSON data as msgpack for msgpack subscribers, or null (counted, logged) when it cannot be converted. */
-  private convertToMsgpack(topic: string, seq: number, json: string | null, data: Uint8Array): Uint8Array | null {
-    try {
-      return packr.pack(JSON.parse(json ?? textOf(data)));
-    } catch (err) {
-      this.stats[Stat.DELIVERY_ERRORS]++;
-      this.errors.error('convert-to-msgpack', { topic, seq, err: (err as Error).message }, 'a message could not be converted for msgpack subscribers');
-      return null;
-    }
-  }
-
-  ack(token: number, epoch: number, seq: number, status: number): void {
-    const ack = this.pendingAcks.get(token);
-    if (ack === undefined) return;
-    this.pendingAcks.delete(token);
-    const refused = status === AckStatus.TOO_MANY_TOPICS;
-    const message = `the node holds its limit of topics (--max-topics ${this.options.maxTopics * this.count}); nothing was published`;
-    if (ack.http !== null) {
-      if (refused) return this.httpPublish.fail(ack.http, '503 Service Unavailable', ErrorCode.TOO_MANY_TOPICS, message, '10');
-      return this.httpPublish.answer(ack.http, epoch, seq);
-    }
-    if (ack.silent && !refused) return;
-    if (!this.slab.isOpen(ack.slot, ack.generation)) return;
-    const ws = this.sockets[ack.slot];
-    if (ws === undefined) return;
-    const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
-    if (refused) return this.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.TOO_MANY_TOPICS, message, ack.id as CommandId)));
-    this.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
-  }
-
-  /** Fails acks and subscriptions an owner has not answered in OWNER_TIMEOUT_MS (it may have restarted). */
-  private failOverdue(nowMs: number): void {
-    const before = nowMs - OWNER_TIMEOUT_MS;
-    for (const [token, ack] of this.pendingAcks) {
-      if (ack.createdMs > before) continue;
-      this.pendingAcks.delete(token);
-      const message = "the topic's owner did not answer in time; the message may or may not have been published";
-      if (ack.http !== null) {
-        this.httpPublish.timeout(ack.http, message);
-      } else if (this.slab.isOpen(ack.slot, ack.generation)) {
-        const ws = this.sockets[ack.slot] as WebSocket<SessionData>;
-        const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
-        this.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, message, ack.id as CommandId)));
-      }
-    }
-    for (const [token, p] of this.pendingSubs) {
-      if (p.createdMs > before) continue;
-      this.pendingSubs.delete(token);
-      this.failSub(p, ErrorCode.OWNER_TIMEOUT, `the owner of ${p.topic} did not answer in time; nothing was subscribed; subscribe again`);
-    }
-  }
-
-  /** One topic of a sub command failed (already out of pendingSubs): the whole command fails, once, and what it subscribed is undone. */
-  private failSub(p: PendingSub, code: ErrorCode, message: string): void {
-    this.settlePending(p);
-    this.local.done(p.topic);
-    const ctx = p.ctx;
-    ctx.remaining--;
-    if (!ctx.failed) {
-      ctx.failed = true;
-      if (this.slab.isOpen(ctx.slot, ctx.generation)) {
-        const ws = this.sockets[ctx.slot] as WebSocket<SessionData>;
-        let undone = 0;
-        for (const key of ctx.added) if (ws.unsubscribe(key)) undone++;
-        this.slab.addSubscriptions(ctx.slot, -undone);
-        this.stats[Stat.SUBSCRIPTIONS] -= undone;
-        this.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(code, message, ctx.id)));
-      }
-    }
-    if (!this.hasLocalInterest(p.topic)) this.dropInterest(p.topic);
-  }
-
-  /** A pending subscription is answered (or given up): it no longer counts against the session's limit. */
-  private settlePending(p: PendingSub): void {
-    if (!p.fresh) return;
-    const ctx = p.ctx;
-    if (!this.slab.isOpen(ctx.slot, ctx.generation)) return;
-    const n = (this.pendingPerSlot.get(ctx.slot) ?? 1) - 1;
-    if (n > 0) this.pendingPerSlot.set(ctx.slot, n);
-    else this.pendingPerSlot.delete(ctx.slot);
-  }
-
-  /** An unsub overtakes the session's subscriptions still in flight for those topics. */
-  private cancelPendingSubs(slot: number, topics: string[]): void {
-    const generation = this.slab.generation(slot);
-    for (const p of this.pendingSubs.values()) {
-      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic)) p.cancelled = true;
-    }
-  }
-
   /** Sends a reply; a reply dropped for backpressure means the session is too slow to keep. */
-  private reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void {
+  reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void {
     this.sendToSession(ws, slot, encodeReply(encoding, reply), encoding === ENCODING_MSGPACK);
   }
 
-  private sendToSession(ws: WebSocket<SessionData>, slot: number, bytes: string | Uint8Array, binary: boolean): void {
+  sendToSession(ws: WebSocket<SessionData>, slot: number, bytes: string | Uint8Array, binary: boolean): void {
     if (this.slab.state(slot) !== SessionState.OPEN) return;
     const result = ws.send(bytes, binary);
     this.slab.recordOut(slot, bytes.length);
@@ -1101,17 +807,17 @@ export class Workgroup implements SubscriberPort, LinkHost {
    * records. false after timeoutMs: the ack target is dropped.
    */
   private awaitAck(token: number, timeoutMs: number): boolean {
-    if (!this.pendingAcks.has(token)) return true;
+    if (!this.delivery.acks.has(token)) return true;
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       const handled = this.links.pollNow();
-      if (!this.pendingAcks.has(token)) return true;
+      if (!this.delivery.acks.has(token)) return true;
       if (handled > 0) continue;
       const left = deadline - performance.now();
       if (left <= 0) break;
       Atomics.wait(WAIT_WORD, 0, 0, Math.min(left, 0.05));
     }
-    this.pendingAcks.delete(token);
+    this.delivery.acks.delete(token);
     return false;
   }
 
@@ -1179,7 +885,7 @@ export class Workgroup implements SubscriberPort, LinkHost {
     this.stats[Stat.LISTENING] = 0;
     this.stats[Stat.SESSIONS] = 0;
     try {
-      (this.app as unknown as { close(): void }).close();
+      (this.uwsApp as unknown as { close(): void }).close();
     } catch (err) {
       this.log.error({ err }, 'app.close failed');
     }
@@ -1210,21 +916,6 @@ export class Workgroup implements SubscriberPort, LinkHost {
       throw new Error('fault injection: uncaught exception in a workgroup');
     });
   }
-}
-
-/**
- * Msgpack data as a value. Ring records and cache arenas are shared memory,
- * and msgpackr misreads a view over a SharedArrayBuffer ("Unexpected end of
- * buffer", or garbage), so such data is copied out first. Only when an
- * encoding must be converted (a msgpack publish to a JSON subscriber).
- */
-function unpackData(data: Uint8Array): unknown {
-  return unpackr.unpack(data.buffer instanceof SharedArrayBuffer ? Uint8Array.prototype.slice.call(data) : data);
-}
-
-/** Bytes of a JSON payload as text. */
-function textOf(data: Uint8Array): string {
-  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
 }
 
 /** Cache arena chunk: 2 MiB (one huge page), or larger for large payloads (a cached message fits in one chunk). */

@@ -1,0 +1,377 @@
+// The subscriber side of a workgroup: what a topic's owner (this workgroup
+// or another) sends to it, written to its sessions. Deliveries go to uWS's
+// topics (one publish per encoding with subscribers, the frame encoded
+// once); replayed messages and snapshots go to the one session whose
+// subscription is pending; subDone subscribes that session in uWS exactly
+// then (no gap, no duplicate); acks answer publishers, WebSocket or HTTP.
+// It also keeps what waits for an owner's answer (acks and subscriptions
+// by token), and fails what an owner does not answer in time.
+import type { HttpResponse, TemplatedApp, WebSocket } from '../native-io/uws';
+import { ENCODING_JSON, ENCODING_MSGPACK, dataToJson, errorReply, packr, unpackr, type EncodingId } from '../protocol/codec';
+import { ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
+import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
+import { Stat, recordLatency } from '../protocol/stats';
+import type { HttpExchange, HttpPublishEndpoint } from './http-publish';
+import type { LogLimiter } from './log';
+import type { SubscriberPort } from './ports';
+import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
+import { SessionFlag, type SessionSlab } from './slab';
+import type { LocalTopics } from './topics';
+import type { WorkgroupOptions } from '../shm/workgroup-init';
+
+/** A subscription or an ack the topic's owner has not answered after this long fails with OWNER_TIMEOUT. */
+export const OWNER_TIMEOUT_MS = 10_000;
+
+const EMPTY_BUFFER = Buffer.alloc(0);
+
+/** The only thing uWS keeps for a socket of ours. */
+export interface SessionData {
+  slot: number;
+}
+
+/** Where an ack goes back to. */
+export interface AckTarget {
+  slot: number;
+  generation: number;
+  id: CommandId | null;
+  /** HTTP publishes: the response, and its exchange (answered by http-publish.ts). */
+  res: HttpResponse | null;
+  http: HttpExchange | null;
+  createdMs: number;
+  /** The publisher asked for no ack: answer only a refusal (the token exists so that a refusal can reach it). */
+  silent: boolean;
+}
+
+/** One sub command waiting for the owners of its topics. */
+export interface SubContext {
+  slot: number;
+  generation: number;
+  id: CommandId;
+  encoding: EncodingId;
+  remaining: number;
+  topics: Record<string, Record<string, unknown>>;
+  /** Keys this command subscribed in uWS (undone if the command fails). */
+  added: string[];
+  failed: boolean;
+}
+
+export interface PendingSub {
+  ctx: SubContext;
+  topic: string;
+  createdMs: number;
+  /** Counted against the session's subscription limit while pending (the topic was not subscribed). */
+  fresh: boolean;
+  /** An unsub of the topic came after this sub: answer it, but do not subscribe. */
+  cancelled: boolean;
+}
+
+/** What the subscriber side needs of its workgroup: the sessions, and the ways to answer them. */
+export interface DeliveryHost {
+  readonly stats: Float64Array;
+  readonly options: WorkgroupOptions;
+  readonly count: number;
+  readonly slab: SessionSlab;
+  /** Topics with subscriptions in flight here. */
+  readonly local: LocalTopics;
+  readonly errors: LogLimiter;
+  readonly httpPublish: HttpPublishEndpoint;
+  /** The clock in whole seconds, as of the workgroup's last tick. */
+  readonly nowSec: number;
+  app(): TemplatedApp;
+  socket(slot: number): WebSocket<SessionData> | undefined;
+  reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void;
+  sendToSession(ws: WebSocket<SessionData>, slot: number, bytes: string | Uint8Array, binary: boolean): void;
+  hasLocalInterest(topic: string): boolean;
+  /** No session here wants the topic any more: tell its owner. */
+  dropInterest(topic: string): void;
+}
+
+export class Delivery implements SubscriberPort {
+  /** Acks and subscriptions waiting for an owner, by token. */
+  readonly acks = new Map<number, AckTarget>();
+  readonly subs = new Map<number, PendingSub>();
+  /** Subscriptions in flight per session slot (sparse), counted against --max-subscriptions-per-session. */
+  readonly perSlot = new Map<number, number>();
+  /** Bytes a session may hold beyond --max-backpressure-bytes because we replayed them (decays as they drain). */
+  readonly replayAllowance = new Map<number, number>();
+  private readonly stats: Float64Array;
+  private readonly slab: SessionSlab;
+  private readonly local: LocalTopics;
+  private readonly errors: LogLimiter;
+
+  constructor(private readonly host: DeliveryHost) {
+    this.stats = host.stats;
+    this.slab = host.slab;
+    this.local = host.local;
+    this.errors = host.errors;
+  }
+
+  /** The pending subscription replayed messages of `token` go to, or null when it is gone (answered, cancelled, failed, session closed). */
+  private replayable(token: number): PendingSub | null {
+    const p = this.subs.get(token);
+    if (p === undefined || p.cancelled || p.ctx.failed || !this.slab.isOpen(p.ctx.slot, p.ctx.generation) || this.host.socket(p.ctx.slot) === undefined) return null;
+    return p;
+  }
+
+  /** The socket replayed messages of `token` go to, or null. */
+  private replaySocket(token: number): WebSocket<SessionData> | null {
+    const p = this.replayable(token);
+    return p === null ? null : (this.host.socket(p.ctx.slot) as WebSocket<SessionData>);
+  }
+
+  /** Receiver: a batch of replayed messages for one pending subscription, written under one cork. */
+  replayBatch(token: number, topic: string, epoch: number, data: Uint8Array, count: number): boolean {
+    const a = this.batchIn;
+    a.token = token;
+    a.topic = topic;
+    a.epoch = epoch;
+    a.data = asBuffer(data);
+    a.count = count;
+    // A subscription that is gone takes nothing: its messages are dropped (its owner ends the replay).
+    this.corkReplay(token, this.corkedBatch);
+    a.data = EMPTY_BUFFER;
+    return true;
+  }
+
+  /** Runs `write` corked on the socket the replayed messages of `token` go to (one write for many messages); false when it is gone. */
+  corkReplay(token: number, write: () => void): boolean {
+    const ws = this.replaySocket(token);
+    if (ws === null) return false;
+    ws.cork(write);
+    return true;
+  }
+
+  private readonly batchIn: { token: number; topic: string; epoch: number; data: Buffer; count: number } = { token: 0, topic: '', epoch: 0, data: EMPTY_BUFFER, count: 0 };
+  private readonly batchEntry = (seq: number, tsMicros: number, flags: number, data: Buffer): void => {
+    const a = this.batchIn;
+    this.replay(a.token, a.topic, a.epoch, seq, tsMicros, flags, data);
+  };
+  private readonly corkedBatch = (): void => {
+    const a = this.batchIn;
+    const read = readReplayBatch(a.data, a.count, this.batchEntry);
+    if (read !== a.data.length) {
+      this.stats[Stat.INTERNAL_ERRORS]++;
+      this.errors.error('replay-batch', { token: a.token, count: a.count, bytes: a.data.length, read }, 'malformed REPLAY_BATCH record');
+    }
+  };
+
+  /** One replayed message (or the snapshot) for a subscription waiting for SUB_DONE. */
+  replay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
+    const p = this.replayable(token);
+    if (p === null) return;
+    // A long replay is progress: the owner timeout counts from its last message (to the tick's second).
+    p.createdMs = this.host.nowSec * 1000;
+    const ctx = p.ctx;
+    const ws = this.host.socket(ctx.slot) as WebSocket<SessionData>;
+    const snapshot = (flags & RecordFlag.RETAIN) !== 0;
+    const frameFlags = snapshot ? FrameFlag.SNAPSHOT : FrameFlag.REPLAY;
+    let frame: string | Uint8Array;
+    if (ctx.encoding === ENCODING_JSON) {
+      const json = flags & RecordFlag.MSGPACK ? this.convertToJson(topic, seq, data) : textOf(data);
+      if (json === null) return;
+      frame = encodeJsonFrame(topic, epoch, seq, ts, frameFlags, json);
+    } else {
+      const payload = flags & RecordFlag.MSGPACK ? data : this.convertToMsgpack(topic, seq, null, data);
+      if (payload === null) return;
+      frame = encodeBinaryFrame(topic, epoch, seq, ts, frameFlags, payload);
+    }
+    const bytes = frame.length;
+    if (!snapshot) this.stats[Stat.REPLAYED_MESSAGES]++;
+    this.stats[Stat.MESSAGES_OUT]++;
+    this.stats[Stat.BYTES_OUT] += bytes;
+    this.replayAllowance.set(ctx.slot, (this.replayAllowance.get(ctx.slot) ?? 0) + bytes);
+    this.host.sendToSession(ws, ctx.slot, frame, ctx.encoding === ENCODING_MSGPACK);
+  }
+
+  /** The owner answered one topic of a sub command: subscribe the session in uWS now (no gap, no duplicate). */
+  subDone(token: number, epoch: number, seq: number, status: number, replayed: number): void {
+    const p = this.subs.get(token);
+    if (p === undefined) return;
+    this.subs.delete(token);
+    if (status === SubStatus.TOO_MANY_TOPICS) {
+      return this.failSub(
+        p,
+        ErrorCode.TOO_MANY_TOPICS,
+        `the node holds its limit of topics (--max-topics ${this.host.options.maxTopics * this.host.count}), and ${p.topic} is not one of them; nothing was subscribed`,
+      );
+    }
+    const topic = p.topic;
+    this.local.done(topic);
+    const ctx = p.ctx;
+    this.settlePending(p);
+    const open = this.slab.isOpen(ctx.slot, ctx.generation) && !ctx.failed;
+    if (open) {
+      const ws = this.host.socket(ctx.slot) as WebSocket<SessionData>;
+      const key = (ctx.encoding === ENCODING_MSGPACK ? 'm' : 'j') + topic;
+      if (!p.cancelled && !ws.isSubscribed(key)) {
+        ws.subscribe(key);
+        ctx.added.push(key);
+        this.slab.addSubscriptions(ctx.slot, 1);
+        this.stats[Stat.SUBSCRIPTIONS]++;
+      }
+      const entry: Record<string, unknown> = { epoch, seq };
+      if (status === SubStatus.RECOVERED) {
+        entry.recovered = true;
+        entry.replayed = replayed;
+      } else if (status !== SubStatus.FRESH) {
+        entry.recovered = false;
+        entry.reason = SUB_STATUS_REASON[status];
+      }
+      ctx.topics[topic] = entry;
+    }
+    if ((!open || p.cancelled) && !this.host.hasLocalInterest(topic)) this.host.dropInterest(topic);
+    if (--ctx.remaining === 0 && open) {
+      const ws = this.host.socket(ctx.slot) as WebSocket<SessionData>;
+      this.host.reply(ws, ctx.slot, ctx.encoding, { id: ctx.id, ok: true, topics: ctx.topics });
+    }
+  }
+
+  /**
+   * Hands one message to this workgroup's subscribers: one uWS publish per
+   * encoding that has subscribers here, the frame encoded once. No
+   * allocation per subscriber.
+   */
+  deliver(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
+    const app = this.host.app();
+    const keyJson = 'j' + topic;
+    const keyMsgpack = 'm' + topic;
+    const nJson = app.numSubscribers(keyJson);
+    const nMsgpack = app.numSubscribers(keyMsgpack);
+    // Data is checked at the publish so that both encodings can carry it; if a conversion still
+    // fails, that message is lost for that encoding only (counted and logged), never the workgroup.
+    if (nJson > 0) {
+      const text = json ?? (msgpack ? this.convertToJson(topic, seq, data) : textOf(data));
+      if (text !== null) {
+        const frame = encodeJsonFrame(topic, epoch, seq, ts, 0, text);
+        app.publish(keyJson, frame, false);
+        this.stats[Stat.BYTES_OUT] += nJson * frame.length;
+      }
+    }
+    if (nMsgpack > 0) {
+      const payload = msgpack ? data : this.convertToMsgpack(topic, seq, json, data);
+      if (payload !== null) {
+        const frame = encodeBinaryFrame(topic, epoch, seq, ts, 0, payload);
+        app.publish(keyMsgpack, frame, true);
+        this.stats[Stat.BYTES_OUT] += nMsgpack * frame.length;
+      }
+    }
+    this.stats[Stat.MESSAGES_OUT] += nJson + nMsgpack;
+    if (nJson + nMsgpack > 0) recordLatency(this.stats, nowMicros() - receivedAt);
+  }
+
+  /** msgpack data as JSON text for JSON subscribers, or null (counted, logged) when it cannot be converted. */
+  private convertToJson(topic: string, seq: number, data: Uint8Array): string | null {
+    try {
+      return dataToJson(unpackData(data));
+    } catch (err) {
+      this.stats[Stat.DELIVERY_ERRORS]++;
+      this.errors.error('convert-to-json', { topic, seq, err: (err as Error).message }, 'a message could not be converted for JSON subscribers');
+      return null;
+    }
+  }
+
+  /** JSON data as msgpack for msgpack subscribers, or null (counted, logged) when it cannot be converted. */
+  private convertToMsgpack(topic: string, seq: number, json: string | null, data: Uint8Array): Uint8Array | null {
+    try {
+      return packr.pack(JSON.parse(json ?? textOf(data)));
+    } catch (err) {
+      this.stats[Stat.DELIVERY_ERRORS]++;
+      this.errors.error('convert-to-msgpack', { topic, seq, err: (err as Error).message }, 'a message could not be converted for msgpack subscribers');
+      return null;
+    }
+  }
+
+  ack(token: number, epoch: number, seq: number, status: number): void {
+    const ack = this.acks.get(token);
+    if (ack === undefined) return;
+    this.acks.delete(token);
+    const refused = status === AckStatus.TOO_MANY_TOPICS;
+    const message = `the node holds its limit of topics (--max-topics ${this.host.options.maxTopics * this.host.count}); nothing was published`;
+    if (ack.http !== null) {
+      if (refused) return this.host.httpPublish.fail(ack.http, '503 Service Unavailable', ErrorCode.TOO_MANY_TOPICS, message, '10');
+      return this.host.httpPublish.answer(ack.http, epoch, seq);
+    }
+    if (ack.silent && !refused) return;
+    if (!this.slab.isOpen(ack.slot, ack.generation)) return;
+    const ws = this.host.socket(ack.slot);
+    if (ws === undefined) return;
+    const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
+    if (refused) return this.host.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.TOO_MANY_TOPICS, message, ack.id as CommandId)));
+    this.host.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
+  }
+
+  /** Fails acks and subscriptions an owner has not answered in OWNER_TIMEOUT_MS (it may have restarted). */
+  failOverdue(nowMs: number): void {
+    const before = nowMs - OWNER_TIMEOUT_MS;
+    for (const [token, ack] of this.acks) {
+      if (ack.createdMs > before) continue;
+      this.acks.delete(token);
+      const message = "the topic's owner did not answer in time; the message may or may not have been published";
+      if (ack.http !== null) {
+        this.host.httpPublish.timeout(ack.http, message);
+      } else if (this.slab.isOpen(ack.slot, ack.generation)) {
+        const ws = this.host.socket(ack.slot) as WebSocket<SessionData>;
+        const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
+        this.host.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, message, ack.id as CommandId)));
+      }
+    }
+    for (const [token, p] of this.subs) {
+      if (p.createdMs > before) continue;
+      this.subs.delete(token);
+      this.failSub(p, ErrorCode.OWNER_TIMEOUT, `the owner of ${p.topic} did not answer in time; nothing was subscribed; subscribe again`);
+    }
+  }
+
+  /** One topic of a sub command failed (already out of pendingSubs): the whole command fails, once, and what it subscribed is undone. */
+  private failSub(p: PendingSub, code: ErrorCode, message: string): void {
+    this.settlePending(p);
+    this.local.done(p.topic);
+    const ctx = p.ctx;
+    ctx.remaining--;
+    if (!ctx.failed) {
+      ctx.failed = true;
+      if (this.slab.isOpen(ctx.slot, ctx.generation)) {
+        const ws = this.host.socket(ctx.slot) as WebSocket<SessionData>;
+        let undone = 0;
+        for (const key of ctx.added) if (ws.unsubscribe(key)) undone++;
+        this.slab.addSubscriptions(ctx.slot, -undone);
+        this.stats[Stat.SUBSCRIPTIONS] -= undone;
+        this.host.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(code, message, ctx.id)));
+      }
+    }
+    if (!this.host.hasLocalInterest(p.topic)) this.host.dropInterest(p.topic);
+  }
+
+  /** A pending subscription is answered (or given up): it no longer counts against the session's limit. */
+  private settlePending(p: PendingSub): void {
+    if (!p.fresh) return;
+    const ctx = p.ctx;
+    if (!this.slab.isOpen(ctx.slot, ctx.generation)) return;
+    const n = (this.perSlot.get(ctx.slot) ?? 1) - 1;
+    if (n > 0) this.perSlot.set(ctx.slot, n);
+    else this.perSlot.delete(ctx.slot);
+  }
+
+  /** An unsub overtakes the session's subscriptions still in flight for those topics. */
+  cancelPendingSubs(slot: number, topics: string[]): void {
+    const generation = this.slab.generation(slot);
+    for (const p of this.subs.values()) {
+      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic)) p.cancelled = true;
+    }
+  }
+}
+
+/**
+ * Msgpack data as a value. Ring records and cache arenas are shared memory,
+ * and msgpackr misreads a view over a SharedArrayBuffer ("Unexpected end of
+ * buffer", or garbage), so such data is copied out first. Only when an
+ * encoding must be converted (a msgpack publish to a JSON subscriber).
+ */
+function unpackData(data: Uint8Array): unknown {
+  return unpackr.unpack(data.buffer instanceof SharedArrayBuffer ? Uint8Array.prototype.slice.call(data) : data);
+}
+
+/** Bytes of a JSON payload as text. */
+export function textOf(data: Uint8Array): string {
+  return Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+}
