@@ -21,21 +21,8 @@ import { performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { allocShared, allocSharedAsync } from '../native-io';
 import { loadUws, type TemplatedApp, type WebSocket, type HttpResponse, type HttpRequest, type us_listen_socket, type Uws } from '../native-io/uws';
-import {
-  ENCODING_JSON,
-  ENCODING_MSGPACK,
-  type EncodingId,
-  type Command,
-  type PubCommand,
-  type SubCommand,
-  encodeReply,
-  errorReply,
-  parseJsonCommand,
-  parseMsgpackCommand,
-  dataToJson,
-  dataToMsgpack,
-} from '../protocol/codec';
-import { CloseCode, CloseReason, ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
+import { ENCODING_MSGPACK, type EncodingId, encodeReply } from '../protocol/codec';
+import { CloseCode, CloseReason, ErrorCode } from '../protocol/errors';
 import { nowMicros } from '../protocol/frame';
 import { Stat } from '../protocol/stats';
 import { MessageCache } from './cache';
@@ -44,20 +31,15 @@ import { HttpPublishEndpoint } from './http-publish';
 import { IpTable, addressHash } from './ip-table';
 import { LogLimiter, type Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from '../shm/workgroup-init';
-import { Delivery, type DeliveryHost, type SessionData, type SubContext } from './delivery';
+import { Commands, ENVELOPE_BYTES, type CommandsHost } from './commands';
+import { Delivery, type DeliveryHost, type SessionData } from './delivery';
 import { Links, type LinkHost } from './links';
 import { Owner } from './owner';
-import type { PublishRequest } from './ports';
-import { RecordFlag } from './records';
-import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionSlab, SessionState } from './slab';
+import { SessionFlag, SessionSlab, SessionState } from './slab';
 import { registerStaticRoutes } from './static';
 import { LocalTopics, TopicTable, ownerOf } from './topics';
 import { checkUpgrade } from './upgrade';
 
-/** A session that sent this many bad commands is closed (1008). */
-export const MAX_ERRORS_PER_SESSION = 100;
-/** A session whose commands failed inside the server this many times is closed (1011): whatever it sends, it is not worth another stack trace. */
-export const MAX_INTERNAL_ERRORS_PER_SESSION = 10;
 /**
  * Descriptors: the workgroup stops accepting while fewer than this many are
  * free in the process (the admin port, Redis, logs and the other workgroups
@@ -69,8 +51,6 @@ export const MAX_INTERNAL_ERRORS_PER_SESSION = 10;
 const DESCRIPTOR_RESERVE_MIN = 64;
 const DESCRIPTOR_CHECK_MS = 100;
 const ACCEPT_PAUSE_MS = 1000;
-/** Room for the command envelope around a publish's data (id, op, topic, flags). */
-export const ENVELOPE_BYTES = 1024;
 /**
  * Slow-consumer check: how often, and how many sessions at most per check.
  * Small slices often: one getBufferedAmount() costs about 50 ns, and 32,768
@@ -83,18 +63,16 @@ export const ENVELOPE_BYTES = 1024;
 const SLOW_CHECK_MS = 10;
 const SLOW_CHECK_SLOTS = 2048;
 
-const EMPTY_BUFFER = Buffer.alloc(0);
 const RETRY_SOON: [string, string][] = [['retry-after', '1']];
 /** A workgroup whose heartbeat (written every second) is older than this is stalled or restarting. */
 const OWNER_STALE_MS = 2500;
 /** Atomics.wait's word for short sleeps in awaitAck (nobody notifies it). */
 const WAIT_WORD = new Int32Array(new SharedArrayBuffer(4));
-const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind on deliveries); nothing was published; retry shortly';
 
 // uWS send() results.
 const SEND_DROPPED = 2;
 
-export class Workgroup implements LinkHost, DeliveryHost {
+export class Workgroup implements LinkHost, DeliveryHost, CommandsHost {
   readonly id: number;
   readonly count: number;
   readonly options: WorkgroupOptions;
@@ -133,9 +111,10 @@ export class Workgroup implements LinkHost, DeliveryHost {
   private readonly owner: Owner;
   /** The subscriber side: deliveries, replays, acks, and what waits for an owner's answer. */
   private readonly delivery: Delivery;
+  /** One session's commands. */
+  private readonly commands: Commands;
   private readonly cors: CorsPolicy;
   readonly httpPublish: HttpPublishEndpoint;
-  private nextToken = 1;
   private readonly restarts: number;
   // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
   private lastEvictions = 0;
@@ -205,6 +184,7 @@ export class Workgroup implements LinkHost, DeliveryHost {
       (err) => this.failed('replay', err),
     );
     this.links.attach(this.owner, this.delivery);
+    this.commands = new Commands(this, this.delivery, this.links);
     this.cors = new CorsPolicy(init.options.corsOrigins);
     this.httpPublish = new HttpPublishEndpoint({
       stats: this.stats,
@@ -212,13 +192,13 @@ export class Workgroup implements LinkHost, DeliveryHost {
       options: this.options,
       count: this.count,
       maxBodyBytes: this.options.maxPayloadBytes + ENVELOPE_BYTES,
-      isDraining: () => this.draining,
+      isDraining: () => this.isDraining(),
       overloaded: () => this.links.overloaded(),
-      makePublish: (topic, encoding, data, retain, ts, raw) => this.makePublish(topic, encoding, data, retain, ts, raw),
+      makePublish: (topic, encoding, data, retain, ts, raw) => this.commands.makePublish(topic, encoding, data, retain, ts, raw),
       submit: (req, ex) => {
-        const token = this.takeToken();
+        const token = this.commands.takeToken();
         this.delivery.acks.set(token, { slot: 0, generation: 0, id: null, res: ex.res, http: ex, createdMs: Date.now(), silent: false });
-        this.routePublish(req, token);
+        this.commands.routePublish(req, token);
         return token;
       },
       ownerResponsive: (topic) => {
@@ -260,7 +240,7 @@ export class Workgroup implements LinkHost, DeliveryHost {
           ws.end(CloseCode.INTERNAL_ERROR, CloseReason[CloseCode.INTERNAL_ERROR]);
         }
       },
-      message: (ws, message, isBinary) => this.onMessage(ws, message, isBinary),
+      message: (ws, message, isBinary) => this.commands.onMessage(ws, message, isBinary),
       close: (ws, code) => {
         try {
           this.onClose(ws, code);
@@ -426,6 +406,10 @@ export class Workgroup implements LinkHost, DeliveryHost {
     return this.sockets[slot];
   }
 
+  isDraining(): boolean {
+    return this.draining;
+  }
+
   isOpen(): boolean {
     return !this.closed;
   }
@@ -578,207 +562,6 @@ export class Workgroup implements LinkHost, DeliveryHost {
     this.slowCursor = slot;
   }
 
-  // ---- commands -------------------------------------------------------
-
-  private onMessage(ws: WebSocket<SessionData>, message: ArrayBuffer, isBinary: boolean): void {
-    const slot = ws.getUserData().slot;
-    // The command's id, once parsed: an INTERNAL answer names the command it answers.
-    let id: CommandId | null = null;
-    try {
-      this.slab.recordIn(slot, message.byteLength, this.nowSec);
-      this.stats[Stat.BYTES_IN] += message.byteLength;
-      const encoding: EncodingId = this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
-      if (isBinary !== (encoding === ENCODING_MSGPACK)) {
-        this.stats[Stat.PROTOCOL_ERRORS]++;
-        ws.end(CloseCode.UNSUPPORTED_DATA, encoding === ENCODING_JSON ? 'binary frame on a JSON session' : 'text frame on a msgpack session');
-        return;
-      }
-      if (message.byteLength > this.options.maxPayloadBytes + ENVELOPE_BYTES) {
-        this.stats[Stat.PROTOCOL_ERRORS]++;
-        ws.end(CloseCode.MESSAGE_TOO_BIG, `frame over ${this.options.maxPayloadBytes + ENVELOPE_BYTES} bytes`);
-        return;
-      }
-      // The session's budget for this second, counted before any parsing: a flood costs a counter per frame.
-      const o = this.options;
-      const budget = this.slab.spend(slot, message.byteLength, this.nowSec, o.maxCommandsPerSecond, o.maxBytesPerSecond);
-      if (budget === BUDGET_CLOSE) {
-        this.stats[Stat.RATE_LIMITED]++;
-        this.stats[Stat.RATE_LIMIT_CLOSES]++;
-        this.slab.setState(slot, SessionState.CLOSING);
-        ws.end(CloseCode.RATE_LIMITED, CloseReason[CloseCode.RATE_LIMITED]);
-        return;
-      }
-      if (budget === BUDGET_DROP) {
-        // Refused with no answer: the session had its share of RATE_LIMITED replies this second, and
-        // keeps sending; it is closed (4001) when it reaches twice its budget.
-        this.stats[Stat.RATE_LIMITED]++;
-        return;
-      }
-      const bytes = new Uint8Array(message);
-      const cmd = encoding === ENCODING_JSON ? parseJsonCommand(bytes) : parseMsgpackCommand(bytes);
-      if (cmd instanceof ProtocolError) return this.rejectCommand(ws, slot, encoding, cmd);
-      id = cmd.id;
-      if (budget === BUDGET_REFUSE) {
-        // Not a bad command: counted apart, and not against the session's 100 bad commands.
-        this.stats[Stat.RATE_LIMITED]++;
-        const limit = o.maxCommandsPerSecond > 0 ? `${o.maxCommandsPerSecond} commands` : '';
-        const bytesLimit = o.maxBytesPerSecond > 0 ? `${o.maxBytesPerSecond} bytes` : '';
-        return this.reply(
-          ws,
-          slot,
-          encoding,
-          errorReply(
-            new ProtocolError(ErrorCode.RATE_LIMITED, `over this session's budget of ${[limit, bytesLimit].filter((x) => x !== '').join(' or ')} per second; nothing was done; slow down`, cmd.id),
-          ),
-        );
-      }
-      this.handleCommand(ws, slot, encoding, cmd);
-    } catch (err) {
-      // Never throw across the uWS boundary: answer, count and log (a few lines a minute), and
-      // close a session that keeps making the server fail.
-      this.failed('command', err);
-      if (this.slab.state(slot) !== SessionState.OPEN) return;
-      if (this.slab.addInternalError(slot) >= MAX_INTERNAL_ERRORS_PER_SESSION) {
-        this.slab.setState(slot, SessionState.CLOSING);
-        ws.end(CloseCode.INTERNAL_ERROR, `${MAX_INTERNAL_ERRORS_PER_SESSION} commands of this session failed inside the server`);
-        return;
-      }
-      try {
-        this.reply(ws, slot, this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON, errorReply(new ProtocolError(ErrorCode.INTERNAL, 'internal error', id)));
-      } catch {
-        // The socket is gone: nothing to tell it.
-      }
-    }
-  }
-
-  private rejectCommand(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, err: ProtocolError): void {
-    this.stats[Stat.PROTOCOL_ERRORS]++;
-    if (this.slab.addError(slot) > MAX_ERRORS_PER_SESSION) {
-      ws.end(CloseCode.POLICY_VIOLATION, `more than ${MAX_ERRORS_PER_SESSION} bad commands`);
-      return;
-    }
-    this.reply(ws, slot, encoding, errorReply(err));
-  }
-
-  private handleCommand(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: Command): void {
-    if (this.commandsToFail > 0) {
-      this.commandsToFail--;
-      throw new Error('fault injection: a command handler failed');
-    }
-    switch (cmd.op) {
-      case 'ping':
-        this.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id });
-        return;
-      case 'sub':
-        return this.subscribe(ws, slot, encoding, cmd);
-      case 'unsub': {
-        const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
-        let removed = 0;
-        if (this.delivery.perSlot.has(slot)) this.delivery.cancelPendingSubs(slot, cmd.topics);
-        // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
-        for (const topic of cmd.topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
-        this.slab.addSubscriptions(slot, -removed);
-        this.stats[Stat.SUBSCRIPTIONS] -= removed;
-        this.reply(ws, slot, encoding, { id: cmd.id, ok: true });
-        return;
-      }
-      case 'pub':
-        return this.publishFromSession(ws, slot, encoding, cmd);
-    }
-  }
-
-  private subscribe(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: SubCommand): void {
-    const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
-    const max = this.options.maxSubscriptionsPerSession;
-    let fresh = 0;
-    for (const topic of cmd.topics) if (!ws.isSubscribed(prefix + topic)) fresh++;
-    const inFlight = this.delivery.perSlot.get(slot) ?? 0;
-    if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
-      return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
-    }
-    if (cmd.topics.length === 0) return this.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
-    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: cmd.topics.length, topics: {}, added: [], failed: false };
-    const nowMs = Date.now();
-    const standard = cmd.qos === 'standard';
-    if (fresh > 0) this.delivery.perSlot.set(slot, inFlight + fresh);
-    for (const topic of cmd.topics) {
-      const token = this.takeToken();
-      this.local.add(topic);
-      this.delivery.subs.set(token, { ctx, topic, createdMs: nowMs, fresh: !ws.isSubscribed(prefix + topic), cancelled: false });
-      const resume = cmd.resume === null ? undefined : cmd.resume[topic];
-      const flags = standard ? RecordFlag.STANDARD : resume !== undefined ? RecordFlag.RESUME : 0;
-      const epoch = resume === undefined ? 0 : resume[0];
-      const seq = resume === undefined ? 0 : resume[1];
-      this.links.owner(ownerOf(topic, this.count)).subscribe(this.id, token, topic, flags, epoch, seq);
-    }
-  }
-
-  private takeToken(): number {
-    const t = this.nextToken;
-    this.nextToken = t >= 0xfffffffe ? 1 : t + 1;
-    return t;
-  }
-
-  private publishFromSession(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: PubCommand): void {
-    if (this.draining) return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id));
-    if (this.count > 1 && this.links.overloaded()) {
-      // Not the client's fault: not counted as a bad command.
-      this.stats[Stat.PUBLISHES_OVERLOADED]++;
-      return this.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, cmd.id)));
-    }
-    const req = this.makePublish(cmd.topic, encoding, cmd.data, cmd.retain, cmd.ts, cmd.raw);
-    if (req instanceof ProtocolError) {
-      return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
-    }
-    let token = 0;
-    // An owner at its topic limit may refuse a publish: then even one that asked for no ack needs a way back.
-    if (cmd.ack || this.links.statsOf(ownerOf(cmd.topic, this.count))[Stat.TOPICS_FULL] === 1) {
-      token = this.takeToken();
-      this.delivery.acks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now(), silent: !cmd.ack });
-    }
-    this.routePublish(req, token);
-  }
-
-  /** Encodes a publish's data once, in the publisher's encoding, and checks its size. */
-  private makePublish(topic: string, encoding: EncodingId, data: unknown, retain: boolean, ts: number | null, raw: Uint8Array | null = null): PublishRequest | ProtocolError {
-    let json: string | null = null;
-    let bytes: Uint8Array;
-    let flags = retain ? RecordFlag.RETAIN : 0;
-    if (encoding === ENCODING_JSON) {
-      json = dataToJson(data);
-      bytes = Buffer.from(json, 'utf8');
-    } else {
-      // The publisher's own bytes when the fast parser kept them (no decode, no re-encode).
-      bytes = raw ?? dataToMsgpack(data);
-      flags |= RecordFlag.MSGPACK;
-    }
-    if (bytes.length > this.options.maxPayloadBytes) {
-      return new ProtocolError(ErrorCode.PAYLOAD_TOO_LARGE, `data is ${bytes.length} bytes encoded; the maximum is ${this.options.maxPayloadBytes}`);
-    }
-    this.stats[Stat.MESSAGES_IN]++;
-    const receivedAtMicros = nowMicros();
-    // One request object reused: routePublish consumes it before the next publish is read.
-    const req = this.pubReq;
-    req.topic = topic;
-    req.flags = flags;
-    req.data = bytes;
-    req.json = json;
-    req.tsMicros = ts ?? receivedAtMicros;
-    req.receivedAtMicros = receivedAtMicros;
-    return req;
-  }
-
-  private readonly pubReq: PublishRequest = { topic: '', flags: 0, data: EMPTY_BUFFER, json: null, tsMicros: 0, receivedAtMicros: 0 };
-
-  private routePublish(req: PublishRequest, token: number): void {
-    this.links.owner(ownerOf(req.topic, this.count)).publish(this.id, req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, token);
-    // The frame's bytes are copied by now (cache, frames, ring): let go of them.
-    req.data = EMPTY_BUFFER;
-    req.json = null;
-  }
-
-  // ---- the owner's side -----------------------------------------------
-
   /** Sends a reply; a reply dropped for backpressure means the session is too slow to keep. */
   reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void {
     this.sendToSession(ws, slot, encodeReply(encoding, reply), encoding === ENCODING_MSGPACK);
@@ -903,10 +686,8 @@ export class Workgroup implements LinkHost, DeliveryHost {
   failCommands(count: number): void {
     if (!this.options.faultInjection) return;
     this.log.warn({ count }, 'fault injection: failing commands');
-    this.commandsToFail = count;
+    this.commands.failNext(count);
   }
-
-  private commandsToFail = 0;
 
   crash(how: 'exit' | 'throw'): void {
     if (!this.options.faultInjection) return;

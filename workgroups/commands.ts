@@ -1,0 +1,286 @@
+// One session's commands: a frame is counted against the session's budget,
+// parsed (JSON or msgpack), and handled: ping, sub, unsub, pub. A sub asks
+// each topic's owner through OwnerPort.subscribe and waits for its subDone
+// (workgroups/delivery.ts); a pub is checked once and handed to its topic's
+// owner through OwnerPort.publish. Nothing thrown here crosses into uWS: a
+// command that fails inside the server is answered INTERNAL, and a session
+// that keeps making it fail is closed.
+import type { WebSocket } from '../native-io/uws';
+import {
+  ENCODING_JSON,
+  ENCODING_MSGPACK,
+  type EncodingId,
+  type Command,
+  type PubCommand,
+  type SubCommand,
+  errorReply,
+  parseJsonCommand,
+  parseMsgpackCommand,
+  dataToJson,
+  dataToMsgpack,
+} from '../protocol/codec';
+import { CloseCode, CloseReason, ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
+import { nowMicros } from '../protocol/frame';
+import { Stat } from '../protocol/stats';
+import type { WorkgroupOptions } from '../shm/workgroup-init';
+import type { Delivery, SessionData, SubContext } from './delivery';
+import type { Links } from './links';
+import type { PublishRequest } from './ports';
+import { RecordFlag } from './records';
+import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionState, type SessionSlab } from './slab';
+import { ownerOf, type LocalTopics } from './topics';
+
+/** A session that sent this many bad commands is closed (1008). */
+export const MAX_ERRORS_PER_SESSION = 100;
+/** A session whose commands failed inside the server this many times is closed (1011): whatever it sends, it is not worth another stack trace. */
+export const MAX_INTERNAL_ERRORS_PER_SESSION = 10;
+/** Room for the command envelope around a publish's data (id, op, topic, flags). */
+export const ENVELOPE_BYTES = 1024;
+
+const EMPTY_BUFFER = Buffer.alloc(0);
+const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind on deliveries); nothing was published; retry shortly';
+
+/** What commands need of their workgroup. */
+export interface CommandsHost {
+  readonly id: number;
+  readonly count: number;
+  readonly options: WorkgroupOptions;
+  readonly stats: Float64Array;
+  readonly slab: SessionSlab;
+  readonly local: LocalTopics;
+  /** The clock in whole seconds, as of the workgroup's last tick. */
+  readonly nowSec: number;
+  isDraining(): boolean;
+  reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void;
+  /** Counts and logs (rate-limited) a failure caught at the edge. */
+  failed(cause: string, err: unknown): void;
+}
+
+export class Commands {
+  private readonly id: number;
+  private readonly count: number;
+  private readonly options: WorkgroupOptions;
+  private readonly stats: Float64Array;
+  private readonly slab: SessionSlab;
+  private readonly local: LocalTopics;
+  private nextToken = 1;
+  /** Fault injection (tests): commands left to fail inside their handler. */
+  private toFail = 0;
+
+  constructor(
+    private readonly host: CommandsHost,
+    private readonly delivery: Delivery,
+    private readonly links: Pick<Links, 'owner' | 'statsOf' | 'overloaded'>,
+  ) {
+    this.id = host.id;
+    this.count = host.count;
+    this.options = host.options;
+    this.stats = host.stats;
+    this.slab = host.slab;
+    this.local = host.local;
+  }
+
+  /** Fault injection (tests, C10M_FAULT_INJECTION=1): the next `count` commands throw inside their handler. */
+  failNext(count: number): void {
+    this.toFail = count;
+  }
+
+  onMessage(ws: WebSocket<SessionData>, message: ArrayBuffer, isBinary: boolean): void {
+    const slot = ws.getUserData().slot;
+    // The command's id, once parsed: an INTERNAL answer names the command it answers.
+    let id: CommandId | null = null;
+    try {
+      this.slab.recordIn(slot, message.byteLength, this.host.nowSec);
+      this.stats[Stat.BYTES_IN] += message.byteLength;
+      const encoding: EncodingId = this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
+      if (isBinary !== (encoding === ENCODING_MSGPACK)) {
+        this.stats[Stat.PROTOCOL_ERRORS]++;
+        ws.end(CloseCode.UNSUPPORTED_DATA, encoding === ENCODING_JSON ? 'binary frame on a JSON session' : 'text frame on a msgpack session');
+        return;
+      }
+      if (message.byteLength > this.options.maxPayloadBytes + ENVELOPE_BYTES) {
+        this.stats[Stat.PROTOCOL_ERRORS]++;
+        ws.end(CloseCode.MESSAGE_TOO_BIG, `frame over ${this.options.maxPayloadBytes + ENVELOPE_BYTES} bytes`);
+        return;
+      }
+      // The session's budget for this second, counted before any parsing: a flood costs a counter per frame.
+      const o = this.options;
+      const budget = this.slab.spend(slot, message.byteLength, this.host.nowSec, o.maxCommandsPerSecond, o.maxBytesPerSecond);
+      if (budget === BUDGET_CLOSE) {
+        this.stats[Stat.RATE_LIMITED]++;
+        this.stats[Stat.RATE_LIMIT_CLOSES]++;
+        this.slab.setState(slot, SessionState.CLOSING);
+        ws.end(CloseCode.RATE_LIMITED, CloseReason[CloseCode.RATE_LIMITED]);
+        return;
+      }
+      if (budget === BUDGET_DROP) {
+        // Refused with no answer: the session had its share of RATE_LIMITED replies this second, and
+        // keeps sending; it is closed (4001) when it reaches twice its budget.
+        this.stats[Stat.RATE_LIMITED]++;
+        return;
+      }
+      const bytes = new Uint8Array(message);
+      const cmd = encoding === ENCODING_JSON ? parseJsonCommand(bytes) : parseMsgpackCommand(bytes);
+      if (cmd instanceof ProtocolError) return this.rejectCommand(ws, slot, encoding, cmd);
+      id = cmd.id;
+      if (budget === BUDGET_REFUSE) {
+        // Not a bad command: counted apart, and not against the session's 100 bad commands.
+        this.stats[Stat.RATE_LIMITED]++;
+        const limit = o.maxCommandsPerSecond > 0 ? `${o.maxCommandsPerSecond} commands` : '';
+        const bytesLimit = o.maxBytesPerSecond > 0 ? `${o.maxBytesPerSecond} bytes` : '';
+        return this.host.reply(
+          ws,
+          slot,
+          encoding,
+          errorReply(
+            new ProtocolError(ErrorCode.RATE_LIMITED, `over this session's budget of ${[limit, bytesLimit].filter((x) => x !== '').join(' or ')} per second; nothing was done; slow down`, cmd.id),
+          ),
+        );
+      }
+      this.handleCommand(ws, slot, encoding, cmd);
+    } catch (err) {
+      // Never throw across the uWS boundary: answer, count and log (a few lines a minute), and
+      // close a session that keeps making the server fail.
+      this.host.failed('command', err);
+      if (this.slab.state(slot) !== SessionState.OPEN) return;
+      if (this.slab.addInternalError(slot) >= MAX_INTERNAL_ERRORS_PER_SESSION) {
+        this.slab.setState(slot, SessionState.CLOSING);
+        ws.end(CloseCode.INTERNAL_ERROR, `${MAX_INTERNAL_ERRORS_PER_SESSION} commands of this session failed inside the server`);
+        return;
+      }
+      try {
+        this.host.reply(ws, slot, this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON, errorReply(new ProtocolError(ErrorCode.INTERNAL, 'internal error', id)));
+      } catch {
+        // The socket is gone: nothing to tell it.
+      }
+    }
+  }
+
+  private rejectCommand(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, err: ProtocolError): void {
+    this.stats[Stat.PROTOCOL_ERRORS]++;
+    if (this.slab.addError(slot) > MAX_ERRORS_PER_SESSION) {
+      ws.end(CloseCode.POLICY_VIOLATION, `more than ${MAX_ERRORS_PER_SESSION} bad commands`);
+      return;
+    }
+    this.host.reply(ws, slot, encoding, errorReply(err));
+  }
+
+  private handleCommand(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: Command): void {
+    if (this.toFail > 0) {
+      this.toFail--;
+      throw new Error('fault injection: a command handler failed');
+    }
+    switch (cmd.op) {
+      case 'ping':
+        this.host.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id });
+        return;
+      case 'sub':
+        return this.subscribe(ws, slot, encoding, cmd);
+      case 'unsub': {
+        const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
+        let removed = 0;
+        if (this.delivery.perSlot.has(slot)) this.delivery.cancelPendingSubs(slot, cmd.topics);
+        // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
+        for (const topic of cmd.topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
+        this.slab.addSubscriptions(slot, -removed);
+        this.stats[Stat.SUBSCRIPTIONS] -= removed;
+        this.host.reply(ws, slot, encoding, { id: cmd.id, ok: true });
+        return;
+      }
+      case 'pub':
+        return this.publishFromSession(ws, slot, encoding, cmd);
+    }
+  }
+
+  private subscribe(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: SubCommand): void {
+    const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
+    const max = this.options.maxSubscriptionsPerSession;
+    let fresh = 0;
+    for (const topic of cmd.topics) if (!ws.isSubscribed(prefix + topic)) fresh++;
+    const inFlight = this.delivery.perSlot.get(slot) ?? 0;
+    if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
+      return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
+    }
+    if (cmd.topics.length === 0) return this.host.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
+    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: cmd.topics.length, topics: {}, added: [], failed: false };
+    const nowMs = Date.now();
+    const standard = cmd.qos === 'standard';
+    if (fresh > 0) this.delivery.perSlot.set(slot, inFlight + fresh);
+    for (const topic of cmd.topics) {
+      const token = this.takeToken();
+      this.local.add(topic);
+      this.delivery.subs.set(token, { ctx, topic, createdMs: nowMs, fresh: !ws.isSubscribed(prefix + topic), cancelled: false });
+      const resume = cmd.resume === null ? undefined : cmd.resume[topic];
+      const flags = standard ? RecordFlag.STANDARD : resume !== undefined ? RecordFlag.RESUME : 0;
+      const epoch = resume === undefined ? 0 : resume[0];
+      const seq = resume === undefined ? 0 : resume[1];
+      this.links.owner(ownerOf(topic, this.count)).subscribe(this.id, token, topic, flags, epoch, seq);
+    }
+  }
+
+  takeToken(): number {
+    const t = this.nextToken;
+    this.nextToken = t >= 0xfffffffe ? 1 : t + 1;
+    return t;
+  }
+
+  private publishFromSession(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: PubCommand): void {
+    if (this.host.isDraining()) return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id));
+    if (this.count > 1 && this.links.overloaded()) {
+      // Not the client's fault: not counted as a bad command.
+      this.stats[Stat.PUBLISHES_OVERLOADED]++;
+      return this.host.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, cmd.id)));
+    }
+    const req = this.makePublish(cmd.topic, encoding, cmd.data, cmd.retain, cmd.ts, cmd.raw);
+    if (req instanceof ProtocolError) {
+      return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
+    }
+    let token = 0;
+    // An owner at its topic limit may refuse a publish: then even one that asked for no ack needs a way back.
+    if (cmd.ack || this.links.statsOf(ownerOf(cmd.topic, this.count))[Stat.TOPICS_FULL] === 1) {
+      token = this.takeToken();
+      this.delivery.acks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now(), silent: !cmd.ack });
+    }
+    this.routePublish(req, token);
+  }
+
+  /** Encodes a publish's data once, in the publisher's encoding, and checks its size. */
+  makePublish(topic: string, encoding: EncodingId, data: unknown, retain: boolean, ts: number | null, raw: Uint8Array | null = null): PublishRequest | ProtocolError {
+    let json: string | null = null;
+    let bytes: Uint8Array;
+    let flags = retain ? RecordFlag.RETAIN : 0;
+    if (encoding === ENCODING_JSON) {
+      json = dataToJson(data);
+      bytes = Buffer.from(json, 'utf8');
+    } else {
+      // The publisher's own bytes when the fast parser kept them (no decode, no re-encode).
+      bytes = raw ?? dataToMsgpack(data);
+      flags |= RecordFlag.MSGPACK;
+    }
+    if (bytes.length > this.options.maxPayloadBytes) {
+      return new ProtocolError(ErrorCode.PAYLOAD_TOO_LARGE, `data is ${bytes.length} bytes encoded; the maximum is ${this.options.maxPayloadBytes}`);
+    }
+    this.stats[Stat.MESSAGES_IN]++;
+    const receivedAtMicros = nowMicros();
+    // One request object reused: routePublish consumes it before the next publish is read.
+    const req = this.pubReq;
+    req.topic = topic;
+    req.flags = flags;
+    req.data = bytes;
+    req.json = json;
+    req.tsMicros = ts ?? receivedAtMicros;
+    req.receivedAtMicros = receivedAtMicros;
+    return req;
+  }
+
+  private readonly pubReq: PublishRequest = { topic: '', flags: 0, data: EMPTY_BUFFER, json: null, tsMicros: 0, receivedAtMicros: 0 };
+
+  routePublish(req: PublishRequest, token: number): void {
+    this.links.owner(ownerOf(req.topic, this.count)).publish(this.id, req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, token);
+    // The frame's bytes are copied by now (cache, frames, ring): let go of them.
+    req.data = EMPTY_BUFFER;
+    req.json = null;
+  }
+
+  // ---- the owner's side -----------------------------------------------
+}
