@@ -52,26 +52,11 @@
 // retained message for a burst of history would be the wrong trade. Counted
 // in snapshotBytes.
 
-/**
- * Gives one arena chunk of the bytes asked for: a whole (Shared)ArrayBuffer,
- * or a Uint8Array over part of a bigger one (byteOffset a multiple of 8), so
- * that chunks can be carved from one large huge-page arena.
- */
-export type ArenaAllocator = (bytes: number) => ArrayBufferLike | Uint8Array;
-const defaultAllocator: ArenaAllocator = (bytes) => new ArrayBuffer(bytes);
+import { defaultAllocator, takeChunk, type ArenaAllocator } from './arena';
+import { SnapshotStore, type SnapshotView } from './snapshots';
 
-/** The allocator's chunk as (buffer, byteOffset), checked. */
-function takeChunk(allocate: ArenaAllocator, bytes: number): { buffer: ArrayBufferLike; offset: number } {
-  const r = allocate(bytes);
-  const view = ArrayBuffer.isView(r);
-  const buffer = view ? (r as Uint8Array).buffer : (r as ArrayBufferLike);
-  const offset = view ? (r as Uint8Array).byteOffset : 0;
-  const length = view ? (r as Uint8Array).byteLength : buffer.byteLength;
-  if (length < bytes || offset % 8 !== 0) {
-    throw new RangeError(`MessageCache: the allocator gave ${length} bytes at offset ${offset} for a chunk of ${bytes} (needs at least that many, at a multiple of 8)`);
-  }
-  return { buffer, offset };
-}
+export type { ArenaAllocator } from './arena';
+export type { SnapshotView } from './snapshots';
 
 /** Flag bits of a cached message or snapshot (one byte; one comment per bit). */
 export const CacheFlag = {
@@ -109,15 +94,6 @@ export interface MessageCacheOptions {
 export interface SeqRange {
   first: number;
   last: number;
-}
-
-export interface SnapshotView {
-  seq: number;
-  tsMicros: number;
-  flags: number;
-  /** A view into the arena: valid until the snapshot is replaced, cleared or expired. */
-  data: Uint8Array;
-  expiresAtMicros: number;
 }
 
 /** visit(seq, tsMicros, flags, data): data is a view into the arena, valid only during the call. */
@@ -183,8 +159,6 @@ export class MessageCache {
   /** Bytes the cleaner copied, and segments it reclaimed. */
   cleanerCopiedBytes = 0;
   cleanerSegments = 0;
-  snapshots = 0;
-  snapshotBytes = 0;
 
   private readonly allocate: ArenaAllocator;
   private readonly prefetch: ((bytes: number) => Promise<ArrayBufferLike | Uint8Array>) | null;
@@ -225,18 +199,8 @@ export class MessageCache {
   private firstSeqs = new Float64Array(INITIAL_TOPICS);
   /** Seq of the last message appended (cached or not); 0 before any. */
   private lastSeqs = new Float64Array(INITIAL_TOPICS);
-  private snapBlock = new Int32Array(INITIAL_TOPICS).fill(-1);
-  private snapLen = new Uint32Array(INITIAL_TOPICS);
-  private snapFlags = new Uint8Array(INITIAL_TOPICS);
-  private snapSeq = new Float64Array(INITIAL_TOPICS);
-  private snapTs = new Float64Array(INITIAL_TOPICS);
-  private snapExpires = new Float64Array(INITIAL_TOPICS);
-
-  private readonly snapArena: BlockArena;
-  // Snapshot expiry: binary min-heap of (expiresAt, topic); stale entries are skipped.
-  private heapAt = new Float64Array(64);
-  private heapTopic = new Int32Array(64);
-  private heapLen = 0;
+  /** The retained messages, one per topic, in their own block arena. */
+  private readonly snaps: SnapshotStore;
 
   private iterating = false;
 
@@ -260,7 +224,7 @@ export class MessageCache {
     this.maxSegments = Math.ceil((this.maxTotalBytes * CLEAN_RATIO) / chunk) + 2;
     this.allocate = options.allocate ?? defaultAllocator;
     this.prefetch = options.prefetch ?? null;
-    this.snapArena = new BlockArena(chunk, this.allocate);
+    this.snaps = new SnapshotStore(chunk, this.allocate, INITIAL_TOPICS);
   }
 
   get enabled(): boolean {
@@ -279,13 +243,14 @@ export class MessageCache {
 
   /** Bytes of arena chunks held: the log's segments, spare segments and the snapshot arena. */
   get arenaBytes(): number {
-    return (this.segAllocated + (this.ready === null ? 0 : 1)) * this.arenaChunkBytes + this.snapArena.arenaBytes;
+    return (this.segAllocated + (this.ready === null ? 0 : 1)) * this.arenaChunkBytes + this.snaps.arenaBytes;
   }
 
-  /** Bytes of the typed arrays beside the arenas (topic rows, segment table, snapshot unit table and heap). */
+  /** Bytes of the typed arrays beside the arenas (topic rows, segment table, and the snapshot store's rows, unit table and heap). */
   get metadataBytes(): number {
-    const rows = this.headPos.length * (4 * 6 + 1 + 8 * 5);
-    return rows + this.segEnd.byteLength + this.segLive.byteLength + this.order.byteLength + this.snapArena.metadataBytes + this.heapAt.byteLength + this.heapTopic.byteLength;
+    // headPos, tailPos, count, stored, payload (4 bytes each), firstSeqs, lastSeqs (8 each).
+    const rows = this.headPos.length * (4 * 5 + 8 * 2);
+    return rows + this.segEnd.byteLength + this.segLive.byteLength + this.order.byteLength + this.snaps.metadataBytes;
   }
 
   // ---- History ----
@@ -424,12 +389,12 @@ export class MessageCache {
     if (topicId >= this.count.length) return;
     this.clearHistory(topicId);
     this.lastSeqs[topicId] = 0;
-    this.clearSnapshot(topicId);
+    this.snaps.clear(topicId);
   }
 
   /** True while the topic has cached messages or a snapshot (so its row must not be released yet). */
   holds(topicId: number): boolean {
-    return topicId < this.count.length && (this.countOf(topicId) > 0 || this.snapBlock[topicId] >= 0);
+    return topicId < this.count.length && (this.countOf(topicId) > 0 || this.snaps.has(topicId));
   }
 
   /**
@@ -458,7 +423,15 @@ export class MessageCache {
     return n;
   }
 
-  // ---- Snapshots ----
+  // ---- Snapshots (workgroups/snapshots.ts) ----
+
+  get snapshots(): number {
+    return this.snaps.count;
+  }
+
+  get snapshotBytes(): number {
+    return this.snaps.bytes;
+  }
 
   /**
    * Makes (seq, ts, flags, data) the topic's snapshot until replaced, cleared
@@ -467,75 +440,22 @@ export class MessageCache {
    */
   setSnapshot(topicId: number, seq: number, tsMicros: number, flags: number, data: Uint8Array, expiresAtMicros: number): boolean {
     this.assertNotIterating();
-    if (topicId >= this.count.length) this.growTopics(topicId);
-    const len = data.length;
-    if (len > this.arenaChunkBytes) {
-      this.clearSnapshot(topicId);
-      return false;
-    }
-    const order = orderFor(Math.max(len, 1));
-    let b = this.snapBlock[topicId];
-    if (b >= 0 && this.snapArena.orderOf(b) !== order) {
-      this.clearSnapshot(topicId);
-      b = -1;
-    }
-    if (b < 0) {
-      b = this.snapArena.alloc(order);
-      this.snapBlock[topicId] = b;
-      this.snapshots++;
-    } else {
-      this.snapshotBytes -= this.snapLen[topicId];
-    }
-    this.snapArena.bytesOf(b).set(data, this.snapArena.offsetOf(b));
-    this.snapLen[topicId] = len;
-    this.snapFlags[topicId] = flags;
-    this.snapSeq[topicId] = seq;
-    this.snapTs[topicId] = tsMicros;
-    this.snapExpires[topicId] = expiresAtMicros;
-    this.snapshotBytes += len;
-    if (expiresAtMicros !== Infinity) this.heapPush(expiresAtMicros, topicId);
-    return true;
+    return this.snaps.set(topicId, seq, tsMicros, flags, data, expiresAtMicros);
   }
 
   /** The topic's snapshot, or null; with nowMicros, null also once it has expired. */
   snapshot(topicId: number, nowMicros?: number): SnapshotView | null {
-    if (topicId >= this.count.length) return null;
-    const b = this.snapBlock[topicId];
-    if (b < 0) return null;
-    const expiresAtMicros = this.snapExpires[topicId];
-    if (nowMicros !== undefined && expiresAtMicros <= nowMicros) return null;
-    const off = this.snapArena.offsetOf(b);
-    const data = this.snapArena.bytesOf(b).subarray(off, off + this.snapLen[topicId]);
-    return { seq: this.snapSeq[topicId], tsMicros: this.snapTs[topicId], flags: this.snapFlags[topicId], data, expiresAtMicros };
+    return this.snaps.get(topicId, nowMicros);
   }
 
   clearSnapshot(topicId: number): void {
-    if (topicId >= this.count.length) return;
-    const b = this.snapBlock[topicId];
-    if (b < 0) return;
-    this.snapArena.free(b);
-    this.snapBlock[topicId] = -1;
-    this.snapshots--;
-    this.snapshotBytes -= this.snapLen[topicId];
-    this.snapLen[topicId] = 0;
-    // Its heap entry is stale now: no block, or a different expiry.
+    this.snaps.clear(topicId);
   }
 
   /** Clears every snapshot that expires at or before nowMicros; returns how many. */
   expireSnapshots(nowMicros: number): number {
     this.assertNotIterating();
-    let n = 0;
-    while (this.heapLen > 0 && this.heapAt[0] <= nowMicros) {
-      const at = this.heapAt[0];
-      const t = this.heapTopic[0];
-      this.heapPop();
-      if (this.snapBlock[t] >= 0 && this.snapExpires[t] === at) {
-        this.clearSnapshot(t);
-        n++;
-      }
-    }
-    if (this.heapLen > 2 * this.snapshots + 64) this.heapRebuild();
-    return n;
+    return this.snaps.expire(nowMicros);
   }
 
   // ---- Internals: topics ----
@@ -692,18 +612,8 @@ export class MessageCache {
     this.count = u32(this.count);
     this.stored = u32(this.stored);
     this.payload = u32(this.payload);
-    this.snapLen = u32(this.snapLen);
     this.firstSeqs = f64(this.firstSeqs);
     this.lastSeqs = f64(this.lastSeqs);
-    this.snapSeq = f64(this.snapSeq);
-    this.snapTs = f64(this.snapTs);
-    this.snapExpires = f64(this.snapExpires);
-    const blocks = new Int32Array(n).fill(-1);
-    blocks.set(this.snapBlock);
-    this.snapBlock = blocks;
-    const flags = new Uint8Array(n);
-    flags.set(this.snapFlags);
-    this.snapFlags = flags;
   }
 
   private assertNotIterating(): void {
@@ -892,207 +802,5 @@ export class MessageCache {
         this.prefetchFailures++;
       },
     );
-  }
-
-  // ---- Internals: snapshot expiry heap ----
-
-  private heapPush(at: number, t: number): void {
-    if (this.heapLen === this.heapAt.length) {
-      const a = new Float64Array(this.heapLen * 2);
-      a.set(this.heapAt);
-      this.heapAt = a;
-      const b = new Int32Array(this.heapLen * 2);
-      b.set(this.heapTopic);
-      this.heapTopic = b;
-    }
-    let i = this.heapLen++;
-    while (i > 0) {
-      const p = (i - 1) >>> 1;
-      if (this.heapAt[p] <= at) break;
-      this.heapAt[i] = this.heapAt[p];
-      this.heapTopic[i] = this.heapTopic[p];
-      i = p;
-    }
-    this.heapAt[i] = at;
-    this.heapTopic[i] = t;
-  }
-
-  private heapPop(): void {
-    const n = --this.heapLen;
-    if (n === 0) return;
-    this.siftDown(0, this.heapAt[n], this.heapTopic[n], n);
-  }
-
-  private siftDown(i: number, at: number, t: number, n: number): void {
-    for (;;) {
-      let child = 2 * i + 1;
-      if (child >= n) break;
-      if (child + 1 < n && this.heapAt[child + 1] < this.heapAt[child]) child++;
-      if (this.heapAt[child] >= at) break;
-      this.heapAt[i] = this.heapAt[child];
-      this.heapTopic[i] = this.heapTopic[child];
-      i = child;
-    }
-    this.heapAt[i] = at;
-    this.heapTopic[i] = t;
-  }
-
-  /** Drops stale entries (replaced or cleared snapshots) and re-heapifies. */
-  private heapRebuild(): void {
-    let w = 0;
-    for (let i = 0; i < this.heapLen; i++) {
-      const t = this.heapTopic[i];
-      const at = this.heapAt[i];
-      if (this.snapBlock[t] >= 0 && this.snapExpires[t] === at) {
-        this.heapAt[w] = at;
-        this.heapTopic[w] = t;
-        w++;
-      }
-    }
-    this.heapLen = w;
-    for (let i = (w >>> 1) - 1; i >= 0; i--) this.siftDown(i, this.heapAt[i], this.heapTopic[i], w);
-  }
-}
-
-// ---- Block arena (snapshots): a buddy allocator over arena chunks ----
-
-const UNIT_SHIFT = 8;
-const UNIT_BYTES = 1 << UNIT_SHIFT;
-/** unitState: -1 = not a block head; 0..31 = head of a free block of that order; ALLOCATED + order = head of an allocated block. */
-const ALLOCATED = 32;
-
-/** Smallest block order holding bytes. */
-function orderFor(bytes: number): number {
-  if (bytes <= UNIT_BYTES) return 0;
-  return 32 - Math.clz32(bytes - 1) - UNIT_SHIFT;
-}
-
-/**
- * Blocks of 256 bytes << order, up to one chunk, named by the global number
- * of their first 256-byte unit. Free lists are linked through the free
- * blocks themselves (next, prev unit at their first two words); the only
- * side table is one byte per unit. At most one wholly free chunk is kept.
- */
-class BlockArena {
-  arenaBytes = 0;
-  private readonly maxOrder: number;
-  private readonly unitMask: number;
-  private chunkU8: (Uint8Array | null)[] = [];
-  private chunkI32: (Int32Array | null)[] = [];
-  private freeChunkIds: number[] = [];
-  private unitState = new Int8Array(0);
-  private readonly freeHead: Int32Array;
-  private spareChunks = 0;
-
-  constructor(
-    private readonly chunkBytes: number,
-    private readonly allocate: ArenaAllocator,
-  ) {
-    this.maxOrder = 31 - Math.clz32(chunkBytes) - UNIT_SHIFT;
-    this.unitMask = (1 << this.maxOrder) - 1;
-    this.freeHead = new Int32Array(this.maxOrder + 1).fill(-1);
-  }
-
-  get metadataBytes(): number {
-    return this.unitState.byteLength;
-  }
-
-  orderOf(b: number): number {
-    return this.unitState[b] - ALLOCATED;
-  }
-
-  /** The chunk's bytes holding block b (at offsetOf(b)). */
-  bytesOf(b: number): Uint8Array {
-    return this.chunkU8[b >>> this.maxOrder] as Uint8Array;
-  }
-
-  offsetOf(b: number): number {
-    return (b & this.unitMask) << UNIT_SHIFT;
-  }
-
-  alloc(order: number): number {
-    let j = order;
-    while (j <= this.maxOrder && this.freeHead[j] < 0) j++;
-    if (j > this.maxOrder) {
-      this.addChunk();
-      j = this.maxOrder;
-    }
-    const u = this.freeHead[j];
-    this.unlinkFree(u, j);
-    if (j === this.maxOrder) this.spareChunks--;
-    while (j > order) {
-      j--;
-      this.pushFree(u + (1 << j), j);
-    }
-    this.unitState[u] = ALLOCATED + order;
-    return u;
-  }
-
-  free(b: number): void {
-    let u = b;
-    let order = this.unitState[u] - ALLOCATED;
-    this.unitState[u] = -1;
-    while (order < this.maxOrder) {
-      const buddy = u ^ (1 << order);
-      if (this.unitState[buddy] !== order) break;
-      this.unlinkFree(buddy, order);
-      this.unitState[buddy] = -1;
-      if (buddy < u) u = buddy;
-      order++;
-    }
-    if (order === this.maxOrder) {
-      if (this.spareChunks >= 1) {
-        this.releaseChunk(u >>> this.maxOrder);
-        return;
-      }
-      this.spareChunks++;
-    }
-    this.pushFree(u, order);
-  }
-
-  private pushFree(u: number, order: number): void {
-    const i32 = this.chunkI32[u >>> this.maxOrder] as Int32Array;
-    const w = ((u & this.unitMask) << UNIT_SHIFT) >>> 2;
-    const head = this.freeHead[order];
-    i32[w] = head;
-    i32[w + 1] = -1;
-    if (head >= 0) (this.chunkI32[head >>> this.maxOrder] as Int32Array)[(((head & this.unitMask) << UNIT_SHIFT) >>> 2) + 1] = u;
-    this.freeHead[order] = u;
-    this.unitState[u] = order;
-  }
-
-  private unlinkFree(u: number, order: number): void {
-    const i32 = this.chunkI32[u >>> this.maxOrder] as Int32Array;
-    const w = ((u & this.unitMask) << UNIT_SHIFT) >>> 2;
-    const next = i32[w];
-    const prev = i32[w + 1];
-    if (prev >= 0) (this.chunkI32[prev >>> this.maxOrder] as Int32Array)[((prev & this.unitMask) << UNIT_SHIFT) >>> 2] = next;
-    else this.freeHead[order] = next;
-    if (next >= 0) (this.chunkI32[next >>> this.maxOrder] as Int32Array)[(((next & this.unitMask) << UNIT_SHIFT) >>> 2) + 1] = prev;
-  }
-
-  private addChunk(): void {
-    const len = this.chunkBytes;
-    const { buffer, offset } = takeChunk(this.allocate, len);
-    const c = this.freeChunkIds.length > 0 ? (this.freeChunkIds.pop() as number) : this.chunkU8.length;
-    this.chunkU8[c] = new Uint8Array(buffer, offset, len);
-    this.chunkI32[c] = new Int32Array(buffer, offset, len >>> 2);
-    const units = (c + 1) << this.maxOrder;
-    if (units > this.unitState.length) {
-      const s = new Int8Array(Math.max(units, this.unitState.length * 2)).fill(-1);
-      s.set(this.unitState);
-      this.unitState = s;
-    }
-    this.unitState.fill(-1, c << this.maxOrder, units);
-    this.arenaBytes += len;
-    this.spareChunks++;
-    this.pushFree(c << this.maxOrder, this.maxOrder);
-  }
-
-  private releaseChunk(c: number): void {
-    this.chunkU8[c] = null;
-    this.chunkI32[c] = null;
-    this.freeChunkIds.push(c);
-    this.arenaBytes -= this.chunkBytes;
   }
 }
