@@ -1,7 +1,11 @@
 // Ring: a single-producer/single-consumer byte ring between two workgroups,
 // over a SharedArrayBuffer (from native-io's allocShared, or any other). It
 // never assumes the peers are threads of one process: everything it shares
-// lives in the buffer, and everything else is local to one side.
+// lives in the buffer, and everything else is local to one side. Here: the
+// layout, Ring (create, init, reset, stats), RingProducer and RingConsumer.
+// Built on them: RingSender (shm/ring-sender.ts: the spill when the ring is
+// full) and RingInbox (shm/ring-inbox.ts: one workgroup's inbound rings,
+// sleeping on its Doorbell, shm/doorbell.ts).
 //
 // Concurrency rules (also in docs/CONCURRENCY.md):
 // - Exactly one producer and one consumer per ring at any time.
@@ -10,8 +14,7 @@
 //   and the consumer counters. Nobody writes the constants line after init
 //   (except Ring.reset, with both sides stopped).
 // - `spaceWanted` is set (> 0) by the producer and cleared (compareExchange to
-//   0) by the consumer. Doorbell `sleeping` is set by the consumer and
-//   cleared by either side; `bell` is bumped by producers (Atomics.add).
+//   0) by the consumer. (The Doorbell's words: shm/doorbell.ts.)
 // - A record is written (length word and payload, plain stores) before the
 //   producer publishes it with Atomics.store(tail); the consumer reads tail
 //   with Atomics.load before it reads a record. The consumer is done with a
@@ -33,13 +36,16 @@
 // wrap marker: the rest of the data area up to its end is skipped, so every
 // record is contiguous and is read in place as a range of `data`.
 //
-// Wake-ups: a consumer that finds all its rings empty sleeps on its Doorbell
-// (Atomics.waitAsync); producers notify it only while it says it is asleep,
-// so a busy consumer costs its producers one load per record and no
-// notification. A producer whose ring is full spills (RingSender) and sleeps
-// on the ring's spaceSeq until the consumer has freed the space it needs.
-// Atomics.notify reaches only waiters of this process: across processes the
-// Doorbell and the space wait are the two things that must change (futex).
+// Wake-ups: a producer that publishes a record rings the consumer's Doorbell
+// (shm/doorbell.ts), which notifies only while the consumer sleeps. A
+// producer whose ring is full spills (RingSender) and sleeps on the ring's
+// spaceSeq (RingProducer.waitForSpace) until the consumer has freed the
+// space it needs. Atomics.notify reaches only waiters of this process:
+// across processes the Doorbell and the space wait are the two things that
+// must change (futex).
+
+import type { Doorbell } from './doorbell';
+import { waitAsync } from './doorbell';
 
 const MAGIC = 0x52494e47; // "RING"
 const VERSION = 1;
@@ -199,81 +205,6 @@ export class RecordTooLargeError extends RangeError {
   ) {
     super(`ring: a record of ${payloadBytes} bytes can never fit; this ring carries at most ${maxPayloadBytes} bytes per record`);
     this.name = 'RecordTooLargeError';
-  }
-}
-
-// Atomics.waitAsync is ES2024; Node 20 has it, our lib setting (ES2022) does not declare it.
-type WaitAsyncResult = { async: false; value: 'not-equal' | 'timed-out' } | { async: true; value: Promise<'ok' | 'timed-out'> };
-const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number, t?: number): WaitAsyncResult }).waitAsync;
-if (typeof waitAsync !== 'function') throw new Error('ring: Atomics.waitAsync is missing (Node 20 or later is required)');
-
-/**
- * The wake-up word of one consuming workgroup, shared by all its producers.
- * Layout: bell (int32) at 0, sleeping (int32) at 64. Only the RingInbox of
- * that workgroup sleeps on it.
- */
-export class Doorbell {
-  static readonly BYTES = 128;
-  private static readonly I_BELL = 0;
-  private static readonly I_SLEEPING = 16;
-  readonly words: Int32Array;
-  /** Notifications this side sent (local count). */
-  notifies = 0;
-
-  /** A new SharedArrayBuffer for one doorbell. */
-  static create(): SharedArrayBuffer {
-    return new SharedArrayBuffer(Doorbell.BYTES);
-  }
-
-  constructor(sab: SharedArrayBuffer, byteOffset = 0) {
-    if (!(sab instanceof SharedArrayBuffer)) throw new TypeError('doorbell: expected a SharedArrayBuffer');
-    if (byteOffset % 64 !== 0 || byteOffset + Doorbell.BYTES > sab.byteLength)
-      throw new RangeError(`doorbell: ${Doorbell.BYTES} bytes at offset ${byteOffset} (a multiple of 64) must fit in the buffer`);
-    this.words = new Int32Array(sab, byteOffset, Doorbell.BYTES >> 2);
-  }
-
-  /**
-   * Producer side, after publishing a record: wakes the consumer if it sleeps.
-   * No allocation; one shared load while the consumer is awake.
-   */
-  ring(): void {
-    const w = this.words;
-    // Only the producer that clears `sleeping` notifies: one notification per sleep.
-    if (Atomics.load(w, Doorbell.I_SLEEPING) !== 0 && Atomics.compareExchange(w, Doorbell.I_SLEEPING, 1, 0) === 1) {
-      Atomics.add(w, Doorbell.I_BELL, 1);
-      Atomics.notify(w, Doorbell.I_BELL);
-      this.notifies++;
-    }
-  }
-
-  /** Whether the consumer says it sleeps (stats, tests). */
-  isSleeping(): boolean {
-    return Atomics.load(this.words, Doorbell.I_SLEEPING) !== 0;
-  }
-
-  /** Consumer side: announce sleep; returns the bell value to wait on. Re-check every ring after this. */
-  prepareSleep(): number {
-    Atomics.store(this.words, Doorbell.I_SLEEPING, 1);
-    return Atomics.load(this.words, Doorbell.I_BELL);
-  }
-
-  /** Consumer side: awake again (found work during the re-check, or woken). */
-  awake(): void {
-    Atomics.store(this.words, Doorbell.I_SLEEPING, 0);
-  }
-
-  /** Consumer side: calls onWake once the bell moves from bellValue (at once if it already has). */
-  wait(bellValue: number, onWake: () => void): void {
-    const r = waitAsync(this.words, Doorbell.I_BELL, bellValue);
-    if (r.async) r.value.then(onWake, onWake);
-    else queueMicrotask(onWake);
-  }
-
-  /** Wakes a sleeping consumer unconditionally (used by close). */
-  wakeNow(): void {
-    Atomics.store(this.words, Doorbell.I_SLEEPING, 0);
-    Atomics.add(this.words, Doorbell.I_BELL, 1);
-    Atomics.notify(this.words, Doorbell.I_BELL);
   }
 }
 
@@ -556,370 +487,5 @@ export class RingConsumer {
         Atomics.notify(h, I_SPACE_SEQ);
       }
     }
-  }
-}
-
-/** What RingSender.send did with a record (modelled on uWS's send result). */
-export const SendStatus = {
-  /** Written to the ring. */
-  RING: 0,
-  /** Queued locally (ring full or spill not yet flushed); it will go out in order. */
-  SPILLED: 1,
-  /** Queued, and the spill is above maxSpillBytes: stop producing until onDrain. */
-  BACKPRESSURE: 2,
-} as const;
-export type SendStatus = (typeof SendStatus)[keyof typeof SendStatus];
-
-/** Encodes a payload at data[offset...] (at most maxBytes) and returns the bytes written. */
-export type RecordEncoder<T> = (data: Uint8Array, offset: number, arg: T) => number;
-
-export interface RingSenderOptions {
-  /** Spill bytes above which send answers BACKPRESSURE (records are still kept). Default 64 MiB. */
-  maxSpillBytes?: number;
-  /** Called when the spill has been flushed into the ring. */
-  onDrain?: () => void;
-  /** Called after each retry that moved records from the spill into the ring (spillBytes went down), drained or not. */
-  onFlush?: () => void;
-  /**
-   * How to retry a spill: 'notify' (default) sleeps until the consumer has
-   * released the space needed; 'immediate' retries on setImmediate.
-   */
-  retry?: 'notify' | 'immediate';
-  /** Keep the event loop alive while waiting to flush (a pending waitAsync does not). Default true. */
-  keepAlive?: boolean;
-}
-
-/**
- * A producer that never loses a record: when the ring is full, records are
- * copied to a local queue, flushed in order before any new record as the
- * consumer frees space. Counts full events and spilled records (in the
- * ring's shared stats too).
- */
-export class RingSender {
-  readonly producer: RingProducer;
-  /** Times the ring was found full with an empty spill. */
-  fullEvents = 0;
-  /** Records that went through the spill. */
-  spilledRecords = 0;
-  /** Records and bytes in the spill now. */
-  spillRecords = 0;
-  spillBytes = 0;
-  /** The most bytes the spill has held at once. */
-  peakSpillBytes = 0;
-  /** Retries of the spill (wake-ups from the space wait, or setImmediate turns). */
-  flushAttempts = 0;
-  /** Since when the spill has been non-empty (ms, performance.now()), or -1. */
-  spillSinceMs = -1;
-  private readonly maxSpillBytes: number;
-  private readonly onDrain: (() => void) | null;
-  private readonly onFlush: (() => void) | null;
-  private readonly retryImmediate: boolean;
-  private readonly keepAlive: boolean;
-  private spill: Uint8Array[] = [];
-  private spillHead = 0;
-  private waiting = false;
-  private closed = false;
-  private keepAliveTimer: NodeJS.Timeout | null = null;
-  private readonly flushBound = (): void => this.onSpace();
-
-  constructor(producer: RingProducer, options: RingSenderOptions = {}) {
-    this.producer = producer;
-    this.maxSpillBytes = options.maxSpillBytes ?? 64 * 1024 * 1024;
-    this.onDrain = options.onDrain ?? null;
-    this.onFlush = options.onFlush ?? null;
-    this.retryImmediate = options.retry === 'immediate';
-    this.keepAlive = options.keepAlive ?? true;
-  }
-
-  /** Sends bytes as one record (copied once: into the ring, or into the spill when full). */
-  send(bytes: Uint8Array): SendStatus {
-    const p = this.producer;
-    if (this.spillRecords === 0) {
-      const off = p.reserve(bytes.length);
-      if (off >= 0) {
-        p.data.set(bytes, off);
-        p.commit();
-        return SendStatus.RING;
-      }
-    } else if (bytes.length > p.maxPayloadBytes) {
-      throw new RecordTooLargeError(bytes.length, p.maxPayloadBytes);
-    } else if (this.flushNow()) {
-      return this.send(bytes);
-    }
-    return this.toSpill(bytes.slice());
-  }
-
-  /**
-   * Sends a record that encode writes directly into the ring (no copy), or
-   * into a spill buffer of maxBytes when the ring is full. Pass a
-   * module-level encoder and its argument: no closure per record.
-   */
-  sendEncoded<T>(maxBytes: number, encode: RecordEncoder<T>, arg: T): SendStatus {
-    const p = this.producer;
-    if (this.spillRecords === 0) {
-      const off = p.reserve(maxBytes);
-      if (off >= 0) {
-        let n: number;
-        try {
-          n = encode(p.data, off, arg);
-        } catch (err) {
-          p.cancel();
-          throw err;
-        }
-        p.commit(n);
-        return SendStatus.RING;
-      }
-    } else if (maxBytes > p.maxPayloadBytes) {
-      throw new RecordTooLargeError(maxBytes, p.maxPayloadBytes);
-    } else if (this.flushNow()) {
-      return this.sendEncoded(maxBytes, encode, arg);
-    }
-    const buf = new Uint8Array(maxBytes);
-    const n = encode(buf, 0, arg);
-    return this.toSpill(n === maxBytes ? buf : buf.subarray(0, n));
-  }
-
-  /** Tries to flush the spill now; true when it is empty (and then onDrain has been called if it was not). */
-  flushNow(): boolean {
-    if (this.spillRecords === 0) return true;
-    if (!this.flush()) return false;
-    this.drained();
-    return true;
-  }
-
-  private flush(): boolean {
-    const p = this.producer;
-    const spill = this.spill;
-    while (this.spillRecords > 0) {
-      const rec = spill[this.spillHead];
-      const off = p.reserve(rec.length);
-      if (off < 0) return false;
-      p.data.set(rec, off);
-      p.commit();
-      spill[this.spillHead] = EMPTY;
-      this.spillHead++;
-      this.spillRecords--;
-      this.spillBytes -= rec.length;
-    }
-    this.spill = [];
-    this.spillHead = 0;
-    this.spillSinceMs = -1;
-    return true;
-  }
-
-  /** Stops retrying; records still in the spill are not sent (see spillRecords). */
-  close(): void {
-    this.closed = true;
-    this.setKeepAlive(false);
-  }
-
-  private toSpill(rec: Uint8Array): SendStatus {
-    if (this.spillRecords === 0) {
-      this.fullEvents++;
-      this.producer.countFull();
-      this.spillSinceMs = performance.now();
-    }
-    this.spill.push(rec);
-    this.spillRecords++;
-    this.spillBytes += rec.length;
-    if (this.spillBytes > this.peakSpillBytes) this.peakSpillBytes = this.spillBytes;
-    this.spilledRecords++;
-    this.producer.countSpilled();
-    if (!this.waiting) this.armRetry();
-    else this.setKeepAlive(true);
-    return this.spillBytes > this.maxSpillBytes ? SendStatus.BACKPRESSURE : SendStatus.SPILLED;
-  }
-
-  private armRetry(): void {
-    if (this.closed) return;
-    this.waiting = true;
-    this.setKeepAlive(true);
-    if (this.retryImmediate) setImmediate(this.flushBound);
-    else this.producer.waitForSpace(this.producer.bytesNeeded(this.spill[this.spillHead].length), this.flushBound);
-  }
-
-  private onSpace(): void {
-    this.waiting = false;
-    this.flushAttempts++;
-    if (this.closed || this.spillRecords === 0) return;
-    const before = this.spillBytes;
-    if (this.flush()) this.drained();
-    else {
-      if (this.spillBytes < before && this.onFlush !== null) this.onFlush();
-      this.armRetry();
-    }
-  }
-
-  private drained(): void {
-    this.setKeepAlive(false);
-    if (this.onDrain !== null) this.onDrain();
-  }
-
-  private setKeepAlive(on: boolean): void {
-    if (!this.keepAlive) return;
-    if (on && this.keepAliveTimer === null) this.keepAliveTimer = setInterval(noop, 1 << 30);
-    else if (!on && this.keepAliveTimer !== null) {
-      clearInterval(this.keepAliveTimer);
-      this.keepAliveTimer = null;
-    }
-  }
-}
-
-const EMPTY = new Uint8Array(0);
-function noop(): void {}
-
-export interface RingInboxOptions {
-  /** Records handled per turn before yielding to the event loop (socket I/O) with setImmediate. Default 1024. */
-  maxRecordsPerTurn?: number;
-  /** Keep the event loop alive while asleep (a pending waitAsync does not). Default false: a workgroup's uWS App does. */
-  keepAlive?: boolean;
-  /** A handler threw: the record is consumed, the inbox goes on. Default: rethrown asynchronously. */
-  onError?: (err: unknown) => void;
-}
-
-/**
- * The consuming side of one workgroup: all its inbound rings, one doorbell.
- * Each turn drains the rings round-robin up to maxRecordsPerTurn records,
- * then yields (setImmediate) if work remains, or sleeps on the doorbell.
- */
-export class RingInbox {
-  readonly doorbell: Doorbell;
-  /** Turns run, wake-ups from the doorbell, sleeps, records handled. */
-  turns = 0;
-  wakeups = 0;
-  sleeps = 0;
-  records = 0;
-  handlerErrors = 0;
-  private readonly maxRecordsPerTurn: number;
-  private readonly keepAlive: boolean;
-  private readonly onError: ((err: unknown) => void) | null;
-  private consumers: RingConsumer[] = [];
-  private handlers: RecordHandler[] = [];
-  private next = 0;
-  private state: 'stopped' | 'running' | 'scheduled' | 'sleeping' = 'stopped';
-  private keepAliveTimer: NodeJS.Timeout | null = null;
-  private readonly turnBound = (): void => this.turn();
-  private readonly wakeBound = (): void => this.onWake();
-
-  constructor(doorbell: Doorbell, options: RingInboxOptions = {}) {
-    this.doorbell = doorbell;
-    this.maxRecordsPerTurn = options.maxRecordsPerTurn ?? 1024;
-    this.keepAlive = options.keepAlive ?? false;
-    this.onError = options.onError ?? null;
-  }
-
-  /** Adds an inbound ring with its handler. */
-  add(sab: SharedArrayBuffer, handler: RecordHandler, byteOffset = 0): RingConsumer {
-    const c = new RingConsumer(sab, byteOffset);
-    this.consumers.push(c);
-    this.handlers.push(handler);
-    if (this.state === 'sleeping') this.doorbell.wakeNow();
-    return c;
-  }
-
-  /** Removes an inbound ring (its unread records stay in it). */
-  remove(consumer: RingConsumer): void {
-    const i = this.consumers.indexOf(consumer);
-    if (i < 0) return;
-    this.consumers.splice(i, 1);
-    this.handlers.splice(i, 1);
-    this.next = 0;
-  }
-
-  start(): void {
-    if (this.state !== 'stopped') return;
-    this.state = 'scheduled';
-    if (this.keepAlive) this.keepAliveTimer = setInterval(noop, 1 << 30);
-    setImmediate(this.turnBound);
-  }
-
-  /** Stops after the current turn; unread records stay in the rings. */
-  close(): void {
-    const wasSleeping = this.state === 'sleeping';
-    this.state = 'stopped';
-    if (this.keepAliveTimer !== null) clearInterval(this.keepAliveTimer);
-    this.keepAliveTimer = null;
-    if (wasSleeping) this.doorbell.wakeNow();
-  }
-
-  /**
-   * Drains now, outside a turn (a caller that waits with its loop stopped):
-   * up to maxRecordsPerTurn records; 0 when stopped or inside a turn. The
-   * turn machinery is untouched: a later turn finds what is left.
-   */
-  pollNow(): number {
-    if (this.state === 'stopped' || this.state === 'running') return 0;
-    return this.drain();
-  }
-
-  /** Drains up to maxRecordsPerTurn records, round-robin over the rings. */
-  private drain(): number {
-    const consumers = this.consumers;
-    const n = consumers.length;
-    if (n === 0) return 0;
-    let budget = this.maxRecordsPerTurn;
-    // A fair share per ring per pass, so one busy peer cannot starve the others.
-    const quantum = Math.max(1, Math.ceil(budget / n));
-    let idlePasses = 0;
-    let i = this.next;
-    while (budget > 0 && idlePasses < n) {
-      if (i >= n) i = 0;
-      let got: number;
-      try {
-        got = consumers[i].read(this.handlers[i], budget < quantum ? budget : quantum);
-      } catch (err) {
-        got = consumers[i].lastReadRecords;
-        this.handlerErrors++;
-        this.reportError(err);
-      }
-      budget -= got;
-      this.records += got;
-      idlePasses = got === 0 ? idlePasses + 1 : 0;
-      i++;
-    }
-    this.next = i;
-    return this.maxRecordsPerTurn - budget;
-  }
-
-  private turn(): void {
-    if (this.state === 'stopped') return;
-    this.state = 'running';
-    this.turns++;
-    const handled = this.drain();
-    if (this.state !== 'running') return;
-    if (handled >= this.maxRecordsPerTurn) {
-      this.state = 'scheduled';
-      setImmediate(this.turnBound);
-      return;
-    }
-    // Announce sleep, then look again: a record committed before the announcement is seen here,
-    // one committed after it rings the bell (producers read `sleeping` after publishing tail).
-    const bell = this.doorbell.prepareSleep();
-    for (let i = 0; i < this.consumers.length; i++) {
-      if (!this.consumers[i].isEmpty()) {
-        this.doorbell.awake();
-        this.state = 'scheduled';
-        setImmediate(this.turnBound);
-        return;
-      }
-    }
-    this.state = 'sleeping';
-    this.sleeps++;
-    this.doorbell.wait(bell, this.wakeBound);
-  }
-
-  private onWake(): void {
-    if (this.state !== 'sleeping') return;
-    this.wakeups++;
-    this.doorbell.awake();
-    this.turn();
-  }
-
-  private reportError(err: unknown): void {
-    if (this.onError !== null) this.onError(err);
-    else
-      queueMicrotask(() => {
-        throw err;
-      });
   }
 }

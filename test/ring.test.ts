@@ -1,22 +1,33 @@
 // The ring between workgroups: wrap-around, order and integrity across real
 // worker threads, ring-full spilling, oversized records, and wake-ups.
-// Workers run the current shm/ring.ts, transpiled to a temp file.
+// Workers run the current shm/ring.ts, doorbell.ts, ring-sender.ts and
+// ring-inbox.ts, transpiled side by side to a temp folder, through an index
+// that re-exports all four.
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import * as ts from 'typescript';
 import { Worker } from 'worker_threads';
-import { Doorbell, RecordTooLargeError, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus, recordBytes } from '../shm/ring';
+import { Doorbell } from '../shm/doorbell';
+import { RecordTooLargeError, Ring, RingConsumer, RingProducer, recordBytes } from '../shm/ring';
+import { RingInbox } from '../shm/ring-inbox';
+import { RingSender, SendStatus } from '../shm/ring-sender';
 
 let tmpDir = '';
 let ringJs = '';
 
+/** The shm/ files the workers need; they import one another by relative path, so they are transpiled side by side. */
+const RING_MODULES = ['ring', 'doorbell', 'ring-sender', 'ring-inbox'];
+
 beforeAll(() => {
-  const src = fs.readFileSync(path.join(__dirname, '..', 'shm', 'ring.ts'), 'utf8');
-  const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'c10m-ring-'));
-  ringJs = path.join(tmpDir, 'ring.js');
-  fs.writeFileSync(ringJs, out.outputText);
+  for (const name of RING_MODULES) {
+    const src = fs.readFileSync(path.join(__dirname, '..', 'shm', `${name}.ts`), 'utf8');
+    const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
+    fs.writeFileSync(path.join(tmpDir, `${name}.js`), out.outputText);
+  }
+  ringJs = path.join(tmpDir, 'index.js');
+  fs.writeFileSync(ringJs, `module.exports = Object.assign({}, ${RING_MODULES.map((m) => `require('./${m}.js')`).join(', ')});\n`);
 });
 
 afterAll(() => {

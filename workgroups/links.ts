@@ -12,7 +12,10 @@ import type { Logger } from './log';
 import type { WorkgroupInit } from '../shm/workgroup-init';
 import type { OwnerPort, SubscriberPort } from './ports';
 import { RecordIn, RecordOut, RecordType, asBuffer, writeRecord } from './records';
-import { Doorbell, RingInbox, RingProducer, RingSender, SendStatus } from '../shm/ring';
+import { Doorbell } from '../shm/doorbell';
+import { RingProducer } from '../shm/ring';
+import { RingInbox } from '../shm/ring-inbox';
+import { RingSender, SendStatus } from '../shm/ring-sender';
 import { Stat } from '../protocol/stats';
 
 /** What a link needs of its workgroup besides the rings. */

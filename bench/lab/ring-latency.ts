@@ -16,7 +16,10 @@ import * as path from 'path';
 import { performance } from 'perf_hooks';
 import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
 import * as hdr from 'hdr-histogram-js';
-import { Doorbell, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus } from '../../shm/ring';
+import { Doorbell } from '../../shm/doorbell';
+import { Ring, RingConsumer, RingProducer } from '../../shm/ring';
+import { RingInbox } from '../../shm/ring-inbox';
+import { RingSender, SendStatus } from '../../shm/ring-sender';
 import { flag } from './args';
 
 type Mode = 'flat' | 'paced' | 'spaced';
