@@ -7,12 +7,13 @@ import * as path from 'path';
 import * as ts from 'typescript';
 import { Worker } from 'worker_threads';
 import { Doorbell, RecordTooLargeError, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus, recordBytes } from '../shm/ring';
+import { packageRoot } from '../native-io/package-root';
 
 let tmpDir = '';
 let ringJs = '';
 
 beforeAll(() => {
-  const src = fs.readFileSync(path.join(__dirname, '..', 'shm', 'ring.ts'), 'utf8');
+  const src = fs.readFileSync(path.join(packageRoot(), 'shm', 'ring.ts'), 'utf8');
   const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'c10m-ring-'));
   ringJs = path.join(tmpDir, 'ring.js');

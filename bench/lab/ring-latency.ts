@@ -18,6 +18,7 @@ import { Worker, isMainThread, parentPort, workerData } from 'worker_threads';
 import * as hdr from 'hdr-histogram-js';
 import { Doorbell, Ring, RingConsumer, RingInbox, RingProducer, RingSender, SendStatus } from '../../shm/ring';
 import { flag } from './args';
+import { packageRoot } from '../../native-io/package-root';
 
 type Mode = 'flat' | 'paced' | 'spaced';
 
@@ -272,15 +273,7 @@ function environment(): Record<string, unknown> {
   };
 }
 
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) return process.cwd();
-    dir = up;
-  }
-  return dir;
-}
+const repoRoot = packageRoot;
 
 const us = (ns: number): string => (ns / 1000).toFixed(1);
 
