@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import WebSocket from 'ws';
 import { envHeader } from './env';
+import { newHistogram, recordMicros, summarize } from './histogram';
 import { benchEntry, ROOT } from './paths';
 import { envLines } from './report';
 import { startTarget, type Target } from './targets';
@@ -38,11 +39,6 @@ const only = arg('only', '');
 /** Connections per flood-worker process (each has its own descriptor limit). */
 const PER_WORKER = 10_000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
-}
 
 function runWorker(args: string[]): Promise<Record<string, unknown>[]> {
   return new Promise((resolve) => {
@@ -137,11 +133,16 @@ async function pingRtts(url: string, ms: number): Promise<number[]> {
   }
   await sleep(200);
   ws.close();
-  return rtts.sort((a, b) => a - b);
+  return rtts;
 }
 
+/** Round trips (ms) through bench/histogram.ts, the benchmarks' one percentile. */
 function rttFigures(rtts: number[]) {
-  return { pings: rtts.length, p50Ms: +percentile(rtts, 50).toFixed(2), p99Ms: +percentile(rtts, 99).toFixed(2), maxMs: +(rtts[rtts.length - 1] ?? NaN).toFixed(2) };
+  if (rtts.length === 0) return { pings: 0, p50Ms: NaN, p99Ms: NaN, maxMs: NaN };
+  const h = newHistogram();
+  for (const rtt of rtts) recordMicros(h, rtt * 1000);
+  const s = summarize(h);
+  return { pings: rtts.length, p50Ms: +s.p50Ms.toFixed(2), p99Ms: +s.p99Ms.toFixed(2), maxMs: +s.maxMs.toFixed(2) };
 }
 
 async function publishFlood(reconnect: boolean): Promise<Record<string, unknown>> {

@@ -1,6 +1,15 @@
 // Latency histograms of the benchmarks: hdr-histogram-js with the layout of
 // the native client's buckets (3 significant digits, unit 1 µs), so that a
 // bucket exported by bench/loadgen/index.ts lands in exactly one bucket here.
+//
+// Not the same thing as the fixed buckets of the server's stats block
+// (protocol/stats.ts, bucketPercentile): those are 17 coarse buckets in shared
+// memory, written by the server; these are fine-grained (0.1 %) histograms of
+// what the clients measured. Past their top they follow the same rule: a
+// value above HIGHEST_MICROS is recorded as HIGHEST_MICROS (hdr-histogram-js
+// would throw), so a percentile past it reports the top, a floor, like
+// bucketPercentile reports its last bound. Every value goes in through
+// recordMicros or addPairs.
 import * as hdr from 'hdr-histogram-js';
 
 export type Histogram = hdr.Histogram;
@@ -12,11 +21,16 @@ export function newHistogram(): Histogram {
   return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: HIGHEST_MICROS, numberOfSignificantValueDigits: 3, autoResize: false, useWebAssembly: false, bitBucketSize: 'packed' });
 }
 
+/** Records one value in microseconds, clamped to 0..HIGHEST_MICROS. */
+export function recordMicros(h: Histogram, micros: number, count = 1): void {
+  h.recordValueWithCount(Math.max(0, Math.min(Math.round(micros), HIGHEST_MICROS)), count);
+}
+
 /** Adds [value, count, value, count, ...] pairs (loadgen's takeHistogram) to `h`. */
 export function addPairs(h: Histogram, pairs: ArrayLike<number>): number {
   let n = 0;
   for (let i = 0; i + 1 < pairs.length; i += 2) {
-    h.recordValueWithCount(Math.min(pairs[i], HIGHEST_MICROS), pairs[i + 1]);
+    recordMicros(h, pairs[i], pairs[i + 1]);
     n += pairs[i + 1];
   }
   return n;

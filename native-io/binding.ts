@@ -2,6 +2,7 @@
 // Only native-io/index.ts imports this.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { findPackageRoot } from './package-root';
 
 export type NativeArenaPath = 'hugetlb' | 'thp' | 'normal';
 
@@ -27,24 +28,8 @@ export interface NativeLoad {
 
 const ADDON_FILE = path.join('native-io', 'build', 'Release', 'c10m_native.node');
 
-// This module runs from native-io/ (ts-jest) or from dist/native-io/ (the
-// compiled server), so the addon is found from the package root, not from
-// __dirname: the first ancestor whose package.json is this package's.
-function packageRoot(): string | null {
-  let dir = __dirname;
-  for (let i = 0; i < 5; i++) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg)) {
-      try {
-        if ((JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: string }).name === 'c10m') return dir;
-      } catch {
-        // An unreadable package.json is not ours; keep climbing.
-      }
-    }
-    dir = path.dirname(dir);
-  }
-  return null;
-}
+// The addon is found from the package root (native-io/package-root.ts), not from __dirname:
+// this module runs from native-io/ (ts-jest) or dist/native-io/.
 
 export function loadNative(): NativeLoad {
   if (process.env.C10M_NATIVE_DISABLED === '1') {
@@ -54,7 +39,7 @@ export function loadNative(): NativeLoad {
   // build, see README.md).
   let addonPath = process.env.C10M_NATIVE_ADDON || null;
   if (!addonPath) {
-    const root = packageRoot();
+    const root = findPackageRoot();
     if (!root) {
       return { binding: null, error: `could not find the c10m package root above ${__dirname}`, disabledByEnv: false, addonPath: null };
     }

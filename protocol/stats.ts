@@ -112,15 +112,31 @@ export function recordLatency(stats: Float64Array, micros: number): void {
   stats[LATENCY_COUNT]++;
 }
 
-/** Estimates a percentile (0..1) from the bucket counts: the upper bound of the bucket it falls in. */
-export function latencyPercentile(stats: Float64Array, p: number): number | null {
-  const count = stats[LATENCY_COUNT];
-  if (count === 0) return null;
-  const rank = Math.ceil(p * count);
+/**
+ * The one percentile of the fixed latency buckets (server and bench both use
+ * it): the upper bound of the bucket the rank falls in, so "at most", in
+ * micros. `counts` holds LATENCY_BUCKETS counts (bucket i below
+ * LATENCY_BOUNDS_MICROS[i], the last one the rest); p is 0..1. null when there
+ * is no sample. A rank past the last bound reports the last bound (as
+ * Prometheus' histogram_quantile does): a floor, "at least", never Infinity.
+ * bench/histogram.ts's HDR histograms follow the same rule at their own top
+ * (values are clamped to HIGHEST_MICROS).
+ */
+export function bucketPercentile(counts: ArrayLike<number>, p: number): number | null {
+  const b = LATENCY_BOUNDS_MICROS;
+  let total = 0;
+  for (let i = 0; i < LATENCY_BUCKETS; i++) total += counts[i];
+  if (total === 0) return null;
+  const rank = Math.max(1, Math.ceil(p * total));
   let seen = 0;
-  for (let i = 0; i < LATENCY_BUCKETS; i++) {
-    seen += stats[LATENCY_BASE + i];
-    if (seen >= rank) return i < LATENCY_BOUNDS_MICROS.length ? LATENCY_BOUNDS_MICROS[i] : Infinity;
+  for (let i = 0; i < b.length; i++) {
+    seen += counts[i];
+    if (seen >= rank) return b[i];
   }
-  return Infinity;
+  return b[b.length - 1];
+}
+
+/** A percentile (0..1) of everything a stats block has recorded (see bucketPercentile). */
+export function latencyPercentile(stats: Float64Array, p: number): number | null {
+  return bucketPercentile(stats.subarray(LATENCY_BASE, LATENCY_BASE + LATENCY_BUCKETS), p);
 }

@@ -5,6 +5,7 @@ import { UwsFallbackRefused } from '../native-io/uws';
 import { ConfigError, OPTIONS, envName, resolveConfig, type Config } from './config';
 import { resolveLogFormat, serverLogger } from './log';
 import { startServer, type RunningServer } from './server';
+import { packageVersion } from '../native-io/package-root';
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -102,10 +103,7 @@ function registerOptional(program: Command): void {
 }
 
 export function buildProgram(): Command {
-  const program = new Command('c10m')
-    .description('c10m: a real-time publish/subscribe server for millions of WebSocket sessions per node')
-    .version(require('../../package.json').version as string)
-    .exitOverride();
+  const program = new Command('c10m').description('c10m: a real-time publish/subscribe server for millions of WebSocket sessions per node').version(packageVersion()).exitOverride();
   program.addCommand(serveCommand());
   registerOptional(program);
   // A usage error is one line: commander's message and where to look, never a stack.

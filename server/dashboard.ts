@@ -14,6 +14,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import type http from 'node:http';
 import path from 'node:path';
 import type { AdminServer } from './admin';
+import { packageRoot } from '../native-io/package-root';
 
 interface Asset {
   file: string;
@@ -22,7 +23,7 @@ interface Asset {
 
 /** The dashboard's folder: beside this module when copied into dist/, else the source tree. */
 export function dashboardDir(): string {
-  const candidates = [path.join(__dirname, 'dashboard'), path.join(__dirname, '..', '..', 'server', 'dashboard')];
+  const candidates = [path.join(__dirname, 'dashboard'), path.join(packageRoot(), 'server', 'dashboard')];
   for (const dir of candidates) if (existsSync(path.join(dir, 'index.html'))) return dir;
   throw new Error(`dashboard files not found (looked in ${candidates.join(', ')})`);
 }

@@ -11,7 +11,7 @@
 // (WindowSeconds in the answer says exactly how long). Totals and gauges
 // are read at the request. Right after start the window is shorter.
 import type http from 'node:http';
-import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_COUNT, LATENCY_SUM, Stat } from '../protocol/stats';
+import { bucketPercentile, LATENCY_BASE, LATENCY_BUCKETS, LATENCY_COUNT, LATENCY_SUM, Stat } from '../protocol/stats';
 import { sendJson } from './admin';
 import type { Figures, StatsSnapshot } from './figures';
 
@@ -269,29 +269,17 @@ export class JmxView {
 }
 
 /**
- * Percentiles of the latencies recorded between two reads of a block: the
- * upper bound of the bucket the rank falls in (so "at most"), in micros.
- * null when the window has no sample, or the rank lies beyond the last bound.
+ * Percentiles of the latencies recorded between two reads of a block, by
+ * protocol/stats.ts's bucketPercentile: the upper bound of the bucket the rank
+ * falls in (so "at most"), in micros; null when the window has no sample; the
+ * last bound (1 s, "at least") when the rank lies beyond it.
  */
 export function windowLatency(cur: Float64Array, old: Float64Array): Latency {
   const count = Math.max(0, cur[LATENCY_COUNT] - old[LATENCY_COUNT]);
   const sum = cur[LATENCY_SUM] - old[LATENCY_SUM];
   const deltas = new Float64Array(LATENCY_BUCKETS);
-  let inBuckets = 0;
-  for (let i = 0; i < LATENCY_BUCKETS; i++) {
-    deltas[i] = Math.max(0, cur[LATENCY_BASE + i] - old[LATENCY_BASE + i]);
-    inBuckets += deltas[i];
-  }
-  const at = (p: number): number | null => {
-    if (inBuckets === 0) return null;
-    const rank = Math.ceil(p * inBuckets);
-    let seen = 0;
-    for (let i = 0; i < LATENCY_BUCKETS; i++) {
-      seen += deltas[i];
-      if (seen >= rank) return i < LATENCY_BOUNDS_MICROS.length ? LATENCY_BOUNDS_MICROS[i] : null;
-    }
-    return null;
-  };
+  for (let i = 0; i < LATENCY_BUCKETS; i++) deltas[i] = Math.max(0, cur[LATENCY_BASE + i] - old[LATENCY_BASE + i]);
+  const at = (p: number): number | null => bucketPercentile(deltas, p);
   return {
     LatencySamples: count,
     LatencyMeanMicros: count > 0 ? sum / count : null,

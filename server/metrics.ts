@@ -10,8 +10,9 @@ import type http from 'node:http';
 import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_SUM, Stat } from '../protocol/stats';
 import type { Figures, ProcessFigures, StatsSnapshot } from './figures';
+import { packageVersion } from '../native-io/package-root';
 
-const VERSION = require('../../package.json').version as string;
+const VERSION = packageVersion();
 
 type Labels = Record<string, string | number>;
 interface Sample {

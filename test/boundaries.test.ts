@@ -4,8 +4,9 @@
 // naming it.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { packageRoot } from '../native-io/package-root';
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = packageRoot();
 const FOLDERS = ['server', 'workgroups', 'shm', 'protocol', 'sdk', 'native-io', 'sysctl'];
 
 /** Folders each folder may import from (besides itself and packages). */

@@ -15,8 +15,9 @@ import { parseAllDocuments } from 'yaml';
 import { envName, OPTIONS } from '../server/config';
 import { DEFAULT_ADMIN_PORT, DEFAULT_DRAIN_TIMEOUT_SECONDS, DEFAULT_PUBLIC_PORT } from '../sysctl/costs';
 import { computeProfile, memoryNeeded, profileEntry, profileNofile, sessionsForMemory } from '../sysctl/profile';
+import { packageRoot } from '../native-io/package-root';
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = packageRoot();
 const DEPLOY = path.join(ROOT, 'deploy');
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

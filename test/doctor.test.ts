@@ -15,8 +15,9 @@ import { OPTIONS } from '../server/config';
 import { capacityWarning } from '../sysctl/cli';
 import { DoctorReport, DoctorRow, formatDoctorReport, runDoctor } from '../sysctl/doctor';
 import { computeProfile, renderSysctl } from '../sysctl/profile';
+import { packageRoot } from '../native-io/package-root';
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = packageRoot();
 
 function row(report: DoctorReport, check: string): DoctorRow {
   const found = report.rows.find((r) => r.check === check);

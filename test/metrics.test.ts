@@ -327,6 +327,30 @@ describe('two workgroups', () => {
   });
 });
 
+describe('protocol errors over HTTP', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    // One topic for the node: a publish to a second one is refused with 503 TOO_MANY_TOPICS.
+    server = await startServer(['--workgroups', '1', '--max-topics', '1']);
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  test('a 503 answer (the server state) is not a protocol error; a 400 is one, as on the WebSocket path', async () => {
+    const errors = async () => (await scrape(server)).sum('c10m_protocol_errors_total');
+    expect((await httpPublish(server.port, { topic: '/perr/one', data: 1 })).status).toBe(200);
+    const before = await errors();
+    const refused = await httpPublish(server.port, { topic: '/perr/two', data: 2 });
+    expect(refused.status).toBe(503);
+    expect((refused.body.error as { code: string }).code).toBe('TOO_MANY_TOPICS');
+    expect(await errors()).toBe(before);
+    const bad = await httpPublish(server.port, '[1, 2]');
+    expect(bad.status).toBe(400);
+    await eventually(async () => expect(await errors()).toBe(before + 1));
+  });
+});
+
 describe('admin token', () => {
   let server: TestServer;
   beforeAll(async () => {

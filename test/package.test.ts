@@ -6,8 +6,9 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { packageRoot } from '../native-io/package-root';
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = packageRoot();
 
 interface PackEntry {
   path: string;

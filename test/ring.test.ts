@@ -12,6 +12,7 @@ import { Doorbell } from '../shm/doorbell';
 import { RecordTooLargeError, Ring, RingConsumer, RingProducer, recordBytes } from '../shm/ring';
 import { RingInbox } from '../shm/ring-inbox';
 import { RingSender, SendStatus } from '../shm/ring-sender';
+import { packageRoot } from '../native-io/package-root';
 
 let tmpDir = '';
 let ringJs = '';
@@ -22,7 +23,7 @@ const RING_MODULES = ['ring', 'doorbell', 'ring-sender', 'ring-inbox'];
 beforeAll(() => {
   tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), 'c10m-ring-'));
   for (const name of RING_MODULES) {
-    const src = fs.readFileSync(path.join(__dirname, '..', 'shm', `${name}.ts`), 'utf8');
+    const src = fs.readFileSync(path.join(packageRoot(), 'shm', `${name}.ts`), 'utf8');
     const out = ts.transpileModule(src, { compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022 } });
     fs.writeFileSync(path.join(tmpDir, `${name}.js`), out.outputText);
   }

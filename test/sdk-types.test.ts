@@ -5,8 +5,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { packageRoot } from '../native-io/package-root';
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = packageRoot();
 
 test('dist/sdk/index.d.ts compiles with strict, "types": [] and lib es2022 + dom', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'c10m-sdk-types-'));

@@ -7,8 +7,9 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { packageRoot } from '../native-io/package-root';
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = packageRoot();
 const APPLY = path.join(ROOT, 'sysctl/apply.sh');
 
 // A directory of its own for each test: a test that fails leaves nothing for the next one to trip on.

@@ -5,6 +5,7 @@
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { packageRoot } from '../native-io/package-root';
 import {
   computeProfile,
   descriptorsNeeded,
@@ -19,7 +20,7 @@ import {
   sessionsLabel,
 } from '../sysctl/profile';
 
-const ROOT = path.resolve(__dirname, '..');
+const ROOT = packageRoot();
 
 function value(profile: Profile, key: string): string {
   const entry = profileEntry(profile, key);

@@ -251,7 +251,9 @@ export class HttpPublishEndpoint {
   }
 
   private httpError(ex: HttpExchange, status: string, code: ErrorCode, message: string, close = false, retryAfter: string | null = null): void {
-    this.host.stats[Stat.PROTOCOL_ERRORS]++;
+    // Only the client's faults (4xx) are protocol errors, as on the WebSocket path: a 503
+    // (OVERLOADED, SHUTTING_DOWN, TOO_MANY_TOPICS), 504 or 500 is the server's state, counted elsewhere.
+    if (status.startsWith('4')) this.host.stats[Stat.PROTOCOL_ERRORS]++;
     if (ex.finished) return;
     ex.finished = true;
     const res = ex.res;

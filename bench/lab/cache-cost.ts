@@ -18,6 +18,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { CACHE_ENTRY_HEADER_BYTES, MessageCache, type ArenaAllocator } from '../../workgroups/cache';
 import { arg, flag } from './args';
+import { packageRoot } from '../../native-io/package-root';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -46,15 +47,7 @@ function environment(allocPath: string): Record<string, unknown> {
   };
 }
 
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) return process.cwd();
-    dir = up;
-  }
-  return dir;
-}
+const repoRoot = packageRoot;
 
 function settle(): NodeJS.MemoryUsage {
   for (let i = 0; i < 3; i++) (gc as () => void)();

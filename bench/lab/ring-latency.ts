@@ -21,6 +21,7 @@ import { Ring, RingConsumer, RingProducer } from '../../shm/ring';
 import { RingInbox } from '../../shm/ring-inbox';
 import { RingSender, SendStatus } from '../../shm/ring-sender';
 import { flag } from './args';
+import { packageRoot } from '../../native-io/package-root';
 
 type Mode = 'flat' | 'paced' | 'spaced';
 
@@ -275,15 +276,7 @@ function environment(): Record<string, unknown> {
   };
 }
 
-function repoRoot(): string {
-  let dir = __dirname;
-  while (!fs.existsSync(path.join(dir, 'package.json'))) {
-    const up = path.dirname(dir);
-    if (up === dir) return process.cwd();
-    dir = up;
-  }
-  return dir;
-}
+const repoRoot = packageRoot;
 
 const us = (ns: number): string => (ns / 1000).toFixed(1);
 

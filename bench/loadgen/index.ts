@@ -13,6 +13,7 @@ import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import WebSocket from 'ws';
+import { findPackageRoot } from '../../native-io/package-root';
 
 /** Histograms a client keeps, in microseconds. */
 export const HistogramKind = {
@@ -124,27 +125,11 @@ export type ParserEvent =
 
 const ADDON_FILE = path.join('bench', 'loadgen', 'build', 'Release', 'c10m_loadgen.node');
 
-function packageRoot(): string | null {
-  let dir = __dirname;
-  for (let i = 0; i < 5; i++) {
-    const pkg = path.join(dir, 'package.json');
-    if (fs.existsSync(pkg)) {
-      try {
-        if ((JSON.parse(fs.readFileSync(pkg, 'utf8')) as { name?: string }).name === 'c10m') return dir;
-      } catch {
-        // not ours; keep climbing
-      }
-    }
-    dir = path.dirname(dir);
-  }
-  return null;
-}
-
 function load(): { binding: LoadgenBinding | null; error: string | null; addonPath: string | null } {
   if (process.env.C10M_NATIVE_DISABLED === '1') return { binding: null, error: 'disabled by C10M_NATIVE_DISABLED=1', addonPath: null };
   let addonPath = process.env.C10M_LOADGEN_ADDON || null;
   if (!addonPath) {
-    const root = packageRoot();
+    const root = findPackageRoot();
     if (!root) return { binding: null, error: `could not find the c10m package root above ${__dirname}`, addonPath: null };
     addonPath = path.join(root, ADDON_FILE);
   }

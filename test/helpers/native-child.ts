@@ -4,8 +4,9 @@
 // process: force a GC, or have its rlimit lowered from outside.
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import { packageRoot } from '../../native-io/package-root';
 
-export const DIST_NATIVE_IO = path.resolve(__dirname, '..', '..', 'dist', 'native-io', 'index.js');
+export const DIST_NATIVE_IO = path.join(packageRoot(), 'dist', 'native-io', 'index.js');
 
 export interface ChildOptions {
   disabled: boolean;

@@ -6,9 +6,10 @@ import { spawn } from 'node:child_process';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { packageRoot } from '../../native-io/package-root';
 
-const UWS_MODULE = path.resolve(__dirname, '..', '..', 'dist', 'native-io', 'uws.js');
-const NATIVE_IO_MODULE = path.resolve(__dirname, '..', '..', 'dist', 'native-io', 'index.js');
+const UWS_MODULE = path.join(packageRoot(), 'dist', 'native-io', 'uws.js');
+const NATIVE_IO_MODULE = path.join(packageRoot(), 'dist', 'native-io', 'index.js');
 
 // Worker bodies must be plain JS; this one loads uWS through dist/native-io/uws.js.
 export const WORKER_BODY = `

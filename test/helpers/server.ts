@@ -3,8 +3,9 @@
 // with another file.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { packageRoot } from '../../native-io/package-root';
 
-export const ROOT = path.join(__dirname, '..', '..');
+export const ROOT = packageRoot();
 export const CLI = path.join(ROOT, 'bin', 'c10m.js');
 
 export interface TestServer {
