@@ -225,7 +225,8 @@ export class Commands {
   }
 
   private publishFromSession(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: PubCommand): void {
-    if (this.host.isDraining()) return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id));
+    // Not the client's fault (as OVERLOADED below, and as HTTP counts it): not a protocol error, not a bad command.
+    if (this.host.isDraining()) return this.host.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id)));
     if (this.count > 1 && this.links.overloaded()) {
       // Not the client's fault: not counted as a bad command.
       this.stats[Stat.PUBLISHES_OVERLOADED]++;
