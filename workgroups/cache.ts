@@ -53,6 +53,7 @@
 // in snapshotBytes.
 
 import { defaultAllocator, takeChunk, type ArenaAllocator } from './arena';
+import { grown } from './grow';
 import { SnapshotStore, type SnapshotView } from './snapshots';
 
 export type { ArenaAllocator } from './arena';
@@ -592,28 +593,13 @@ export class MessageCache {
   private growTopics(topicId: number): void {
     let n = this.count.length;
     while (n <= topicId) n *= 2;
-    const none = (a: Uint32Array) => {
-      const b = new Uint32Array(n).fill(NONE);
-      b.set(a);
-      return b;
-    };
-    const u32 = (a: Uint32Array) => {
-      const b = new Uint32Array(n);
-      b.set(a);
-      return b;
-    };
-    const f64 = (a: Float64Array) => {
-      const b = new Float64Array(n);
-      b.set(a);
-      return b;
-    };
-    this.headPos = none(this.headPos);
-    this.tailPos = none(this.tailPos);
-    this.count = u32(this.count);
-    this.stored = u32(this.stored);
-    this.payload = u32(this.payload);
-    this.firstSeqs = f64(this.firstSeqs);
-    this.lastSeqs = f64(this.lastSeqs);
+    this.headPos = grown(this.headPos, n, NONE);
+    this.tailPos = grown(this.tailPos, n, NONE);
+    this.count = grown(this.count, n);
+    this.stored = grown(this.stored, n);
+    this.payload = grown(this.payload, n);
+    this.firstSeqs = grown(this.firstSeqs, n);
+    this.lastSeqs = grown(this.lastSeqs, n);
   }
 
   private assertNotIterating(): void {

@@ -8,6 +8,7 @@
 // Concurrency: the owner workgroup's thread is the only reader and writer.
 import type { ArenaAllocator } from './arena';
 import { BlockArena, orderFor } from './block-arena';
+import { grown } from './grow';
 
 export interface SnapshotView {
   seq: number;
@@ -144,29 +145,12 @@ export class SnapshotStore {
   private grow(topicId: number): void {
     let n = this.block.length;
     while (n <= topicId) n *= 2;
-    const i32 = (a: Int32Array) => {
-      const b = new Int32Array(n).fill(-1);
-      b.set(a);
-      return b;
-    };
-    const u32 = (a: Uint32Array) => {
-      const b = new Uint32Array(n);
-      b.set(a);
-      return b;
-    };
-    const f64 = (a: Float64Array) => {
-      const b = new Float64Array(n);
-      b.set(a);
-      return b;
-    };
-    this.block = i32(this.block);
-    this.len = u32(this.len);
-    const flags = new Uint8Array(n);
-    flags.set(this.flags);
-    this.flags = flags;
-    this.seq = f64(this.seq);
-    this.ts = f64(this.ts);
-    this.expires = f64(this.expires);
+    this.block = grown(this.block, n, -1);
+    this.len = grown(this.len, n);
+    this.flags = grown(this.flags, n);
+    this.seq = grown(this.seq, n);
+    this.ts = grown(this.ts, n);
+    this.expires = grown(this.expires, n);
   }
 
   private heapPush(at: number, t: number): void {
