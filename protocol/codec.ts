@@ -2,16 +2,14 @@
 // msgpack binary frames). Parsing turns any input into a Command or a
 // ProtocolError: it never throws.
 import { Packr, Unpackr } from 'msgpackr';
+import { checkMsgpackData } from './data';
+import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId } from './encoding';
 import { CommandId, ErrorCode, ProtocolError } from './errors';
 import { findRawData, readRawPub } from './msgpack-pub';
 import { validatePublishFields } from './publish';
 import { topicError } from './topic';
 
-import { checkMsgpackData } from './data';
-
 export { MAX_DATA_DEPTH, checkJsonData, checkMsgpackData } from './data';
-
-import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId } from './encoding';
 export { ENCODING_JSON, ENCODING_MSGPACK, encodingId, type Encoding, type EncodingId } from './encoding';
 
 export type Qos = 'standard' | 'guaranteed';
