@@ -1,9 +1,9 @@
 // The servers under test, each a child process on loopback: c10m itself
 // (`c10m serve`) or a peer from bench/peers/. Reads their RSS and CPU time
 // from /proc, so that the figures are the server's own.
-import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import { benchEntry, CLI } from './paths';
+import { spawnUntilReady } from './spawn';
 
 export type TargetKind = 'c10m' | 'uws' | 'ws' | 'socketio';
 export const PEERS: TargetKind[] = ['uws', 'ws', 'socketio'];
@@ -101,11 +101,11 @@ export function readCpuSeconds(pid: number): number {
 }
 
 export async function startTarget(kind: TargetKind, options: TargetOptions = {}): Promise<Target> {
-  let proc: ChildProcess;
+  let args: string[];
   if (kind === 'c10m') {
     // Publishers here are a few connections carrying the whole offered load: no per-session budget.
     const budgets = options.budgets === true ? [] : ['--max-commands-per-second', '0', '--max-bytes-per-second', '0'];
-    const args = [
+    args = [
       options.cli ?? CLI,
       'serve',
       '--host',
@@ -121,48 +121,35 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
       ...budgets,
       ...(options.serveArgs ?? []),
     ];
-    proc = spawn(process.execPath, [...(options.execArgv ?? []), ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
   } else {
-    proc = spawn(process.execPath, [...(options.execArgv ?? []), benchEntry(`peers/${kind}`), '--port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    args = [benchEntry(`peers/${kind}`), '--port', '0'];
   }
   const output: string[] = [];
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
-  let adminPort = 0;
   let inspectorUrl: string | null = null;
-  const port = await new Promise<number>((resolve, reject) => {
-    let buf = '';
-    const timer = setTimeout(() => reject(new Error(`${kind} did not start within 20 s: ${output.slice(-5).join(' ')}`)), 20000);
-    proc.stdout?.setEncoding('utf8');
-    proc.stdout?.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        if (output.length < 200) output.push(line);
-        try {
-          const m = JSON.parse(line) as { msg?: string; port?: number; adminPort?: number };
-          if (m.msg === 'c10m listening' || m.msg === 'peer listening') {
-            adminPort = m.adminPort ?? 0;
-            clearTimeout(timer);
-            resolve(m.port as number);
-          }
-        } catch {
-          // not a JSON line
-        }
-      }
-    });
-    proc.stderr?.setEncoding('utf8');
-    proc.stderr?.on('data', (c: string) => {
+  const s = await spawnUntilReady({
+    args: [...(options.execArgv ?? []), ...args],
+    ready: (m) => m.msg === 'c10m listening' || m.msg === 'peer listening',
+    readyTimeoutMs: 20000,
+    readyErrors: {
+      timeout: () => new Error(`${kind} did not start within 20 s: ${output.slice(-5).join(' ')}`),
+      exit: (code) => new Error(`${kind} exited (${code}) before listening: ${output.slice(-5).join(' ')}`),
+    },
+    killAfterMs: 20000,
+    endOn: 'exit',
+    // A benchmark runs long: keep only what an error report needs (output), not every line.
+    keep: 0,
+    onLine: (line) => {
+      if (output.length < 200) output.push(line);
+    },
+    onStderr: (c) => {
       if (output.length < 200) output.push(c);
       const m = /Debugger listening on (ws:\/\/\S+)/.exec(c);
       if (m) inspectorUrl = m[1];
-    });
-    exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`${kind} exited (${code}) before listening: ${output.slice(-5).join(' ')}`));
-    });
+    },
   });
+  const proc = s.proc;
+  const port = s.ready.port as number;
+  const adminPort = (s.ready.adminPort as number | undefined) ?? 0;
   const pid = proc.pid as number;
   return {
     kind,
@@ -181,11 +168,7 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
     jmx: () => fetchJmx(adminPort),
     cpuSeconds: () => readCpuSeconds(pid),
     async stop() {
-      if (proc.exitCode !== null || proc.signalCode !== null) return;
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 20000);
-      await exited;
-      clearTimeout(t);
+      await s.stop();
     },
   };
 }

@@ -1,15 +1,17 @@
 // An installation whose SDK bundle and demo files are missing (built without
 // sdk/build.js, or copied without them) still serves WebSocket and HTTP
 // publish; / and /sdk/c10m.js answer 503 with how to fix it, never crash.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { spawnUntilReady, type Spawned } from '../bench/spawn';
 import { ROOT } from './helpers/server';
 
 jest.setTimeout(30_000);
 
 let dir: string;
+let server: Spawned | undefined;
 let proc: ChildProcess;
 let port: number;
 
@@ -25,36 +27,16 @@ beforeAll(async () => {
   if (fs.existsSync(path.join(ROOT, 'server', 'dashboard'))) fs.cpSync(path.join(ROOT, 'server', 'dashboard'), path.join(dir, 'server', 'dashboard'), { recursive: true });
   expect(fs.existsSync(path.join(dir, 'dist', 'sdk-bundle'))).toBe(false);
 
-  proc = spawn(process.execPath, [path.join(dir, 'bin', 'c10m.js'), 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', '1'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  port = await new Promise<number>((resolve, reject) => {
-    let out = '';
-    let err = '';
-    const t = setTimeout(() => reject(new Error(`no "c10m listening" line; stdout: ${out}; stderr: ${err}`)), 15_000);
-    proc.stderr?.on('data', (c) => (err += c));
-    proc.stdout?.on('data', (c) => {
-      out += c;
-      for (const line of out.split('\n')) {
-        try {
-          const l = JSON.parse(line);
-          if (l.msg === 'c10m listening') {
-            clearTimeout(t);
-            resolve(l.port);
-          }
-        } catch {
-          // a partial line
-        }
-      }
-    });
-    proc.once('exit', (code) => reject(new Error(`server exited (${code}); stderr: ${err}`)));
+  server = await spawnUntilReady({
+    args: [path.join(dir, 'bin', 'c10m.js'), 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', '1'],
+    ready: (l) => l.msg === 'c10m listening',
   });
+  proc = server.proc;
+  port = server.ready.port as number;
 });
 
 afterAll(async () => {
-  if (proc && proc.exitCode === null) {
-    const exited = new Promise((r) => proc.once('exit', r));
-    proc.kill('SIGTERM');
-    await exited;
-  }
+  if (server) await server.stop();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
 });
 

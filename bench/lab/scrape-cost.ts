@@ -19,7 +19,7 @@
 // and that the workgroup was the bottleneck.
 //
 // Prints a table and writes bench/results/scrape-cost-<date>.json.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import http from 'node:http';
@@ -29,6 +29,7 @@ import * as path from 'node:path';
 import WebSocket from 'ws';
 import { nativeStatus } from '../../native-io';
 import { CLI, ROOT } from '../paths';
+import { spawnUntilReady } from '../spawn';
 import { arg, refuseUnknown } from './args';
 
 const TOPIC = '/bench/scrape-cost';
@@ -76,33 +77,14 @@ interface Server {
   uwsNative: boolean;
 }
 
-function startServer(o: Options): Promise<Server> {
-  const proc = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', String(o.workgroups), '--log-level', 'info'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
+async function startServer(o: Options): Promise<Server> {
+  const s = await spawnUntilReady({
+    args: [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', String(o.workgroups), '--log-level', 'info'],
+    stderr: 'inherit',
+    keep: 0,
+    ready: (l) => l.msg === 'c10m listening',
   });
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    const onData = (chunk: Buffer) => {
-      buf += chunk.toString('utf8');
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const l = JSON.parse(line);
-          if (l.msg === 'c10m listening') {
-            proc.stdout?.off('data', onData);
-            proc.stdout?.resume();
-            resolve({ proc, port: l.port, adminPort: l.adminPort, uwsNative: l.uwsNative });
-          }
-        } catch {
-          // not a log line
-        }
-      }
-    };
-    proc.stdout?.on('data', onData);
-    proc.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
-  });
+  return { proc: s.proc, port: s.ready.port as number, adminPort: s.ready.adminPort as number, uwsNative: s.ready.uwsNative as boolean };
 }
 
 /** utime + stime in seconds of each thread of a process, by thread id. */

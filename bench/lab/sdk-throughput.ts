@@ -18,7 +18,7 @@
 // figure is the subscriber's capacity. The SDK's receive path alone (no
 // socket) is measured last, for the split between the SDK's own cost and ws
 // plus the kernel.
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import WebSocket from 'ws';
@@ -27,6 +27,7 @@ import { encodeBinaryFrame, encodeJsonFrame } from '../../protocol/frame';
 import { connect, type C10mClient } from '../../sdk/client';
 import { envHeader } from '../env';
 import { CLI, ROOT } from '../paths';
+import { spawnUntilReady } from '../spawn';
 import { arg } from './args';
 
 type Encoding = 'json' | 'msgpack';
@@ -107,31 +108,14 @@ interface ServerProc {
   port: number;
 }
 
-function startServer(): Promise<ServerProc> {
-  const proc = spawn(
-    process.execPath,
-    [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', '1', '--max-backpressure-bytes', String(64 * 1024 * 1024), '--log-level', 'info'],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  return new Promise((resolve, reject) => {
-    let buf = '';
-    proc.stdout?.setEncoding('utf8');
-    proc.stdout?.on('data', (c: string) => {
-      buf += c;
-      let nl;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
-        try {
-          const l = JSON.parse(line);
-          if (l.msg === 'c10m listening') resolve({ proc, port: l.port });
-        } catch {
-          // not a log line
-        }
-      }
-    });
-    proc.once('exit', (code) => reject(new Error(`server exited (${code}) before listening`)));
+async function startServer(): Promise<ServerProc> {
+  const s = await spawnUntilReady({
+    args: [CLI, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--workgroups', '1', '--max-backpressure-bytes', String(64 * 1024 * 1024), '--log-level', 'info'],
+    stderr: 'inherit',
+    keep: 0,
+    ready: (l) => l.msg === 'c10m listening',
   });
+  return { proc: s.proc, port: s.ready.port as number };
 }
 
 interface RunResult {
