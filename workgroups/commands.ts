@@ -51,9 +51,13 @@ export interface CommandsHost {
   /** The clock in whole seconds, as of the workgroup's last tick. */
   readonly nowSec: number;
   isDraining(): boolean;
-  reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void;
   /** Counts and logs (rate-limited) a failure caught at the edge. */
   failed(cause: string, err: unknown): void;
+}
+
+/** What commands need of the sessions (workgroups/sessions.ts): the way to answer one. */
+export interface CommandsSessions {
+  reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void;
 }
 
 export class Commands {
@@ -71,6 +75,7 @@ export class Commands {
     private readonly host: CommandsHost,
     private readonly delivery: Delivery,
     private readonly links: Pick<Links, 'owner' | 'statsOf' | 'overloaded'>,
+    private readonly sessions: CommandsSessions,
   ) {
     this.id = host.id;
     this.count = host.count;
@@ -128,7 +133,7 @@ export class Commands {
         this.stats[Stat.RATE_LIMITED]++;
         const limit = o.maxCommandsPerSecond > 0 ? `${o.maxCommandsPerSecond} commands` : '';
         const bytesLimit = o.maxBytesPerSecond > 0 ? `${o.maxBytesPerSecond} bytes` : '';
-        return this.host.reply(
+        return this.sessions.reply(
           ws,
           slot,
           encoding,
@@ -149,7 +154,7 @@ export class Commands {
         return;
       }
       try {
-        this.host.reply(ws, slot, this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON, errorReply(new ProtocolError(ErrorCode.INTERNAL, 'internal error', id)));
+        this.sessions.reply(ws, slot, this.slab.flags(slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON, errorReply(new ProtocolError(ErrorCode.INTERNAL, 'internal error', id)));
       } catch {
         // The socket is gone: nothing to tell it.
       }
@@ -162,7 +167,7 @@ export class Commands {
       ws.end(CloseCode.POLICY_VIOLATION, `more than ${MAX_ERRORS_PER_SESSION} bad commands`);
       return;
     }
-    this.host.reply(ws, slot, encoding, errorReply(err));
+    this.sessions.reply(ws, slot, encoding, errorReply(err));
   }
 
   private handleCommand(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: Command): void {
@@ -172,7 +177,7 @@ export class Commands {
     }
     switch (cmd.op) {
       case 'ping':
-        this.host.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id });
+        this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id });
         return;
       case 'sub':
         return this.subscribe(ws, slot, encoding, cmd);
@@ -184,7 +189,7 @@ export class Commands {
         for (const topic of cmd.topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
         this.slab.addSubscriptions(slot, -removed);
         this.stats[Stat.SUBSCRIPTIONS] -= removed;
-        this.host.reply(ws, slot, encoding, { id: cmd.id, ok: true });
+        this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true });
         return;
       }
       case 'pub':
@@ -201,7 +206,7 @@ export class Commands {
     if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
     }
-    if (cmd.topics.length === 0) return this.host.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
+    if (cmd.topics.length === 0) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
     const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: cmd.topics.length, topics: {}, added: [], failed: false };
     const nowMs = Date.now();
     const standard = cmd.qos === 'standard';
@@ -226,11 +231,11 @@ export class Commands {
 
   private publishFromSession(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: PubCommand): void {
     // Not the client's fault (as OVERLOADED below, and as HTTP counts it): not a protocol error, not a bad command.
-    if (this.host.isDraining()) return this.host.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id)));
+    if (this.host.isDraining()) return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id)));
     if (this.count > 1 && this.links.overloaded()) {
       // Not the client's fault: not counted as a bad command.
       this.stats[Stat.PUBLISHES_OVERLOADED]++;
-      return this.host.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, cmd.id)));
+      return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, cmd.id)));
     }
     const req = this.makePublish(cmd.topic, encoding, cmd.data, cmd.retain, cmd.ts, cmd.raw);
     if (req instanceof ProtocolError) {

@@ -65,7 +65,7 @@ export interface PendingSub {
   cancelled: boolean;
 }
 
-/** What the subscriber side needs of its workgroup: the sessions, and the ways to answer them. */
+/** What the subscriber side needs of its workgroup. */
 export interface DeliveryHost {
   readonly stats: Float64Array;
   readonly options: WorkgroupOptions;
@@ -78,6 +78,10 @@ export interface DeliveryHost {
   /** The clock in whole seconds, as of the workgroup's last tick. */
   readonly nowSec: number;
   app(): TemplatedApp;
+}
+
+/** What the subscriber side needs of the sessions (workgroups/sessions.ts): their sockets, and the ways to answer them. */
+export interface DeliverySessions {
   socket(slot: number): WebSocket<SessionData> | undefined;
   reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void;
   sendToSession(ws: WebSocket<SessionData>, slot: number, bytes: string | Uint8Array, binary: boolean): void;
@@ -99,7 +103,10 @@ export class Delivery implements SubscriberPort {
   private readonly local: LocalTopics;
   private readonly errors: LogLimiter;
 
-  constructor(private readonly host: DeliveryHost) {
+  constructor(
+    private readonly host: DeliveryHost,
+    private readonly sessions: DeliverySessions,
+  ) {
     this.stats = host.stats;
     this.slab = host.slab;
     this.local = host.local;
@@ -109,14 +116,14 @@ export class Delivery implements SubscriberPort {
   /** The pending subscription replayed messages of `token` go to, or null when it is gone (answered, cancelled, failed, session closed). */
   private replayable(token: number): PendingSub | null {
     const p = this.subs.get(token);
-    if (p === undefined || p.cancelled || p.ctx.failed || !this.slab.isOpen(p.ctx.slot, p.ctx.generation) || this.host.socket(p.ctx.slot) === undefined) return null;
+    if (p === undefined || p.cancelled || p.ctx.failed || !this.slab.isOpen(p.ctx.slot, p.ctx.generation) || this.sessions.socket(p.ctx.slot) === undefined) return null;
     return p;
   }
 
   /** The socket replayed messages of `token` go to, or null. */
   private replaySocket(token: number): WebSocket<SessionData> | null {
     const p = this.replayable(token);
-    return p === null ? null : (this.host.socket(p.ctx.slot) as WebSocket<SessionData>);
+    return p === null ? null : (this.sessions.socket(p.ctx.slot) as WebSocket<SessionData>);
   }
 
   /** Receiver: a batch of replayed messages for one pending subscription, written under one cork. */
@@ -162,7 +169,7 @@ export class Delivery implements SubscriberPort {
     // A long replay is progress: the owner timeout counts from its last message (to the tick's second).
     p.createdMs = this.host.nowSec * 1000;
     const ctx = p.ctx;
-    const ws = this.host.socket(ctx.slot) as WebSocket<SessionData>;
+    const ws = this.sessions.socket(ctx.slot) as WebSocket<SessionData>;
     const snapshot = (flags & RecordFlag.RETAIN) !== 0;
     const frameFlags = snapshot ? FrameFlag.SNAPSHOT : FrameFlag.REPLAY;
     let frame: string | Uint8Array;
@@ -180,7 +187,7 @@ export class Delivery implements SubscriberPort {
     this.stats[Stat.MESSAGES_OUT]++;
     this.stats[Stat.BYTES_OUT] += bytes;
     this.replayAllowance.set(ctx.slot, (this.replayAllowance.get(ctx.slot) ?? 0) + bytes);
-    this.host.sendToSession(ws, ctx.slot, frame, ctx.encoding === ENCODING_MSGPACK);
+    this.sessions.sendToSession(ws, ctx.slot, frame, ctx.encoding === ENCODING_MSGPACK);
   }
 
   /** The owner answered one topic of a sub command: subscribe the session in uWS now (no gap, no duplicate). */
@@ -201,7 +208,7 @@ export class Delivery implements SubscriberPort {
     this.settlePending(p);
     const open = this.slab.isOpen(ctx.slot, ctx.generation) && !ctx.failed;
     if (open) {
-      const ws = this.host.socket(ctx.slot) as WebSocket<SessionData>;
+      const ws = this.sessions.socket(ctx.slot) as WebSocket<SessionData>;
       const key = (ctx.encoding === ENCODING_MSGPACK ? 'm' : 'j') + topic;
       if (!p.cancelled && !ws.isSubscribed(key)) {
         ws.subscribe(key);
@@ -219,10 +226,10 @@ export class Delivery implements SubscriberPort {
       }
       ctx.topics[topic] = entry;
     }
-    if ((!open || p.cancelled) && !this.host.hasLocalInterest(topic)) this.host.dropInterest(topic);
+    if ((!open || p.cancelled) && !this.sessions.hasLocalInterest(topic)) this.sessions.dropInterest(topic);
     if (--ctx.remaining === 0 && open) {
-      const ws = this.host.socket(ctx.slot) as WebSocket<SessionData>;
-      this.host.reply(ws, ctx.slot, ctx.encoding, { id: ctx.id, ok: true, topics: ctx.topics });
+      const ws = this.sessions.socket(ctx.slot) as WebSocket<SessionData>;
+      this.sessions.reply(ws, ctx.slot, ctx.encoding, { id: ctx.id, ok: true, topics: ctx.topics });
     }
   }
 
@@ -293,11 +300,11 @@ export class Delivery implements SubscriberPort {
     }
     if (ack.silent && !refused) return;
     if (!this.slab.isOpen(ack.slot, ack.generation)) return;
-    const ws = this.host.socket(ack.slot);
+    const ws = this.sessions.socket(ack.slot);
     if (ws === undefined) return;
     const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
-    if (refused) return this.host.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.TOO_MANY_TOPICS, message, ack.id as CommandId)));
-    this.host.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
+    if (refused) return this.sessions.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.TOO_MANY_TOPICS, message, ack.id as CommandId)));
+    this.sessions.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
   }
 
   /** Fails acks and subscriptions an owner has not answered in OWNER_TIMEOUT_MS (it may have restarted). */
@@ -310,9 +317,9 @@ export class Delivery implements SubscriberPort {
       if (ack.http !== null) {
         this.host.httpPublish.timeout(ack.http, message);
       } else if (this.slab.isOpen(ack.slot, ack.generation)) {
-        const ws = this.host.socket(ack.slot) as WebSocket<SessionData>;
+        const ws = this.sessions.socket(ack.slot) as WebSocket<SessionData>;
         const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
-        this.host.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, message, ack.id as CommandId)));
+        this.sessions.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, message, ack.id as CommandId)));
       }
     }
     for (const [token, p] of this.subs) {
@@ -331,15 +338,15 @@ export class Delivery implements SubscriberPort {
     if (!ctx.failed) {
       ctx.failed = true;
       if (this.slab.isOpen(ctx.slot, ctx.generation)) {
-        const ws = this.host.socket(ctx.slot) as WebSocket<SessionData>;
+        const ws = this.sessions.socket(ctx.slot) as WebSocket<SessionData>;
         let undone = 0;
         for (const key of ctx.added) if (ws.unsubscribe(key)) undone++;
         this.slab.addSubscriptions(ctx.slot, -undone);
         this.stats[Stat.SUBSCRIPTIONS] -= undone;
-        this.host.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(code, message, ctx.id)));
+        this.sessions.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(code, message, ctx.id)));
       }
     }
-    if (!this.host.hasLocalInterest(p.topic)) this.host.dropInterest(p.topic);
+    if (!this.sessions.hasLocalInterest(p.topic)) this.sessions.dropInterest(p.topic);
   }
 
   /** A pending subscription is answered (or given up): it no longer counts against the session's limit. */
