@@ -5,6 +5,7 @@
 // owner through OwnerPort.publish. Nothing thrown here crosses into uWS: a
 // command that fails inside the server is answered INTERNAL, and a session
 // that keeps making it fail is closed.
+import type { WorkgroupContext } from './context';
 import type { WebSocket } from '../native-io/uws';
 import {
   ENCODING_JSON,
@@ -41,16 +42,7 @@ const EMPTY_BUFFER = Buffer.alloc(0);
 const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind on deliveries); nothing was published; retry shortly';
 
 /** What commands need of their workgroup. */
-export interface CommandsHost {
-  readonly id: number;
-  readonly count: number;
-  readonly options: WorkgroupOptions;
-  readonly stats: Float64Array;
-  readonly slab: SessionSlab;
-  readonly local: LocalTopics;
-  /** The clock in whole seconds, as of the workgroup's last tick. */
-  readonly nowSec: number;
-  isDraining(): boolean;
+export interface CommandsHost extends WorkgroupContext {
   /** Counts and logs (rate-limited) a failure caught at the edge. */
   failed(cause: string, err: unknown): void;
 }

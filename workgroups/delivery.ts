@@ -6,6 +6,7 @@
 // then (no gap, no duplicate); acks answer publishers, WebSocket or HTTP.
 // It also keeps what waits for an owner's answer (acks and subscriptions
 // by token), and fails what an owner does not answer in time.
+import type { WorkgroupContext } from './context';
 import type { HttpResponse, TemplatedApp, WebSocket } from '../native-io/uws';
 import { ENCODING_JSON, ENCODING_MSGPACK, dataToJson, errorReply, packr, unpackr, type EncodingId } from '../protocol/codec';
 import { ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
@@ -17,7 +18,6 @@ import type { SubscriberPort } from './ports';
 import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
 import { SessionFlag, type SessionSlab } from './slab';
 import type { LocalTopics } from './topics';
-import type { WorkgroupOptions } from '../shm/workgroup-init';
 
 /** A subscription or an ack the topic's owner has not answered after this long fails with OWNER_TIMEOUT. */
 export const OWNER_TIMEOUT_MS = 10_000;
@@ -66,17 +66,9 @@ export interface PendingSub {
 }
 
 /** What the subscriber side needs of its workgroup. */
-export interface DeliveryHost {
-  readonly stats: Float64Array;
-  readonly options: WorkgroupOptions;
-  readonly count: number;
-  readonly slab: SessionSlab;
-  /** Topics with subscriptions in flight here. */
-  readonly local: LocalTopics;
+export interface DeliveryHost extends WorkgroupContext {
   readonly errors: LogLimiter;
   readonly httpPublish: HttpPublishEndpoint;
-  /** The clock in whole seconds, as of the workgroup's last tick. */
-  readonly nowSec: number;
   app(): TemplatedApp;
 }
 

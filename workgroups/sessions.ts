@@ -10,6 +10,7 @@
 // paused, so the socket and its paused state are one state machine. The
 // workgroup hands it over once it listens (listening) and takes it back
 // when it drains (stopAccepting).
+import type { WorkgroupContext } from './context';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import type { TemplatedApp, WebSocket, HttpResponse, HttpRequest, us_listen_socket, Uws } from '../native-io/uws';
 import { ENCODING_MSGPACK, type EncodingId, encodeReply } from '../protocol/codec';
@@ -55,18 +56,8 @@ const RETRY_SOON: [string, string][] = [['retry-after', '1']];
 const SEND_DROPPED = 2;
 
 /** What the sessions need of their workgroup. */
-export interface SessionsHost {
-  readonly id: number;
-  readonly count: number;
-  readonly options: WorkgroupOptions;
-  readonly stats: Float64Array;
-  readonly slab: SessionSlab;
-  /** Topics with subscriptions in flight here. */
-  readonly local: LocalTopics;
+export interface SessionsHost extends WorkgroupContext {
   readonly log: Logger;
-  /** The clock in whole seconds, as of the workgroup's last tick. */
-  readonly nowSec: number;
-  isDraining(): boolean;
   /** False once the workgroup is closing. */
   isOpen(): boolean;
   /** Draining, and the last session just closed. */
