@@ -12,40 +12,15 @@
 // allocShared (huge pages when the system has them); default: new ArrayBuffer.
 // Throughput is only meaningful on an otherwise idle machine: the header
 // records the load average, and each figure its spread over the repeats.
-import { execSync, spawnSync } from 'child_process';
+import { spawnSync } from 'child_process';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { CACHE_ENTRY_HEADER_BYTES, MessageCache, type ArenaAllocator } from '../../workgroups/cache';
 import { arg, flag } from './args';
 import { packageRoot } from '../../native-io/package-root';
+import { envHeader } from '../env';
 
 const gc = (globalThis as { gc?: () => void }).gc;
-
-function environment(allocPath: string): Record<string, unknown> {
-  const cpus = os.cpus();
-  let commit = 'unknown';
-  try {
-    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] })
-      .toString()
-      .trim();
-  } catch {
-    /* not a checkout */
-  }
-  return {
-    date: new Date().toISOString(),
-    cpuModel: cpus[0]?.model ?? 'unknown',
-    cores: cpus.length,
-    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    node: process.version,
-    v8: process.versions.v8,
-    kernel: `${os.type()} ${os.release()}`,
-    arch: process.arch,
-    commit,
-    loadAvg1m: os.loadavg()[0],
-    arenaAllocator: allocPath,
-  };
-}
 
 const repoRoot = packageRoot;
 
@@ -267,8 +242,8 @@ function main(): void {
     alloc: arg('alloc', 'js'),
   };
   const r = memoryAndThroughput(c);
-  const env = environment(r.allocatorPath as string);
-  console.log(`cache-cost: ${env.cpuModel}, ${env.cores} cores, node ${env.node}, ${env.kernel}, commit ${env.commit}, arenas: ${env.arenaAllocator}`);
+  const env = { ...envHeader(packageRoot()), arenaAllocator: r.allocatorPath as string };
+  console.log(`cache-cost: ${env.cpu}, ${env.cores} cores, node ${env.node}, ${env.kernel}, commit ${env.gitCommit}, arenas: ${env.arenaAllocator}`);
   const m = r.memory as Record<string, number> & { perMessageBeyondPayload: Record<string, number> };
   const per = m.perMessageBeyondPayload;
   console.log(`\nmemory: ${fmt(m.messages)} messages of ${c.size} B over ${fmt(m.topics)} topics`);

@@ -9,7 +9,6 @@
 // own worker thread; the main thread only orchestrates. Latency is one-way:
 // the producer stamps each record with the monotonic clock (shared by all
 // threads of the process) and the consumer subtracts on arrival.
-import { execSync } from 'child_process';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -22,6 +21,7 @@ import { RingInbox } from '../../shm/ring-inbox';
 import { RingSender, SendStatus } from '../../shm/ring-sender';
 import { flag } from './args';
 import { packageRoot } from '../../native-io/package-root';
+import { envHeader } from '../env';
 
 type Mode = 'flat' | 'paced' | 'spaced';
 
@@ -252,30 +252,6 @@ function median(xs: number[]): number {
   return s[Math.floor(s.length / 2)];
 }
 
-function environment(): Record<string, unknown> {
-  const cpus = os.cpus();
-  let commit = 'unknown';
-  try {
-    commit = execSync('git rev-parse --short HEAD', { stdio: ['ignore', 'pipe', 'ignore'] })
-      .toString()
-      .trim();
-  } catch {
-    /* not a checkout */
-  }
-  return {
-    date: new Date().toISOString(),
-    cpuModel: cpus[0]?.model ?? 'unknown',
-    cores: cpus.length,
-    memoryGiB: Math.round((os.totalmem() / 2 ** 30) * 10) / 10,
-    node: process.version,
-    v8: process.versions.v8,
-    kernel: `${os.type()} ${os.release()}`,
-    arch: process.arch,
-    commit,
-    loadAvg1m: os.loadavg()[0],
-  };
-}
-
 const repoRoot = packageRoot;
 
 const us = (ns: number): string => (ns / 1000).toFixed(1);
@@ -283,9 +259,9 @@ const us = (ns: number): string => (ns / 1000).toFixed(1);
 async function main(): Promise<void> {
   const quick = flag('quick');
   const reps = quick ? 1 : 3;
-  const env = environment();
+  const env = envHeader(packageRoot());
   const result: Record<string, unknown> = { benchmark: 'ring-latency', environment: env };
-  console.log(`ring-latency: ${env.cpuModel}, ${env.cores} cores, node ${env.node}, ${env.kernel}, commit ${env.commit}`);
+  console.log(`ring-latency: ${env.cpu}, ${env.cores} cores, node ${env.node}, ${env.kernel}, commit ${env.gitCommit}`);
 
   // 1. Latency. Idle: one record per ms, the consumer asleep before each. Busy: paced streams.
   const latency: Record<string, unknown>[] = [];
@@ -431,8 +407,8 @@ async function main(): Promise<void> {
   result.spillRetry = retry;
 
   // Other work on the machine skews every figure: keep the load seen around the run with the results.
-  env.loadAvg1mEnd = os.loadavg()[0];
-  console.log(`\nload average (1 min): ${Number(env.loadAvg1m).toFixed(2)} at start, ${Number(env.loadAvg1mEnd).toFixed(2)} at end, on ${env.cores} cores`);
+  env.loadAverage.end = os.loadavg()[0];
+  console.log(`\nload average (1 min): ${env.loadAverage.start.toFixed(2)} at start, ${env.loadAverage.end.toFixed(2)} at end, on ${env.cores} cores`);
   const dir = path.join(repoRoot(), 'bench', 'results');
   fs.mkdirSync(dir, { recursive: true });
   const file = path.join(dir, `ring-latency-${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}.json`);
