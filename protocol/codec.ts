@@ -138,11 +138,13 @@ export function validateCommand(value: unknown, raw: Uint8Array | null = null, e
       return topics instanceof ProtocolError ? topics : { id, op: 'unsub', topics };
     }
     case 'pub': {
-      const f = validatePublishFields(value, raw, encoding);
-      if (f instanceof ProtocolError) return new ProtocolError(f.code, f.message, id);
       const ack = optionalBoolean(value.ack);
+      // Once per message: the command is the one object made; the checks fill it.
+      const cmd: PubCommand = { id, op: 'pub', topic: '', data: undefined, ack: ack === true, retain: false, ts: null, raw: null };
+      const err = validatePublishFields(value, raw, encoding, cmd);
+      if (err !== null) return new ProtocolError(err.code, err.message, id);
       if (ack === null) return new ProtocolError(ErrorCode.BAD_REQUEST, 'ack must be a boolean', id);
-      return { id, op: 'pub', topic: f.topic, data: f.data, ack, retain: f.retain, ts: f.ts, raw: f.raw };
+      return cmd;
     }
     case 'ping':
       return { id, op: 'ping' };

@@ -21,9 +21,11 @@ export interface PublishFields {
  * retain (boolean, or absent/null) and ts (a non-negative safe integer of
  * microseconds, or absent/null). `raw`: the msgpack bytes of data when the
  * caller has them; they are what is checked (they are what subscribers get).
- * The error has no id: the caller adds the command's.
+ * The fields go into `out` (a WebSocket pub command, or an object the HTTP
+ * path reuses: no object of its own per publish); returns null, or the
+ * error (with no id: the caller adds the command's).
  */
-export function validatePublishFields(v: Record<string, unknown>, raw: Uint8Array | null, encoding: EncodingId): PublishFields | ProtocolError {
+export function validatePublishFields(v: Record<string, unknown>, raw: Uint8Array | null, encoding: EncodingId, out: PublishFields): ProtocolError | null {
   const err = topicError(v.topic);
   if (err !== null) return new ProtocolError(ErrorCode.BAD_TOPIC, err);
   if (!('data' in v) || v.data === undefined) return new ProtocolError(ErrorCode.BAD_DATA, 'a publish needs data');
@@ -40,5 +42,10 @@ export function validatePublishFields(v: Record<string, unknown>, raw: Uint8Arra
     if (typeof v.ts !== 'number' || !Number.isSafeInteger(v.ts) || v.ts < 0) return new ProtocolError(ErrorCode.BAD_REQUEST, 'ts must be a non-negative integer (microseconds)');
     ts = v.ts;
   }
-  return { topic: v.topic as string, data: v.data, retain, ts, raw: msgpackRaw };
+  out.topic = v.topic as string;
+  out.data = v.data;
+  out.retain = retain;
+  out.ts = ts;
+  out.raw = msgpackRaw;
+  return null;
 }

@@ -60,6 +60,8 @@ export class Commands {
   private readonly slab: SessionSlab;
   private readonly local: LocalTopics;
   private nextToken = 1;
+  /** The RATE_LIMITED answer's sentence, made once from the options. */
+  private readonly rateLimitedMessage: string;
   /** Fault injection (tests): commands left to fail inside their handler. */
   private toFail = 0;
 
@@ -75,6 +77,9 @@ export class Commands {
     this.stats = host.stats;
     this.slab = host.slab;
     this.local = host.local;
+    const o = host.options;
+    const limits = [o.maxCommandsPerSecond > 0 ? `${o.maxCommandsPerSecond} commands` : '', o.maxBytesPerSecond > 0 ? `${o.maxBytesPerSecond} bytes` : ''];
+    this.rateLimitedMessage = `over this session's budget of ${limits.filter((x) => x !== '').join(' or ')} per second; nothing was done; slow down`;
   }
 
   /** Fault injection (tests, C10M_FAULT_INJECTION=1): the next `count` commands throw inside their handler. */
@@ -123,16 +128,7 @@ export class Commands {
       if (budget === BUDGET_REFUSE) {
         // Not a bad command: counted apart, and not against the session's 100 bad commands.
         this.stats[Stat.RATE_LIMITED]++;
-        const limit = o.maxCommandsPerSecond > 0 ? `${o.maxCommandsPerSecond} commands` : '';
-        const bytesLimit = o.maxBytesPerSecond > 0 ? `${o.maxBytesPerSecond} bytes` : '';
-        return this.sessions.reply(
-          ws,
-          slot,
-          encoding,
-          errorReply(
-            new ProtocolError(ErrorCode.RATE_LIMITED, `over this session's budget of ${[limit, bytesLimit].filter((x) => x !== '').join(' or ')} per second; nothing was done; slow down`, cmd.id),
-          ),
-        );
+        return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.RATE_LIMITED, this.rateLimitedMessage, cmd.id)));
       }
       this.handleCommand(ws, slot, encoding, cmd);
     } catch (err) {

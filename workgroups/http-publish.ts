@@ -26,7 +26,7 @@ import type { HttpRequest, HttpResponse, TemplatedApp } from '../native-io/uws';
 import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId, unpackr } from '../protocol/codec';
 import { ErrorCode, ProtocolError } from '../protocol/errors';
 import { findRawData, readRawEnvelope } from '../protocol/msgpack-pub';
-import { validatePublishFields } from '../protocol/publish';
+import { validatePublishFields, type PublishFields } from '../protocol/publish';
 import { Stat } from '../protocol/stats';
 import { CorsPolicy } from './cors';
 import type { Logger } from './log';
@@ -109,6 +109,8 @@ export function encodingOf(contentType: string): EncodingId | null {
 
 export class HttpPublishEndpoint {
   private readonly cors: CorsPolicy;
+  /** The fields of the publish being handled (filled by validatePublishFields; let go of once made into a request). */
+  private readonly fields: PublishFields = { topic: '', data: undefined, retain: false, ts: null, raw: null };
 
   constructor(private readonly host: HttpPublishHost) {
     this.cors = new CorsPolicy(host.options.corsOrigins);
@@ -202,8 +204,9 @@ export class HttpPublishEndpoint {
       if (typeof value !== 'object' || value === null || Array.isArray(value)) return this.httpError(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'body must be a map {topic, data}');
       const v = value as Record<string, unknown>;
       // The same field rules as a WebSocket pub (protocol/publish.ts); msgpack data is checked as the publisher's bytes.
-      const f = validatePublishFields(v, fast !== null ? fast.raw : encoding === ENCODING_MSGPACK ? findRawData(body) : null, encoding);
-      if (f instanceof ProtocolError) return this.httpError(res, '400 Bad Request', f.code, f.message);
+      const f = this.fields;
+      const err = validatePublishFields(v, fast !== null ? fast.raw : encoding === ENCODING_MSGPACK ? findRawData(body) : null, encoding, f);
+      if (err !== null) return this.httpError(res, '400 Bad Request', err.code, err.message);
       if (!host.ownerResponsive(f.topic)) {
         host.stats[Stat.PUBLISHES_OVERLOADED]++;
         return this.httpError(
@@ -216,6 +219,8 @@ export class HttpPublishEndpoint {
         );
       }
       const req = host.makePublish(f.topic, encoding, f.data, f.retain, f.ts, f.raw);
+      f.data = undefined;
+      f.raw = null;
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
       host.stats[Stat.HTTP_PUBLISHES]++;
       const token = host.submit(req, res);
