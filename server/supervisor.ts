@@ -239,6 +239,8 @@ export class Supervisor extends EventEmitter {
         maxRingSpillBytes: c.maxRingSpillBytes,
         corsOrigins: c.corsOrigins,
         faultInjection: process.env.C10M_FAULT_INJECTION === '1',
+        engine: 'memory',
+        redis: { urls: [], cluster: false, prefix: 'c10m' },
       },
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: init });

@@ -35,6 +35,22 @@ export interface WorkgroupOptions {
   corsOrigins: string[];
   /** Fault injection (tests): control messages may crash or stall the workgroup. */
   faultInjection: boolean;
+  /** The engine that sequences and keeps topics: 'memory' (this node alone) or 'redis' (nodes sharing one Redis). */
+  engine: EngineKind;
+  /** Redis settings (engine 'redis'). */
+  redis: RedisOptions;
+}
+
+export type EngineKind = 'memory' | 'redis';
+
+/** How a node reaches Redis (--redis-url and friends). */
+export interface RedisOptions {
+  /** Seed URLs: one for a standalone Redis, one or more for Redis Cluster (redis:// or rediss://, user and password in the URL). */
+  urls: string[];
+  /** Redis Cluster (sharded pub/sub, keys by hash slot) rather than one standalone server. */
+  cluster: boolean;
+  /** Prefix of every key and channel (several c10m deployments may share one Redis). */
+  prefix: string;
 }
 
 export interface WorkgroupInit {
