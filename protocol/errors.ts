@@ -56,6 +56,14 @@ export const ErrorCode = {
    * cached are released after a short idle time.
    */
   TOO_MANY_TOPICS: 'TOO_MANY_TOPICS',
+  /**
+   * The cluster's store (Redis, with --engine redis) is unreachable: a
+   * publish was refused (nothing sequenced) or failed in flight (it may or
+   * may not have been sequenced, as the message says), or a subscription did
+   * not take effect. The session stays; retry after a short delay (HTTP: 503
+   * with Retry-After).
+   */
+  UNAVAILABLE: 'UNAVAILABLE',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

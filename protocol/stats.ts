@@ -58,6 +58,18 @@ export const Stat = {
   DELIVERY_ERRORS: 43, // message frames that could not be made for one encoding (the message was dropped for that encoding and reported)
   LOGS_SUPPRESSED: 44, // error lines not written because their cause had already logged its share this minute
   TOPICS_RELEASED: 45, // idle topic rows released (no interest, nothing cached)
+  // gauges
+  ENGINE_STATE: 46, // 0: the memory engine; Redis engine: 1 up, 2 Redis unreachable (publishes refused with UNAVAILABLE)
+  REDIS_SUBSCRIPTIONS: 47, // topic channels this workgroup holds subscribed in Redis
+  // counters (Redis engine)
+  REDIS_MESSAGES_IN: 48, // messages received from Redis's channels
+  REDIS_BYTES_IN: 49, // bytes of those messages
+  REDIS_COMMANDS: 50, // commands sent to Redis
+  REDIS_FLUSHES: 51, // event-loop turns that sent commands (each one pipelined write): commands per flush = REDIS_COMMANDS / REDIS_FLUSHES
+  REDIS_RECONNECTS: 52, // connections to Redis lost (and retried)
+  PUBLISHES_UNAVAILABLE: 53, // publishes refused or failed with UNAVAILABLE (Redis unreachable)
+  REDIS_RECOVERED: 54, // messages a node missed live and recovered from Redis's streams
+  REDIS_LOST: 55, // messages a node missed that Redis's streams no longer held (subscribers were told of the gap)
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
@@ -80,6 +92,8 @@ export const GAUGES: readonly Stat[] = [
   Stat.HEARTBEAT_MS,
   Stat.HEAP_USED_BYTES,
   Stat.LOOP_UTILIZATION,
+  Stat.ENGINE_STATE,
+  Stat.REDIS_SUBSCRIPTIONS,
 ];
 
 /**
@@ -94,6 +108,11 @@ export const LATENCY_BUCKETS = LATENCY_BOUNDS_MICROS.length + 1;
 /** Sum of recorded latencies (micros) and their count, after the buckets. */
 export const LATENCY_SUM = LATENCY_BASE + LATENCY_BUCKETS;
 export const LATENCY_COUNT = LATENCY_SUM + 1;
+
+/** Round trips of publishes to Redis (Redis engine), micros, in the same buckets, then their sum and count. */
+export const REDIS_RTT_BASE = 84;
+export const REDIS_RTT_SUM = REDIS_RTT_BASE + LATENCY_BUCKETS;
+export const REDIS_RTT_COUNT = REDIS_RTT_SUM + 1;
 
 export const STATS_SLOTS = 128;
 export const STATS_BYTES = STATS_SLOTS * 8;

@@ -393,6 +393,20 @@ export class MessageCache {
     this.snaps.clear(topicId);
   }
 
+  /**
+   * Forgets the topic's cached messages but not its snapshot, and takes
+   * `lastSeq` as the last seq it has seen (covers(topicId, lastSeq) is then
+   * true: nothing after it is missing). The Redis engine calls it when it
+   * starts following a topic at Redis's position, or refills the history
+   * from Redis's stream.
+   */
+  resetHistory(topicId: number, lastSeq: number): void {
+    this.assertNotIterating();
+    if (topicId >= this.count.length) this.growTopics(topicId);
+    this.clearHistory(topicId);
+    this.lastSeqs[topicId] = lastSeq;
+  }
+
   /** True while the topic has cached messages or a snapshot (so its row must not be released yet). */
   holds(topicId: number): boolean {
     return topicId < this.count.length && (this.countOf(topicId) > 0 || this.snaps.has(topicId));

@@ -194,6 +194,7 @@ export class Delivery implements SubscriberPort {
         `the node holds its limit of topics (--max-topics ${this.host.options.maxTopics * this.host.count}), and ${p.topic} is not one of them; nothing was subscribed`,
       );
     }
+    if (status === SubStatus.UNAVAILABLE) return this.failSub(p, ErrorCode.UNAVAILABLE, `redis is unreachable; ${p.topic} was not subscribed; subscribe again shortly`);
     const topic = p.topic;
     this.local.done(topic);
     const ctx = p.ctx;
@@ -284,10 +285,20 @@ export class Delivery implements SubscriberPort {
     const ack = this.acks.get(token);
     if (ack === undefined) return;
     this.acks.delete(token);
-    const refused = status === AckStatus.TOO_MANY_TOPICS;
-    const message = `the node holds its limit of topics (--max-topics ${this.host.options.maxTopics * this.host.count}); nothing was published`;
+    const refused = status !== AckStatus.OK;
+    let code: ErrorCode = ErrorCode.TOO_MANY_TOPICS;
+    let message = `the node holds its limit of topics (--max-topics ${this.host.options.maxTopics * this.host.count}); nothing was published`;
+    let retryAfter = '10';
+    if (status === AckStatus.UNAVAILABLE || status === AckStatus.UNCERTAIN) {
+      code = ErrorCode.UNAVAILABLE;
+      retryAfter = '1';
+      message =
+        status === AckStatus.UNAVAILABLE
+          ? 'redis is unreachable; nothing was published; retry shortly'
+          : 'the connection to redis broke with this publish in flight; it may or may not have been published';
+    }
     if (ack.http !== null) {
-      if (refused) return this.host.httpPublish.fail(ack.http, '503 Service Unavailable', ErrorCode.TOO_MANY_TOPICS, message, '10');
+      if (refused) return this.host.httpPublish.fail(ack.http, '503 Service Unavailable', code, message, retryAfter);
       return this.host.httpPublish.answer(ack.http, epoch, seq);
     }
     if (ack.silent && !refused) return;
@@ -295,7 +306,7 @@ export class Delivery implements SubscriberPort {
     const ws = this.sessions.socket(ack.slot);
     if (ws === undefined) return;
     const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
-    if (refused) return this.sessions.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(ErrorCode.TOO_MANY_TOPICS, message, ack.id as CommandId)));
+    if (refused) return this.sessions.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(code, message, ack.id as CommandId)));
     this.sessions.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
   }
 

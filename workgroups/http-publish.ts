@@ -71,6 +71,13 @@ export interface HttpPublishHost {
   ownerResponsive(topic: string): boolean;
   /** Waits (loop stopped, rings read) until the ack of `token` was answered; false after timeoutMs (the ack target is then dropped). */
   awaitAck(token: number, timeoutMs: number): boolean;
+  /**
+   * The engine answers later, from another event-loop turn (--engine redis:
+   * a Redis round trip cannot be waited for with the loop stopped): the
+   * answer is written when the ack comes, and a pipelined request on the
+   * same connection is refused by uWS (see above).
+   */
+  readonly asyncAcks: boolean;
 }
 
 /** The request headers we read, all of them seen through forEach (getHeader returns only the first of a name). */
@@ -224,8 +231,9 @@ export class HttpPublishEndpoint {
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
       host.stats[Stat.HTTP_PUBLISHES]++;
       const token = host.submit(req, res);
-      // Answered before this handler returns (a pipelined request may follow in the same read).
-      if (!host.awaitAck(token, HTTP_ACK_WAIT_MS)) this.timeout(res, `the topic's owner did not answer within ${HTTP_ACK_WAIT_MS} ms; the message may or may not have been published`);
+      // Answered before this handler returns (a pipelined request may follow in the same read), unless the engine answers later.
+      if (!host.asyncAcks && !host.awaitAck(token, HTTP_ACK_WAIT_MS))
+        this.timeout(res, `the topic's owner did not answer within ${HTTP_ACK_WAIT_MS} ms; the message may or may not have been published`);
     } catch (err) {
       host.stats[Stat.INTERNAL_ERRORS]++;
       host.log.error({ err }, 'HTTP publish failed');

@@ -33,20 +33,29 @@ export class LogLimiter {
 
   /** Logs at error level unless the cause has had its share this window. */
   error(cause: string, fields: Record<string, unknown>, message: string): void {
+    this.write('error', cause, fields, message);
+  }
+
+  /** Logs at warn level (a condition outside us, e.g. a lost connection), with the same share per cause. */
+  warn(cause: string, fields: Record<string, unknown>, message: string): void {
+    this.write('warn', cause, fields, message);
+  }
+
+  private write(level: 'error' | 'warn', cause: string, fields: Record<string, unknown>, message: string): void {
     const nowMs = Date.now();
     let w = this.windows.get(cause);
     if (w === undefined) {
       w = { startMs: nowMs, lines: 0, suppressed: 0 };
       this.windows.set(cause, w);
     } else if (nowMs - w.startMs >= LOG_WINDOW_MS) {
-      if (w.suppressed > 0) this.log.error({ cause, suppressed: w.suppressed, windowSeconds: LOG_WINDOW_MS / 1000 }, `${cause}: ${w.suppressed} more lines left out`);
+      if (w.suppressed > 0) this.log[level]({ cause, suppressed: w.suppressed, windowSeconds: LOG_WINDOW_MS / 1000 }, `${cause}: ${w.suppressed} more lines left out`);
       w.startMs = nowMs;
       w.lines = 0;
       w.suppressed = 0;
     }
     if (w.lines < LOG_LINES_PER_CAUSE) {
       w.lines++;
-      this.log.error({ cause, ...fields }, message);
+      this.log[level]({ cause, ...fields }, message);
       return;
     }
     w.suppressed++;

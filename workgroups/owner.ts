@@ -27,6 +27,8 @@ export interface OwnerOptions {
   cacheSeconds: number;
   /** Lifetime of a retained snapshot (0: until replaced). */
   snapshotTtlSeconds: number;
+  /** Rows that must stay although idle (the Redis engine's followed topics). */
+  keepRow?: (tid: number) => boolean;
 }
 
 export class Owner implements OwnerPort, ReplayOwner {
@@ -66,24 +68,35 @@ export class Owner implements OwnerPort, ReplayOwner {
       }
       tid = this.newTopic(topic);
     }
-    const seq = ++t.seq[tid];
+    const seq = t.seq[tid] + 1;
     const epoch = t.epoch[tid];
-    t.touchedSec[tid] = this.nowSec;
     this.stats[Stat.MESSAGES_SEQUENCED]++;
+    this.accept(tid, topic, epoch, seq, flags, data, json, tsMicros, receivedAtMicros);
+    if (token !== 0) this.links.subscriber(from).ack(token, epoch, seq, AckStatus.OK);
+  }
+
+  /**
+   * A message sequenced (here, or by the Redis engine) as the topic's next:
+   * the row's position, the cache, the snapshot when retained, then one
+   * deliver per workgroup with interest, never one per subscriber.
+   */
+  accept(tid: number, topic: string, epoch: number, seq: number, flags: number, data: Uint8Array, json: string | null, tsMicros: number, receivedAtMicros: number): void {
+    const t = this.topics;
+    t.epoch[tid] = epoch;
+    t.seq[tid] = seq;
+    t.touchedSec[tid] = this.nowSec;
     const cacheFlags = (flags & RecordFlag.MSGPACK ? CacheFlag.MSGPACK : 0) | (flags & RecordFlag.RETAIN ? CacheFlag.RETAINED : 0);
     this.cache.append(tid, seq, tsMicros, cacheFlags, data);
     if (flags & RecordFlag.RETAIN) {
       const ttl = this.options.snapshotTtlSeconds;
       this.cache.setSnapshot(tid, seq, tsMicros, cacheFlags, data, ttl > 0 ? nowMicros() + ttl * 1e6 : Infinity);
     }
-    // Linear in the workgroups with interest: one deliver each, never one per subscriber.
     let mask = t.interest[tid];
     while (mask !== 0) {
       const w = 31 - Math.clz32(mask);
       mask &= ~(1 << w);
       this.links.subscriber(w).deliver(topic, epoch, seq, tsMicros, receivedAtMicros, flags & RecordFlag.MSGPACK, data, json);
     }
-    if (token !== 0) this.links.subscriber(from).ack(token, epoch, seq, AckStatus.OK);
   }
 
   subscribe(from: number, token: number, topic: string, flags: number, resumeEpoch: number, resumeSeq: number): void {
@@ -196,6 +209,7 @@ export class Owner implements OwnerPort, ReplayOwner {
     for (let i = 0, n = Math.min(rows, RELEASE_SCAN_ROWS); i < n; i++, id = id + 1 >= rows ? 0 : id + 1) {
       if (t.interest[id] !== 0 || t.touchedSec[id] > idleBefore || t.touchedSec[id] === 0) continue;
       if (this.cache.holds(id)) continue;
+      if (this.options.keepRow !== undefined && this.options.keepRow(id)) continue;
       this.cache.drop(id);
       t.release(id);
       t.touchedSec[id] = 0;

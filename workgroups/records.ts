@@ -71,6 +71,8 @@ export const SubStatus = {
   UNKNOWN_POSITION: 4,
   /** The owner holds its share of --max-topics and the topic is not one of them: nothing was subscribed. */
   TOO_MANY_TOPICS: 5,
+  /** The engine's store (Redis) is unreachable: nothing was subscribed. */
+  UNAVAILABLE: 6,
 } as const;
 
 /** ACK status (in the flags byte). */
@@ -79,10 +81,14 @@ export const AckStatus = {
   OK: 0,
   /** Refused: the topic would have been one more than the owner's share of --max-topics. */
   TOO_MANY_TOPICS: 1,
+  /** Refused: the engine's store (Redis) is unreachable; nothing was sequenced. */
+  UNAVAILABLE: 2,
+  /** Failed: the store's connection broke with the publish in flight; it may or may not have been sequenced. */
+  UNCERTAIN: 3,
 } as const;
 
 /** Reason strings of recovered:false, by SubStatus. */
-export const SUB_STATUS_REASON: readonly string[] = ['', '', 'epoch_mismatch', 'cache_miss', 'unknown_position', 'too_many_topics'];
+export const SUB_STATUS_REASON: readonly string[] = ['', '', 'epoch_mismatch', 'cache_miss', 'unknown_position', 'too_many_topics', 'unavailable'];
 
 /** One outbound record's fields. Reused (one per workgroup): no allocation per record. */
 export class RecordOut {

@@ -32,6 +32,7 @@ import { Commands, ENVELOPE_BYTES, type CommandsHost } from './commands';
 import { Delivery, type DeliveryHost, type SessionData } from './delivery';
 import { Links, type LinkHost } from './links';
 import { Owner } from './owner';
+import { RedisOwner } from './redis-owner';
 import { Sessions, SLOW_CHECK_MS, type SessionsHost } from './sessions';
 import { SessionSlab } from './slab';
 import { registerStaticRoutes } from './static';
@@ -62,8 +63,10 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   private slowCheck: NodeJS.Timeout | null = null;
   /** Our rings to and from the other workgroups: the ring side of both ports. */
   private readonly links: Links;
-  /** The owner role for the topics this workgroup owns. */
+  /** The owner role for the topics this workgroup owns: in memory, or (--engine redis) the node's cache and replays under the Redis owner. */
   private readonly owner: Owner;
+  /** The Redis engine (--engine redis): sequencing and history in Redis; null with the memory engine. */
+  private readonly redis: RedisOwner | null;
   /** The subscriber side: deliveries, replays, acks, and what waits for an owner's answer. */
   private readonly delivery: Delivery;
   /** One session's commands. */
@@ -130,12 +133,27 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
       this.topics,
       this.cache,
       this.stats,
-      { maxTopics: o2.maxTopics, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds },
+      { maxTopics: o2.maxTopics, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds, keepRow: (tid) => this.redis !== null && this.redis.keepRow(tid) },
       this.links,
       { corked: (token, write) => this.delivery.corkReplay(token, write) },
       (err) => this.failed('replay', err),
     );
-    this.links.attach(this.owner, this.delivery);
+    this.redis =
+      o2.engine === 'redis'
+        ? new RedisOwner(
+            this.owner,
+            this.topics,
+            this.links,
+            this.stats,
+            o2.maxTopics,
+            { cacheMessages: o2.cacheMessages, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds },
+            o2.redis,
+            this.log,
+            // Connection errors are the network's state, not our bugs: logged (rate-limited), not counted as internal errors.
+            (cause, err) => this.errors.warn(cause, { err: (err as Error)?.message ?? String(err) }, `redis: ${cause} failed`),
+          )
+        : null;
+    this.links.attach(this.redis ?? this.owner, this.delivery);
     this.commands = new Commands(this, this.delivery, this.links, this.sessions);
     this.httpPublish = new HttpPublishEndpoint({
       stats: this.stats,
@@ -157,6 +175,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
         return owner === this.id || Date.now() - this.links.statsOf(owner)[Stat.HEARTBEAT_MS] < OWNER_STALE_MS;
       },
       awaitAck: (token, timeoutMs) => this.awaitAck(token, timeoutMs),
+      asyncAcks: this.redis !== null,
     });
     this.uwsApp = this.buildApp();
     this.sessions.attach(this.uwsApp, this.delivery);
@@ -268,6 +287,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     c.expireSnapshots(now);
     this.owner.nowSec = this.nowSec;
     this.owner.releaseIdleTopics();
+    this.redis?.tick(nowMs);
     this.delivery.failOverdue(nowMs);
     const s = this.stats;
     s[Stat.SESSIONS] = this.slab.size;
@@ -307,7 +327,8 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   /** A restarted workgroup: forget its interest in our topics, and tell it ours in its topics. */
   onHello(from: number): void {
     // Its sessions are gone, and with them the subscriptions we were replaying to.
-    this.owner.forget(from);
+    if (this.redis !== null) this.redis.forget(from);
+    else this.owner.forget(from);
     const mine = new Set<string>(this.local.topics());
     this.sessions.addSubscribedTopics(mine);
     for (const topic of mine) {
@@ -389,7 +410,8 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     this.heartbeat = null;
     this.slowCheck = null;
     this.links.close();
-    this.owner.close();
+    if (this.redis !== null) this.redis.close();
+    else this.owner.close();
     this.stats[Stat.LISTENING] = 0;
     this.stats[Stat.SESSIONS] = 0;
     try {

@@ -1,0 +1,372 @@
+// The Redis side of the Redis engine: one workgroup's connections to Redis
+// (one for commands, one for subscriptions), the scripts that sequence a
+// publish and read a topic's history, and the layout of what is stored.
+// workgroups/redis-owner.ts decides what to do; this module only talks.
+//
+// What Redis holds per topic T (every key carries the hash tag {T}, so that
+// in Redis Cluster a topic's keys and channel live in one slot):
+//   P:{T}:m  hash   e = epoch (random 32-bit, chosen by the first publish or
+//                   subscribe of a new history), s = last seq
+//   P:{T}:x  stream one entry per message, id "<seq>-0", field d = payload;
+//                   trimmed to about --cache-messages entries; expires after
+//                   --cache-seconds without a publish
+//   P:{T}:s  string the retained snapshot: seq (f64) + payload
+//   P:{T}:c  the channel: epoch (u32) + seq (f64) + payload
+// payload = ts micros (f64) + received-at micros (f64) + flags (u8) + data.
+// The meta hash lives META_TTL_SECONDS after the last publish or subscribe:
+// when it is gone (expired, flushed, Redis restarted without persistence)
+// the next publish starts a new epoch and deletes what is left of the old
+// history, so a loss always shows as an epoch change, never as a silent gap.
+//
+// Publishes are sent as they come; ioredis's auto-pipelining writes all the
+// commands of one event-loop turn in one write (per Redis node).
+import { performance } from 'node:perf_hooks';
+import { Redis, Cluster, type RedisOptions as IoRedisOptions, type ClusterNode } from 'ioredis';
+import type { RedisOptions } from '../shm/workgroup-init';
+import { REDIS_RTT_BASE, REDIS_RTT_COUNT, REDIS_RTT_SUM, Stat, latencyBucket } from '../protocol/stats';
+
+/** A topic's meta hash outlives its last publish or subscribe by this long. */
+export const META_TTL_SECONDS = 7 * 86400;
+/** Bytes before the data in a payload: ts (f64), received-at (f64), flags (u8). */
+export const PAYLOAD_HEADER = 17;
+/** Bytes before the payload in a channel message: epoch (u32), seq (f64). */
+const MESSAGE_HEADER = 12;
+
+// KEYS: meta, stream, snapshot. ARGV: channel, payload, candidate epoch, maxlen, stream ttl ms, retain (0/1), snapshot ttl ms, meta ttl s, publish command.
+const PUBLISH_SCRIPT = `
+local e = redis.call('HGET', KEYS[1], 'e')
+local seq
+if not e then
+  e = ARGV[3]
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('HSET', KEYS[1], 'e', e, 's', 1)
+  seq = 1
+else
+  seq = redis.call('HINCRBY', KEYS[1], 's', 1)
+end
+redis.call('EXPIRE', KEYS[1], ARGV[8])
+local maxlen = tonumber(ARGV[4])
+if maxlen > 0 then
+  local id = seq .. '-0'
+  if not pcall(redis.call, 'XADD', KEYS[2], 'MAXLEN', '~', maxlen, id, 'd', ARGV[2]) then
+    redis.call('DEL', KEYS[2])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, id, 'd', ARGV[2])
+  end
+  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+end
+if ARGV[6] == '1' then
+  local snap = struct.pack('>d', seq) .. ARGV[2]
+  local ttl = tonumber(ARGV[7])
+  if ttl > 0 then redis.call('SET', KEYS[3], snap, 'PX', ttl) else redis.call('SET', KEYS[3], snap) end
+end
+redis.call(ARGV[9], ARGV[1], struct.pack('>I4d', tonumber(e), seq) .. ARGV[2])
+return {tonumber(e), seq}
+`;
+
+// KEYS: meta, snapshot. ARGV: candidate epoch, meta ttl s. Starts a history when there is none (a subscriber's
+// first position must be the epoch the next publish will use). Returns epoch, seq, snapshot or false, its pttl.
+const HEAD_SCRIPT = `
+redis.call('HSETNX', KEYS[1], 'e', ARGV[1])
+redis.call('HSETNX', KEYS[1], 's', 0)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+local m = redis.call('HMGET', KEYS[1], 'e', 's')
+local snap = redis.call('GET', KEYS[2])
+return {tonumber(m[1]), tonumber(m[2]), snap, redis.call('PTTL', KEYS[2])}
+`;
+
+// KEYS: meta, stream. ARGV: expected epoch, after seq, count. The entries after `after` when the epoch is the
+// expected one, else from the history's start. Returns epoch (0: no history), last seq, entries.
+const READ_SCRIPT = `
+local m = redis.call('HMGET', KEYS[1], 'e', 's')
+if not m[1] then return {0, 0, {}} end
+local from = '-'
+if m[1] == ARGV[1] then from = (tonumber(ARGV[2]) + 1) .. '-0' end
+return {tonumber(m[1]), tonumber(m[2]), redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', ARGV[3])}
+`;
+
+/** One message of a topic's history as read back from Redis. */
+export interface StoredMessage {
+  seq: number;
+  tsMicros: number;
+  receivedAtMicros: number;
+  flags: number;
+  data: Buffer;
+}
+
+export interface Head {
+  epoch: number;
+  seq: number;
+  snapshot: StoredMessage | null;
+  /** Milliseconds the snapshot has left, or -1: no expiry. */
+  snapshotTtlMs: number;
+}
+
+export interface HistoryRead {
+  /** 0 when Redis has no history for the topic. */
+  epoch: number;
+  seq: number;
+  entries: StoredMessage[];
+}
+
+/** What the store tells its owner. */
+export interface StoreEvents {
+  /** A message on a followed topic's channel, as sequenced by Redis. */
+  message(topic: string, epoch: number, m: StoredMessage): void;
+  /** The subscription connection came back after a loss: followed topics may have missed messages. */
+  resubscribed(): void;
+  /** The command connection went up or down. */
+  availability(up: boolean): void;
+}
+
+export interface StoreLimits {
+  cacheMessages: number;
+  cacheSeconds: number;
+  snapshotTtlSeconds: number;
+}
+
+type Client = Redis | Cluster;
+type ScriptClient = Client & {
+  c10mPublish(meta: string, stream: string, snap: string, ...args: (string | Buffer | number)[]): Promise<[number, number]>;
+  c10mHeadBuffer(meta: string, snap: string, epoch: number, ttl: number): Promise<[number, number, Buffer | null, number]>;
+  c10mReadBuffer(meta: string, stream: string, epoch: number, after: number, count: number): Promise<[number, number, [Buffer, Buffer[]][]]>;
+};
+
+/** ioredis connection options for one URL: user, password, db, TLS for rediss://. */
+export function connectionOptions(url: string): IoRedisOptions & { host: string; port: number } {
+  const u = new URL(url);
+  const o: IoRedisOptions & { host: string; port: number } = { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port === '' ? 6379 : Number(u.port) };
+  if (u.username !== '') o.username = decodeURIComponent(u.username);
+  if (u.password !== '') o.password = decodeURIComponent(u.password);
+  const db = u.pathname.replace(/^\//, '');
+  if (db !== '') o.db = Number(db);
+  if (u.protocol === 'rediss:') o.tls = {};
+  return o;
+}
+
+export class RedisStore {
+  private readonly cmd: ScriptClient;
+  private readonly sub: Client;
+  private readonly prefix: string;
+  /** Bytes of `prefix:{` before a topic in a channel name, and of `}:c` after it. */
+  private readonly channelHead: number;
+  private readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
+  private readonly streamTtlMs: string;
+  private readonly maxLen: string;
+  private readonly snapshotTtlMs: string;
+  private readonly metaTtl = String(META_TTL_SECONDS);
+  private cmdUp = false;
+  private subReadyOnce = false;
+  private closed = false;
+  /** Commands sent this event-loop turn (one auto-pipelined write), and whether the turn's count is scheduled. */
+  private turnCommands = 0;
+  private turnScheduled = false;
+  private readonly endTurn = (): void => {
+    this.turnScheduled = false;
+    this.stats[Stat.REDIS_FLUSHES]++;
+    this.stats[Stat.REDIS_COMMANDS] += this.turnCommands;
+    this.turnCommands = 0;
+  };
+
+  constructor(
+    readonly options: RedisOptions,
+    private readonly limits: StoreLimits,
+    private readonly stats: Float64Array,
+    private readonly events: StoreEvents,
+    private readonly onError: (cause: string, err: unknown) => void,
+  ) {
+    this.prefix = options.prefix;
+    this.channelHead = Buffer.byteLength(`${options.prefix}:{`);
+    this.publishCommand = options.cluster ? 'SPUBLISH' : 'PUBLISH';
+    this.streamTtlMs = String(Math.max(1, limits.cacheSeconds) * 1000);
+    this.maxLen = String(limits.cacheMessages);
+    this.snapshotTtlMs = String(limits.snapshotTtlSeconds * 1000);
+    const retry = (times: number): number => Math.min(100 * times, 2000);
+    const common: IoRedisOptions = {
+      connectTimeout: 2000,
+      retryStrategy: retry,
+      // A publish in flight when the connection drops is answered with an error, never sent twice.
+      maxRetriesPerRequest: 0,
+      autoResendUnfulfilledCommands: false,
+      enableAutoPipelining: true,
+    };
+    if (options.cluster) {
+      const seeds: ClusterNode[] = options.urls.map((u) => {
+        const c = connectionOptions(u);
+        return { host: c.host, port: c.port };
+      });
+      const first = connectionOptions(options.urls[0]);
+      const redisOptions: IoRedisOptions = { username: first.username, password: first.password, tls: first.tls, connectTimeout: 2000 };
+      this.cmd = new Cluster(seeds, { redisOptions: { ...redisOptions, maxRetriesPerRequest: 0 }, enableOfflineQueue: false, enableAutoPipelining: true, clusterRetryStrategy: retry }) as ScriptClient;
+      this.sub = new Cluster(seeds, { redisOptions, shardedSubscribers: true, clusterRetryStrategy: retry });
+    } else {
+      const o = connectionOptions(options.urls[0]);
+      this.cmd = new Redis({ ...o, ...common, enableOfflineQueue: false }) as ScriptClient;
+      this.sub = new Redis({ ...o, connectTimeout: 2000, retryStrategy: retry, maxRetriesPerRequest: null });
+    }
+    this.cmd.defineCommand('c10mPublish', { numberOfKeys: 3, lua: PUBLISH_SCRIPT });
+    this.cmd.defineCommand('c10mHead', { numberOfKeys: 2, lua: HEAD_SCRIPT });
+    this.cmd.defineCommand('c10mRead', { numberOfKeys: 2, lua: READ_SCRIPT });
+    this.cmd.on('ready', () => this.setUp(true));
+    this.cmd.on('close', () => this.setUp(false));
+    this.cmd.on('error', (err) => this.onError('redis', err));
+    this.sub.on('error', (err) => this.onError('redis-subscriber', err));
+    this.sub.on('ready', () => {
+      if (this.subReadyOnce) {
+        this.stats[Stat.REDIS_RECONNECTS]++;
+        this.events.resubscribed();
+      }
+      this.subReadyOnce = true;
+    });
+    const onMessage = (channel: Buffer, message: Buffer): void => {
+      try {
+        this.onMessage(channel, message);
+      } catch (err) {
+        this.onError('redis-message', err);
+      }
+    };
+    this.sub.on(options.cluster ? 'smessageBuffer' : 'messageBuffer', onMessage);
+    this.stats[Stat.ENGINE_STATE] = 2;
+  }
+
+  /** The command connection is up: publishes can be sequenced. */
+  get up(): boolean {
+    return this.cmdUp;
+  }
+
+  private setUp(up: boolean): void {
+    if (this.closed || up === this.cmdUp) return;
+    this.cmdUp = up;
+    this.stats[Stat.ENGINE_STATE] = up ? 1 : 2;
+    if (!up) this.stats[Stat.REDIS_RECONNECTS]++;
+    this.events.availability(up);
+  }
+
+  private key(topic: string, kind: 'm' | 'x' | 's' | 'c'): string {
+    return `${this.prefix}:{${topic}}:${kind}`;
+  }
+
+  private counted(): void {
+    this.turnCommands++;
+    if (!this.turnScheduled) {
+      this.turnScheduled = true;
+      setImmediate(this.endTurn);
+    }
+  }
+
+  /**
+   * Sequences one message in Redis. The data is copied before this returns
+   * (it may be a view into a ring). `done` gets the (epoch, seq) Redis gave
+   * it, or the error (the message may or may not have been sequenced).
+   */
+  publish(topic: string, flags: number, retain: boolean, data: Uint8Array, tsMicros: number, receivedAtMicros: number, done: (err: Error | null, epoch: number, seq: number) => void): void {
+    const payload = Buffer.allocUnsafe(PAYLOAD_HEADER + data.length);
+    payload.writeDoubleBE(tsMicros, 0);
+    payload.writeDoubleBE(receivedAtMicros, 8);
+    payload[16] = flags & 0xff;
+    payload.set(data, PAYLOAD_HEADER);
+    const epoch = 1 + Math.floor(Math.random() * 0xfffffffe);
+    const started = performance.now();
+    this.counted();
+    this.cmd
+      .c10mPublish(
+        this.key(topic, 'm'),
+        this.key(topic, 'x'),
+        this.key(topic, 's'),
+        this.key(topic, 'c'),
+        payload,
+        epoch,
+        this.maxLen,
+        this.streamTtlMs,
+        retain ? '1' : '0',
+        this.snapshotTtlMs,
+        this.metaTtl,
+        this.publishCommand,
+      )
+      .then(
+        (r) => {
+          this.recordRoundTrip(started);
+          done(null, Number(r[0]), Number(r[1]));
+        },
+        (err: Error) => done(err, 0, 0),
+      );
+  }
+
+  /** The topic's position (starting a history if it has none) and its snapshot. */
+  async head(topic: string): Promise<Head> {
+    const epoch = 1 + Math.floor(Math.random() * 0xfffffffe);
+    this.counted();
+    const r = await this.cmd.c10mHeadBuffer(this.key(topic, 'm'), this.key(topic, 's'), epoch, META_TTL_SECONDS);
+    const snap = r[2];
+    return {
+      epoch: Number(r[0]),
+      seq: Number(r[1]),
+      snapshot: snap === null || snap.length < 8 + PAYLOAD_HEADER ? null : parsePayload(snap.readDoubleBE(0), snap, 8),
+      snapshotTtlMs: Number(r[3]),
+    };
+  }
+
+  /** The history after `afterSeq` when the topic is still in `epoch`, else from the current epoch's start; at most `count` messages. */
+  async read(topic: string, epoch: number, afterSeq: number, count: number): Promise<HistoryRead> {
+    this.counted();
+    const r = await this.cmd.c10mReadBuffer(this.key(topic, 'm'), this.key(topic, 'x'), epoch, afterSeq, count);
+    const entries: StoredMessage[] = [];
+    for (const [id, fields] of r[2]) {
+      const seq = parseInt(id.toString('latin1'), 10);
+      const d = fields[1];
+      if (!(seq > 0) || d === undefined || d.length < PAYLOAD_HEADER) continue;
+      entries.push(parsePayload(seq, d, 0));
+    }
+    return { epoch: Number(r[0]), seq: Number(r[1]), entries };
+  }
+
+  /** Subscribes to the topics' channels (one call for all); resolves once Redis confirmed. */
+  async follow(topics: string[]): Promise<void> {
+    const channels = topics.map((t) => this.key(t, 'c'));
+    if (this.options.cluster) await (this.sub as Cluster).ssubscribe(...channels);
+    else await (this.sub as Redis).subscribe(...channels);
+    this.stats[Stat.REDIS_SUBSCRIPTIONS] += topics.length;
+  }
+
+  async unfollow(topics: string[]): Promise<void> {
+    const channels = topics.map((t) => this.key(t, 'c'));
+    this.stats[Stat.REDIS_SUBSCRIPTIONS] -= topics.length;
+    if (this.options.cluster) await (this.sub as Cluster).sunsubscribe(...channels);
+    else await (this.sub as Redis).unsubscribe(...channels);
+  }
+
+  private onMessage(channel: Buffer, message: Buffer): void {
+    this.stats[Stat.REDIS_MESSAGES_IN]++;
+    this.stats[Stat.REDIS_BYTES_IN] += message.length + channel.length;
+    if (message.length < MESSAGE_HEADER + PAYLOAD_HEADER || channel.length < this.channelHead + 3) return;
+    const topic = channel.toString('utf8', this.channelHead, channel.length - 3);
+    const epoch = message.readUInt32BE(0);
+    const seq = message.readDoubleBE(4);
+    this.events.message(topic, epoch, parsePayload(seq, message, MESSAGE_HEADER));
+  }
+
+  private recordRoundTrip(startedMs: number): void {
+    const micros = (performance.now() - startedMs) * 1000;
+    const s = this.stats;
+    s[REDIS_RTT_BASE + latencyBucket(micros)]++;
+    s[REDIS_RTT_SUM] += micros;
+    s[REDIS_RTT_COUNT]++;
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.stats[Stat.ENGINE_STATE] = 0;
+    this.cmd.disconnect();
+    this.sub.disconnect();
+  }
+}
+
+function parsePayload(seq: number, b: Buffer, at: number): StoredMessage {
+  return {
+    seq,
+    tsMicros: b.readDoubleBE(at),
+    receivedAtMicros: b.readDoubleBE(at + 8),
+    flags: b[at + 16],
+    data: b.subarray(at + PAYLOAD_HEADER),
+  };
+}
