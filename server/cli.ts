@@ -1,9 +1,13 @@
-// The `c10m` command line. Exit codes: 0 ok, 1 failure at run time,
-// 2 bad flags or config (a clear message, never a stack trace).
+// The `c10m` command line. Exit codes: 0 ok; 1 failure at run time (e.g.
+// a port held, Redis not reachable within --redis-wait-seconds); 2 bad
+// flags or config, including a Redis that refuses the credentials, is older
+// than 7.0 or not the kind --redis-cluster says. Always one clear line,
+// never a stack trace.
 import { Command, CommanderError, Option } from 'commander';
 import { UwsFallbackRefused } from '../native-io/uws';
 import { ConfigError, OPTIONS, envName, resolveConfig, type Config } from './config';
 import { resolveLogFormat, serverLogger } from './log';
+import { RedisStartError } from './redis-check';
 import { startServer, type RunningServer } from './server';
 import { packageVersion } from '../native-io/package-root';
 
@@ -12,16 +16,19 @@ export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
 function serveCommand(): Command {
+  // One line per paragraph: commander wraps them to the terminal.
   const cmd = new Command('serve').description(
-    'Start a c10m node: WebSocket pub/sub on the public port, metrics and health on the admin port.\n' +
-      'Every option can also be set by its environment variable (shown in brackets) or a JSON config file;\n' +
-      'precedence: flag > environment > config file > default.',
+    [
+      'Start a c10m node: WebSocket pub/sub on the public port, metrics and health on the admin port.',
+      'Every option can also be set by its environment variable (shown in brackets) or a JSON config file; precedence: flag > environment > config file > default.',
+      'Exit codes: 0 stopped cleanly; 1 could not start or failed while running (e.g. a port held, Redis not reachable within --redis-wait-seconds); 2 bad option or configuration (also when Redis refuses the credentials, is older than 7.0, or is not the kind --redis-cluster says).',
+    ].join('\n\n'),
   );
   for (const spec of OPTIONS) {
     const flags = spec.kind === 'bool' ? `--${spec.flag}` : `--${spec.flag} <${spec.kind === 'int' ? 'n' : 'value'}>`;
     const opt = new Option(flags, `${spec.help} [${envName(spec.flag)}]`);
     if (spec.choices) opt.choices(spec.choices);
-    if (spec.key !== 'adminToken') opt.default(spec.default(), undefined);
+    if (spec.key !== 'adminToken') opt.default(spec.default(), spec.defaultHelp);
     cmd.addOption(opt);
   }
   cmd.option('--config <file>', 'JSON config file of option: value (camelCase keys or flag names) [C10M_CONFIG]');
@@ -44,6 +51,8 @@ async function serve(config: Config): Promise<void> {
   let server: RunningServer | null = null;
   let stopRequested: string | null = null;
   let signals = 0;
+  // A signal before the node is up ends the wait for Redis at once (nothing has started yet).
+  const starting = new AbortController();
   const stop = (s: RunningServer) =>
     s.shutdown().then(
       () => process.exit(EXIT_OK),
@@ -59,20 +68,33 @@ async function serve(config: Config): Promise<void> {
     }
     log.info({ signal }, 'signal received');
     if (server) stop(server);
-    else stopRequested = signal;
+    else {
+      stopRequested = signal;
+      starting.abort(new StopBeforeStart(signal));
+    }
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
   try {
-    server = await startServer(config, log);
+    server = await startServer(config, log, { signal: starting.signal });
   } catch (err) {
+    if (err instanceof StopBeforeStart) {
+      log.info({ signal: err.signal }, 'stopped before start');
+      process.exit(EXIT_OK);
+    }
     // The reason, once, on one line (stderr): not also as a log line on stdout.
     const reason = err instanceof UwsFallbackRefused ? `refusing to start: ${err.message}` : `could not start: ${(err as Error).message}`;
     process.stderr.write(`c10m: ${reason.replace(/\s*\n\s*/g, ' ')}\n`);
-    process.exit(EXIT_FAILURE);
+    process.exit(err instanceof RedisStartError ? err.exitCode : EXIT_FAILURE);
   }
   for (const hook of serveStartHooks) hook(config, (msg) => log.warn(msg));
   if (stopRequested !== null) stop(server);
+}
+
+class StopBeforeStart extends Error {
+  constructor(readonly signal: string) {
+    super(`${signal} before the node started`);
+  }
 }
 
 /** Checks run once `serve` is up (e.g. the descriptor-limit warning); each may warn. */

@@ -5,6 +5,8 @@
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
 import { DEFAULT_MAX_SESSIONS } from '../sysctl/costs';
+import { RedisUrlError, parseRedisUrl, redisConnectionOptions, splitRedisUrls } from '../shm/redis-url';
+import type { EngineKind } from '../shm/workgroup-init';
 
 export interface Config {
   host: string;
@@ -39,9 +41,17 @@ export interface Config {
   /** Exact origins, or ['*']; empty: none (parsed from the comma-separated flag). */
   corsOrigins: string[];
   maxRestartDelayMs: number;
+  engine: EngineKind;
+  /** --redis-url: one URL (standalone), or the seeds of one Redis Cluster; each checked by shm/redis-url.ts. */
+  redisUrl: string[];
+  /** Given, or on when redisUrl lists several URLs. */
+  redisCluster: boolean;
+  redisPrefix: string;
+  /** How long `serve` waits at start for Redis to answer (0: one attempt). */
+  redisWaitSeconds: number;
 }
 
-type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins' | 'choice';
+type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins' | 'choice' | 'redis-urls';
 
 export interface OptionSpec {
   key: keyof Config;
@@ -56,6 +66,10 @@ export interface OptionSpec {
   check?: (v: number) => string | null;
   /** kind 'choice': the values allowed. */
   choices?: readonly string[];
+  /** kind 'string': the form the value must have, and how to say it. */
+  pattern?: { re: RegExp; says: string };
+  /** The default as --help shows it, when the value would not read well (a list) or depends on other options. */
+  defaultHelp?: string;
 }
 
 /** --max-sessions by default, and the session count `c10m doctor` and `c10m sysctl` assume without --sessions. */
@@ -64,6 +78,7 @@ export { DEFAULT_MAX_SESSIONS };
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
+export const ENGINES: readonly EngineKind[] = ['memory', 'redis'];
 
 export const OPTIONS: OptionSpec[] = [
   { key: 'host', flag: 'host', kind: 'host', help: 'address the public WebSocket/HTTP port binds to', default: () => '0.0.0.0' },
@@ -221,6 +236,47 @@ export const OPTIONS: OptionSpec[] = [
     help: 'longest wait before restarting a workgroup that died (the wait doubles from 50 ms per death in a row; a workgroup is never given up on)',
     default: () => 30_000,
   },
+  {
+    key: 'engine',
+    flag: 'engine',
+    kind: 'choice',
+    choices: ENGINES,
+    help: 'where topics are sequenced and their history kept: memory (this node alone, nothing to install) or redis (several nodes sharing a Redis 7, see --redis-url)',
+    default: () => 'memory',
+  },
+  {
+    key: 'redisUrl',
+    flag: 'redis-url',
+    kind: 'redis-urls',
+    help: 'with --engine redis, the Redis to use: redis://[user:password@]host[:port][/db], rediss:// for TLS; for Redis Cluster, one or more comma-separated seed URLs (no /db)',
+    default: () => ['redis://127.0.0.1:6379'],
+    defaultHelp: 'redis://127.0.0.1:6379',
+  },
+  {
+    key: 'redisCluster',
+    flag: 'redis-cluster',
+    kind: 'bool',
+    help: 'with --engine redis, --redis-url is a Redis Cluster (sharded pub/sub, keys spread by hash slot) rather than one standalone Redis',
+    default: () => false,
+    defaultHelp: 'on when --redis-url lists several URLs, else off',
+  },
+  {
+    key: 'redisPrefix',
+    flag: 'redis-prefix',
+    kind: 'string',
+    pattern: { re: /^[A-Za-z0-9_:.-]{1,64}$/, says: '1 to 64 letters, digits, -, _, : or .' },
+    help: 'with --engine redis, the prefix of every Redis key and channel, so that several deployments can share one Redis (letters, digits, - _ : .)',
+    default: () => 'c10m',
+  },
+  {
+    key: 'redisWaitSeconds',
+    flag: 'redis-wait-seconds',
+    kind: 'int',
+    min: 0,
+    max: 3600,
+    help: 'with --engine redis, how long serve waits at start for Redis to answer, retrying, before it exits with code 1; 0: one attempt',
+    default: () => 30,
+  },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
   {
     key: 'logFormat',
@@ -275,9 +331,25 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
       if (typeof list === 'string') throw new ConfigError(`${where}: ${list}`);
       return list;
     }
+    case 'redis-urls': {
+      // A config file may give a list; a flag or environment variable, a comma-separated string.
+      const list = typeof raw === 'string' ? splitRedisUrls(raw) : Array.isArray(raw) && raw.every((u) => typeof u === 'string') ? raw.flatMap(splitRedisUrls) : null;
+      if (list === null) throw new ConfigError(`${where}: expected a redis URL or a comma-separated list of them`);
+      if (list.length === 0) throw new ConfigError(`${where}: no redis URL given: expected e.g. redis://127.0.0.1:6379`);
+      for (const url of list) {
+        try {
+          parseRedisUrl(url);
+        } catch (err) {
+          if (err instanceof RedisUrlError) throw new ConfigError(`${where}: ${err.message}`);
+          throw err;
+        }
+      }
+      return list;
+    }
     case 'string':
-      if (typeof raw === 'string') return raw;
-      throw new ConfigError(`${where}: expected a string, got ${JSON.stringify(raw)}`);
+      if (typeof raw !== 'string') throw new ConfigError(`${where}: expected a string, got ${JSON.stringify(raw)}`);
+      if (spec.pattern && !spec.pattern.re.test(raw)) throw new ConfigError(`${where}: expected ${spec.pattern.says}, got ${JSON.stringify(raw)}`);
+      return raw;
   }
 }
 
@@ -317,14 +389,32 @@ export function readConfigFile(path: string): Record<string, unknown> {
 export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env: NodeJS.ProcessEnv, configFile: string | undefined): Config {
   const file = configFile ? readConfigFile(configFile) : {};
   const out: Record<string, unknown> = {};
+  /** Where each option given came from, as error messages name it (absent: the default). */
+  const source = new Map<keyof Config, string>();
   for (const spec of OPTIONS) {
     const e = envName(spec.flag);
-    if (flags[spec.key] !== undefined) out[spec.key] = parseValue(spec, flags[spec.key], `--${spec.flag}`);
-    else if (env[e] !== undefined) out[spec.key] = parseValue(spec, env[e], e);
-    else if (file[spec.key] !== undefined) out[spec.key] = parseValue(spec, file[spec.key], `config file ${configFile}: ${spec.key}`);
-    else out[spec.key] = spec.default();
+    let given: [raw: unknown, where: string] | null = null;
+    if (flags[spec.key] !== undefined) given = [flags[spec.key], `--${spec.flag}`];
+    else if (env[e] !== undefined) given = [env[e], e];
+    else if (file[spec.key] !== undefined) given = [file[spec.key], `config file ${configFile}: ${spec.key}`];
+    if (given === null) {
+      out[spec.key] = spec.default();
+      continue;
+    }
+    source.set(spec.key, given[1]);
+    out[spec.key] = parseValue(spec, given[0], given[1]);
   }
   const config = out as unknown as Config;
+  if (!source.has('redisCluster')) config.redisCluster = config.redisUrl.length > 1;
+  // Checked with any engine (a mistake is caught before it matters), used only with redis.
+  try {
+    redisConnectionOptions(config.redisUrl, config.redisCluster);
+  } catch (err) {
+    if (!(err instanceof RedisUrlError)) throw err;
+    const cluster = source.get('redisCluster');
+    const why = cluster ? ` (${cluster} is ${config.redisCluster})` : config.redisCluster ? ' (several URLs mean Redis Cluster)' : '';
+    throw new ConfigError(`${source.get('redisUrl') ?? '--redis-url'}: ${err.message}${why}`);
+  }
   if (config.ringBytes < config.maxPayloadBytes + 2048) {
     throw new ConfigError(`--ring-bytes ${config.ringBytes} is too small for --max-payload-bytes ${config.maxPayloadBytes}: it must be at least ${config.maxPayloadBytes + 2048}`);
   }

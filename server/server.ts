@@ -4,6 +4,8 @@ import { AdminServer, sendJson } from './admin';
 import { isLoopbackHost, type Config } from './config';
 import type { Logger } from './log';
 import { registerObservability } from './observability';
+import { checkRedis } from './redis-check';
+import { maskRedisUrl } from '../shm/redis-url';
 import { assertPortFree } from './ports';
 import { Supervisor } from './supervisor';
 
@@ -18,7 +20,13 @@ export interface RunningServer {
   shutdown(): Promise<void>;
 }
 
-export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+export interface StartOptions {
+  /** Aborts the wait for Redis at start (e.g. a SIGTERM): startServer rejects with signal.reason. */
+  signal?: AbortSignal;
+}
+
+/** Rejects with UwsFallbackRefused, RedisStartError (exit code in it) or an Error saying why the node could not start. */
+export async function startServer(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
   // Refuses (throws UwsFallbackRefused) before any thread starts, unless the fallback is allowed.
   const uws = loadUws(config.allowSlowFallback);
   if (!uws.native) {
@@ -26,6 +34,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       { reason: uws.nativeError },
       '!!! uWebSockets.js native binary did not load: serving on its SLOW pure-JS fallback because --allow-slow-fallback is set. Do not run production like this. !!!',
     );
+  }
+  // Before anything binds or any workgroup starts: a Redis that is not there, refuses us or is too old stops the start here.
+  if (config.engine === 'redis') {
+    const r = await checkRedis({ urls: config.redisUrl, cluster: config.redisCluster, waitSeconds: config.redisWaitSeconds, signal: options.signal }, log);
+    log.info({ url: r.url, redisVersion: r.redisVersion, attempts: r.attempts, cluster: config.redisCluster, prefix: config.redisPrefix }, 'redis reachable');
   }
   const supervisor = new Supervisor(config, log);
   const admin = new AdminServer({ host: config.adminHost, port: config.adminPort, token: config.adminToken }, log);
@@ -86,7 +99,17 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     await admin.close();
     throw err;
   }
-  log.info({ port: supervisor.port, adminPort, workgroups: supervisor.workgroups, uwsNative: uws.native }, 'c10m listening');
+  log.info(
+    {
+      port: supervisor.port,
+      adminPort,
+      workgroups: supervisor.workgroups,
+      uwsNative: uws.native,
+      engine: config.engine,
+      ...(config.engine === 'redis' ? { redis: config.redisUrl.map(maskRedisUrl) } : {}),
+    },
+    'c10m listening',
+  );
   let shutdownPromise: Promise<void> | null = null;
   return {
     config,

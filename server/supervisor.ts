@@ -239,8 +239,8 @@ export class Supervisor extends EventEmitter {
         maxRingSpillBytes: c.maxRingSpillBytes,
         corsOrigins: c.corsOrigins,
         faultInjection: process.env.C10M_FAULT_INJECTION === '1',
-        engine: 'memory',
-        redis: { urls: [], cluster: false, prefix: 'c10m' },
+        engine: c.engine,
+        redis: { urls: c.redisUrl, cluster: c.redisCluster, prefix: c.redisPrefix },
       },
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: init });

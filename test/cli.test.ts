@@ -29,10 +29,17 @@ test('c10m --help and c10m serve --help explain the options', async () => {
     '--ring-bytes',
     '--max-connections-per-ip',
     '--benchmark-mode',
+    '--engine',
+    '--redis-url',
+    '--redis-cluster',
+    '--redis-prefix',
+    '--redis-wait-seconds',
   ]) {
     expect(serve.stdout).toContain(flag);
   }
   expect(serve.stdout).toContain('C10M_PORT');
+  expect(serve.stdout).toContain('C10M_REDIS_URL');
+  expect(serve.stdout).toMatch(/Exit codes: 0 .*; 1 .*; 2 /s);
 });
 
 test('a bad flag exits 2 with a clear message and no stack trace', async () => {
