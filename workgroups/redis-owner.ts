@@ -486,7 +486,7 @@ export class RedisOwner implements OwnerPort {
   }
 
   private onAvailability(up: boolean): void {
-    if (up) this.log.info({ urls: this.store.options.urls.length }, 'redis reachable');
+    if (up) this.log.info({ urls: this.store.options.urls.length }, 'redis connected');
     else this.log.warn({}, 'redis unreachable: publishes are refused with UNAVAILABLE until it is back');
   }
 }

@@ -23,6 +23,7 @@
 import { performance } from 'node:perf_hooks';
 import { Redis, Cluster, type RedisOptions as IoRedisOptions, type ClusterNode } from 'ioredis';
 import type { RedisOptions } from '../shm/workgroup-init';
+import { redisConnectionOptions } from '../shm/redis-url';
 import { REDIS_RTT_BASE, REDIS_RTT_COUNT, REDIS_RTT_SUM, Stat, latencyBucket } from '../protocol/stats';
 
 /** A topic's meta hash outlives its last publish or subscribe by this long. */
@@ -131,18 +132,6 @@ type ScriptClient = Client & {
   c10mReadBuffer(meta: string, stream: string, epoch: number, after: number, count: number): Promise<[number, number, [Buffer, Buffer[]][]]>;
 };
 
-/** ioredis connection options for one URL: user, password, db, TLS for rediss://. */
-export function connectionOptions(url: string): IoRedisOptions & { host: string; port: number } {
-  const u = new URL(url);
-  const o: IoRedisOptions & { host: string; port: number } = { host: u.hostname.replace(/^\[|\]$/g, ''), port: u.port === '' ? 6379 : Number(u.port) };
-  if (u.username !== '') o.username = decodeURIComponent(u.username);
-  if (u.password !== '') o.password = decodeURIComponent(u.password);
-  const db = u.pathname.replace(/^\//, '');
-  if (db !== '') o.db = Number(db);
-  if (u.protocol === 'rediss:') o.tls = {};
-  return o;
-}
-
 export class RedisStore {
   private readonly cmd: ScriptClient;
   private readonly sub: Client;
@@ -183,23 +172,29 @@ export class RedisStore {
     const retry = (times: number): number => Math.min(100 * times, 2000);
     const common: IoRedisOptions = {
       connectTimeout: 2000,
+      // A Redis that stops answering (stopped, partitioned) fails publishes after this, as UNCERTAIN.
+      commandTimeout: 2000,
       retryStrategy: retry,
       // A publish in flight when the connection drops is answered with an error, never sent twice.
       maxRetriesPerRequest: 0,
       autoResendUnfulfilledCommands: false,
       enableAutoPipelining: true,
     };
+    // Checked by the control plane at start (shm/redis-url.ts): a bad list never gets this far.
+    const endpoints = redisConnectionOptions(options.urls, options.cluster);
     if (options.cluster) {
-      const seeds: ClusterNode[] = options.urls.map((u) => {
-        const c = connectionOptions(u);
-        return { host: c.host, port: c.port };
-      });
-      const first = connectionOptions(options.urls[0]);
+      const seeds: ClusterNode[] = endpoints.map((e) => ({ host: e.host, port: e.port }));
+      const first = endpoints[0];
       const redisOptions: IoRedisOptions = { username: first.username, password: first.password, tls: first.tls, connectTimeout: 2000 };
-      this.cmd = new Cluster(seeds, { redisOptions: { ...redisOptions, maxRetriesPerRequest: 0 }, enableOfflineQueue: false, enableAutoPipelining: true, clusterRetryStrategy: retry }) as ScriptClient;
+      this.cmd = new Cluster(seeds, {
+        redisOptions: { ...redisOptions, maxRetriesPerRequest: 0, commandTimeout: 2000 },
+        enableOfflineQueue: false,
+        enableAutoPipelining: true,
+        clusterRetryStrategy: retry,
+      }) as ScriptClient;
       this.sub = new Cluster(seeds, { redisOptions, shardedSubscribers: true, clusterRetryStrategy: retry });
     } else {
-      const o = connectionOptions(options.urls[0]);
+      const o = endpoints[0];
       this.cmd = new Redis({ ...o, ...common, enableOfflineQueue: false }) as ScriptClient;
       this.sub = new Redis({ ...o, connectTimeout: 2000, retryStrategy: retry, maxRetriesPerRequest: null });
     }
@@ -226,6 +221,18 @@ export class RedisStore {
     };
     this.sub.on(options.cluster ? 'smessageBuffer' : 'messageBuffer', onMessage);
     this.stats[Stat.ENGINE_STATE] = 2;
+  }
+
+  /** Resolves once the command connection is up, or after timeoutMs (Redis went away meanwhile: the engine reports it). */
+  whenUp(timeoutMs: number): Promise<boolean> {
+    if (this.cmdUp) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(this.cmdUp), timeoutMs);
+      this.cmd.once('ready', () => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
   }
 
   /** The command connection is up: publishes can be sequenced. */

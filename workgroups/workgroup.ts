@@ -40,6 +40,8 @@ import { LocalTopics, TopicTable, ownerOf } from './topics';
 
 /** A workgroup whose heartbeat (written every second) is older than this is stalled or restarting. */
 const OWNER_STALE_MS = 2500;
+/** Longest a workgroup waits for its Redis connection before it listens anyway (Redis went away since the start check). */
+const REDIS_START_WAIT_MS = 5000;
 /** Atomics.wait's word for short sleeps in awaitAck (nobody notifies it). */
 const WAIT_WORD = new Int32Array(new SharedArrayBuffer(4));
 
@@ -245,6 +247,20 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   }
 
   listen(onListening: (port: number) => void, onFailed: (error: string) => void, onAccepting: (accepting: boolean) => void = () => {}): void {
+    // With Redis, sessions are taken once this workgroup's connection is up (the control plane checked Redis
+    // at start: this is milliseconds), so that the first subscriptions and publishes are not refused.
+    if (this.redis !== null) {
+      this.redis.store.whenUp(REDIS_START_WAIT_MS).then(
+        () => this.listenNow(onListening, onFailed, onAccepting),
+        (err) => onFailed(String(err)),
+      );
+      return;
+    }
+    this.listenNow(onListening, onFailed, onAccepting);
+  }
+
+  private listenNow(onListening: (port: number) => void, onFailed: (error: string) => void, onAccepting: (accepting: boolean) => void): void {
+    if (this.closed) return;
     const { host, port } = this.options;
     this.uwsApp.listen(host, port, (socket) => {
       if (!socket) {
