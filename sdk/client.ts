@@ -553,6 +553,9 @@ export class C10mClient extends Emitter<ClientEvents> {
         if (this.topics.get(t.topic) !== t) break;
         this.apply(t, msg);
       }
+      // A resume answered from another epoch: its gap, if the held deliveries did not show where the epochs meet.
+      const late = this.topics.get(t.topic) === t ? t.stream.afterHeld() : null;
+      if (late !== null) this.reportGap(late);
     }
   }
 

@@ -7,6 +7,11 @@
 //   only moves forward, and anything at or below the last seq is a duplicate.
 // - Nothing is lost silently: every seq that is skipped (a live jump, a resume
 //   the server could not recover, an epoch change) produces exactly one Gap.
+//
+// A sub reply comes after the deliveries the server sent for that
+// subscription (replays, snapshot), which the client holds until the reply:
+// onSubReply(), then accept() for each held delivery in order, then
+// afterHeld().
 
 export interface Gap {
   topic: string;
@@ -63,6 +68,12 @@ export class TopicStream {
   seq = 0;
   /** A retained snapshot is welcome: on a fresh subscription or after an unrecovered gap. */
   private snapshotWelcome = true;
+  /**
+   * Between a sub reply from another epoch and afterHeld(): where the reply
+   * put the topic, how many of its epoch's messages (from seq 1) the server
+   * replayed, and the gap for the old epoch while it is still owed.
+   */
+  private held: { epoch: number; seq: number; replayed: number; owed: string | null } | null = null;
 
   constructor(readonly topic: string) {}
 
@@ -76,6 +87,7 @@ export class TopicStream {
    * command (null for a fresh subscription).
    */
   onSubReply(reply: SubReplyTopic, resumedFrom: [number, number] | null): { gap: Gap | null; recovered: Recovered | null } {
+    this.held = null;
     if (resumedFrom === null) {
       this.epoch = reply.epoch;
       this.seq = reply.seq;
@@ -97,13 +109,53 @@ export class TopicStream {
       this.snapshotWelcome = false;
       return { gap: null, recovered: { topic: this.topic, epoch: lastEpoch, fromSeq: lastSeq, replayed: 0 } };
     }
-    this.epoch = reply.epoch;
-    this.seq = reply.seq;
-    this.snapshotWelcome = true;
     if (reply.epoch === lastEpoch) {
+      this.epoch = reply.epoch;
+      this.seq = reply.seq;
+      this.snapshotWelcome = true;
       return { gap: { topic: this.topic, reason: reply.reason ?? 'not_recovered', epoch: reply.epoch, fromSeq: lastSeq + 1, toSeq: reply.seq, lastEpoch, lastSeq }, recovered: null };
     }
-    return { gap: { topic: this.topic, reason: reply.reason ?? 'epoch_changed', epoch: reply.epoch, fromSeq: null, toSeq: null, lastEpoch, lastSeq }, recovered: null };
+    // Another epoch: the old one's tail is lost. The held deliveries may bring the new epoch from seq 1 (`replayed`
+    // of them), after replays of the old one if the epoch changed during the replay: keep the old position so that
+    // these pass, and report the gap where the epochs meet (accept), or in afterHeld() if they never do.
+    const replayed = reply.replayed ?? 0;
+    this.epoch = lastEpoch;
+    this.seq = lastSeq;
+    this.snapshotWelcome = replayed === 0;
+    this.held = { epoch: reply.epoch, seq: reply.seq, replayed, owed: reply.reason ?? 'epoch_changed' };
+    return { gap: null, recovered: null };
+  }
+
+  /**
+   * Call once the deliveries held until the sub reply have gone through
+   * accept(). After a reply from another epoch: the gap for the old epoch if
+   * no delivery of the new one reported it, or, when the new epoch was
+   * replayed but not up to the reply's seq (the server's cache dropped the
+   * rest meanwhile), that range; then the reply's position.
+   */
+  afterHeld(): Gap | null {
+    const h = this.held;
+    if (h === null) return null;
+    this.held = null;
+    if (h.owed !== null) {
+      const gap = this.epochGap(h.owed, h.epoch);
+      this.epoch = h.epoch;
+      this.seq = h.seq;
+      return gap;
+    }
+    if (this.epoch !== h.epoch || this.seq >= h.seq) return null;
+    const lastSeq = this.seq;
+    this.seq = h.seq;
+    if (h.replayed === 0) return null; // the old epoch's gap (range unknown) stands for these too
+    return { topic: this.topic, reason: 'cache_miss', epoch: h.epoch, fromSeq: lastSeq + 1, toSeq: h.seq, lastEpoch: h.epoch, lastSeq };
+  }
+
+  /** The gap from the current position into `epoch` (range unknown): the one a sub reply owes, with its reason, if any. */
+  private epochGap(reason: string, epoch: number): Gap {
+    const h = this.held;
+    const owed = h !== null ? h.owed : null;
+    if (h !== null) h.owed = null;
+    return { topic: this.topic, reason: owed ?? reason, epoch, fromSeq: null, toSeq: null, lastEpoch: this.epoch as number, lastSeq: this.seq };
   }
 
   /** Decides what to do with a delivery. Allocates only when it reports a gap. */
@@ -119,11 +171,13 @@ export class TopicStream {
         this.snapshotWelcome = false;
         if (d.epoch === this.epoch) {
           if (d.seq > this.seq) this.seq = d.seq;
-        } else {
-          this.epoch = d.epoch;
-          this.seq = d.seq;
+          return DELIVER;
         }
-        return DELIVER;
+        // Into another epoch: reported only when a sub reply owes that gap (else it was reported with the reply).
+        const gap = this.held !== null && this.held.owed !== null ? this.epochGap('epoch_changed', d.epoch) : null;
+        this.epoch = d.epoch;
+        this.seq = d.seq;
+        return gap === null ? DELIVER : { deliver: true, gap };
       }
       // A snapshot we already have (or have newer): treat it as any other delivery.
     }
@@ -136,11 +190,10 @@ export class TopicStream {
       if (d.seq === expected) return DELIVER;
       return { deliver: true, gap: { topic: this.topic, reason: 'seq_jump', epoch: d.epoch, fromSeq: expected, toSeq: d.seq - 1, lastEpoch: d.epoch, lastSeq } };
     }
-    const lastEpoch = this.epoch;
-    const lastSeq = this.seq;
+    const gap = this.epochGap('epoch_changed', d.epoch);
     this.epoch = d.epoch;
     this.seq = d.seq;
     this.snapshotWelcome = false;
-    return { deliver: true, gap: { topic: this.topic, reason: 'epoch_changed', epoch: d.epoch, fromSeq: null, toSeq: null, lastEpoch, lastSeq } };
+    return { deliver: true, gap };
   }
 }

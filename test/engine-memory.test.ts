@@ -80,6 +80,67 @@ describe('in-memory owner, in process', () => {
     e.close();
   });
 
+  /** 10,000 cached on `topic`, and a resume from seq 0 to workgroup 1 that has sent its first turn, not all: its epoch. */
+  async function replayUnderWay(e: Awaited<ReturnType<typeof memoryEngine>>, topic: string): Promise<number> {
+    const [, w1] = e.workgroups;
+    for (let i = 1; i <= 10_000; i++) e.engine.publish(0, topic, 0, Buffer.from(String(i)), null, 1, 1, 0);
+    e.engine.subscribe(1, 1, topic, 0, 0, 0);
+    await e.settle();
+    const epoch = w1.of('subDone')[0].epoch;
+    e.engine.subscribe(1, 2, topic, RecordFlag.RESUME, epoch, 0);
+    await new Promise((r) => setImmediate(r));
+    expect(e.owner.replaying).toBe(1);
+    expect(w1.of('replay').length).toBeGreaterThan(0);
+    return epoch;
+  }
+
+  /** The topic's row goes (as release does to an idle row): its history with it. */
+  function dropRow(e: Awaited<ReturnType<typeof memoryEngine>>, topic: string): void {
+    const tid = e.owner.topics.find(topic);
+    e.owner.cache.drop(tid);
+    e.owner.topics.release(tid);
+  }
+
+  test("a new history under a replay: the replay goes on with the new epoch from seq 1, and ends EPOCH_MISMATCH with the new epoch's count", async () => {
+    const e = await memoryEngine(2, { cacheMessages: 20_000, maxTopics: 10 });
+    const [, w1] = e.workgroups;
+    const first = await replayUnderWay(e, '/renewed');
+    const sentBefore = w1.of('replay').length;
+    dropRow(e, '/renewed');
+    for (let i = 1; i <= 5; i++) e.engine.publish(0, '/renewed', 0, Buffer.from(`new ${i}`), null, 1, 1, 0);
+    await e.settle();
+    const replays = w1.of('replay').filter((r) => r.token === 2);
+    const done = w1.of('subDone').find((d) => d.token === 2)!;
+    expect(done.epoch).not.toBe(first);
+    // The old epoch's first turn (as sent), then the new epoch whole, then subDone.
+    expect(replays.map((r) => [r.epoch, r.seq])).toEqual([...Array.from({ length: sentBefore }, (_, i) => [first, i + 1]), ...Array.from({ length: 5 }, (_, i) => [done.epoch, i + 1])]);
+    expect(done).toEqual({ kind: 'subDone', token: 2, epoch: done.epoch, seq: 5, status: SubStatus.EPOCH_MISMATCH, replayed: 5 });
+    expect(e.stats[Stat.RESUMES_NOT_RECOVERED]).toBe(1);
+    // The new row has the subscriber's interest: live goes on after the reply.
+    e.engine.publish(0, '/renewed', 0, Buffer.from('new 6'), null, 1, 1, 0);
+    await e.settle();
+    expect(w1.of('deliver').map((d) => [d.epoch, d.seq])).toEqual([[done.epoch, 6]]);
+    e.close();
+  });
+
+  test('the row goes under a replay and nothing follows: EPOCH_MISMATCH at once in the new epoch, nothing more replayed', async () => {
+    const e = await memoryEngine(2, { cacheMessages: 20_000, maxTopics: 10 });
+    const [, w1] = e.workgroups;
+    const first = await replayUnderWay(e, '/gone-row');
+    const sentBefore = w1.of('replay').length;
+    dropRow(e, '/gone-row');
+    await e.settle();
+    expect(w1.of('replay')).toHaveLength(sentBefore);
+    const done = w1.of('subDone').find((d) => d.token === 2)!;
+    expect(done).toMatchObject({ seq: 0, status: SubStatus.EPOCH_MISMATCH, replayed: 0 });
+    expect(done.epoch).not.toBe(first);
+    // The new row kept the subscriber's interest: the next message reaches it.
+    e.engine.publish(0, '/gone-row', 0, Buffer.from('after'), null, 1, 1, 0);
+    await e.settle();
+    expect(w1.of('deliver').map((d) => [d.epoch, d.seq])).toEqual([[done.epoch, 1]]);
+    e.close();
+  });
+
   test('a workgroup that restarted is forgotten: no more delivers to it, its replays dropped', async () => {
     const e = await memoryEngine(2, { cacheMessages: 100, maxTopics: 10 });
     const [, w1] = e.workgroups;

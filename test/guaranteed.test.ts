@@ -1,6 +1,7 @@
 // Guaranteed delivery (issue 5), end to end on real servers and sockets:
 // resume after a disconnect replays exactly what was missed (both
-// encodings, every owner/session workgroup pair), a resume the cache cannot
+// encodings, every owner/session workgroup pair), a resume from another
+// epoch gets the current epoch from seq 1, a resume the cache cannot
 // serve says why and gets the snapshot, retained snapshots (replace, expiry,
 // qos standard), a slow consumer cut off without hurting its neighbours, the
 // global cache budget evicting the oldest topics first, no duplicate or gap
@@ -184,6 +185,30 @@ describe(`across workgroups (--workgroups ${WG})`, () => {
       }
     }
     expect(figures.length).toBe(WG * WG);
+  });
+
+  test('a resume from another epoch gets the epoch from seq 1 before the reply (epoch_mismatch, replayed S), no snapshot, then live: same workgroup and across a ring', async () => {
+    const pub = keep((await connectIn(server, 2, 'json')).client);
+    for (const [session, enc] of [
+      [0, 'json'],
+      [1, 'msgpack'],
+    ] as const) {
+      const [topic] = topicsOwnedBy(0, WG, 1, `epoch-replay/s${session}`);
+      // Seq 100 is retained: the client has it among the replayed, so no snapshot comes.
+      const acks = await publishMany(pub, topic, 300, (i) => ({ i, text: text(i) }), { retain: (i) => i === 99 });
+      const epoch = acks[0].epoch;
+      const placed = await connectIn(server, session, enc);
+      const sub = keep(placed.client);
+      expect(placed.wg).toBe(session);
+      const r = await subscribeMarked(sub, [topic], { resume: { [topic]: [otherEpoch(epoch), 40] } });
+      const where = `session in ${session}, ${enc}`;
+      expect({ where, entry: r.topics[topic] }).toEqual({ where, entry: { epoch, seq: 300, recovered: false, reason: 'epoch_mismatch', replayed: 300 } });
+      expect({ where, before: r.before.length }).toEqual({ where, before: 300 });
+      r.before.forEach((d, i) => expect(d).toEqual({ topic, epoch, seq: i + 1, ts: d.ts, replay: true, data: { i, text: text(i) } }));
+      await pub.pub(topic, { live: 1 });
+      await sub.until(() => sub.deliveries.length > 300, 10_000, `live after the replay (${where})`);
+      expect(sub.deliveries.slice(300)).toEqual([{ topic, epoch, seq: 301, ts: expect.any(Number), data: { live: 1 } }]);
+    }
   });
 
   test('messages published during a replay: the resumed session sees every seq once, replay then live, up to the last', async () => {
@@ -454,7 +479,7 @@ describe('snapshot expiry (--snapshot-ttl-seconds 1)', () => {
     expect(r0.before).toEqual([{ topic, epoch, seq: x.seq, ts: expect.any(Number), snapshot: true, data: { v: 'X' } }]);
 
     await sleep(2500);
-    for (const extra of [{}, { qos: 'standard' }, { resume: { [topic]: [otherEpoch(epoch), 1] } }, { resume: { [topic]: [epoch, (x.seq as number) + 10] } }]) {
+    for (const extra of [{}, { qos: 'standard' }, { resume: { [topic]: [epoch, (x.seq as number) + 10] } }]) {
       const c = await client(server, 'msgpack');
       const r = await subscribeMarked(c, [topic], extra);
       const what = JSON.stringify(extra);
@@ -462,6 +487,11 @@ describe('snapshot expiry (--snapshot-ttl-seconds 1)', () => {
       expect({ what, epoch: r.topics[topic].epoch, seq: r.topics[topic].seq }).toEqual({ what, epoch, seq: x.seq });
       await c.close();
     }
+    // A resume from another epoch still gets the message from the history (a replay: the snapshot is what expired).
+    const other = await client(server, 'msgpack');
+    const r2 = await subscribeMarked(other, [topic], { resume: { [topic]: [otherEpoch(epoch), 1] } });
+    expect(r2.before).toEqual([{ topic, epoch, seq: x.seq, ts: expect.any(Number), replay: true, data: { v: 'X' } }]);
+    expect(r2.topics[topic]).toEqual({ epoch, seq: x.seq, recovered: false, reason: 'epoch_mismatch', replayed: 1 });
 
     const y = await pub.pub(topic, { v: 'Y' }, { retain: true });
     const late = await client(server);

@@ -8,6 +8,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, startServer, type TestServer } from './helpers/server';
+import { TcpProxy } from './helpers/tcp-proxy';
 import { connect, type C10mClient, type ClientEvents } from '../sdk/client';
 import { HttpPublisher } from '../sdk/http-publisher';
 import { C10mError } from '../sdk/errors';
@@ -84,52 +85,6 @@ async function freePort(): Promise<number> {
     if (free) return port;
   }
   throw new Error('no free port below the ephemeral range');
-}
-
-/** A TCP forwarder in front of a server, whose connections can be cut (a network drop) or frozen (a half-open connection). */
-class TcpProxy {
-  private readonly server: net.Server;
-  private readonly sockets = new Set<net.Socket>();
-  private readonly frozen = new WeakSet<net.Socket>();
-  refusing = false;
-  port = 0;
-  constructor(targetPort: number) {
-    this.server = net.createServer((inbound) => {
-      if (this.refusing) return inbound.destroy();
-      const outbound = net.connect(targetPort, '127.0.0.1');
-      for (const [from, to] of [
-        [inbound, outbound],
-        [outbound, inbound],
-      ]) {
-        this.sockets.add(from);
-        from.on('close', () => {
-          this.sockets.delete(from);
-          to.destroy();
-        });
-        from.on('error', () => undefined);
-        from.on('data', (chunk) => {
-          if (!this.frozen.has(from)) to.write(chunk);
-        });
-      }
-    });
-  }
-  async listen(): Promise<number> {
-    await new Promise<void>((r) => this.server.listen(0, '127.0.0.1', r));
-    this.port = (this.server.address() as net.AddressInfo).port;
-    return this.port;
-  }
-  /** Drops every connection at once, with no WebSocket close frame. */
-  cut(): void {
-    for (const s of this.sockets) s.destroy();
-  }
-  /** From now on the current connections carry nothing either way, and stay open. */
-  freeze(): void {
-    for (const s of this.sockets) this.frozen.add(s);
-  }
-  async close(): Promise<void> {
-    this.cut();
-    await new Promise<void>((r) => this.server.close(() => r()));
-  }
 }
 
 describe('one server', () => {

@@ -216,6 +216,8 @@ export class Delivery implements SubscriberPort {
       } else if (status !== SubStatus.FRESH) {
         entry.recovered = false;
         entry.reason = SUB_STATUS_REASON[status];
+        // The old epoch is lost; the new one was replayed from seq 1 up to `replayed` (the client needs it to keep them).
+        if (status === SubStatus.EPOCH_MISMATCH) entry.replayed = replayed;
       }
       ctx.topics[topic] = entry;
     }

@@ -12,7 +12,7 @@ import { nowMicros } from '../protocol/frame';
 import { CacheFlag, type MessageCache } from './cache';
 import type { OwnerPort, SubscriberPort } from './ports';
 import { AckStatus, RecordFlag, SubStatus } from './records';
-import { Replays, type LocalReplay, type ReplayJob, type ReplayLinks, type ReplayOwner } from './replay';
+import { Replays, resumeStart, resumeStatus, type LocalReplay, type ReplayJob, type ReplayLinks, type ReplayOwner } from './replay';
 import type { TopicTable } from './topics';
 
 /** Topic rows looked at per second for release (idle, no interest, nothing cached). */
@@ -116,13 +116,11 @@ export class Owner implements OwnerPort, ReplayOwner {
     const seq = t.seq[tid];
     let status: number = SubStatus.FRESH;
     if (flags & RecordFlag.RESUME) {
-      if (resumeEpoch !== epoch) status = SubStatus.EPOCH_MISMATCH;
-      else if (resumeSeq > seq) status = SubStatus.UNKNOWN_POSITION;
-      else if (resumeSeq === seq || this.cache.covers(tid, resumeSeq)) status = SubStatus.RECOVERED;
-      else status = SubStatus.CACHE_MISS;
-      if (status === SubStatus.RECOVERED && resumeSeq < seq) {
+      status = resumeStatus(this.cache, tid, epoch, seq, resumeEpoch, resumeSeq);
+      const after = resumeStart(this.cache, tid, seq, status, resumeSeq);
+      if (after >= 0) {
         // Counted when the replay ends: it may still end unrecovered.
-        this.replays.add({ to: from, token, topic, tid, epoch, cursor: resumeSeq, replayed: 0 });
+        this.replays.add({ to: from, token, topic, tid, epoch, cursor: after, replayed: 0, status });
         return;
       }
       this.countResume(status);
@@ -177,13 +175,18 @@ export class Owner implements OwnerPort, ReplayOwner {
     this.stats[status === SubStatus.RECOVERED ? Stat.RESUMES_RECOVERED : Stat.RESUMES_NOT_RECOVERED]++;
   }
 
-  /** The end of a subscription: the snapshot unless it recovered, then subDone at the topic's current seq. */
+  /**
+   * The end of a subscription: the snapshot unless the client has every
+   * message up to the current seq (recovered, or the current epoch replayed
+   * from seq 1), then subDone at the topic's current seq.
+   */
   private subDone(to: number, token: number, topic: string, tid: number, status: number, replayed: number): void {
     const t = this.topics;
     const epoch = t.epoch[tid];
     const seq = t.seq[tid];
     const sub: SubscriberPort = this.links.subscriber(to);
-    if (status !== SubStatus.RECOVERED) {
+    const wholeEpoch = status === SubStatus.EPOCH_MISMATCH && replayed > 0 && replayed === seq;
+    if (status !== SubStatus.RECOVERED && !wholeEpoch) {
       const snap = this.cache.snapshot(tid, nowMicros());
       if (snap !== null) {
         const f = RecordFlag.RETAIN | (snap.flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0);

@@ -24,10 +24,12 @@ export interface OwnerPort {
   publish(from: number, topic: string, flags: number, data: Uint8Array, json: string | null, tsMicros: number, receivedAtMicros: number, token: number): void;
   /**
    * A session of `from` subscribes (RecordFlag.RESUME: from epoch and seq).
-   * The owner marks `from`'s interest, replays what the resume misses or the
-   * snapshot, and ends with subDone at the topic's current seq: every
-   * deliver that follows has a higher seq, so the subscriber's workgroup
-   * subscribes the session exactly then, with no gap and no duplicate.
+   * The owner marks `from`'s interest, replays what the resume misses (from
+   * another epoch: the current epoch from seq 1, while the history still
+   * holds it) or the snapshot, and ends with subDone at the topic's current
+   * seq (status and the number replayed): every deliver that follows has a
+   * higher seq, so the subscriber's workgroup subscribes the session exactly
+   * then, with no gap and no duplicate.
    */
   subscribe(from: number, token: number, topic: string, flags: number, resumeEpoch: number, resumeSeq: number): void;
   /** `from` has (or no longer has) sessions subscribed to the topic. */

@@ -1,13 +1,17 @@
 // The owner's side of a resume: cached messages replayed to the pending
 // subscription of a session, paced so that no replay holds the loop or a
-// ring. Each job goes through these states:
+// ring. A resume in the topic's epoch replays what follows its seq; one from
+// another epoch (its history is gone: a restarted node or owner) replays the
+// current epoch from seq 1 while the cache still holds it, and ends
+// EPOCH_MISMATCH (resumeStart below). Each job goes through these states:
 //
 //   RUNNABLE ──turn──▶ RUNNABLE (more to send; budget or ring room ran out)
 //      │  ▲                 │
 //      │  └──ring drains── WAITING_FOR_RING (its ring spilled)
-//      └──cursor reaches the topic's seq──▶ DONE(recovered)
-//         or the cache dropped what it has not sent ──▶ DONE(cache_miss)
-//         or the topic's history changed ──▶ DONE(epoch_mismatch)
+//      └──cursor reaches the topic's seq──▶ DONE(job.status: recovered, or epoch_mismatch)
+//         or the cache dropped what it has not sent ──▶ DONE(cache_miss, or epoch_mismatch)
+//         or the topic's history changed ──▶ RUNNABLE in the new epoch from seq 1 if cached,
+//                                            else DONE(epoch_mismatch)
 //
 // DONE is the owner's subDone, in the same turn as the last replayed message,
 // so every deliver after it has a higher seq. Messages published while a job
@@ -33,9 +37,43 @@ export interface ReplayJob {
   topic: string;
   tid: number;
   epoch: number;
-  /** The last seq sent. */
+  /** The last seq sent (0: the epoch from its start). */
   cursor: number;
+  /** Messages sent in `epoch` (those of an epoch the job left are not counted). */
   replayed: number;
+  /** What the job ends with when it reaches the topic's seq: RECOVERED, or EPOCH_MISMATCH (the client resumed from another epoch). */
+  status: number;
+}
+
+/**
+ * The status a resume from (resumeEpoch, resumeSeq) has on a topic at
+ * (epoch, seq) whose history is `cache`: RECOVERED when every message after
+ * resumeSeq is there to replay (or none is missing), else why not.
+ */
+export function resumeStatus(cache: Pick<MessageCache, 'covers'>, tid: number, epoch: number, seq: number, resumeEpoch: number, resumeSeq: number): number {
+  if (resumeEpoch !== epoch) return SubStatus.EPOCH_MISMATCH;
+  if (resumeSeq > seq) return SubStatus.UNKNOWN_POSITION;
+  if (resumeSeq === seq || cache.covers(tid, resumeSeq)) return SubStatus.RECOVERED;
+  return SubStatus.CACHE_MISS;
+}
+
+/**
+ * Where the replay of a resume with `status` (resumeStatus) starts: the seq
+ * it sends the messages after, or -1 when it sends none. RECOVERED replays
+ * from the client's seq; EPOCH_MISMATCH replays the current epoch from seq 1
+ * when the cache still holds seq 1: the client's old epoch is lost, but not
+ * what the new one already has (a node restarted, then took publishes before
+ * its clients came back).
+ */
+export function resumeStart(cache: Pick<MessageCache, 'covers'>, tid: number, seq: number, status: number, resumeSeq: number): number {
+  if (status === SubStatus.RECOVERED) return resumeSeq < seq ? resumeSeq : -1;
+  if (status === SubStatus.EPOCH_MISMATCH) return seq > 0 && cache.covers(tid, 0) ? 0 : -1;
+  return -1;
+}
+
+/** The status of a job that cannot go on because the cache dropped what it has not sent. */
+function unrecovered(job: ReplayJob): number {
+  return job.status === SubStatus.RECOVERED ? SubStatus.CACHE_MISS : job.status;
 }
 
 /** What a replay needs of its owner. */
@@ -146,11 +184,11 @@ export class Replays {
       if (t.name(tid) !== job.topic) {
         // The row went (the subscriber's workgroup gave up on this sub and the topic idled out): a new history.
         tid = this.owner.newTopic(job.topic);
-        t.interest[tid] |= 1 << job.to;
-        status = SubStatus.EPOCH_MISMATCH;
-      } else if (t.epoch[tid] !== job.epoch) status = SubStatus.EPOCH_MISMATCH;
-      else if (job.cursor >= t.seq[tid]) status = SubStatus.RECOVERED;
-      else if (!this.cache.covers(tid, job.cursor)) status = SubStatus.CACHE_MISS;
+        job.tid = tid;
+      }
+      if (t.epoch[tid] !== job.epoch && !this.restartInEpoch(job, tid)) status = SubStatus.EPOCH_MISMATCH;
+      else if (job.cursor >= t.seq[tid]) status = job.status;
+      else if (!this.cache.covers(tid, job.cursor)) status = unrecovered(job);
       else {
         const rp = this.target;
         rp.job = job;
@@ -170,8 +208,8 @@ export class Replays {
         const sent = rp.sent;
         budget -= sent;
         rp.job = null;
-        if (sent === 0) status = SubStatus.CACHE_MISS;
-        else if (job.cursor >= t.seq[tid]) status = SubStatus.RECOVERED;
+        if (sent === 0) status = unrecovered(job);
+        else if (job.cursor >= t.seq[tid]) status = job.status;
         else if (!rp.blocked) runnable = true;
       }
       if (status >= 0) {
@@ -186,6 +224,23 @@ export class Replays {
     this.start = nextStart;
     if (finished > 0) this.jobs = jobs.filter((j) => j !== null);
     if (runnable) this.schedule();
+  }
+
+  /**
+   * The topic's history changed under the job (a new epoch, maybe a new
+   * row): the job goes on in the new epoch from seq 1, as a resume from
+   * another epoch would, when the cache holds it; false when it does not
+   * (the job ends EPOCH_MISMATCH). Either way its workgroup keeps its
+   * interest: the subscription is still pending there.
+   */
+  private restartInEpoch(job: ReplayJob, tid: number): boolean {
+    const t = this.topics;
+    t.interest[tid] |= 1 << job.to;
+    job.epoch = t.epoch[tid];
+    job.replayed = 0;
+    job.status = SubStatus.EPOCH_MISMATCH;
+    job.cursor = resumeStart(this.cache, tid, t.seq[tid], SubStatus.EPOCH_MISMATCH, 0);
+    return job.cursor >= 0;
   }
 
   private readonly corkedWalk = (): void => {

@@ -144,7 +144,7 @@ export function runEngineContract(name: string, make: (workgroups: number, limit
       expect(status(2)).toBe(SubStatus.CACHE_MISS);
       expect(status(3)).toBe(SubStatus.EPOCH_MISMATCH);
       expect(status(4)).toBe(SubStatus.UNKNOWN_POSITION);
-      // A reported gap replays nothing: the subscription goes on from the current seq.
+      // A reported gap replays nothing (from another epoch too: seq 1 is no longer held): the subscription goes on from the current seq.
       expect(w1.of('replay').filter((r) => r.token >= 2)).toEqual([]);
       expect(
         w1
@@ -152,6 +152,37 @@ export function runEngineContract(name: string, make: (workgroups: number, limit
           .filter((d) => d.token >= 2)
           .every((d) => d.seq === 20),
       ).toBe(true);
+    });
+
+    test('a resume from another epoch gets the current epoch from seq 1 and status EPOCH_MISMATCH', async () => {
+      e = await make(2, { cacheMessages: 100, maxTopics: 100 });
+      const [w0, w1] = e.workgroups;
+      // Seq 10 is retained: the client gets it among the replayed messages, not a second time as the snapshot.
+      for (let i = 1; i <= 30; i++) publish(0, '/c/epoch', `m${i}`, 0, i === 10);
+      e.engine.subscribe(1, 1, '/c/epoch', 0, 0, 0);
+      await e.settle();
+      const epoch = w1.of('subDone')[0].epoch;
+      const oldEpoch = (epoch + 1) >>> 0 || 1;
+      // A client of the topic's old history (a restarted node), resuming in another workgroup and in workgroup 0.
+      e.engine.subscribe(1, 2, '/c/epoch', RecordFlag.RESUME, oldEpoch, 12);
+      e.engine.subscribe(0, 3, '/c/epoch', RecordFlag.RESUME, oldEpoch, 45);
+      await e.settle();
+      for (const [w, token] of [
+        [w1, 2],
+        [w0, 3],
+      ] as const) {
+        const mine = w.answers.filter((a) => 'token' in a && a.token === token);
+        const replays = mine.filter((a) => a.kind === 'replay');
+        expect(replays.map((r) => [r.epoch, r.seq, r.data, r.flags & RecordFlag.RETAIN])).toEqual(Array.from({ length: 30 }, (_, i) => [epoch, i + 1, `"m${i + 1}"`, 0]));
+        // subDone last: every replayed message reaches the session before the subscription's answer.
+        expect(mine[mine.length - 1]).toEqual({ kind: 'subDone', token, epoch, seq: 30, status: SubStatus.EPOCH_MISMATCH, replayed: 30 });
+        expect(mine).toHaveLength(31);
+      }
+      // Then live, after the reply's seq.
+      publish(0, '/c/epoch', 'm31');
+      await e.settle();
+      expect(w1.of('deliver').map((d) => [d.epoch, d.seq])).toEqual([[epoch, 31]]);
+      expect(w0.of('deliver').map((d) => [d.epoch, d.seq])).toEqual([[epoch, 31]]);
     });
 
     test('a retained message is the snapshot a fresh subscriber gets before subDone; a recovered resume does not get it', async () => {
