@@ -46,26 +46,27 @@ function yamlFiles(dir: string): string[] {
 }
 
 /** The kinds of YAML file in deploy/, each with its own schema, by the folder it lives in. */
-type Schema = 'kubernetes' | 'grafana-provisioning' | 'prometheus';
+type Schema = 'kubernetes' | 'compose' | 'grafana-provisioning' | 'prometheus';
 const SCHEMA_OF_FOLDER: Record<string, Schema> = {
   k8s: 'kubernetes',
+  'k8s-cluster': 'kubernetes',
+  compose: 'compose',
   'grafana/provisioning': 'grafana-provisioning',
   prometheus: 'prometheus',
 };
 const schemaOf = (file: string): Schema | undefined => SCHEMA_OF_FOLDER[path.relative(DEPLOY, path.dirname(file))];
 
-const files = yamlFiles(DEPLOY);
-const docs: Array<{ file: string; schema: Schema | undefined; doc: Doc }> = files.flatMap((file) =>
-  parseAllDocuments(fs.readFileSync(file, 'utf8')).map((d) => {
+/** Every document of a YAML file; merge keys (`<<: *anchor`) resolved, as Compose resolves them. */
+function loadYaml(file: string): Doc[] {
+  return parseAllDocuments(fs.readFileSync(file, 'utf8'), { merge: true }).map((d) => {
     if (d.errors.length > 0) throw new Error(`${file}: ${d.errors.map((e) => e.message).join('; ')}`);
-    return { file, schema: schemaOf(file), doc: d.toJS() as Doc };
-  }),
-);
+    return d.toJS() as Doc;
+  });
+}
+
+const files = yamlFiles(DEPLOY);
+const docs: Array<{ file: string; schema: Schema | undefined; doc: Doc }> = files.flatMap((file) => loadYaml(file).map((doc) => ({ file, schema: schemaOf(file), doc })));
 const ofSchema = (schema: Schema) => docs.filter((d) => d.schema === schema);
-const ofKind = (kind: string) =>
-  ofSchema('kubernetes')
-    .filter((d) => d.doc?.kind === kind)
-    .map((d) => d.doc);
 
 /** Gi/Mi quantities to bytes. */
 function quantityBytes(q: string): number {
@@ -74,25 +75,113 @@ function quantityBytes(q: string): number {
   return Number(m[1]) * 2 ** (m[2] === 'Gi' ? 30 : 20);
 }
 
+/** Redis's memory units (`--maxmemory 3gb`) to bytes. */
+function redisBytes(q: string): number {
+  const m = /^(\d+)(gb|mb|kb)?$/i.exec(q);
+  if (!m) throw new Error(`unexpected Redis size ${q}`);
+  return Number(m[1]) * ({ gb: 2 ** 30, mb: 2 ** 20, kb: 2 ** 10 }[(m[2] ?? '').toLowerCase()] ?? 1);
+}
+
+/** A `--flag value` argument list's value for a flag. */
+const argValue = (args: string[], flag: string): string | undefined => (args.includes(flag) ? args[args.indexOf(flag) + 1] : undefined);
+
 test("the server defaults the deploy files assume are the server's own", () => {
   expect(SERVER).toEqual({ port: DEFAULT_PUBLIC_PORT, adminPort: DEFAULT_ADMIN_PORT, drainSeconds: DEFAULT_DRAIN_TIMEOUT_SECONDS });
 });
 
-test('every YAML in deploy/ parses and is a Kubernetes manifest, a Grafana provisioning file or a Prometheus file', () => {
-  expect(files.length).toBeGreaterThanOrEqual(8);
+test('every YAML in deploy/ parses and is a Kubernetes manifest, a Compose file, a Grafana provisioning file or a Prometheus file', () => {
+  expect(files.length).toBeGreaterThanOrEqual(12);
   for (const { file, schema } of docs) expect({ file, schema }).toEqual({ file, schema: expect.any(String) });
   for (const schema of Object.values(SCHEMA_OF_FOLDER)) expect({ schema, found: ofSchema(schema).length > 0 }).toEqual({ schema, found: true });
 });
 
-describe('Kubernetes manifests', () => {
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Obj = Record<string, any>;
+
+/** Kubernetes' strategic merge, as far as these manifests use it: maps merge, lists of named items merge by name, anything else is replaced. */
+function strategicMerge(target: Obj, patch: Obj): void {
+  for (const [k, v] of Object.entries(patch)) {
+    const named = (x: unknown) => typeof x === 'object' && x !== null && 'name' in x;
+    if (Array.isArray(v) && Array.isArray(target[k]) && v.every(named)) {
+      for (const item of v) {
+        const t = target[k].find((x: Obj) => x.name === item.name);
+        if (t) strategicMerge(t, item);
+        else target[k].push(item);
+      }
+    } else if (typeof v === 'object' && v !== null && !Array.isArray(v) && typeof target[k] === 'object' && target[k] !== null) {
+      strategicMerge(target[k], v);
+    } else {
+      target[k] = v;
+    }
+  }
+}
+
+/** The objects `kubectl kustomize DIR` renders, for the kustomize features these files use: resources (files and kustomization folders) and patch files. */
+function kustomize(dir: string): Doc[] {
+  const k = loadYaml(path.join(dir, 'kustomization.yaml'))[0];
+  expect(Object.keys(k).filter((key) => !['apiVersion', 'kind', 'resources', 'patches'].includes(key))).toEqual([]);
+  const objects: Doc[] = k.resources.flatMap((r: string) => {
+    const full = path.join(dir, r);
+    return fs.statSync(full).isDirectory() ? kustomize(full) : loadYaml(full);
+  });
+  for (const { path: file } of k.patches ?? []) {
+    for (const patch of loadYaml(path.join(dir, file))) {
+      const target = objects.find((o) => o.kind === patch.kind && o.metadata.name === patch.metadata.name);
+      if (!target) throw new Error(`${dir}/${file}: no ${patch.kind} ${patch.metadata.name} to patch`);
+      strategicMerge(target, patch);
+    }
+  }
+  return objects;
+}
+
+/** Lists of named items sorted by name (kustomize puts the patch's new items first), for comparing renderings. */
+function canonical(x: unknown): unknown {
+  if (Array.isArray(x)) {
+    const items = x.map(canonical);
+    return items.every((i) => typeof i === 'object' && i !== null && 'name' in i) ? items.sort((a, b) => String((a as Obj).name).localeCompare(String((b as Obj).name))) : items;
+  }
+  if (typeof x === 'object' && x !== null) return Object.fromEntries(Object.entries(x).map(([k, v]) => [k, canonical(v)]));
+  return x;
+}
+
+/** The pods' labels and containers of a workload (Deployment or StatefulSet). */
+const podLabelsOf = (w: Doc): Record<string, string> => w.spec.template.metadata.labels;
+const selects = (selector: Record<string, string>, labels: Record<string, string>) => Object.entries(selector).every(([k, v]) => labels[k] === v);
+
+// The single-node set (the memory engine, one pod) and the cluster (its pods, three, on Redis).
+const SETS = [
+  { dir: 'k8s', engine: 'memory', replicas: 1 },
+  { dir: 'k8s-cluster', engine: 'redis', replicas: 3 },
+] as const;
+
+describe.each(SETS)('Kubernetes manifests: deploy/$dir', ({ dir, engine, replicas }) => {
+  const objects = kustomize(path.join(DEPLOY, dir));
+  const ofKind = (kind: string) => objects.filter((o) => o.kind === kind);
+
   test('each object names its kind and version', () => {
-    for (const { file, doc } of ofSchema('kubernetes')) {
+    for (const { file, doc } of ofSchema('kubernetes').filter((d) => path.dirname(d.file) === path.join(DEPLOY, dir))) {
       expect({ file, apiVersion: typeof doc.apiVersion, kind: typeof doc.kind }).toEqual({ file, apiVersion: 'string', kind: 'string' });
       if (doc.kind !== 'Kustomization') expect({ file, name: typeof doc.metadata?.name }).toEqual({ file, name: 'string' });
     }
     expect(ofKind('Deployment')).toHaveLength(1);
     expect(ofKind('PodDisruptionBudget')).toHaveLength(1);
     expect(ofKind('Service').length).toBeGreaterThanOrEqual(1);
+    const ids = objects.map((o) => `${o.kind}/${o.metadata.name}`);
+    expect(new Set(ids).size).toBe(ids.length);
+  });
+
+  test('kubectl kustomize renders the same objects, where kubectl exists', () => {
+    const which = spawnSync('sh', ['-c', 'command -v kubectl'], { encoding: 'utf8' });
+    if (which.status !== 0) {
+      // No kubectl here: the rendering above (resources and strategic-merge patches) is the check.
+      expect(objects.length).toBeGreaterThan(0);
+      return;
+    }
+    const r = spawnSync('kubectl', ['kustomize', path.join(DEPLOY, dir)], { encoding: 'utf8', timeout: 20_000 });
+    expect({ status: r.status, stderr: r.stderr }).toEqual({ status: 0, stderr: '' });
+    const rendered = parseAllDocuments(r.stdout).map((d) => d.toJS() as Doc);
+    const byId = (list: Doc[]) => Object.fromEntries(list.map((o) => [`${o.kind}/${o.metadata.name}`, canonical(o)]));
+    expect(byId(rendered)).toEqual(byId(objects));
   });
 
   const deployment = ofKind('Deployment')[0];
@@ -100,11 +189,14 @@ describe('Kubernetes manifests', () => {
   const container = pod.containers.find((c: Doc) => c.name === 'c10m');
   const env: Record<string, string> = Object.fromEntries(container.env.filter((e: Doc) => 'value' in e).map((e: Doc) => [e.name, e.value]));
   const portByName: Record<string, number> = Object.fromEntries(container.ports.map((p: Doc) => [p.name, p.containerPort]));
-  const podLabels = deployment.spec.template.metadata.labels;
+  const podLabels = podLabelsOf(deployment);
 
-  test('the Deployment selects its own pods', () => {
+  test('the Deployment selects its own pods, as many as its engine allows', () => {
     expect(deployment.apiVersion).toBe('apps/v1');
-    for (const [k, v] of Object.entries(deployment.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v);
+    expect(selects(deployment.spec.selector.matchLabels, podLabels)).toBe(true);
+    expect(env.C10M_ENGINE ?? serverDefault('engine')).toBe(engine);
+    // memory: each node is alone, so pods behind one Service would split topics between them
+    expect(deployment.spec.replicas).toBe(replicas);
   });
 
   test("container ports and env agree with the server's defaults, and every C10M_ variable exists", () => {
@@ -165,10 +257,13 @@ describe('Kubernetes manifests', () => {
     expect(container.resources.requests.memory).toBe(container.resources.limits.memory);
   });
 
-  test('Services select the pods and target named container ports', () => {
+  test("Services select one workload's pods and target its named container ports", () => {
+    const workloads = [...ofKind('Deployment'), ...ofKind('StatefulSet')];
     for (const svc of ofKind('Service')) {
-      for (const [k, v] of Object.entries(svc.spec.selector)) expect(podLabels[k]).toBe(v);
-      for (const p of svc.spec.ports) expect(Object.keys(portByName)).toContain(p.targetPort);
+      const selected = workloads.filter((w) => selects(svc.spec.selector, podLabelsOf(w)));
+      expect({ service: svc.metadata.name, workloads: selected.length }).toEqual({ service: svc.metadata.name, workloads: 1 });
+      const names = selected[0].spec.template.spec.containers.flatMap((c: Doc) => c.ports.map((p: Doc) => p.name));
+      for (const p of svc.spec.ports) expect(names).toContain(p.targetPort);
     }
     const pub = ofKind('Service').find((s: Doc) => s.spec.ports.some((p: Doc) => p.targetPort === 'ws'));
     expect(pub.spec.externalTrafficPolicy).toBe('Local');
@@ -177,15 +272,200 @@ describe('Kubernetes manifests', () => {
   test('the PodDisruptionBudget covers the pods and allows one at a time', () => {
     const pdb = ofKind('PodDisruptionBudget')[0];
     expect(pdb.apiVersion).toBe('policy/v1');
-    for (const [k, v] of Object.entries(pdb.spec.selector.matchLabels)) expect(podLabels[k]).toBe(v);
+    expect(selects(pdb.spec.selector.matchLabels, podLabels)).toBe(true);
     expect(pdb.spec.maxUnavailable).toBe(1);
   });
 
-  test('the kustomization lists every manifest beside it', () => {
-    const k = ofKind('Kustomization')[0];
-    const dir = path.join(DEPLOY, 'k8s');
-    const manifests = fs.readdirSync(dir).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
-    expect([...k.resources].sort()).toEqual(manifests.sort());
+  test('the kustomization lists every manifest beside it, as a resource or a patch', () => {
+    const k = loadYaml(path.join(DEPLOY, dir, 'kustomization.yaml'))[0];
+    const manifests = fs.readdirSync(path.join(DEPLOY, dir)).filter((f) => /\.ya?ml$/.test(f) && f !== 'kustomization.yaml');
+    const listed = [...k.resources, ...(k.patches ?? []).map((p: Doc) => p.path)].filter((r: string) => fs.statSync(path.join(DEPLOY, dir, r)).isFile());
+    expect(listed.sort()).toEqual(manifests.sort());
+  });
+
+  if (engine !== 'redis') return;
+
+  const redisUrls = String(env.C10M_REDIS_URL).split(',');
+  const redisSts = ofKind('StatefulSet').find((s) => s.metadata.name === 'redis');
+  const redis = redisSts?.spec.template.spec.containers.find((c: Doc) => c.name === 'redis');
+  const redisArgs: string[] = redis?.args ?? [];
+
+  test("--redis-url names the redis Service's port, and that Service is the Redis StatefulSet's", () => {
+    expect(redisUrls).toHaveLength(1);
+    const url = new URL(redisUrls[0]);
+    expect(url.protocol).toBe('redis:');
+    const svc = ofKind('Service').find((s) => s.metadata.name === url.hostname);
+    expect(svc).toBeDefined();
+    const port = svc.spec.ports.find((p: Doc) => p.port === Number(url.port || 6379));
+    expect(port).toBeDefined();
+    expect(selects(svc.spec.selector, podLabelsOf(redisSts))).toBe(true);
+    expect(redis.ports.find((p: Doc) => p.name === port.targetPort).containerPort).toBe(6379);
+    expect(redisSts.spec.serviceName).toBe(svc.metadata.name);
+  });
+
+  test("a pod waits for Redis within its startup probe's window", () => {
+    const wait = Number(env.C10M_REDIS_WAIT_SECONDS ?? serverDefault('redisWaitSeconds'));
+    expect(wait).toBeGreaterThan(0);
+    expect(wait).toBeLessThan(container.startupProbe.periodSeconds * container.startupProbe.failureThreshold);
+  });
+
+  test('Redis is 7, keeps an append-only file on a volume, and refuses writes rather than evict', () => {
+    expect(redisSts.spec.replicas).toBe(1);
+    expect(redis.image).toMatch(/^redis:7(\.\d+)*(-alpine)?$/);
+    expect(redisArgs[0]).toBe('redis-server');
+    expect(argValue(redisArgs, '--appendonly')).toBe('yes');
+    expect(argValue(redisArgs, '--appendfsync')).toBe('everysec');
+    expect(argValue(redisArgs, '--maxmemory-policy')).toBe('noeviction');
+    // maxmemory below the container's limit: room for the AOF rewrite's fork and client buffers
+    expect(redisBytes(argValue(redisArgs, '--maxmemory')!)).toBeLessThan(quantityBytes(redis.resources.limits.memory));
+    const claim = redisSts.spec.volumeClaimTemplates.find((c: Doc) => c.metadata.name === 'data');
+    expect(claim.spec.resources.requests.storage).toMatch(/^\d+Gi$/);
+    expect(redis.volumeMounts).toContainEqual({ name: 'data', mountPath: '/data' });
+    expect(redis.readinessProbe.exec.command).toEqual(['redis-cli', 'ping']);
+    expect(redis.livenessProbe.tcpSocket.port).toBe('redis');
+  });
+
+  test('Redis runs as non-root, and only the c10m pods may reach it', () => {
+    const spec = redisSts.spec.template.spec;
+    expect(spec.securityContext.runAsNonRoot).toBe(true);
+    expect(spec.securityContext.runAsUser).toBeGreaterThan(0);
+    expect(redis.securityContext.allowPrivilegeEscalation).toBe(false);
+    expect(redis.securityContext.capabilities.drop).toContain('ALL');
+    const policies = ofKind('NetworkPolicy').filter((p) => selects(p.spec.podSelector.matchLabels, podLabelsOf(redisSts)));
+    expect(policies).toHaveLength(1);
+    expect(policies[0].spec.policyTypes).toEqual(['Ingress']);
+    const from = policies[0].spec.ingress.flatMap((i: Doc) => i.from);
+    expect(from.length).toBeGreaterThan(0);
+    for (const f of from) expect(selects(f.podSelector.matchLabels, podLabels)).toBe(true);
+  });
+});
+
+describe('Compose file', () => {
+  const file = path.join(DEPLOY, 'compose/compose.yaml');
+  const compose = loadYaml(file)[0];
+  const services: Record<string, Doc> = compose.services;
+  const nodes = Object.entries(services).filter(([, s]) => String(s.image).startsWith('c10m:'));
+  const redis = services.redis;
+  // The Compose specification's top-level and service keys (those a typo would miss).
+  const TOP = ['name', 'services', 'volumes', 'networks', 'configs', 'secrets', 'include', 'version'];
+  const SERVICE_KEYS = new Set(
+    'build command configs container_name cpus depends_on deploy entrypoint env_file environment expose extra_hosts healthcheck hostname image init labels logging mem_limit network_mode networks pids_limit platform ports profiles pull_policy read_only restart secrets security_opt shm_size stop_grace_period stop_signal sysctls tmpfs ulimits user volumes working_dir'.split(
+      ' ',
+    ),
+  );
+  const seconds = (d: string) => {
+    const m = /^(\d+)s$/.exec(d);
+    if (!m) throw new Error(`unexpected duration ${d}`);
+    return Number(m[1]);
+  };
+
+  test('has the keys of the Compose specification, three c10m nodes and one Redis', () => {
+    for (const k of Object.keys(compose)) expect({ key: k, known: TOP.includes(k) || k.startsWith('x-') }).toEqual({ key: k, known: true });
+    for (const [name, s] of Object.entries(services)) for (const k of Object.keys(s)) expect({ name, key: k, known: SERVICE_KEYS.has(k) }).toEqual({ name, key: k, known: true });
+    expect(nodes).toHaveLength(3);
+    expect(Object.keys(services).sort()).toEqual(['redis', ...nodes.map(([n]) => n)].sort());
+  });
+
+  test('the nodes are built from the container file, at the repository root', () => {
+    for (const [, s] of nodes) {
+      expect(path.resolve(path.dirname(file), s.build.context)).toBe(ROOT);
+      expect(s.build.dockerfile).toBe('deploy/container/Dockerfile');
+      expect(s.user).toBeUndefined(); // the image's uid 1000
+    }
+  });
+
+  test('each node serves on Redis with flags the server knows, reachable from its health check', () => {
+    for (const [name, s] of nodes) {
+      const args: string[] = s.command;
+      expect({ name, command: args[0] }).toEqual({ name, command: 'serve' });
+      for (const a of args.filter((x) => x.startsWith('--'))) expect({ name, flag: a, known: SERVER_FLAGS.has(a) }).toEqual({ name, flag: a, known: true });
+      expect(argValue(args, '--engine')).toBe('redis');
+      expect(argValue(args, '--host')).toBe('0.0.0.0');
+      expect(argValue(args, '--admin-host')).toBe('0.0.0.0');
+      expect(args).toContain('--admin-public');
+      const url = new URL(argValue(args, '--redis-url')!);
+      expect(url.protocol).toBe('redis:');
+      expect(url.hostname).toBe('redis');
+      expect(Number(url.port || 6379)).toBe(Number(argValue(redis.command, '--port') ?? 6379));
+      expect(s.depends_on.redis.condition).toBe('service_healthy');
+      expect(s.restart).toBe('unless-stopped');
+      // ready, not only alive: the engine's state shows in /readyz
+      const adminPort = Number(argValue(args, '--admin-port') ?? SERVER.adminPort);
+      expect(s.healthcheck.test[0]).toBe('CMD');
+      expect(s.healthcheck.test.join(' ')).toContain(`http://127.0.0.1:${adminPort}/readyz`);
+    }
+  });
+
+  test('public ports are published, admin ports on the host loopback only, none twice', () => {
+    const hostPorts: string[] = [];
+    for (const [name, s] of nodes) {
+      const args: string[] = s.command;
+      const port = Number(argValue(args, '--port') ?? SERVER.port);
+      const adminPort = Number(argValue(args, '--admin-port') ?? SERVER.adminPort);
+      const published = (s.ports as string[]).map((p) => {
+        const parts = p.split(':');
+        return { ip: parts.length === 3 ? parts[0] : '', host: parts[parts.length - 2], container: Number(parts[parts.length - 1]) };
+      });
+      expect({ name, containers: published.map((p) => p.container).sort() }).toEqual({ name, containers: [port, adminPort].sort() });
+      expect(published.find((p) => p.container === adminPort)!.ip).toBe('127.0.0.1');
+      hostPorts.push(...published.map((p) => p.host));
+    }
+    expect(new Set(hostPorts).size).toBe(hostPorts.length);
+    expect(redis.ports).toBeUndefined();
+  });
+
+  test('each node stops after its drain, and has the descriptors and socket buffers of the profile for its sessions', () => {
+    for (const [name, s] of nodes) {
+      const args: string[] = s.command;
+      const drain = Number(argValue(args, '--drain-timeout-seconds') ?? SERVER.drainSeconds);
+      expect(s.stop_signal ?? 'SIGTERM').toBe('SIGTERM');
+      expect(seconds(s.stop_grace_period)).toBeGreaterThan(drain);
+      expect(seconds(s.stop_grace_period)).toBeLessThanOrEqual(drain + 30);
+      const profile = computeProfile({ sessions: Number(argValue(args, '--max-sessions')), workgroups: Number(argValue(args, '--workgroups')) });
+      expect({ name, nofile: s.ulimits.nofile }).toEqual({ name, nofile: { soft: profileNofile(profile), hard: profileNofile(profile) } });
+      for (const [key, value] of Object.entries(s.sysctls)) expect({ key, value }).toEqual({ key, value: profileEntry(profile, key)?.value });
+    }
+  });
+
+  test('Redis is 7, keeps an append-only file on a named volume, refuses writes rather than evict, and has a health check', () => {
+    expect(redis.image).toBe('redis:7-alpine');
+    const args: string[] = redis.command;
+    expect(args[0]).toBe('redis-server');
+    expect(argValue(args, '--appendonly')).toBe('yes');
+    expect(argValue(args, '--appendfsync')).toBe('everysec');
+    expect(argValue(args, '--maxmemory-policy')).toBe('noeviction');
+    const data = (redis.volumes as string[]).find((v) => v.endsWith(':/data'));
+    expect(data).toBeDefined();
+    expect(Object.keys(compose.volumes)).toContain(data!.split(':')[0]);
+    expect(redis.healthcheck.test).toEqual(['CMD', 'redis-cli', 'ping']);
+  });
+});
+
+describe('commands in README.md and deploy/README.md', () => {
+  const texts = ['README.md', 'deploy/README.md'].map((f) => ({ f, text: fs.readFileSync(path.join(ROOT, f), 'utf8') }));
+
+  test('name deploy files that exist', () => {
+    const named = texts.flatMap(({ text }) => [
+      ...[...text.matchAll(/docker compose -f ([^\s`]+)/g)].map((m) => m[1]),
+      ...[...text.matchAll(/kubectl apply -k ([^\s`]+)/g)].map((m) => path.join(m[1], 'kustomization.yaml')),
+    ]);
+    expect(named).toEqual(expect.arrayContaining(['deploy/compose/compose.yaml', 'deploy/k8s/kustomization.yaml', 'deploy/k8s-cluster/kustomization.yaml']));
+    for (const f of named) expect({ f, exists: fs.existsSync(path.join(ROOT, f)) }).toEqual({ f, exists: true });
+  });
+
+  test('`c10m serve` lines use only flags the server knows', () => {
+    const lines = texts.flatMap(({ f, text }) =>
+      text
+        .split('\n')
+        .filter((l) => /c10m(\.js)? serve\b/.test(l))
+        .map((l) => ({ f, l })),
+    );
+    const withRedis = lines.filter(({ l }) => l.includes('--engine redis'));
+    expect(withRedis.length).toBeGreaterThanOrEqual(2);
+    for (const { f, l } of lines) {
+      const serve = l.slice(l.search(/c10m(\.js)? serve\b/)).split('`')[0]; // to the end of the inline code
+      for (const [flag] of serve.matchAll(/(?<![\w-])--[a-z][a-z-]*/g)) expect({ f, flag, known: SERVER_FLAGS.has(flag) || flag === '--help' }).toEqual({ f, flag, known: true });
+    }
   });
 });
 
