@@ -174,6 +174,41 @@ test('Redis restarted without its data: the topic starts a new epoch, and subscr
   expect(gaps[0]).toMatchObject({ epoch: ack.epoch, lastEpoch: firstEpoch });
 });
 
+test('Redis restarted from its append-only file: a new epoch all the same (its last second may be lost), reported, and the new epoch delivered', async () => {
+  const redis = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'everysec'] });
+  const [a, b] = await Promise.all([node(redis), node(redis)]);
+  const gaps: { reason: string; epoch: number; lastEpoch: number }[] = [];
+  const sub = sdkConnect([b.url()]);
+  sdks.push(sub);
+  sub.on('gap', (g) => gaps.push({ reason: g.reason, epoch: g.epoch, lastEpoch: g.lastEpoch }));
+  const got: { epoch: number; seq: number }[] = [];
+  await sub.subscribe('/cl/aof', (m) => got.push({ epoch: m.epoch, seq: m.seq })).ready;
+  const pub = await client(a);
+  for (let i = 1; i <= 5; i++) expect((await pub.pub('/cl/aof', i)).ok).toBe(true);
+  await waitFor(() => got.length === 5, 10_000, 'the first 5');
+  const firstEpoch = got[0].epoch;
+  // The data survives the restart (the AOF): only the process changed.
+  await redis.command('BGREWRITEAOF');
+  await sleep(1200);
+  await redis.restart();
+  expect(await redis.command('HGET', 'c10m:{/cl/aof}:m', 's')).toBe('5');
+  let ack: Record<string, unknown> = {};
+  await waitFor(
+    async () => {
+      ack = await pub.pub('/cl/aof', 'after');
+      return ack.ok === true;
+    },
+    20_000,
+    'a publish to be taken again',
+  );
+  expect(ack.epoch).not.toBe(firstEpoch);
+  expect(ack.seq).toBe(1);
+  await waitFor(() => got.some((g) => g.epoch === ack.epoch), 20_000, 'the new epoch to be delivered');
+  expect(got.filter((g) => g.epoch === ack.epoch).map((g) => g.seq)).toEqual([1]);
+  expect(gaps).toHaveLength(1);
+  expect(gaps[0]).toMatchObject({ epoch: ack.epoch, lastEpoch: firstEpoch });
+});
+
 test('Redis down for 5 s: publishes get UNAVAILABLE (HTTP 503, Retry-After), sessions stay, then all works again', async () => {
   const redis = await startRedis();
   const [a, b] = await Promise.all([node(redis), node(redis)]);

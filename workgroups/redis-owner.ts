@@ -110,6 +110,7 @@ export class RedisOwner implements OwnerPort {
       stats,
       { message: (t, e, m) => this.onMessage(t, e, m), resubscribed: () => this.onResubscribed(), availability: (up) => this.onAvailability(up) },
       onError,
+      (message) => this.log.warn({}, message),
     );
   }
 

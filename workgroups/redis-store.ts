@@ -33,14 +33,36 @@ export const PAYLOAD_HEADER = 17;
 /** Bytes before the payload in a channel message: epoch (u32), seq (f64). */
 const MESSAGE_HEADER = 12;
 
-// KEYS: meta, stream, snapshot. ARGV: channel, payload, candidate epoch, maxlen, stream ttl ms, retain (0/1), snapshot ttl ms, meta ttl s, publish command.
-const PUBLISH_SCRIPT = `
-local e = redis.call('HGET', KEYS[1], 'e')
+// A history is trusted only if the Redis process that serves it now is the one that wrote it: `b` in the
+// meta hash is the writer's run_id (INFO server). A Redis restarted from its AOF or RDB may have lost its
+// last writes (appendfsync everysec: up to a second; a replica promoted after an asynchronous failover: what
+// it had not received); seqs it hands out again would be dropped by clients as duplicates, a silent loss.
+// So a history written by another process starts a new epoch: the loss, if any, is reported. The snapshot
+// is kept (re-stamped seq 0 of the new epoch): it is state, not history. With Redis Cluster the run_id is
+// not checked ('' : see docs/ARCHITECTURE.md).
+const NEW_HISTORY = `
+local function newHistory(epoch, seq)
+  redis.call('DEL', KEYS[2])
+  local snap = redis.call('GET', KEYS[3])
+  if snap then redis.call('SET', KEYS[3], struct.pack('>d', 0) .. string.sub(snap, 9), 'KEEPTTL') end
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', seq, 'b', ARGV[RUN])
+  return epoch
+end
+local function stale(m)
+  return not m[1] or (ARGV[RUN] ~= '' and m[2] ~= ARGV[RUN])
+end
+`;
+
+// KEYS: meta, stream, snapshot. ARGV: channel, payload, candidate epoch, maxlen, stream ttl ms, retain (0/1),
+// snapshot ttl ms, meta ttl s, publish command, run_id.
+const PUBLISH_SCRIPT =
+  NEW_HISTORY.replace(/RUN/g, '10') +
+  `
+local m = redis.call('HMGET', KEYS[1], 'e', 'b')
+local e = m[1]
 local seq
-if not e then
-  e = ARGV[3]
-  redis.call('DEL', KEYS[2], KEYS[3])
-  redis.call('HSET', KEYS[1], 'e', e, 's', 1)
+if stale(m) then
+  e = newHistory(ARGV[3], 1)
   seq = 1
 else
   seq = redis.call('HINCRBY', KEYS[1], 's', 1)
@@ -64,22 +86,25 @@ redis.call(ARGV[9], ARGV[1], struct.pack('>I4d', tonumber(e), seq) .. ARGV[2])
 return {tonumber(e), seq}
 `;
 
-// KEYS: meta, snapshot. ARGV: candidate epoch, meta ttl s. Starts a history when there is none (a subscriber's
-// first position must be the epoch the next publish will use). Returns epoch, seq, snapshot or false, its pttl.
-const HEAD_SCRIPT = `
-redis.call('HSETNX', KEYS[1], 'e', ARGV[1])
-redis.call('HSETNX', KEYS[1], 's', 0)
+// KEYS: meta, stream, snapshot. ARGV: candidate epoch, meta ttl s, run_id. Starts a history when there is
+// none (a subscriber's first position must be the epoch the next publish will use). Returns epoch, seq,
+// snapshot or false, its pttl.
+const HEAD_SCRIPT =
+  NEW_HISTORY.replace(/RUN/g, '3') +
+  `
+local m = redis.call('HMGET', KEYS[1], 'e', 'b')
+if stale(m) then newHistory(ARGV[1], 0) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-local m = redis.call('HMGET', KEYS[1], 'e', 's')
-local snap = redis.call('GET', KEYS[2])
-return {tonumber(m[1]), tonumber(m[2]), snap, redis.call('PTTL', KEYS[2])}
+local h = redis.call('HMGET', KEYS[1], 'e', 's')
+return {tonumber(h[1]), tonumber(h[2]), redis.call('GET', KEYS[3]), redis.call('PTTL', KEYS[3])}
 `;
 
-// KEYS: meta, stream. ARGV: expected epoch, after seq, count. The entries after `after` when the epoch is the
-// expected one, else from the history's start. Returns epoch (0: no history), last seq, entries.
+// KEYS: meta, stream. ARGV: expected epoch, after seq, count, run_id. The entries after `after` when the
+// epoch is the expected one, else from the history's start. Returns epoch (0: no history it can trust), last
+// seq, entries.
 const READ_SCRIPT = `
-local m = redis.call('HMGET', KEYS[1], 'e', 's')
-if not m[1] then return {0, 0, {}} end
+local m = redis.call('HMGET', KEYS[1], 'e', 's', 'b')
+if not m[1] or (ARGV[4] ~= '' and m[3] ~= ARGV[4]) then return {0, 0, {}} end
 local from = '-'
 if m[1] == ARGV[1] then from = (tonumber(ARGV[2]) + 1) .. '-0' end
 return {tonumber(m[1]), tonumber(m[2]), redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', ARGV[3])}
@@ -128,8 +153,8 @@ export interface StoreLimits {
 type Client = Redis | Cluster;
 type ScriptClient = Client & {
   c10mPublish(meta: string, stream: string, snap: string, ...args: (string | Buffer | number)[]): Promise<[number, number]>;
-  c10mHeadBuffer(meta: string, snap: string, epoch: number, ttl: number): Promise<[number, number, Buffer | null, number]>;
-  c10mReadBuffer(meta: string, stream: string, epoch: number, after: number, count: number): Promise<[number, number, [Buffer, Buffer[]][]]>;
+  c10mHeadBuffer(meta: string, stream: string, snap: string, epoch: number, ttl: number, runId: string): Promise<[number, number, Buffer | null, number]>;
+  c10mReadBuffer(meta: string, stream: string, epoch: number, after: number, count: number, runId: string): Promise<[number, number, [Buffer, Buffer[]][]]>;
 };
 
 export class RedisStore {
@@ -144,6 +169,8 @@ export class RedisStore {
   private readonly snapshotTtlMs: string;
   private readonly metaTtl = String(META_TTL_SECONDS);
   private cmdUp = false;
+  /** The run_id of the Redis process the command connection is on ('' with Redis Cluster: not checked). */
+  private runId = '';
   private subReadyOnce = false;
   private closed = false;
   /** Commands sent this event-loop turn (one auto-pipelined write), and whether the turn's count is scheduled. */
@@ -162,6 +189,7 @@ export class RedisStore {
     private readonly stats: Float64Array,
     private readonly events: StoreEvents,
     private readonly onError: (cause: string, err: unknown) => void,
+    private readonly log: (message: string) => void = () => {},
   ) {
     this.prefix = options.prefix;
     this.channelHead = Buffer.byteLength(`${options.prefix}:{`);
@@ -199,9 +227,9 @@ export class RedisStore {
       this.sub = new Redis({ ...o, connectTimeout: 2000, retryStrategy: retry, maxRetriesPerRequest: null });
     }
     this.cmd.defineCommand('c10mPublish', { numberOfKeys: 3, lua: PUBLISH_SCRIPT });
-    this.cmd.defineCommand('c10mHead', { numberOfKeys: 2, lua: HEAD_SCRIPT });
+    this.cmd.defineCommand('c10mHead', { numberOfKeys: 3, lua: HEAD_SCRIPT });
     this.cmd.defineCommand('c10mRead', { numberOfKeys: 2, lua: READ_SCRIPT });
-    this.cmd.on('ready', () => this.setUp(true));
+    this.cmd.on('ready', () => this.learnRunId());
     this.cmd.on('close', () => this.setUp(false));
     this.cmd.on('error', (err) => this.onError('redis', err));
     this.sub.on('error', (err) => this.onError('redis-subscriber', err));
@@ -238,6 +266,32 @@ export class RedisStore {
   /** The command connection is up: publishes can be sequenced. */
   get up(): boolean {
     return this.cmdUp;
+  }
+
+  /**
+   * Connected: which Redis process is this (run_id)? Publishes wait for the
+   * answer (a history written by another process starts a new epoch, see
+   * NEW_HISTORY). With Redis Cluster, not checked.
+   */
+  private learnRunId(): void {
+    if (this.options.cluster) {
+      this.runId = '';
+      this.setUp(true);
+      return;
+    }
+    this.cmd.info('server').then(
+      (info) => {
+        const m = /^run_id:(\w+)/m.exec(info);
+        if (m === null) throw new Error('INFO server has no run_id');
+        if (this.runId !== '' && this.runId !== m[1]) this.log('redis restarted (a new run_id): topics whose history it wrote before start new epochs');
+        this.runId = m[1];
+        this.setUp(true);
+      },
+      (err) => {
+        this.onError('redis-info', err);
+        if (!this.closed) setTimeout(() => this.learnRunId(), 500);
+      },
+    );
   }
 
   private setUp(up: boolean): void {
@@ -288,6 +342,7 @@ export class RedisStore {
         this.snapshotTtlMs,
         this.metaTtl,
         this.publishCommand,
+        this.runId,
       )
       .then(
         (r) => {
@@ -302,7 +357,7 @@ export class RedisStore {
   async head(topic: string): Promise<Head> {
     const epoch = 1 + Math.floor(Math.random() * 0xfffffffe);
     this.counted();
-    const r = await this.cmd.c10mHeadBuffer(this.key(topic, 'm'), this.key(topic, 's'), epoch, META_TTL_SECONDS);
+    const r = await this.cmd.c10mHeadBuffer(this.key(topic, 'm'), this.key(topic, 'x'), this.key(topic, 's'), epoch, META_TTL_SECONDS, this.runId);
     const snap = r[2];
     return {
       epoch: Number(r[0]),
@@ -315,7 +370,7 @@ export class RedisStore {
   /** The history after `afterSeq` when the topic is still in `epoch`, else from the current epoch's start; at most `count` messages. */
   async read(topic: string, epoch: number, afterSeq: number, count: number): Promise<HistoryRead> {
     this.counted();
-    const r = await this.cmd.c10mReadBuffer(this.key(topic, 'm'), this.key(topic, 'x'), epoch, afterSeq, count);
+    const r = await this.cmd.c10mReadBuffer(this.key(topic, 'm'), this.key(topic, 'x'), epoch, afterSeq, count, this.runId);
     const entries: StoredMessage[] = [];
     for (const [id, fields] of r[2]) {
       const seq = parseInt(id.toString('latin1'), 10);
