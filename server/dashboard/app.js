@@ -185,6 +185,7 @@
     setText('slow', fmtCount(doc.SlowConsumerDisconnects));
     setText('fds', fmtCount(doc.OpenFileDescriptors) + ' / ' + fmtCount(doc.MaxFileDescriptors));
     setText('native', doc.NativeIo + ' · ' + fmtBytes(doc.HugePageArenaBytes + doc.TransparentHugePageArenaBytes));
+    setEngine(doc.Engine);
     setText('window', 'window ' + doc.WindowSeconds.toFixed(1) + ' s · up ' + Math.round(doc.UptimeSeconds) + ' s');
     setText('window-seconds', doc.WindowSeconds.toFixed(1));
 
@@ -223,6 +224,17 @@
       return tr;
     });
     document.querySelector('#workgroup-table tbody').replaceChildren(...rows);
+  }
+
+  /** memory, or redis with its state, round-trip p99 and messages received per second. */
+  function setEngine(e) {
+    if (!e) return;
+    const el = $('engine');
+    const down = e.State !== 'Up';
+    el.classList.toggle('bad', down);
+    if (e.Type !== 'redis') return setText('engine', e.Type);
+    const state = down ? 'UNAVAILABLE (' + e.WorkgroupsUnavailable + ' wg)' : 'up';
+    setText('engine', 'redis ' + state + ' · ' + fmtMicros(e.RedisRoundTripP99Micros) + ' · ' + fmtCount(e.RedisMessagesReceivedPerSecond) + '/s');
   }
 
   function setStatus(kind, text) {
