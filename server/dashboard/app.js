@@ -226,15 +226,15 @@
     document.querySelector('#workgroup-table tbody').replaceChildren(...rows);
   }
 
-  /** memory, or redis with its state, round-trip p99 and messages received per second. */
+  /** memory, or redis and its state; with redis, a second tile: publish round-trip p99 and messages received per second. */
   function setEngine(e) {
     if (!e) return;
-    const el = $('engine');
     const down = e.State !== 'Up';
-    el.classList.toggle('bad', down);
-    if (e.Type !== 'redis') return setText('engine', e.Type);
-    const state = down ? 'UNAVAILABLE (' + e.WorkgroupsUnavailable + ' wg)' : 'up';
-    setText('engine', 'redis ' + state + ' · ' + fmtMicros(e.RedisRoundTripP99Micros) + ' · ' + fmtCount(e.RedisMessagesReceivedPerSecond) + '/s');
+    $('engine').classList.toggle('bad', down);
+    $('engine').title = down ? e.WorkgroupsUnavailable + ' workgroup(s) cannot reach Redis: publishes get UNAVAILABLE, /readyz answers 503' : '';
+    setText('engine', e.Type === 'redis' ? (down ? 'redis unreachable' : 'redis up') : e.Type);
+    $('redis-tile').hidden = e.Type !== 'redis';
+    if (e.Type === 'redis') setText('redis', fmtMicros(e.RedisRoundTripP99Micros) + ' / ' + fmtCount(e.RedisMessagesReceivedPerSecond));
   }
 
   function setStatus(kind, text) {
