@@ -2,14 +2,18 @@
 // real redis-server: /readyz turns 503 with the reason while Redis is
 // unreachable and 200 once it is back (/healthz stays 200, sessions stay),
 // refused publishes are counted, messages from Redis are counted on the node
-// that has a subscriber and not on the other, and publishes fill the Redis
-// round-trip histogram. The memory engine's side (every Redis figure 0,
+// that has a subscriber and not on the other, publishes fill the Redis
+// round-trip histogram, and the dashboard (headless Chromium) shows them. The memory engine's side (every Redis figure 0,
 // engine "memory") is in metrics.test.ts.
 //
 // NEEDS `serve --engine redis --redis-url URL` (server/config.ts, branch
 // redis-config). Until that is merged, every case here fails at start with
 // the CLI's "unknown option" exit: expected, run it after the merge.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
 import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
 
@@ -236,6 +240,22 @@ test('publishes fill the Redis round-trip histogram; the publishes of one turn s
   expect(j.Engine.PipelinedCommandsPerFlush).toBeGreaterThan(1);
   expect(j.Engine.RedisCommands).toBeGreaterThanOrEqual(n);
   expect(j.Workgroups[0].Engine.RedisRoundTripSamples).toBe(j.Engine.RedisRoundTripSamples);
+}, 30_000);
+
+test("the dashboard's Engine tile says redis up, and the Redis tile shows the round trip and the rate", async () => {
+  const userDataDir = mkdtempSync(path.join(os.tmpdir(), 'c10m-engine-dashboard-'));
+  const context = await chromium.launchPersistentContext(userDataDir, { executablePath: '/usr/bin/chromium', headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu'] });
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(nodeA.adminUrl('/dashboard'));
+    await page.waitForFunction(() => document.getElementById('engine')?.textContent === 'redis up', undefined, { timeout: 10_000 });
+    expect(await page.locator('#redis-tile').isVisible()).toBe(true);
+    // The round trips of the previous case are inside the 10 s window: p99 is a bucket bound, then the rate.
+    expect(await page.locator('#redis').textContent()).toMatch(/^\d+(\.\d)? (µs|ms) \/ [\d.]+/);
+  } finally {
+    await context.close();
+    rmSync(userDataDir, { recursive: true, force: true });
+  }
 }, 30_000);
 
 test('Redis down: /readyz 503 with the reason, /healthz 200, sessions stay, refused publishes counted; Redis back: ready again', async () => {
