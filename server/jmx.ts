@@ -11,8 +11,10 @@
 // (WindowSeconds in the answer says exactly how long). Totals and gauges
 // are read at the request. Right after start the window is shorter.
 import type http from 'node:http';
-import { bucketPercentile, LATENCY_BASE, LATENCY_BUCKETS, LATENCY_COUNT, LATENCY_SUM, Stat } from '../protocol/stats';
+import { bucketPercentile, LATENCY_BASE, LATENCY_BUCKETS, LATENCY_COUNT, LATENCY_SUM, REDIS_RTT_BASE, REDIS_RTT_COUNT, REDIS_RTT_SUM, Stat } from '../protocol/stats';
+import type { EngineKind } from '../shm/workgroup-init';
 import { sendJson } from './admin';
+import { EngineState, engineHealth } from './engine-health';
 import type { Figures, StatsSnapshot } from './figures';
 
 /** Length of the sliding window for rates and percentiles, in seconds. */
@@ -35,6 +37,45 @@ interface Latency {
   LatencyP999Micros: number | null;
 }
 
+/**
+ * The engine's figures (Redis engine; with the memory engine State is Up and
+ * every count 0). Counts are totals since the node started; rates,
+ * PipelinedCommandsPerFlush and the round-trip percentiles cover the window.
+ */
+export interface JmxEngineFigures {
+  /** Unavailable while Redis is unreachable (publishes get UNAVAILABLE; for the node: in any workgroup). */
+  State: 'Up' | 'Unavailable';
+  /** Topic channels held subscribed in Redis now. */
+  RedisSubscriptions: number;
+  RedisMessagesReceived: number;
+  RedisBytesReceived: number;
+  RedisMessagesReceivedPerSecond: number;
+  RedisBytesReceivedPerSecond: number;
+  RedisCommands: number;
+  /** Event-loop turns that sent commands (one pipelined write each). */
+  RedisFlushes: number;
+  /** Commands per flush over the window; null when no command was sent in it. */
+  PipelinedCommandsPerFlush: number | null;
+  RedisReconnects: number;
+  PublishesUnavailable: number;
+  /** Messages missed live and recovered from Redis's streams. */
+  RecoveredMessages: number;
+  /** Messages missed live that the streams no longer held (reported to subscribers as a gap). */
+  LostMessages: number;
+  /** Round trips of publishes to Redis in the window, in micros (upper bounds of histogram buckets, as the latency percentiles). */
+  RedisRoundTripSamples: number;
+  RedisRoundTripMeanMicros: number | null;
+  RedisRoundTripP50Micros: number | null;
+  RedisRoundTripP90Micros: number | null;
+  RedisRoundTripP99Micros: number | null;
+}
+
+export interface JmxEngine extends JmxEngineFigures {
+  Type: EngineKind;
+  /** Workgroups that cannot reach Redis now. */
+  WorkgroupsUnavailable: number;
+}
+
 export interface JmxWorkgroup extends Latency {
   Id: number;
   Listening: boolean;
@@ -53,6 +94,7 @@ export interface JmxWorkgroup extends Latency {
   EventLoopUtilization: number | null;
   HeapUsed: number | null;
   HeartbeatAgeSeconds: number | null;
+  Engine: JmxEngineFigures;
 }
 
 export interface JmxDocument extends Latency {
@@ -119,6 +161,7 @@ export interface JmxDocument extends Latency {
   HugePageArenaBytes: number;
   TransparentHugePageArenaBytes: number;
   NormalPageArenaBytes: number;
+  Engine: JmxEngine;
   Workgroups: JmxWorkgroup[];
 }
 
@@ -196,9 +239,11 @@ export class JmxView {
         HeapUsed: heap > 0 ? heap : null,
         HeartbeatAgeSeconds: now.heartbeatAgeSeconds[id],
         ...windowLatency(blk, old),
+        Engine: engineFigures(blk, old, spanMs, blk[Stat.ENGINE_STATE] === EngineState.REDIS_UNREACHABLE),
       };
     });
     const limits = proc.limits;
+    const engine = engineHealth(now.blocks);
     return {
       Name: 'c10m:type=Server',
       Timestamp: now.wallMs,
@@ -259,6 +304,7 @@ export class JmxView {
       HugePageArenaBytes: proc.arena.hugetlbBytes,
       TransparentHugePageArenaBytes: proc.arena.thpBytes,
       NormalPageArenaBytes: proc.arena.normalBytes,
+      Engine: { Type: engine.kind, WorkgroupsUnavailable: engine.unreachable.length, ...engineFigures(t, b, spanMs, engine.unreachable.length > 0) },
       Workgroups: workgroups,
     };
   }
@@ -275,17 +321,50 @@ export class JmxView {
  * last bound (1 s, "at least") when the rank lies beyond it.
  */
 export function windowLatency(cur: Float64Array, old: Float64Array): Latency {
-  const count = Math.max(0, cur[LATENCY_COUNT] - old[LATENCY_COUNT]);
-  const sum = cur[LATENCY_SUM] - old[LATENCY_SUM];
-  const deltas = new Float64Array(LATENCY_BUCKETS);
-  for (let i = 0; i < LATENCY_BUCKETS; i++) deltas[i] = Math.max(0, cur[LATENCY_BASE + i] - old[LATENCY_BASE + i]);
-  const at = (p: number): number | null => bucketPercentile(deltas, p);
+  const w = windowHistogram(cur, old, LATENCY_BASE, LATENCY_SUM, LATENCY_COUNT);
   return {
-    LatencySamples: count,
-    LatencyMeanMicros: count > 0 ? sum / count : null,
-    LatencyP50Micros: at(0.5),
-    LatencyP90Micros: at(0.9),
-    LatencyP99Micros: at(0.99),
-    LatencyP999Micros: at(0.999),
+    LatencySamples: w.samples,
+    LatencyMeanMicros: w.mean,
+    LatencyP50Micros: w.at(0.5),
+    LatencyP90Micros: w.at(0.9),
+    LatencyP99Micros: w.at(0.99),
+    LatencyP999Micros: w.at(0.999),
+  };
+}
+
+/** One of the blocks' micros histograms (buckets from `base`, then sum and count; protocol/stats.ts) between two reads. */
+function windowHistogram(cur: Float64Array, old: Float64Array, base: number, sumSlot: number, countSlot: number): { samples: number; mean: number | null; at(p: number): number | null } {
+  const samples = Math.max(0, cur[countSlot] - old[countSlot]);
+  const sum = cur[sumSlot] - old[sumSlot];
+  const deltas = new Float64Array(LATENCY_BUCKETS);
+  for (let i = 0; i < LATENCY_BUCKETS; i++) deltas[i] = Math.max(0, cur[base + i] - old[base + i]);
+  return { samples, mean: samples > 0 ? sum / samples : null, at: (p) => bucketPercentile(deltas, p) };
+}
+
+/** The engine's figures of a block (or of the node's total) between two reads `spanMs` apart. */
+export function engineFigures(cur: Float64Array, old: Float64Array, spanMs: number, unavailable: boolean): JmxEngineFigures {
+  const delta = (slot: Stat) => Math.max(0, cur[slot] - old[slot]);
+  const rate = (slot: Stat) => (spanMs < 1 ? 0 : (delta(slot) * 1000) / spanMs);
+  const flushes = delta(Stat.REDIS_FLUSHES);
+  const rtt = windowHistogram(cur, old, REDIS_RTT_BASE, REDIS_RTT_SUM, REDIS_RTT_COUNT);
+  return {
+    State: unavailable ? 'Unavailable' : 'Up',
+    RedisSubscriptions: cur[Stat.REDIS_SUBSCRIPTIONS],
+    RedisMessagesReceived: cur[Stat.REDIS_MESSAGES_IN],
+    RedisBytesReceived: cur[Stat.REDIS_BYTES_IN],
+    RedisMessagesReceivedPerSecond: rate(Stat.REDIS_MESSAGES_IN),
+    RedisBytesReceivedPerSecond: rate(Stat.REDIS_BYTES_IN),
+    RedisCommands: cur[Stat.REDIS_COMMANDS],
+    RedisFlushes: cur[Stat.REDIS_FLUSHES],
+    PipelinedCommandsPerFlush: flushes > 0 ? delta(Stat.REDIS_COMMANDS) / flushes : null,
+    RedisReconnects: cur[Stat.REDIS_RECONNECTS],
+    PublishesUnavailable: cur[Stat.PUBLISHES_UNAVAILABLE],
+    RecoveredMessages: cur[Stat.REDIS_RECOVERED],
+    LostMessages: cur[Stat.REDIS_LOST],
+    RedisRoundTripSamples: rtt.samples,
+    RedisRoundTripMeanMicros: rtt.mean,
+    RedisRoundTripP50Micros: rtt.at(0.5),
+    RedisRoundTripP90Micros: rtt.at(0.9),
+    RedisRoundTripP99Micros: rtt.at(0.99),
   };
 }

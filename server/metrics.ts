@@ -8,7 +8,8 @@
 // restart (its block outlives the thread), so rate() needs no reset logic.
 import type http from 'node:http';
 import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_SUM, Stat } from '../protocol/stats';
+import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_SUM, REDIS_RTT_BASE, REDIS_RTT_SUM, Stat } from '../protocol/stats';
+import { engineHealth, engineUp } from './engine-health';
 import type { Figures, ProcessFigures, StatsSnapshot } from './figures';
 import { packageVersion } from '../native-io/package-root';
 
@@ -114,6 +115,46 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
   { slot: Stat.REPLAYED_MESSAGES, name: 'c10m_replayed_messages_total', kind: 'counter', help: 'Messages replayed to resuming sessions.' },
   { slot: Stat.RESUMES_RECOVERED, name: 'c10m_resumes_recovered_total', kind: 'counter', help: 'Resumes whose gap the cache covered.' },
   { slot: Stat.RESUMES_NOT_RECOVERED, name: 'c10m_resumes_not_recovered_total', kind: 'counter', help: 'Resumes whose gap the cache no longer covered (reported to the client).' },
+  // the Redis engine (0 with the memory engine); c10m_engine_up, c10m_engine_info and c10m_redis_roundtrip_seconds are below
+  {
+    slot: Stat.REDIS_SUBSCRIPTIONS,
+    name: 'c10m_redis_subscriptions',
+    kind: 'gauge',
+    help: 'Topic channels the workgroup holds subscribed in Redis (topics its node has subscribers of, plus a short linger after the last one leaves).',
+  },
+  {
+    slot: Stat.REDIS_MESSAGES_IN,
+    name: 'c10m_redis_messages_received_total',
+    kind: 'counter',
+    help: "Messages received from Redis's topic channels (a node receives only the topics it has subscribers of).",
+  },
+  { slot: Stat.REDIS_BYTES_IN, name: 'c10m_redis_bytes_received_total', kind: 'counter', help: 'Bytes of the messages received from Redis (channel name and message).' },
+  { slot: Stat.REDIS_COMMANDS, name: 'c10m_redis_commands_total', kind: 'counter', help: 'Commands sent to Redis (publish scripts, history reads, head reads).' },
+  {
+    slot: Stat.REDIS_FLUSHES,
+    name: 'c10m_redis_flushes_total',
+    kind: 'counter',
+    help: 'Event-loop turns that sent commands to Redis, each one pipelined write: commands per flush = rate(c10m_redis_commands_total) / rate(c10m_redis_flushes_total).',
+  },
+  { slot: Stat.REDIS_RECONNECTS, name: 'c10m_redis_reconnects_total', kind: 'counter', help: 'Connections to Redis lost (and retried), command and subscription connections alike.' },
+  {
+    slot: Stat.PUBLISHES_UNAVAILABLE,
+    name: 'c10m_publishes_unavailable_total',
+    kind: 'counter',
+    help: 'Publishes refused or failed with UNAVAILABLE (HTTP 503) because Redis was unreachable (the publish may or may not have been sequenced when the connection dropped during it).',
+  },
+  {
+    slot: Stat.REDIS_RECOVERED,
+    name: 'c10m_redis_recovered_messages_total',
+    kind: 'counter',
+    help: "Messages the node missed live (Redis connection lost, sequence jump) and recovered from Redis's streams.",
+  },
+  {
+    slot: Stat.REDIS_LOST,
+    name: 'c10m_redis_lost_messages_total',
+    kind: 'counter',
+    help: "Messages the node missed live that Redis's streams no longer held (subscribers were told of the gap). Should stay 0.",
+  },
   // workgroup health
   { slot: Stat.LISTENING, name: 'c10m_workgroup_listening', kind: 'gauge', help: '1 while the workgroup listens on the public port.' },
   { slot: Stat.LOOP_UTILIZATION, name: 'c10m_workgroup_event_loop_utilization', kind: 'gauge', help: "Fraction of the last second the workgroup's event loop was busy (0..1).", reportedOnly: true },
@@ -152,7 +193,20 @@ export class PromMetrics {
     this.add('process_open_fds', 'Number of open file descriptors.', 'gauge', (s) => optional(s.process.openDescriptors));
     for (const f of SLOT_FAMILIES) this.add(f.name, f.help, f.kind, (s) => slotSamples(s.stats, f));
     this.add('c10m_publish_to_write_latency_seconds', 'Publish-to-write latency inside the server: from a publish arriving at a workgroup to its frames handed to uWS for writing.', 'histogram', (s) =>
-      latencySamples(s.stats),
+      histogramSamples(s.stats, 'c10m_publish_to_write_latency_seconds', LATENCY_BASE, LATENCY_SUM),
+    );
+    // the engine
+    this.add('c10m_engine_info', 'The engine that sequences and keeps topics: memory (this node alone) or redis (nodes sharing one Redis).', 'gauge', (s) => [
+      { value: 1, labels: { engine: engineHealth(s.stats.blocks).kind } },
+    ]);
+    this.add(
+      'c10m_engine_up',
+      "1 while the workgroup's engine can sequence publishes (the memory engine always), 0 while Redis is unreachable: publishes get UNAVAILABLE and /readyz answers 503.",
+      'gauge',
+      (s) => s.stats.blocks.map((b, id) => ({ value: engineUp(b), labels: { workgroup: id } })),
+    );
+    this.add('c10m_redis_roundtrip_seconds', "Round trip of a publish to Redis (Redis engine): from the publish script sent to Redis's answer, pipelining and queueing included.", 'histogram', (s) =>
+      histogramSamples(s.stats, 'c10m_redis_roundtrip_seconds', REDIS_RTT_BASE, REDIS_RTT_SUM),
     );
     this.add('c10m_workgroup_restarts_total', 'Times the supervisor restarted the workgroup after its thread ended.', 'counter', (s) =>
       s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })),
@@ -246,18 +300,21 @@ function slotSamples(s: StatsSnapshot, f: SlotFamily): Sample[] {
   return out;
 }
 
-/** Cumulative _bucket series per workgroup, then _sum (seconds) and _count. */
-function latencySamples(s: StatsSnapshot): Sample[] {
-  const name = 'c10m_publish_to_write_latency_seconds';
+/**
+ * One of the blocks' micros histograms (LATENCY_BUCKETS buckets from `base`,
+ * their sum at `sum`; protocol/stats.ts): cumulative _bucket series per
+ * workgroup, then _sum (seconds) and _count.
+ */
+function histogramSamples(s: StatsSnapshot, name: string, base: number, sum: number): Sample[] {
   const out: Sample[] = [];
   for (let id = 0; id < s.blocks.length; id++) {
     const b = s.blocks[id];
     let cumulative = 0;
     for (let i = 0; i < LATENCY_BUCKETS; i++) {
-      cumulative += b[LATENCY_BASE + i];
+      cumulative += b[base + i];
       out.push({ metricName: `${name}_bucket`, value: cumulative, labels: { le: LE_SECONDS[i], workgroup: id } });
     }
-    out.push({ metricName: `${name}_sum`, value: b[LATENCY_SUM] / 1e6, labels: { workgroup: id } });
+    out.push({ metricName: `${name}_sum`, value: b[sum] / 1e6, labels: { workgroup: id } });
     // _count is the +Inf bucket, so the two agree even if the writer was between its two stores.
     out.push({ metricName: `${name}_count`, value: cumulative, labels: { workgroup: id } });
   }

@@ -2,6 +2,7 @@
 import { loadUws } from '../native-io/uws';
 import { AdminServer, sendJson } from './admin';
 import { isLoopbackHost, type Config } from './config';
+import { engineHealth } from './engine-health';
 import type { Logger } from './log';
 import { registerObservability } from './observability';
 import { checkRedis } from './redis-check';
@@ -54,9 +55,24 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     const down = supervisor.down();
     sendJson(res, down.length === 0 ? 200 : 503, { status: down.length === 0 ? 'ok' : 'workgroups down', workgroups: supervisor.workgroups, listening: supervisor.listeningCount(), down });
   });
+  // Not ready while Redis is unreachable (publishes would get UNAVAILABLE); sessions stay and /healthz stays 200.
   admin.route('/readyz', (_req, res) => {
-    const ready = !shuttingDown && supervisor.ready;
-    sendJson(res, ready ? 200 : 503, { ready, shuttingDown, workgroups: supervisor.workgroups, listening: supervisor.listeningCount(), down: supervisor.down() });
+    const engine = engineHealth(supervisor.stats.map((b) => new Float64Array(b)));
+    const reasons: string[] = [];
+    if (shuttingDown) reasons.push('shutting down');
+    else if (!supervisor.ready) reasons.push('workgroups not listening');
+    if (engine.unreachable.length > 0) reasons.push('redis unreachable');
+    const ready = reasons.length === 0;
+    sendJson(res, ready ? 200 : 503, {
+      ready,
+      reasons,
+      shuttingDown,
+      workgroups: supervisor.workgroups,
+      listening: supervisor.listeningCount(),
+      down: supervisor.down(),
+      engine: engine.kind,
+      redisUnreachable: engine.unreachable,
+    });
   });
   registerObservability(admin, supervisor, config);
   if (process.env.C10M_FAULT_INJECTION === '1') {

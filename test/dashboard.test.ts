@@ -75,6 +75,9 @@ describe('dashboard', () => {
     const row = await page.locator('#workgroup-table tbody tr').first().locator('td').allTextContents();
     expect(row[0]).toBe('0');
     expect(row[2]).toBe('12');
+    // The engine tile names the memory engine (the Redis engine's line is in engine-observability.test.ts).
+    expect(await page.locator('#engine').textContent()).toBe('memory');
+    expect(await page.locator('#redis-tile').isHidden()).toBe(true);
     // Let a few more points reach the charts, then keep a picture of the page.
     await page.waitForTimeout(2500);
     mkdirSync(ARTIFACTS, { recursive: true });

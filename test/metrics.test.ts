@@ -138,6 +138,67 @@ describe('one workgroup', () => {
     expect(fds).toBeLessThan(s.sum('c10m_descriptor_limit', { limit: 'soft' }));
   });
 
+  test('with the memory engine: engine memory and up, every Redis figure 0, /readyz 200 without reasons', async () => {
+    const s = await scrape(server);
+    expect(s.series('c10m_engine_info').map((x) => [x.labels.engine, x.value])).toEqual([['memory', 1]]);
+    expect(s.series('c10m_engine_up').map((x) => [x.labels.workgroup, x.value])).toEqual([['0', 1]]);
+    for (const name of [
+      'c10m_redis_subscriptions',
+      'c10m_redis_messages_received_total',
+      'c10m_redis_bytes_received_total',
+      'c10m_redis_commands_total',
+      'c10m_redis_flushes_total',
+      'c10m_redis_reconnects_total',
+      'c10m_publishes_unavailable_total',
+      'c10m_redis_recovered_messages_total',
+      'c10m_redis_lost_messages_total',
+      'c10m_redis_roundtrip_seconds_count',
+      'c10m_redis_roundtrip_seconds_sum',
+    ]) {
+      expect({ name, series: s.series(name).map((x) => [x.labels.workgroup, x.value]) }).toEqual({ name, series: [['0', 0]] });
+    }
+    // The round-trip histogram has the latency histogram's buckets, all empty.
+    const rtt = s.series('c10m_redis_roundtrip_seconds_bucket');
+    expect(rtt.map((b) => b.labels.le)).toEqual(s.series('c10m_publish_to_write_latency_seconds_bucket').map((b) => b.labels.le));
+    expect(rtt.every((b) => b.value === 0)).toBe(true);
+    // HELP and TYPE lines say what each family is.
+    const text = await (await fetch(server.adminUrl('/metrics'))).text();
+    expect(text).toMatch(/^# TYPE c10m_redis_roundtrip_seconds histogram$/m);
+    expect(text).toMatch(/^# TYPE c10m_engine_up gauge$/m);
+    expect(text).toMatch(/^# TYPE c10m_redis_messages_received_total counter$/m);
+    expect(text).toMatch(/^# HELP c10m_engine_up .*Redis is unreachable/m);
+
+    const j = await jmx(server);
+    expect(j.Engine).toEqual({
+      Type: 'memory',
+      State: 'Up',
+      WorkgroupsUnavailable: 0,
+      RedisSubscriptions: 0,
+      RedisMessagesReceived: 0,
+      RedisBytesReceived: 0,
+      RedisMessagesReceivedPerSecond: 0,
+      RedisBytesReceivedPerSecond: 0,
+      RedisCommands: 0,
+      RedisFlushes: 0,
+      PipelinedCommandsPerFlush: null,
+      RedisReconnects: 0,
+      PublishesUnavailable: 0,
+      RecoveredMessages: 0,
+      LostMessages: 0,
+      RedisRoundTripSamples: 0,
+      RedisRoundTripMeanMicros: null,
+      RedisRoundTripP50Micros: null,
+      RedisRoundTripP90Micros: null,
+      RedisRoundTripP99Micros: null,
+    });
+    const { Type: _type, WorkgroupsUnavailable: _unavailable, ...perWorkgroup } = j.Engine;
+    expect(j.Workgroups[0].Engine).toEqual(perWorkgroup);
+
+    const ready = await fetch(server.adminUrl('/readyz'));
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ ready: true, reasons: [], engine: 'memory', redisUnreachable: [] });
+  });
+
   test('sessions go up and down, in /metrics and /jmx alike', async () => {
     const before = await scrape(server);
     const opened0 = before.sum('c10m_sessions_opened_total');
@@ -299,7 +360,15 @@ describe('two workgroups', () => {
       expect(perWorkgroup.map((x) => x.labels.workgroup).sort()).toEqual(['0', '1']);
       // 24 connections spread by a hash: each workgroup has some (all on one: odds 2^-23).
       for (const x of perWorkgroup) expect(x.value).toBeGreaterThan(0);
-      for (const name of ['c10m_workgroup_listening', 'c10m_workgroup_restarts_total', 'c10m_messages_out_total', 'c10m_workgroup_heartbeat_age_seconds']) {
+      for (const name of [
+        'c10m_workgroup_listening',
+        'c10m_workgroup_restarts_total',
+        'c10m_messages_out_total',
+        'c10m_workgroup_heartbeat_age_seconds',
+        'c10m_engine_up',
+        'c10m_redis_messages_received_total',
+        'c10m_redis_roundtrip_seconds_count',
+      ]) {
         expect(
           s
             .series(name)
@@ -322,7 +391,9 @@ describe('two workgroups', () => {
         expect(w.ConnectedSessions).toBe(s.sum('c10m_sessions', { workgroup: String(w.Id) }));
         expect(w.Listening).toBe(true);
         expect(w.HeartbeatAgeSeconds).toBeLessThan(3);
+        expect(w.Engine.State).toBe('Up');
       }
+      expect(s.series('c10m_engine_info')).toHaveLength(1);
     });
   });
 });

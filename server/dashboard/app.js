@@ -185,6 +185,7 @@
     setText('slow', fmtCount(doc.SlowConsumerDisconnects));
     setText('fds', fmtCount(doc.OpenFileDescriptors) + ' / ' + fmtCount(doc.MaxFileDescriptors));
     setText('native', doc.NativeIo + ' · ' + fmtBytes(doc.HugePageArenaBytes + doc.TransparentHugePageArenaBytes));
+    setEngine(doc.Engine);
     setText('window', 'window ' + doc.WindowSeconds.toFixed(1) + ' s · up ' + Math.round(doc.UptimeSeconds) + ' s');
     setText('window-seconds', doc.WindowSeconds.toFixed(1));
 
@@ -223,6 +224,17 @@
       return tr;
     });
     document.querySelector('#workgroup-table tbody').replaceChildren(...rows);
+  }
+
+  /** memory, or redis and its state; with redis, a second tile: publish round-trip p99 and messages received per second. */
+  function setEngine(e) {
+    if (!e) return;
+    const down = e.State !== 'Up';
+    $('engine').classList.toggle('bad', down);
+    $('engine').title = down ? e.WorkgroupsUnavailable + ' workgroup(s) cannot reach Redis: publishes get UNAVAILABLE, /readyz answers 503' : '';
+    setText('engine', e.Type === 'redis' ? (down ? 'redis unreachable' : 'redis up') : e.Type);
+    $('redis-tile').hidden = e.Type !== 'redis';
+    if (e.Type === 'redis') setText('redis', fmtMicros(e.RedisRoundTripP99Micros) + ' / ' + fmtCount(e.RedisMessagesReceivedPerSecond));
   }
 
   function setStatus(kind, text) {
