@@ -9,7 +9,7 @@ import { connect as sdkConnect, type C10mClient } from '../sdk';
 import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startRedis, stopAllRedis, type TestRedis } from './helpers/redis';
 import { startServer, type TestServer } from './helpers/server';
-import { metricSum, waitFor } from './helpers/workgroups';
+import { metricSum, readyStatus, waitFor } from './helpers/workgroups';
 import { sleep } from './helpers/guaranteed';
 import { Redis } from 'ioredis';
 
@@ -241,6 +241,43 @@ test('Redis down for 5 s: publishes get UNAVAILABLE (HTTP 503, Retry-After), ses
     'publishes to be taken again',
   );
   await onB.until(() => onB.deliveries.some((d) => d.data === 'after'), 20_000, 'B to get the message after recovery');
+});
+
+test('Redis hung (SIGSTOP) for 4 s: publishes fail with UNAVAILABLE after the command timeout, /readyz says why, then all goes on in the same epoch', async () => {
+  const redis = await startRedis();
+  const [a, b] = await Promise.all([node(redis), node(redis)]);
+  const onB = await client(b);
+  await onB.sub(['/cl/hung']);
+  const pub = await client(a);
+  const first = await pub.pub('/cl/hung', 'before');
+  expect(first.ok).toBe(true);
+  const paused = redis.pause(4000);
+  const started = Date.now();
+  const during = await pub.request({ op: 'pub', topic: '/cl/hung', data: 'during', ack: true }, 10_000);
+  expect(during).toMatchObject({ error: { code: 'UNAVAILABLE' } });
+  expect(Date.now() - started).toBeLessThan(3500);
+  expect(await readyStatus(a)).toBe(503);
+  // Refused at once now, not after another timeout.
+  const t0 = Date.now();
+  expect(await pub.pub('/cl/hung', 'refused')).toMatchObject({ error: { code: 'UNAVAILABLE' } });
+  expect(Date.now() - t0).toBeLessThan(500);
+  await paused;
+  await waitFor(async () => (await readyStatus(a)) === 200, 10_000, 'A ready again');
+  let ack: Record<string, unknown> = {};
+  await waitFor(
+    async () => {
+      ack = await pub.pub('/cl/hung', 'after');
+      return ack.ok === true;
+    },
+    10_000,
+    'publishes taken again',
+  );
+  // Same process, same data: the same epoch; the publish that timed out may or may not have been sequenced.
+  expect(ack.epoch).toBe(first.epoch);
+  await onB.until(() => onB.deliveries.some((d) => d.data === 'after'), 10_000, 'B to get the message after');
+  const ds = onB.deliveries.filter((d) => d.topic === '/cl/hung');
+  expect(ds.map((d) => d.seq)).toEqual(Array.from({ length: ds.length }, (_, i) => i + 1));
+  expect(onB.closeCode).toBeNull();
 });
 
 test("a node's subscription connection lost while Redis keeps the history: what it missed is recovered from the stream", async () => {

@@ -297,7 +297,7 @@ export class Delivery implements SubscriberPort {
       message =
         status === AckStatus.UNAVAILABLE
           ? 'redis is unreachable; nothing was published; retry shortly'
-          : 'the connection to redis broke with this publish in flight; it may or may not have been published';
+          : 'redis did not answer this publish (the connection broke or it timed out); it may or may not have been published';
     }
     if (ack.http !== null) {
       if (refused) return this.host.httpPublish.fail(ack.http, '503 Service Unavailable', code, message, retryAfter);

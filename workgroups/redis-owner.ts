@@ -215,7 +215,6 @@ export class RedisOwner implements OwnerPort {
       }
     }
     if (drop !== null) this.unfollow(drop);
-    this.stats[Stat.REDIS_SUBSCRIPTIONS] = this.follows.size;
   }
 
   close(): void {

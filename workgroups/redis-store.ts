@@ -349,8 +349,30 @@ export class RedisStore {
           this.recordRoundTrip(started);
           done(null, Number(r[0]), Number(r[1]));
         },
-        (err: Error) => done(err, 0, 0),
+        (err: Error) => {
+          if (/timed out/i.test(err.message)) this.hung();
+          done(err, 0, 0);
+        },
       );
+  }
+
+  /**
+   * A command timed out on an open connection (Redis stopped answering: hung,
+   * overloaded, partitioned): down until a PING is answered again, so that
+   * publishes are refused at once rather than each waiting out the timeout,
+   * and /readyz and the metrics say so.
+   */
+  private hung(): void {
+    if (!this.cmdUp || this.closed) return;
+    this.setUp(false);
+    const probe = (): void => {
+      if (this.closed || this.cmd.status !== 'ready') return; // closed: 'ready' and the run_id check bring it back
+      this.cmd.ping().then(
+        () => this.setUp(true),
+        () => setTimeout(probe, 500),
+      );
+    };
+    setTimeout(probe, 500);
   }
 
   /** The topic's position (starting a history if it has none) and its snapshot. */

@@ -123,6 +123,8 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
       Stat.RING_SPILL_RECORDS,
       Stat.RING_SPILL_PEAK_BYTES,
       Stat.RING_SPILL_BYTES,
+      Stat.ENGINE_STATE,
+      Stat.REDIS_SUBSCRIPTIONS,
     ])
       this.stats[g] = 0;
 
