@@ -1,46 +1,28 @@
 // The Redis engine (workgroups/redis-owner.ts), in process, against the
 // engine contract's conformance suite and recording SubscriberPorts, with a
 // real redis-server: no uWS, no threads, no rings. Workgroup 0 is the owner.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { MessageCache } from '../workgroups/cache';
 import { Owner } from '../workgroups/owner';
 import { RedisOwner } from '../workgroups/redis-owner';
 import { TopicTable } from '../workgroups/topics';
 import { STATS_SLOTS } from '../protocol/stats';
+import type { RedisOptions } from '../shm/workgroup-init';
 import { RecordingSubscriber, runEngineContract, type EngineLimits, type EngineUnderTest } from './helpers/engine-contract';
+import { startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from './helpers/redis';
 import pino from 'pino';
 
-let redis: ChildProcess;
-let redisUrl = '';
+jest.setTimeout(60_000);
+
+let redis: TestRedis;
+let cluster: TestRedisCluster;
 
 beforeAll(async () => {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 11000);
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const ok = await new Promise<boolean>((resolve) => {
-      let out = '';
-      proc.stdout?.on('data', (c) => {
-        out += c;
-        if (out.includes('Ready to accept connections')) resolve(true);
-      });
-      proc.on('exit', () => resolve(false));
-    });
-    if (ok) {
-      redis = proc;
-      redisUrl = `redis://127.0.0.1:${port}`;
-      return;
-    }
-  }
-  throw new Error('could not start redis-server');
-});
-
-afterAll(() => {
-  redis?.kill('SIGKILL');
+  [redis, cluster] = await Promise.all([startRedis(), startRedisCluster(3)]);
 });
 
 let prefixes = 0;
 
-async function redisEngine(count: number, limits: EngineLimits): Promise<EngineUnderTest & { owner: RedisOwner; stats: Float64Array; errors: unknown[] }> {
+async function redisEngine(where: () => RedisOptions, count: number, limits: EngineLimits): Promise<EngineUnderTest & { owner: RedisOwner; stats: Float64Array; errors: unknown[] }> {
   const workgroups = Array.from({ length: count }, () => new RecordingSubscriber());
   const stats = new Float64Array(STATS_SLOTS);
   const errors: unknown[] = [];
@@ -67,12 +49,12 @@ async function redisEngine(count: number, limits: EngineLimits): Promise<EngineU
     stats,
     limits.maxTopics,
     { cacheMessages: limits.cacheMessages, cacheSeconds: 3600, snapshotTtlSeconds: 0 },
-    { urls: [redisUrl], cluster: false, prefix },
+    { ...where(), prefix },
     pino({ level: 'silent' }),
     (cause, err) => errors.push(new Error(`${cause}: ${(err as Error).message}`)),
   );
   const o = owner;
-  for (let i = 0; i < 200 && !o.store.up; i++) await new Promise((r) => setTimeout(r, 10));
+  await o.store.whenUp(5000);
   if (!o.store.up) throw new Error('redis not reachable');
   return {
     engine: o,
@@ -98,4 +80,5 @@ async function redisEngine(count: number, limits: EngineLimits): Promise<EngineU
   };
 }
 
-runEngineContract('redis (standalone)', redisEngine);
+runEngineContract('redis (standalone)', (count, limits) => redisEngine(() => ({ urls: [redis.url], cluster: false, prefix: '' }), count, limits));
+runEngineContract('redis (a three-master Redis Cluster)', (count, limits) => redisEngine(() => ({ urls: cluster.urls, cluster: true, prefix: '' }), count, limits));

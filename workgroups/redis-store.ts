@@ -24,6 +24,7 @@ import { performance } from 'node:perf_hooks';
 import { Redis, Cluster, type RedisOptions as IoRedisOptions, type ClusterNode } from 'ioredis';
 import type { RedisOptions } from '../shm/workgroup-init';
 import { redisConnectionOptions } from '../shm/redis-url';
+import calculateSlot from 'cluster-key-slot';
 import { REDIS_RTT_BASE, REDIS_RTT_COUNT, REDIS_RTT_SUM, Stat, latencyBucket } from '../protocol/stats';
 
 /** A topic's meta hash outlives its last publish or subscribe by this long. */
@@ -169,6 +170,7 @@ export class RedisStore {
   private readonly snapshotTtlMs: string;
   private readonly metaTtl = String(META_TTL_SECONDS);
   private cmdUp = false;
+  private upWaiters: (() => void)[] = [];
   /** The run_id of the Redis process the command connection is on ('' with Redis Cluster: not checked). */
   private runId = '';
   private subReadyOnce = false;
@@ -256,7 +258,7 @@ export class RedisStore {
     if (this.cmdUp) return Promise.resolve(true);
     return new Promise((resolve) => {
       const timer = setTimeout(() => resolve(this.cmdUp), timeoutMs);
-      this.cmd.once('ready', () => {
+      this.upWaiters.push(() => {
         clearTimeout(timer);
         resolve(true);
       });
@@ -300,6 +302,11 @@ export class RedisStore {
     this.stats[Stat.ENGINE_STATE] = up ? 1 : 2;
     if (!up) this.stats[Stat.REDIS_RECONNECTS]++;
     this.events.availability(up);
+    if (up && this.upWaiters.length > 0) {
+      const waiters = this.upWaiters;
+      this.upWaiters = [];
+      for (const w of waiters) w();
+    }
   }
 
   private key(topic: string, kind: 'm' | 'x' | 's' | 'c'): string {
@@ -406,16 +413,21 @@ export class RedisStore {
   /** Subscribes to the topics' channels (one call for all); resolves once Redis confirmed. */
   async follow(topics: string[]): Promise<void> {
     const channels = topics.map((t) => this.key(t, 'c'));
-    if (this.options.cluster) await (this.sub as Cluster).ssubscribe(...channels);
-    else await (this.sub as Redis).subscribe(...channels);
+    if (this.options.cluster) {
+      // SSUBSCRIBE takes the channels of one slot per call (CROSSSLOT otherwise).
+      const sub = this.sub as Cluster;
+      await Promise.all(bySlot(channels).map((group) => sub.ssubscribe(...group)));
+    } else await (this.sub as Redis).subscribe(...channels);
     this.stats[Stat.REDIS_SUBSCRIPTIONS] += topics.length;
   }
 
   async unfollow(topics: string[]): Promise<void> {
     const channels = topics.map((t) => this.key(t, 'c'));
     this.stats[Stat.REDIS_SUBSCRIPTIONS] -= topics.length;
-    if (this.options.cluster) await (this.sub as Cluster).sunsubscribe(...channels);
-    else await (this.sub as Redis).unsubscribe(...channels);
+    if (this.options.cluster) {
+      const sub = this.sub as Cluster;
+      await Promise.all(bySlot(channels).map((group) => sub.sunsubscribe(...group)));
+    } else await (this.sub as Redis).unsubscribe(...channels);
   }
 
   private onMessage(channel: Buffer, message: Buffer): void {
@@ -443,6 +455,18 @@ export class RedisStore {
     this.cmd.disconnect();
     this.sub.disconnect();
   }
+}
+
+/** Channels grouped by their Redis Cluster hash slot. */
+function bySlot(channels: string[]): string[][] {
+  const groups = new Map<number, string[]>();
+  for (const c of channels) {
+    const slot = calculateSlot(c);
+    const g = groups.get(slot);
+    if (g === undefined) groups.set(slot, [c]);
+    else g.push(c);
+  }
+  return [...groups.values()];
 }
 
 function parsePayload(seq: number, b: Buffer, at: number): StoredMessage {
