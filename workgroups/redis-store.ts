@@ -19,7 +19,8 @@
 // history, so a loss always shows as an epoch change, never as a silent gap.
 //
 // Publishes are sent as they come; ioredis's auto-pipelining writes all the
-// commands of one event-loop turn in one write (per Redis node).
+// commands of one event-loop turn in one write (standalone; with Redis
+// Cluster it is off, see the constructor).
 import { performance } from 'node:perf_hooks';
 import { Redis, Cluster, type RedisOptions as IoRedisOptions, type ClusterNode } from 'ioredis';
 import type { RedisOptions } from '../shm/workgroup-init';
@@ -29,6 +30,8 @@ import { REDIS_RTT_BASE, REDIS_RTT_COUNT, REDIS_RTT_SUM, Stat, latencyBucket } f
 
 /** A topic's meta hash outlives its last publish or subscribe by this long. */
 export const META_TTL_SECONDS = 7 * 86400;
+/** Redis Cluster: followed topics are checked against their streams this long after the last subscription error. */
+const RESYNC_AFTER_ERRORS_MS = 3000;
 /** Bytes before the data in a payload: ts (f64), received-at (f64), flags (u8). */
 export const PAYLOAD_HEADER = 17;
 /** Bytes before the payload in a channel message: epoch (u32), seq (f64). */
@@ -219,7 +222,10 @@ export class RedisStore {
       this.cmd = new Cluster(seeds, {
         redisOptions: { ...redisOptions, maxRetriesPerRequest: 0, commandTimeout: 2000 },
         enableOfflineQueue: false,
-        enableAutoPipelining: true,
+        // Off with Redis Cluster: ioredis 5.11 answers auto-pipelined commands with the MOVED error after a
+        // failover instead of following it (seen: catch-up reads failing with MOVED for 30 s after a master
+        // was killed; with it off, every acked message was delivered). Commands still go out without waiting.
+        enableAutoPipelining: false,
         clusterRetryStrategy: retry,
       }) as ScriptClient;
       this.sub = new Cluster(seeds, { redisOptions, shardedSubscribers: true, clusterRetryStrategy: retry });
@@ -234,7 +240,17 @@ export class RedisStore {
     this.cmd.on('ready', () => this.learnRunId());
     this.cmd.on('close', () => this.setUp(false));
     this.cmd.on('error', (err) => this.onError('redis', err));
-    this.sub.on('error', (err) => this.onError('redis-subscriber', err));
+    if (options.cluster) {
+      // A node joined or left the slot map (a failover): check the followed topics once things settle.
+      this.cmd.on('+node', () => this.resyncSoon());
+      this.cmd.on('-node', () => this.resyncSoon());
+    }
+    this.sub.on('error', (err) => {
+      this.onError('redis-subscriber', err);
+      // Redis Cluster: ioredis re-subscribes a failed-over shard's channels by itself, without an event we can
+      // wait for; a while after the errors stop, every followed topic is read from its stream (catch-up).
+      if (options.cluster) this.resyncSoon();
+    });
     this.sub.on('ready', () => {
       if (this.subReadyOnce) {
         this.stats[Stat.REDIS_RECONNECTS]++;
@@ -265,6 +281,18 @@ export class RedisStore {
     });
   }
 
+  private resyncTimer: NodeJS.Timeout | null = null;
+
+  /** Tells the owner, RESYNC_AFTER_ERRORS_MS after the last subscription error, to check every topic against its stream. */
+  private resyncSoon(): void {
+    if (this.closed) return;
+    if (this.resyncTimer !== null) clearTimeout(this.resyncTimer);
+    this.resyncTimer = setTimeout(() => {
+      this.resyncTimer = null;
+      if (!this.closed) this.events.resubscribed();
+    }, RESYNC_AFTER_ERRORS_MS);
+  }
+
   /** The command connection is up: publishes can be sequenced. */
   get up(): boolean {
     return this.cmdUp;
@@ -276,17 +304,10 @@ export class RedisStore {
    * NEW_HISTORY). With Redis Cluster, not checked.
    */
   private learnRunId(): void {
-    if (this.options.cluster) {
-      this.runId = '';
-      this.setUp(true);
-      return;
-    }
-    this.cmd.info('server').then(
-      (info) => {
-        const m = /^run_id:(\w+)/m.exec(info);
-        if (m === null) throw new Error('INFO server has no run_id');
-        if (this.runId !== '' && this.runId !== m[1]) this.log('redis restarted (a new run_id): topics whose history it wrote before start new epochs');
-        this.runId = m[1];
+    this.prepare().then(
+      (runId) => {
+        if (this.runId !== '' && this.runId !== runId) this.log('redis restarted (a new run_id): topics whose history it wrote before start new epochs');
+        this.runId = runId;
         this.setUp(true);
       },
       (err) => {
@@ -294,6 +315,21 @@ export class RedisStore {
         if (!this.closed) setTimeout(() => this.learnRunId(), 500);
       },
     );
+  }
+
+  /**
+   * Loads the scripts on every server (so that the first commands are not
+   * answered NOSCRIPT and sent again as EVAL, which would let a later
+   * command overtake them) and reads the run_id ('' with Redis Cluster).
+   */
+  private async prepare(): Promise<string> {
+    const servers: Redis[] = this.options.cluster ? (this.cmd as Cluster).nodes('master') : [this.cmd as Redis];
+    await Promise.all(servers.flatMap((r) => [PUBLISH_SCRIPT, HEAD_SCRIPT, READ_SCRIPT].map((lua) => r.script('LOAD', lua))));
+    if (this.options.cluster) return '';
+    const info = await (this.cmd as Redis).info('server');
+    const m = /^run_id:(\w+)/m.exec(info);
+    if (m === null) throw new Error('INFO server has no run_id');
+    return m[1];
   }
 
   private setUp(up: boolean): void {
@@ -358,6 +394,8 @@ export class RedisStore {
         },
         (err: Error) => {
           if (/timed out/i.test(err.message)) this.hung();
+          // Redis Cluster: a shard failing over; its channels may have missed messages meanwhile.
+          if (this.options.cluster) this.resyncSoon();
           done(err, 0, 0);
         },
       );
@@ -451,6 +489,7 @@ export class RedisStore {
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    if (this.resyncTimer !== null) clearTimeout(this.resyncTimer);
     this.stats[Stat.ENGINE_STATE] = 0;
     this.cmd.disconnect();
     this.sub.disconnect();
