@@ -30,7 +30,7 @@ import type { Owner } from './owner';
 import type { OwnerPort } from './ports';
 import type { ReplayLinks } from './replay';
 import { AckStatus, RecordFlag, SubStatus } from './records';
-import { RedisStore, type StoredMessage, type StoreLimits } from './redis-store';
+import { NOT_SENT, RedisStore, type StoredMessage, type StoreLimits } from './redis-store';
 import { nowMicros } from '../protocol/frame';
 import { Stat } from '../protocol/stats';
 import type { RedisOptions } from '../shm/workgroup-init';
@@ -137,8 +137,8 @@ export class RedisOwner implements OwnerPort {
       if (this.closed) return;
       if (err !== null) {
         this.stats[Stat.PUBLISHES_UNAVAILABLE]++;
-        this.onError('redis-publish', err);
-        if (token !== 0) this.links.subscriber(from).ack(token, 0, 0, AckStatus.UNCERTAIN);
+        if (err !== NOT_SENT) this.onError('redis-publish', err);
+        if (token !== 0) this.links.subscriber(from).ack(token, 0, 0, err === NOT_SENT ? AckStatus.UNAVAILABLE : AckStatus.UNCERTAIN);
         return;
       }
       this.stats[Stat.MESSAGES_SEQUENCED]++;

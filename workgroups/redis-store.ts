@@ -42,8 +42,8 @@ const MESSAGE_HEADER = 12;
 // last writes (appendfsync everysec: up to a second; a replica promoted after an asynchronous failover: what
 // it had not received); seqs it hands out again would be dropped by clients as duplicates, a silent loss.
 // So a history written by another process starts a new epoch: the loss, if any, is reported. The snapshot
-// is kept (re-stamped seq 0 of the new epoch): it is state, not history. With Redis Cluster the run_id is
-// not checked ('' : see docs/ARCHITECTURE.md).
+// is kept (re-stamped seq 0 of the new epoch): it is state, not history. With Redis Cluster, the run_id of
+// the master serving the topic's slot (a promoted replica has its own).
 const NEW_HISTORY = `
 local function newHistory(epoch, seq)
   redis.call('DEL', KEYS[2])
@@ -174,8 +174,10 @@ export class RedisStore {
   private readonly metaTtl = String(META_TTL_SECONDS);
   private cmdUp = false;
   private upWaiters: (() => void)[] = [];
-  /** The run_id of the Redis process the command connection is on ('' with Redis Cluster: not checked). */
+  /** The run_id of the Redis process the command connection is on (standalone). */
   private runId = '';
+  /** Redis Cluster: the run_id of each master, by "host:port" (as the slot map names them). */
+  private readonly shardRunIds = new Map<string, string>();
   private subReadyOnce = false;
   private closed = false;
   /** Commands sent this event-loop turn (one auto-pipelined write), and whether the turn's count is scheduled. */
@@ -325,11 +327,52 @@ export class RedisStore {
   private async prepare(): Promise<string> {
     const servers: Redis[] = this.options.cluster ? (this.cmd as Cluster).nodes('master') : [this.cmd as Redis];
     await Promise.all(servers.flatMap((r) => [PUBLISH_SCRIPT, HEAD_SCRIPT, READ_SCRIPT].map((lua) => r.script('LOAD', lua))));
-    if (this.options.cluster) return '';
-    const info = await (this.cmd as Redis).info('server');
-    const m = /^run_id:(\w+)/m.exec(info);
-    if (m === null) throw new Error('INFO server has no run_id');
-    return m[1];
+    if (this.options.cluster) {
+      await this.learnShardRunIds();
+      return '';
+    }
+    return runIdOf(await (this.cmd as Redis).info('server'));
+  }
+
+  /**
+   * The run_id to check a topic's history against: the standalone server's,
+   * or (Redis Cluster) that of the master serving the key's slot now, null
+   * while it is not known yet (then asked for: a failover moved the slot).
+   */
+  private runIdFor(metaKey: string): string | null {
+    if (!this.options.cluster) return this.runId;
+    const owners = (this.cmd as Cluster).slots[calculateSlot(metaKey)];
+    const master = owners === undefined ? undefined : owners[0];
+    const id = master === undefined ? undefined : this.shardRunIds.get(master);
+    if (id !== undefined) return id;
+    this.learnShardRunIdsSoon();
+    return null;
+  }
+
+  /** Asks every master of the cluster for its run_id (at connect, and when a slot's master is one not asked yet). */
+  private async learnShardRunIds(): Promise<void> {
+    const masters = (this.cmd as Cluster).nodes('master');
+    const ids = await Promise.all(
+      masters.map(async (r) => {
+        const id = runIdOf(await r.info('server'));
+        // A master not asked before may lack the scripts (a promoted replica: scripts are not replicated).
+        await Promise.all([PUBLISH_SCRIPT, HEAD_SCRIPT, READ_SCRIPT].map((lua) => r.script('LOAD', lua)));
+        return [`${r.options.host}:${r.options.port}`, id] as const;
+      }),
+    );
+    for (const [key, id] of ids) this.shardRunIds.set(key, id);
+  }
+
+  private learningShards = false;
+
+  private learnShardRunIdsSoon(): void {
+    if (this.learningShards || this.closed) return;
+    this.learningShards = true;
+    this.learnShardRunIds()
+      .catch((err) => this.onError('redis-info', err))
+      .finally(() => {
+        this.learningShards = false;
+      });
   }
 
   private setUp(up: boolean): void {
@@ -368,12 +411,19 @@ export class RedisStore {
     payload.writeDoubleBE(receivedAtMicros, 8);
     payload[16] = flags & 0xff;
     payload.set(data, PAYLOAD_HEADER);
+    const metaKey = this.key(topic, 'm');
+    const runId = this.runIdFor(metaKey);
+    if (runId === null) {
+      // A shard whose server we have not asked yet (a failover just moved the slot): refused, nothing sent.
+      done(NOT_SENT, 0, 0);
+      return;
+    }
     const epoch = 1 + Math.floor(Math.random() * 0xfffffffe);
     const started = performance.now();
     this.counted();
     this.cmd
       .c10mPublish(
-        this.key(topic, 'm'),
+        metaKey,
         this.key(topic, 'x'),
         this.key(topic, 's'),
         this.key(topic, 'c'),
@@ -385,7 +435,7 @@ export class RedisStore {
         this.snapshotTtlMs,
         this.metaTtl,
         this.publishCommand,
-        this.runId,
+        runId,
       )
       .then(
         (r) => {
@@ -424,7 +474,10 @@ export class RedisStore {
   async head(topic: string): Promise<Head> {
     const epoch = 1 + Math.floor(Math.random() * 0xfffffffe);
     this.counted();
-    const r = await this.cmd.c10mHeadBuffer(this.key(topic, 'm'), this.key(topic, 'x'), this.key(topic, 's'), epoch, META_TTL_SECONDS, this.runId);
+    const metaKey = this.key(topic, 'm');
+    const runId = this.runIdFor(metaKey);
+    if (runId === null) throw NOT_SENT;
+    const r = await this.cmd.c10mHeadBuffer(metaKey, this.key(topic, 'x'), this.key(topic, 's'), epoch, META_TTL_SECONDS, runId);
     const snap = r[2];
     return {
       epoch: Number(r[0]),
@@ -437,7 +490,10 @@ export class RedisStore {
   /** The history after `afterSeq` when the topic is still in `epoch`, else from the current epoch's start; at most `count` messages. */
   async read(topic: string, epoch: number, afterSeq: number, count: number): Promise<HistoryRead> {
     this.counted();
-    const r = await this.cmd.c10mReadBuffer(this.key(topic, 'm'), this.key(topic, 'x'), epoch, afterSeq, count, this.runId);
+    const metaKey = this.key(topic, 'm');
+    const runId = this.runIdFor(metaKey);
+    if (runId === null) throw NOT_SENT;
+    const r = await this.cmd.c10mReadBuffer(metaKey, this.key(topic, 'x'), epoch, afterSeq, count, runId);
     const entries: StoredMessage[] = [];
     for (const [id, fields] of r[2]) {
       const seq = parseInt(id.toString('latin1'), 10);
@@ -494,6 +550,15 @@ export class RedisStore {
     this.cmd.disconnect();
     this.sub.disconnect();
   }
+}
+
+/** A command refused before it was sent (nothing happened in Redis). */
+export const NOT_SENT = Object.assign(new Error("the topic's Redis shard is not known yet (a failover moved it); nothing was sent"), { notSent: true });
+
+function runIdOf(info: string): string {
+  const m = /^run_id:(\w+)/m.exec(info);
+  if (m === null) throw new Error('INFO server has no run_id');
+  return m[1];
 }
 
 /** Channels grouped by their Redis Cluster hash slot. */
