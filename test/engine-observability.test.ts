@@ -5,66 +5,13 @@
 // that has a subscriber and not on the other, publishes fill the Redis
 // round-trip histogram, and the dashboard (headless Chromium) shows them. The memory engine's side (every Redis figure 0,
 // engine "memory") is in metrics.test.ts.
-//
-// NEEDS `serve --engine redis --redis-url URL` (server/config.ts, branch
-// redis-config). Until that is merged, every case here fails at start with
-// the CLI's "unknown option" exit: expected, run it after the merge.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { chromium } from 'playwright-core';
 import { connect, httpPublish, type TestClient } from './helpers/client';
+import { startRedis, type TestRedis } from './helpers/redis';
 import { startServer, type TestServer } from './helpers/server';
-
-// ---- one redis-server, on a port from 20000-30999 (it cannot bind port 0) ----
-// TODO(lead): test/helpers/redis.ts (branch redis-helpers) does this for every file; use it once merged.
-
-interface Redis {
-  port: number;
-  url: string;
-  proc: ChildProcess;
-}
-
-/** Starts redis-server on `port`; resolves null when the port is taken (or it could not start). */
-function startRedisOn(port: number): Promise<ChildProcess | null> {
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  return new Promise((resolve) => {
-    let out = '';
-    const t = setTimeout(() => {
-      proc.kill('SIGKILL');
-      resolve(null);
-    }, 10_000);
-    proc.stdout?.on('data', (c) => {
-      out += c;
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(t);
-        resolve(proc);
-      }
-    });
-    proc.on('exit', () => {
-      clearTimeout(t);
-      resolve(null);
-    });
-  });
-}
-
-async function startRedis(): Promise<Redis> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const port = 20000 + Math.floor(Math.random() * 11000);
-    const proc = await startRedisOn(port);
-    if (proc !== null) return { port, url: `redis://127.0.0.1:${port}`, proc };
-  }
-  throw new Error('could not start redis-server on any of 20 random ports in 20000-30999');
-}
-
-function killRedis(r: Redis): Promise<void> {
-  if (r.proc.exitCode !== null || r.proc.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    r.proc.once('exit', () => resolve());
-    r.proc.kill('SIGKILL');
-  });
-}
 
 // ---- scraping -------------------------------------------------------------
 
@@ -128,7 +75,8 @@ async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promi
 
 // ---- two nodes on one Redis -----------------------------------------------
 
-let redis: Redis;
+/** Real redis-server, on a port from 20000-30999; stopped by the helper's afterAll. */
+let redis: TestRedis;
 /** A publishes; B has the subscriber. */
 let nodeA: TestServer;
 let nodeB: TestServer;
@@ -157,7 +105,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()));
   await Promise.all([nodeA?.stop(), nodeB?.stop()]);
-  if (redis) await killRedis(redis);
 });
 
 test('both nodes name the Redis engine, up, and are ready', async () => {
@@ -265,7 +212,7 @@ test('Redis down: /readyz 503 with the reason, /healthz 200, sessions stay, refu
   const unavailable0 = await metric(nodeA, 'c10m_publishes_unavailable_total');
   const reconnects0 = await metric(nodeA, 'c10m_redis_reconnects_total');
 
-  await killRedis(redis);
+  await redis.kill();
   for (const node of [nodeA, nodeB]) {
     await eventually(async () => {
       const r = await readyz(node);
@@ -296,8 +243,7 @@ test('Redis down: /readyz 503 with the reason, /healthz 200, sessions stay, refu
   expect(pub.closeCode).toBeNull();
 
   // Back on the same port (empty: no persistence).
-  const back = await startRedisOnPort(redis.port);
-  redis = back;
+  await redis.restart();
   for (const node of [nodeA, nodeB]) {
     await eventually(async () => {
       const r = await readyz(node);
@@ -311,13 +257,3 @@ test('Redis down: /readyz 503 with the reason, /healthz 200, sessions stay, refu
   expect((await httpPublish(nodeA.port, { topic, data: { after: true } })).status).toBe(200);
   expect(pub.closeCode).toBeNull();
 }, 60_000);
-
-/** The same port again, retried for a few seconds (the killed process's socket may linger). */
-async function startRedisOnPort(port: number): Promise<Redis> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const proc = await startRedisOn(port);
-    if (proc !== null) return { port, url: `redis://127.0.0.1:${port}`, proc };
-    await new Promise((r) => setTimeout(r, 250));
-  }
-  throw new Error(`could not start redis-server again on port ${port}`);
-}

@@ -111,6 +111,14 @@ describe('standalone', () => {
     await redis.kill();
     expect(proc.signalCode).toBe('SIGKILL');
   });
+
+  test('clusterEnabled: a lone cluster node without slots, its bus port outside the ephemeral range', async () => {
+    redis = await startRedis({ clusterEnabled: true });
+    expect(String(await redis.command('CLUSTER', 'INFO'))).toMatch(/cluster_state:fail\r\ncluster_slots_assigned:0\r\n/);
+    const busPort = Number(((await redis.command('CONFIG', 'GET', 'cluster-port')) as string[])[1]);
+    expect(busPort).toBeGreaterThanOrEqual(20000);
+    expect(busPort).toBeLessThanOrEqual(30999);
+  });
 });
 
 describe('cluster', () => {

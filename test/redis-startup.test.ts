@@ -4,71 +4,20 @@
 // a warning each attempt, then exit 1; one that comes up within the wait
 // lets the node start. The memory engine never connects. Real redis-server
 // processes on random ports, nothing mocked.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parseRedisUrl, redisConnectionOptions } from '../shm/redis-url';
+import { startRedis, type TestRedis } from './helpers/redis';
 import { CLI, runCli, startServer } from './helpers/server';
 
 const PASSWORD = 'pw-s3cret';
 
-// A private redis-server per test file until the shared helper (test/helpers/redis.ts) lands.
-interface RedisProcess {
-  port: number;
-  proc: ChildProcess;
-  stop(): Promise<void>;
-}
-
-const randomPort = () => 20000 + Math.floor(Math.random() * 11000);
-
-/** Starts redis-server on `port`; resolves once it accepts connections, rejects with its output if it exits first. */
-function startRedisOn(port: number, dir: string, extra: string[] = []): Promise<RedisProcess> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-    const stop = async () => {
-      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
-      await exited;
-    };
-    const timer = setTimeout(() => {
-      void stop();
-      reject(new Error(`redis-server on ${port} not ready in 10 s: ${out}`));
-    }, 10_000);
-    const onData = (c: Buffer) => {
-      out += c.toString();
-      if (out.includes('Ready to accept connections')) {
-        clearTimeout(timer);
-        resolve({ port, proc, stop });
-      }
-    };
-    proc.stdout.on('data', onData);
-    proc.stderr.on('data', onData);
-    proc.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`redis-server on ${port} exited (${code}): ${out}`));
-    });
-  });
-}
-
-/** A port from 20000-30999 (outside the ephemeral range), retried while the pick is taken. */
-async function startRedis(dir: string, extra: string[] = []): Promise<RedisProcess> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await startRedisOn(randomPort(), dir, extra);
-    } catch (err) {
-      if (attempt < 10 && /Address already in use/.test((err as Error).message)) continue;
-      throw err;
-    }
-  }
-}
-
 /** A port in 20000-30999 that nothing listens on now (it is bound and released once). */
 async function freeFixedPort(): Promise<number> {
   for (;;) {
-    const port = randomPort();
+    const port = 20000 + Math.floor(Math.random() * 11000);
     const ok = await new Promise<boolean>((resolve) => {
       const s = createServer();
       s.once('error', () => resolve(false));
@@ -85,17 +34,11 @@ function expectOneCleanLine(stderr: string): void {
   expect(stderr).not.toContain(PASSWORD);
 }
 
-let dir: string;
-let redis: RedisProcess;
+// Stopped by the helper's afterAll.
+let redis: TestRedis;
 
 beforeAll(async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'c10m-redis-startup-'));
-  redis = await startRedis(dir, ['--requirepass', PASSWORD]);
-});
-
-afterAll(async () => {
-  await redis?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  redis = await startRedis({ password: PASSWORD });
 });
 
 describe('--redis-url forms c10m cannot use exit 2 with one line naming the URL', () => {
@@ -177,7 +120,8 @@ test('a database the Redis does not have exits 2', async () => {
 });
 
 test('the config-file keys are read: engine, redisUrl (a list) and redisPrefix; the node starts once Redis answers, the password masked', async () => {
-  const file = path.join(dir, 'redis.json');
+  // In the Redis temp dir: removed with it.
+  const file = path.join(redis.dir, 'c10m.json');
   writeFileSync(file, JSON.stringify({ engine: 'redis', redisUrl: [`redis://:${PASSWORD}@127.0.0.1:${redis.port}/0`], redisPrefix: 'app-1:' }));
   const s = await startServer(['--config', file, '--workgroups', '1']);
   try {
@@ -219,7 +163,7 @@ test('Redis that comes up within --redis-wait-seconds: the node waits, then star
   const port = await freeFixedPort();
   const serverStarting = startServer(['--engine', 'redis', '--redis-url', `redis://127.0.0.1:${port}`, '--redis-wait-seconds', '12', '--workgroups', '1']);
   await new Promise((r) => setTimeout(r, 1500));
-  const late = await startRedisOn(port, dir);
+  const late = await startRedis({ port });
   try {
     const s = await serverStarting;
     try {
@@ -284,9 +228,9 @@ test('a SIGTERM while waiting for Redis ends the wait at once, exit 0', async ()
 });
 
 describe('Redis Cluster mode, against a one-node cluster', () => {
-  let node: RedisProcess;
+  let node: TestRedis;
   beforeAll(async () => {
-    node = await startRedis(dir, ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${process.pid}-${Date.now()}.conf`]);
+    node = await startRedis({ clusterEnabled: true });
   });
   afterAll(async () => {
     await node?.stop();
@@ -305,7 +249,7 @@ describe('Redis Cluster mode, against a one-node cluster', () => {
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/is not reachable after waiting 1 s \(\d+ attempts?; --redis-wait-seconds\): says cluster_state:fail/);
     // Every slot to the one node: the cluster becomes ok.
-    expect(spawnSync('redis-cli', ['-p', String(node.port), 'CLUSTER', 'ADDSLOTSRANGE', '0', '16383'], { encoding: 'utf8' }).stdout.trim()).toBe('OK');
+    expect(await node.command('CLUSTER', 'ADDSLOTSRANGE', '0', '16383')).toBe('OK');
     const s = await startServer(['--engine', 'redis', '--redis-url', `redis://127.0.0.1:${node.port}`, '--redis-cluster', '--redis-wait-seconds', '10', '--workgroups', '1']);
     try {
       expect(s.logs.find((l) => l.msg === 'redis reachable' && l.role === 'control')).toMatchObject({ cluster: true, url: `redis://127.0.0.1:${node.port}` });

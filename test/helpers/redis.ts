@@ -32,6 +32,11 @@ export interface RedisOptions {
   port?: number;
   /** More redis-server arguments, e.g. ['--maxmemory', '10mb']. */
   args?: string[];
+  /**
+   * A lone Redis Cluster node (cluster-enabled, no slots: cluster_state:fail until CLUSTER ADDSLOTSRANGE), its bus
+   * port from 20000-30999 too (redis-server's default, port + 10000, may fall in the ephemeral range).
+   */
+  clusterEnabled?: boolean;
 }
 
 export interface TestRedis {
@@ -317,7 +322,8 @@ async function startNode(cfg: NodeConfig, fixedPort?: number): Promise<ManagedRe
 
 /** A standalone redis-server on 127.0.0.1, persistence off. */
 export function startRedis(opts: RedisOptions = {}): Promise<TestRedis> {
-  return startNode({ password: opts.password, user: opts.user, args: opts.args ?? [] }, opts.port);
+  const cluster = opts.clusterEnabled ? { nodeTimeoutMs: 1000 } : undefined;
+  return startNode({ password: opts.password, user: opts.user, args: opts.args ?? [], cluster }, opts.port);
 }
 
 function runRedisCli(args: string[], timeoutMs = 20000): Promise<string> {
