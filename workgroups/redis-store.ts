@@ -37,6 +37,9 @@ export const PAYLOAD_HEADER = 17;
 /** Bytes before the payload in a channel message: epoch (u32), seq (f64). */
 const MESSAGE_HEADER = 12;
 
+/** RecordFlag.RETAIN in a payload's flags byte (workgroups/records.ts). */
+const RETAIN_FLAG = 2;
+
 // A history is trusted only if the Redis process that serves it now is the one that wrote it: `b` in the
 // meta hash is the writer's run_id (INFO server). A Redis restarted from its AOF or RDB may have lost its
 // last writes (appendfsync everysec: up to a second; a replica promoted after an asynchronous failover: what
@@ -44,75 +47,84 @@ const MESSAGE_HEADER = 12;
 // So a history written by another process starts a new epoch: the loss, if any, is reported. The snapshot
 // is kept (re-stamped seq 0 of the new epoch): it is state, not history. With Redis Cluster, the run_id of
 // the master serving the topic's slot (a promoted replica has its own).
-const NEW_HISTORY = `
-local function newHistory(epoch, seq)
-  redis.call('DEL', KEYS[2])
-  local snap = redis.call('GET', KEYS[3])
-  if snap then redis.call('SET', KEYS[3], struct.pack('>d', 0) .. string.sub(snap, 9), 'KEEPTTL') end
-  redis.call('HSET', KEYS[1], 'e', epoch, 's', seq, 'b', ARGV[RUN])
+// Every script takes one key, the topic's meta hash P:{T}:m, and names the others from it (same hash tag:
+// the same slot in Redis Cluster); the settings are written into the script's text (scriptsFor): a publish
+// sends only its topic, payload, a candidate epoch and the run_id, 6 arguments for ioredis to encode.
+const PRELUDE = `
+local base = string.sub(KEYS[1], 1, -2)
+local X = base .. 'x'
+local S = base .. 's'
+local function newHistory(epoch, seq, run)
+  redis.call('DEL', X)
+  local snap = redis.call('GET', S)
+  if snap then redis.call('SET', S, struct.pack('>d', 0) .. string.sub(snap, 9), 'KEEPTTL') end
+  redis.call('HSET', KEYS[1], 'e', epoch, 's', seq, 'b', run)
   return epoch
 end
-local function stale(m)
-  return not m[1] or (ARGV[RUN] ~= '' and m[2] ~= ARGV[RUN])
+local function stale(m, run)
+  return not m[1] or (run ~= '' and m[2] ~= run)
 end
 `;
 
-// KEYS: meta, stream, snapshot. ARGV: channel, payload, candidate epoch, maxlen, stream ttl ms, retain (0/1),
-// snapshot ttl ms, meta ttl s, publish command, run_id.
-const PUBLISH_SCRIPT =
-  NEW_HISTORY.replace(/RUN/g, '10') +
-  `
+/** The three scripts, with the store's settings written in. */
+export function scriptsFor(limits: StoreLimits, publishCommand: string): { publish: string; head: string; read: string } {
+  const maxLen = Math.max(0, Math.floor(limits.cacheMessages));
+  const streamTtlMs = Math.max(1, limits.cacheSeconds) * 1000;
+  const snapshotTtlMs = Math.max(0, limits.snapshotTtlSeconds) * 1000;
+  // ARGV: payload, candidate epoch, run_id. The payload's flags byte (17th) says whether it is retained.
+  const publish =
+    PRELUDE +
+    `
 local m = redis.call('HMGET', KEYS[1], 'e', 'b')
 local e = m[1]
 local seq
-if stale(m) then
-  e = newHistory(ARGV[3], 1)
+if stale(m, ARGV[3]) then
+  e = newHistory(ARGV[2], 1, ARGV[3])
   seq = 1
 else
   seq = redis.call('HINCRBY', KEYS[1], 's', 1)
 end
-redis.call('EXPIRE', KEYS[1], ARGV[8])
-local maxlen = tonumber(ARGV[4])
-if maxlen > 0 then
-  local id = seq .. '-0'
-  if not pcall(redis.call, 'XADD', KEYS[2], 'MAXLEN', '~', maxlen, id, 'd', ARGV[2]) then
-    redis.call('DEL', KEYS[2])
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, id, 'd', ARGV[2])
-  end
-  redis.call('PEXPIRE', KEYS[2], ARGV[5])
+redis.call('EXPIRE', KEYS[1], ${META_TTL_SECONDS})
+${
+  maxLen > 0
+    ? `local id = seq .. '-0'
+if not pcall(redis.call, 'XADD', X, 'MAXLEN', '~', ${maxLen}, id, 'd', ARGV[1]) then
+  redis.call('DEL', X)
+  redis.call('XADD', X, 'MAXLEN', '~', ${maxLen}, id, 'd', ARGV[1])
 end
-if ARGV[6] == '1' then
-  local snap = struct.pack('>d', seq) .. ARGV[2]
-  local ttl = tonumber(ARGV[7])
-  if ttl > 0 then redis.call('SET', KEYS[3], snap, 'PX', ttl) else redis.call('SET', KEYS[3], snap) end
+redis.call('PEXPIRE', X, ${streamTtlMs})`
+    : ''
+}
+if bit.band(string.byte(ARGV[1], ${PAYLOAD_HEADER}), ${RETAIN_FLAG}) ~= 0 then
+  redis.call('SET', S, struct.pack('>d', seq) .. ARGV[1]${snapshotTtlMs > 0 ? `, 'PX', ${snapshotTtlMs}` : ''})
 end
-redis.call(ARGV[9], ARGV[1], struct.pack('>I4d', tonumber(e), seq) .. ARGV[2])
+redis.call('${publishCommand}', base .. 'c', struct.pack('>I4d', tonumber(e), seq) .. ARGV[1])
 return {tonumber(e), seq}
 `;
-
-// KEYS: meta, stream, snapshot. ARGV: candidate epoch, meta ttl s, run_id. Starts a history when there is
-// none (a subscriber's first position must be the epoch the next publish will use). Returns epoch, seq,
-// snapshot or false, its pttl.
-const HEAD_SCRIPT =
-  NEW_HISTORY.replace(/RUN/g, '3') +
-  `
+  // ARGV: candidate epoch, run_id. Starts a history when there is none (a subscriber's first position must be
+  // the epoch the next publish will use). Returns epoch, seq, snapshot or false, its pttl.
+  const head =
+    PRELUDE +
+    `
 local m = redis.call('HMGET', KEYS[1], 'e', 'b')
-if stale(m) then newHistory(ARGV[1], 0) end
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+if stale(m, ARGV[2]) then newHistory(ARGV[1], 0, ARGV[2]) end
+redis.call('EXPIRE', KEYS[1], ${META_TTL_SECONDS})
 local h = redis.call('HMGET', KEYS[1], 'e', 's')
-return {tonumber(h[1]), tonumber(h[2]), redis.call('GET', KEYS[3]), redis.call('PTTL', KEYS[3])}
+return {tonumber(h[1]), tonumber(h[2]), redis.call('GET', S), redis.call('PTTL', S)}
 `;
-
-// KEYS: meta, stream. ARGV: expected epoch, after seq, count, run_id. The entries after `after` when the
-// epoch is the expected one, else from the history's start. Returns epoch (0: no history it can trust), last
-// seq, entries.
-const READ_SCRIPT = `
+  // ARGV: expected epoch, after seq, count, run_id. The entries after \`after\` when the epoch is the expected
+  // one, else from the history's start. Returns epoch (0: no history it can trust), last seq, entries.
+  const read =
+    PRELUDE +
+    `
 local m = redis.call('HMGET', KEYS[1], 'e', 's', 'b')
 if not m[1] or (ARGV[4] ~= '' and m[3] ~= ARGV[4]) then return {0, 0, {}} end
 local from = '-'
 if m[1] == ARGV[1] then from = (tonumber(ARGV[2]) + 1) .. '-0' end
-return {tonumber(m[1]), tonumber(m[2]), redis.call('XRANGE', KEYS[2], from, '+', 'COUNT', ARGV[3])}
+return {tonumber(m[1]), tonumber(m[2]), redis.call('XRANGE', X, from, '+', 'COUNT', ARGV[3])}
 `;
+  return { publish, head, read };
+}
 
 /** One message of a topic's history as read back from Redis. */
 export interface StoredMessage {
@@ -156,9 +168,9 @@ export interface StoreLimits {
 
 type Client = Redis | Cluster;
 type ScriptClient = Client & {
-  c10mPublish(meta: string, stream: string, snap: string, ...args: (string | Buffer | number)[]): Promise<[number, number]>;
-  c10mHeadBuffer(meta: string, stream: string, snap: string, epoch: number, ttl: number, runId: string): Promise<[number, number, Buffer | null, number]>;
-  c10mReadBuffer(meta: string, stream: string, epoch: number, after: number, count: number, runId: string): Promise<[number, number, [Buffer, Buffer[]][]]>;
+  c10mPublish(meta: string, payload: Buffer, epoch: number, runId: string): Promise<[number, number]>;
+  c10mHeadBuffer(meta: string, epoch: number, runId: string): Promise<[number, number, Buffer | null, number]>;
+  c10mReadBuffer(meta: string, epoch: number, after: number, count: number, runId: string): Promise<[number, number, [Buffer, Buffer[]][]]>;
 };
 
 export class RedisStore {
@@ -167,11 +179,7 @@ export class RedisStore {
   private readonly prefix: string;
   /** Bytes of `prefix:{` before a topic in a channel name, and of `}:c` after it. */
   private readonly channelHead: number;
-  private readonly publishCommand: 'PUBLISH' | 'SPUBLISH';
-  private readonly streamTtlMs: string;
-  private readonly maxLen: string;
-  private readonly snapshotTtlMs: string;
-  private readonly metaTtl = String(META_TTL_SECONDS);
+  private readonly scripts: { publish: string; head: string; read: string };
   private cmdUp = false;
   private upWaiters: (() => void)[] = [];
   /** The run_id of the Redis process the command connection is on (standalone). */
@@ -192,7 +200,7 @@ export class RedisStore {
 
   constructor(
     readonly options: RedisOptions,
-    private readonly limits: StoreLimits,
+    limits: StoreLimits,
     private readonly stats: Float64Array,
     private readonly events: StoreEvents,
     private readonly onError: (cause: string, err: unknown) => void,
@@ -200,10 +208,7 @@ export class RedisStore {
   ) {
     this.prefix = options.prefix;
     this.channelHead = Buffer.byteLength(`${options.prefix}:{`);
-    this.publishCommand = options.cluster ? 'SPUBLISH' : 'PUBLISH';
-    this.streamTtlMs = String(Math.max(1, limits.cacheSeconds) * 1000);
-    this.maxLen = String(limits.cacheMessages);
-    this.snapshotTtlMs = String(limits.snapshotTtlSeconds * 1000);
+    this.scripts = scriptsFor(limits, options.cluster ? 'SPUBLISH' : 'PUBLISH');
     const retry = (times: number): number => Math.min(100 * times, 2000);
     const common: IoRedisOptions = {
       connectTimeout: 2000,
@@ -236,9 +241,9 @@ export class RedisStore {
       this.cmd = new Redis({ ...o, ...common, enableOfflineQueue: false }) as ScriptClient;
       this.sub = new Redis({ ...o, connectTimeout: 2000, retryStrategy: retry, maxRetriesPerRequest: null });
     }
-    this.cmd.defineCommand('c10mPublish', { numberOfKeys: 3, lua: PUBLISH_SCRIPT });
-    this.cmd.defineCommand('c10mHead', { numberOfKeys: 3, lua: HEAD_SCRIPT });
-    this.cmd.defineCommand('c10mRead', { numberOfKeys: 2, lua: READ_SCRIPT });
+    this.cmd.defineCommand('c10mPublish', { numberOfKeys: 1, lua: this.scripts.publish });
+    this.cmd.defineCommand('c10mHead', { numberOfKeys: 1, lua: this.scripts.head });
+    this.cmd.defineCommand('c10mRead', { numberOfKeys: 1, lua: this.scripts.read });
     this.cmd.on('ready', () => this.learnRunId());
     this.cmd.on('close', () => this.setUp(false));
     this.cmd.on('error', (err) => this.onError('redis', err));
@@ -326,7 +331,7 @@ export class RedisStore {
    */
   private async prepare(): Promise<string> {
     const servers: Redis[] = this.options.cluster ? (this.cmd as Cluster).nodes('master') : [this.cmd as Redis];
-    await Promise.all(servers.flatMap((r) => [PUBLISH_SCRIPT, HEAD_SCRIPT, READ_SCRIPT].map((lua) => r.script('LOAD', lua))));
+    await Promise.all(servers.flatMap((r) => [this.scripts.publish, this.scripts.head, this.scripts.read].map((lua) => r.script('LOAD', lua))));
     if (this.options.cluster) {
       await this.learnShardRunIds();
       return '';
@@ -356,7 +361,7 @@ export class RedisStore {
       masters.map(async (r) => {
         const id = runIdOf(await r.info('server'));
         // A master not asked before may lack the scripts (a promoted replica: scripts are not replicated).
-        await Promise.all([PUBLISH_SCRIPT, HEAD_SCRIPT, READ_SCRIPT].map((lua) => r.script('LOAD', lua)));
+        await Promise.all([this.scripts.publish, this.scripts.head, this.scripts.read].map((lua) => r.script('LOAD', lua)));
         return [`${r.options.host}:${r.options.port}`, id] as const;
       }),
     );
@@ -421,34 +426,18 @@ export class RedisStore {
     const epoch = 1 + Math.floor(Math.random() * 0xfffffffe);
     const started = performance.now();
     this.counted();
-    this.cmd
-      .c10mPublish(
-        metaKey,
-        this.key(topic, 'x'),
-        this.key(topic, 's'),
-        this.key(topic, 'c'),
-        payload,
-        epoch,
-        this.maxLen,
-        this.streamTtlMs,
-        retain ? '1' : '0',
-        this.snapshotTtlMs,
-        this.metaTtl,
-        this.publishCommand,
-        runId,
-      )
-      .then(
-        (r) => {
-          this.recordRoundTrip(started);
-          done(null, Number(r[0]), Number(r[1]));
-        },
-        (err: Error) => {
-          if (/timed out/i.test(err.message)) this.hung();
-          // Redis Cluster: a shard failing over; its channels may have missed messages meanwhile.
-          if (this.options.cluster) this.resyncSoon();
-          done(err, 0, 0);
-        },
-      );
+    this.cmd.c10mPublish(metaKey, payload, epoch, runId).then(
+      (r) => {
+        this.recordRoundTrip(started);
+        done(null, Number(r[0]), Number(r[1]));
+      },
+      (err: Error) => {
+        if (/timed out/i.test(err.message)) this.hung();
+        // Redis Cluster: a shard failing over; its channels may have missed messages meanwhile.
+        if (this.options.cluster) this.resyncSoon();
+        done(err, 0, 0);
+      },
+    );
   }
 
   /**
@@ -477,7 +466,7 @@ export class RedisStore {
     const metaKey = this.key(topic, 'm');
     const runId = this.runIdFor(metaKey);
     if (runId === null) throw NOT_SENT;
-    const r = await this.cmd.c10mHeadBuffer(metaKey, this.key(topic, 'x'), this.key(topic, 's'), epoch, META_TTL_SECONDS, runId);
+    const r = await this.cmd.c10mHeadBuffer(metaKey, epoch, runId);
     const snap = r[2];
     return {
       epoch: Number(r[0]),
@@ -493,7 +482,7 @@ export class RedisStore {
     const metaKey = this.key(topic, 'm');
     const runId = this.runIdFor(metaKey);
     if (runId === null) throw NOT_SENT;
-    const r = await this.cmd.c10mReadBuffer(metaKey, this.key(topic, 'x'), epoch, afterSeq, count, runId);
+    const r = await this.cmd.c10mReadBuffer(metaKey, epoch, afterSeq, count, runId);
     const entries: StoredMessage[] = [];
     for (const [id, fields] of r[2]) {
       const seq = parseInt(id.toString('latin1'), 10);
