@@ -143,80 +143,80 @@ test('a node killed under 2,000 sessions: they resume on the other node with no 
   await waitFor(async () => (await metricSum(b, 'c10m_sessions')) >= SESSIONS + 1, 20_000, 'every session on B');
 });
 
-test('Redis restarted without its data: the topic starts a new epoch, and subscribers are told of the gap', async () => {
-  const redis = await startRedis();
+/** Publishes `data` on `topic` until the node takes it again (Redis back): its ack. */
+async function publishUntilTaken(pub: TestClient, topic: string, data: unknown, timeoutMs: number, what: string): Promise<Record<string, unknown>> {
+  let ack: Record<string, unknown> = {};
+  await waitFor(
+    async () => {
+      ack = await pub.pub(topic, data);
+      return ack.ok === true;
+    },
+    timeoutMs,
+    what,
+  );
+  return ack;
+}
+
+/**
+ * Two nodes on `redis`; an SDK subscriber of `topic` on B gets 5 messages published on A; then `restart` (Redis
+ * restarted somehow). Publishes are refused until A is connected again, then go into a new history: the first
+ * one taken starts a new epoch at seq 1, it is delivered, and the subscriber is told of one gap from the old
+ * epoch. Returns what the subscriber got (epoch and seq) and that first ack.
+ */
+async function redisRestartStartsNewEpoch(redis: TestRedis, topic: string, restart: () => Promise<void>): Promise<{ got: { epoch: number; seq: number }[]; ack: Record<string, unknown> }> {
   const [a, b] = await Promise.all([node(redis), node(redis)]);
   const gaps: { reason: string; epoch: number; lastEpoch: number }[] = [];
   const sub = sdkConnect([b.url()]);
   sdks.push(sub);
   sub.on('gap', (g) => gaps.push({ reason: g.reason, epoch: g.epoch, lastEpoch: g.lastEpoch }));
   const got: { epoch: number; seq: number }[] = [];
-  await sub.subscribe('/cl/epoch', (m) => got.push({ epoch: m.epoch, seq: m.seq })).ready;
+  await sub.subscribe(topic, (m) => got.push({ epoch: m.epoch, seq: m.seq })).ready;
   const pub = await client(a);
-  for (let i = 1; i <= 5; i++) expect((await pub.pub('/cl/epoch', i)).ok).toBe(true);
+  for (let i = 1; i <= 5; i++) expect((await pub.pub(topic, i)).ok).toBe(true);
   await waitFor(() => got.length === 5, 10_000, 'the first 5');
   const firstEpoch = got[0].epoch;
-  await redis.restart();
-  // Publishes are refused until the node is connected again, then go into a new history.
-  let ack: Record<string, unknown> = {};
-  await waitFor(
-    async () => {
-      ack = await pub.pub('/cl/epoch', 'after');
-      return ack.ok === true;
-    },
-    20_000,
-    'a publish to be taken again',
-  );
+  await restart();
+  const ack = await publishUntilTaken(pub, topic, 'after', 20_000, 'a publish to be taken again');
   expect(ack.epoch).not.toBe(firstEpoch);
   expect(ack.seq).toBe(1);
   await waitFor(() => got.some((g) => g.epoch === ack.epoch), 20_000, 'the new epoch to be delivered');
   expect(gaps).toHaveLength(1);
   expect(gaps[0]).toMatchObject({ epoch: ack.epoch, lastEpoch: firstEpoch });
+  return { got, ack };
+}
+
+test('Redis restarted without its data: the topic starts a new epoch, and subscribers are told of the gap', async () => {
+  const redis = await startRedis();
+  await redisRestartStartsNewEpoch(redis, '/cl/epoch', () => redis.restart());
 });
 
 test('Redis restarted from its append-only file: a new epoch all the same (its last second may be lost), reported, and the new epoch delivered', async () => {
   const redis = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'everysec'] });
-  const [a, b] = await Promise.all([node(redis), node(redis)]);
-  const gaps: { reason: string; epoch: number; lastEpoch: number }[] = [];
-  const sub = sdkConnect([b.url()]);
-  sdks.push(sub);
-  sub.on('gap', (g) => gaps.push({ reason: g.reason, epoch: g.epoch, lastEpoch: g.lastEpoch }));
-  const got: { epoch: number; seq: number }[] = [];
-  await sub.subscribe('/cl/aof', (m) => got.push({ epoch: m.epoch, seq: m.seq })).ready;
-  const pub = await client(a);
-  for (let i = 1; i <= 5; i++) expect((await pub.pub('/cl/aof', i)).ok).toBe(true);
-  await waitFor(() => got.length === 5, 10_000, 'the first 5');
-  const firstEpoch = got[0].epoch;
-  // The data survives the restart (the AOF): only the process changed.
-  await redis.command('BGREWRITEAOF');
-  await sleep(1200);
-  await redis.restart();
-  expect(await redis.command('HGET', 'c10m:{/cl/aof}:m', 's')).toBe('5');
-  let ack: Record<string, unknown> = {};
-  await waitFor(
-    async () => {
-      ack = await pub.pub('/cl/aof', 'after');
-      return ack.ok === true;
-    },
-    20_000,
-    'a publish to be taken again',
-  );
-  expect(ack.epoch).not.toBe(firstEpoch);
-  expect(ack.seq).toBe(1);
-  await waitFor(() => got.some((g) => g.epoch === ack.epoch), 20_000, 'the new epoch to be delivered');
+  const { got, ack } = await redisRestartStartsNewEpoch(redis, '/cl/aof', async () => {
+    // The data survives the restart (the AOF): only the process changed.
+    await redis.command('BGREWRITEAOF');
+    await sleep(1200);
+    await redis.restart();
+    expect(await redis.command('HGET', 'c10m:{/cl/aof}:m', 's')).toBe('5');
+  });
   expect(got.filter((g) => g.epoch === ack.epoch).map((g) => g.seq)).toEqual([1]);
-  expect(gaps).toHaveLength(1);
-  expect(gaps[0]).toMatchObject({ epoch: ack.epoch, lastEpoch: firstEpoch });
 });
 
-test('Redis down for 5 s: publishes get UNAVAILABLE (HTTP 503, Retry-After), sessions stay, then all works again', async () => {
+/** A Redis and two nodes on it: on B a subscriber of `topic`, on A a publisher whose first message ('before') B has got; its ack. */
+async function subscriberOnB(topic: string): Promise<{ redis: TestRedis; a: TestServer; b: TestServer; onB: TestClient; pub: TestClient; first: Record<string, unknown> }> {
   const redis = await startRedis();
   const [a, b] = await Promise.all([node(redis), node(redis)]);
   const onB = await client(b);
-  await onB.sub(['/cl/down']);
+  await onB.sub([topic]);
   const pub = await client(a);
-  expect((await pub.pub('/cl/down', 'before')).ok).toBe(true);
-  await onB.until(() => seqs(onB, '/cl/down').length === 1, 10_000, 'the first message');
+  const first = await pub.pub(topic, 'before');
+  expect(first.ok).toBe(true);
+  await onB.until(() => seqs(onB, topic).length === 1, 10_000, 'the first message');
+  return { redis, a, b, onB, pub, first };
+}
+
+test('Redis down for 5 s: publishes get UNAVAILABLE (HTTP 503, Retry-After), sessions stay, then all works again', async () => {
+  const { redis, a, onB, pub } = await subscriberOnB('/cl/down');
   await redis.kill();
   await waitFor(async () => (await pub.pub('/cl/down', 'x')).error !== undefined, 10_000, 'publishes to be refused');
   const refused = await pub.pub('/cl/down', 'while down');
@@ -231,26 +231,12 @@ test('Redis down for 5 s: publishes get UNAVAILABLE (HTTP 503, Retry-After), ses
   expect(onB.closeCode).toBeNull();
   expect(pub.closeCode).toBeNull();
   await redis.restart();
-  let ack: Record<string, unknown> = {};
-  await waitFor(
-    async () => {
-      ack = await pub.pub('/cl/down', 'after');
-      return ack.ok === true;
-    },
-    20_000,
-    'publishes to be taken again',
-  );
+  await publishUntilTaken(pub, '/cl/down', 'after', 20_000, 'publishes to be taken again');
   await onB.until(() => onB.deliveries.some((d) => d.data === 'after'), 20_000, 'B to get the message after recovery');
 });
 
 test('Redis hung (SIGSTOP) for 4 s: publishes fail with UNAVAILABLE after the command timeout, /readyz says why, then all goes on in the same epoch', async () => {
-  const redis = await startRedis();
-  const [a, b] = await Promise.all([node(redis), node(redis)]);
-  const onB = await client(b);
-  await onB.sub(['/cl/hung']);
-  const pub = await client(a);
-  const first = await pub.pub('/cl/hung', 'before');
-  expect(first.ok).toBe(true);
+  const { redis, a, onB, pub, first } = await subscriberOnB('/cl/hung');
   const paused = redis.pause(4000);
   const started = Date.now();
   const during = await pub.request({ op: 'pub', topic: '/cl/hung', data: 'during', ack: true }, 10_000);
@@ -263,15 +249,7 @@ test('Redis hung (SIGSTOP) for 4 s: publishes fail with UNAVAILABLE after the co
   expect(Date.now() - t0).toBeLessThan(500);
   await paused;
   await waitFor(async () => (await readyStatus(a)) === 200, 10_000, 'A ready again');
-  let ack: Record<string, unknown> = {};
-  await waitFor(
-    async () => {
-      ack = await pub.pub('/cl/hung', 'after');
-      return ack.ok === true;
-    },
-    10_000,
-    'publishes taken again',
-  );
+  const ack = await publishUntilTaken(pub, '/cl/hung', 'after', 10_000, 'publishes taken again');
   // Same process, same data: the same epoch; the publish that timed out may or may not have been sequenced.
   expect(ack.epoch).toBe(first.epoch);
   await onB.until(() => onB.deliveries.some((d) => d.data === 'after'), 10_000, 'B to get the message after');
@@ -281,13 +259,7 @@ test('Redis hung (SIGSTOP) for 4 s: publishes fail with UNAVAILABLE after the co
 });
 
 test("a node's subscription connection lost while Redis keeps the history: what it missed is recovered from the stream", async () => {
-  const redis = await startRedis();
-  const [a, b] = await Promise.all([node(redis), node(redis)]);
-  const onB = await client(b);
-  await onB.sub(['/cl/recover']);
-  const pub = await client(a);
-  expect((await pub.pub('/cl/recover', 0)).ok).toBe(true);
-  await onB.until(() => seqs(onB, '/cl/recover').length === 1, 10_000, 'the first message');
+  const { redis, b, onB, pub } = await subscriberOnB('/cl/recover');
   const admin = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true, maxRetriesPerRequest: 0 });
   try {
     await admin.connect();

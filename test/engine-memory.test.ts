@@ -1,22 +1,15 @@
 // The in-memory owner (workgroups/owner.ts), in process, against the engine
 // contract's conformance suite and recording SubscriberPorts: no uWS, no
 // threads, no rings. Workgroup 0 is the owner; the others ask it.
-import { MessageCache } from '../workgroups/cache';
 import { Owner } from '../workgroups/owner';
 import { RecordFlag, SubStatus } from '../workgroups/records';
 import { TopicTable } from '../workgroups/topics';
-import { STATS_SLOTS, Stat } from '../protocol/stats';
-import { RecordingSubscriber, runEngineContract, type EngineLimits, type EngineUnderTest } from './helpers/engine-contract';
+import { Stat } from '../protocol/stats';
+import { inProcessParts, runEngineContract, type EngineLimits, type EngineUnderTest } from './helpers/engine-contract';
 
 async function memoryEngine(count: number, limits: EngineLimits): Promise<EngineUnderTest & { owner: Owner; stats: Float64Array; errors: unknown[] }> {
-  const workgroups = Array.from({ length: count }, () => new RecordingSubscriber());
-  const stats = new Float64Array(STATS_SLOTS);
-  const errors: unknown[] = [];
-  const cache = new MessageCache({ maxMessagesPerTopic: limits.cacheMessages, maxAgeSeconds: 3600, arenaChunkBytes: 1 << 16, maxTotalBytes: 1 << 22 });
-  const links = { subscriber: (w: number) => workgroups[w], congested: () => false, maxBatchBytes: (_w: number, want: number) => Math.min(want, 512) };
-  // The owner's own sessions: replayed messages are written under one cork of the session's socket, here a plain call.
-  const local = { corked: (_token: number, write: () => void) => (write(), true) };
-  const owner = new Owner(0, new TopicTable(), cache, stats, { maxTopics: limits.maxTopics, cacheSeconds: 3600, snapshotTtlSeconds: 0 }, links, local, (err) => errors.push(err));
+  const { workgroups, stats, errors, onError, cache, links, local } = inProcessParts(count, limits);
+  const owner = new Owner(0, new TopicTable(), cache, stats, { maxTopics: limits.maxTopics, cacheSeconds: 3600, snapshotTtlSeconds: 0 }, links, local, onError);
   return {
     engine: owner,
     owner,
@@ -58,16 +51,35 @@ describe('in-memory owner, in process', () => {
     e.close();
   });
 
-  test('10,000 missed messages to another workgroup go in batches over several turns, all in order', async () => {
+  /**
+   * A fresh engine with two workgroups, 10,000 cached on `topic`, and a resume from seq 0 to workgroup 1 that has
+   * sent its first turn, not all: the engine, workgroup 1, the resume's epoch and the replays sent so far.
+   */
+  async function replayUnderWay(topic: string) {
     const e = await memoryEngine(2, { cacheMessages: 20_000, maxTopics: 10 });
     const [, w1] = e.workgroups;
-    for (let i = 1; i <= 10_000; i++) e.engine.publish(0, '/many', 0, Buffer.from(String(i)), null, 1, 1, 0);
-    e.engine.subscribe(1, 1, '/many', 0, 0, 0);
+    for (let i = 1; i <= 10_000; i++) e.engine.publish(0, topic, 0, Buffer.from(String(i)), null, 1, 1, 0);
+    e.engine.subscribe(1, 1, topic, 0, 0, 0);
     await e.settle();
     const epoch = w1.of('subDone')[0].epoch;
-    e.engine.subscribe(1, 2, '/many', RecordFlag.RESUME, epoch, 0);
-    // Not all in one turn: a replay yields to the loop.
+    e.engine.subscribe(1, 2, topic, RecordFlag.RESUME, epoch, 0);
     await new Promise((r) => setImmediate(r));
+    expect(e.owner.replaying).toBe(1);
+    const sentBefore = w1.of('replay').length;
+    expect(sentBefore).toBeGreaterThan(0);
+    return { e, w1, first: epoch, sentBefore };
+  }
+
+  /** The topic's row goes (as release does to an idle row): its history with it. */
+  function dropRow(e: Awaited<ReturnType<typeof memoryEngine>>, topic: string): void {
+    const tid = e.owner.topics.find(topic);
+    e.owner.cache.drop(tid);
+    e.owner.topics.release(tid);
+  }
+
+  test('10,000 missed messages to another workgroup go in batches over several turns, all in order', async () => {
+    const { e, w1 } = await replayUnderWay('/many');
+    // Not all in one turn: a replay yields to the loop.
     expect(w1.of('subDone').find((d) => d.token === 2)).toBeUndefined();
     await e.settle();
     const seqs = w1
@@ -80,32 +92,8 @@ describe('in-memory owner, in process', () => {
     e.close();
   });
 
-  /** 10,000 cached on `topic`, and a resume from seq 0 to workgroup 1 that has sent its first turn, not all: its epoch. */
-  async function replayUnderWay(e: Awaited<ReturnType<typeof memoryEngine>>, topic: string): Promise<number> {
-    const [, w1] = e.workgroups;
-    for (let i = 1; i <= 10_000; i++) e.engine.publish(0, topic, 0, Buffer.from(String(i)), null, 1, 1, 0);
-    e.engine.subscribe(1, 1, topic, 0, 0, 0);
-    await e.settle();
-    const epoch = w1.of('subDone')[0].epoch;
-    e.engine.subscribe(1, 2, topic, RecordFlag.RESUME, epoch, 0);
-    await new Promise((r) => setImmediate(r));
-    expect(e.owner.replaying).toBe(1);
-    expect(w1.of('replay').length).toBeGreaterThan(0);
-    return epoch;
-  }
-
-  /** The topic's row goes (as release does to an idle row): its history with it. */
-  function dropRow(e: Awaited<ReturnType<typeof memoryEngine>>, topic: string): void {
-    const tid = e.owner.topics.find(topic);
-    e.owner.cache.drop(tid);
-    e.owner.topics.release(tid);
-  }
-
   test("a new history under a replay: the replay goes on with the new epoch from seq 1, and ends EPOCH_MISMATCH with the new epoch's count", async () => {
-    const e = await memoryEngine(2, { cacheMessages: 20_000, maxTopics: 10 });
-    const [, w1] = e.workgroups;
-    const first = await replayUnderWay(e, '/renewed');
-    const sentBefore = w1.of('replay').length;
+    const { e, w1, first, sentBefore } = await replayUnderWay('/renewed');
     dropRow(e, '/renewed');
     for (let i = 1; i <= 5; i++) e.engine.publish(0, '/renewed', 0, Buffer.from(`new ${i}`), null, 1, 1, 0);
     await e.settle();
@@ -124,10 +112,7 @@ describe('in-memory owner, in process', () => {
   });
 
   test('the row goes under a replay and nothing follows: EPOCH_MISMATCH at once in the new epoch, nothing more replayed', async () => {
-    const e = await memoryEngine(2, { cacheMessages: 20_000, maxTopics: 10 });
-    const [, w1] = e.workgroups;
-    const first = await replayUnderWay(e, '/gone-row');
-    const sentBefore = w1.of('replay').length;
+    const { e, w1, first, sentBefore } = await replayUnderWay('/gone-row');
     dropRow(e, '/gone-row');
     await e.settle();
     expect(w1.of('replay')).toHaveLength(sentBefore);

@@ -12,6 +12,7 @@ import { chromium } from 'playwright-core';
 import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startRedis, type TestRedis } from './helpers/redis';
 import { startServer, type TestServer } from './helpers/server';
+import { eventually } from './helpers/workgroups';
 
 // ---- scraping -------------------------------------------------------------
 
@@ -60,19 +61,6 @@ async function readyz(server: TestServer): Promise<{ status: number; body: Json 
   return { status: res.status, body: (await res.json()) as Json };
 }
 
-async function eventually(check: () => Promise<void>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
-}
-
 // ---- two nodes on one Redis -----------------------------------------------
 
 /** Real redis-server, on a port from 20000-30999; stopped by the helper's afterAll. */
@@ -119,7 +107,7 @@ test('both nodes name the Redis engine, up, and are ready', async () => {
       const j = await jmx(node);
       expect(j.Engine).toMatchObject({ Type: 'redis', State: 'Up', WorkgroupsUnavailable: 0 });
       expect(j.Workgroups[0].Engine.State).toBe('Up');
-    });
+    }, 10_000);
   }
 }, 30_000);
 
@@ -127,7 +115,7 @@ test('messages from Redis are counted on the node with a subscriber, not on the 
   const topic = '/observability/received';
   const sub = await client(nodeB);
   expect(await sub.sub([topic])).toMatchObject({ ok: true });
-  await eventually(async () => expect(await metric(nodeB, 'c10m_redis_subscriptions')).toBeGreaterThanOrEqual(1));
+  await eventually(async () => expect(await metric(nodeB, 'c10m_redis_subscriptions')).toBeGreaterThanOrEqual(1), 10_000);
   const a0 = await scrape(nodeA);
   const b0 = await scrape(nodeB);
   const jb0 = await jmx(nodeB);
@@ -148,7 +136,7 @@ test('messages from Redis are counted on the node with a subscriber, not on the 
     expect(jb1.Engine.RedisMessagesReceivedPerSecond).toBeGreaterThan(0);
     expect(jb1.Engine.RedisSubscriptions).toBeGreaterThanOrEqual(1);
     expect(jb1.Workgroups[0].Engine.RedisMessagesReceived).toBe(jb1.Engine.RedisMessagesReceived);
-  });
+  }, 10_000);
   // Node A published them but has no subscriber of the topic: Redis sent it nothing.
   const a1 = await scrape(nodeA);
   expect(sum(a1, 'c10m_redis_messages_received_total') - sum(a0, 'c10m_redis_messages_received_total')).toBe(0);
@@ -219,7 +207,7 @@ test('Redis down: /readyz 503 with the reason, /healthz 200, sessions stay, refu
       expect(r.status).toBe(503);
       expect(r.body).toMatchObject({ ready: false, engine: 'redis', redisUnreachable: [0] });
       expect(r.body.reasons).toEqual(['redis unreachable']);
-    });
+    }, 10_000);
     // Alive: the process serves its sessions; only publishing needs Redis.
     expect((await fetch(node.adminUrl('/healthz'))).status).toBe(200);
     const s = await scrape(node);
@@ -237,7 +225,7 @@ test('Redis down: /readyz 503 with the reason, /healthz 200, sessions stay, refu
   expect(res.status).toBe(503);
   expect(res.headers.get('retry-after')).toBe('1');
   expect(((await res.json()) as Json).error.code).toBe('UNAVAILABLE');
-  await eventually(async () => expect((await metric(nodeA, 'c10m_publishes_unavailable_total')) - unavailable0).toBe(2));
+  await eventually(async () => expect((await metric(nodeA, 'c10m_publishes_unavailable_total')) - unavailable0).toBe(2), 10_000);
   expect((await jmx(nodeA)).Engine.PublishesUnavailable - unavailable0).toBe(2);
   // The session is still open.
   expect(pub.closeCode).toBeNull();

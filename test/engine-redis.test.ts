@@ -1,13 +1,11 @@
 // The Redis engine (workgroups/redis-owner.ts), in process, against the
 // engine contract's conformance suite and recording SubscriberPorts, with a
 // real redis-server: no uWS, no threads, no rings. Workgroup 0 is the owner.
-import { MessageCache } from '../workgroups/cache';
 import { Owner } from '../workgroups/owner';
 import { RedisOwner } from '../workgroups/redis-owner';
 import { TopicTable } from '../workgroups/topics';
-import { STATS_SLOTS } from '../protocol/stats';
 import type { RedisOptions } from '../shm/workgroup-init';
-import { RecordingSubscriber, runEngineContract, type EngineLimits, type EngineUnderTest } from './helpers/engine-contract';
+import { inProcessParts, runEngineContract, type EngineLimits, type EngineUnderTest } from './helpers/engine-contract';
 import { startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from './helpers/redis';
 import pino from 'pino';
 
@@ -23,12 +21,7 @@ beforeAll(async () => {
 let prefixes = 0;
 
 async function redisEngine(where: () => RedisOptions, count: number, limits: EngineLimits): Promise<EngineUnderTest & { owner: RedisOwner; stats: Float64Array; errors: unknown[] }> {
-  const workgroups = Array.from({ length: count }, () => new RecordingSubscriber());
-  const stats = new Float64Array(STATS_SLOTS);
-  const errors: unknown[] = [];
-  const cache = new MessageCache({ maxMessagesPerTopic: limits.cacheMessages, maxAgeSeconds: 3600, arenaChunkBytes: 1 << 16, maxTotalBytes: 1 << 22 });
-  const links = { subscriber: (w: number) => workgroups[w], congested: () => false, maxBatchBytes: (_w: number, want: number) => Math.min(want, 512) };
-  const local = { corked: (_token: number, write: () => void) => (write(), true) };
+  const { workgroups, stats, errors, onError, cache, links, local } = inProcessParts(count, limits);
   const topics = new TopicTable();
   let owner: RedisOwner | null = null;
   const inner = new Owner(
@@ -39,7 +32,7 @@ async function redisEngine(where: () => RedisOptions, count: number, limits: Eng
     { maxTopics: limits.maxTopics, cacheSeconds: 3600, snapshotTtlSeconds: 0, keepRow: (tid) => owner !== null && owner.keepRow(tid) },
     links,
     local,
-    (err) => errors.push(err),
+    onError,
   );
   const prefix = `t${process.pid}-${++prefixes}`;
   owner = new RedisOwner(

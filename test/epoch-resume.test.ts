@@ -8,9 +8,10 @@
 // that they can be held off while the publisher fills the restarted node: the
 // restarted node listens on a port of its own, and the forwarder sends new
 // connections there, as a restarted node behind the same address would get them.
-import { connect, type C10mClient, type ClientEvents } from '../sdk/client';
+import { connect, type C10mClient } from '../sdk/client';
 import type { Encoding } from '../sdk/encoding';
 import type { Gap } from '../sdk/stream';
+import { nextEvent, until } from './helpers/sdk';
 import { startServer, type TestServer } from './helpers/server';
 import { TcpProxy } from './helpers/tcp-proxy';
 import { topicsOwnedBy } from './helpers/workgroups';
@@ -46,27 +47,6 @@ async function server(): Promise<TestServer> {
   return s;
 }
 
-async function until(pred: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-function nextEvent<K extends keyof ClientEvents>(c: C10mClient, event: K, pred: (e: ClientEvents[K]) => boolean = () => true, timeoutMs = 15_000): Promise<ClientEvents[K]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no ${String(event)} event within ${timeoutMs} ms`)), timeoutMs);
-    const on = (e: ClientEvents[K]) => {
-      if (!pred(e)) return;
-      clearTimeout(timer);
-      c.off(event, on);
-      resolve(e);
-    };
-    c.on(event, on);
-  });
-}
-
 /** What a subscriber saw of a topic, in order: messages as [epoch, seq, data], gaps as their fields. */
 type Seen = ['msg', number, number, unknown] | ['gap', Gap];
 
@@ -98,7 +78,7 @@ test(`SIGKILL, a new node, ${N} published before the subscribers return: each ge
   const pubA = client(a.url(''), 'json');
   for (const topic of topics) for (let i = 1; i <= SEEN; i++) await pubA.publish(topic, payload('before', i));
   const count = (s: (typeof subscribers)[number], topic: string) => (s.seen.get(topic) as Seen[]).filter((e) => e[0] === 'msg').length;
-  await until(() => subscribers.every((s) => topics.every((t) => count(s, t) === SEEN)), `${SEEN} live deliveries per topic`);
+  await until(() => subscribers.every((s) => topics.every((t) => count(s, t) === SEEN)), `${SEEN} live deliveries per topic`, 15_000);
   await pubA.close();
 
   // The node dies without a word; its subscribers find the door shut until the publisher is done.
@@ -120,10 +100,10 @@ test(`SIGKILL, a new node, ${N} published before the subscribers return: each ge
   const back = subscribers.map((s) => nextEvent(s.c, 'connected', (e) => e.reconnect));
   proxy.refusing = false;
   await Promise.all(back);
-  await until(() => subscribers.every((s) => topics.every((t) => count(s, t) === SEEN + N)), `${N} replayed per topic`);
+  await until(() => subscribers.every((s) => topics.every((t) => count(s, t) === SEEN + N)), `${N} replayed per topic`, 15_000);
   // Live after the resume.
   for (const topic of topics) await pubB.publish(topic, payload('after', 1));
-  await until(() => subscribers.every((s) => topics.every((t) => count(s, t) === SEEN + N + 1)), 'the live message after the resume');
+  await until(() => subscribers.every((s) => topics.every((t) => count(s, t) === SEEN + N + 1)), 'the live message after the resume', 15_000);
 
   for (const s of subscribers) {
     for (const topic of topics) {

@@ -8,6 +8,7 @@ import { packr } from '../protocol/codec';
 import { AdminServer } from '../server/admin';
 import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
+import { eventually } from './helpers/workgroups';
 
 interface PromSample {
   name: string;
@@ -56,20 +57,6 @@ async function jmx(server: TestServer, headers: Record<string, string> = {}): Pr
   const res = await fetch(server.adminUrl('/jmx'), { headers });
   expect(res.status).toBe(200);
   return (await res.json()) as Jmx;
-}
-
-/** Retries an assertion until it holds (gauges such as topics are refreshed once a second). */
-async function eventually(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    try {
-      await check();
-      return;
-    } catch (err) {
-      if (Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 100));
-    }
-  }
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));

@@ -8,7 +8,7 @@
 // new epochs: their subscribers are told of a gap even when, as on loopback,
 // nothing was lost. What the clients saw is printed (the issue asks for it).
 import { connect as sdkConnect, type C10mClient } from '../sdk';
-import { startRedisCluster, stopAllRedis } from './helpers/redis';
+import { startRedisCluster, stopAllRedis, type TestRedisCluster } from './helpers/redis';
 import { startServer, type TestServer } from './helpers/server';
 import { waitFor } from './helpers/workgroups';
 import { sleep } from './helpers/guaranteed';
@@ -36,24 +36,27 @@ interface Seen {
   gaps: { fromSeq: number | null; toSeq: number | null; epoch: number; reason: string }[];
 }
 
-function watch(client: C10mClient, topics: string[]): Map<string, Seen> {
+/**
+ * Two c10m nodes on the cluster: on B an SDK subscriber of `topics` (resolves once every subscription is ready),
+ * recording what it sees; on A an SDK publisher.
+ */
+async function subscriberAndPublisher(cluster: TestRedisCluster, topics: string[]): Promise<{ b: TestServer; seen: Map<string, Seen>; pub: C10mClient }> {
+  const [a, b] = await nodes(cluster.urls, 2);
+  const sub = sdkConnect([b.url()]);
+  sdks.push(sub);
   const seen = new Map<string, Seen>();
   for (const t of topics) seen.set(t, { got: [], gaps: [] });
-  client.on('gap', (g) => seen.get(g.topic)?.gaps.push({ fromSeq: g.fromSeq, toSeq: g.toSeq, epoch: g.epoch, reason: g.reason }));
-  for (const t of topics) client.subscribe(t, (m) => seen.get(t)?.got.push({ epoch: m.epoch, seq: m.seq, data: m.data }));
-  return seen;
+  sub.on('gap', (g) => seen.get(g.topic)?.gaps.push({ fromSeq: g.fromSeq, toSeq: g.toSeq, epoch: g.epoch, reason: g.reason }));
+  await Promise.all(topics.map((t) => sub.subscribe(t, (m) => seen.get(t)?.got.push({ epoch: m.epoch, seq: m.seq, data: m.data })).ready));
+  const pub = sdkConnect([a.url()]);
+  sdks.push(pub);
+  return { b, seen, pub };
 }
 
 test('on a three-master Redis Cluster, messages published on node A reach node B in order, for topics on every shard', async () => {
   const cluster = await startRedisCluster(3);
-  const [a, b] = await nodes(cluster.urls, 2);
   const topics = Array.from({ length: 12 }, (_, i) => `/rc/spread/${i}`);
-  const sub = sdkConnect([b.url()]);
-  sdks.push(sub);
-  const seen = watch(sub, topics);
-  await Promise.all(topics.map((t) => sub.subscribe(t, () => {}).ready));
-  const pub = sdkConnect([a.url()]);
-  sdks.push(pub);
+  const { seen, pub } = await subscriberAndPublisher(cluster, topics);
   for (let i = 1; i <= 20; i++) await Promise.all(topics.map((t) => pub.publish(t, { i })));
   await waitFor(() => [...seen.values()].every((s) => s.got.length >= 20), 20_000, 'every topic to deliver 20');
   const shards = new Set(await Promise.all(topics.map(async (t) => (await cluster.masterOf(`c10m:{${t}}:m`)).port)));
@@ -66,14 +69,8 @@ test('on a three-master Redis Cluster, messages published on node A reach node B
 
 test('a master killed and its replica promoted: publishes resume, and every acked message is delivered or reported', async () => {
   const cluster = await startRedisCluster(3, { replicas: 1 });
-  const [a, b] = await nodes(cluster.urls, 2);
   const topics = Array.from({ length: 9 }, (_, i) => `/rc/failover/${i}`);
-  const sub = sdkConnect([b.url()]);
-  sdks.push(sub);
-  const seen = watch(sub, topics);
-  await Promise.all(topics.map((t) => sub.subscribe(t, () => {}).ready));
-  const pub = sdkConnect([a.url()]);
-  sdks.push(pub);
+  const { b, seen, pub } = await subscriberAndPublisher(cluster, topics);
   const acked = new Map<string, { epoch: number; seq: number }[]>(topics.map((t) => [t, []]));
   const errors: string[] = [];
   let failedOver = false;

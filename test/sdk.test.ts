@@ -8,8 +8,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT, startServer, type TestServer } from './helpers/server';
+import { nextEvent, until } from './helpers/sdk';
 import { TcpProxy } from './helpers/tcp-proxy';
-import { connect, type C10mClient, type ClientEvents } from '../sdk/client';
+import { connect, type C10mClient } from '../sdk/client';
 import { HttpPublisher } from '../sdk/http-publisher';
 import { C10mError } from '../sdk/errors';
 import type { Gap, Recovered } from '../sdk/stream';
@@ -39,31 +40,6 @@ afterEach(async () => {
 afterAll(async () => {
   await Promise.all(servers.map((s) => s.stop()));
 });
-
-/** Polls until pred() holds. */
-async function until(pred: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!pred()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
-function nextEvent<K extends keyof ClientEvents>(c: C10mClient, event: K, pred: (e: ClientEvents[K]) => boolean = () => true, timeoutMs = 15_000): Promise<ClientEvents[K]> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      c.off(event, on);
-      reject(new Error(`no ${String(event)} event within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const on = (e: ClientEvents[K]) => {
-      if (!pred(e)) return;
-      clearTimeout(timer);
-      c.off(event, on);
-      resolve(e);
-    };
-    c.on(event, on);
-  });
-}
 
 /**
  * A loopback port with nothing listening on it, below the kernel's ephemeral

@@ -1,8 +1,10 @@
 // The engine contract's conformance suite: what any owner of topics must do
 // (docs/ARCHITECTURE.md, "The engine contract"), run against an engine made
 // by a factory and observed through recording SubscriberPorts, one per
-// workgroup. The in-memory owner runs it now (test/engine-memory.test.ts);
-// the Redis engine will run the same suite.
+// workgroup: the in-memory owner (test/engine-memory.test.ts) and the Redis
+// engine (test/engine-redis.test.ts) run the same suite.
+import { STATS_SLOTS } from '../../protocol/stats';
+import { MessageCache } from '../../workgroups/cache';
 import type { OwnerPort, SubscriberPort } from '../../workgroups/ports';
 import { AckStatus, RecordFlag, SubStatus, readReplayBatch } from '../../workgroups/records';
 
@@ -61,6 +63,26 @@ export interface EngineLimits {
   cacheMessages: number;
   /** Topics it may hold at once. */
   maxTopics: number;
+}
+
+/**
+ * What an engine is built with in process, for `workgroups` workgroups: their recording SubscriberPorts, a stats
+ * block, the errors it reports, a message cache of `limits.cacheMessages` per topic, links to the workgroups
+ * (never congested, replay batches of at most 512 bytes) and the owner's own sessions (`local`: replayed
+ * messages are written under one cork of the session's socket, here a plain call).
+ */
+export function inProcessParts(workgroups: number, limits: EngineLimits) {
+  const subscribers = Array.from({ length: workgroups }, () => new RecordingSubscriber());
+  const errors: unknown[] = [];
+  return {
+    workgroups: subscribers,
+    stats: new Float64Array(STATS_SLOTS),
+    errors,
+    onError: (err: unknown) => void errors.push(err),
+    cache: new MessageCache({ maxMessagesPerTopic: limits.cacheMessages, maxAgeSeconds: 3600, arenaChunkBytes: 1 << 16, maxTotalBytes: 1 << 22 }),
+    links: { subscriber: (w: number) => subscribers[w], congested: () => false, maxBatchBytes: (_w: number, want: number) => Math.min(want, 512) },
+    local: { corked: (_token: number, write: () => void) => (write(), true) },
+  };
 }
 
 const enc = (v: unknown): Uint8Array => Buffer.from(JSON.stringify(v));

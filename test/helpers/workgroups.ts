@@ -157,6 +157,23 @@ export async function waitFor(probe: () => Promise<boolean> | boolean, timeoutMs
   }
 }
 
+/**
+ * Retries an assertion every 100 ms until it holds (figures such as gauges are refreshed once a second);
+ * after `timeoutMs`, throws its last failure.
+ */
+export async function eventually(check: () => Promise<void>, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await check();
+      return;
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+}
+
 /** Fault injection (server started with C10M_FAULT_INJECTION=1): kills workgroup `w`. */
 export async function crashWorkgroup(server: TestServer, w: number, how: 'exit' | 'throw'): Promise<number> {
   const res = await fetch(server.adminUrl(`/debug/crash?workgroup=${w}&how=${how}`), { method: 'POST' });
