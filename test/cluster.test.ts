@@ -134,7 +134,14 @@ test('a node killed under 2,000 sessions: they resume on the other node with no 
   a.proc.kill('SIGKILL');
   await publishing;
   expect(published).toBe(PER_TOPIC * topics.length);
-  await waitFor(() => received.every((r) => r.length >= PER_TOPIC), 60_000, `every session to get all ${PER_TOPIC} of its topic`);
+  await waitFor(() => received.every((r) => r.length >= PER_TOPIC), 60_000, `every session to get all ${PER_TOPIC} of its topic`).catch(async (err: Error) => {
+    const short = received.map((r, i) => ({ i, n: r.length, last: r.at(-1) })).filter((x) => x.n < PER_TOPIC);
+    const connected = sdks.filter((s) => s.state === 'connected').length;
+    const sessionsOnB = await metricSum(b, 'c10m_sessions').catch(() => -1);
+    throw new Error(
+      `${err.message}: ${short.length} sessions short (e.g. ${JSON.stringify(short.slice(0, 5))}); gaps ${gaps}; SDK clients open ${connected} of ${sdks.length}; sessions on B ${sessionsOnB}`,
+    );
+  });
   await sleep(300);
   for (const r of received) expect(r).toEqual(Array.from({ length: PER_TOPIC }, (_, i) => i + 1));
   expect(gaps).toBe(0);
@@ -221,6 +228,9 @@ test('Redis down for 5 s: publishes get UNAVAILABLE (HTTP 503, Retry-After), ses
   await waitFor(async () => (await pub.pub('/cl/down', 'x')).error !== undefined, 10_000, 'publishes to be refused');
   const refused = await pub.pub('/cl/down', 'while down');
   expect(refused).toMatchObject({ error: { code: 'UNAVAILABLE' } });
+  // A publish that asked for no ack is not dropped in silence either: it gets the error reply.
+  const noAck = await pub.request({ op: 'pub', topic: '/cl/down', data: 'no ack', ack: false });
+  expect(noAck).toMatchObject({ error: { code: 'UNAVAILABLE' } });
   const http = await fetch(`http://127.0.0.1:${a.port}/v1/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ topic: '/cl/down', data: 1 }) });
   expect(http.status).toBe(503);
   expect(http.headers.get('retry-after')).toBe('1');
@@ -235,18 +245,19 @@ test('Redis down for 5 s: publishes get UNAVAILABLE (HTTP 503, Retry-After), ses
   await onB.until(() => onB.deliveries.some((d) => d.data === 'after'), 20_000, 'B to get the message after recovery');
 });
 
-test('Redis hung (SIGSTOP) for 4 s: publishes fail with UNAVAILABLE after the command timeout, /readyz says why, then all goes on in the same epoch', async () => {
+test('Redis hung (SIGSTOP) for 8 s: publishes fail with UNAVAILABLE after the command timeout, /readyz says why, then all goes on in the same epoch', async () => {
   const { redis, a, onB, pub, first } = await subscriberOnB('/cl/hung');
-  const paused = redis.pause(4000);
+  const paused = redis.pause(8000);
   const started = Date.now();
-  const during = await pub.request({ op: 'pub', topic: '/cl/hung', data: 'during', ack: true }, 10_000);
+  const during = await pub.request({ op: 'pub', topic: '/cl/hung', data: 'during', ack: true }, 15_000);
   expect(during).toMatchObject({ error: { code: 'UNAVAILABLE' } });
-  expect(Date.now() - started).toBeLessThan(3500);
+  // Failed by the 5 s command timeout, well before Redis is back.
+  expect(Date.now() - started).toBeLessThan(7500);
   expect(await readyStatus(a)).toBe(503);
-  // Refused at once now, not after another timeout.
+  // Refused at once now, not after another timeout (and before Redis is back).
   const t0 = Date.now();
   expect(await pub.pub('/cl/hung', 'refused')).toMatchObject({ error: { code: 'UNAVAILABLE' } });
-  expect(Date.now() - t0).toBeLessThan(500);
+  expect(Date.now() - t0).toBeLessThan(3000);
   await paused;
   await waitFor(async () => (await readyStatus(a)) === 200, 10_000, 'A ready again');
   const ack = await publishUntilTaken(pub, '/cl/hung', 'after', 10_000, 'publishes taken again');

@@ -55,6 +55,8 @@ export interface CommandsSessions {
 export class Commands {
   private readonly id: number;
   private readonly count: number;
+  /** --engine redis: every publish may fail in flight, so each gets a token (see publishFromSession). */
+  private readonly redisEngine: boolean;
   private readonly options: WorkgroupOptions;
   private readonly stats: Float64Array;
   private readonly slab: SessionSlab;
@@ -74,6 +76,7 @@ export class Commands {
     this.id = host.id;
     this.count = host.count;
     this.options = host.options;
+    this.redisEngine = host.options.engine === 'redis';
     this.stats = host.stats;
     this.slab = host.slab;
     this.local = host.local;
@@ -230,8 +233,9 @@ export class Commands {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
     }
     let token = 0;
-    // An owner at its topic limit may refuse a publish: then even one that asked for no ack needs a way back.
-    if (cmd.ack || this.links.statsOf(ownerOf(cmd.topic, this.count))[Stat.TOPICS_FULL] === 1) {
+    // An owner at its topic limit may refuse a publish, and with Redis any publish may fail (Redis unreachable or
+    // not answering): then even one that asked for no ack needs a way back (an error reply; success stays silent).
+    if (cmd.ack || this.redisEngine || this.links.statsOf(ownerOf(cmd.topic, this.count))[Stat.TOPICS_FULL] === 1) {
       token = this.takeToken();
       this.delivery.acks.set(token, { slot, generation: this.slab.generation(slot), id: cmd.id, res: null, http: null, createdMs: Date.now(), silent: !cmd.ack });
     }

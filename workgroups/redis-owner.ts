@@ -40,6 +40,8 @@ import type { TopicTable } from './topics';
 export const FOLLOW_LINGER_MS = 2000;
 /** An ack held for its message's local delivery is sent anyway after this long. */
 const HELD_ACK_MS = 1000;
+/** Stream reads a resume tries before it is answered as a cache miss. */
+const FILL_ATTEMPTS = 3;
 /** Messages read from a stream per call. */
 const READ_BATCH = 1000;
 
@@ -332,7 +334,7 @@ export class RedisOwner implements OwnerPort {
    * on, or nothing after the topic's seq). Then `done`, which asks the cache
    * again: what could not be joined is a cache miss, reported as such.
    */
-  private fill(f: Follow, after: number, done: () => void): void {
+  private fill(f: Follow, after: number, done: () => void, attempt = 0): void {
     const t = this.topics;
     const epoch = t.epoch[f.tid];
     const cache = this.inner.cache;
@@ -362,7 +364,9 @@ export class RedisOwner implements OwnerPort {
       },
       (err) => {
         this.onError('redis-read', err);
-        done();
+        // Once more before the resume is answered as a cache miss (a reported gap).
+        if (attempt < FILL_ATTEMPTS - 1 && !this.closed) setTimeout(() => this.fill(f, after, done, attempt + 1), 500);
+        else done();
       },
     );
   }

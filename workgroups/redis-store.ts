@@ -30,6 +30,12 @@ import { REDIS_RTT_BASE, REDIS_RTT_COUNT, REDIS_RTT_SUM, Stat, latencyBucket } f
 
 /** A topic's meta hash outlives its last publish or subscribe by this long. */
 export const META_TTL_SECONDS = 7 * 86400;
+/**
+ * A command Redis has not answered after this long fails (as UNAVAILABLE, "may or may not") and marks Redis
+ * down until a PING is answered. Not shorter: a node whose own loop is starved of CPU for seconds (seen under
+ * a benchmark on 2 shared cores) would take its own lag for a hung Redis.
+ */
+const COMMAND_TIMEOUT_MS = 5000;
 /** Redis Cluster: followed topics are checked against their streams this long after the last subscription error. */
 const RESYNC_AFTER_ERRORS_MS = 3000;
 /** Bytes before the data in a payload: ts (f64), received-at (f64), flags (u8). */
@@ -213,7 +219,7 @@ export class RedisStore {
     const common: IoRedisOptions = {
       connectTimeout: 2000,
       // A Redis that stops answering (stopped, partitioned) fails publishes after this, as UNCERTAIN.
-      commandTimeout: 2000,
+      commandTimeout: COMMAND_TIMEOUT_MS,
       retryStrategy: retry,
       // A publish in flight when the connection drops is answered with an error, never sent twice.
       maxRetriesPerRequest: 0,
@@ -227,7 +233,7 @@ export class RedisStore {
       const first = endpoints[0];
       const redisOptions: IoRedisOptions = { username: first.username, password: first.password, tls: first.tls, connectTimeout: 2000 };
       this.cmd = new Cluster(seeds, {
-        redisOptions: { ...redisOptions, maxRetriesPerRequest: 0, commandTimeout: 2000 },
+        redisOptions: { ...redisOptions, maxRetriesPerRequest: 0, commandTimeout: COMMAND_TIMEOUT_MS },
         enableOfflineQueue: false,
         // Off with Redis Cluster: ioredis 5.11 answers auto-pipelined commands with the MOVED error after a
         // failover instead of following it (seen: catch-up reads failing with MOVED for 30 s after a master
