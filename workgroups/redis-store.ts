@@ -59,7 +59,7 @@ end
 
 // KEYS: meta, stream, snapshot. ARGV: channel, payload, candidate epoch, maxlen, stream ttl ms, retain (0/1),
 // snapshot ttl ms, meta ttl s, publish command, run_id.
-const PUBLISH_SCRIPT =
+export const PUBLISH_SCRIPT =
   NEW_HISTORY.replace(/RUN/g, '10') +
   `
 local m = redis.call('HMGET', KEYS[1], 'e', 'b')
