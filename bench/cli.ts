@@ -11,6 +11,7 @@ import { summarize } from './histogram';
 import { Publisher, type PubTransport } from './pub';
 import { markdown } from './report';
 import { DEFAULT_RESULTS_DIR, SCENARIOS, runScenario, type Scenario } from './run';
+import { PHASES } from './scenarios/cluster';
 import { SubscriberFleet } from './sub';
 import { PEERS, type TargetKind } from './targets';
 
@@ -151,7 +152,9 @@ function pubCommand(): Command {
         .argParser((t: string) => addresses(t)[0])
         .default('127.0.0.1'),
     )
-    .action(async (o) => {
+    .addOption(opt('--ack', 'ws only: ask for an ack of every publish; reports acked messages/s and the send-to-ack latency', 'ACK'))
+    .action(async (o, cmd: Command) => {
+      if (o.ack && o.transport !== 'ws') cmd.error('c10m bench pub: --ack needs --transport ws', { exitCode: 2 });
       const pub = new Publisher({
         url: o.url,
         transport: o.transport as PubTransport,
@@ -164,19 +167,32 @@ function pubCommand(): Command {
         maxMessages: o.count,
         sourceAddress: o.sourceAddress,
         tickMs: 1000,
+        ack: o.ack === true,
       });
       await pub.start();
       const started = Date.now();
       pub.go();
       let last = 0;
       const timer = setInterval(() => {
-        line({ t: Math.round((Date.now() - started) / 100) / 10, published: pub.stats.published, perSec: pub.stats.published - last, errors: pub.stats.errors });
+        line({
+          t: Math.round((Date.now() - started) / 100) / 10,
+          published: pub.stats.published,
+          perSec: pub.stats.published - last,
+          errors: pub.stats.errors,
+          ...(o.ack ? { acked: pub.stats.acked } : {}),
+        });
         last = pub.stats.published;
       }, 1000);
       const final = await pub.done;
       clearInterval(timer);
       const seconds = (Date.now() - started) / 1000;
-      line({ msg: 'benchpub done', ...final, seconds, perSec: Math.round(final.published / seconds) });
+      line({
+        msg: 'benchpub done',
+        ...final,
+        seconds,
+        perSec: Math.round(final.published / seconds),
+        ...(o.ack ? { ackedPerSec: final.ackSeconds > 0 ? Math.round(final.acked / final.ackSeconds) : 0 } : {}),
+      });
       process.exit(final.errors > 0 ? 1 : 0);
     });
 }
@@ -221,7 +237,21 @@ function runCommand(): Command {
     .addOption(opt('--rate <n>', 'messages per second (reference-scaled: default one per session per second; fanout: the first step)', 'RATE').argParser(positive))
     .addOption(opt('--size <bytes>', 'payload bytes', 'SIZE').argParser(int(0, 1024 * 1024)))
     .addOption(opt('--topics <n>', 'distinct topics', 'TOPICS').argParser(int(1, 100_000_000)))
-    .addOption(opt('--step-seconds <n>', 'fanout: seconds per rate step', 'STEP_SECONDS').argParser(positive))
+    .addOption(opt('--step-seconds <n>', 'fanout, cluster (saturation): seconds per rate step', 'STEP_SECONDS').argParser(positive))
+    .addOption(
+      opt('--rates <list>', 'cluster: publish rates of the Redis saturation steps, e.g. 10000,25000,50000 (default 10000,25000,50000,75000,100000)', 'RATES').argParser(intList(1, 10_000_000)),
+    )
+    .addOption(
+      opt('--phases <list>', `cluster: the parts to run (${PHASES.join(',')}; default all)`, 'PHASES').argParser((t: string) => {
+        const list = t
+          .split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
+        for (const p of list) if (!(PHASES as readonly string[]).includes(p)) throw new InvalidArgumentError(`unknown phase ${p}; expected ${PHASES.join(', ')}`);
+        if (list.length === 0) throw new InvalidArgumentError(`expected one or more of ${PHASES.join(', ')}`);
+        return list;
+      }),
+    )
     .addOption(opt('--steps <n>', 'fanout: rate steps, each doubling the rate', 'STEPS').argParser(int(1, 40)))
     .addOption(opt('--sizes <list>', 'idle-memory: session counts to measure at, e.g. 1000,5000,19000', 'SIZES').argParser((t: string) => t.split(',').map((x) => int(1, 10_000_000)(x.trim()))))
     .addOption(opt('--max-pending <n>', 'handshakes in progress at once per benchsub process', 'MAX_PENDING').argParser(int(1, 1_000_000)))
@@ -232,15 +262,21 @@ function runCommand(): Command {
     .addOption(opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready', 'CONNECT_TIMEOUT').argParser(positive).default(120))
     .option('--no-progress', 'no progress bar')
     .action(async (scenario: string, o, cmd: Command) => {
-      if (!(SCENARIOS as readonly string[]).includes(scenario)) throw new InvalidArgumentError(`unknown scenario ${scenario}; expected one of ${SCENARIOS.join(', ')}`);
+      if (!(SCENARIOS as readonly string[]).includes(scenario)) cmd.error(`c10m bench run: unknown scenario ${scenario}; expected one of ${SCENARIOS.join(', ')}`, { exitCode: 2 });
       // reference-scaled takes minutes per target: the peers only when asked for (--peers or its variable).
       const defaultPeers = scenario === 'reference-scaled' && cmd.getOptionValueSource('peers') === 'default';
       const peers = defaultPeers || o.peers === 'none' || o.peers === '' ? [] : (o.peers as string).split(',').map((p) => p.trim());
-      for (const p of peers) if (!PEERS.includes(p as TargetKind)) throw new InvalidArgumentError(`unknown peer ${p}; expected ${PEERS.join(', ')} or none`);
+      for (const p of peers) if (!PEERS.includes(p as TargetKind)) cmd.error(`c10m bench run: unknown peer ${p}; expected ${PEERS.join(', ')} or none`, { exitCode: 2 });
       const workgroupsList = [...new Set(o.workgroups as number[])];
       const cacheMessagesList = o.cacheMessages ? [...new Set(o.cacheMessages as number[])] : null;
+      if (scenario === 'cluster') {
+        if (o.url) cmd.error('c10m bench run: cluster starts its own nodes and Redis: --url does not apply', { exitCode: 2 });
+        if (cmd.getOptionValueSource('peers') !== 'default' && peers.length > 0) cmd.error('c10m bench run: cluster runs no peers: leave --peers out', { exitCode: 2 });
+        if (workgroupsList.length > 1 || (cacheMessagesList?.length ?? 0) > 1)
+          cmd.error('c10m bench run: cluster: --workgroups and --cache-messages take one value (every node gets it)', { exitCode: 2 });
+      } else if (o.rates || o.phases) cmd.error('c10m bench run: --rates and --phases are options of the cluster scenario', { exitCode: 2 });
       if (o.url && (workgroupsList.length > 1 || cacheMessagesList))
-        throw new InvalidArgumentError('--url targets one running server: --workgroups and --cache-messages lists need servers the run starts');
+        cmd.error('c10m bench run: --url targets one running server: --workgroups and --cache-messages lists need servers the run starts', { exitCode: 2 });
       const options: RunOptions = {
         url: o.url ?? null,
         serverPid: o.serverPid ?? null,
@@ -263,6 +299,8 @@ function runCommand(): Command {
         steps: o.steps ?? null,
         sizes: o.sizes ?? null,
         settleSeconds: o.settleSeconds ?? null,
+        rates: o.rates ?? null,
+        phases: o.phases ?? null,
         maxPending: o.maxPending ?? null,
         peers: peers as TargetKind[],
         resultsDir: o.resultsDir,

@@ -2,6 +2,7 @@
 // native paths.
 import * as fs from 'node:fs';
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { nativeStatus } from '../native-io';
 import { loadgenStatus } from './loadgen';
 import { loadUws } from '../native-io/uws';
@@ -27,14 +28,35 @@ export interface EnvHeader {
   loadAverage: { start: number; end: number | null };
 }
 
+/** The checkout's HEAD commit (12 digits), also in a git worktree (where .git is a file naming the real git dir). */
 function gitCommit(root: string): string | null {
   try {
-    const head = fs.readFileSync(`${root}/.git/HEAD`, 'utf8').trim();
+    let gitDir = `${root}/.git`;
+    if (fs.statSync(gitDir).isFile()) {
+      const m = /^gitdir: (.+)$/m.exec(fs.readFileSync(gitDir, 'utf8'));
+      if (!m) return null;
+      gitDir = path.resolve(root, m[1].trim());
+    }
+    // A worktree's refs live in the main git dir (its "commondir").
+    let common = gitDir;
+    try {
+      common = path.resolve(gitDir, fs.readFileSync(`${gitDir}/commondir`, 'utf8').trim());
+    } catch {
+      // not a worktree
+    }
+    const head = fs.readFileSync(`${gitDir}/HEAD`, 'utf8').trim();
     if (!head.startsWith('ref: ')) return head.slice(0, 12);
-    return fs
-      .readFileSync(`${root}/.git/${head.slice(5)}`, 'utf8')
-      .trim()
-      .slice(0, 12);
+    const ref = head.slice(5);
+    for (const dir of [gitDir, common]) {
+      try {
+        return fs.readFileSync(`${dir}/${ref}`, 'utf8').trim().slice(0, 12);
+      } catch {
+        // packed, or in the other dir
+      }
+    }
+    const packed = fs.readFileSync(`${common}/packed-refs`, 'utf8');
+    const line = packed.split('\n').find((l) => l.endsWith(` ${ref}`));
+    return line ? line.slice(0, 12) : null;
   } catch {
     return null;
   }

@@ -43,6 +43,10 @@ export interface RunOptions {
   sizes: number[] | null;
   /** idle-memory: seconds to let the server settle before each RSS reading. */
   settleSeconds: number | null;
+  /** cluster: the publish rates (msg/s) of the Redis saturation steps. */
+  rates: number[] | null;
+  /** cluster: which parts to run (compare, saturation, interest; default all). */
+  phases: string[] | null;
   maxPending: number | null;
   peers: TargetKind[];
   resultsDir: string;
@@ -281,34 +285,42 @@ export function expectedDeliveries(published: number, topicCount: number, sessio
   return total;
 }
 
-/** Per-session deliveries owed (same order as the fleet's sessions). */
-export function expectedPerSession(published: number, topicCount: number, sessions: number, perSession: number): Uint32Array {
+/** Per-session deliveries owed (same order as the fleet's sessions, the first being global session `firstSession`). */
+export function expectedPerSession(published: number, topicCount: number, sessions: number, perSession: number, firstSession = 0): Uint32Array {
   const full = Math.floor(published / topicCount);
   const rest = published % topicCount;
   const out = new Uint32Array(sessions);
   for (let s = 0; s < sessions; s++) {
     for (let k = 0; k < perSession; k++) {
-      const n = (s * perSession + k) % topicCount;
+      const n = ((firstSession + s) * perSession + k) % topicCount;
       out[s] += full + (n < rest ? 1 : 0);
     }
   }
   return out;
 }
 
-/** Exact-count checks: total and per session. */
-export async function countChecks(fleet: SubscriberFleet, published: number, topicCount: number, sessions: number, perSession: number, label: string): Promise<Check[]> {
-  const want = expectedDeliveries(published, topicCount, sessions, perSession);
+/**
+ * Exact-count checks: total and per session (of a fleet whose first session
+ * is global session `firstSession`). `published`: the messages of one
+ * publisher, or of each of several, each round robin over the topics from
+ * topic 0.
+ */
+export async function countChecks(fleet: SubscriberFleet, published: number | number[], topicCount: number, sessions: number, perSession: number, label: string, firstSession = 0): Promise<Check[]> {
+  const list = typeof published === 'number' ? [published] : published;
+  const owed = new Uint32Array(sessions);
+  for (const p of list) expectedPerSession(p, topicCount, sessions, perSession, firstSession).forEach((v, i) => (owed[i] += v));
+  const want = owed.reduce((a, b) => a + b, 0);
+  const total = list.reduce((a, b) => a + b, 0);
   const got = fleet.stats().messages;
   const checks: Check[] = [
-    { name: `${label}: deliveries equal the messages published times their subscribers`, ok: got === want, detail: `${got} delivered, ${want} expected from ${published} published` },
+    { name: `${label}: deliveries equal the messages published times their subscribers`, ok: got === want, detail: `${got} delivered, ${want} expected from ${total} published` },
   ];
   const counts = await fleet.connectionCounts();
-  const owed = expectedPerSession(published, topicCount, sessions, perSession);
   let wrong = 0;
   let example = '';
   for (let s = 0; s < sessions; s++) {
     if (counts[s] !== owed[s]) {
-      if (wrong === 0) example = `; session ${s} got ${counts[s]}, owed ${owed[s]}`;
+      if (wrong === 0) example = `; session ${firstSession + s} got ${counts[s]}, owed ${owed[s]}`;
       wrong++;
     }
   }

@@ -3,6 +3,7 @@
 // due, never ahead of time.
 import * as http from 'node:http';
 import WebSocket from 'ws';
+import { newHistogram, recordMicros } from './histogram';
 import { clockMicros } from './loadgen';
 import { packr, unpackr } from '../protocol/codec';
 import { topicName } from './addresses';
@@ -12,6 +13,8 @@ import { rateAt, type PubConfig, type PubStats, type PubWorkerReport } from './p
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
 /** Most messages sent in one tick, so that a late timer does not turn into one huge burst. */
 const MAX_BURST = 20000;
+/** With acks: publishes waiting for their ack on one connection, at most. */
+export const MAX_UNACKED = 8192;
 
 interface Sender {
   /** False when the message could not be sent now (buffer full). */
@@ -21,7 +24,10 @@ interface Sender {
   close(): void;
 }
 
-const stats: PubStats = { published: 0, errors: 0, deferred: 0, rate: 0, firstError: null };
+const stats: PubStats = { published: 0, errors: 0, deferred: 0, rate: 0, firstError: null, acked: 0, ackSeconds: 0, ackLatency: null };
+/** Send-to-ack latency of every acked publish (µs). */
+const ackHistogram = newHistogram();
+let startedAt = 0;
 
 function report(m: PubWorkerReport): void {
   process.send?.(m);
@@ -35,6 +41,7 @@ function noteError(why: string): void {
 async function wsSenders(c: PubConfig): Promise<Sender[]> {
   const base = new URL(c.url);
   const url = `ws://${base.host}/v1/ws?encoding=msgpack`;
+  const ack = c.ack === true;
   const out: Sender[] = [];
   for (let i = 0; i < c.connections; i++) {
     const ws = new WebSocket(url, { localAddress: c.sourceAddress, perMessageDeflate: false });
@@ -42,23 +49,55 @@ async function wsSenders(c: PubConfig): Promise<Sender[]> {
       ws.once('open', () => resolve());
       ws.once('error', reject);
     });
+    let id = 0;
+    // With acks: when each unanswered publish was sent (ms), by id modulo the ring; ids are answered at most MAX_UNACKED behind.
+    const sentAt = ack ? new Float64Array(MAX_UNACKED * 2) : null;
+    let answered = 0;
+    let drained: (() => void) | null = null;
     ws.on('message', (data: Buffer) => {
-      const reply = unpackr.unpack(data) as { error?: { code: string; message: string } };
+      const reply = unpackr.unpack(data) as { id?: number; ok?: boolean; error?: { code: string; message: string } };
       if (reply && reply.error) noteError(`${reply.error.code}: ${reply.error.message}`);
+      if (sentAt !== null && reply && typeof reply.id === 'number') {
+        answered++;
+        if (reply.ok === true) {
+          const now = performance.now();
+          stats.acked++;
+          recordMicros(ackHistogram, (now - sentAt[reply.id % sentAt.length]) * 1000);
+          stats.ackSeconds = (now - startedAt) / 1000;
+        }
+        if (answered >= id && drained !== null) drained();
+      }
     });
     ws.on('close', (code) => {
       if (!stopping) noteError(`publisher connection closed (${code})`);
+      drained?.();
     });
-    let id = 0;
     out.push({
       send(topic, data, ts) {
         if (ws.bufferedAmount > MAX_BUFFERED_BYTES) return false;
-        ws.send(packr.pack({ id: ++id, op: 'pub', topic, data, ack: false, ts }));
+        if (sentAt !== null) {
+          if (id - answered >= MAX_UNACKED) return false;
+          sentAt[(id + 1) % sentAt.length] = performance.now();
+        }
+        ws.send(packr.pack({ id: ++id, op: 'pub', topic, data, ack, ts }));
         return true;
       },
       flush: () =>
         new Promise((resolve) => {
-          const check = () => (ws.bufferedAmount === 0 || ws.readyState !== WebSocket.OPEN ? resolve() : setTimeout(check, 5));
+          const check = () => (ws.bufferedAmount === 0 || ws.readyState !== WebSocket.OPEN ? wait() : setTimeout(check, 5));
+          // With acks: until every publish is answered (or 10 s: an answer that never comes is the server's figure to explain).
+          const wait = () => {
+            if (sentAt === null || answered >= id || ws.readyState !== WebSocket.OPEN) return resolve();
+            const t = setTimeout(() => {
+              drained = null;
+              resolve();
+            }, 10000);
+            drained = () => {
+              clearTimeout(t);
+              drained = null;
+              resolve();
+            };
+          };
           check();
         }),
       close: () => ws.close(),
@@ -147,7 +186,7 @@ async function run(c: PubConfig): Promise<void> {
   const payload = Buffer.alloc(c.size, 0x61);
   report({ type: 'ready' });
   await new Promise<void>((resolve) => process.once('message', () => resolve()));
-  const startedAt = performance.now();
+  startedAt = performance.now();
   let credit = 0;
   let last = startedAt;
   let next = 0;
@@ -181,6 +220,10 @@ async function run(c: PubConfig): Promise<void> {
   await new Promise((r) => setTimeout(r, 100));
   clearInterval(tickTimer);
   stopping = true;
+  if (c.ack === true && ackHistogram.totalCount > 0) {
+    const ms = (v: number) => Math.round(v) / 1000;
+    stats.ackLatency = { count: ackHistogram.totalCount, p50Ms: ms(ackHistogram.getValueAtPercentile(50)), p99Ms: ms(ackHistogram.getValueAtPercentile(99)), maxMs: ms(ackHistogram.maxValue) };
+  }
   report({ type: 'done', stats: { ...stats } });
   for (const s of senders) s.close();
   process.disconnect?.();
@@ -189,6 +232,10 @@ async function run(c: PubConfig): Promise<void> {
 process.once('message', (m: { type: string; config?: PubConfig }) => {
   if (m.type !== 'start' || !m.config) return;
   const c = m.config;
+  if (c.ack === true && c.transport !== 'ws') {
+    report({ type: 'error', message: 'acks are timed over the ws transport only' });
+    process.exit(1);
+  }
   process.on('message', (msg: { type: string }) => {
     if (msg.type === 'stop') stopping = true;
   });

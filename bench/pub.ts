@@ -29,6 +29,13 @@ export interface PubConfig {
   /** Source address of the publisher's sockets (loopback). */
   sourceAddress: string;
   tickMs: number;
+  /**
+   * ws only: ask for an ack of every publish (`ack: true`) and time it
+   * (send to ack). At most MAX_UNACKED publishes wait for their ack per
+   * connection: past that the publisher waits (counted as deferred), so a
+   * saturated server shows as acked messages/s, not as a queue.
+   */
+  ack?: boolean;
 }
 
 export interface PubStats {
@@ -40,6 +47,12 @@ export interface PubStats {
   /** Current target rate. */
   rate: number;
   firstError: string | null;
+  /** With ack: publishes acked ok. */
+  acked: number;
+  /** With ack: seconds from the first send to the last ack. */
+  ackSeconds: number;
+  /** With ack, in the final figures: send-to-ack latency (ms) over every acked publish. */
+  ackLatency: { count: number; p50Ms: number; p99Ms: number; maxMs: number } | null;
 }
 
 export type PubWorkerRequest = { type: 'start'; config: PubConfig } | { type: 'stop' };
@@ -54,7 +67,7 @@ export function rateAt(schedule: RateStep[], seconds: number): number {
 /** A publisher process. start() resolves once its connections are open; done resolves with its final figures. */
 export class Publisher {
   private proc: ChildProcess | null = null;
-  stats: PubStats = { published: 0, errors: 0, deferred: 0, rate: 0, firstError: null };
+  stats: PubStats = { published: 0, errors: 0, deferred: 0, rate: 0, firstError: null, acked: 0, ackSeconds: 0, ackLatency: null };
   done: Promise<PubStats> = Promise.resolve(this.stats);
 
   constructor(readonly config: PubConfig) {}

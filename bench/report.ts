@@ -48,6 +48,15 @@ export interface ChartPanel {
   series: ChartSeries[];
 }
 
+/** A further table of a scenario with several parts (cluster: its saturation steps, its interest cases). */
+export interface Table {
+  title: string;
+  /** The first column's heading (the main table's is "target"). */
+  rowLabel: string;
+  columns: Column[];
+  rows: TargetFigures[];
+}
+
 export interface ScenarioResult {
   scenario: string;
   env: EnvHeader;
@@ -56,6 +65,8 @@ export interface ScenarioResult {
   targets: TargetFigures[];
   ratios: Ratio[];
   latency: LatencySummary | null;
+  /** Further tables, after the main one (most scenarios have none). */
+  tables?: Table[];
   checks: Check[];
   notes: string[];
   charts: ChartPanel[];
@@ -119,6 +130,12 @@ export function markdown(r: ScenarioResult): string {
         lines.push(`| ${many ? `${s} | ` : ''}${p} | ${ratioCols.map((c) => fmt(mine.find((x) => x.key === c.key)?.ratio ?? null)).join(' | ')} |`);
       }
     }
+  }
+  for (const t of r.tables ?? []) {
+    lines.push('', `${t.title}:`, '');
+    lines.push(`| ${t.rowLabel} | ${t.columns.map((c) => c.label).join(' | ')} |`);
+    lines.push(`|---|${t.columns.map(() => '---:').join('|')}|`);
+    for (const row of t.rows) lines.push(`| ${row.name} | ${t.columns.map((c) => fmt(row.figures[c.key])).join(' | ')} |`);
   }
   if (r.latency && r.latency.count > 0) {
     const l = r.latency;

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { envHeader } from './env';
 import { Progress, type RunOptions } from './harness';
 import { ratios, writeResult, type ScenarioResult, type WrittenFiles } from './report';
+import { cluster } from './scenarios/cluster';
 import { connectStorm } from './scenarios/connect-storm';
 import { fanout } from './scenarios/fanout';
 import { idleMemory } from './scenarios/idle-memory';
@@ -12,13 +13,14 @@ import { referenceScaled } from './scenarios/reference-scaled';
 import { externalTarget, startTarget, type Target, type TargetKind } from './targets';
 import { ROOT } from './paths';
 
-export const SCENARIOS = ['reference-scaled', 'fanout', 'connect-storm', 'idle-memory'] as const;
+export const SCENARIOS = ['reference-scaled', 'fanout', 'connect-storm', 'idle-memory', 'cluster'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 type PartialResult = Omit<ScenarioResult, 'env' | 'scenario'>;
 type RunOne = (target: Target, o: RunOptions, progress: Progress) => Promise<PartialResult>;
 
-const RUNNERS: Record<Scenario, RunOne> = {
+/** The scenarios run once per target; cluster starts its own nodes and Redis (bench/scenarios/cluster.ts). */
+const RUNNERS: Record<Exclude<Scenario, 'cluster'>, RunOne> = {
   'reference-scaled': referenceScaled,
   fanout,
   'connect-storm': connectStorm,
@@ -58,7 +60,7 @@ export function runTargets(scenario: Scenario, o: RunOptions): RunTarget[] {
   return out;
 }
 
-async function runOn(t: RunTarget, scenario: Scenario, options: RunOptions, progress: Progress): Promise<PartialResult> {
+async function runOn(t: RunTarget, scenario: Exclude<Scenario, 'cluster'>, options: RunOptions, progress: Progress): Promise<PartialResult> {
   const kind = t.kind;
   const o: RunOptions = { ...options, workgroups: t.workgroups };
   const target =
@@ -84,6 +86,7 @@ function merge(scenario: Scenario, parts: PartialResult[]): ScenarioResult {
     targets: parts.flatMap((p) => p.targets),
     ratios: [],
     latency: first.latency,
+    ...(parts.some((p) => p.tables) ? { tables: parts.flatMap((p) => p.tables ?? []) } : {}),
     checks: parts.flatMap((p) => p.checks),
     notes: [...first.notes, ...rest.flatMap((p) => p.notes)],
     charts: first.charts.map((panel, i) => ({
@@ -106,7 +109,8 @@ export async function runScenario(scenario: Scenario, o: RunOptions): Promise<{ 
   const progress = new Progress(o.progress, scenario);
   const parts: PartialResult[] = [];
   try {
-    for (const t of runTargets(scenario, o)) parts.push(await runOn(t, scenario, o, progress));
+    if (scenario === 'cluster') parts.push(await cluster(o, progress));
+    else for (const t of runTargets(scenario, o)) parts.push(await runOn(t, scenario, o, progress));
   } finally {
     progress.stop();
   }

@@ -205,6 +205,35 @@ describe('bench run, each scenario at small numbers', () => {
     }
   });
 
+  test('cluster: memory node against two Redis nodes, Redis saturation steps, interest routing by bytes', async () => {
+    const r = await runScenario(['cluster', '--connections', '300', '--duration', '2', '--warmup', '0', '--rates', '1000', '--step-seconds', '1']);
+    expect(r.targets.map((t) => t.name)).toEqual(['memory-1node', 'redis-2nodes']);
+    for (const t of r.targets) {
+      expect(t.figures.delivered).toBe(t.figures.published);
+      expect(t.figures.published as number).toBeGreaterThan(400);
+    }
+    const redis = r.targets[1].figures;
+    // Every process of the Redis set-up is measured, Redis included.
+    for (const k of ['nodeACpuPct', 'nodeBCpuPct', 'redisCpuPct', 'nodeARssMB', 'nodeBRssMB', 'redisRssMB']) expect(redis[k]).toEqual(expect.any(Number));
+    expect(redis.p50DiffMs).toEqual(expect.any(Number));
+    // Half the sessions are on node B: what was published on A reached them through Redis, exactly.
+    expect(r.checks.map((c) => c.name)).toEqual(expect.arrayContaining(['redis-2nodes, fleet 2 (sessions 150-299) on node-b: every session got exactly its messages']));
+    const tables = (r as unknown as { tables: { title: string; rows: { name: string; figures: Record<string, unknown> }[] }[] }).tables;
+    const saturation = tables.find((t) => t.title.startsWith('Redis saturation'));
+    expect(saturation?.rows.map((x) => x.name)).toEqual(expect.arrayContaining(['1 node @ 1,000/s', '2 nodes @ 1,000/s']));
+    for (const row of saturation?.rows.filter((x) => x.name.includes('@')) ?? []) {
+      expect(row.figures.ackedPerSec as number).toBeGreaterThan(0);
+      expect(row.figures.redisCpuPct).toEqual(expect.any(Number));
+    }
+    const interest = tables.find((t) => t.title.startsWith('Interest routing'));
+    expect(interest?.rows.map((x) => x.name)).toEqual(['0 of 3', '1 of 3', '2 of 3', '3 of 3', '1 of 1']);
+    // Redis sends one copy per subscribed node: 3 of 3 costs about three times 1 of 3 (the publish replies aside).
+    const bytes = Object.fromEntries((interest?.rows ?? []).map((x) => [x.name, x.figures.bytesPerMessage as number]));
+    expect(bytes['1 of 3']).toBeGreaterThan(512);
+    expect(bytes['3 of 3'] - bytes['0 of 3']).toBeGreaterThan(2.7 * (bytes['1 of 3'] - bytes['0 of 3']));
+    expect(bytes['3 of 3'] - bytes['0 of 3']).toBeLessThan(3.3 * (bytes['1 of 3'] - bytes['0 of 3']));
+  });
+
   test('fanout on c10m at one and two workgroups, with and without the cache: a target each, every count exact, sessions spread', async () => {
     const r = await runScenario([
       'fanout',
