@@ -121,11 +121,6 @@ export class RedisOwner implements OwnerPort {
     return this.byTid.has(tid);
   }
 
-  /** Topics followed in Redis now. */
-  get following(): number {
-    return this.follows.size;
-  }
-
   // ---- OwnerPort ----------------------------------------------------------
 
   publish(from: number, topic: string, flags: number, data: Uint8Array, _json: string | null, tsMicros: number, receivedAtMicros: number, token: number): void {

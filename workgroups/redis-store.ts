@@ -399,7 +399,7 @@ export class RedisStore {
     }
   }
 
-  private key(topic: string, kind: 'm' | 'x' | 's' | 'c'): string {
+  private key(topic: string, kind: 'm' | 'c'): string {
     return `${this.prefix}:{${topic}}:${kind}`;
   }
 
