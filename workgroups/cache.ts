@@ -388,18 +388,11 @@ export class MessageCache {
   drop(topicId: number): void {
     this.assertNotIterating();
     if (topicId >= this.count.length) return;
-    this.clearHistory(topicId);
-    this.lastSeqs[topicId] = 0;
+    this.resetHistory(topicId, 0);
     this.snaps.clear(topicId);
   }
 
-  /**
-   * Forgets the topic's cached messages but not its snapshot, and takes
-   * `lastSeq` as the last seq it has seen (covers(topicId, lastSeq) is then
-   * true: nothing after it is missing). The Redis engine calls it when it
-   * starts following a topic at Redis's position, or refills the history
-   * from Redis's stream.
-   */
+  /** Forgets the cached messages, not the snapshot; `lastSeq` is taken as seen (the Redis engine following a topic from Redis's position). */
   resetHistory(topicId: number, lastSeq: number): void {
     this.assertNotIterating();
     if (topicId >= this.count.length) this.growTopics(topicId);

@@ -288,28 +288,31 @@ export class Delivery implements SubscriberPort {
     if (ack === undefined) return;
     this.acks.delete(token);
     const refused = status !== AckStatus.OK;
-    let code: ErrorCode = ErrorCode.TOO_MANY_TOPICS;
-    let message = `the node holds its limit of topics (--max-topics ${this.host.options.maxTopics * this.host.count}); nothing was published`;
-    let retryAfter = '10';
-    if (status === AckStatus.UNAVAILABLE || status === AckStatus.UNCERTAIN) {
-      code = ErrorCode.UNAVAILABLE;
-      retryAfter = '1';
-      message =
-        status === AckStatus.UNAVAILABLE
-          ? 'redis is unreachable; nothing was published; retry shortly'
-          : 'redis did not answer this publish (the connection broke or it timed out); it may or may not have been published';
-    }
     if (ack.http !== null) {
-      if (refused) return this.host.httpPublish.fail(ack.http, '503 Service Unavailable', code, message, retryAfter);
-      return this.host.httpPublish.answer(ack.http, epoch, seq);
+      if (!refused) return this.host.httpPublish.answer(ack.http, epoch, seq);
+      const r = this.refusal(status);
+      return this.host.httpPublish.fail(ack.http, '503 Service Unavailable', r.code, r.message, r.retryAfter);
     }
     if (ack.silent && !refused) return;
     if (!this.slab.isOpen(ack.slot, ack.generation)) return;
     const ws = this.sessions.socket(ack.slot);
     if (ws === undefined) return;
     const encoding: EncodingId = this.slab.flags(ack.slot) & SessionFlag.MSGPACK ? ENCODING_MSGPACK : ENCODING_JSON;
-    if (refused) return this.sessions.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(code, message, ack.id as CommandId)));
+    if (refused) {
+      const r = this.refusal(status);
+      return this.sessions.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(r.code, r.message, ack.id as CommandId)));
+    }
     this.sessions.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
+  }
+
+  /** What a refused publish is told (AckStatus other than OK): made only for a refusal, never per ack. */
+  private refusal(status: number): { code: ErrorCode; message: string; retryAfter: string } {
+    if (status === AckStatus.UNAVAILABLE) return { code: ErrorCode.UNAVAILABLE, message: 'redis is unreachable; nothing was published; retry shortly', retryAfter: '1' };
+    if (status === AckStatus.UNCERTAIN) {
+      return { code: ErrorCode.UNAVAILABLE, message: 'redis did not answer this publish (the connection broke or it timed out); it may or may not have been published', retryAfter: '1' };
+    }
+    const limit = this.host.options.maxTopics * this.host.count;
+    return { code: ErrorCode.TOO_MANY_TOPICS, message: `the node holds its limit of topics (--max-topics ${limit}); nothing was published`, retryAfter: '10' };
   }
 
   /** Fails acks and subscriptions an owner has not answered in OWNER_TIMEOUT_MS (it may have restarted). */
