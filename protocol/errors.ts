@@ -64,6 +64,26 @@ export const ErrorCode = {
    * with Retry-After).
    */
   UNAVAILABLE: 'UNAVAILABLE',
+  /**
+   * --auth jwt: no valid token. At the upgrade (HTTP 401: a bad signature,
+   * a wrong issuer or audience, a malformed token, alg none); a command
+   * other than auth or ping on a session that has not authenticated yet; an
+   * auth command whose token is not valid (the session keeps its old token).
+   * HTTP publish without a valid bearer token or API key (401).
+   */
+  UNAUTHORIZED: 'UNAUTHORIZED',
+  /** --auth jwt: the token's exp has passed (or its nbf is still ahead): fetch a new one. At the upgrade 401; in band, the auth command's answer. */
+  TOKEN_EXPIRED: 'TOKEN_EXPIRED',
+  /** --auth jwt: the token's subscribe (publish) claim does not cover this topic: that topic is refused, the session stays (HTTP publish: 403). */
+  FORBIDDEN: 'FORBIDDEN',
+  /**
+   * Admission control: the node admits new sessions at --admission-rate per
+   * second and this upgrade is beyond it (HTTP 503 with Retry-After, before
+   * any session state exists). The body's retryAfterMs says when to come
+   * back, and its ticket, sent back as the admit query parameter then, is
+   * honored at that time.
+   */
+  RETRY_LATER: 'RETRY_LATER',
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
@@ -89,6 +109,10 @@ export const CloseCode = {
   SLOW_CONSUMER: 4000,
   /** The session stayed over its command budget (RATE_LIMITED for 5 s in a row, or at twice its budget): reconnect after a backoff, and send less. */
   RATE_LIMITED: 4001,
+  /** --auth jwt: the session opened without a token and sent no valid auth command within --auth-timeout-seconds. */
+  AUTH_TIMEOUT: 4002,
+  /** --auth jwt: the session's token expired and no new one came in band (auth command): fetch a new token and reconnect at once. */
+  TOKEN_EXPIRED: 4003,
 } as const;
 export type CloseCode = (typeof CloseCode)[keyof typeof CloseCode];
 
@@ -100,6 +124,8 @@ export const CloseReason: Record<number, string> = {
   [CloseCode.INTERNAL_ERROR]: 'internal error',
   [CloseCode.SLOW_CONSUMER]: 'slow consumer; resume from your last seq',
   [CloseCode.RATE_LIMITED]: 'over the command budget; reconnect later and send less',
+  [CloseCode.AUTH_TIMEOUT]: 'no valid auth command in time; reconnect with a token',
+  [CloseCode.TOKEN_EXPIRED]: 'token expired; fetch a new token and reconnect',
 };
 
 /** An error reply: `{"id":..,"error":{"code":..,"message":..}}`. */
