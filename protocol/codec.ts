@@ -48,7 +48,16 @@ export interface PingCommand {
   id: CommandId;
   op: 'ping';
 }
-export type Command = SubCommand | UnsubCommand | PubCommand | PingCommand;
+/** Replaces the session's token (--auth jwt), or authenticates a session opened without one. */
+export interface AuthCommand {
+  id: CommandId;
+  op: 'auth';
+  token: string;
+}
+export type Command = SubCommand | UnsubCommand | PubCommand | PingCommand | AuthCommand;
+
+/** Longest token an auth command may carry. */
+export const MAX_AUTH_TOKEN_CHARS = 8192;
 
 /** Most topics one sub or unsub command may name. */
 export const MAX_TOPICS_PER_COMMAND = 1024;
@@ -148,8 +157,15 @@ export function validateCommand(value: unknown, raw: Uint8Array | null = null, e
     }
     case 'ping':
       return { id, op: 'ping' };
+    case 'auth': {
+      const token = value.token;
+      if (typeof token !== 'string' || token.length === 0 || token.length > MAX_AUTH_TOKEN_CHARS) {
+        return new ProtocolError(ErrorCode.BAD_REQUEST, `token must be a string of 1 to ${MAX_AUTH_TOKEN_CHARS} characters`, id);
+      }
+      return { id, op: 'auth', token };
+    }
     default:
-      return new ProtocolError(ErrorCode.UNKNOWN_OP, `unknown op ${typeof value.op === 'string' ? JSON.stringify(value.op) : describe(value.op)}; expected sub, unsub, pub or ping`, id);
+      return new ProtocolError(ErrorCode.UNKNOWN_OP, `unknown op ${typeof value.op === 'string' ? JSON.stringify(value.op.slice(0, 100)) : describe(value.op)}; expected sub, unsub, pub, ping or auth`, id);
   }
 }
 

@@ -70,6 +70,13 @@ export const Stat = {
   PUBLISHES_UNAVAILABLE: 53, // publishes refused or failed with UNAVAILABLE (Redis unreachable)
   REDIS_RECOVERED: 54, // messages a node missed live and recovered from Redis's streams
   REDIS_LOST: 55, // messages a node missed that Redis's streams no longer held (subscribers were told of the gap)
+  // entitlement (--auth jwt), after the Redis RTT histogram
+  AUTH_FAILURES: 103, // tokens refused: at the upgrade (401), in band (auth command), over HTTP publish (401)
+  AUTH_ACCEPTED: 104, // tokens accepted: at the upgrade, and in band (auth commands: first ones and refreshes)
+  AUTH_FORBIDDEN: 105, // topics refused with FORBIDDEN (sub, pub, HTTP publish)
+  AUTH_EXPIRED_CLOSES: 106, // sessions closed with 4003 (token expired)
+  AUTH_TIMEOUT_CLOSES: 107, // sessions closed with 4002 (no auth command in time)
+  AUTH_GRANTS: 108, // gauge: distinct grants (claim sets) held by this workgroup's sessions and its token cache
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
@@ -94,6 +101,7 @@ export const GAUGES: readonly Stat[] = [
   Stat.LOOP_UTILIZATION,
   Stat.ENGINE_STATE,
   Stat.REDIS_SUBSCRIPTIONS,
+  Stat.AUTH_GRANTS,
 ];
 
 /**

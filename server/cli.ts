@@ -5,6 +5,7 @@
 // never a stack trace.
 import { Command, CommanderError, Option } from 'commander';
 import { UwsFallbackRefused } from '../native-io/uws';
+import { loadAuth } from './auth-config';
 import { ConfigError, OPTIONS, envName, resolveConfig, type Config } from './config';
 import { resolveLogFormat, serverLogger } from './log';
 import { RedisStartError } from './redis-check';
@@ -28,7 +29,7 @@ function serveCommand(): Command {
     const flags = spec.kind === 'bool' ? `--${spec.flag}` : `--${spec.flag} <${spec.kind === 'int' ? 'n' : 'value'}>`;
     const opt = new Option(flags, `${spec.help} [${envName(spec.flag)}]`);
     if (spec.choices) opt.choices(spec.choices);
-    if (spec.key !== 'adminToken') opt.default(spec.default(), spec.defaultHelp);
+    if (spec.key !== 'adminToken' && spec.key !== 'jwtSecret') opt.default(spec.default(), spec.defaultHelp);
     cmd.addOption(opt);
   }
   cmd.option('--config <file>', 'JSON config file of option: value (camelCase keys or flag names) [C10M_CONFIG]');
@@ -40,6 +41,8 @@ function serveCommand(): Command {
     }
     const configFile = (command.getOptionValue('config') as string | undefined) ?? process.env.C10M_CONFIG;
     const config = resolveConfig(flags, process.env, configFile);
+    // Key files and the like, checked before anything starts (a ConfigError: exit 2).
+    loadAuth(config);
     await serve(config);
   });
   return cmd;

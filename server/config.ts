@@ -49,7 +49,21 @@ export interface Config {
   redisPrefix: string;
   /** How long `serve` waits at start for Redis to answer (0: one attempt). */
   redisWaitSeconds: number;
+  auth: AuthMode;
+  jwtSecret: string;
+  jwtSecretFile: string;
+  jwtPublicKeyFile: string;
+  jwksUrl: string;
+  jwksCooldownSeconds: number;
+  jwtIssuer: string;
+  jwtAudience: string;
+  jwtClockSkewSeconds: number;
+  authTimeoutSeconds: number;
+  apiKeysFile: string;
 }
+
+export const AUTH_MODES = ['none', 'jwt'] as const;
+export type AuthMode = (typeof AUTH_MODES)[number];
 
 type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins' | 'choice' | 'redis-urls';
 
@@ -276,6 +290,58 @@ export const OPTIONS: OptionSpec[] = [
     max: 3600,
     help: 'with --engine redis, how long serve waits at start for Redis to answer, retrying, before it exits with code 1; 0: one attempt',
     default: () => 30,
+  },
+  {
+    key: 'auth',
+    flag: 'auth',
+    kind: 'choice',
+    choices: AUTH_MODES,
+    help: 'who may do what: none (anyone who reaches the public port may subscribe and publish to any topic) or jwt (a token with subscribe and publish claims; see --jwt-secret, --jwt-public-key-file, --jwks-url)',
+    default: () => 'none',
+  },
+  {
+    key: 'jwtSecret',
+    flag: 'jwt-secret',
+    kind: 'string',
+    help: 'with --auth jwt, the HS256/384/512 secret (at least 32 bytes; prefer --jwt-secret-file or C10M_JWT_SECRET: a flag shows in ps)',
+    default: () => '',
+  },
+  { key: 'jwtSecretFile', flag: 'jwt-secret-file', kind: 'string', help: 'with --auth jwt, a file holding the HS256/384/512 secret (trailing newline ignored)', default: () => '' },
+  { key: 'jwtPublicKeyFile', flag: 'jwt-public-key-file', kind: 'string', help: 'with --auth jwt, a PEM public key (RSA, EC P-256/384/521, Ed25519) for RS*/PS*/ES*/EdDSA tokens', default: () => '' },
+  {
+    key: 'jwksUrl',
+    flag: 'jwks-url',
+    kind: 'string',
+    help: 'with --auth jwt, a JWKS URL (https://, or http:// on loopback): fetched at the first token, cached 10 min, refetched for an unknown kid (key rotation)',
+    default: () => '',
+  },
+  {
+    key: 'jwksCooldownSeconds',
+    flag: 'jwks-cooldown-seconds',
+    kind: 'int',
+    min: 0,
+    max: 3600,
+    help: 'with --jwks-url, the least time between two fetches of the key set (a flood of unknown kids costs one fetch per this)',
+    default: () => 30,
+  },
+  { key: 'jwtIssuer', flag: 'jwt-issuer', kind: 'string', help: 'with --auth jwt, the iss a token must carry (empty: not checked)', default: () => '' },
+  { key: 'jwtAudience', flag: 'jwt-audience', kind: 'string', help: 'with --auth jwt, the aud a token must carry (empty: not checked)', default: () => '' },
+  { key: 'jwtClockSkewSeconds', flag: 'jwt-clock-skew-seconds', kind: 'int', min: 0, max: 600, help: 'with --auth jwt, leeway on exp and nbf for clocks that disagree', default: () => 30 },
+  {
+    key: 'authTimeoutSeconds',
+    flag: 'auth-timeout-seconds',
+    kind: 'int',
+    min: 1,
+    max: 600,
+    help: 'with --auth jwt, a session opened without a token is closed (4002) when no valid auth command comes within this time',
+    default: () => 10,
+  },
+  {
+    key: 'apiKeysFile',
+    flag: 'api-keys-file',
+    kind: 'string',
+    help: 'with --auth jwt, static API keys for HTTP POST /v1/publish: a JSON file {"keys":[{"name":..,"key":..,"publish":["/orders/>"]}]} (keys of at least 32 characters)',
+    default: () => '',
   },
   { key: 'logLevel', flag: 'log-level', kind: 'level', help: `log level: ${LOG_LEVELS.join(', ')}`, default: () => 'info' },
   {

@@ -1,6 +1,7 @@
 // Starts a node: the workgroups (data plane) and the admin port (control plane).
 import { loadUws } from '../native-io/uws';
 import { AdminServer, sendJson } from './admin';
+import { loadAuth } from './auth-config';
 import { isLoopbackHost, type Config } from './config';
 import { engineHealth } from './engine-health';
 import type { Logger } from './log';
@@ -26,6 +27,8 @@ export interface StartOptions {
   signal?: AbortSignal;
 }
 
+const AUTH_NONE_WARNING = '--auth none on a public --host: anyone who reaches the port may subscribe to and publish on any topic; see "Securing a node" in the README';
+
 /** Rejects with UwsFallbackRefused, RedisStartError (exit code in it) or an Error saying why the node could not start. */
 export async function startServer(config: Config, log: Logger, options: StartOptions = {}): Promise<RunningServer> {
   // Refuses (throws UwsFallbackRefused) before any thread starts, unless the fallback is allowed.
@@ -41,7 +44,9 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     const r = await checkRedis({ urls: config.redisUrl, cluster: config.redisCluster, waitSeconds: config.redisWaitSeconds, signal: options.signal }, log);
     log.info({ url: r.url, redisVersion: r.redisVersion, attempts: r.attempts, cluster: config.redisCluster, prefix: config.redisPrefix }, 'redis reachable');
   }
-  const supervisor = new Supervisor(config, log);
+  const auth = loadAuth(config);
+  if (auth.mode === 'none' && !isLoopbackHost(config.host)) log.warn({ host: config.host }, AUTH_NONE_WARNING);
+  const supervisor = new Supervisor(config, auth, log);
   const admin = new AdminServer({ host: config.adminHost, port: config.adminPort, token: config.adminToken }, log);
   let shuttingDown = false;
   if (config.adminToken === '' && !isLoopbackHost(config.adminHost)) {
@@ -66,6 +71,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     sendJson(res, ready ? 200 : 503, {
       ready,
       reasons,
+      warnings: auth.mode === 'none' && !isLoopbackHost(config.host) ? [AUTH_NONE_WARNING] : [],
       shuttingDown,
       workgroups: supervisor.workgroups,
       listening: supervisor.listeningCount(),

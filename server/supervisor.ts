@@ -10,7 +10,7 @@ import { STATS_BYTES, Stat } from '../protocol/stats';
 import { allocShared, attachIpHash } from '../native-io';
 import { Doorbell } from '../shm/doorbell';
 import { Ring } from '../shm/ring';
-import type { ControlCommand, WorkgroupEvent, WorkgroupInit } from '../shm/workgroup-init';
+import type { AuthOptions, ControlCommand, WorkgroupEvent, WorkgroupInit } from '../shm/workgroup-init';
 import type { Config } from './config';
 import { resolveLogFormat, type Logger } from './log';
 import { freePort } from './ports';
@@ -72,6 +72,7 @@ export class Supervisor extends EventEmitter {
 
   constructor(
     private readonly config: Config,
+    private readonly auth: AuthOptions,
     private readonly log: Logger,
   ) {
     super();
@@ -241,6 +242,7 @@ export class Supervisor extends EventEmitter {
         faultInjection: process.env.C10M_FAULT_INJECTION === '1',
         engine: c.engine,
         redis: { urls: c.redisUrl, cluster: c.redisCluster, prefix: c.redisPrefix },
+        auth: this.auth,
       },
     };
     const worker = new Worker(WORKER_ENTRY, { workerData: init });

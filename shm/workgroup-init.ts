@@ -39,6 +39,36 @@ export interface WorkgroupOptions {
   engine: EngineKind;
   /** Redis settings (engine 'redis'). */
   redis: RedisOptions;
+  /** Entitlement: --auth and its keys (key material as text: the control plane read the files). */
+  auth: AuthOptions;
+}
+
+/** --auth jwt and its keys; with mode 'none' the rest is unused. */
+export interface AuthOptions {
+  mode: 'none' | 'jwt';
+  /** HS256/384/512 secret ('' when none). */
+  secret: string;
+  /** A PEM public key (RS*, PS*, ES*, EdDSA), '' when none. */
+  publicKeyPem: string;
+  /** A JWKS URL ('' when none): fetched, cached, refetched for an unknown kid at most once per jwksCooldownSeconds. */
+  jwksUrl: string;
+  jwksCooldownSeconds: number;
+  /** Required iss and aud ('' when not checked). */
+  issuer: string;
+  audience: string;
+  /** Leeway on exp and nbf. */
+  clockSkewSeconds: number;
+  /** A session opened without a token is closed (4002) when no valid auth command came within this many seconds. */
+  timeoutSeconds: number;
+  /** Static API keys for HTTP publish (--api-keys-file). */
+  apiKeys: ApiKey[];
+}
+
+export interface ApiKey {
+  name: string;
+  key: string;
+  /** Topic patterns the key may publish to. */
+  publish: string[];
 }
 
 export type EngineKind = 'memory' | 'redis';

@@ -12,6 +12,7 @@ import {
   ENCODING_MSGPACK,
   type EncodingId,
   type Command,
+  type AuthCommand,
   type PubCommand,
   type SubCommand,
   errorReply,
@@ -30,6 +31,8 @@ import type { PublishRequest } from './ports';
 import { RecordFlag } from './records';
 import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionState, type SessionSlab } from './slab';
 import { ownerOf, type LocalTopics } from './topics';
+import type { AuthFailure, Verified } from './auth';
+import { Entitlement, isFailure } from './entitlement';
 
 /** A session that sent this many bad commands is closed (1008). */
 export const MAX_ERRORS_PER_SESSION = 100;
@@ -52,6 +55,8 @@ export interface CommandsSessions {
   reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void;
 }
 
+const NOT_AUTHENTICATED = 'this session has not authenticated: send {"op":"auth","token":..} first (or give the token at the upgrade)';
+
 export class Commands {
   private readonly id: number;
   private readonly count: number;
@@ -72,6 +77,7 @@ export class Commands {
     private readonly delivery: Delivery,
     private readonly links: Pick<Links, 'owner' | 'statsOf' | 'overloaded'>,
     private readonly sessions: CommandsSessions,
+    private readonly entitlement: Entitlement,
   ) {
     this.id = host.id;
     this.count = host.count;
@@ -166,43 +172,116 @@ export class Commands {
       this.toFail--;
       throw new Error('fault injection: a command handler failed');
     }
+    if (this.entitlement.on && cmd.op !== 'auth' && cmd.op !== 'ping' && this.entitlement.isPending(slot)) {
+      // Not a bad command: the client is early, not wrong.
+      return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.UNAUTHORIZED, NOT_AUTHENTICATED, cmd.id)));
+    }
     switch (cmd.op) {
+      case 'auth':
+        return this.authenticate(ws, slot, encoding, cmd);
       case 'ping':
         this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id });
         return;
       case 'sub':
         return this.subscribe(ws, slot, encoding, cmd);
-      case 'unsub': {
-        const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
-        let removed = 0;
-        if (this.delivery.perSlot.has(slot)) this.delivery.cancelPendingSubs(slot, cmd.topics);
-        // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
-        for (const topic of cmd.topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
-        this.slab.addSubscriptions(slot, -removed);
-        this.stats[Stat.SUBSCRIPTIONS] -= removed;
+      case 'unsub':
+        this.unsubscribe(ws, slot, encoding, cmd.topics);
         this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true });
         return;
-      }
       case 'pub':
         return this.publishFromSession(ws, slot, encoding, cmd);
     }
   }
 
+  private unsubscribe(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, topics: string[]): void {
+    const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
+    let removed = 0;
+    if (this.delivery.perSlot.has(slot)) this.delivery.cancelPendingSubs(slot, topics);
+    // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
+    for (const topic of topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
+    this.slab.addSubscriptions(slot, -removed);
+    this.stats[Stat.SUBSCRIPTIONS] -= removed;
+  }
+
+  /**
+   * The auth command: a first token (a session opened without one) or a
+   * refresh. A refresh must name the session's subject; topics the new
+   * token no longer allows are unsubscribed and listed as revoked. The
+   * signature check is asynchronous (the cache first): the answer may come
+   * in a later turn, after later commands' answers.
+   */
+  private authenticate(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: AuthCommand): void {
+    const e = this.entitlement;
+    if (!e.on) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, exp: null });
+    const generation = this.slab.generation(slot);
+    const done = (v: Verified | AuthFailure): void => {
+      if (!this.slab.isOpen(slot, generation)) {
+        if (!isFailure(v)) e.release(v);
+        return;
+      }
+      ws.cork(() => {
+        if (isFailure(v)) {
+          this.stats[Stat.AUTH_FAILURES]++;
+          return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(v.code, v.message, cmd.id)));
+        }
+        if (!e.isPending(slot) && e.subject(slot) !== v.sub) {
+          e.release(v);
+          this.stats[Stat.AUTH_FAILURES]++;
+          const msg = `a refresh must carry the session's sub (${JSON.stringify(e.subject(slot))}); this token's is ${JSON.stringify(v.sub)}; the session keeps its token`;
+          return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.UNAUTHORIZED, msg, cmd.id)));
+        }
+        const revoked: string[] = [];
+        for (const key of ws.getTopics()) {
+          const topic = key.slice(1);
+          if (!Entitlement.allowsSubscribe(v, topic)) revoked.push(topic);
+        }
+        if (revoked.length > 0) this.unsubscribe(ws, slot, encoding, revoked);
+        e.attach(slot, v);
+        this.stats[Stat.AUTH_ACCEPTED]++;
+        const reply: Record<string, unknown> = { id: cmd.id, ok: true, exp: v.exp === 0 ? null : v.exp, sub: v.sub };
+        if (revoked.length > 0) reply.revoked = revoked;
+        this.sessions.reply(ws, slot, encoding, reply);
+      });
+    };
+    const hit = e.cached(cmd.token, this.host.nowSec);
+    if (hit !== null) return done(hit);
+    e.verify(cmd.token, this.host.nowSec).then(done, (err) => this.host.failed('auth', err));
+  }
+
   private subscribe(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: SubCommand): void {
     const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
     const max = this.options.maxSubscriptionsPerSession;
+    // --auth jwt: the topics the token does not allow are answered FORBIDDEN, each in the reply; the others go on.
+    let topics = cmd.topics;
+    let forbidden: Record<string, Record<string, unknown>> | null = null;
+    if (this.entitlement.on) {
+      for (const topic of cmd.topics) {
+        if (this.entitlement.canSubscribe(slot, topic)) continue;
+        forbidden ??= {};
+        forbidden[topic] = { error: { code: ErrorCode.FORBIDDEN, message: `this session's token does not allow subscribing to ${topic}` } };
+      }
+      if (forbidden !== null) {
+        const refused = forbidden;
+        topics = cmd.topics.filter((t) => refused[t] === undefined);
+        this.stats[Stat.AUTH_FORBIDDEN] += cmd.topics.length - topics.length;
+        if (topics.length === 0) {
+          const what = cmd.topics.length === 1 ? cmd.topics[0] : `any of these ${cmd.topics.length} topics`;
+          return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.FORBIDDEN, `this session's token does not allow subscribing to ${what}`, cmd.id)));
+        }
+      }
+    }
     let fresh = 0;
-    for (const topic of cmd.topics) if (!ws.isSubscribed(prefix + topic)) fresh++;
+    for (const topic of topics) if (!ws.isSubscribed(prefix + topic)) fresh++;
     const inFlight = this.delivery.perSlot.get(slot) ?? 0;
     if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
     }
-    if (cmd.topics.length === 0) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
-    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: cmd.topics.length, topics: {}, added: [], failed: false };
+    if (topics.length === 0) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
+    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: topics.length, topics: forbidden ?? {}, added: [], failed: false };
     const nowMs = Date.now();
     const standard = cmd.qos === 'standard';
     if (fresh > 0) this.delivery.perSlot.set(slot, inFlight + fresh);
-    for (const topic of cmd.topics) {
+    for (const topic of topics) {
       const token = this.takeToken();
       this.local.add(topic);
       this.delivery.subs.set(token, { ctx, topic, createdMs: nowMs, fresh: !ws.isSubscribed(prefix + topic), cancelled: false });
@@ -221,6 +300,10 @@ export class Commands {
   }
 
   private publishFromSession(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: PubCommand): void {
+    if (!this.entitlement.canPublish(slot, cmd.topic)) {
+      this.stats[Stat.AUTH_FORBIDDEN]++;
+      return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.FORBIDDEN, `this session's token does not allow publishing to ${cmd.topic}`, cmd.id)));
+    }
     // Not the client's fault (as OVERLOADED below, and as HTTP counts it): not a protocol error, not a bad command.
     if (this.host.isDraining()) return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node', cmd.id)));
     if (this.count > 1 && this.links.overloaded()) {

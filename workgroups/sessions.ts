@@ -26,6 +26,11 @@ import type { Logger } from './log';
 import { SessionFlag, SessionState, type SessionSlab } from './slab';
 import { ownerOf, type LocalTopics } from './topics';
 import { checkUpgrade } from './upgrade';
+import type { AuthFailure, Verified } from './auth';
+import { AUTH_EXPIRED, AUTH_OK, Entitlement, isFailure } from './entitlement';
+
+/** An upgrade without a token under --auth jwt: the session opens, waiting for an auth command. */
+const PENDING = 'pending' as const;
 
 /**
  * Descriptors: the workgroup stops accepting while fewer than this many are
@@ -62,6 +67,8 @@ export interface SessionsHost extends WorkgroupContext {
   isOpen(): boolean;
   /** Draining, and the last session just closed. */
   onDrained(): void;
+  /** Counts and logs (rate-limited) a failure caught at the edge. */
+  failed(cause: string, err: unknown): void;
 }
 
 export class Sessions implements DeliverySessions, CommandsSessions {
@@ -87,6 +94,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   /** uWS's socket for each open slot (an array, not a Map: slots are dense). */
   private readonly sockets: (WebSocket<SessionData> | undefined)[] = [];
   private slowCursor = 0;
+  private authCursor = 0;
   private readonly cors: CorsPolicy;
   /** Set by attach, before the App serves anything. */
   private uwsApp!: TemplatedApp;
@@ -97,6 +105,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     private readonly uws: Uws,
     ipTables: SharedArrayBuffer[] | null,
     private readonly links: Pick<Links, 'owner' | 'statsOf'>,
+    private readonly entitlement: Entitlement,
   ) {
     this.count = host.count;
     this.options = host.options;
@@ -252,10 +261,75 @@ export class Sessions implements DeliverySessions, CommandsSessions {
         return this.refuse(res, '503 Service Unavailable', ErrorCode.OVERLOADED, 'the server is out of file descriptors; retry shortly', RETRY_SOON, true);
       }
     }
+    if (!this.entitlement.on) return this.admit(res, key, extensions, context, flags, ipHash, null);
+    this.upgradeWithToken(res, Entitlement.tokenOf(req), key, extensions, context, flags, ipHash);
+  }
+
+  /**
+   * --auth jwt: a session without a token opens pending (auth command within
+   * --auth-timeout-seconds); a token verified lately is taken at once; any
+   * other is verified first (jose is asynchronous: the upgrade answers from
+   * a later turn; nothing of the session exists meanwhile).
+   */
+  private upgradeWithToken(res: HttpResponse, token: string, key: string, extensions: string, context: unknown, flags: number, ipHash: number): void {
+    const e = this.entitlement;
+    const nowSec = this.host.nowSec;
+    if (token === '') return this.admit(res, key, extensions, context, flags, ipHash, PENDING);
+    const hit = e.cached(token, nowSec);
+    if (hit !== null) return this.admit(res, key, extensions, context, flags, ipHash, hit);
+    let aborted = false;
+    res.onAborted(() => {
+      aborted = true;
+    });
+    const undo = () => {
+      if (flags & SessionFlag.IP_COUNTED) this.ipTable.remove(ipHash);
+    };
+    e.verify(token, nowSec).then(
+      (v) => {
+        if (aborted || !this.host.isOpen()) {
+          undo();
+          if (!isFailure(v)) e.release(v);
+          return;
+        }
+        res.cork(() => {
+          if (isFailure(v)) {
+            undo();
+            return this.refuseToken(res, v);
+          }
+          if (this.host.isDraining()) {
+            undo();
+            e.release(v);
+            return this.refuse(res, '503 Service Unavailable', ErrorCode.SHUTTING_DOWN, 'server is shutting down; reconnect to another node');
+          }
+          this.admit(res, key, extensions, context, flags, ipHash, v);
+        });
+      },
+      (err) => {
+        undo();
+        this.host.failed('upgrade', err);
+        if (!aborted) res.cork(() => res.writeStatus('500 Internal Server Error').end());
+      },
+    );
+  }
+
+  /** The session's slot, its grant, and the upgrade (uWS calls open() within it, so the slot cannot leak between the two). */
+  private admit(res: HttpResponse, key: string, extensions: string, context: unknown, flags: number, ipHash: number, auth: Verified | typeof PENDING | null): void {
     const slot = this.slab.open(flags, ipHash, this.host.nowSec);
-    // uWS calls open() within upgrade(), so the slot cannot leak between the two.
+    if (auth === PENDING) this.entitlement.pending(slot, this.host.nowSec);
+    else if (auth !== null) {
+      this.entitlement.attach(slot, auth);
+      this.stats[Stat.AUTH_ACCEPTED]++;
+    }
     // No subprotocol: the server speaks none, and echoing the client's would claim one (RFC 6455 4.2.2).
     res.upgrade<SessionData>({ slot }, key, '', extensions, context as never);
+  }
+
+  /** A token refused at the upgrade: 401 (503 when the key set could not be fetched). */
+  private refuseToken(res: HttpResponse, f: AuthFailure): void {
+    this.stats[Stat.AUTH_FAILURES]++;
+    if (f.code === ErrorCode.UNAVAILABLE) return this.refuse(res, '503 Service Unavailable', f.code, f.message, RETRY_SOON);
+    const why = f.code === ErrorCode.TOKEN_EXPIRED ? 'the token expired' : 'the token is not valid';
+    this.refuse(res, '401 Unauthorized', f.code, f.message, [['www-authenticate', `Bearer error="invalid_token", error_description="${why}"`]]);
   }
 
   private refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, extraHeaders: [string, string][] | null = null, close = false): void {
@@ -275,6 +349,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
 
   onClose(ws: WebSocket<SessionData>, _code: number): void {
     const slot = ws.getUserData().slot;
+    this.entitlement.detach(slot);
     if (this.slab.flags(slot) & SessionFlag.IP_COUNTED) this.ipTable.remove(this.slab.ipHash(slot));
     this.stats[Stat.SUBSCRIPTIONS] -= this.slab.subscriptions(slot);
     this.sockets[slot] = undefined;
@@ -332,6 +407,30 @@ export class Sessions implements DeliverySessions, CommandsSessions {
       if (buffered > limit) this.closeSlow(ws, slot);
     }
     this.slowCursor = slot;
+  }
+
+  /**
+   * --auth jwt: checks a share of the sessions (as the slow-consumer check):
+   * one whose token expired is closed with 4003, one that opened without a
+   * token and sent no valid auth command in time with 4002.
+   */
+  checkTokens(): void {
+    const e = this.entitlement;
+    const n = this.sockets.length;
+    if (!e.on || n === 0) return;
+    const nowSec = this.host.nowSec;
+    let slot = this.authCursor >= n ? 0 : this.authCursor;
+    for (let i = 0, m = Math.min(n, SLOW_CHECK_SLOTS); i < m; i++, slot = slot + 1 >= n ? 0 : slot + 1) {
+      const ws = this.sockets[slot];
+      if (ws === undefined || this.slab.state(slot) !== SessionState.OPEN) continue;
+      const verdict = e.check(slot, nowSec);
+      if (verdict === AUTH_OK) continue;
+      const code = verdict === AUTH_EXPIRED ? CloseCode.TOKEN_EXPIRED : CloseCode.AUTH_TIMEOUT;
+      this.stats[verdict === AUTH_EXPIRED ? Stat.AUTH_EXPIRED_CLOSES : Stat.AUTH_TIMEOUT_CLOSES]++;
+      this.slab.setState(slot, SessionState.CLOSING);
+      ws.end(code, CloseReason[code]);
+    }
+    this.authCursor = slot;
   }
 
   /** Sends a reply; a reply dropped for backpressure means the session is too slow to keep. */

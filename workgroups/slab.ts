@@ -28,6 +28,8 @@ export const SessionFlag = {
   MSGPACK: 1 << 0,
   /** Counted in the per-IP connection table (so close must uncount it). */
   IP_COUNTED: 1 << 1,
+  /** --auth jwt: opened without a token; only auth and ping until one is accepted (tokenExpSec is then the deadline). */
+  AUTH_PENDING: 1 << 2,
 } as const;
 
 /** Fields: bytes per slot, summed for memory accounting. */
@@ -44,7 +46,9 @@ const FIELD_BYTES =
   4 * 3 /* windowSec, windowCommands, windowBytes */ +
   2 /* windowRefused */ +
   1 /* strikes */ +
-  1; /* internalErrors */
+  1 /* internalErrors */ +
+  4 /* grant */ +
+  4; /* tokenExpSec */
 export const SLAB_BYTES_PER_SESSION = FIELD_BYTES;
 
 /** What spend() says of a command. */
@@ -82,6 +86,10 @@ interface Chunk {
   strikes: Uint8Array;
   /** Commands of this session that failed inside the server (INTERNAL). */
   internalErrors: Uint8Array;
+  /** --auth jwt: the session's grant (workgroups/auth.ts GrantTable id; 0: none). */
+  grant: Uint32Array;
+  /** --auth jwt: when the session's token expires (unix seconds; 0: never), or, while AUTH_PENDING, its deadline for an auth command. */
+  tokenExpSec: Uint32Array;
   /** Per-session traffic counters, modulo 2^32 (4 bytes a field, not 8: they are for inspecting one session, rates come from the stats block). */
   messagesIn: Uint32Array;
   messagesOut: Uint32Array;
@@ -119,6 +127,8 @@ function makeChunk(buffer: ArrayBufferLike): Chunk {
     windowSec: u32(),
     windowCommands: u32(),
     windowBytes: u32(),
+    grant: u32(),
+    tokenExpSec: u32(),
     subscriptions: u16(),
     errors: u16(),
     windowRefused: u16(),
@@ -171,6 +181,8 @@ export class SessionSlab {
     c.windowRefused[i] = 0;
     c.strikes[i] = 0;
     c.internalErrors[i] = 0;
+    c.grant[i] = 0;
+    c.tokenExpSec[i] = 0;
     this.used++;
     return slot;
   }
@@ -268,6 +280,20 @@ export class SessionSlab {
     // Sending at twice its budget, or over it RATE_LIMIT_STRIKES seconds in a row, is not a client backing off.
     if (c.strikes[i] >= RATE_LIMIT_STRIKES || refused > Math.max(maxCommands, MIN_REFUSALS_BEFORE_CLOSE) || refused === 0xffff) return BUDGET_CLOSE;
     return refused <= RATE_LIMIT_REPLIES ? BUDGET_REFUSE : BUDGET_DROP;
+  }
+  grant(slot: number): number {
+    return this.chunks[slot >>> CHUNK_BITS].grant[slot & CHUNK_MASK];
+  }
+  tokenExpSec(slot: number): number {
+    return this.chunks[slot >>> CHUNK_BITS].tokenExpSec[slot & CHUNK_MASK];
+  }
+  /** Sets the session's grant and its token's expiry (or auth deadline); clears or sets AUTH_PENDING. */
+  setAuth(slot: number, grant: number, expSec: number, pending: boolean): void {
+    const c = this.chunks[slot >>> CHUNK_BITS];
+    const i = slot & CHUNK_MASK;
+    c.grant[i] = grant;
+    c.tokenExpSec[i] = expSec;
+    c.flags[i] = pending ? c.flags[i] | SessionFlag.AUTH_PENDING : c.flags[i] & ~SessionFlag.AUTH_PENDING;
   }
   /** Counts one command that failed inside the server; returns the session's total. */
   addInternalError(slot: number): number {

@@ -30,6 +30,7 @@ import { LogLimiter, type Logger } from './log';
 import type { WorkgroupInit, WorkgroupOptions } from '../shm/workgroup-init';
 import { Commands, ENVELOPE_BYTES, type CommandsHost } from './commands';
 import { Delivery, type DeliveryHost, type SessionData } from './delivery';
+import { Entitlement } from './entitlement';
 import { Links, type LinkHost } from './links';
 import { Owner } from './owner';
 import { RedisOwner } from './redis-owner';
@@ -73,6 +74,8 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   private readonly delivery: Delivery;
   /** One session's commands. */
   private readonly commands: Commands;
+  /** --auth jwt: what each session may do (its grant, its token's expiry). */
+  private readonly entitlement: Entitlement;
   /** The sessions: their sockets, upgrade, open and close, the slow-consumer sweep, and the accept side. */
   private readonly sessions: Sessions;
   readonly httpPublish: HttpPublishEndpoint;
@@ -125,11 +128,13 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
       Stat.RING_SPILL_BYTES,
       Stat.ENGINE_STATE,
       Stat.REDIS_SUBSCRIPTIONS,
+      Stat.AUTH_GRANTS,
     ])
       this.stats[g] = 0;
 
     this.links = new Links(init, this);
-    this.sessions = new Sessions(this, this.uws, init.ipTables, this.links);
+    this.entitlement = new Entitlement(init.options.auth, this.slab);
+    this.sessions = new Sessions(this, this.uws, init.ipTables, this.links, this.entitlement);
     this.delivery = new Delivery(this, this.sessions);
     const o2 = this.options;
     this.owner = new Owner(
@@ -158,7 +163,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
           )
         : null;
     this.links.attach(this.redis ?? this.owner, this.delivery);
-    this.commands = new Commands(this, this.delivery, this.links, this.sessions);
+    this.commands = new Commands(this, this.delivery, this.links, this.sessions, this.entitlement);
     this.httpPublish = new HttpPublishEndpoint({
       stats: this.stats,
       log: this.log,
@@ -281,6 +286,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
       this.slowCheck = setInterval(() => {
         try {
           this.sessions.checkSlowConsumers();
+          this.sessions.checkTokens();
           this.sessions.checkDescriptors();
         } catch (err) {
           this.failed('slow-consumer-check', err);
@@ -312,6 +318,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     s[Stat.SLAB_CAPACITY] = this.slab.capacity;
     s[Stat.SLAB_USED] = this.slab.size;
     s[Stat.TOPICS_OWNED] = this.topics.size;
+    s[Stat.AUTH_GRANTS] = this.entitlement.grants.size;
     s[Stat.CACHE_MESSAGES] = c.messages;
     s[Stat.CACHE_BYTES] = c.storedBytes + c.snapshotBytes;
     s[Stat.CACHE_EVICTIONS] += c.evictions - this.lastEvictions;

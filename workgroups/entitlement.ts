@@ -1,0 +1,107 @@
+// What each session of a workgroup may do (--auth jwt): its grant and its
+// token's expiry in the slab, its subject beside it (like the sockets), the
+// verifier and the grant table. Sessions ask it at the upgrade and sweep
+// expiries with it; commands ask it once per sub, pub and auth command.
+// With --auth none it is off: every check is one boolean.
+import type { HttpRequest } from '../native-io/uws';
+import type { AuthOptions } from '../shm/workgroup-init';
+import { GrantTable, Verifier, isFailure, type AuthFailure, type Verified } from './auth';
+import { SessionFlag, type SessionSlab } from './slab';
+
+/** What the expiry sweep says of a session. */
+export const AUTH_OK = 0;
+export const AUTH_EXPIRED = 1;
+export const AUTH_TIMED_OUT = 2;
+
+export class Entitlement {
+  readonly on: boolean;
+  readonly verifier: Verifier | null;
+  readonly grants = new GrantTable();
+  /** The subject of each slot's token (null: none, or a token without sub). */
+  private readonly subjects: (string | null)[] = [];
+
+  constructor(
+    readonly options: AuthOptions,
+    private readonly slab: SessionSlab,
+  ) {
+    this.on = options.mode === 'jwt';
+    this.verifier = this.on ? new Verifier(options, this.grants) : null;
+  }
+
+  /** The token of an upgrade: the token query parameter, else Authorization: Bearer; '' when none. */
+  static tokenOf(req: HttpRequest): string {
+    const q = req.getQuery('token');
+    if (q !== undefined && q !== '') return q;
+    const h = req.getHeader('authorization');
+    return h.length > 7 && h.slice(0, 7).toLowerCase() === 'bearer ' ? h.slice(7).trim() : '';
+  }
+
+  /** Verifies a token (the cache first). The Verified holds a grant reference: attach() it or release() it. */
+  verify(token: string, nowSec: number): Promise<Verified | AuthFailure> {
+    return (this.verifier as Verifier).verify(token, nowSec);
+  }
+
+  /** The verified token, without a signature check, when it was verified lately (one more grant reference), else null. */
+  cached(token: string, nowSec: number): Verified | null {
+    return (this.verifier as Verifier).cached(token, nowSec);
+  }
+
+  release(v: Verified): void {
+    this.grants.release(v.grant.id);
+  }
+
+  /** The session now holds this token (its grant reference moves to the session; the old one, if any, is released). */
+  attach(slot: number, v: Verified): void {
+    this.grants.release(this.slab.grant(slot));
+    this.slab.setAuth(slot, v.grant.id, v.exp, false);
+    this.subjects[slot] = v.sub;
+  }
+
+  /** An unauthenticated session: only auth and ping until one is accepted, for timeoutSeconds. */
+  pending(slot: number, nowSec: number): void {
+    this.slab.setAuth(slot, 0, nowSec + this.options.timeoutSeconds, true);
+    this.subjects[slot] = null;
+  }
+
+  isPending(slot: number): boolean {
+    return (this.slab.flags(slot) & SessionFlag.AUTH_PENDING) !== 0;
+  }
+
+  subject(slot: number): string | null {
+    return this.subjects[slot] ?? null;
+  }
+
+  /** The session closed: its grant reference goes. */
+  detach(slot: number): void {
+    if (!this.on) return;
+    this.grants.release(this.slab.grant(slot));
+    this.slab.setAuth(slot, 0, 0, false);
+    this.subjects[slot] = null;
+  }
+
+  canSubscribe(slot: number, topic: string): boolean {
+    if (!this.on) return true;
+    const g = this.grants.get(this.slab.grant(slot));
+    return g !== undefined && g.subscribe.allows(topic, this.subjects[slot] ?? null);
+  }
+
+  canPublish(slot: number, topic: string): boolean {
+    if (!this.on) return true;
+    const g = this.grants.get(this.slab.grant(slot));
+    return g !== undefined && g.publish.allows(topic, this.subjects[slot] ?? null);
+  }
+
+  /** Whether a verified token allows subscribing to a topic (a refresh's check of what the session holds). */
+  static allowsSubscribe(v: Verified, topic: string): boolean {
+    return v.grant.subscribe.allows(topic, v.sub);
+  }
+
+  /** The sweep's verdict on an open session at nowSec: AUTH_OK, AUTH_EXPIRED or AUTH_TIMED_OUT. */
+  check(slot: number, nowSec: number): number {
+    const exp = this.slab.tokenExpSec(slot);
+    if (exp === 0 || nowSec < exp + (this.isPending(slot) ? 0 : this.options.clockSkewSeconds)) return AUTH_OK;
+    return this.isPending(slot) ? AUTH_TIMED_OUT : AUTH_EXPIRED;
+  }
+}
+
+export { isFailure };
