@@ -165,7 +165,11 @@ export function validateCommand(value: unknown, raw: Uint8Array | null = null, e
       return { id, op: 'auth', token };
     }
     default:
-      return new ProtocolError(ErrorCode.UNKNOWN_OP, `unknown op ${typeof value.op === 'string' ? JSON.stringify(value.op.slice(0, 100)) : describe(value.op)}; expected sub, unsub, pub, ping or auth`, id);
+      return new ProtocolError(
+        ErrorCode.UNKNOWN_OP,
+        `unknown op ${typeof value.op === 'string' ? JSON.stringify(value.op.slice(0, 100)) : describe(value.op)}; expected sub, unsub, pub, ping or auth`,
+        id,
+      );
   }
 }
 

@@ -160,7 +160,12 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
   { slot: Stat.AUTH_ACCEPTED, name: 'c10m_auth_accepted_total', kind: 'counter', help: 'Tokens accepted: at the upgrade and in auth commands (first authentication and refreshes).' },
   { slot: Stat.AUTH_FORBIDDEN, name: 'c10m_auth_forbidden_total', kind: 'counter', help: "Topics refused with FORBIDDEN: a sub, pub or HTTP publish outside the token's claims." },
   { slot: Stat.AUTH_EXPIRED_CLOSES, name: 'c10m_auth_expired_closes_total', kind: 'counter', help: 'Sessions closed with 4003: their token expired and no new one came in band.' },
-  { slot: Stat.AUTH_TIMEOUT_CLOSES, name: 'c10m_auth_timeout_closes_total', kind: 'counter', help: 'Sessions closed with 4002: opened without a token, no valid auth command within --auth-timeout-seconds.' },
+  {
+    slot: Stat.AUTH_TIMEOUT_CLOSES,
+    name: 'c10m_auth_timeout_closes_total',
+    kind: 'counter',
+    help: 'Sessions closed with 4002: opened without a token, no valid auth command within --auth-timeout-seconds.',
+  },
   { slot: Stat.AUTH_GRANTS, name: 'c10m_auth_grants', kind: 'gauge', help: 'Distinct grants (claim sets, shared by the sessions whose tokens name the same patterns) held in memory.' },
   // workgroup health
   { slot: Stat.LISTENING, name: 'c10m_workgroup_listening', kind: 'gauge', help: '1 while the workgroup listens on the public port.' },

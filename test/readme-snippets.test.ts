@@ -48,6 +48,8 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'c10m-readme-'));
   fs.mkdirSync(path.join(dir, 'node_modules'));
   fs.symlinkSync(ROOT, path.join(dir, 'node_modules', 'c10m'), 'dir');
+  // npm hoists c10m's dependencies next to it: a snippet may import jose as a user's code would.
+  fs.symlinkSync(path.join(ROOT, 'node_modules', 'jose'), path.join(dir, 'node_modules', 'jose'), 'dir');
 });
 
 afterAll(async () => {
