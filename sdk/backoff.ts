@@ -47,7 +47,8 @@ export const realClock: Clock = {
 /**
  * Counts attempts and schedules the next one. `reset()` after a connection
  * succeeds; `schedule(fn, {immediate})` runs fn after the next delay (or at
- * once, for the server's "reconnect now" close code).
+ * once, for the server's "reconnect now" close code); `scheduleIn(fn, ms)`
+ * after the server's own hint.
  */
 export class ReconnectSchedule {
   attempt = 0;
@@ -61,8 +62,12 @@ export class ReconnectSchedule {
 
   /** Schedules fn; returns the delay chosen. */
   schedule(fn: () => void, immediate = false): number {
+    return this.scheduleIn(fn, immediate ? 0 : backoffDelayMs(this.attempt, this.options, this.random));
+  }
+
+  /** Schedules fn after the server's hint (503 Retry-After) instead of the jittered delay; it still counts as an attempt. */
+  scheduleIn(fn: () => void, delay: number): number {
     this.cancel();
-    const delay = immediate ? 0 : backoffDelayMs(this.attempt, this.options, this.random);
     this.attempt++;
     this.timer = this.clock.setTimeout(() => {
       this.timer = null;

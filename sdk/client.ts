@@ -4,10 +4,12 @@
 import type { Encoding, Qos } from './encoding';
 import { CloseCode, ErrorCode } from '../protocol/errors';
 import { topicError } from '../protocol/topic';
-import { ReconnectSchedule, realClock, resolveBackoff, type BackoffOptions, type Clock } from './backoff';
+import { ReconnectSchedule, backoffDelayMs, realClock, resolveBackoff, type BackoffOptions, type Clock } from './backoff';
 import { Emitter } from './emitter';
 import { C10mError, SdkErrorCode } from './errors';
+import { hintDelayMs, readRefusal, type UpgradeRefusal } from './refusal';
 import { TopicStream, type Gap, type Recovered, type SubReplyTopic } from './stream';
+import { holdToken, refreshAtMs, type HeldToken } from './token';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './transport';
 import { defaultWebSocket } from './websocket';
 import { decodeIncoming, encodeCommand, type Message, type Reply } from './wire';
@@ -15,8 +17,17 @@ import { decodeIncoming, encodeCommand, type Message, type Reply } from './wire'
 export interface ConnectOptions {
   /** Wire encoding: "json" (default) or "msgpack" (smaller, binary data passes as bytes). */
   encoding?: Encoding;
-  /** Sent as the `token` query parameter of the WebSocket URL. */
+  /** Sent as the `token` query parameter of the WebSocket URL: a static token (with getToken, the first one). */
   token?: string;
+  /**
+   * Fetches a token (a JWT) for the `token` query parameter: before the first
+   * connection (unless `token` is given), ahead of the token's exp (sent in
+   * band with the auth command, no reconnect), and after the server refused
+   * or closed for the token (401 at the upgrade, close 4003 or 4002).
+   */
+  getToken?: () => string | Promise<string>;
+  /** How long before the token's exp to fetch the next one; at most half the lifetime left when it arrived. Default 30 s. */
+  refreshAheadMs?: number;
   /** Backoff between reconnect attempts, or false to never reconnect. */
   reconnect?: BackoffOptions | false;
   /** Publishes held while disconnected; one more is rejected with QUEUE_FULL. Default 1000. */
@@ -57,6 +68,8 @@ export interface ClientEvents {
   connected: { url: string; reconnect: boolean };
   disconnected: { url: string; code: number; reason: string; willReconnect: boolean };
   reconnecting: { attempt: number; delayMs: number; url: string };
+  /** A token from getToken() is in use: at a connection attempt, or accepted by the server in band (`inBand`). `exp`: unix seconds, or null. */
+  token: { exp: number | null; inBand: boolean };
   recovered: Recovered;
   gap: Gap;
   error: C10mError;
@@ -98,6 +111,30 @@ interface TopicState {
   readyWaiters: { resolve: (p: PublishAck) => void; reject: (e: C10mError) => void }[];
 }
 
+/** The session token and what the client does with it (see open(), onSocketGone(), refresh()). */
+interface TokenState {
+  getToken: (() => string | Promise<string>) | null;
+  /** The token the next attempt sends (the static one, or the last from getToken()). */
+  held: HeldToken | null;
+  /** held was fetched for the current attempt. */
+  fresh: boolean;
+  /** The server refused or closed for the token: fetch one before the next attempt. */
+  needFresh: boolean;
+  /** 401s in a row answering a fresh token (2 = getToken()'s tokens are not accepted). */
+  unauthorizedInARow: number;
+  /** Attempts in a row that failed with nothing readable (a browser cannot see a 401). */
+  opaqueFailuresInARow: number;
+  /** From a 503 RETRY_LATER: sent as `admit` on the next attempt only. */
+  admitTicket: string | null;
+  /** Bumped per attempt and by close(): a getToken() that answers late is ignored. */
+  attemptGen: number;
+  refreshTimer: unknown;
+  /** Failed refreshes in a row, for their backoff. */
+  refreshAttempt: number;
+  backoff: Required<BackoffOptions>;
+  random: () => number;
+}
+
 interface QueuedPublish {
   topic: string;
   data: unknown;
@@ -108,14 +145,16 @@ interface QueuedPublish {
 }
 
 interface PendingRequest {
-  kind: 'pub' | 'sub' | 'unsub' | 'ping';
+  kind: 'pub' | 'sub' | 'unsub' | 'ping' | 'auth';
   topic?: string;
+  /** auth: the token sent, taken into use when the server accepts it. */
+  held?: HeldToken;
   resolve?: (a: PublishAck | undefined) => void;
   reject?: (e: C10mError) => void;
   timer: unknown;
 }
 
-const DEFAULTS = { maxQueuedPublishes: 1000, requestTimeoutMs: 10_000, connectTimeoutMs: 10_000, pingIntervalMs: 25_000 };
+const DEFAULTS = { maxQueuedPublishes: 1000, requestTimeoutMs: 10_000, connectTimeoutMs: 10_000, pingIntervalMs: 25_000, refreshAheadMs: 30_000 };
 /** Most topics in one sub command (protocol/codec.ts MAX_TOPICS_PER_COMMAND). */
 const TOPICS_PER_SUB = 1024;
 /** Close codes that mean the client sent something the server will not take. */
@@ -131,7 +170,7 @@ export class C10mClient extends Emitter<ClientEvents> {
   readonly encoding: Encoding;
   readonly stats: ClientStats = { delivered: 0, duplicates: 0, gaps: 0, connections: 0 };
   private _state: ConnectionState = 'connecting';
-  private readonly options: Required<Omit<ConnectOptions, 'token' | 'reconnect' | 'WebSocket' | 'clock' | 'random' | 'encoding'>>;
+  private readonly options: Required<Omit<ConnectOptions, 'token' | 'getToken' | 'reconnect' | 'WebSocket' | 'clock' | 'random' | 'encoding'>>;
   private readonly WebSocketImpl: WebSocketConstructor;
   private readonly clock: Clock;
   private readonly schedule: ReconnectSchedule | null;
@@ -146,6 +185,7 @@ export class C10mClient extends Emitter<ClientEvents> {
   private everConnected = false;
   private readyWaiters: { resolve: () => void; reject: (e: C10mError) => void }[] = [];
   private closedPromise: Promise<void> | null = null;
+  private readonly auth: TokenState;
 
   constructor(url: string | string[], options: ConnectOptions = {}) {
     super();
@@ -153,15 +193,35 @@ export class C10mClient extends Emitter<ClientEvents> {
     if (list.length === 0) throw new TypeError('connect() needs at least one URL');
     this.encoding = options.encoding ?? 'json';
     if (this.encoding !== 'json' && this.encoding !== 'msgpack') throw new TypeError('encoding must be "json" or "msgpack"');
-    this.urls = list.map((u) => sessionUrl(u, this.encoding, options.token));
+    // Without the token: these show in events and logs. It is added per attempt (attemptUrl).
+    this.urls = list.map((u) => sessionUrl(u, this.encoding, undefined));
     this.options = {
       maxQueuedPublishes: options.maxQueuedPublishes ?? DEFAULTS.maxQueuedPublishes,
       requestTimeoutMs: options.requestTimeoutMs ?? DEFAULTS.requestTimeoutMs,
       connectTimeoutMs: options.connectTimeoutMs ?? DEFAULTS.connectTimeoutMs,
       pingIntervalMs: options.pingIntervalMs ?? DEFAULTS.pingIntervalMs,
+      refreshAheadMs: options.refreshAheadMs ?? DEFAULTS.refreshAheadMs,
     };
+    if (!(this.options.refreshAheadMs >= 0) || !Number.isFinite(this.options.refreshAheadMs)) throw new RangeError('refreshAheadMs must be a finite number >= 0');
+    if (options.getToken !== undefined && typeof options.getToken !== 'function') throw new TypeError('getToken must be a function');
+    if (options.token !== undefined && (typeof options.token !== 'string' || options.token === '')) throw new TypeError('token must be a non-empty string');
     this.clock = options.clock ?? realClock;
-    this.schedule = options.reconnect === false ? null : new ReconnectSchedule(resolveBackoff(options.reconnect), this.clock, options.random ?? Math.random);
+    const backoff = resolveBackoff(options.reconnect === false ? undefined : options.reconnect);
+    this.schedule = options.reconnect === false ? null : new ReconnectSchedule(backoff, this.clock, options.random ?? Math.random);
+    this.auth = {
+      getToken: options.getToken ?? null,
+      held: options.token === undefined ? null : holdToken(options.token),
+      fresh: false,
+      needFresh: false,
+      unauthorizedInARow: 0,
+      opaqueFailuresInARow: 0,
+      admitTicket: null,
+      attemptGen: 0,
+      refreshTimer: null,
+      refreshAttempt: 0,
+      backoff,
+      random: options.random ?? Math.random,
+    };
     this.WebSocketImpl = options.WebSocket ?? defaultWebSocket();
     this.open();
   }
@@ -333,13 +393,79 @@ export class C10mClient extends Emitter<ClientEvents> {
     (this.ws as WebSocketLike).send(encodeCommand(this.encoding, cmd));
   }
 
+  /** Starts an attempt: fetches a token first when one is needed, then dials. */
   private open(): void {
-    const url = this.url;
+    const a = this.auth;
+    const gen = ++a.attemptGen;
+    a.fresh = false;
+    if (a.getToken === null || !this.tokenNeeded()) return this.dial();
+    // The connect timeout covers getToken() too: one that never answers must not stall the client.
+    this.connectTimer = this.clock.setTimeout(() => {
+      if (gen !== a.attemptGen) return;
+      a.attemptGen++;
+      this.connectTimer = null;
+      this.tokenFailed(new C10mError(SdkErrorCode.TOKEN_UNAVAILABLE, `getToken() did not answer within ${this.options.connectTimeoutMs} ms (connectTimeoutMs)`));
+    }, this.options.connectTimeoutMs);
+    this.fetchToken().then(
+      (held) => {
+        if (gen !== a.attemptGen || this._state === 'closed') return;
+        this.clearConnectTimer();
+        a.held = held;
+        a.fresh = true;
+        a.needFresh = false;
+        this.emit('token', { exp: held.expMs === null ? null : held.expMs / 1000, inBand: false });
+        this.dial();
+      },
+      (e: C10mError) => {
+        if (gen !== a.attemptGen || this._state === 'closed') return;
+        this.clearConnectTimer();
+        this.tokenFailed(e);
+      },
+    );
+  }
+
+  /** A token is fetched before an attempt when there is none, the server refused the last one, or it is due for refresh. */
+  private tokenNeeded(): boolean {
+    const a = this.auth;
+    if (a.held === null || a.needFresh) return true;
+    const at = refreshAtMs(a.held, this.options.refreshAheadMs);
+    const now = Date.now();
+    return (at !== null && now >= at) || (a.held.expMs !== null && now >= a.held.expMs);
+  }
+
+  private async fetchToken(): Promise<HeldToken> {
+    let token: unknown;
+    try {
+      token = await (this.auth.getToken as () => string | Promise<string>)();
+    } catch (e) {
+      throw new C10mError(SdkErrorCode.TOKEN_UNAVAILABLE, `getToken() failed: ${(e as Error)?.message ?? String(e)}`);
+    }
+    if (typeof token !== 'string' || token === '')
+      throw new C10mError(SdkErrorCode.TOKEN_UNAVAILABLE, `getToken() must return a non-empty string (or a promise of one), not ${token === '' ? 'an empty string' : typeof token}`);
+    return holdToken(token);
+  }
+
+  /** No token for this attempt: it fails like a connection that could not open, and the next one comes after the backoff. */
+  private tokenFailed(e: C10mError): void {
+    this.emit('error', e);
+    this.onSocketGone(null, 1006, e.message);
+  }
+
+  /** The URL of this attempt: the session URL with the token and, once after a 503 RETRY_LATER, the admission ticket. */
+  private attemptUrl(): string {
+    const a = this.auth;
+    const url = sessionUrl(this.url, this.encoding, a.held?.token, a.admitTicket ?? undefined);
+    a.admitTicket = null;
+    return url;
+  }
+
+  private dial(): void {
+    const url = this.attemptUrl();
     let ws: WebSocketLike;
     try {
       ws = new this.WebSocketImpl(url);
     } catch (e) {
-      this.emit('error', new C10mError(SdkErrorCode.CONNECTION_LOST, `cannot open ${url}: ${(e as Error).message}`));
+      this.emit('error', new C10mError(SdkErrorCode.CONNECTION_LOST, `cannot open ${this.url}: ${(e as Error).message}`));
       this.onSocketGone(null, 1006, (e as Error).message);
       return;
     }
@@ -352,6 +478,9 @@ export class C10mClient extends Emitter<ClientEvents> {
     ws.onclose = (ev) => this.onSocketGone(ws, ev.code, ev.reason);
     // A failed connection is followed by a close event, which does the work.
     ws.onerror = noop;
+    // Node's ws: read the refusal (401, 429, 503 with its hint); the connect timer bounds the read.
+    if (typeof ws.on === 'function')
+      ws.on('unexpected-response', (_req, res) => readRefusal(res, (r) => this.abandon(ws, `upgrade refused: HTTP ${r.status}${r.code === null ? '' : ` ${r.code}`}: ${r.message}`, r)));
   }
 
   private onOpen(ws: WebSocketLike): void {
@@ -362,6 +491,10 @@ export class C10mClient extends Emitter<ClientEvents> {
     this._state = 'connected';
     this.stats.connections++;
     this.schedule?.reset();
+    this.auth.unauthorizedInARow = 0;
+    this.auth.opaqueFailuresInARow = 0;
+    this.auth.refreshAttempt = 0;
+    this.scheduleRefresh();
     // Subscriptions first, then the queued publishes: the server handles a session's commands in order.
     if (this.topics.size > 0) this.sendSub([...this.topics.values()]);
     const queued = this.queue.splice(0);
@@ -374,9 +507,9 @@ export class C10mClient extends Emitter<ClientEvents> {
   }
 
   /** Gives up on a socket at once (no close handshake to wait for) and handles the loss. */
-  private abandon(ws: WebSocketLike, reason: string): void {
+  private abandon(ws: WebSocketLike, reason: string, refusal: UpgradeRefusal | null = null): void {
     if (ws !== this.ws) return;
-    this.onSocketGone(ws, 1006, reason);
+    this.onSocketGone(ws, 1006, reason, refusal);
     try {
       ws.close();
     } catch {
@@ -391,7 +524,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     ws.onerror = noop;
   }
 
-  private onSocketGone(ws: WebSocketLike | null, code: number, reason: string): void {
+  private onSocketGone(ws: WebSocketLike | null, code: number, reason: string, refusal: UpgradeRefusal | null = null): void {
     if (ws !== null) {
       if (ws !== this.ws) return;
       this.detach(ws);
@@ -399,6 +532,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     this.ws = null;
     this.clearConnectTimer();
     this.stopPing();
+    this.stopRefresh();
     const wasConnected = this._state === 'connected';
     const url = this.url;
     // Requests in flight on a lost connection: subs are re-sent on reconnect; publishes fail (applied or not, we cannot know).
@@ -413,6 +547,10 @@ export class C10mClient extends Emitter<ClientEvents> {
       t.early = [];
     }
     if (CLIENT_FAULT_CODES.has(code)) this.emit('error', new C10mError(SdkErrorCode.REJECTED_BY_SERVER, `server closed the connection: ${code} ${reason}`, undefined, code));
+    // The token and admission side: what the next attempt needs, and when it may come.
+    if (code === CloseCode.TOKEN_EXPIRED || code === CloseCode.AUTH_TIMEOUT) this.auth.needFresh = true;
+    const refused = refusal === null ? null : this.onRefusal(refusal);
+    if (refused === null && ws !== null && !wasConnected) this.onOpaqueFailure(ws);
     if (this.schedule === null) {
       this.finishClose(new C10mError(SdkErrorCode.CLOSED, `connection closed (${code} ${reason}) and reconnect is off`, undefined, code));
       if (wasConnected) this.emit('disconnected', { url, code, reason, willReconnect: false });
@@ -420,12 +558,54 @@ export class C10mClient extends Emitter<ClientEvents> {
     }
     this._state = 'reconnecting';
     if (wasConnected) this.emit('disconnected', { url, code, reason, willReconnect: true });
-    // 1001: this server is going away; go to the next one now. 4000: we were too slow; resume now.
-    const now = (code === CloseCode.SHUTDOWN || code === CloseCode.SLOW_CONSUMER) && this.schedule.attempt === 0;
-    if (code !== CloseCode.SLOW_CONSUMER) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
+    // 1001: this server is going away; go to the next one now. 4000: we were too slow; resume now. 4003: the token expired; new token, now.
+    let now = (code === CloseCode.SHUTDOWN || code === CloseCode.SLOW_CONSUMER || code === CloseCode.TOKEN_EXPIRED) && this.schedule.attempt === 0;
+    let stay = code === CloseCode.SLOW_CONSUMER || code === CloseCode.TOKEN_EXPIRED;
+    const hintMs = refused?.hintMs ?? null;
+    if (refused !== null) {
+      now = refused.now;
+      stay = hintMs !== null;
+    }
+    if (!stay) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     const attempt = this.schedule.attempt + 1;
-    const delayMs = this.schedule.schedule(() => this.open(), now);
+    const delayMs = hintMs !== null ? this.schedule.scheduleIn(() => this.open(), hintMs) : this.schedule.schedule(() => this.open(), now);
     this.emit('reconnecting', { attempt, delayMs, url: this.url });
+  }
+
+  /**
+   * A refused upgrade read through Node's ws. 401: a new token before the next
+   * attempt (at once when the refused one was not fresh); two in a row that
+   * answer fresh tokens are reported. 503 RETRY_LATER and 429 RATE_LIMITED:
+   * the server's hint replaces the jittered delay, and the ticket goes back
+   * on the next attempt to the same node.
+   */
+  private onRefusal(r: UpgradeRefusal): { now: boolean; hintMs: number | null } {
+    const a = this.auth;
+    a.opaqueFailuresInARow = 0;
+    if (r.status === 401) {
+      a.needFresh = true;
+      const fresh = a.fresh || a.getToken === null;
+      a.unauthorizedInARow = fresh ? a.unauthorizedInARow + 1 : 0;
+      if (a.getToken === null || a.unauthorizedInARow >= 2) {
+        const code = r.code === ErrorCode.TOKEN_EXPIRED ? ErrorCode.TOKEN_EXPIRED : ErrorCode.UNAUTHORIZED;
+        const why = a.getToken === null ? 'the token option was refused' : `${a.unauthorizedInARow} tokens in a row from getToken() were refused`;
+        this.emit('error', new C10mError(code, `${why}: ${r.message}`, undefined, 401));
+      }
+      return { now: a.getToken !== null && !fresh, hintMs: null };
+    }
+    const hintMs = hintDelayMs(r);
+    if (hintMs !== null && r.code === ErrorCode.RETRY_LATER) a.admitTicket = r.ticket;
+    return { now: false, hintMs };
+  }
+
+  /** A browser sees a refused upgrade as a failed connection: after two in a row, the next attempt gets a new token. */
+  private onOpaqueFailure(ws: WebSocketLike): void {
+    const a = this.auth;
+    // Node's ws reads refusals: its unreadable failures are the network's, not the token's.
+    if (a.getToken === null || typeof ws.on === 'function') return;
+    if (++a.opaqueFailuresInARow < 2) return;
+    a.opaqueFailuresInARow = 0;
+    a.needFresh = true;
   }
 
   private clearConnectTimer(): void {
@@ -453,6 +633,78 @@ export class C10mClient extends Emitter<ClientEvents> {
   private stopPing(): void {
     if (this.pingTimer !== null) this.clock.clearTimeout(this.pingTimer);
     this.pingTimer = null;
+  }
+
+  // ---- token refresh --------------------------------------------------
+
+  /** Arms the refresh of the token in use, at refreshAtMs() (or after `delayMs`, a retry). Only while connected. */
+  private scheduleRefresh(delayMs?: number): void {
+    this.stopRefresh();
+    const a = this.auth;
+    if (a.getToken === null || a.held === null) return;
+    let delay = delayMs;
+    if (delay === undefined) {
+      const at = refreshAtMs(a.held, this.options.refreshAheadMs);
+      if (at === null) return;
+      delay = Math.max(0, at - Date.now());
+    }
+    a.refreshTimer = this.clock.setTimeout(() => {
+      a.refreshTimer = null;
+      this.refresh();
+    }, delay);
+  }
+
+  private stopRefresh(): void {
+    if (this.auth.refreshTimer !== null) this.clock.clearTimeout(this.auth.refreshTimer);
+    this.auth.refreshTimer = null;
+  }
+
+  /** Fetches a token and sends it in band ({op:"auth"}); the session keeps its old one until the server accepts the new. */
+  private refresh(): void {
+    const ws = this.ws;
+    if (ws === null || !this.isOpen()) return;
+    this.fetchToken().then(
+      (held) => {
+        if (this.ws !== ws || !this.isOpen()) return;
+        // The same token again (an application cache that renews only at expiry) is not a renewal: retry later.
+        if (held.token === this.auth.held?.token) return this.refreshFailed(null);
+        const id = this.nextId++;
+        const timer = this.clock.setTimeout(() => {
+          if (this.requests.delete(id)) this.refreshFailed(new C10mError(SdkErrorCode.TIMEOUT, `no reply to the auth command within ${this.options.requestTimeoutMs} ms`));
+        }, this.options.requestTimeoutMs);
+        this.requests.set(id, { kind: 'auth', held, timer });
+        this.send({ id, op: 'auth', token: held.token });
+      },
+      (e: C10mError) => {
+        if (this.ws === ws) this.refreshFailed(e);
+      },
+    );
+  }
+
+  /** Retries with the reconnect backoff while the token in use is valid; past its exp the server closes with 4003, and the reconnect fetches one. */
+  private refreshFailed(error: C10mError | null): void {
+    const a = this.auth;
+    if (error !== null) this.emit('error', error);
+    const delayMs = backoffDelayMs(a.refreshAttempt++, a.backoff, a.random);
+    const expMs = a.held?.expMs ?? null;
+    if (expMs === null || Date.now() + delayMs >= expMs) return;
+    this.scheduleRefresh(delayMs);
+  }
+
+  private onAuthReply(req: PendingRequest, reply: Reply, error: C10mError | null): void {
+    if (error !== null) return this.refreshFailed(new C10mError(error.code, `token refresh refused: ${error.message}`));
+    const a = this.auth;
+    a.held = req.held as HeldToken;
+    a.refreshAttempt = 0;
+    this.emit('token', { exp: a.held.expMs === null ? null : a.held.expMs / 1000, inBand: true });
+    // Topics the new token no longer allows: the server has unsubscribed them.
+    if (Array.isArray(reply.revoked)) {
+      for (const topic of reply.revoked) {
+        const t = typeof topic === 'string' ? this.topics.get(topic) : undefined;
+        if (t !== undefined) this.dropTopic(t, new C10mError(ErrorCode.FORBIDDEN, `${t.topic}: the refreshed token does not allow it; the server unsubscribed it`, t.topic));
+      }
+    }
+    this.scheduleRefresh();
   }
 
   // ---- incoming -------------------------------------------------------
@@ -521,22 +773,30 @@ export class C10mClient extends Emitter<ClientEvents> {
         return;
       case 'ping':
         return;
+      case 'auth':
+        return this.onAuthReply(req, reply, error);
     }
   }
 
+  /** Forgets a topic the server will not serve: its ready rejects, 'error' is emitted, and it is not resubscribed. */
+  private dropTopic(t: TopicState, error: C10mError): void {
+    if (this.topics.get(t.topic) === t) this.topics.delete(t.topic);
+    for (const w of t.readyWaiters) w.reject(error);
+    t.readyWaiters = [];
+    this.emit('error', error);
+  }
+
   private onSubReply(id: number, reply: Reply, error: C10mError | null): void {
-    const entries = (reply.topics ?? {}) as Record<string, SubReplyTopic>;
+    const entries = (reply.topics ?? {}) as Record<string, SubReplyTopic & { error?: { code: string; message: string } }>;
     for (const t of [...this.topics.values()]) {
       if (t.pendingSubId !== id) continue;
       t.pendingSubId = null;
       const entry = entries[t.topic];
-      if (error !== null || entry === undefined) {
-        const e = error ?? new C10mError(ErrorCode.INTERNAL, 'the sub reply does not name this topic', t.topic);
-        const failed = new C10mError(e.code, `subscribe ${t.topic}: ${e.message}`, t.topic);
-        this.topics.delete(t.topic);
-        for (const w of t.readyWaiters) w.reject(failed);
-        t.readyWaiters = [];
-        this.emit('error', failed);
+      // A topic refused alone (FORBIDDEN) has {"error":{...}} as its entry.
+      const topicError = entry?.error ? new C10mError(entry.error.code as ErrorCode, entry.error.message, t.topic) : null;
+      if (error !== null || topicError !== null || entry === undefined) {
+        const e = error ?? topicError ?? new C10mError(ErrorCode.INTERNAL, 'the sub reply does not name this topic', t.topic);
+        this.dropTopic(t, new C10mError(e.code, `subscribe ${t.topic}: ${e.message}`, t.topic));
         continue;
       }
       const { gap, recovered } = t.stream.onSubReply(entry, t.resumedFrom);
@@ -570,6 +830,8 @@ export class C10mClient extends Emitter<ClientEvents> {
     this.schedule?.cancel();
     this.clearConnectTimer();
     this.stopPing();
+    this.stopRefresh();
+    this.auth.attemptGen++;
     this.ws = null;
     for (const [id, req] of this.requests) {
       if (req.timer) this.clock.clearTimeout(req.timer);
@@ -614,7 +876,7 @@ export class C10mClient extends Emitter<ClientEvents> {
 function noop(): void {}
 
 /** ws://host:port[/path] (or http(s)://, turned into ws(s)://) with /v1/ws as the default path and the session query. */
-export function sessionUrl(url: string, encoding: Encoding, token: string | undefined): string {
+export function sessionUrl(url: string, encoding: Encoding, token: string | undefined, admit?: string): string {
   let u: URL;
   try {
     u = new URL(url);
@@ -627,5 +889,6 @@ export function sessionUrl(url: string, encoding: Encoding, token: string | unde
   if (u.pathname === '/' || u.pathname === '') u.pathname = '/v1/ws';
   u.searchParams.set('encoding', encoding);
   if (token !== undefined) u.searchParams.set('token', token);
+  if (admit !== undefined) u.searchParams.set('admit', admit);
   return u.toString();
 }

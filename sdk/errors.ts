@@ -13,6 +13,8 @@ export const SdkErrorCode = {
   TIMEOUT: 'TIMEOUT',
   /** The server closed the socket with a code that says the client sent something wrong (1003, 1008, 1009). */
   REJECTED_BY_SERVER: 'REJECTED_BY_SERVER',
+  /** getToken() threw or rejected, returned something other than a non-empty string, or took longer than connectTimeoutMs. */
+  TOKEN_UNAVAILABLE: 'TOKEN_UNAVAILABLE',
   /** HTTP publish: the server answered with something that is not a c10m reply. */
   BAD_RESPONSE: 'BAD_RESPONSE',
 } as const;
