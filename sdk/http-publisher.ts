@@ -13,8 +13,19 @@ import { C10mError, SdkErrorCode } from './errors';
 export interface HttpPublisherOptions {
   /** Body encoding: "json" (default) or "msgpack" (content-type application/msgpack). */
   encoding?: Encoding;
-  /** Sent as `authorization: Bearer <token>`. */
+  /**
+   * A JWT (its publish claim must cover the topics) or an API key of the
+   * server's --api-keys-file, sent as `authorization: Bearer <token>` with
+   * every publish. Needed when the server runs with --auth jwt.
+   */
   token?: string;
+  /**
+   * Instead of `token`: called before every publish for the credential to
+   * send (cache it in the function and return a fresh one before it
+   * expires). A throw or rejection fails the publish with UNAUTHORIZED,
+   * nothing sent.
+   */
+  getToken?: () => string | Promise<string>;
   /** Most sockets the keep-alive agent opens to the server. Default 16. */
   maxSockets?: number;
   /** Time a publish may take, connection included. Default 10 s. */
@@ -33,6 +44,7 @@ export class HttpPublisher {
   private readonly transport: typeof http | typeof https;
   private readonly headers: Record<string, string>;
   private readonly timeoutMs: number;
+  private readonly getToken: (() => string | Promise<string>) | null;
   private readonly sockets = new WeakSet<object>();
   /** TCP connections opened so far (keep-alive keeps this small). */
   connectionsOpened = 0;
@@ -50,7 +62,9 @@ export class HttpPublisher {
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 16 });
     this.timeoutMs = options.timeoutMs ?? 10_000;
     this.headers = { 'content-type': this.encoding === 'msgpack' ? 'application/msgpack' : 'application/json', accept: 'application/json' };
-    if (options.token !== undefined) this.headers.authorization = `Bearer ${options.token}`;
+    if (options.token !== undefined && options.getToken !== undefined) throw new TypeError('give an HTTP publisher token or getToken, not both');
+    if (options.token !== undefined) this.headers.authorization = bearer(options.token);
+    this.getToken = options.getToken ?? null;
   }
 
   /** Publishes one message; resolves with the {epoch, seq} the server gave it. */
@@ -66,8 +80,19 @@ export class HttpPublisher {
     } catch (e) {
       return Promise.reject(new C10mError(ErrorCode.BAD_DATA, `data cannot be encoded as ${this.encoding}: ${(e as Error).message}`, topic));
     }
+    if (this.getToken === null) return this.send(topic, body, this.headers);
+    const getToken = this.getToken;
+    return new Promise<string>((resolve) => resolve(getToken())).then(
+      (token) => this.send(topic, body, { ...this.headers, authorization: bearer(token) }),
+      (e: unknown) => {
+        throw new C10mError(ErrorCode.UNAUTHORIZED, `getToken failed: ${e instanceof Error ? e.message : String(e)}; nothing was published`, topic);
+      },
+    );
+  }
+
+  private send(topic: string, body: Buffer, headers: Record<string, string>): Promise<HttpPublishAck> {
     return new Promise((resolve, reject) => {
-      const req = this.transport.request(this.endpoint, { method: 'POST', agent: this.agent, headers: { ...this.headers, 'content-length': String(body.length) }, timeout: this.timeoutMs }, (res) => {
+      const req = this.transport.request(this.endpoint, { method: 'POST', agent: this.agent, headers: { ...headers, 'content-length': String(body.length) }, timeout: this.timeoutMs }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('error', (e) => reject(new C10mError(SdkErrorCode.CONNECTION_LOST, `response failed: ${e.message}`, topic)));
@@ -86,6 +111,9 @@ export class HttpPublisher {
             resolve({ epoch: reply.epoch, seq: reply.seq });
           } else if (error && typeof error.code === 'string') {
             reject(new C10mError(error.code as ErrorCode, error.message ?? `HTTP ${status}`, topic, status));
+          } else if (status === 401 || status === 403) {
+            // A proxy's refusal in front of the server: the same codes as the server's own.
+            reject(new C10mError(status === 401 ? ErrorCode.UNAUTHORIZED : ErrorCode.FORBIDDEN, `HTTP ${status}: ${text.toString('utf8').slice(0, 200)}`, topic, status));
           } else {
             reject(new C10mError(SdkErrorCode.BAD_RESPONSE, `HTTP ${status} with a body that is not a c10m reply: ${text.toString('utf8').slice(0, 200)}`, topic, status));
           }
@@ -112,4 +140,10 @@ export class HttpPublisher {
   close(): void {
     this.agent.destroy();
   }
+}
+
+/** The Authorization header's value; a token with a line break would split the request's head. */
+function bearer(token: string): string {
+  if (typeof token !== 'string' || token === '' || /[\r\n]/.test(token)) throw new C10mError(ErrorCode.UNAUTHORIZED, 'the HTTP publisher token must be a non-empty string on one line');
+  return `Bearer ${token}`;
 }

@@ -22,13 +22,35 @@
 // their HTTP publishes. The cost: this workgroup's loop
 // stands still for one round trip to the owner per HTTP publish (tens of
 // microseconds when the owner is idle, its current turn when it is busy).
+//
+// --auth jwt. Every publish carries `Authorization: Bearer <credential>`:
+// an API key of --api-keys-file (looked up by the SHA-256 digest of the
+// credential, so that no comparison runs over the key's own bytes) or a
+// JWT (its publish claim, {sub} its sub). A key, and a JWT this
+// workgroup's verifier has cached (workgroups/auth.ts), are checked in
+// place and the publish keeps the path above. A JWT not seen before is
+// verified by jose, which is asynchronous: the verification starts when
+// the head is read (while the body arrives) and the publish is answered
+// from a later turn, like --engine redis publishes. The cost: the first
+// publish of a new token on a connection may be answered asynchronously,
+// and then a request pipelined behind it on that connection is refused by
+// uWS (the connection closed, the first request aborted); later publishes
+// with the same token are checked in place. Seen on loopback: RS*/ES*/EdDSA
+// (crypto.verify on the thread pool) and --jwks-url (a fetch) answer in a
+// later turn; HS* (HMAC computed in place, only promises) resolves in the
+// microtasks Node runs as the uWS handler returns, before the next
+// pipelined request is parsed, so the cost is not seen with a secret.
+import { createHash } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../native-io/uws';
 import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId, unpackr } from '../protocol/codec';
 import { ErrorCode, ProtocolError } from '../protocol/errors';
 import { findRawData, readRawEnvelope } from '../protocol/msgpack-pub';
 import { validatePublishFields, type PublishFields } from '../protocol/publish';
+import { PatternSet } from '../protocol/patterns';
 import { Stat } from '../protocol/stats';
+import { MAX_TOKEN_CHARS, type AuthFailure, type Verified } from './auth';
 import { CorsPolicy } from './cors';
+import { isFailure, type Entitlement } from './entitlement';
 import type { Logger } from './log';
 import type { WorkgroupOptions } from '../shm/workgroup-init';
 import type { PublishRequest } from './ports';
@@ -39,6 +61,14 @@ export const HTTP_ACK_WAIT_MS = 500;
 const PREFLIGHT_MAX_AGE_SECONDS = '600';
 const ACCEPTED_TYPES = 'application/json or application/msgpack';
 const OVERLOADED_MESSAGE = 'the server is overloaded (its workgroups are behind on deliveries); nothing was published; retry shortly';
+
+/** What a publish's credential allows: its publish patterns and the subject {sub} stands for. */
+interface Allowed {
+  readonly publish: PatternSet;
+  readonly sub: string | null;
+  /** For FORBIDDEN's message: "API key billing", "this token". */
+  readonly who: string;
+}
 
 /** One HTTP publish in flight: its response, whether it is finished, and the CORS origin to answer to. */
 export class HttpExchange {
@@ -78,6 +108,12 @@ export interface HttpPublishHost {
    * same connection is refused by uWS (see above).
    */
   readonly asyncAcks: boolean;
+  /** --auth jwt (entitlement.on): the verifier of the publishes' tokens. */
+  readonly entitlement: Entitlement;
+  /** The workgroup's clock (unix seconds, updated once a second). */
+  nowSec(): number;
+  /** False once the workgroup closed: a verification that ends after it answers nothing. */
+  isOpen(): boolean;
 }
 
 /** The request headers we read, all of them seen through forEach (getHeader returns only the first of a name). */
@@ -88,10 +124,13 @@ interface RequestHeads {
   contentType: string;
   origin: string;
   host: string;
+  /** Read only with --auth jwt. */
+  authorization: string;
+  authorizations: number;
 }
 
-function readHeads(req: HttpRequest): RequestHeads {
-  const h: RequestHeads = { contentLength: '', contentLengths: 0, transferEncoding: false, contentType: '', origin: '', host: '' };
+function readHeads(req: HttpRequest, withAuth: boolean): RequestHeads {
+  const h: RequestHeads = { contentLength: '', contentLengths: 0, transferEncoding: false, contentType: '', origin: '', host: '', authorization: '', authorizations: 0 };
   // Keys come lowercased from uWS.
   req.forEach((key, value) => {
     if (key === 'content-length') {
@@ -101,9 +140,35 @@ function readHeads(req: HttpRequest): RequestHeads {
     else if (key === 'content-type') h.contentType = value;
     else if (key === 'origin') h.origin = value;
     else if (key === 'host') h.host = value;
+    else if (withAuth && key === 'authorization') {
+      h.authorizations++;
+      h.authorization = value;
+    }
   });
   return h;
 }
+
+/** The credential of `Authorization: Bearer <credential>` (scheme case-insensitive), '' when none. */
+export function bearerOf(header: string): string {
+  return header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' ? header.slice(7).trim() : '';
+}
+
+/** The index of an API key: its SHA-256 digest (base64). */
+function keyDigest(credential: string): string {
+  return createHash('sha256').update(credential, 'utf8').digest('base64');
+}
+
+/** No Authorization header (or not Bearer): 401 with a bare `WWW-Authenticate: Bearer`. */
+const NO_CREDENTIAL: AuthFailure = { code: ErrorCode.UNAUTHORIZED, message: 'this server needs Authorization: Bearer <token or API key> (--auth jwt)' };
+/** A verification that threw (a bug): the publish is refused, never let through. */
+const UNVERIFIED: AuthFailure = { code: ErrorCode.UNAUTHORIZED, message: 'the token could not be verified' };
+
+function refused(c: Allowed | AuthFailure): c is AuthFailure {
+  return (c as AuthFailure).code !== undefined;
+}
+
+/** A JWT's shape: three base64url parts (the third may be empty only for alg none, which is refused later). */
+const JWT_SHAPE = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
 
 /** The body's encoding from its content type (parameters such as charset ignored), or null when not accepted. */
 export function encodingOf(contentType: string): EncodingId | null {
@@ -118,9 +183,22 @@ export class HttpPublishEndpoint {
   private readonly cors: CorsPolicy;
   /** The fields of the publish being handled (filled by validatePublishFields; let go of once made into a request). */
   private readonly fields: PublishFields = { topic: '', data: undefined, retain: false, ts: null, raw: null };
+  /** --auth jwt. */
+  private readonly authOn: boolean;
+  /** --api-keys-file, by the SHA-256 digest of each key: what it allows (patterns compiled once). */
+  private readonly apiKeys = new Map<string, Allowed>();
 
   constructor(private readonly host: HttpPublishHost) {
     this.cors = new CorsPolicy(host.options.corsOrigins);
+    this.authOn = host.entitlement.on;
+    if (this.authOn) {
+      for (const k of host.options.auth.apiKeys) {
+        // Checked at start (server/auth-config.ts): a failure here is a bug.
+        const publish = PatternSet.compile(k.publish, `API key ${k.name} publish`);
+        if (typeof publish === 'string') throw new Error(publish);
+        this.apiKeys.set(keyDigest(k.key), { publish, sub: null, who: `API key ${k.name}` });
+      }
+    }
   }
 
   register(app: TemplatedApp): void {
@@ -150,7 +228,7 @@ export class HttpPublishEndpoint {
   }
 
   private onHttpPublish(res: HttpResponse, req: HttpRequest): void {
-    const h = readHeads(req);
+    const h = readHeads(req, this.authOn);
     const allow = this.allowOriginFor(h.origin, h.host);
     const ex = new HttpExchange(res, allow === null || allow === '' ? null : allow);
     // Framing a proxy in front might read differently: refused, and the connection closed (its framing is unknown).
@@ -158,6 +236,12 @@ export class HttpPublishEndpoint {
     if (h.transferEncoding && h.contentLengths > 0) return this.httpError(ex, '400 Bad Request', ErrorCode.BAD_REQUEST, 'Content-Length together with Transfer-Encoding', true);
     if (h.contentLengths === 1 && !/^[0-9]{1,15}$/.test(h.contentLength)) return this.httpError(ex, '400 Bad Request', ErrorCode.BAD_REQUEST, 'Content-Length is not a number', true);
     if (allow === null) return this.httpError(ex, '403 Forbidden', ErrorCode.ORIGIN_NOT_ALLOWED, `origin ${h.origin} may not publish here (see --cors-origins)`);
+    // --auth jwt: what the credential allows, known now (a key, a cached token, a refusal) or once jose has verified it.
+    let credential: Allowed | AuthFailure | Promise<Verified | AuthFailure> | null = null;
+    if (this.authOn) {
+      credential = this.credentialOf(h);
+      if (!(credential instanceof Promise) && refused(credential)) return this.refuseCredential(ex, credential);
+    }
     const encoding = encodingOf(h.contentType);
     if (encoding === null)
       return this.httpError(
@@ -170,6 +254,30 @@ export class HttpPublishEndpoint {
     const declared = Number(h.contentLength || '0');
     if (declared > limit) return this.httpError(ex, '413 Payload Too Large', ErrorCode.PAYLOAD_TOO_LARGE, `body is ${declared} bytes; the maximum is ${limit}`, true);
     let body: Buffer | null = null;
+    // A token being verified: the body, once complete, waits for the verdict (and the verdict for the body).
+    let complete = false;
+    if (credential instanceof Promise) {
+      credential.then(
+        (v) => {
+          try {
+            credential = this.allowedOf(v);
+            if (!complete || ex.finished) return;
+            if (!this.host.isOpen()) {
+              ex.finished = true;
+              return;
+            }
+            const allowed = credential;
+            res.cork(() => this.httpPublishBody(ex, encoding, body ?? Buffer.alloc(0), allowed));
+          } catch (err) {
+            this.failed(ex, err);
+          }
+        },
+        (err) => {
+          credential = UNVERIFIED;
+          this.failed(ex, err);
+        },
+      );
+    }
     res.onAborted(() => {
       ex.finished = true;
     });
@@ -182,14 +290,59 @@ export class HttpPublishEndpoint {
         ex.finished = true;
         return;
       }
-      if (isLast) this.httpPublishBody(ex, encoding, body ?? Buffer.alloc(0));
+      if (!isLast) return;
+      complete = true;
+      // Verified later: answered from the verification's turn (see the top of this file).
+      if (credential instanceof Promise) return;
+      this.httpPublishBody(ex, encoding, body ?? Buffer.alloc(0), credential);
     });
   }
 
-  private httpPublishBody(res: HttpExchange, encoding: EncodingId, body: Buffer): void {
+  /**
+   * --auth jwt: the credential of the request's Authorization header: an API
+   * key (by digest), a token verified lately, a refusal, or a verification
+   * under way (its Verified holds a grant reference: allowedOf releases it).
+   */
+  private credentialOf(h: RequestHeads): Allowed | AuthFailure | Promise<Verified | AuthFailure> {
+    if (h.authorizations > 1) return { code: ErrorCode.UNAUTHORIZED, message: 'more than one Authorization header' };
+    const credential = bearerOf(h.authorization);
+    if (credential === '') return NO_CREDENTIAL;
+    if (credential.length > MAX_TOKEN_CHARS) return { code: ErrorCode.UNAUTHORIZED, message: `a token is 1 to ${MAX_TOKEN_CHARS} characters` };
+    if (this.apiKeys.size > 0) {
+      const key = this.apiKeys.get(keyDigest(credential));
+      if (key !== undefined) return key;
+    }
+    if (!JWT_SHAPE.test(credential)) {
+      return { code: ErrorCode.UNAUTHORIZED, message: this.apiKeys.size > 0 ? 'the credential is neither an API key of this server nor a JWT' : 'the token is not a valid JWT' };
+    }
+    const e = this.host.entitlement;
+    const nowSec = this.host.nowSec();
+    const hit = e.cached(credential, nowSec);
+    return hit !== null ? this.allowedOf(hit) : e.verify(credential, nowSec);
+  }
+
+  /** What a verified token allows (its grant reference released: the pattern set stays valid as a value), or the failure. */
+  private allowedOf(v: Verified | AuthFailure): Allowed | AuthFailure {
+    if (isFailure(v)) return v;
+    const allowed: Allowed = { publish: v.grant.publish, sub: v.sub, who: 'this token' };
+    this.host.entitlement.release(v);
+    return allowed;
+  }
+
+  /** A credential refused: 401 (TOKEN_EXPIRED when expired), 503 when the key set could not be fetched. */
+  private refuseCredential(ex: HttpExchange, f: AuthFailure): void {
+    this.host.stats[Stat.AUTH_FAILURES]++;
+    if (f.code === ErrorCode.UNAVAILABLE) return this.write(ex, '503 Service Unavailable', f.code, f.message, false, '1');
+    // RFC 6750 3.1: no error attribute when no credential was sent.
+    const header = f === NO_CREDENTIAL ? 'Bearer' : `Bearer error="invalid_token", error_description="${f.code === ErrorCode.TOKEN_EXPIRED ? 'the token expired' : 'the credential is not valid'}"`;
+    this.write(ex, '401 Unauthorized', f.code, f.message, false, null, header);
+  }
+
+  private httpPublishBody(res: HttpExchange, encoding: EncodingId, body: Buffer, credential: Allowed | AuthFailure | null): void {
     const host = this.host;
     try {
       if (host.isDraining()) return this.httpError(res, '503 Service Unavailable', ErrorCode.SHUTTING_DOWN, 'server is shutting down; publish to another node');
+      if (credential !== null && refused(credential)) return this.refuseCredential(res, credential);
       if (host.count > 1 && host.overloaded()) {
         host.stats[Stat.PUBLISHES_OVERLOADED]++;
         return this.httpError(res, '503 Service Unavailable', ErrorCode.OVERLOADED, OVERLOADED_MESSAGE, false, '1');
@@ -214,6 +367,12 @@ export class HttpPublishEndpoint {
       const f = this.fields;
       const err = validatePublishFields(v, fast !== null ? fast.raw : encoding === ENCODING_MSGPACK ? findRawData(body) : null, encoding, f);
       if (err !== null) return this.httpError(res, '400 Bad Request', err.code, err.message);
+      if (credential !== null && !credential.publish.allows(f.topic, credential.sub)) {
+        f.data = undefined;
+        f.raw = null;
+        host.stats[Stat.AUTH_FORBIDDEN]++;
+        return this.write(res, '403 Forbidden', ErrorCode.FORBIDDEN, `${credential.who} does not allow publishing to ${f.topic}`, false, null, 'Bearer error="insufficient_scope"');
+      }
       if (!host.ownerResponsive(f.topic)) {
         host.stats[Stat.PUBLISHES_OVERLOADED]++;
         return this.httpError(
@@ -235,10 +394,14 @@ export class HttpPublishEndpoint {
       if (!host.asyncAcks && !host.awaitAck(token, HTTP_ACK_WAIT_MS))
         this.timeout(res, `the topic's owner did not answer within ${HTTP_ACK_WAIT_MS} ms; the message may or may not have been published`);
     } catch (err) {
-      host.stats[Stat.INTERNAL_ERRORS]++;
-      host.log.error({ err }, 'HTTP publish failed');
-      this.httpError(res, '500 Internal Server Error', ErrorCode.INTERNAL, 'internal error');
+      this.failed(res, err);
     }
+  }
+
+  private failed(ex: HttpExchange, err: unknown): void {
+    this.host.stats[Stat.INTERNAL_ERRORS]++;
+    this.host.log.error({ err }, 'HTTP publish failed');
+    this.httpError(ex, '500 Internal Server Error', ErrorCode.INTERNAL, 'internal error');
   }
 
   /** The owner's ack: 200 {epoch, seq}. */
@@ -266,7 +429,13 @@ export class HttpPublishEndpoint {
   private httpError(ex: HttpExchange, status: string, code: ErrorCode, message: string, close = false, retryAfter: string | null = null): void {
     // Only the client's faults (4xx) are protocol errors, as on the WebSocket path: a 503
     // (OVERLOADED, SHUTTING_DOWN, TOO_MANY_TOPICS), 504 or 500 is the server's state, counted elsewhere.
+    // 401 and 403 FORBIDDEN go through write() and count as AUTH_FAILURES / AUTH_FORBIDDEN instead.
     if (status.startsWith('4')) this.host.stats[Stat.PROTOCOL_ERRORS]++;
+    this.write(ex, status, code, message, close, retryAfter);
+  }
+
+  /** An error answer, counted by the caller. */
+  private write(ex: HttpExchange, status: string, code: ErrorCode, message: string, close: boolean, retryAfter: string | null, wwwAuthenticate: string | null = null): void {
     if (ex.finished) return;
     ex.finished = true;
     const res = ex.res;
@@ -274,6 +443,7 @@ export class HttpPublishEndpoint {
       res.writeStatus(status).writeHeader('content-type', 'application/json');
       if (ex.allowOrigin !== null) res.writeHeader('access-control-allow-origin', ex.allowOrigin).writeHeader('vary', 'Origin');
       if (retryAfter !== null) res.writeHeader('retry-after', retryAfter);
+      if (wwwAuthenticate !== null) res.writeHeader('www-authenticate', wwwAuthenticate);
       res.end(JSON.stringify({ error: { code, message } }), close);
     });
   }

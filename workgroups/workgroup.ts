@@ -185,6 +185,9 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
       },
       awaitAck: (token, timeoutMs) => this.awaitAck(token, timeoutMs),
       asyncAcks: this.redis !== null,
+      entitlement: this.entitlement,
+      nowSec: () => this.nowSec,
+      isOpen: () => this.isOpen(),
     });
     this.uwsApp = this.buildApp();
     this.sessions.attach(this.uwsApp, this.delivery);
