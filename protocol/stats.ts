@@ -70,6 +70,11 @@ export const Stat = {
   PUBLISHES_UNAVAILABLE: 53, // publishes refused or failed with UNAVAILABLE (Redis unreachable)
   REDIS_RECOVERED: 54, // messages a node missed live and recovered from Redis's streams
   REDIS_LOST: 55, // messages a node missed that Redis's streams no longer held (subscribers were told of the gap)
+  // counters (admission, issue 16): slots after the histograms, so that other additions below 64 do not collide
+  ADMISSION_REFUSED: 104, // upgrades refused with 503 RETRY_LATER: over --admission-rate (each given a place ahead and a ticket, or a hint past the horizon)
+  ADMISSION_TICKETS_HONORED: 105, // upgrades admitted on a ticket whose time had come (their place was counted when given)
+  ADMISSION_TICKETS_REFUSED: 106, // tickets presented and not honored: forged, already used, expired, or another workgroup's or an earlier start's
+  SESSION_RATE_REFUSED: 107, // upgrades refused with 429 RATE_LIMITED: over --max-sessions-per-second-per-ip
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
