@@ -77,6 +77,11 @@ export const Stat = {
   AUTH_EXPIRED_CLOSES: 106, // sessions closed with 4003 (token expired)
   AUTH_TIMEOUT_CLOSES: 107, // sessions closed with 4002 (no auth command in time)
   AUTH_GRANTS: 108, // gauge: distinct grants (claim sets) held by this workgroup's sessions and its token cache
+  // counters (admission, issue 16): slots after the histograms, so that other additions below 64 do not collide
+  ADMISSION_REFUSED: 109, // upgrades refused with 503 RETRY_LATER: over --admission-rate (each given a place ahead and a ticket, or a hint past the horizon)
+  ADMISSION_TICKETS_HONORED: 110, // upgrades admitted on a ticket whose time had come (their place was counted when given)
+  ADMISSION_TICKETS_REFUSED: 111, // tickets presented and not honored: forged, already used, expired, or another workgroup's or an earlier start's
+  SESSION_RATE_REFUSED: 112, // upgrades refused with 429 RATE_LIMITED: over --max-sessions-per-second-per-ip
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 

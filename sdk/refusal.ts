@@ -18,8 +18,8 @@ export interface UpgradeRefusal {
   ticket: string | null;
 }
 
-/** Longest wait a server hint may impose; a larger one is cut to this. */
-export const MAX_HINT_MS = 60_000;
+/** Longest wait a server hint may impose (the server gives places up to 120 s ahead, then spreads past them); a larger one is cut to this. */
+export const MAX_HINT_MS = 240_000;
 /** Body bytes read at most: refusals are small JSON maps. */
 const MAX_BODY_BYTES = 16 * 1024;
 
@@ -76,7 +76,8 @@ export function parseRefusal(status: number, retryAfterHeader: string | null, bo
 export function hintDelayMs(r: UpgradeRefusal): number | null {
   let ms: number | null = null;
   if (r.status === 503 && r.code === ErrorCode.RETRY_LATER) {
-    if (r.retryAfterMs !== null || r.retryAfterHeaderMs !== null) ms = Math.max(r.retryAfterMs ?? 0, r.retryAfterHeaderMs ?? 0);
+    // The body's figure is exact (with the server's jitter); Retry-After is it rounded down, for clients that read only headers.
+    ms = r.retryAfterMs ?? r.retryAfterHeaderMs;
   } else if (r.status === 429 && r.code === ErrorCode.RATE_LIMITED) {
     ms = r.retryAfterMs ?? r.retryAfterHeaderMs;
   }

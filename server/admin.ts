@@ -2,7 +2,7 @@
 // metrics and dashboard routes. Bound to 127.0.0.1 unless told otherwise;
 // an optional bearer token guards every route but the open ones: /healthz,
 // and those registered with { open: true }.
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Logger } from './log';
@@ -35,23 +35,24 @@ export class AdminServer {
   private readonly routes = new Map<string, Route>();
   private server: http.Server | null = null;
 
-  /** `Bearer <token>` as bytes, or null when no token is set. */
+  /** SHA-256 of `Bearer <token>`, or null when no token is set. */
   private readonly expected: Buffer | null;
 
   constructor(
     private readonly options: AdminOptions,
     private readonly log: Logger,
   ) {
-    this.expected = options.token === '' ? null : Buffer.from(`Bearer ${options.token}`, 'utf8');
+    this.expected = options.token === '' ? null : sha256(`Bearer ${options.token}`);
   }
 
-  /** In constant time for a header of the right length: the time taken tells nothing about how much of a guess matched. */
+  /**
+   * In constant time whatever the header: the digests of both are compared, so the time taken tells nothing
+   * about how much of a guess matched, nor about the token's length.
+   */
   private authorized(header: string | undefined): boolean {
     const expected = this.expected;
     if (expected === null) return true;
-    if (typeof header !== 'string') return false;
-    const got = Buffer.from(header, 'utf8');
-    return got.length === expected.length && timingSafeEqual(got, expected);
+    return timingSafeEqual(sha256(typeof header === 'string' ? header : ''), expected);
   }
 
   /** Adds a POST route (also answering GET and HEAD with the same handler only if it checks req.method). */
@@ -113,6 +114,10 @@ export class AdminServer {
       server.closeAllConnections();
     });
   }
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
 }
 
 export function sendJson(res: http.ServerResponse, status: number, body: unknown): void {

@@ -15,12 +15,17 @@ export interface Config {
   adminPort: number;
   adminToken: string;
   adminPublic: boolean;
+  /** The /debug/* fault-injection routes on the admin port (tests); loopback admin hosts only. */
+  debugRoutes: boolean;
   workgroups: number;
   maxPayloadBytes: number;
   maxBackpressureBytes: number;
   idleTimeoutSeconds: number;
   drainTimeoutSeconds: number;
   maxConnectionsPerIp: number;
+  maxSessionsPerSecondPerIp: number;
+  /** New sessions per second for the node (0: no limit), split evenly among workgroups. */
+  admissionRate: number;
   maxSubscriptionsPerSession: number;
   maxCommandsPerSecond: number;
   maxBytesPerSecond: number;
@@ -113,6 +118,13 @@ export const OPTIONS: OptionSpec[] = [
     help: 'serve the admin port on a non-loopback --admin-host without --admin-token, every figure open to whoever reaches it (e.g. a private network or a NetworkPolicy guards it)',
     default: () => false,
   },
+  {
+    key: 'debugRoutes',
+    flag: 'debug-routes',
+    kind: 'bool',
+    help: 'serve POST /debug/crash, /debug/stall and /debug/fail-commands on the admin port, which kill, block or break a workgroup (tests only; refused unless --admin-host is a loopback address; C10M_FAULT_INJECTION=1 is an alias)',
+    default: () => false,
+  },
   { key: 'workgroups', flag: 'workgroups', kind: 'int', min: 1, max: 32, help: 'worker threads serving the public port (default: one per core)', default: () => Math.min(32, availableParallelism()) },
   { key: 'maxPayloadBytes', flag: 'max-payload-bytes', kind: 'int', min: 1, max: 16 * 1024 * 1024, help: 'largest publish data, in bytes once encoded', default: () => 64 * 1024 },
   {
@@ -136,6 +148,24 @@ export const OPTIONS: OptionSpec[] = [
   },
   { key: 'drainTimeoutSeconds', flag: 'drain-timeout-seconds', kind: 'int', min: 0, max: 3600, help: 'on SIGTERM, how long to wait for sessions to close before exiting', default: () => 10 },
   { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', kind: 'int', min: 0, max: 10_000_000, help: 'sessions one client address may hold (0: no limit)', default: () => 0 },
+  {
+    key: 'maxSessionsPerSecondPerIp',
+    flag: 'max-sessions-per-second-per-ip',
+    kind: 'int',
+    min: 0,
+    max: 10_000_000,
+    help: 'new sessions one client address may open per second, counted in the workgroup its address hashes to (with --benchmark-mode, per workgroup); past it upgrades get 429 RATE_LIMITED; 0: no limit',
+    default: () => 0,
+  },
+  {
+    key: 'admissionRate',
+    flag: 'admission-rate',
+    kind: 'int',
+    min: 0,
+    max: 10_000_000,
+    help: 'new sessions per second the node admits (split evenly among workgroups); beyond it upgrades get 503 RETRY_LATER with a time to come back and a ticket that is honored then, so that a crowd reconnecting at once is spread out; 0: no limit',
+    default: () => 0,
+  },
   { key: 'maxSubscriptionsPerSession', flag: 'max-subscriptions-per-session', kind: 'int', min: 1, max: 1_000_000, help: 'topics one session may subscribe to', default: () => 1024 },
   {
     key: 'maxCommandsPerSecond',
@@ -471,6 +501,11 @@ export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env
     out[spec.key] = parseValue(spec, given[0], given[1]);
   }
   const config = out as unknown as Config;
+  // The older name of --debug-routes, which tests and scripts set.
+  if (!source.has('debugRoutes') && env.C10M_FAULT_INJECTION === '1') {
+    config.debugRoutes = true;
+    source.set('debugRoutes', 'C10M_FAULT_INJECTION=1');
+  }
   if (!source.has('redisCluster')) config.redisCluster = config.redisUrl.length > 1;
   // Checked with any engine (a mistake is caught before it matters), used only with redis.
   try {
@@ -490,6 +525,11 @@ export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env
   if (config.adminToken === '' && !config.adminPublic && !isLoopbackHost(config.adminHost)) {
     throw new ConfigError(
       `--admin-host ${config.adminHost} is not a loopback address and there is no --admin-token: anyone who reaches it would read every figure; set --admin-token (C10M_ADMIN_TOKEN), or --admin-public (C10M_ADMIN_PUBLIC=1) if that is intended`,
+    );
+  }
+  if (config.debugRoutes && !isLoopbackHost(config.adminHost)) {
+    throw new ConfigError(
+      `${source.get('debugRoutes')} turns on the /debug/* routes, which kill and stall workgroups, and --admin-host ${config.adminHost} is not a loopback address: bind the admin port to 127.0.0.1 or turn the debug routes off`,
     );
   }
   return config;

@@ -108,6 +108,12 @@ export interface JmxDocument extends Latency {
   SessionsOpened: number;
   SessionsClosed: number;
   SessionsRejected: number;
+  /** Of SessionsRejected: over --admission-rate (503 RETRY_LATER), and over --max-sessions-per-second-per-ip (429). */
+  AdmissionRefused: number;
+  SessionRateRefused: number;
+  /** Admission tickets honored, and presented but not honored (forged, used, expired, another workgroup's). */
+  AdmissionTicketsHonored: number;
+  AdmissionTicketsRefused: number;
   Subscriptions: number;
   Topics: number;
   InPublishMessages: number;
@@ -254,6 +260,10 @@ export class JmxView {
       SessionsOpened: t[Stat.SESSIONS_OPENED],
       SessionsClosed: t[Stat.SESSIONS_CLOSED],
       SessionsRejected: t[Stat.SESSIONS_REJECTED],
+      AdmissionRefused: t[Stat.ADMISSION_REFUSED],
+      AdmissionTicketsHonored: t[Stat.ADMISSION_TICKETS_HONORED],
+      AdmissionTicketsRefused: t[Stat.ADMISSION_TICKETS_REFUSED],
+      SessionRateRefused: t[Stat.SESSION_RATE_REFUSED],
       Subscriptions: t[Stat.SUBSCRIPTIONS],
       Topics: t[Stat.TOPICS_OWNED],
       InPublishMessages: t[Stat.MESSAGES_IN],

@@ -45,7 +45,21 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
   { slot: Stat.SESSIONS, name: 'c10m_sessions', kind: 'gauge', help: 'Open WebSocket sessions.' },
   { slot: Stat.SESSIONS_OPENED, name: 'c10m_sessions_opened_total', kind: 'counter', help: 'Sessions opened.' },
   { slot: Stat.SESSIONS_CLOSED, name: 'c10m_sessions_closed_total', kind: 'counter', help: 'Sessions closed, for any reason.' },
-  { slot: Stat.SESSIONS_REJECTED, name: 'c10m_sessions_rejected_total', kind: 'counter', help: 'WebSocket upgrades refused (per-address cap, draining, bad request).' },
+  { slot: Stat.SESSIONS_REJECTED, name: 'c10m_sessions_rejected_total', kind: 'counter', help: 'WebSocket upgrades refused (per-address cap or rate, admission rate, draining, bad request).' },
+  {
+    slot: Stat.ADMISSION_REFUSED,
+    name: 'c10m_admission_refused_total',
+    kind: 'counter',
+    help: 'WebSocket upgrades refused with 503 RETRY_LATER because the node was admitting at --admission-rate (each told when to come back, with a ticket).',
+  },
+  { slot: Stat.ADMISSION_TICKETS_HONORED, name: 'c10m_admission_tickets_honored_total', kind: 'counter', help: 'Upgrades admitted on an admission ticket whose time had come.' },
+  {
+    slot: Stat.ADMISSION_TICKETS_REFUSED,
+    name: 'c10m_admission_tickets_refused_total',
+    kind: 'counter',
+    help: 'Admission tickets presented and not honored (forged, already used, expired, or issued by another workgroup or before a restart).',
+  },
+  { slot: Stat.SESSION_RATE_REFUSED, name: 'c10m_session_rate_refused_total', kind: 'counter', help: 'WebSocket upgrades refused with 429 RATE_LIMITED: over --max-sessions-per-second-per-ip.' },
   { slot: Stat.SLOW_CONSUMER_CLOSES, name: 'c10m_slow_consumer_closes_total', kind: 'counter', help: 'Sessions closed because they could not keep up (backpressure over --max-backpressure-bytes).' },
   { slot: Stat.SLAB_CAPACITY, name: 'c10m_session_slab_capacity', kind: 'gauge', help: 'Session slots allocated in the workgroup slab.' },
   // subscriptions and topics

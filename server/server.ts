@@ -81,8 +81,9 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     });
   });
   registerObservability(admin, supervisor, config);
-  if (process.env.C10M_FAULT_INJECTION === '1') {
-    log.warn('fault injection is on (C10M_FAULT_INJECTION=1): POST /debug/crash, /debug/stall and /debug/fail-commands on the admin port kill, block or break a workgroup. Tests only.');
+  // Only on a loopback admin host (server/config.ts refuses the others).
+  if (config.debugRoutes) {
+    log.warn('debug routes are on (--debug-routes): POST /debug/crash, /debug/stall and /debug/fail-commands on the admin port kill, block or break a workgroup. Tests only.');
     admin.routePost('/debug/crash', (req, res) => {
       const url = new URL(req.url ?? '/', 'http://admin');
       const id = Number(url.searchParams.get('workgroup'));

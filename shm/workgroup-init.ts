@@ -9,6 +9,10 @@ export interface WorkgroupOptions {
   maxBackpressureBytes: number;
   idleTimeoutSeconds: number;
   maxConnectionsPerIp: number;
+  /** New sessions per second per client address, counted here (0: no limit). */
+  maxSessionsPerSecondPerIp: number;
+  /** This workgroup's share of --admission-rate, new sessions per second (fractional; 0: no limit). */
+  admissionRate: number;
   maxSubscriptionsPerSession: number;
   /** Per-session budget: commands and command bytes per second (0: no limit). */
   maxCommandsPerSecond: number;
@@ -33,7 +37,7 @@ export interface WorkgroupOptions {
   maxRingSpillBytes: number;
   /** --cors-origins: exact web origins allowed cross-origin, or ['*']; empty: none. */
   corsOrigins: string[];
-  /** Fault injection (tests): control messages may crash or stall the workgroup. */
+  /** Fault injection (tests, --debug-routes): control messages may crash or stall the workgroup. */
   faultInjection: boolean;
   /** The engine that sequences and keeps topics: 'memory' (this node alone) or 'redis' (nodes sharing one Redis). */
   engine: EngineKind;

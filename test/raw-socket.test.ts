@@ -301,6 +301,53 @@ describe('slowloris', () => {
       for (const s of sockets) s.destroy();
     }
   }, 20_000);
+
+  // uWebSockets gives a connection 10 s (HTTP_IDLE_TIMEOUT_S, checked on a 4 s tick: 8 to 12 s) to complete a
+  // request; bytes that do not complete it do not reset the timer, and a header past 4 KiB is cut at once.
+  test('a request never completed is cut within 15 s whatever it trickles (header, body, or nothing); a header past 4 KiB at once', async () => {
+    /** Connects, writes `head`, then one byte of `drip` every 300 ms; resolves with the ms until the server closed (null: still open at 16 s). */
+    const timeToCut = (head: string, drip: string): Promise<{ ms: number | null; answer: string }> =>
+      new Promise((resolve) => {
+        const s = net.connect(server.port, '127.0.0.1');
+        const start = Date.now();
+        let answer = '';
+        let i = 0;
+        const tick = setInterval(() => {
+          if (drip !== '' && !s.destroyed) s.write(drip[i++ % drip.length]);
+        }, 300);
+        const giveUp = setTimeout(() => finish(null), 16_000);
+        function finish(ms: number | null) {
+          clearInterval(tick);
+          clearTimeout(giveUp);
+          s.destroy();
+          resolve({ ms, answer });
+        }
+        s.setEncoding('latin1');
+        s.on('data', (d: string) => (answer += d));
+        s.on('error', () => {});
+        s.on('close', () => finish(Date.now() - start));
+        s.on('connect', () => s.write(head));
+      });
+    const upgrade = upgradeRequest();
+    const [header, silent, body, big] = await Promise.all([
+      // An upgrade request one byte at a time (never reaching its end).
+      timeToCut('', upgrade.slice(0, -2) + 'X-Pad: ' + 'a'.repeat(1000)),
+      timeToCut('', ''),
+      // A publish whose body never arrives in full.
+      timeToCut(`POST /v1/publish HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"topic":"/slow","data":"`, 'a'),
+      timeToCut(upgrade.slice(0, -2) + 'X-Big: ' + 'b'.repeat(5000), ''),
+    ]);
+    console.log(`cut after: trickled header ${header.ms} ms, silent ${silent.ms} ms, trickled body ${body.ms} ms, 5 KB header ${big.ms} ms`);
+    for (const r of [header, silent, body]) {
+      expect(r.ms).not.toBeNull();
+      expect(r.ms).toBeGreaterThan(5000);
+      expect(r.ms).toBeLessThan(15_000);
+      expect(r.answer).toBe('');
+    }
+    expect(big.ms).not.toBeNull();
+    expect(big.ms).toBeLessThan(2000);
+    expect(big.answer).not.toMatch(/^HTTP\/1\.1 101/);
+  }, 20_000);
 });
 
 describe('HTTP publish', () => {

@@ -691,3 +691,38 @@ describe('rings backed up: publishes refused, never queued without bound (C10M_F
     }
   });
 });
+
+describe('an owner that does not answer: pending acks and subscriptions time out (--debug-routes)', () => {
+  test('a pub with ack and a sub to topics of a stalled workgroup fail with OWNER_TIMEOUT after 10 s; the session stays, and publishes again once the owner is back', async () => {
+    const server = await startServer(['--workgroups', '2', '--debug-routes', '--drain-timeout-seconds', '1']);
+    try {
+      const [pubTopic, subTopic] = topicsOwnedBy(1, 2, 2, 'owner-timeout');
+      const s = keep(await connectIn(server, 0));
+      const stall = await fetch(server.adminUrl('/debug/stall?workgroup=1&ms=12000'), { method: 'POST' });
+      expect(stall.status).toBe(202);
+      await stall.text();
+      // The worker gets the stall by postMessage: let it take effect.
+      await new Promise((r) => setTimeout(r, 200));
+      const started = Date.now();
+      const [pub, sub] = await Promise.all([
+        s.client.request({ op: 'pub', topic: pubTopic, data: 1, ack: true }, 15_000).then((r) => ({ r, ms: Date.now() - started })),
+        s.client.request({ op: 'sub', topics: [subTopic] }, 15_000).then((r) => ({ r, ms: Date.now() - started })),
+      ]);
+      for (const { r, ms } of [pub, sub]) {
+        expect(r.ok).not.toBe(true);
+        expect(r.error).toMatchObject({ code: 'OWNER_TIMEOUT' });
+        // OWNER_TIMEOUT_MS (10 s), checked once a second.
+        expect(ms).toBeGreaterThanOrEqual(10_000);
+        expect(ms).toBeLessThan(12_500);
+      }
+      expect(isOpen(s.client)).toBe(true);
+      expect((await s.client.request({ op: 'ping' })).ok).toBe(true);
+      // The stall ends: the owner answers again.
+      await waitFor(async () => (await s.client.request({ op: 'pub', topic: pubTopic, data: 2, ack: true }, 15_000)).ok === true, 10_000, 'a publish acked after the stall');
+      console.log(`owner timeout: pub failed after ${pub.ms} ms, sub after ${sub.ms} ms`);
+    } finally {
+      await Promise.all(open.splice(0).map((c) => c.close()));
+      await server.stop();
+    }
+  });
+});

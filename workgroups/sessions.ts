@@ -12,11 +12,13 @@
 // when it drains (stopAccepting).
 import type { WorkgroupContext } from './context';
 import { closeSync, openSync, readFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import type { TemplatedApp, WebSocket, HttpResponse, HttpRequest, us_listen_socket, Uws } from '../native-io/uws';
 import { ENCODING_MSGPACK, type EncodingId, encodeReply } from '../protocol/codec';
 import { CloseCode, CloseReason, ErrorCode } from '../protocol/errors';
 import { Stat } from '../protocol/stats';
 import type { WorkgroupOptions } from '../shm/workgroup-init';
+import { Admission, AddressRate, AddressVerdict, Admit } from './admission';
 import { CorsPolicy } from './cors';
 import type { Delivery, DeliverySessions, SessionData } from './delivery';
 import type { CommandsSessions } from './commands';
@@ -96,6 +98,9 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   private slowCursor = 0;
   private authCursor = 0;
   private readonly cors: CorsPolicy;
+  /** --max-sessions-per-second-per-ip and --admission-rate (null: off). */
+  private readonly addressRate: AddressRate | null;
+  private readonly admission: Admission | null;
   /** Set by attach, before the App serves anything. */
   private uwsApp!: TemplatedApp;
   private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot'>;
@@ -119,6 +124,8 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     this.descriptorLimit = readDescriptorLimit();
     this.descriptorReserve = Math.max(DESCRIPTOR_RESERVE_MIN, Math.min(1024, Math.floor(this.descriptorLimit / 100)));
     this.cors = new CorsPolicy(host.options.corsOrigins);
+    this.addressRate = host.options.maxSessionsPerSecondPerIp > 0 ? new AddressRate(host.options.maxSessionsPerSecondPerIp) : null;
+    this.admission = host.options.admissionRate > 0 ? new Admission(host.options.admissionRate, randomBytes(32)) : null;
   }
 
   /** The App the sockets belong to, and the subscriber side's per-slot tables (built after the sessions). */
@@ -238,11 +245,13 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     let flags = 0;
     if (encodingParam === 'msgpack') flags |= SessionFlag.MSGPACK;
     else if (encodingParam !== '' && encodingParam !== 'json') return this.refuse(res, '400 Bad Request', ErrorCode.BAD_REQUEST, 'encoding must be json or msgpack');
+    // Admission, before any slot and before the token is checked: the address's session rate first (so that one
+    // address cannot take the node's places ahead), then the node's.
     const cap = this.options.maxConnectionsPerIp;
-    // The address costs a getpeername() and an ArrayBuffer: read only when a per-address cap needs it.
-    let ipHash = 0;
+    // The address costs a getpeername() and an ArrayBuffer: read only when a per-address limit needs it.
+    const ipHash = cap > 0 || this.addressRate !== null ? addressHash(res.getRemoteAddress()) : 0;
+    if ((this.addressRate !== null || this.admission !== null) && !this.passesAdmission(res, ipHash, req.getQuery('admit') ?? '')) return;
     if (cap > 0) {
-      ipHash = addressHash(res.getRemoteAddress());
       // IP hashing puts an address in one workgroup until a workgroup restarts and the port's group is
       // reordered: then its older sessions are elsewhere, so every workgroup's count is added.
       let held = this.ipTable.count(ipHash);
@@ -330,6 +339,59 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     if (f.code === ErrorCode.UNAVAILABLE) return this.refuse(res, '503 Service Unavailable', f.code, f.message, RETRY_SOON);
     const why = f.code === ErrorCode.TOKEN_EXPIRED ? 'the token expired' : 'the token is not valid';
     this.refuse(res, '401 Unauthorized', f.code, f.message, [['www-authenticate', `Bearer error="invalid_token", error_description="${why}"`]]);
+  }
+
+  /** Admission's checks (see workgroups/admission.ts); false: refused, the answer written. */
+  private passesAdmission(res: HttpResponse, ipHash: number, ticket: string): boolean {
+    const nowMs = Date.now();
+    if (this.addressRate !== null) {
+      const verdict = this.addressRate.take(ipHash, nowMs);
+      if (verdict === AddressVerdict.FULL) {
+        this.refuse(res, '503 Service Unavailable', ErrorCode.OVERLOADED, 'too many client addresses opening sessions this second; retry shortly', RETRY_SOON, true);
+        return false;
+      }
+      if (verdict === AddressVerdict.OVER) {
+        this.stats[Stat.SESSION_RATE_REFUSED]++;
+        const limit = this.options.maxSessionsPerSecondPerIp;
+        // Into the next second, with jitter (clients behind one address do not all come back at once), within Retry-After: 1.
+        const toNext = 1000 - (nowMs % 1000);
+        const retryAfterMs = toNext + Math.floor(Math.random() * (1000 - toNext));
+        this.refuseRetry(res, '429 Too Many Requests', ErrorCode.RATE_LIMITED, `at most ${limit} new sessions per second per address`, retryAfterMs, null);
+        return false;
+      }
+    }
+    const admission = this.admission;
+    if (admission === null) return true;
+    const verdict = admission.admit(nowMs, ticket);
+    if (admission.ticketRefused) this.stats[Stat.ADMISSION_TICKETS_REFUSED]++;
+    if (verdict === Admit.TICKET_HONORED) this.stats[Stat.ADMISSION_TICKETS_HONORED]++;
+    if (verdict !== Admit.REFUSED) return true;
+    this.stats[Stat.ADMISSION_REFUSED]++;
+    this.refuseRetry(
+      res,
+      '503 Service Unavailable',
+      ErrorCode.RETRY_LATER,
+      'the node is admitting new sessions at its --admission-rate; come back after retryAfterMs, with the ticket when there is one',
+      admission.retryAfterMs,
+      admission.ticket,
+    );
+    return false;
+  }
+
+  /**
+   * A refusal that says when to come back: retryAfterMs (and a ticket) in the body, Retry-After its whole seconds
+   * rounded down (at least 1: a client that waits the larger of the two still lands in the second it was given).
+   * The connection is closed (its descriptor freed at once).
+   */
+  private refuseRetry(res: HttpResponse, status: string, code: ErrorCode, message: string, retryAfterMs: number, ticket: string | null): void {
+    this.stats[Stat.SESSIONS_REJECTED]++;
+    const error: Record<string, unknown> = { code, message, retryAfterMs };
+    if (ticket !== null) error.ticket = ticket;
+    res
+      .writeStatus(status)
+      .writeHeader('content-type', 'application/json')
+      .writeHeader('retry-after', String(Math.max(1, Math.floor(retryAfterMs / 1000))))
+      .end(JSON.stringify({ error }), true);
   }
 
   private refuse(res: HttpResponse, status: string, code: ErrorCode, message: string, extraHeaders: [string, string][] | null = null, close = false): void {

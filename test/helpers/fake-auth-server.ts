@@ -153,7 +153,7 @@ export class SpecPeer {
     const reason = { 401: 'Unauthorized', 429: 'Too Many Requests', 503: 'Service Unavailable' }[r.status];
     const headers = [`HTTP/1.1 ${r.status} ${reason}`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, 'connection: close'];
     if (r.status === 401) headers.push('www-authenticate: Bearer error="invalid_token"');
-    if (r.retryAfterMs !== undefined) headers.push(`retry-after: ${r.status === 429 ? 1 : Math.max(1, Math.ceil(r.retryAfterMs / 1000))}`);
+    if (r.retryAfterMs !== undefined) headers.push(`retry-after: ${r.status === 429 ? 1 : Math.max(1, Math.floor(r.retryAfterMs / 1000))}`);
     socket.end(`${headers.join('\r\n')}\r\n\r\n${body}`);
   }
 
