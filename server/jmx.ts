@@ -114,6 +114,16 @@ export interface JmxDocument extends Latency {
   /** Admission tickets honored, and presented but not honored (forged, used, expired, another workgroup's). */
   AdmissionTicketsHonored: number;
   AdmissionTicketsRefused: number;
+  /** --auth jwt: tokens refused (upgrade 401, auth command, HTTP publish) and accepted (upgrade, auth command). */
+  AuthFailures: number;
+  AuthAccepted: number;
+  /** Topics refused with FORBIDDEN (sub, pub, HTTP publish). */
+  AuthForbidden: number;
+  /** Sessions closed for their token: expired (4003), no auth command in time (4002). */
+  AuthExpiredCloses: number;
+  AuthTimeoutCloses: number;
+  /** Distinct grants (claim sets) held in memory, over the workgroups. */
+  AuthGrants: number;
   Subscriptions: number;
   Topics: number;
   InPublishMessages: number;
@@ -264,6 +274,12 @@ export class JmxView {
       AdmissionTicketsHonored: t[Stat.ADMISSION_TICKETS_HONORED],
       AdmissionTicketsRefused: t[Stat.ADMISSION_TICKETS_REFUSED],
       SessionRateRefused: t[Stat.SESSION_RATE_REFUSED],
+      AuthFailures: t[Stat.AUTH_FAILURES],
+      AuthAccepted: t[Stat.AUTH_ACCEPTED],
+      AuthForbidden: t[Stat.AUTH_FORBIDDEN],
+      AuthExpiredCloses: t[Stat.AUTH_EXPIRED_CLOSES],
+      AuthTimeoutCloses: t[Stat.AUTH_TIMEOUT_CLOSES],
+      AuthGrants: t[Stat.AUTH_GRANTS],
       Subscriptions: t[Stat.SUBSCRIPTIONS],
       Topics: t[Stat.TOPICS_OWNED],
       InPublishMessages: t[Stat.MESSAGES_IN],

@@ -158,6 +158,14 @@ describe('--auth jwt with an HS256 secret', () => {
     await c.until(() => c.replies.has('f149'), 5000, 'the 150th refusal');
     expect((await c.request({ op: 'ping' })).ok).toBe(true);
     expect(c.closeCode).toBeNull();
+    // Counted: 3 sub topics + 2 pubs + 150 pubs refused, in /jmx (read at most once a second).
+    let jmx = { AuthForbidden: 0, AuthGrants: 0 };
+    for (let i = 0; i < 30 && (jmx.AuthForbidden < 157 || jmx.AuthGrants < 1); i++) {
+      jmx = (await fetch(server.adminUrl('/jmx')).then((r) => r.json())) as typeof jmx;
+      if (jmx.AuthForbidden < 157 || jmx.AuthGrants < 1) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(jmx.AuthForbidden).toBeGreaterThanOrEqual(157);
+    expect(jmx.AuthGrants).toBeGreaterThanOrEqual(1);
   });
 
   test('a message on a permitted topic reaches the permitted subscriber', async () => {
