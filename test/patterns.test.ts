@@ -4,7 +4,7 @@
 import fc from 'fast-check';
 import { PatternSet, compilePattern, matchPattern, type CompiledPattern } from '../protocol/patterns';
 import { isValidTopic } from '../protocol/topic';
-import { GrantTable } from '../workgroups/auth';
+import { GrantTable, Verifier, isFailure } from '../workgroups/auth';
 
 function p(source: string): CompiledPattern {
   const c = compilePattern(source);
@@ -102,4 +102,35 @@ test('grants are interned by their claims and freed with their last reference', 
   if (typeof d === 'string') throw new Error('compile failed');
   expect(d.id).toBe(a.id);
   expect(t.acquire(['bad'], null)).toMatch(/start with/);
+});
+
+test('fuzz: the verifier refuses any string that is not a token it signed, and never throws', async () => {
+  const v = new Verifier(
+    {
+      mode: 'jwt',
+      secret: 'fuzz-secret-of-more-than-thirty-two-bytes-0123',
+      publicKeyPem: '',
+      jwksUrl: '',
+      jwksCooldownSeconds: 30,
+      issuer: '',
+      audience: '',
+      clockSkewSeconds: 30,
+      timeoutSeconds: 10,
+      apiKeys: [],
+    },
+    new GrantTable(),
+  );
+  const b64 = (s: string) => Buffer.from(s).toString('base64url');
+  const tokens = fc.oneof(
+    fc.string({ maxLength: 200 }),
+    fc.tuple(fc.json(), fc.json(), fc.string({ maxLength: 60 })).map(([h, p, sig]) => `${b64(h)}.${b64(p)}.${sig}`),
+    fc.tuple(fc.constantFrom('HS256', 'none', 'RS256', 'ES256', 'HS512'), fc.json()).map(([alg, p]) => `${b64(JSON.stringify({ alg }))}.${b64(p)}.`),
+  );
+  await fc.assert(
+    fc.asyncProperty(tokens, async (t) => {
+      const r = await v.verify(t, Math.floor(Date.now() / 1000));
+      expect(isFailure(r)).toBe(true);
+    }),
+    { numRuns: 400 },
+  );
 });
