@@ -12,22 +12,10 @@ import { MAX_PROBE, SecondTable } from '../workgroups/second-table';
 import { TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
 import { metricSum, sourceAddresses } from './helpers/workgroups';
+import { seeded } from './helpers/random';
 
 /** A realistic epoch second (the core counts whole seconds of Date.now()). */
 const T0 = 1_760_000_000_000;
-
-/** A seeded random source (xorshift), so that a failure can be replayed. */
-function seeded(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
 
 describe('the admission core (fake clock)', () => {
   test('a crowd of N refused at once gets places spread over N / rate seconds; every holder coming back at its time is admitted, at the rate', () => {

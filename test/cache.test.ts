@@ -2,6 +2,7 @@
 // replay bytes across blocks and chunks, snapshots; plus a randomized run
 // against a plain-array model of the same rules.
 import { MessageCache, CacheFlag, type MessageCacheOptions } from '../workgroups/cache';
+import { seeded as rng } from './helpers/random';
 
 const SEC = 1_000_000;
 const T0 = 1_700_000_000 * SEC;
@@ -747,18 +748,6 @@ class Model {
     this.clear(t);
     this.last.set(t, 0);
   }
-}
-
-function rng(seed: number): () => number {
-  let x = seed >>> 0;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
 }
 
 describe('model check', () => {

@@ -3,19 +3,7 @@
 // operations, over enough topics to grow the index and the rows several
 // times and to delete from the middle of long probe runs.
 import { TopicTable, topicHash } from '../workgroups/topics';
-
-/** A small deterministic PRNG (xorshift32): the same run every time. */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x / 0x100000000;
-  };
-}
+import { seeded as rng } from './helpers/random';
 
 function checkAgainst(t: TopicTable, ref: Map<string, number>, universe: string[]): void {
   if (t.size !== ref.size) throw new Error(`size ${t.size}, expected ${ref.size}`);
