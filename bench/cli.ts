@@ -260,7 +260,9 @@ function runCommand(): Command {
     .addOption(opt('--peers <list>', `peers to run in the same harness (${PEERS.join(',')}, or none); reference-scaled runs them only when given`, 'PEERS').default(PEERS.join(',')))
     .addOption(opt('--results-dir <dir>', 'where to write the results', 'RESULTS_DIR').default(DEFAULT_RESULTS_DIR))
     .addOption(opt('--engine <engine>', 'benchsub engine: auto, native or js', 'ENGINE').choices(['auto', 'native', 'js']).default('auto'))
-    .addOption(opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready (reconnect-storm: also for every session to be back)', 'CONNECT_TIMEOUT').argParser(positive).default(120))
+    .addOption(
+      opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready (reconnect-storm: also for every session to be back)', 'CONNECT_TIMEOUT').argParser(positive).default(120),
+    )
     .addOption(
       opt(
         '--auth <list>',

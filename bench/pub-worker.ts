@@ -48,9 +48,10 @@ const MAX_HINTED_ATTEMPTS = 30;
  */
 async function openWs(url: string, localAddress: string, connectRetrySeconds: number): Promise<WebSocket> {
   let ticket = '';
-  // A node being restarted (connectRetrySeconds > 0): refused connects are tried again every 20 ms until then.
+  // A node being restarted (connectRetrySeconds > 0): a connect that fails without an HTTP answer (refused, reset
+  // in a full accept queue) is tried again every 20 ms until then.
   const retryUntil = Date.now() + connectRetrySeconds * 1000;
-  for (let hinted = 0; ; ) {
+  for (let hinted = 0; ;) {
     const ws = new WebSocket(ticket ? `${url}&admit=${ticket}` : url, { localAddress, perMessageDeflate: false });
     const r = await new Promise<{ open: true } | { open: false; hintMs: number | null; ticket: string; why: string }>((resolve) => {
       ws.once('open', () => resolve({ open: true }));
@@ -78,7 +79,7 @@ async function openWs(url: string, localAddress: string, connectRetrySeconds: nu
       });
     });
     if (r.open) return ws;
-    if (r.hintMs === null && r.why.includes('ECONNREFUSED') && Date.now() < retryUntil) {
+    if (r.hintMs === null && !r.why.startsWith('HTTP') && Date.now() < retryUntil) {
       await new Promise((resolve) => setTimeout(resolve, 20));
       continue;
     }

@@ -74,7 +74,12 @@ export function runTargets(scenario: Scenario, o: RunOptions): RunTarget[] {
           let name = stem;
           if (auths.length > 1) name += `-auth-${auth}`;
           if (admissions.length > 1) name += admission ? `-admission${admission}` : '-admission-off';
-          const serveArgs = ['--benchmark-mode', ...(cache === null ? [] : ['--cache-messages', String(cache)]), ...(admission === null ? [] : ['--admission-rate', String(admission)]), ...o.serveArgs];
+          const serveArgs = [
+            '--benchmark-mode',
+            ...(cache === null ? [] : ['--cache-messages', String(cache)]),
+            ...(admission === null ? [] : ['--admission-rate', String(admission)]),
+            ...o.serveArgs,
+          ];
           variants.push({ kind: 'c10m', name, workgroups: wg, serveArgs, auth, admissionRate: admission ?? 0 });
         }
       }
