@@ -14,6 +14,7 @@ import { DEFAULT_RESULTS_DIR, SCENARIOS, runScenario, type Scenario } from './ru
 import { PHASES } from './scenarios/cluster';
 import { SubscriberFleet } from './sub';
 import { PEERS, type TargetKind } from './targets';
+import { newJwtSecret } from './tokens';
 
 function int(min: number, max: number) {
   return (text: string): number => {
@@ -259,7 +260,35 @@ function runCommand(): Command {
     .addOption(opt('--peers <list>', `peers to run in the same harness (${PEERS.join(',')}, or none); reference-scaled runs them only when given`, 'PEERS').default(PEERS.join(',')))
     .addOption(opt('--results-dir <dir>', 'where to write the results', 'RESULTS_DIR').default(DEFAULT_RESULTS_DIR))
     .addOption(opt('--engine <engine>', 'benchsub engine: auto, native or js', 'ENGINE').choices(['auto', 'native', 'js']).default('auto'))
-    .addOption(opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready', 'CONNECT_TIMEOUT').argParser(positive).default(120))
+    .addOption(
+      opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready (reconnect-storm: also for every session to be back)', 'CONNECT_TIMEOUT').argParser(positive).default(120),
+    )
+    .addOption(
+      opt(
+        '--auth <list>',
+        'c10m --auth: none, jwt (every session and the publisher present their own HS256 token, minted by the bench), or a list (none,jwt) that runs c10m once per mode, jwt as a ratio to none',
+        'AUTH',
+      ).argParser((t: string) => {
+        const list = [...new Set(t.split(',').map((x) => x.trim()))];
+        for (const a of list) if (a !== 'none' && a !== 'jwt') throw new InvalidArgumentError(`unknown mode ${a}; expected none, jwt or none,jwt`);
+        return list;
+      }),
+    )
+    .addOption(
+      opt('--jwt-secret <secret>', 'with --auth jwt: the HS256 secret of the node and the tokens (at least 32 characters; default: random per run)', 'JWT_SECRET').argParser((t: string) => {
+        if (t.length < 32) throw new InvalidArgumentError('expected at least 32 characters.');
+        return t;
+      }),
+    )
+    .addOption(
+      opt(
+        '--admission-rate <list>',
+        'c10m --admission-rate (new sessions/s the node admits; 0: off); a list (2000,0) runs c10m once per rate, each as a ratio to 0 (reconnect-storm default: 2000,0)',
+        'ADMISSION_RATE',
+      ).argParser(intList(0, 10_000_000)),
+    )
+    .addOption(opt('--restart-signal <signal>', 'reconnect-storm: how the node is stopped before it is started again on its port', 'RESTART_SIGNAL').choices(['SIGKILL', 'SIGTERM']).default('SIGKILL'))
+    .addOption(opt('--gc-readings', "reference-scaled: the server's memory per session read after a forced GC in every isolate (the server runs with --inspect on loopback)", 'GC_READINGS'))
     .option('--no-progress', 'no progress bar')
     .action(async (scenario: string, o, cmd: Command) => {
       if (!(SCENARIOS as readonly string[]).includes(scenario)) cmd.error(`c10m bench run: unknown scenario ${scenario}; expected one of ${SCENARIOS.join(', ')}`, { exitCode: 2 });
@@ -275,8 +304,10 @@ function runCommand(): Command {
         if (workgroupsList.length > 1 || (cacheMessagesList?.length ?? 0) > 1)
           cmd.error('c10m bench run: cluster: --workgroups and --cache-messages take one value (every node gets it)', { exitCode: 2 });
       } else if (o.rates || o.phases) cmd.error('c10m bench run: --rates and --phases are options of the cluster scenario', { exitCode: 2 });
-      if (o.url && (workgroupsList.length > 1 || cacheMessagesList))
-        cmd.error('c10m bench run: --url targets one running server: --workgroups and --cache-messages lists need servers the run starts', { exitCode: 2 });
+      if (o.url && (workgroupsList.length > 1 || cacheMessagesList || o.auth || o.admissionRate || o.gcReadings))
+        cmd.error('c10m bench run: --url targets one running server: --workgroups, --cache-messages, --auth, --admission-rate and --gc-readings need servers the run starts', { exitCode: 2 });
+      if (scenario === 'cluster' && (o.auth || o.admissionRate)) cmd.error('c10m bench run: cluster: --auth and --admission-rate are not options of the cluster scenario', { exitCode: 2 });
+      if (o.gcReadings && scenario !== 'reference-scaled') cmd.error('c10m bench run: --gc-readings is an option of reference-scaled', { exitCode: 2 });
       const options: RunOptions = {
         url: o.url ?? null,
         serverPid: o.serverPid ?? null,
@@ -307,6 +338,12 @@ function runCommand(): Command {
         progress: o.progress !== false,
         engine: o.engine,
         connectTimeoutSeconds: o.connectTimeout,
+        authList: o.auth ?? null,
+        admissionRates: o.admissionRate ? [...new Set(o.admissionRate as number[])] : null,
+        admissionRate: 0,
+        restartSignal: o.restartSignal,
+        gcReadings: o.gcReadings === true,
+        jwtSecret: o.jwtSecret ?? newJwtSecret(),
       };
       const { result, files } = await runScenario(scenario as Scenario, options);
       process.stdout.write(markdown(result));

@@ -54,6 +54,18 @@ export interface RunOptions {
   engine: 'auto' | 'native' | 'js';
   /** Seconds to wait for every session to be ready. */
   connectTimeoutSeconds: number;
+  /** --auth none,jwt: c10m runs once per mode (targets ...-auth-none, ...-auth-jwt); null: none only. */
+  authList: ('none' | 'jwt')[] | null;
+  /** --admission-rate 2000,0: c10m runs once per rate (targets ...-admission2000, ...-admission-off); null: the scenario's default. */
+  admissionRates: number[] | null;
+  /** The --admission-rate of the c10m target this scenario runs on (0: off; set per target by bench/run.ts). */
+  admissionRate: number;
+  /** reconnect-storm: how the node is stopped before it is started again. */
+  restartSignal: 'SIGKILL' | 'SIGTERM';
+  /** reference-scaled: read the server's memory after a forced GC in every isolate (the server runs with --inspect). */
+  gcReadings: boolean;
+  /** The HS256 secret of the --auth jwt targets and of the tokens the bench mints (random per run unless given). */
+  jwtSecret: string;
 }
 
 export const DEFAULT_SOURCE_ADDRESSES = '127.0.1.1-127.0.1.16';
@@ -210,6 +222,8 @@ export interface FleetParams {
   firstSession?: number;
   connectRate?: number;
   maxPending?: number;
+  /** Sessions that fail or are closed are opened again, honoring the server's hints (ready means live: ready now). */
+  reconnect?: boolean;
 }
 
 /** Starts a fleet on `target` and waits until every session is ready (or the timeout). */
@@ -228,6 +242,8 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
     maxPending: p.maxPending ?? o.maxPending ?? 256,
     engine: o.engine,
     tickMs: 250,
+    jwtSecret: target.jwtSecret,
+    reconnect: p.reconnect ?? false,
   });
   const started = performance.now();
   progress.phase(target.name, label, p.connections);
@@ -238,9 +254,9 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
     throw err;
   }
   const allReady = await fleet.until(
-    (s) => s.ready + s.failed >= p.connections,
+    (s) => (p.reconnect ? s.live : s.ready) + s.failed >= p.connections,
     o.connectTimeoutSeconds * 1000,
-    (s) => progress.update(s.ready, `ready, ${s.failed} failed, ${s.pending} pending`),
+    (s) => progress.update(p.reconnect ? s.live : s.ready, `ready, ${s.failed} failed, ${s.pending} pending${p.reconnect ? `, ${s.refused503 + s.refused429} refused with a hint` : ''}`),
   );
   progress.stop();
   return { fleet, allReady: allReady && fleet.stats().failed === 0, seconds: (performance.now() - started) / 1000 };
@@ -262,6 +278,7 @@ export function pubConfig(
     maxMessages: p.maxMessages ?? 0,
     sourceAddress: '127.0.0.1',
     tickMs: 500,
+    jwtSecret: target.jwtSecret,
   };
 }
 

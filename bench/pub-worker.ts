@@ -8,6 +8,7 @@ import { clockMicros } from './loadgen';
 import { packr, unpackr } from '../protocol/codec';
 import { topicName } from './addresses';
 import { rateAt, type PubConfig, type PubStats, type PubWorkerReport } from './pub';
+import { PUBLISHER_CLAIMS, mintToken } from './tokens';
 
 /** Unsent bytes on one connection above which the publisher waits (and counts the messages as deferred). */
 const MAX_BUFFERED_BYTES = 4 * 1024 * 1024;
@@ -38,17 +39,64 @@ function noteError(why: string): void {
   stats.firstError ??= why;
 }
 
+/** Attempts of one publisher connection refused with a hint (503 RETRY_LATER, 429 RATE_LIMITED) before giving up. */
+const MAX_HINTED_ATTEMPTS = 30;
+
+/**
+ * One publisher connection. A refused upgrade with a hint (a node admitting at its --admission-rate) is honored
+ * as the SDK does: wait the body's retryAfterMs, then come back (after a 503, with &admit=<ticket>).
+ */
+async function openWs(url: string, localAddress: string, connectRetrySeconds: number): Promise<WebSocket> {
+  let ticket = '';
+  // A node being restarted (connectRetrySeconds > 0): a connect that fails without an HTTP answer (refused, reset
+  // in a full accept queue) is tried again every 20 ms until then.
+  const retryUntil = Date.now() + connectRetrySeconds * 1000;
+  for (let hinted = 0; ;) {
+    const ws = new WebSocket(ticket ? `${url}&admit=${ticket}` : url, { localAddress, perMessageDeflate: false });
+    const r = await new Promise<{ open: true } | { open: false; hintMs: number | null; ticket: string; why: string }>((resolve) => {
+      ws.once('open', () => resolve({ open: true }));
+      ws.once('error', (err) => resolve({ open: false, hintMs: null, ticket: '', why: err.message }));
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => {
+          ws.terminate();
+          let error: { code?: string; retryAfterMs?: number; ticket?: string } = {};
+          try {
+            error = (JSON.parse(body) as { error?: typeof error }).error ?? {};
+          } catch {
+            // not JSON: no hint
+          }
+          const hinted = (res.statusCode === 503 && error.code === 'RETRY_LATER') || (res.statusCode === 429 && error.code === 'RATE_LIMITED');
+          resolve({
+            open: false,
+            hintMs: hinted && typeof error.retryAfterMs === 'number' ? error.retryAfterMs : null,
+            ticket: error.ticket ?? '',
+            why: `HTTP ${res.statusCode} ${body.slice(0, 200)}`,
+          });
+        });
+      });
+    });
+    if (r.open) return ws;
+    if (r.hintMs === null && !r.why.startsWith('HTTP') && Date.now() < retryUntil) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      continue;
+    }
+    if (r.hintMs === null || ++hinted >= MAX_HINTED_ATTEMPTS) throw new Error(`publisher connection refused: ${r.why}`);
+    ticket = r.ticket;
+    await new Promise((resolve) => setTimeout(resolve, r.hintMs as number));
+  }
+}
+
 async function wsSenders(c: PubConfig): Promise<Sender[]> {
   const base = new URL(c.url);
-  const url = `ws://${base.host}/v1/ws?encoding=msgpack`;
+  const token = c.jwtSecret ? await mintToken(c.jwtSecret, PUBLISHER_CLAIMS) : '';
+  const url = `ws://${base.host}/v1/ws?encoding=msgpack${token ? `&token=${token}` : ''}`;
   const ack = c.ack === true;
   const out: Sender[] = [];
   for (let i = 0; i < c.connections; i++) {
-    const ws = new WebSocket(url, { localAddress: c.sourceAddress, perMessageDeflate: false });
-    await new Promise<void>((resolve, reject) => {
-      ws.once('open', () => resolve());
-      ws.once('error', reject);
-    });
+    const ws = await openWs(url, c.sourceAddress, c.connectRetrySeconds ?? 0);
     let id = 0;
     // With acks: when each unanswered publish was sent (ms), by id modulo the ring; ids are answered at most MAX_UNACKED behind.
     const sentAt = ack ? new Float64Array(MAX_UNACKED * 2) : null;
@@ -106,7 +154,7 @@ async function wsSenders(c: PubConfig): Promise<Sender[]> {
   return out;
 }
 
-function httpSenders(c: PubConfig): Sender[] {
+function httpSenders(c: PubConfig, token: string): Sender[] {
   const base = new URL(c.url);
   const agent = new http.Agent({ keepAlive: true, maxSockets: c.connections });
   let inFlight = 0;
@@ -125,7 +173,7 @@ function httpSenders(c: PubConfig): Sender[] {
           method: 'POST',
           agent,
           localAddress: c.sourceAddress,
-          headers: { 'content-type': 'application/msgpack', 'content-length': body.length },
+          headers: { 'content-type': 'application/msgpack', 'content-length': body.length, ...(token ? { authorization: `Bearer ${token}` } : {}) },
         },
         (res) => {
           res.resume();
@@ -180,7 +228,8 @@ async function socketIoSenders(c: PubConfig): Promise<Sender[]> {
 let stopping = false;
 
 async function run(c: PubConfig): Promise<void> {
-  const senders = c.transport === 'http' ? httpSenders(c) : c.transport === 'socketio' ? await socketIoSenders(c) : await wsSenders(c);
+  const senders =
+    c.transport === 'http' ? httpSenders(c, c.jwtSecret ? await mintToken(c.jwtSecret, PUBLISHER_CLAIMS) : '') : c.transport === 'socketio' ? await socketIoSenders(c) : await wsSenders(c);
   const topics = Array.from({ length: c.topicCount }, (_, n) => topicName(c.topicPattern, n));
   // The payload: `size` bytes of msgpack bin data (not counting bin's 2-3 byte header).
   const payload = Buffer.alloc(c.size, 0x61);

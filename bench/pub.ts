@@ -36,6 +36,10 @@ export interface PubConfig {
    * saturated server shows as acked messages/s, not as a queue.
    */
   ack?: boolean;
+  /** --auth jwt: the publisher's own HS256 token (bench/tokens.ts PUBLISHER_CLAIMS), minted with this secret: ws in the query, http as Bearer. */
+  jwtSecret?: string | null;
+  /** ws only: a refused connect (a node being restarted) is tried again every 20 ms for this long (default 0: no). */
+  connectRetrySeconds?: number;
 }
 
 export interface PubStats {

@@ -119,7 +119,9 @@ export function markdown(r: ScenarioResult): string {
   const peers = [...new Set(r.ratios.map((x) => x.peer))];
   const subjects = [...new Set(r.ratios.map((x) => x.subject ?? 'c10m'))];
   if (peers.length > 0) {
-    lines.push('', 'c10m as a ratio to each peer (c10m / peer):', '');
+    // Variants (--auth jwt, --admission-rate) are compared with their baseline, another c10m target.
+    const variants = peers.some((p) => p.startsWith('c10m'));
+    lines.push('', variants ? 'Ratios of each c10m target to each peer and to its baseline (target / other):' : 'c10m as a ratio to each peer (c10m / peer):', '');
     const many = subjects.length > 1;
     lines.push(`| ${many ? 'c10m target | ' : ''}peer | ${ratioCols.map((c) => `${c.label} (${c.better} is better)`).join(' | ')} |`);
     lines.push(`|${many ? '---|' : ''}---|${ratioCols.map(() => '---:').join('|')}|`);

@@ -9,11 +9,13 @@ import { cluster } from './scenarios/cluster';
 import { connectStorm } from './scenarios/connect-storm';
 import { fanout } from './scenarios/fanout';
 import { idleMemory } from './scenarios/idle-memory';
+import { reconnectStorm, DEFAULTS as RECONNECT_STORM } from './scenarios/reconnect-storm';
 import { referenceScaled } from './scenarios/reference-scaled';
 import { externalTarget, startTarget, type Target, type TargetKind } from './targets';
 import { ROOT } from './paths';
+import { freePort } from '../server/ports';
 
-export const SCENARIOS = ['reference-scaled', 'fanout', 'connect-storm', 'idle-memory', 'cluster'] as const;
+export const SCENARIOS = ['reference-scaled', 'fanout', 'connect-storm', 'idle-memory', 'cluster', 'reconnect-storm'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 type PartialResult = Omit<ScenarioResult, 'env' | 'scenario'>;
@@ -25,10 +27,12 @@ const RUNNERS: Record<Exclude<Scenario, 'cluster'>, RunOne> = {
   fanout,
   'connect-storm': connectStorm,
   'idle-memory': idleMemory,
+  'reconnect-storm': reconnectStorm,
 };
 
 /** Scenarios that run the peers too (reference-scaled only with an explicit --peers: bench/cli.ts). */
 const WITH_PEERS: Scenario[] = ['reference-scaled', 'fanout', 'connect-storm', 'idle-memory'];
+// reconnect-storm runs c10m only: the peers have no admission to compare.
 
 export const DEFAULT_RESULTS_DIR = path.join(ROOT, 'bench', 'results');
 
@@ -38,22 +42,50 @@ export interface RunTarget {
   name: string;
   workgroups: number;
   serveArgs: string[];
+  /** c10m: --auth jwt (with the run's secret). */
+  auth?: 'none' | 'jwt';
+  /** c10m: --admission-rate (0: off). */
+  admissionRate?: number;
+  /** The variant this one is compared with (same c10m but --auth none and --admission-rate 0), when the run has it. */
+  baseline?: string;
 }
 
 /**
- * c10m once per --workgroups count and --cache-messages value (named
- * c10m-wg2, c10m-cache0, c10m-wg2-cache0 when a list has more than one
- * entry; plain c10m otherwise), then each peer.
+ * c10m once per --workgroups count, --cache-messages value, --auth mode and
+ * --admission-rate (named c10m-wg2, c10m-cache0, c10m-auth-jwt,
+ * c10m-admission2000 / c10m-admission-off, together c10m-wg2-cache0-... when
+ * a list has more than one entry; plain c10m otherwise), then each peer. A
+ * jwt or admission variant names as its baseline the same c10m with --auth
+ * none and --admission-rate 0, when the run has it.
  */
 export function runTargets(scenario: Scenario, o: RunOptions): RunTarget[] {
   const out: RunTarget[] = [];
   const caches: (number | null)[] = o.cacheMessagesList ?? [null];
+  const auths = o.authList ?? ['none'];
+  const admissions: (number | null)[] = o.admissionRates ?? (scenario === 'reconnect-storm' ? RECONNECT_STORM.admissionRates : [null]);
   for (const wg of o.workgroupsList) {
     for (const cache of caches) {
-      let name = 'c10m';
-      if (o.workgroupsList.length > 1) name += `-wg${wg}`;
-      if (caches.length > 1) name += `-cache${cache}`;
-      out.push({ kind: 'c10m', name, workgroups: wg, serveArgs: ['--benchmark-mode', ...(cache === null ? [] : ['--cache-messages', String(cache)]), ...o.serveArgs] });
+      let stem = 'c10m';
+      if (o.workgroupsList.length > 1) stem += `-wg${wg}`;
+      if (caches.length > 1) stem += `-cache${cache}`;
+      const variants: RunTarget[] = [];
+      for (const auth of auths) {
+        for (const admission of admissions) {
+          let name = stem;
+          if (auths.length > 1) name += `-auth-${auth}`;
+          if (admissions.length > 1) name += admission ? `-admission${admission}` : '-admission-off';
+          const serveArgs = [
+            '--benchmark-mode',
+            ...(cache === null ? [] : ['--cache-messages', String(cache)]),
+            ...(admission === null ? [] : ['--admission-rate', String(admission)]),
+            ...o.serveArgs,
+          ];
+          variants.push({ kind: 'c10m', name, workgroups: wg, serveArgs, auth, admissionRate: admission ?? 0 });
+        }
+      }
+      const base = variants.find((v) => v.auth === 'none' && v.admissionRate === 0);
+      for (const v of variants) if (base !== undefined && v !== base) v.baseline = base.name;
+      out.push(...variants);
     }
   }
   if (WITH_PEERS.includes(scenario)) for (const p of o.peers) out.push({ kind: p, name: p, workgroups: 1, serveArgs: [] });
@@ -62,9 +94,22 @@ export function runTargets(scenario: Scenario, o: RunOptions): RunTarget[] {
 
 async function runOn(t: RunTarget, scenario: Exclude<Scenario, 'cluster'>, options: RunOptions, progress: Progress): Promise<PartialResult> {
   const kind = t.kind;
-  const o: RunOptions = { ...options, workgroups: t.workgroups };
+  const o: RunOptions = { ...options, workgroups: t.workgroups, admissionRate: t.admissionRate ?? 0 };
+  // --gc-readings: the inspector, through which every isolate is made to collect its garbage before a memory reading.
+  const execArgv = o.gcReadings && kind === 'c10m' ? [...o.serverNodeArgs, '--inspect=127.0.0.1:0'] : o.serverNodeArgs;
   const target =
-    o.url && kind === 'c10m' ? externalTarget(o.url, o.serverPid) : await startTarget(kind, { name: t.name, workgroups: t.workgroups, serveArgs: t.serveArgs, execArgv: o.serverNodeArgs });
+    o.url && kind === 'c10m'
+      ? externalTarget(o.url, o.serverPid)
+      : await startTarget(kind, {
+          name: t.name,
+          workgroups: t.workgroups,
+          serveArgs: t.serveArgs,
+          execArgv,
+          jwtSecret: t.auth === 'jwt' ? o.jwtSecret : null,
+          // reconnect-storm restarts the node on its port: a port given (not 0) is listened on with SO_REUSEADDR and
+          // SO_REUSEPORT, so that the killed node's sessions, in TIME_WAIT for a minute, do not keep the new one out.
+          port: scenario === 'reconnect-storm' ? await freePort('127.0.0.1') : 0,
+        });
   try {
     return await RUNNERS[scenario](target, o, progress);
   } catch (err) {
@@ -76,7 +121,7 @@ async function runOn(t: RunTarget, scenario: Exclude<Scenario, 'cluster'>, optio
 }
 
 /** Merges the per-target parts into one result (c10m first, then the peers in order). */
-function merge(scenario: Scenario, parts: PartialResult[]): ScenarioResult {
+function merge(scenario: Scenario, parts: PartialResult[], runTargets: RunTarget[]): ScenarioResult {
   const [first, ...rest] = parts;
   const result: ScenarioResult = {
     scenario,
@@ -101,6 +146,12 @@ function merge(scenario: Scenario, parts: PartialResult[]): ScenarioResult {
   result.ratios = result.targets
     .filter((t) => t.name.startsWith('c10m'))
     .flatMap((t) => ratios({ columns: result.columns, targets: result.targets.filter((x) => x === t || !x.name.startsWith('c10m')) }, t.name));
+  // Each --auth jwt / --admission-rate variant against its baseline (the same c10m without them).
+  for (const rt of runTargets) {
+    const t = result.targets.find((x) => x.name === rt.name);
+    const base = result.targets.find((x) => x.name === rt.baseline);
+    if (t && base) result.ratios.push(...ratios({ columns: result.columns, targets: [t, base] }, t.name));
+  }
   return result;
 }
 
@@ -108,13 +159,14 @@ export async function runScenario(scenario: Scenario, o: RunOptions): Promise<{ 
   const loadAtStart = Math.round(os.loadavg()[0] * 100) / 100;
   const progress = new Progress(o.progress, scenario);
   const parts: PartialResult[] = [];
+  const targets = scenario === 'cluster' ? [] : runTargets(scenario, o);
   try {
     if (scenario === 'cluster') parts.push(await cluster(o, progress));
-    else for (const t of runTargets(scenario, o)) parts.push(await runOn(t, scenario, o, progress));
+    else for (const t of targets) parts.push(await runOn(t, scenario, o, progress));
   } finally {
     progress.stop();
   }
-  const result = merge(scenario, parts);
+  const result = merge(scenario, parts, targets);
   result.env.loadAverage = { start: loadAtStart, end: Math.round(os.loadavg()[0] * 100) / 100 };
   const files = writeResult(result, o.resultsDir);
   return { result, files };

@@ -6,6 +6,7 @@ import { HistogramKind, createSubscriberClient, type CommandFrame, type Subscrib
 import { packr } from '../protocol/codec';
 import { sessionTopics, topicName } from './addresses';
 import type { SubWorkerConfig, SubWorkerReport, SubWorkerRequest } from './sub';
+import { mintSessionTokens } from './tokens';
 
 let client: SubscriberClient | null = null;
 let timer: NodeJS.Timeout | null = null;
@@ -41,35 +42,43 @@ function tick(final: boolean): void {
   });
 }
 
+async function start(c: SubWorkerConfig): Promise<void> {
+  const tokens = c.jwtSecret ? await mintSessionTokens(c.jwtSecret, c.firstSession, c.connections) : null;
+  try {
+    raiseNoFileLimit();
+  } catch {
+    // The limit stays as it is; connections past it fail and are counted.
+  }
+  client = createSubscriberClient(
+    {
+      url: c.url,
+      connections: c.connections,
+      sourceAddresses: c.sourceAddresses,
+      commands: commandsFor(c),
+      // socket.io: connect to the namespace at once, subscribe after its open packet and connect reply.
+      hello: c.protocol === 'socketio' ? '40' : '',
+      waitMessages: c.protocol === 'socketio' ? 2 : 0,
+      expectedReplies: 1,
+      engineIoPing: c.protocol === 'socketio',
+      connectRate: c.connectRate,
+      maxPending: c.maxPending,
+      handshakeTimeoutMs: c.handshakeTimeoutMs,
+      ...(tokens ? { query: (i: number) => `&token=${tokens[i]}` } : {}),
+      reconnect: c.reconnect === true,
+    },
+    c.engine,
+  );
+  client.start();
+  timer = setInterval(() => tick(false), c.tickMs);
+  send({ type: 'started', engine: client.engine });
+}
+
 process.on('message', (m: SubWorkerRequest) => {
   try {
     if (m.type === 'start') {
-      const c = m.config;
-      try {
-        raiseNoFileLimit();
-      } catch {
-        // The limit stays as it is; connections past it fail and are counted.
-      }
-      client = createSubscriberClient(
-        {
-          url: c.url,
-          connections: c.connections,
-          sourceAddresses: c.sourceAddresses,
-          commands: commandsFor(c),
-          // socket.io: connect to the namespace at once, subscribe after its open packet and connect reply.
-          hello: c.protocol === 'socketio' ? '40' : '',
-          waitMessages: c.protocol === 'socketio' ? 2 : 0,
-          expectedReplies: 1,
-          engineIoPing: c.protocol === 'socketio',
-          connectRate: c.connectRate,
-          maxPending: c.maxPending,
-          handshakeTimeoutMs: c.handshakeTimeoutMs,
-        },
-        c.engine,
-      );
-      client.start();
-      timer = setInterval(() => tick(false), c.tickMs);
-      send({ type: 'started', engine: client.engine });
+      start(m.config).catch((err: Error) => send({ type: 'error', message: err.message }));
+    } else if (m.type === 'seconds') {
+      send({ type: 'seconds', rows: client ? client.secondCounts() : new Float64Array(0) });
     } else if (m.type === 'counts') {
       send({ type: 'counts', counts: client ? client.connectionCounts() : new Uint32Array(0) });
     } else if (m.type === 'stop') {

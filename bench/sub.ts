@@ -26,13 +26,18 @@ export interface SubWorkerConfig {
   tickMs: number;
   /** Every topic resumes from this (epoch, seq): sub's `resume` map (bench/lab/resume.ts). */
   resume?: { epoch: number; seq: number } | null;
+  /** --auth jwt: each session's own HS256 token (bench/tokens.ts), minted here with this secret, in the upgrade's query. */
+  jwtSecret?: string | null;
+  /** Open failed and closed sessions again, honoring the server's hints (loadgen's reconnect; native engine only). */
+  reconnect?: boolean;
 }
 
-export type SubWorkerRequest = { type: 'start'; config: SubWorkerConfig } | { type: 'counts' } | { type: 'stop' };
+export type SubWorkerRequest = { type: 'start'; config: SubWorkerConfig } | { type: 'counts' } | { type: 'seconds' } | { type: 'stop' };
 export type SubWorkerReport =
   | { type: 'started'; engine: 'native' | 'js' }
   | { type: 'tick' | 'final'; stats: LoadStats; latency: Float64Array; connect: Float64Array; ready: Float64Array }
   | { type: 'counts'; counts: Uint32Array }
+  | { type: 'seconds'; rows: Float64Array }
   | { type: 'error'; message: string };
 
 export interface SubFleetOptions {
@@ -54,6 +59,10 @@ export interface SubFleetOptions {
   tickMs?: number;
   /** Every topic resumes from this (epoch, seq). */
   resume?: { epoch: number; seq: number } | null;
+  /** --auth jwt: every session presents its own token, minted with this secret. */
+  jwtSecret?: string | null;
+  /** Open failed and closed sessions again, honoring the server's hints (native engine only). */
+  reconnect?: boolean;
 }
 
 const STAT_KEYS = [
@@ -73,12 +82,23 @@ const STAT_KEYS = [
   'clockSkew',
   'protocolErrors',
   'serverCloses',
+  'live',
+  'retries',
+  'connectErrors',
+  'refused503',
+  'refused429',
+  'refusedOther',
+  'hinted',
+  'ticketsSent',
+  'ticketRefusals',
 ] as const;
 
 export type FleetStats = Record<(typeof STAT_KEYS)[number], number> & {
   /** The slowest process's time to all connected / ready; -1 until every process got there. */
   allConnectedSeconds: number;
   allReadySeconds: number;
+  /** With reconnect: the latest process's wall-clock ms of the last moment all its sessions were ready; 0 until every process got there. */
+  allLiveAtMs: number;
   firstError: string | null;
   lastCloseCode: number;
 };
@@ -131,6 +151,8 @@ export class SubscriberFleet {
         engine: o.engine ?? 'auto',
         tickMs: o.tickMs ?? 500,
         resume: o.resume ?? null,
+        jwtSecret: o.jwtSecret ?? null,
+        reconnect: o.reconnect ?? false,
       };
       first += connections;
       const proc = fork(benchEntry('sub-worker'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -185,11 +207,14 @@ export class SubscriberFleet {
     const s = Object.fromEntries(STAT_KEYS.map((k) => [k, 0])) as unknown as FleetStats;
     s.allConnectedSeconds = 0;
     s.allReadySeconds = 0;
+    s.allLiveAtMs = 0;
+    let allLive = true;
     s.firstError = this.errors[0] ?? null;
     s.lastCloseCode = 0;
     for (const c of this.children) {
       const cs = c.stats;
       if (!cs) {
+        allLive = false;
         s.connections += c.config.connections;
         s.allConnectedSeconds = -1;
         s.allReadySeconds = -1;
@@ -198,9 +223,12 @@ export class SubscriberFleet {
       for (const k of STAT_KEYS) s[k] += cs[k];
       if (s.allConnectedSeconds >= 0) s.allConnectedSeconds = cs.allConnectedSeconds < 0 ? -1 : Math.max(s.allConnectedSeconds, cs.allConnectedSeconds);
       if (s.allReadySeconds >= 0) s.allReadySeconds = cs.allReadySeconds < 0 ? -1 : Math.max(s.allReadySeconds, cs.allReadySeconds);
+      if (!cs.allLiveAtMs) allLive = false;
+      else s.allLiveAtMs = Math.max(s.allLiveAtMs, cs.allLiveAtMs);
       s.firstError ??= cs.firstError;
       if (cs.lastCloseCode) s.lastCloseCode = cs.lastCloseCode;
     }
+    if (!allLive) s.allLiveAtMs = 0;
     return s;
   }
 
@@ -242,6 +270,27 @@ export class SubscriberFleet {
     for (const p of parts) {
       out.set(p, at);
       at += p.length;
+    }
+    return out;
+  }
+
+  /** Upgrades completed and refused (503, 429) per wall-clock second, summed over the processes: unix second -> counts. */
+  async secondCounts(): Promise<Map<number, { upgrades: number; refused: number }>> {
+    const parts = await Promise.all(
+      this.children.map((c) => {
+        const p = this.waitFor(c, (m) => m.type === 'seconds', 10000);
+        c.proc.send({ type: 'seconds' } satisfies SubWorkerRequest);
+        return p.then((m) => (m as { rows: Float64Array }).rows);
+      }),
+    );
+    const out = new Map<number, { upgrades: number; refused: number }>();
+    for (const rows of parts) {
+      for (let k = 0; k + 2 < rows.length; k += 3) {
+        const e = out.get(rows[k]) ?? { upgrades: 0, refused: 0 };
+        e.upgrades += rows[k + 1];
+        e.refused += rows[k + 2];
+        out.set(rows[k], e);
+      }
     }
     return out;
   }

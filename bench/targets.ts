@@ -31,7 +31,14 @@ export interface Target {
   jmx(): Promise<Record<string, unknown> | null>;
   /** User + system CPU seconds since the process started. */
   cpuSeconds(): number;
+  /** c10m with --auth jwt (TargetOptions.jwtSecret): the secret the bench mints tokens with; null otherwise. */
+  jwtSecret: string | null;
   stop(): Promise<void>;
+  /**
+   * A restart: this process is sent `signal` and waited for, then the same server is started again on the
+   * same port (a new process: a new pid and admin port); `whenDown` is called between the two. Not for --url targets.
+   */
+  restart(signal: NodeJS.Signals, whenDown?: () => void): Promise<Target>;
 }
 
 export interface TargetOptions {
@@ -47,6 +54,10 @@ export interface TargetOptions {
   cli?: string;
   /** c10m only: keep the server's per-session budgets (default: off, see below). */
   budgets?: boolean;
+  /** c10m only: --auth jwt with this HS256 secret (given as C10M_JWT_SECRET, not a flag: flags show in ps). */
+  jwtSecret?: string | null;
+  /** The port to listen on (default 0: any); a restart takes the port it had. */
+  port?: number;
 }
 
 const CLOCK_TICKS = 100;
@@ -111,7 +122,7 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
       '--host',
       '127.0.0.1',
       '--port',
-      '0',
+      String(options.port ?? 0),
       '--admin-port',
       '0',
       '--workgroups',
@@ -119,15 +130,17 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
       '--log-level',
       'info',
       ...budgets,
+      ...(options.jwtSecret ? ['--auth', 'jwt'] : []),
       ...(options.serveArgs ?? []),
     ];
   } else {
-    args = [benchEntry(`peers/${kind}`), '--port', '0'];
+    args = [benchEntry(`peers/${kind}`), '--port', String(options.port ?? 0)];
   }
   const output: string[] = [];
   let inspectorUrl: string | null = null;
   const s = await spawnUntilReady({
     args: [...(options.execArgv ?? []), ...args],
+    env: kind === 'c10m' && options.jwtSecret ? { C10M_JWT_SECRET: options.jwtSecret } : {},
     ready: (m) => m.msg === 'c10m listening' || m.msg === 'peer listening',
     readyTimeoutMs: 20000,
     readyErrors: {
@@ -167,8 +180,19 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
     memory: () => readMemory(pid),
     jmx: () => fetchJmx(adminPort),
     cpuSeconds: () => readCpuSeconds(pid),
+    jwtSecret: kind === 'c10m' ? (options.jwtSecret ?? null) : null,
     async stop() {
       await s.stop();
+    },
+    async restart(signal, whenDown) {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill(signal);
+        const t = setTimeout(() => proc.kill('SIGKILL'), 20000);
+        await s.exited;
+        clearTimeout(t);
+      }
+      whenDown?.();
+      return startTarget(kind, { ...options, port });
     },
   };
 }
@@ -190,6 +214,8 @@ export function externalTarget(url: string, pid: number | null, adminPort = 0): 
     memory: () => (pid ? readMemory(pid) : { rssBytes: 0, anonBytes: 0, fileBytes: 0, anonHugeBytes: 0 }),
     jmx: () => fetchJmx(adminPort),
     cpuSeconds: () => (pid ? readCpuSeconds(pid) : 0),
+    jwtSecret: null,
     stop: async () => undefined,
+    restart: () => Promise.reject(new Error('a server started elsewhere (--url) cannot be restarted by the bench')),
   };
 }

@@ -234,6 +234,46 @@ describe('bench run, each scenario at small numbers', () => {
     expect(bytes['3 of 3'] - bytes['0 of 3']).toBeLessThan(3.3 * (bytes['1 of 3'] - bytes['0 of 3']));
   });
 
+  test('reference-scaled with --auth none,jwt: every session on its own token, counts exact, memory after GC, jwt as a ratio to none', async () => {
+    const r = await runScenario(['reference-scaled', '--connections', '200', '--duration', '2', '--warmup', '0', '--auth', 'none,jwt', '--gc-readings']);
+    expect(r.targets.map((t) => [t.name, t.figures.auth])).toEqual([
+      ['c10m-auth-none', 'none'],
+      ['c10m-auth-jwt', 'jwt'],
+    ]);
+    for (const t of r.targets) {
+      expect(t.figures.delivered).toBe(t.figures.published);
+      expect(t.figures.memoryAfterGc).toBe(true);
+      expect(t.figures.rssPerSessionBytes).toEqual(expect.any(Number));
+      expect(t.figures.addedRssPerSessionBytes).toEqual(expect.any(Number));
+    }
+    // Every session's own token was accepted at the upgrade; their claims are one grant (no {sub} in it).
+    expect(r.targets[1].figures).toMatchObject({ authAccepted: 200, authGrants: 1, errorReplies: 0 });
+    expect(r.targets[0].figures).toMatchObject({ authAccepted: 0, authGrants: 0 });
+    expect(r.checks.map((c) => c.name)).toEqual(expect.arrayContaining(['c10m-auth-jwt: every session got exactly its messages']));
+    expect(r.ratios.filter((x) => x.subject === 'c10m-auth-jwt' && x.peer === 'c10m-auth-none').map((x) => x.key)).toEqual(expect.arrayContaining(['p99Ms', 'rssPerSessionBytes']));
+  });
+
+  test('reconnect-storm: a node killed and started again on its port; with --admission-rate the crowd is refused with tickets and comes back at the pace given', async () => {
+    const r = await runScenario(['reconnect-storm', '--connections', '300', '--duration', '2', '--admission-rate', '100,0']);
+    expect(r.targets.map((t) => t.name)).toEqual(['c10m-admission100', 'c10m-admission-off']);
+    const [on, off] = r.targets.map((t) => t.figures);
+    // Every session back (a check), the admitted ones paced: refused with a hint and a ticket, none refused again on it.
+    expect(r.checks.map((c) => c.name)).toEqual(expect.arrayContaining(['c10m-admission100: every session back after the restart', 'c10m-admission-off: every session back after the restart']));
+    expect(on.refused503 as number).toBeGreaterThan(0);
+    expect(on.ticketsSent as number).toBeGreaterThan(0);
+    expect(on.ticketRefusals).toBe(0);
+    expect(on.maxAdmittedPerSec as number).toBeLessThanOrEqual(200);
+    expect(on.secondsToAllBack as number).toBeGreaterThan(1);
+    expect(off).toMatchObject({ refused503: 0, ticketsSent: 0, admissionRate: 'off' });
+    for (const f of [on, off]) {
+      expect(f.connectErrors as number).toBeGreaterThan(0);
+      expect(f.calmP99Ms).toEqual(expect.any(Number));
+      expect(f.stormP99Ms).toEqual(expect.any(Number));
+    }
+    expect(r.ratios.filter((x) => x.subject === 'c10m-admission100' && x.peer === 'c10m-admission-off').map((x) => x.key)).toEqual(expect.arrayContaining(['secondsToAllBack', 'stormP99Ms']));
+    expect(r.charts.map((c) => c.title)).toEqual(['Sessions admitted and refused per second, from the restart (s)', 'Delivery latency per second, p99 (ms)', 'Sessions ready']);
+  });
+
   test('fanout on c10m at one and two workgroups, with and without the cache: a target each, every count exact, sessions spread', async () => {
     const r = await runScenario([
       'fanout',

@@ -5,6 +5,7 @@
 import WebSocket from 'ws';
 import { HistogramKind, createSubscriberClient, type SubscriberClient } from '../bench/loadgen';
 import { packr } from '../protocol/codec';
+import { mintToken } from '../bench/tokens';
 import { startServer, type TestServer } from './helpers/server';
 
 jest.setTimeout(60_000);
@@ -113,5 +114,52 @@ describe.each(['native', 'js'] as const)('%s engine', (engine) => {
     await until(() => client.stats().failed === 3, 10000, 'three failures');
     expect(client.stats()).toMatchObject({ connected: 0, failed: 3 });
     expect(client.stats().firstError).toEqual(expect.any(String));
+  });
+});
+
+describe('native engine: per-session queries and reconnect against a node with --auth jwt and --admission-rate', () => {
+  const SESSIONS = 60;
+  const RATE = 20;
+  const secret = 'loadgen-test-secret-of-at-least-32-chars';
+  let node: TestServer;
+  let client: SubscriberClient | null = null;
+  beforeAll(async () => {
+    node = await startServer(['--workgroups', '1', '--auth', 'jwt', '--admission-rate', String(RATE)], { C10M_JWT_SECRET: secret });
+  });
+  afterAll(async () => {
+    client?.stop();
+    await node.stop();
+  });
+
+  test('each session presents its own token; refused upgrades wait their retryAfterMs and come back with their ticket', async () => {
+    const tokens: string[] = [];
+    for (let i = 0; i < SESSIONS; i++) tokens.push(await mintToken(secret, { sub: `u${i}`, subscribe: ['/lq/{sub}'] }));
+    client = createSubscriberClient({
+      url: node.url('/v1/ws?encoding=msgpack'),
+      connections: SESSIONS,
+      sourceAddresses: ['127.0.3.5', '127.0.3.6'],
+      // Each session's token allows its own topic only: a session that presented another's would get FORBIDDEN.
+      commands: (i) => [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics: [`/lq/u${i}`] }) }],
+      expectedReplies: 1,
+      query: (i) => `&token=${tokens[i]}`,
+      reconnect: true,
+    });
+    client.start();
+    await until(() => client?.stats().live === SESSIONS, 30000, 'every session live');
+    const s = client.stats();
+    // 60 sessions at 20/s: most are refused at first and admitted on their ticket, none refused twice, none failed.
+    expect(s).toMatchObject({ live: SESSIONS, ready: SESSIONS, connected: SESSIONS, failed: 0, errorReplies: 0, refused429: 0, refusedOther: 0, ticketRefusals: 0 });
+    expect(s.refused503).toBeGreaterThanOrEqual(SESSIONS - 2 * RATE);
+    expect(s.hinted).toBe(s.refused503);
+    expect(s.ticketsSent).toBe(s.refused503);
+    expect(s.allLiveAtMs).toBeGreaterThan(Date.now() - 30000);
+    // No wall-clock second admitted much more than the rate (a second's unclaimed places pass to the next).
+    const rows = client.secondCounts();
+    let upgrades = 0;
+    for (let k = 0; k < rows.length; k += 3) {
+      upgrades += rows[k + 1];
+      expect(rows[k + 1]).toBeLessThanOrEqual(2 * RATE);
+    }
+    expect(upgrades).toBe(SESSIONS);
   });
 });

@@ -26,7 +26,7 @@ import * as path from 'node:path';
 import { envHeader } from '../env';
 import { Progress, DEFAULT_SOURCE_ADDRESSES, connectFleet, type RunOptions } from '../harness';
 import { parseSourceAddresses } from '../addresses';
-import { InspectorClient, diffSummaries, type HeapSummary, type HeapUsage } from './inspector';
+import { InspectorClient, diffSummaries, type HeapSummary, type HeapUsage } from '../inspector';
 import { envLines } from '../report';
 import { ROOT } from '../paths';
 import { startTarget, type Target, type TargetKind } from '../targets';

@@ -54,6 +54,23 @@ export interface LoadStats {
   clockSkew: number;
   protocolErrors: number;
   serverCloses: number;
+  /** With reconnect: sessions ready now (ready and not closed since). Without: as ready minus the closed ready ones. */
+  live: number;
+  /** With reconnect: attempts scheduled again (after a failure, a refusal or a close). */
+  retries: number;
+  /** With reconnect: connects and handshakes that failed (a node that is down), each retried after the backoff. */
+  connectErrors: number;
+  /** With reconnect: upgrades answered 503, 429, or another refusal status. */
+  refused503: number;
+  refused429: number;
+  refusedOther: number;
+  /** With reconnect: refusals whose hint (retryAfterMs) was followed instead of the backoff. */
+  hinted: number;
+  /** With reconnect: attempts that carried an admission ticket (&admit=), and those refused (503 or 429) all the same. */
+  ticketsSent: number;
+  ticketRefusals: number;
+  /** With reconnect: wall-clock ms of the last moment every session was ready; 0: not yet. */
+  allLiveAtMs: number;
   lastCloseCode: number;
   /** Seconds from start() until every connection was open / ready; -1 until then. */
   allConnectedSeconds: number;
@@ -88,6 +105,14 @@ export interface SubscriberClientOptions {
   /** Most connections between socket() and the 101 response at once (default 256). */
   maxPending?: number;
   handshakeTimeoutMs?: number;
+  /** Connection i's own query text, appended to the URL's query (e.g. "&token=..."; the native engine only, and the JS one). */
+  query?(i: number): string;
+  /**
+   * Open a connection again when it fails or is closed, as the SDK does: after a 503 RETRY_LATER or 429
+   * RATE_LIMITED at the upgrade, wait the body's retryAfterMs exactly (after a 503, come back with
+   * &admit=<ticket>); otherwise full-jitter backoff (sdk/backoff.ts defaults). Native engine only.
+   */
+  reconnect?: boolean | { initialDelayMs?: number; maxDelayMs?: number; factor?: number };
 }
 
 export interface SubscriberClient {
@@ -100,6 +125,8 @@ export interface SubscriberClient {
   takeHistogram(kind: HistogramKind): Float64Array;
   /** Deliveries per connection. */
   connectionCounts(): Uint32Array;
+  /** [unix second, upgrades completed, upgrades refused (503, 429), ...] for every second since start() that had either. */
+  secondCounts(): Float64Array;
 }
 
 interface LoadgenBinding {
@@ -109,6 +136,7 @@ interface LoadgenBinding {
     stats(): LoadStats;
     takeHistogram(kind: number): Float64Array;
     connectionCounts(): Uint32Array;
+    secondCounts(): Float64Array;
   };
   parseFramesForTest(chunks: Uint8Array[], nowMicros: number): ParserEvent[];
   histogramBucketForTest(value: number): { index: number; lowest: number };
@@ -184,15 +212,18 @@ export function histogramBucketForTest(value: number): { index: number; lowest: 
   return loaded.binding.histogramBucketForTest(value);
 }
 
-/** The key and accept value of the handshake. One key serves every connection: no server of ours depends on it being fresh. */
-function handshake(u: URL): { request: string; accept: string; key: string } {
+/**
+ * The key and accept value of the handshake. One key serves every connection: no server of ours depends on it being fresh.
+ * queryAt: where a connection's own query (and &admit=) is inserted; with `openQuery` the path ends in a query ("?" at least).
+ */
+function handshake(u: URL, openQuery = false): { request: string; accept: string; key: string; queryAt: number } {
   const key = Buffer.from('c10m-benchsub-16').toString('base64');
   const accept = createHash('sha1')
     .update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11')
     .digest('base64');
-  const request =
-    `GET ${u.pathname}${u.search} HTTP/1.1\r\n` + `Host: ${u.host}\r\n` + 'Upgrade: websocket\r\nConnection: Upgrade\r\n' + `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
-  return { request, accept, key };
+  const line = `GET ${u.pathname}${u.search || (openQuery ? '?' : '')}`;
+  const request = `${line} HTTP/1.1\r\n` + `Host: ${u.host}\r\n` + 'Upgrade: websocket\r\nConnection: Upgrade\r\n' + `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`;
+  return { request, accept, key, queryAt: line.length };
 }
 
 /**
@@ -210,6 +241,7 @@ export function createSubscriberClient(options: SubscriberClientOptions, engine:
     if (!loaded.binding) throw new LoadgenUnavailable(loaded.error, options.connections, MAX_JS_CONNECTIONS);
     return new NativeClient(loaded.binding, options, u);
   }
+  if (options.reconnect) throw new LoadgenUnavailable(`${loaded.error ?? 'the JS engine was asked for'}; reconnect needs the native engine`, options.connections, 0);
   if (options.connections > MAX_JS_CONNECTIONS) throw new LoadgenUnavailable(loaded.error ?? 'the JS engine was asked for', options.connections, MAX_JS_CONNECTIONS);
   return new JsClient(options);
 }
@@ -234,7 +266,21 @@ class NativeClient implements SubscriberClient {
       }
     }
     connectionFrames[o.connections] = ends.length;
-    const { request, accept } = handshake(u);
+    const { request, accept, queryAt } = handshake(u, o.query !== undefined || !!o.reconnect);
+    let queries: { queries: Buffer; queryEnds: Uint32Array } | null = null;
+    if (o.query) {
+      const parts: Buffer[] = [];
+      const queryEnds = new Uint32Array(o.connections);
+      let end = 0;
+      for (let i = 0; i < o.connections; i++) {
+        const q = Buffer.from(o.query(i), 'latin1');
+        parts.push(q);
+        end += q.length;
+        queryEnds[i] = end;
+      }
+      queries = { queries: Buffer.concat(parts), queryEnds };
+    }
+    const backoff = typeof o.reconnect === 'object' ? o.reconnect : {};
     this.lg = new binding.LoadGen({
       host: u.hostname,
       port: Number(u.port || 80),
@@ -253,6 +299,12 @@ class NativeClient implements SubscriberClient {
       connectRate: o.connectRate ?? 0,
       maxPending: o.maxPending ?? 256,
       handshakeTimeoutMs: o.handshakeTimeoutMs ?? 30000,
+      queryAt,
+      ...(queries ?? {}),
+      reconnect: !!o.reconnect,
+      ...(backoff.initialDelayMs !== undefined ? { backoffInitialMs: backoff.initialDelayMs } : {}),
+      ...(backoff.maxDelayMs !== undefined ? { backoffMaxMs: backoff.maxDelayMs } : {}),
+      ...(backoff.factor !== undefined ? { backoffFactor: backoff.factor } : {}),
     });
   }
   start(): void {
@@ -269,6 +321,9 @@ class NativeClient implements SubscriberClient {
   }
   connectionCounts(): Uint32Array {
     return this.lg.connectionCounts();
+  }
+  secondCounts(): Float64Array {
+    return this.lg.secondCounts();
   }
 }
 
@@ -346,6 +401,16 @@ class JsClient implements SubscriberClient {
       clockSkew: 0,
       protocolErrors: 0,
       serverCloses: 0,
+      live: 0,
+      retries: 0,
+      connectErrors: 0,
+      refused503: 0,
+      refused429: 0,
+      refusedOther: 0,
+      hinted: 0,
+      ticketsSent: 0,
+      ticketRefusals: 0,
+      allLiveAtMs: 0,
       lastCloseCode: 0,
       allConnectedSeconds: -1,
       allReadySeconds: -1,
@@ -383,10 +448,17 @@ class JsClient implements SubscriberClient {
     let state: 'handshake' | 'open' | 'done' = 'handshake';
     let wait = o.waitMessages ?? 0;
     let repliesLeft = o.expectedReplies ?? 0;
-    const ws = new WebSocket(o.url, { localAddress: o.sourceAddresses[i % o.sourceAddresses.length], perMessageDeflate: false, handshakeTimeout: o.handshakeTimeoutMs ?? 30000 });
+    const ws = new WebSocket(o.query ? withQuery(o.url, o.query(i)) : o.url, {
+      localAddress: o.sourceAddresses[i % o.sourceAddresses.length],
+      perMessageDeflate: false,
+      handshakeTimeout: o.handshakeTimeoutMs ?? 30000,
+    });
     this.sockets[i] = ws;
+    let live = false;
     const markReady = () => {
       s.ready++;
+      s.live++;
+      live = true;
       this.histograms[HistogramKind.READY].record(Math.round((performance.now() - startedAt) * 1000));
       if (s.ready === o.connections) s.allReadySeconds = (performance.now() - this.startedAt) / 1000;
     };
@@ -447,6 +519,7 @@ class JsClient implements SubscriberClient {
         s.failed++;
       } else if (state === 'open') {
         s.closed++;
+        if (live) s.live--;
         if (!this.stopped) {
           s.serverCloses++;
           s.lastCloseCode = code;
@@ -470,4 +543,13 @@ class JsClient implements SubscriberClient {
   connectionCounts(): Uint32Array {
     return this.counts.slice();
   }
+  secondCounts(): Float64Array {
+    return new Float64Array(0);
+  }
+}
+
+/** url with `query` ("&a=b...") appended to its query. */
+function withQuery(url: string, query: string): string {
+  const u = new URL(url);
+  return `${u.origin}${u.pathname}${u.search || '?'}${query}`;
 }

@@ -3,6 +3,7 @@
 // message per second (60 times the reference's one per minute), latency
 // from the creation timestamp in every message, for several minutes.
 import { cpuOf, connectFleet, countChecks, expectedDeliveries, fleetFigures, pubConfig, Sampler, settle, startPublisher, summarize, type RunOptions, type Progress } from '../harness';
+import { InspectorClient } from '../inspector';
 import type { ScenarioResult } from '../report';
 import type { Target } from '../targets';
 
@@ -17,9 +18,18 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
   // The first seconds intern every topic and warm the JIT up: their messages are counted and
   // checked, but the latency table is over the messages after them (latencyAll has every one).
   const warmup = Math.min(o.warmupSeconds ?? DEFAULTS.warmupSeconds, duration / 2);
+  // --gc-readings: the server's memory before and after connecting, each after a full GC in every isolate (live memory).
+  const inspector = o.gcReadings ? await gcClient(target, o.workgroups) : null;
+  const empty = inspector ? await memoryReading(target, inspector) : null;
   const { fleet, allReady, seconds: connectSeconds } = await connectFleet(target, { connections: sessions, processes: o.processes, topicsPerSession: 1, topicCount }, o, progress, 'connect');
   try {
     if (!allReady) throw new Error(`only ${fleet.stats().ready} of ${sessions} sessions got ready (${fleet.stats().firstError ?? 'no error reported'})`);
+    // What the sessions cost in memory, before any message: RSS / sessions (and, with --gc-readings, after a GC, and
+    // the growth from the empty server). With --auth jwt, the grants the sessions share.
+    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    const connected = inspector ? await memoryReading(target, inspector) : { rssBytes: target.pid ? target.rssBytes() : 0, heapUsedBytes: null, heapTotalBytes: null };
+    inspector?.close();
+    const jmxConnected = await target.jmx();
     const pub = await startPublisher(pubConfig(target, { size, topicCount, schedule: [{ atSeconds: 0, rate }], durationSeconds: duration, connections: o.pubConnections }));
     const sampler = new Sampler(
       fleet,
@@ -59,6 +69,15 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
     const medianSecondP99Ms = secondP99.length ? secondP99[Math.floor(secondP99.length / 2)] : null;
     const quietSeconds = secondP99.filter((x) => x < 5).length;
     notes.push(`per-second p99: median ${medianSecondP99Ms ?? '–'} ms; ${quietSeconds} of ${secondP99.length} seconds under 5 ms`);
+    if (inspector) {
+      notes.push(
+        `memory after connecting, after a full GC in every isolate: RSS ${mb(connected.rssBytes)} MB (${mb(empty?.rssBytes ?? 0)} MB empty), ${Math.round(connected.rssBytes / sessions)} B per session, ${Math.round((connected.rssBytes - (empty?.rssBytes ?? 0)) / sessions)} B added per session; JS heap used ${Math.round(((connected.heapUsedBytes ?? 0) - (empty?.heapUsedBytes ?? 0)) / sessions)} B and committed ${Math.round(((connected.heapTotalBytes ?? 0) - (empty?.heapTotalBytes ?? 0)) / sessions)} B added per session`,
+      );
+    }
+    if (target.jwtSecret)
+      notes.push(
+        `--auth jwt: every session and the publisher authenticated with their own HS256 token; ${jmxConnected?.AuthAccepted ?? '–'} tokens accepted, c10m_auth_grants ${jmxConnected?.AuthGrants ?? '–'}`,
+      );
     if (final.deferred > 0) notes.push(`the publisher fell behind its schedule ${final.deferred} times (send buffer full)`);
     for (let i = 0; i < notes.length; i++) notes[i] = `${target.name}: ${notes[i]}`;
     return {
@@ -73,6 +92,8 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
         { key: 'maxMs', label: 'max ms', better: 'lower' },
         { key: 'serverCpuPct', label: 'server CPU %', better: 'lower' },
         { key: 'serverRssMB', label: 'server RSS MB', better: 'lower' },
+        { key: 'rssPerSessionBytes', label: 'RSS/session B', better: 'lower' },
+        { key: 'addedRssPerSessionBytes', label: 'RSS added/session B', better: 'lower' },
       ],
       targets: [
         {
@@ -94,6 +115,15 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
             medianSecondP99Ms,
             secondsP99Under5Ms: quietSeconds,
             serverRssMB: sampler.samples.length ? sampler.samples[sampler.samples.length - 1].serverRssMB : null,
+            rssPerSessionBytes: connected.rssBytes ? Math.round(connected.rssBytes / sessions) : null,
+            addedRssPerSessionBytes: empty ? Math.round((connected.rssBytes - empty.rssBytes) / sessions) : null,
+            addedHeapPerSessionBytes: empty && connected.heapUsedBytes !== null && empty.heapUsedBytes !== null ? Math.round((connected.heapUsedBytes - empty.heapUsedBytes) / sessions) : null,
+            addedHeapCommittedPerSessionBytes:
+              empty && connected.heapTotalBytes !== null && empty.heapTotalBytes !== null ? Math.round((connected.heapTotalBytes - empty.heapTotalBytes) / sessions) : null,
+            memoryAfterGc: inspector !== null,
+            auth: target.jwtSecret ? 'jwt' : 'none',
+            authGrants: typeof jmxConnected?.AuthGrants === 'number' ? jmxConnected.AuthGrants : null,
+            authAccepted: typeof jmxConnected?.AuthAccepted === 'number' ? jmxConnected.AuthAccepted : null,
             ...fleetFigures(stats),
           },
         },
@@ -123,6 +153,29 @@ export async function referenceScaled(target: Target, o: RunOptions, progress: P
       series: { [target.name]: sampler.samples as unknown as Record<string, number | null>[] },
     };
   } finally {
+    inspector?.close();
     fleet.kill();
   }
+}
+
+/** Settling after the connect storm, before the memory reading. */
+const SETTLE_MS = 3000;
+
+const mb = (bytes: number) => Math.round((bytes / 2 ** 20) * 10) / 10;
+
+/** The inspector of a server started with --inspect (bench run --gc-readings), attached to every workgroup. */
+async function gcClient(target: Target, workgroups: number): Promise<InspectorClient> {
+  const deadline = Date.now() + 5000;
+  while (target.inspectorUrl === null && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (target.inspectorUrl === null) throw new Error('--gc-readings: the server did not say where its inspector listens');
+  const insp = await InspectorClient.connect(target.inspectorUrl);
+  await insp.attachWorkers(workgroups);
+  return insp;
+}
+
+/** RSS and the JS heap used over every isolate, after a full GC in each. */
+async function memoryReading(target: Target, insp: InspectorClient): Promise<{ rssBytes: number; heapUsedBytes: number | null; heapTotalBytes: number | null }> {
+  await insp.gcAll();
+  const heaps = await insp.heapUsage();
+  return { rssBytes: target.rssBytes(), heapUsedBytes: heaps.reduce((a, h) => a + h.usedBytes, 0), heapTotalBytes: heaps.reduce((a, h) => a + h.totalBytes, 0) };
 }

@@ -7,6 +7,12 @@
 // histogram here, so that JavaScript sees only batches: stats(),
 // takeHistogram() and connectionCounts(), called about once a second.
 //
+// With `reconnect`, a connection that fails or is closed is opened again, as
+// the SDK does: after a 503 RETRY_LATER or a 429 RATE_LIMITED at the upgrade
+// it waits the body's retryAfterMs and comes back (after a 503, with
+// &admit=<ticket>), otherwise after a full-jitter backoff. Each connection
+// may carry its own query (a token) in the upgrade request.
+//
 // No static mutable state: everything belongs to one LoadGen, so several can
 // run in one process (each with its own thread) and in several threads.
 // Built as its own addon (c10m_loadgen.node) so that it needs no change to
@@ -23,10 +29,14 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cctype>
 #include <cerrno>
+#include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <queue>
 #include <string>
 #include <thread>
 #include <vector>
@@ -57,11 +67,18 @@ uint64_t MonotonicMicros() {
 // Histograms a LoadGen keeps; takeHistogram(kind) names them by number.
 enum HistogramKind { kLatency = 0, kConnect = 1, kReady = 2, kHistogramKinds = 3 };
 
-enum ConnState : uint8_t { kIdle, kConnecting, kHandshake, kOpen, kClosed, kFailed };
+// kRefused: the upgrade was answered 503 or 429; its body (the hint) is being read.
+// kWaiting: reconnect only, closed, to be opened again at retry_at_us.
+enum ConnState : uint8_t { kIdle, kConnecting, kHandshake, kRefused, kOpen, kClosed, kFailed, kWaiting };
 
 constexpr uint64_t kWakeTag = ~0ull;
 constexpr size_t kReadBufferBytes = 256 * 1024;
 constexpr size_t kMaxHandshakeBytes = 4096;
+// Longest hint body read after a refused upgrade, and the longest ticket kept.
+constexpr size_t kMaxRefusalBodyBytes = 4096;
+constexpr size_t kMaxTicketChars = 128;
+// Seconds of per-second counts kept (upgrades and refusals by wall-clock second).
+constexpr size_t kMaxSeconds = 3600;
 
 class LoadGen;
 
@@ -82,9 +99,20 @@ struct Conn {
   ConnState state = kIdle;
   // How far "\r\n\r\n" has matched at the end of the handshake response.
   uint8_t crlf_matched = 0;
+  // Reconnect: this attempt carries a ticket; the session is counted in live_.
+  bool with_ticket = false;
+  bool live = false;
+  // Reconnect: attempts since the last open (the backoff's exponent).
+  uint16_t attempt = 0;
   uint32_t wait_messages = 0;
   uint32_t replies_left = 0;
+  // kRefused: body bytes still to read (Content-Length).
+  uint32_t body_left = 0;
   uint64_t started_us = 0;
+  // kWaiting: when to open again (monotonic µs).
+  uint64_t retry_at_us = 0;
+  // Reconnect: the ticket of the last 503 RETRY_LATER, sent as &admit= on the next attempt only.
+  std::unique_ptr<std::string> ticket;
   // Unsent output (only after a short write) and the handshake response so far.
   std::unique_ptr<std::string> out;
   std::unique_ptr<std::string> response;
@@ -94,8 +122,16 @@ struct Conn {
 struct Options {
   sockaddr_in dest{};
   std::vector<sockaddr_in> sources;
-  std::string request;  // the handshake request, sent as is
+  std::string request;  // the handshake request, sent as is (with the connection's query inserted at query_at)
   std::string accept;   // the Sec-WebSocket-Accept value the response must carry
+  uint32_t query_at = 0;              // where in `request` a connection's query (and &admit=) goes: the end of the path's query
+  std::vector<uint8_t> queries;       // every connection's query text ("&token=..."), back to back; empty: none
+  std::vector<uint32_t> query_ends;   // end offset of connection i's query in `queries`
+  bool reconnect = false;             // open a failed or closed connection again (hints, then full-jitter backoff)
+  double backoff_initial_ms = 250;    // the SDK's defaults (sdk/backoff.ts)
+  double backoff_max_ms = 30000;
+  double backoff_factor = 2;
+  double max_hint_ms = 240000;        // sdk/refusal.ts MAX_HINT_MS
   uint32_t connections = 0;
   std::vector<uint8_t> frames;        // every command payload, back to back
   std::vector<uint32_t> frame_ends;   // end offset of each payload in `frames`
@@ -144,7 +180,15 @@ class LoadGen : public Napi::ObjectWrap<LoadGen> {
   void Write(uint32_t i, const uint8_t* p, size_t n);
   void Flush(uint32_t i);
   void Fail(uint32_t i, const std::string& why);
-  void CloseOpen(uint32_t i);
+  void CloseOpen(uint32_t i, bool at_once = false);
+  void MarkReady(uint32_t i);
+  void OnRefusalBytes(uint32_t i, const uint8_t* p, size_t n);
+  void OnRefused(uint32_t i);
+  void Retry(uint32_t i, uint64_t delay_us);
+  uint64_t BackoffUs(Conn& c);
+  void OpenDue();
+  void CountSecond(std::vector<uint32_t>& v);
+  Napi::Value SecondCounts(const Napi::CallbackInfo& info);
   void Release(uint32_t i);
   void NoteError(const std::string& why);
   void WatchWrites(uint32_t i, bool on);
@@ -165,9 +209,18 @@ class LoadGen : public Napi::ObjectWrap<LoadGen> {
   uint64_t opened_ = 0, pending_ = 0, connected_ = 0, ready_ = 0, failed_ = 0, closed_ = 0;
   uint64_t messages_total_ = 0, bytes_ = 0, replies_ = 0, error_replies_ = 0, other_messages_ = 0;
   uint64_t pings_ = 0, clock_skew_ = 0, protocol_errors_ = 0, server_closes_ = 0;
+  // Reconnect: sessions ready now; attempts scheduled again; connects and handshakes that failed; upgrades refused with
+  // 503 / 429 / another status; refusals that carried a hint; attempts with a ticket, and those refused all the same.
+  uint64_t live_ = 0, retries_ = 0, connect_errors_ = 0, refused_503_ = 0, refused_429_ = 0, refused_other_ = 0;
+  uint64_t hinted_ = 0, tickets_sent_ = 0, ticket_refusals_ = 0;
   int last_close_code_ = 0;
   std::string first_error_;
   uint64_t started_mono_ = 0, all_connected_mono_ = 0, all_ready_mono_ = 0;
+  // Wall-clock ms of the last time every session was live (reconnect), 0: never.
+  uint64_t all_live_at_ms_ = 0;
+  // Completed upgrades and refused ones (503, 429) per wall-clock second from started_sec_.
+  uint64_t started_sec_ = 0;
+  std::vector<uint32_t> upgrades_per_sec_, refusals_per_sec_;
 
   // Epoll thread only.
   uint32_t next_ = 0;
@@ -176,6 +229,9 @@ class LoadGen : public Napi::ObjectWrap<LoadGen> {
   uint64_t rng_ = 0x9e3779b97f4a7c15ull;
   std::vector<uint8_t> read_buffer_;
   std::vector<uint8_t> frame_buffer_;
+  std::string request_buffer_;
+  // Reconnect: (retry_at_us, connection), earliest first; an entry whose connection moved on is skipped.
+  std::priority_queue<std::pair<uint64_t, uint32_t>, std::vector<std::pair<uint64_t, uint32_t>>, std::greater<>> retries_due_;
 };
 
 void ConnEvents::OnDelivery(uint64_t ts, uint64_t bytes) { lg->Delivered(index, ts, bytes); }
@@ -275,6 +331,26 @@ Options ParseOptions(Napi::Env env, Napi::Object obj) {
   o.connect_rate = NumberField(env, obj, "connectRate", 0, 1e9, 0);
   o.max_pending = static_cast<uint32_t>(NumberField(env, obj, "maxPending", 1, 1e7, 256));
   o.handshake_timeout_ms = static_cast<uint32_t>(NumberField(env, obj, "handshakeTimeoutMs", 1, 3.6e6, 30000));
+  o.query_at = static_cast<uint32_t>(NumberField(env, obj, "queryAt", 0, static_cast<double>(o.request.size()), 0));
+  Napi::Value queries = obj.Get("queries");
+  if (!queries.IsUndefined()) {
+    if (!queries.IsBuffer()) ThrowTypeError(env, "The \"queries\" option must be a Buffer.");
+    Napi::Buffer<uint8_t> qb = queries.As<Napi::Buffer<uint8_t>>();
+    o.queries.assign(qb.Data(), qb.Data() + qb.Length());
+    o.query_ends = TypedField<uint32_t>(env, obj, "queryEnds", napi_uint32_array);
+    if (o.query_ends.size() != o.connections) ThrowRangeError(env, "queryEnds must have one entry per connection.");
+    uint32_t last = 0;
+    for (uint32_t e : o.query_ends) {
+      if (e < last || e > o.queries.size()) ThrowRangeError(env, "queryEnds must be ascending offsets into queries.");
+      last = e;
+    }
+  }
+  Napi::Value reconnect = obj.Get("reconnect");
+  o.reconnect = reconnect.IsBoolean() && reconnect.As<Napi::Boolean>().Value();
+  o.backoff_initial_ms = NumberField(env, obj, "backoffInitialMs", 0, 3.6e6, 250);
+  o.backoff_max_ms = NumberField(env, obj, "backoffMaxMs", o.backoff_initial_ms, 3.6e6, std::max(30000.0, o.backoff_initial_ms));
+  o.backoff_factor = NumberField(env, obj, "backoffFactor", 1, 100, 2);
+  o.max_hint_ms = NumberField(env, obj, "maxHintMs", 0, 3.6e6, 240000);
   return o;
 }
 
@@ -284,7 +360,8 @@ Napi::Function LoadGen::Define(Napi::Env env) {
   return DefineClass(env, "LoadGen",
                      {InstanceMethod<&LoadGen::Start>("start"), InstanceMethod<&LoadGen::Stop>("stop"),
                       InstanceMethod<&LoadGen::Stats>("stats"), InstanceMethod<&LoadGen::TakeHistogram>("takeHistogram"),
-                      InstanceMethod<&LoadGen::ConnectionCounts>("connectionCounts")});
+                      InstanceMethod<&LoadGen::ConnectionCounts>("connectionCounts"),
+                      InstanceMethod<&LoadGen::SecondCounts>("secondCounts")});
 }
 
 LoadGen::LoadGen(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LoadGen>(info) {
@@ -293,7 +370,6 @@ LoadGen::LoadGen(const Napi::CallbackInfo& info) : Napi::ObjectWrap<LoadGen>(inf
   o_ = ParseOptions(env, info[0].As<Napi::Object>());
   conns_ = std::vector<Conn>(o_.connections);
   messages_.assign(o_.connections, 0);
-  for (uint32_t i = 0; i < o_.connections; i++) conns_[i].replies_left = o_.expected_replies;
   read_buffer_.resize(kReadBufferBytes);
   rng_ ^= reinterpret_cast<uintptr_t>(this) ^ MonotonicMicros();
 }
@@ -316,6 +392,7 @@ Napi::Value LoadGen::Start(const Napi::CallbackInfo& info) {
   epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, wake_fd_, &ev);
   started_ = true;
   started_mono_ = MonotonicMicros();
+  started_sec_ = RealtimeMicros() / 1000000u;
   thread_ = std::thread([this] { Run(); });
   return env.Undefined();
 }
@@ -348,26 +425,33 @@ Napi::Value LoadGen::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   // Copy under the lock, build the JS object after it: an allocation may run
   // the garbage collector, and the epoll thread must never wait for that.
-  uint64_t v[16];
+  uint64_t v[24];
   int last_close_code;
-  double all_connected, all_ready;
+  double all_connected, all_ready, all_live_at;
   std::string first_error;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    uint64_t copy[16] = {opened_, pending_, connected_, ready_, failed_, closed_, messages_total_, bytes_,
-                         replies_, error_replies_, other_messages_, pings_, clock_skew_, protocol_errors_, server_closes_, 0};
+    uint64_t copy[24] = {opened_,       pending_,        connected_,      ready_,          failed_,         closed_,
+                         messages_total_, bytes_,        replies_,        error_replies_,  other_messages_, pings_,
+                         clock_skew_,   protocol_errors_, server_closes_, live_,           retries_,        connect_errors_,
+                         refused_503_,  refused_429_,    refused_other_,  hinted_,         tickets_sent_,   ticket_refusals_};
     std::memcpy(v, copy, sizeof v);
     last_close_code = last_close_code_;
     all_connected = all_connected_mono_ ? (all_connected_mono_ - started_mono_) / 1e6 : -1;
     all_ready = all_ready_mono_ ? (all_ready_mono_ - started_mono_) / 1e6 : -1;
+    all_live_at = static_cast<double>(all_live_at_ms_);
     first_error = first_error_;
   }
-  static constexpr const char* kNames[15] = {"opened", "pending", "connected", "ready", "failed",
-                                             "closed", "messages", "bytes", "replies", "errorReplies",
-                                             "otherMessages", "pings", "clockSkew", "protocolErrors", "serverCloses"};
+  static constexpr const char* kNames[24] = {
+      "opened",        "pending",       "connected",      "ready",       "failed",     "closed",
+      "messages",      "bytes",         "replies",        "errorReplies", "otherMessages", "pings",
+      "clockSkew",     "protocolErrors", "serverCloses",  "live",        "retries",    "connectErrors",
+      "refused503",    "refused429",    "refusedOther",   "hinted",      "ticketsSent", "ticketRefusals"};
   Napi::Object s = Napi::Object::New(env);
   s.Set("connections", Napi::Number::New(env, o_.connections));
-  for (int k = 0; k < 15; k++) s.Set(kNames[k], Napi::Number::New(env, static_cast<double>(v[k])));
+  for (int k = 0; k < 24; k++) s.Set(kNames[k], Napi::Number::New(env, static_cast<double>(v[k])));
+  // Reconnect: wall-clock ms of the last moment every session was ready, 0: not yet.
+  s.Set("allLiveAtMs", Napi::Number::New(env, all_live_at));
   s.Set("lastCloseCode", Napi::Number::New(env, last_close_code));
   // Seconds from start() until every connection was open (or ready); -1 until then.
   s.Set("allConnectedSeconds", Napi::Number::New(env, all_connected));
@@ -401,6 +485,27 @@ Napi::Value LoadGen::ConnectionCounts(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// [second, upgrades, refusals, ...] for every wall-clock second (Unix seconds) since start that had either.
+Napi::Value LoadGen::SecondCounts(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<double> rows;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    size_t n = std::max(upgrades_per_sec_.size(), refusals_per_sec_.size());
+    for (size_t k = 0; k < n; k++) {
+      uint32_t up = k < upgrades_per_sec_.size() ? upgrades_per_sec_[k] : 0;
+      uint32_t no = k < refusals_per_sec_.size() ? refusals_per_sec_[k] : 0;
+      if (up == 0 && no == 0) continue;
+      rows.push_back(static_cast<double>(started_sec_ + k));
+      rows.push_back(up);
+      rows.push_back(no);
+    }
+  }
+  Napi::Float64Array out = Napi::Float64Array::New(env, rows.size());
+  if (!rows.empty()) std::memcpy(out.Data(), rows.data(), rows.size() * sizeof(double));
+  return out;
+}
+
 // ---- the epoll thread -----------------------------------------------------
 
 void LoadGen::Run() {
@@ -410,10 +515,19 @@ void LoadGen::Run() {
       std::lock_guard<std::mutex> lock(mu_);
       now_us_ = RealtimeMicros();
       OpenSome();
+      OpenDue();
       CheckTimeouts();
     }
     bool opening = next_ < o_.connections;
-    int k = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), opening ? 1 : 100);
+    int timeout_ms = opening ? 1 : 100;
+    if (!retries_due_.empty()) {
+      uint64_t now = MonotonicMicros();
+      uint64_t at = retries_due_.top().first;
+      int until = at <= now ? 0 : static_cast<int>(std::min<uint64_t>(100, (at - now + 999) / 1000));
+      // Due but held back by max_pending: look again soon (a handshake ending frees a place).
+      timeout_ms = std::min(timeout_ms, std::max(until, pending_ >= o_.max_pending ? 1 : 0));
+    }
+    int k = epoll_wait(epoll_fd_, events.data(), static_cast<int>(events.size()), timeout_ms);
     if (k < 0) {
       if (errno == EINTR) continue;
       std::lock_guard<std::mutex> lock(mu_);
@@ -437,9 +551,56 @@ void LoadGen::OpenSome() {
   while (next_ < allowed && pending_ < o_.max_pending) OpenOne(next_++);
 }
 
+// Reconnect: opens the connections whose time has come, within max_pending.
+void LoadGen::OpenDue() {
+  if (retries_due_.empty()) return;
+  uint64_t now = MonotonicMicros();
+  while (!retries_due_.empty() && pending_ < o_.max_pending) {
+    auto [at, i] = retries_due_.top();
+    if (at > now) break;
+    retries_due_.pop();
+    Conn& c = conns_[i];
+    if (c.state == kWaiting && c.retry_at_us == at) OpenOne(i);
+  }
+}
+
+// Full jitter (sdk/backoff.ts): uniform in [0, min(max, initial * factor^attempt)); counts the attempt.
+uint64_t LoadGen::BackoffUs(Conn& c) {
+  double ceiling = std::min(o_.backoff_max_ms, o_.backoff_initial_ms * std::pow(o_.backoff_factor, std::min<int>(c.attempt, 64)));
+  if (c.attempt < UINT16_MAX) c.attempt++;
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  double unit = static_cast<double>(rng_ >> 11) / 9007199254740992.0;
+  return static_cast<uint64_t>(std::floor(unit * ceiling) * 1000);
+}
+
+// Reconnect: closes the connection (if open) and opens it again after delay_us.
+void LoadGen::Retry(uint32_t i, uint64_t delay_us) {
+  Conn& c = conns_[i];
+  if (c.state == kConnecting || c.state == kHandshake || c.state == kRefused) pending_--;
+  Release(i);
+  retries_++;
+  c.state = kWaiting;
+  c.retry_at_us = MonotonicMicros() + delay_us;
+  retries_due_.emplace(c.retry_at_us, i);
+}
+
+void LoadGen::CountSecond(std::vector<uint32_t>& v) {
+  uint64_t k = RealtimeMicros() / 1000000u - started_sec_;
+  if (k >= kMaxSeconds) return;
+  if (v.size() <= k) v.resize(k + 1, 0);
+  v[k]++;
+}
+
 void LoadGen::OpenOne(uint32_t i) {
   Conn& c = conns_[i];
   c.started_us = MonotonicMicros();
+  c.crlf_matched = 0;
+  c.replies_left = o_.expected_replies;
+  c.wait_messages = 0;
+  c.body_left = 0;
+  c.parser = FrameParser<ConnEvents>();
   opened_++;
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) {
@@ -477,7 +638,7 @@ void LoadGen::CheckTimeouts() {
   uint64_t limit = static_cast<uint64_t>(o_.handshake_timeout_ms) * 1000;
   for (uint32_t i = 0; i < next_; i++) {
     Conn& c = conns_[i];
-    if ((c.state == kConnecting || c.state == kHandshake) && now - c.started_us > limit) {
+    if ((c.state == kConnecting || c.state == kHandshake || c.state == kRefused) && now - c.started_us > limit) {
       Fail(i, "handshake timed out after " + std::to_string(o_.handshake_timeout_ms) + " ms");
     }
   }
@@ -511,7 +672,25 @@ void LoadGen::OnConnected(uint32_t i) {
   c.state = kHandshake;
   c.response = std::make_unique<std::string>();
   WatchWrites(i, false);
-  Write(i, reinterpret_cast<const uint8_t*>(o_.request.data()), o_.request.size());
+  c.with_ticket = c.ticket != nullptr;
+  if (o_.query_ends.empty() && !c.with_ticket) {
+    Write(i, reinterpret_cast<const uint8_t*>(o_.request.data()), o_.request.size());
+    return;
+  }
+  // The connection's own query, and the ticket of its last refusal (used once), inside the request line.
+  std::string& r = request_buffer_;
+  r.assign(o_.request, 0, o_.query_at);
+  if (!o_.query_ends.empty()) {
+    uint32_t begin = i == 0 ? 0 : o_.query_ends[i - 1];
+    r.append(reinterpret_cast<const char*>(o_.queries.data()) + begin, o_.query_ends[i] - begin);
+  }
+  if (c.with_ticket) {
+    r.append("&admit=").append(*c.ticket);
+    c.ticket.reset();
+    tickets_sent_++;
+  }
+  r.append(o_.request, o_.query_at, std::string::npos);
+  Write(i, reinterpret_cast<const uint8_t*>(r.data()), r.size());
 }
 
 void LoadGen::OnReadable(uint32_t i) {
@@ -520,6 +699,8 @@ void LoadGen::OnReadable(uint32_t i) {
   if (n == 0) {
     if (c.state == kOpen) {
       if (c.fd >= 0) CloseOpen(i);
+    } else if (c.state == kRefused) {
+      OnRefused(i);
     } else {
       Fail(i, "the server closed the connection during the handshake");
     }
@@ -539,6 +720,7 @@ void LoadGen::OnReadable(uint32_t i) {
   now_us_ = RealtimeMicros();
   const uint8_t* p = read_buffer_.data();
   if (c.state == kHandshake) return OnHandshakeBytes(i, p, static_cast<size_t>(n));
+  if (c.state == kRefused) return OnRefusalBytes(i, p, static_cast<size_t>(n));
   if (c.state == kOpen) {
     ConnEvents h{this, i};
     c.parser.Feed(p, static_cast<size_t>(n), h);
@@ -560,14 +742,28 @@ void LoadGen::OnHandshakeBytes(uint32_t i, const uint8_t* p, size_t n) {
   }
   const std::string& r = *c.response;
   if (r.compare(0, 12, "HTTP/1.1 101") != 0) {
+    if (o_.reconnect && (r.compare(0, 12, "HTTP/1.1 503") == 0 || r.compare(0, 12, "HTTP/1.1 429") == 0)) {
+      // The hint is in the body: read Content-Length bytes of it (the server closes after them).
+      std::string lower(r);
+      for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+      size_t at = lower.find("\r\ncontent-length:");
+      // Without a Content-Length: up to the end of the stream.
+      size_t length = at == std::string::npos ? kMaxRefusalBodyBytes : std::strtoul(lower.c_str() + at + 17, nullptr, 10);
+      c.state = kRefused;
+      c.body_left = static_cast<uint32_t>(std::min(length, kMaxRefusalBodyBytes));
+      return OnRefusalBytes(i, p + used, n - used);
+    }
+    if (o_.reconnect) refused_other_++;
     std::string status = r.substr(0, r.find('\r'));
     return Fail(i, "handshake refused: " + status);
   }
   if (r.find(o_.accept) == std::string::npos) return Fail(i, "handshake response without the expected Sec-WebSocket-Accept");
   c.response.reset();
   c.state = kOpen;
+  c.attempt = 0;
   pending_--;
   connected_++;
+  CountSecond(upgrades_per_sec_);
   uint64_t mono = MonotonicMicros();
   histograms_[kConnect].Record(mono - c.started_us);
   if (connected_ == o_.connections) all_connected_mono_ = mono;
@@ -580,20 +776,74 @@ void LoadGen::OnHandshakeBytes(uint32_t i, const uint8_t* p, size_t n) {
   }
 }
 
+// Reconnect: the body of a 503 or 429 answer to the upgrade, until Content-Length bytes (or the end of the stream).
+void LoadGen::OnRefusalBytes(uint32_t i, const uint8_t* p, size_t n) {
+  Conn& c = conns_[i];
+  size_t take = std::min<size_t>(n, c.body_left);
+  c.response->append(reinterpret_cast<const char*>(p), take);
+  c.body_left -= static_cast<uint32_t>(take);
+  if (c.body_left == 0) OnRefused(i);
+}
+
+// Reconnect: a refused upgrade. 503 RETRY_LATER and 429 RATE_LIMITED: wait the body's retryAfterMs exactly (the
+// Retry-After header's seconds without it; at most max_hint_ms), with the ticket of a 503 on the next attempt. Any
+// other refusal: the full-jitter backoff. As sdk/client.ts does.
+void LoadGen::OnRefused(uint32_t i) {
+  Conn& c = conns_[i];
+  const std::string& r = *c.response;
+  bool is503 = r.compare(0, 12, "HTTP/1.1 503") == 0;
+  if (is503) refused_503_++;
+  else refused_429_++;
+  CountSecond(refusals_per_sec_);
+  if (c.with_ticket) ticket_refusals_++;
+  size_t head_end = r.find("\r\n\r\n");
+  std::string body = head_end == std::string::npos ? std::string() : r.substr(head_end + 4);
+  bool hinted_code = body.find(is503 ? "\"code\":\"RETRY_LATER\"" : "\"code\":\"RATE_LIMITED\"") != std::string::npos;
+  double hint_ms = -1;
+  size_t at = body.find("\"retryAfterMs\":");
+  if (at != std::string::npos) {
+    hint_ms = std::strtod(body.c_str() + at + 15, nullptr);
+  } else {
+    std::string lower(r, 0, head_end == std::string::npos ? r.size() : head_end);
+    for (char& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    size_t h = lower.find("\r\nretry-after:");
+    if (h != std::string::npos) hint_ms = std::strtod(lower.c_str() + h + 14, nullptr) * 1000;
+  }
+  if (!hinted_code || !(hint_ms >= 0)) return Retry(i, BackoffUs(c));
+  hinted_++;
+  size_t t = is503 ? body.find("\"ticket\":\"") : std::string::npos;
+  if (t != std::string::npos) {
+    size_t from = t + 10;
+    size_t to = body.find('"', from);
+    bool ok = to != std::string::npos && to > from && to - from <= kMaxTicketChars;
+    for (size_t k = from; ok && k < to; k++) ok = std::isalnum(static_cast<unsigned char>(body[k])) || body[k] == '-' || body[k] == '_';
+    if (ok) c.ticket = std::make_unique<std::string>(body, from, to - from);
+  }
+  if (c.attempt < UINT16_MAX) c.attempt++;
+  Retry(i, static_cast<uint64_t>(std::ceil(std::min(hint_ms, o_.max_hint_ms))) * 1000);
+}
+
+void LoadGen::MarkReady(uint32_t i) {
+  Conn& c = conns_[i];
+  c.replies_left = UINT32_MAX;
+  ready_++;
+  uint64_t mono = MonotonicMicros();
+  histograms_[kReady].Record(mono - c.started_us);
+  if (ready_ == o_.connections) all_ready_mono_ = mono;
+  if (!c.live) {
+    c.live = true;
+    if (++live_ == o_.connections) all_live_at_ms_ = RealtimeMicros() / 1000u;
+  }
+}
+
 void LoadGen::SendCommands(uint32_t i) {
   for (uint32_t f = o_.conn_frames[i]; f < o_.conn_frames[i + 1] && conns_[i].fd >= 0; f++) {
     uint32_t begin = f == 0 ? 0 : o_.frame_ends[f - 1];
     SendFrame(i, o_.frame_opcodes[f], o_.frames.data() + begin, o_.frame_ends[f] - begin);
   }
   Conn& c = conns_[i];
-  if (c.replies_left == 0 && c.state == kOpen) {
-    // Nothing to wait for: ready as soon as the commands are out.
-    c.replies_left = UINT32_MAX;
-    ready_++;
-    uint64_t mono = MonotonicMicros();
-    histograms_[kReady].Record(mono - c.started_us);
-    if (ready_ == o_.connections) all_ready_mono_ = mono;
-  }
+  // Nothing to wait for: ready as soon as the commands are out.
+  if (c.replies_left == 0 && c.state == kOpen) MarkReady(i);
 }
 
 // A masked client frame (RFC 6455 5.3): the mask comes from a xorshift
@@ -698,18 +948,12 @@ void LoadGen::DataMessage(uint32_t i, int opcode, const uint8_t* head, size_t he
   // A msgpack reply map carrying an error has the fixstr key "error" near its start.
   static constexpr uint8_t kErrorKey[] = {0xa5, 'e', 'r', 'r', 'o', 'r'};
   if (opcode == 2 && std::search(head, head + head_len, kErrorKey, kErrorKey + 6) != head + head_len) error_replies_++;
-  if (--c.replies_left == 0) {
-    c.replies_left = UINT32_MAX;
-    ready_++;
-    uint64_t mono = MonotonicMicros();
-    histograms_[kReady].Record(mono - c.started_us);
-    if (ready_ == o_.connections) all_ready_mono_ = mono;
-  }
+  if (--c.replies_left == 0) MarkReady(i);
 }
 
 void LoadGen::Ping(uint32_t i, const uint8_t* payload, size_t len) {
   pings_++;
-  uint8_t copy[125];
+  uint8_t copy[125] = {};
   std::memcpy(copy, payload, len);
   SendFrame(i, 10, copy, len);
 }
@@ -720,7 +964,8 @@ void LoadGen::ServerClose(uint32_t i, int code) {
   last_close_code_ = code;
   uint8_t echo[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
   if (code != 1005) SendFrame(i, 8, echo, 2);
-  if (conns_[i].fd >= 0) CloseOpen(i);
+  // Going away (1001), too slow (4000), token expired (4003): the SDK reconnects at once (the first time).
+  if (conns_[i].fd >= 0) CloseOpen(i, code == 1001 || code == 4000 || code == 4003);
 }
 
 void LoadGen::ProtocolError(uint32_t i, const char* why) {
@@ -731,16 +976,31 @@ void LoadGen::ProtocolError(uint32_t i, const char* why) {
 
 void LoadGen::Fail(uint32_t i, const std::string& why) {
   Conn& c = conns_[i];
-  if (c.state == kConnecting || c.state == kHandshake) pending_--;
+  if (o_.reconnect && !stopping_.load(std::memory_order_relaxed)) {
+    // A node that is down (refused connects) or a handshake that broke off: the backoff, not a failure.
+    connect_errors_++;
+    return Retry(i, BackoffUs(c));
+  }
+  if (c.state == kConnecting || c.state == kHandshake || c.state == kRefused) pending_--;
   failed_++;
   NoteError(why);
   c.state = kFailed;
   Release(i);
 }
 
-void LoadGen::CloseOpen(uint32_t i) {
+void LoadGen::CloseOpen(uint32_t i, bool at_once) {
+  Conn& c = conns_[i];
   closed_++;
-  conns_[i].state = kClosed;
+  if (c.live) {
+    c.live = false;
+    live_--;
+  }
+  if (o_.reconnect && !stopping_.load(std::memory_order_relaxed)) {
+    uint64_t delay = at_once && c.attempt == 0 ? 0 : BackoffUs(c);
+    if (at_once && c.attempt == 0) c.attempt++;
+    return Retry(i, delay);
+  }
+  c.state = kClosed;
   Release(i);
 }
 

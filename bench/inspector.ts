@@ -2,9 +2,10 @@
 // `node --inspect=127.0.0.1:0` (bench/targets.ts execArgv): reaches the main
 // isolate and, through the NodeWorker domain, every worker thread (c10m's
 // workgroups), without any change to the server. Used by
-// bench/memory-breakdown.ts to force a full GC in every isolate before a
-// memory reading, read each isolate's heap (used and committed), and
-// summarise heap snapshots by object kind.
+// bench/lab/memory-breakdown.ts and `bench run reference-scaled
+// --gc-readings` to force a full GC in every isolate before a memory
+// reading, read each isolate's heap (used and committed), and summarise
+// heap snapshots by object kind.
 import * as fs from 'node:fs';
 import WebSocket from 'ws';
 
