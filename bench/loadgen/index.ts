@@ -164,6 +164,14 @@ function load(): { binding: LoadgenBinding | null; error: string | null; addonPa
   if (!fs.existsSync(addonPath)) {
     return { binding: null, error: `${addonPath} does not exist: the addon was not built (run node bench/loadgen/build.js to see why)`, addonPath };
   }
+  // A binary older than its sources speaks an older protocol with the JS side (seen: sessions that never got ready).
+  const root = findPackageRoot();
+  const srcDir = root === null ? '' : path.join(root, 'bench', 'loadgen', 'src');
+  if (!process.env.C10M_LOADGEN_ADDON && srcDir !== '' && fs.existsSync(srcDir)) {
+    const built = fs.statSync(addonPath).mtimeMs;
+    const newer = fs.readdirSync(srcDir).find((f) => fs.statSync(path.join(srcDir, f)).mtimeMs > built);
+    if (newer !== undefined) return { binding: null, error: `${addonPath} is older than bench/loadgen/src/${newer}: rebuild it with node bench/loadgen/build.js`, addonPath };
+  }
   try {
     return { binding: require(addonPath) as LoadgenBinding, error: null, addonPath };
   } catch (err) {
