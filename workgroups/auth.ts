@@ -26,6 +26,8 @@ const MAX_SUBJECT_CHARS = 255;
 /** What a verified token grants: interned by its claims (id > 0), shared by every session whose token names them. */
 export interface Grant {
   readonly id: number;
+  /** The claims it was made of, as interned. */
+  readonly key: string;
   readonly subscribe: PatternSet;
   readonly publish: PatternSet;
 }
@@ -44,6 +46,16 @@ export interface AuthFailure {
 
 export function isFailure(v: Verified | AuthFailure): v is AuthFailure {
   return (v as AuthFailure).code !== undefined;
+}
+
+/** The credential of `Authorization: Bearer <credential>` (scheme case-insensitive), '' when none. */
+export function bearerOf(header: string): string {
+  return header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' ? header.slice(7).trim() : '';
+}
+
+/** WWW-Authenticate of a 401 for a credential that was sent and refused (RFC 6750 3.1). */
+export function bearerChallenge(f: AuthFailure): string {
+  return `Bearer error="invalid_token", error_description="${f.code === ErrorCode.TOKEN_EXPIRED ? 'the token expired' : 'the credential is not valid'}"`;
 }
 
 /** The grants of one workgroup, interned by claims and counted by reference (sessions and the verified cache). */
@@ -70,7 +82,7 @@ export class GrantTable {
     const p = PatternSet.compile(publish, 'publish');
     if (typeof p === 'string') return p;
     const id = this.freeIds.pop() ?? this.grants.length;
-    const grant: Grant = { id, subscribe: s, publish: p };
+    const grant: Grant = { id, key, subscribe: s, publish: p };
     if (id >= this.refs.length) {
       const r = new Uint32Array(this.refs.length * 2);
       r.set(this.refs);
@@ -79,7 +91,6 @@ export class GrantTable {
     this.grants[id] = grant;
     this.refs[id] = 1;
     this.byKey.set(key, grant);
-    (grant as { key?: string }).key = key;
     return grant;
   }
 
@@ -91,8 +102,7 @@ export class GrantTable {
   release(id: number): void {
     if (id === 0 || this.refs[id] === 0) return;
     if (--this.refs[id] > 0) return;
-    const g = this.grants[id] as Grant & { key: string };
-    this.byKey.delete(g.key);
+    this.byKey.delete((this.grants[id] as Grant).key);
     this.grants[id] = undefined;
     this.freeIds.push(id);
   }

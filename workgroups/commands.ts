@@ -31,8 +31,8 @@ import type { PublishRequest } from './ports';
 import { RecordFlag } from './records';
 import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionState, type SessionSlab } from './slab';
 import { ownerOf, type LocalTopics } from './topics';
-import type { AuthFailure, Verified } from './auth';
-import { Entitlement, isFailure } from './entitlement';
+import { isFailure, type AuthFailure, type Verified } from './auth';
+import { Entitlement } from './entitlement';
 
 /** A session that sent this many bad commands is closed (1008). */
 export const MAX_ERRORS_PER_SESSION = 100;

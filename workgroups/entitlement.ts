@@ -5,7 +5,7 @@
 // With --auth none it is off: every check is one boolean.
 import type { HttpRequest } from '../native-io/uws';
 import type { AuthOptions } from '../shm/workgroup-init';
-import { GrantTable, Verifier, isFailure, type AuthFailure, type Verified } from './auth';
+import { GrantTable, Verifier, bearerOf, type AuthFailure, type Verified } from './auth';
 import { SessionFlag, type SessionSlab } from './slab';
 
 /** What the expiry sweep says of a session. */
@@ -32,8 +32,7 @@ export class Entitlement {
   static tokenOf(req: HttpRequest): string {
     const q = req.getQuery('token');
     if (q !== undefined && q !== '') return q;
-    const h = req.getHeader('authorization');
-    return h.length > 7 && h.slice(0, 7).toLowerCase() === 'bearer ' ? h.slice(7).trim() : '';
+    return bearerOf(req.getHeader('authorization'));
   }
 
   /** Verifies a token (the cache first). The Verified holds a grant reference: attach() it or release() it. */
@@ -103,5 +102,3 @@ export class Entitlement {
     return this.isPending(slot) ? AUTH_TIMED_OUT : AUTH_EXPIRED;
   }
 }
-
-export { isFailure };

@@ -48,9 +48,9 @@ import { findRawData, readRawEnvelope } from '../protocol/msgpack-pub';
 import { validatePublishFields, type PublishFields } from '../protocol/publish';
 import { PatternSet } from '../protocol/patterns';
 import { Stat } from '../protocol/stats';
-import { MAX_TOKEN_CHARS, type AuthFailure, type Verified } from './auth';
+import { MAX_TOKEN_CHARS, bearerChallenge, bearerOf, isFailure, type AuthFailure, type Verified } from './auth';
 import { CorsPolicy } from './cors';
-import { isFailure, type Entitlement } from './entitlement';
+import type { Entitlement } from './entitlement';
 import type { Logger } from './log';
 import type { WorkgroupOptions } from '../shm/workgroup-init';
 import type { PublishRequest } from './ports';
@@ -146,11 +146,6 @@ function readHeads(req: HttpRequest, withAuth: boolean): RequestHeads {
     }
   });
   return h;
-}
-
-/** The credential of `Authorization: Bearer <credential>` (scheme case-insensitive), '' when none. */
-export function bearerOf(header: string): string {
-  return header.length > 7 && header.slice(0, 7).toLowerCase() === 'bearer ' ? header.slice(7).trim() : '';
 }
 
 /** The index of an API key: its SHA-256 digest (base64). */
@@ -334,7 +329,7 @@ export class HttpPublishEndpoint {
     this.host.stats[Stat.AUTH_FAILURES]++;
     if (f.code === ErrorCode.UNAVAILABLE) return this.write(ex, '503 Service Unavailable', f.code, f.message, false, '1');
     // RFC 6750 3.1: no error attribute when no credential was sent.
-    const header = f === NO_CREDENTIAL ? 'Bearer' : `Bearer error="invalid_token", error_description="${f.code === ErrorCode.TOKEN_EXPIRED ? 'the token expired' : 'the credential is not valid'}"`;
+    const header = f === NO_CREDENTIAL ? 'Bearer' : bearerChallenge(f);
     this.write(ex, '401 Unauthorized', f.code, f.message, false, null, header);
   }
 

@@ -28,8 +28,8 @@ import type { Logger } from './log';
 import { SessionFlag, SessionState, type SessionSlab } from './slab';
 import { ownerOf, type LocalTopics } from './topics';
 import { checkUpgrade } from './upgrade';
-import type { AuthFailure, Verified } from './auth';
-import { AUTH_EXPIRED, AUTH_OK, Entitlement, isFailure } from './entitlement';
+import { bearerChallenge, isFailure, type AuthFailure, type Verified } from './auth';
+import { AUTH_EXPIRED, AUTH_OK, Entitlement } from './entitlement';
 
 /** An upgrade without a token under --auth jwt: the session opens, waiting for an auth command. */
 const PENDING = 'pending' as const;
@@ -337,8 +337,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   private refuseToken(res: HttpResponse, f: AuthFailure): void {
     this.stats[Stat.AUTH_FAILURES]++;
     if (f.code === ErrorCode.UNAVAILABLE) return this.refuse(res, '503 Service Unavailable', f.code, f.message, RETRY_SOON);
-    const why = f.code === ErrorCode.TOKEN_EXPIRED ? 'the token expired' : 'the token is not valid';
-    this.refuse(res, '401 Unauthorized', f.code, f.message, [['www-authenticate', `Bearer error="invalid_token", error_description="${why}"`]]);
+    this.refuse(res, '401 Unauthorized', f.code, f.message, [['www-authenticate', bearerChallenge(f)]]);
   }
 
   /** Admission's checks (see workgroups/admission.ts); false: refused, the answer written. */
