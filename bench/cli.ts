@@ -288,6 +288,15 @@ function runCommand(): Command {
       ).argParser(intList(0, 10_000_000)),
     )
     .addOption(opt('--restart-signal <signal>', 'reconnect-storm: how the node is stopped before it is started again on its port', 'RESTART_SIGNAL').choices(['SIGKILL', 'SIGTERM']).default('SIGKILL'))
+    .addOption(
+      opt(
+        '--ping-interval-ms <ms>',
+        "reconnect-storm: each session pings this often (and once when ready), as the SDK does (its default 25000), and spreads its reconnects over the reply's reconnectWindowMs; 0: no pings, the crowd comes back on the backoff alone",
+        'PING_INTERVAL_MS',
+      )
+        .argParser(int(0, 3_600_000))
+        .default(10_000),
+    )
     .addOption(opt('--gc-readings', "reference-scaled: the server's memory per session read after a forced GC in every isolate (the server runs with --inspect on loopback)", 'GC_READINGS'))
     .option('--no-progress', 'no progress bar')
     .action(async (scenario: string, o, cmd: Command) => {
@@ -342,6 +351,7 @@ function runCommand(): Command {
         admissionRates: o.admissionRate ? [...new Set(o.admissionRate as number[])] : null,
         admissionRate: 0,
         restartSignal: o.restartSignal,
+        pingIntervalMs: o.pingIntervalMs,
         gcReadings: o.gcReadings === true,
         jwtSecret: o.jwtSecret ?? newJwtSecret(),
       };

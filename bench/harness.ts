@@ -62,6 +62,8 @@ export interface RunOptions {
   admissionRate: number;
   /** reconnect-storm: how the node is stopped before it is started again. */
   restartSignal: 'SIGKILL' | 'SIGTERM';
+  /** reconnect-storm: sessions ping this often and spread their reconnects over the node's reconnectWindowMs (0: no pings). */
+  pingIntervalMs: number;
   /** reference-scaled: read the server's memory after a forced GC in every isolate (the server runs with --inspect). */
   gcReadings: boolean;
   /** The HS256 secret of the --auth jwt targets and of the tokens the bench mints (random per run unless given). */
@@ -224,6 +226,8 @@ export interface FleetParams {
   maxPending?: number;
   /** Sessions that fail or are closed are opened again, honoring the server's hints (ready means live: ready now). */
   reconnect?: boolean;
+  /** With reconnect: each session pings this often, as the SDK does, and spreads its reconnects over the node's reconnectWindowMs. */
+  pingIntervalMs?: number;
 }
 
 /** Starts a fleet on `target` and waits until every session is ready (or the timeout). */
@@ -244,6 +248,7 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
     tickMs: 250,
     jwtSecret: target.jwtSecret,
     reconnect: p.reconnect ?? false,
+    pingIntervalMs: p.pingIntervalMs ?? 0,
   });
   const started = performance.now();
   progress.phase(target.name, label, p.connections);

@@ -65,6 +65,7 @@ async function start(c: SubWorkerConfig): Promise<void> {
       handshakeTimeoutMs: c.handshakeTimeoutMs,
       ...(tokens ? { query: (i: number) => `&token=${tokens[i]}` } : {}),
       reconnect: c.reconnect === true,
+      ...(c.reconnect === true && (c.pingIntervalMs ?? 0) > 0 ? { ping: { intervalMs: c.pingIntervalMs as number, frame: { opcode: 2, payload: packr.pack({ id: 2, op: 'ping' }) } } } : {}),
     },
     c.engine,
   );

@@ -30,6 +30,8 @@ export interface SubWorkerConfig {
   jwtSecret?: string | null;
   /** Open failed and closed sessions again, honoring the server's hints (loadgen's reconnect; native engine only). */
   reconnect?: boolean;
+  /** With reconnect: ping every session this often (and when it gets ready), spreading reconnects over the reply's reconnectWindowMs, as the SDK does. */
+  pingIntervalMs?: number;
 }
 
 export type SubWorkerRequest = { type: 'start'; config: SubWorkerConfig } | { type: 'counts' } | { type: 'seconds' } | { type: 'stop' };
@@ -63,6 +65,8 @@ export interface SubFleetOptions {
   jwtSecret?: string | null;
   /** Open failed and closed sessions again, honoring the server's hints (native engine only). */
   reconnect?: boolean;
+  /** With reconnect: ping every session this often, as the SDK does (reads reconnectWindowMs). */
+  pingIntervalMs?: number;
 }
 
 const STAT_KEYS = [
@@ -91,6 +95,8 @@ const STAT_KEYS = [
   'hinted',
   'ticketsSent',
   'ticketRefusals',
+  'pingsSent',
+  'windowReplies',
 ] as const;
 
 export type FleetStats = Record<(typeof STAT_KEYS)[number], number> & {
@@ -101,6 +107,8 @@ export type FleetStats = Record<(typeof STAT_KEYS)[number], number> & {
   allLiveAtMs: number;
   firstError: string | null;
   lastCloseCode: number;
+  /** With ping: the largest reconnectWindowMs any session was given. */
+  maxWindowMs: number;
 };
 
 interface Child {
@@ -153,6 +161,7 @@ export class SubscriberFleet {
         resume: o.resume ?? null,
         jwtSecret: o.jwtSecret ?? null,
         reconnect: o.reconnect ?? false,
+        pingIntervalMs: o.pingIntervalMs ?? 0,
       };
       first += connections;
       const proc = fork(benchEntry('sub-worker'), [], { serialization: 'advanced', stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -211,6 +220,7 @@ export class SubscriberFleet {
     let allLive = true;
     s.firstError = this.errors[0] ?? null;
     s.lastCloseCode = 0;
+    s.maxWindowMs = 0;
     for (const c of this.children) {
       const cs = c.stats;
       if (!cs) {
@@ -227,6 +237,7 @@ export class SubscriberFleet {
       else s.allLiveAtMs = Math.max(s.allLiveAtMs, cs.allLiveAtMs);
       s.firstError ??= cs.firstError;
       if (cs.lastCloseCode) s.lastCloseCode = cs.lastCloseCode;
+      s.maxWindowMs = Math.max(s.maxWindowMs, cs.maxWindowMs ?? 0);
     }
     if (!allLive) s.allLiveAtMs = 0;
     return s;

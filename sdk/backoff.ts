@@ -28,10 +28,17 @@ export function backoffCeilingMs(attempt: number, o: Required<BackoffOptions>): 
   return Math.min(o.maxDelayMs, o.initialDelayMs * Math.pow(o.factor, Math.max(0, attempt)));
 }
 
-/** The delay before retry number `attempt`: full jitter over [0, ceiling). `random` returns [0, 1). */
-export function backoffDelayMs(attempt: number, o: Required<BackoffOptions>, random: () => number = Math.random): number {
-  return Math.floor(random() * backoffCeilingMs(attempt, o));
+/**
+ * The delay before retry number `attempt`: full jitter over [0, ceiling), or
+ * over [0, spreadMs) when the node asked for a wider spread (its
+ * reconnectWindowMs: see ReconnectSchedule). `random` returns [0, 1).
+ */
+export function backoffDelayMs(attempt: number, o: Required<BackoffOptions>, random: () => number = Math.random, spreadMs = 0): number {
+  return Math.floor(random() * Math.max(backoffCeilingMs(attempt, o), spreadMs));
 }
+
+/** The largest reconnectWindowMs taken from a server (its admission horizon, 120 s). */
+export const MAX_RECONNECT_WINDOW_MS = 120_000;
 
 /** Timers, injectable so that the schedule runs on a fake clock in tests. */
 export interface Clock {
@@ -46,9 +53,11 @@ export const realClock: Clock = {
 
 /**
  * Counts attempts and schedules the next one. `reset()` after a connection
- * succeeds; `schedule(fn, {immediate})` runs fn after the next delay (or at
- * once, for the server's "reconnect now" close code); `scheduleIn(fn, ms)`
- * after the server's own hint.
+ * succeeds; `schedule(fn, immediate, spreadMs)` runs fn after the next
+ * delay (or at once, for the server's "reconnect now" close code), drawn
+ * over at least spreadMs: the reconnectWindowMs of the node's last ping reply,
+ * so that a crowd that lost a node together comes back at the pace the node
+ * admits; `scheduleIn(fn, ms)` after the server's own hint.
  */
 export class ReconnectSchedule {
   attempt = 0;
@@ -61,8 +70,8 @@ export class ReconnectSchedule {
   ) {}
 
   /** Schedules fn; returns the delay chosen. */
-  schedule(fn: () => void, immediate = false): number {
-    return this.scheduleIn(fn, immediate ? 0 : backoffDelayMs(this.attempt, this.options, this.random));
+  schedule(fn: () => void, immediate = false, spreadMs = 0): number {
+    return this.scheduleIn(fn, immediate ? 0 : backoffDelayMs(this.attempt, this.options, this.random, spreadMs));
   }
 
   /** Schedules fn after the server's hint (503 Retry-After) instead of the jittered delay; it still counts as an attempt. */

@@ -4,7 +4,7 @@
 import type { Encoding } from './encoding';
 import { CloseCode, ErrorCode } from '../protocol/errors';
 import { topicError } from '../protocol/topic';
-import { ReconnectSchedule, backoffDelayMs, realClock, resolveBackoff, type Clock } from './backoff';
+import { MAX_RECONNECT_WINDOW_MS, ReconnectSchedule, backoffDelayMs, realClock, resolveBackoff, type Clock } from './backoff';
 import { Emitter } from './emitter';
 import { C10mError, SdkErrorCode } from './errors';
 import { hintDelayMs, readRefusal, type UpgradeRefusal } from './refusal';
@@ -18,6 +18,8 @@ import type { PendingRequest, QueuedPublish, TokenState, TopicState } from './ty
 import type { ConnectOptions, SubscribeOptions, PublishOptions, PublishAck, ConnectionState, ClientEvents, MessageHandler, Subscription, ClientStats } from './types';
 export type { ConnectOptions, SubscribeOptions, PublishOptions, PublishAck, ConnectionState, ClientEvents, MessageHandler, Subscription, ClientStats } from './types';
 
+/** The first ping after an open comes 1-2 s after it (then every pingIntervalMs). */
+const FIRST_PING_MS = 1000;
 const DEFAULTS = { maxQueuedPublishes: 1000, requestTimeoutMs: 10_000, connectTimeoutMs: 10_000, pingIntervalMs: 25_000, refreshAheadMs: 30_000 };
 /** Most topics in one sub command (protocol/codec.ts MAX_TOPICS_PER_COMMAND). */
 const TOPICS_PER_SUB = 1024;
@@ -46,6 +48,8 @@ export class C10mClient extends Emitter<ClientEvents> {
   private readonly queue: QueuedPublish[] = [];
   private connectTimer: unknown = null;
   private pingTimer: unknown = null;
+  /** The node's reconnectWindowMs from the last ping reply (0: none): reconnects after losing it are spread over at least this. */
+  private reconnectWindowMs = 0;
   private everConnected = false;
   private readyWaiters: { resolve: () => void; reject: (e: C10mError) => void }[] = [];
   private closedPromise: Promise<void> | null = null;
@@ -422,8 +426,10 @@ export class C10mClient extends Emitter<ClientEvents> {
     }
     this._state = 'reconnecting';
     if (wasConnected) this.emit('disconnected', { url, code, reason, willReconnect: true });
-    // 1001: this server is going away; go to the next one now. 4000: we were too slow; resume now. 4003: the token expired; new token, now.
-    let now = (code === CloseCode.SHUTDOWN || code === CloseCode.SLOW_CONSUMER || code === CloseCode.TOKEN_EXPIRED) && this.schedule.attempt === 0;
+    // 1001: this server is going away; go to the next one now (spread over the node's window when it gave one: its whole
+    // crowd moves). 4000: we were too slow; resume now. 4003: the token expired; new token, now.
+    const shutdownNow = code === CloseCode.SHUTDOWN && this.reconnectWindowMs === 0;
+    let now = (shutdownNow || code === CloseCode.SLOW_CONSUMER || code === CloseCode.TOKEN_EXPIRED) && this.schedule.attempt === 0;
     let stay = code === CloseCode.SLOW_CONSUMER || code === CloseCode.TOKEN_EXPIRED;
     const hintMs = refused?.hintMs ?? null;
     if (refused !== null) {
@@ -432,7 +438,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     }
     if (!stay) this.urlIndex = (this.urlIndex + 1) % this.urls.length;
     const attempt = this.schedule.attempt + 1;
-    const delayMs = hintMs !== null ? this.schedule.scheduleIn(() => this.open(), hintMs) : this.schedule.schedule(() => this.open(), now);
+    const delayMs = hintMs !== null ? this.schedule.scheduleIn(() => this.open(), hintMs) : this.schedule.schedule(() => this.open(), now, this.reconnectWindowMs);
     this.emit('reconnecting', { attempt, delayMs, url: this.url });
   }
 
@@ -491,7 +497,8 @@ export class C10mClient extends Emitter<ClientEvents> {
       this.requests.set(id, { kind: 'ping', timer });
       this.send({ id, op: 'ping' });
     };
-    this.pingTimer = this.clock.setTimeout(tick, every);
+    // The first soon after the open, so that the node's reconnectWindowMs is known early; then every `every`.
+    this.pingTimer = this.clock.setTimeout(tick, Math.min(every, FIRST_PING_MS + Math.floor(this.auth.random() * FIRST_PING_MS)));
   }
 
   private stopPing(): void {
@@ -635,8 +642,11 @@ export class C10mClient extends Emitter<ClientEvents> {
       case 'unsub':
         if (error) this.emit('error', error);
         return;
-      case 'ping':
+      case 'ping': {
+        const w = reply.reconnectWindowMs;
+        this.reconnectWindowMs = typeof w === 'number' && w > 0 && Number.isFinite(w) ? Math.min(w, MAX_RECONNECT_WINDOW_MS) : 0;
         return;
+      }
       case 'auth':
         return this.onAuthReply(req, reply, error);
     }

@@ -268,6 +268,10 @@ describe('a server with --max-sessions-per-second-per-ip', () => {
     const again = await upgrade(server, '', a);
     if (again.client) open.push(again.client);
     expect(again.status).toBe(101);
+    // No --admission-rate: the ping reply gives no reconnect window.
+    const pong = await again.client!.request({ op: 'ping' });
+    expect(pong).toMatchObject({ ok: true });
+    expect(pong).not.toHaveProperty('reconnectWindowMs');
     expect(await metricSum(server, 'c10m_session_rate_refused_total')).toBe(2);
     expect(await metricSum(server, 'c10m_sessions_rejected_total')).toBe(2);
   });
@@ -316,7 +320,8 @@ describe('a server with --admission-rate', () => {
     const honored = await upgrade(server, `&admit=${err.ticket}`);
     expect(honored.status).toBe(101);
     open.push(honored.client as TestClient);
-    expect(await honored.client!.request({ op: 'ping' })).toMatchObject({ ok: true });
+    // The window for a reconnect after losing the node: its 3 sessions at its 2 a second.
+    expect(await honored.client!.request({ op: 'ping' })).toMatchObject({ ok: true, reconnectWindowMs: 1500 });
     // Reused: not honored again.
     const reused = await upgrade(server, `&admit=${err.ticket}`);
     // (All three in the ticket's second: the next one would have room for newcomers again.)

@@ -162,4 +162,31 @@ describe('native engine: per-session queries and reconnect against a node with -
     }
     expect(upgrades).toBe(SESSIONS);
   });
+
+  test("with ping, each session pings when it gets ready and reads the node's reconnectWindowMs (sessions / rate)", async () => {
+    const extra = 10;
+    const tokens: string[] = [];
+    for (let i = 0; i < extra; i++) tokens.push(await mintToken(secret, { sub: `p${i}`, subscribe: ['/lq/{sub}'] }));
+    const pinging = createSubscriberClient({
+      url: node.url('/v1/ws?encoding=msgpack'),
+      connections: extra,
+      sourceAddresses: ['127.0.3.7'],
+      commands: (i) => [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics: [`/lq/p${i}`] }) }],
+      expectedReplies: 1,
+      query: (i) => `&token=${tokens[i]}`,
+      reconnect: true,
+      ping: { intervalMs: 60_000, frame: { opcode: 2, payload: packr.pack({ id: 2, op: 'ping' }) } },
+    });
+    pinging.start();
+    try {
+      await until(() => pinging.stats().windowReplies >= extra, 30000, 'a ping reply with reconnectWindowMs for every session');
+      const s = pinging.stats();
+      expect(s).toMatchObject({ live: extra, failed: 0, windowReplies: extra, otherMessages: 0 });
+      expect(s.pingsSent).toBeGreaterThanOrEqual(extra);
+      // The node holds the first test's 60 sessions and these 10 at 20 a second: 70 / 20 s, once the last is in.
+      expect(s.maxWindowMs).toBe(Math.ceil(((SESSIONS + extra) * 1000) / RATE));
+    } finally {
+      pinging.stop();
+    }
+  });
 });

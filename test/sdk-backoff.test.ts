@@ -3,6 +3,7 @@
 import net from 'node:net';
 import { DEFAULT_BACKOFF, ReconnectSchedule, backoffCeilingMs, backoffDelayMs, resolveBackoff, type Clock } from '../sdk/backoff';
 import { connect } from '../sdk/client';
+import { startServer } from './helpers/server';
 
 /** A clock whose time moves only when advance() is called. */
 class FakeClock implements Clock {
@@ -165,4 +166,29 @@ test('the client waits the scheduled delay between failed attempts (fake clock, 
   }
   expect(client.state).toBe('closed');
   expect(clock.pending()).toEqual([]);
+});
+
+test("after the node's ping reply gave reconnectWindowMs, losing the node spreads the next attempt over that window (fake clock, real node killed)", async () => {
+  // One workgroup admitting 1 session a second holding this one session: the window is 1 s.
+  const server = await startServer(['--workgroups', '1', '--admission-rate', '1']);
+  const clock = new FakeClock();
+  const o = { initialDelayMs: 250, maxDelayMs: 30_000, factor: 2 };
+  const client = connect(server.url(), { reconnect: o, clock, random: () => 0.5, pingIntervalMs: 25_000 });
+  const reconnecting = new Promise<{ attempt: number; delayMs: number }>((resolve) => client.once('reconnecting', resolve));
+  try {
+    await client.ready();
+    // The first ping comes 1-2 s after the open (1.5 s with random 0.5), not after the whole interval.
+    expect(clock.pending()).toContain(clock.now + 1500);
+    clock.advance(1500);
+    // The node answers a session's commands in order: once this ack is in, so is the ping's reply.
+    await client.publish('/t/window', 'x', { ack: true });
+    server.proc.kill('SIGKILL');
+    const e = await reconnecting;
+    expect(e.attempt).toBe(1);
+    // Without the window: floor(0.5 * 250) = 125.
+    expect(e.delayMs).toBe(Math.floor(0.5 * 1000));
+  } finally {
+    await client.close();
+    await server.stop();
+  }
 });

@@ -53,6 +53,7 @@ export interface CommandsHost extends WorkgroupContext {
 /** What commands need of the sessions (workgroups/sessions.ts): the way to answer one. */
 export interface CommandsSessions {
   reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void;
+  reconnectWindowMs(): number;
 }
 
 const NOT_AUTHENTICATED = 'this session has not authenticated: send {"op":"auth","token":..} first (or give the token at the upgrade)';
@@ -179,9 +180,13 @@ export class Commands {
     switch (cmd.op) {
       case 'auth':
         return this.authenticate(ws, slot, encoding, cmd);
-      case 'ping':
-        this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id });
+      case 'ping': {
+        // With --admission-rate, the window over which the client spreads its first reconnect should it lose the node.
+        const window = this.sessions.reconnectWindowMs();
+        const reply = window < 0 ? { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id } : { id: cmd.id, ok: true, ts: nowMicros(), wg: this.id, reconnectWindowMs: window };
+        this.sessions.reply(ws, slot, encoding, reply);
         return;
+      }
       case 'sub':
         return this.subscribe(ws, slot, encoding, cmd);
       case 'unsub':

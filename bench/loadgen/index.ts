@@ -69,6 +69,10 @@ export interface LoadStats {
   /** With reconnect: attempts that carried an admission ticket (&admit=), and those refused (503 or 429) all the same. */
   ticketsSent: number;
   ticketRefusals: number;
+  /** With ping: pings sent, their replies that carried reconnectWindowMs, and the largest window seen (ms). */
+  pingsSent: number;
+  windowReplies: number;
+  maxWindowMs: number;
   /** With reconnect: wall-clock ms of the last moment every session was ready; 0: not yet. */
   allLiveAtMs: number;
   lastCloseCode: number;
@@ -113,6 +117,12 @@ export interface SubscriberClientOptions {
    * &admit=<ticket>); otherwise full-jitter backoff (sdk/backoff.ts defaults). Native engine only.
    */
   reconnect?: boolean | { initialDelayMs?: number; maxDelayMs?: number; factor?: number };
+  /**
+   * With reconnect, as the SDK does: a ready session sends this ping command at once and then every intervalMs
+   * (spread evenly over the connections), and reads the reply's reconnectWindowMs: its next reconnect's backoff
+   * ceiling is at least that window (sdk/backoff.ts). Native engine only.
+   */
+  ping?: { intervalMs: number; frame: CommandFrame };
 }
 
 export interface SubscriberClient {
@@ -313,6 +323,7 @@ class NativeClient implements SubscriberClient {
       ...(backoff.initialDelayMs !== undefined ? { backoffInitialMs: backoff.initialDelayMs } : {}),
       ...(backoff.maxDelayMs !== undefined ? { backoffMaxMs: backoff.maxDelayMs } : {}),
       ...(backoff.factor !== undefined ? { backoffFactor: backoff.factor } : {}),
+      ...(o.ping ? { pingIntervalMs: o.ping.intervalMs, pingFrame: Uint8Array.from(o.ping.frame.payload), pingOpcode: o.ping.frame.opcode } : {}),
     });
   }
   start(): void {
@@ -418,6 +429,9 @@ class JsClient implements SubscriberClient {
       hinted: 0,
       ticketsSent: 0,
       ticketRefusals: 0,
+      pingsSent: 0,
+      windowReplies: 0,
+      maxWindowMs: 0,
       allLiveAtMs: 0,
       lastCloseCode: 0,
       allConnectedSeconds: -1,

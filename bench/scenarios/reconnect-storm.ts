@@ -82,7 +82,15 @@ export async function reconnectStorm(first: Target, o: RunOptions, progress: Pro
     seconds: connectSeconds,
   } = await connectFleet(
     target,
-    { connections: sessions, processes: o.processes, topicsPerSession: 1, topicCount: sessions, maxPending: o.maxPending ?? DEFAULTS.maxPending, reconnect: true },
+    {
+      connections: sessions,
+      processes: o.processes,
+      topicsPerSession: 1,
+      topicCount: sessions,
+      maxPending: o.maxPending ?? DEFAULTS.maxPending,
+      reconnect: true,
+      pingIntervalMs: o.pingIntervalMs,
+    },
     o,
     progress,
     'connect',
@@ -273,6 +281,9 @@ export async function reconnectStorm(first: Target, o: RunOptions, progress: Pro
       serverTicketsHonored: num(jmx?.AdmissionTicketsHonored),
       serverTicketsRefused: num(jmx?.AdmissionTicketsRefused),
       serverSessionRateRefused: num(jmx?.SessionRateRefused),
+      pingIntervalMs: o.pingIntervalMs,
+      windowMsAtKill: before.maxWindowMs,
+      pingRepliesWithWindow: before.windowReplies,
       calmPublished: calmFinal.published,
       stormPublished: stormFinal.published,
       ...fleetFigures(end),
@@ -288,6 +299,9 @@ export async function reconnectStorm(first: Target, o: RunOptions, progress: Pro
           ]
         : []),
       `attempts refused again although they came back at their hint with a ticket: ${figures.ticketRefusals} of ${figures.ticketsSent} (target 0: ${figures.ticketRefusals === 0 ? 'met' : 'NOT met'}); 503s ${figures.refused503}, 429s ${figures.refused429}, other refusals ${figures.refusedOther}, refused connects while the node was down ${figures.connectErrors}`,
+      o.pingIntervalMs > 0
+        ? `sessions pinged every ${o.pingIntervalMs} ms (and when ready); the largest reconnectWindowMs given before the kill: ${before.maxWindowMs} ms (${before.windowReplies} ping replies carried one)`
+        : 'no pings: the crowd comes back on the backoff alone (no reconnect window)',
       `the node was down ${figures.restartSeconds} s (${o.restartSignal}, then started again on its port); all ${sessions.toLocaleString('en-US')} back ${figures.secondsToAllBack ?? '–'} s after the kill`,
     ].map((n) => `${name}: ${n}`);
     const t0 = upSec;
@@ -304,6 +318,7 @@ export async function reconnectStorm(first: Target, o: RunOptions, progress: Pro
         payloadBytes: size,
         calmSeconds,
         restartSignal: o.restartSignal,
+        pingIntervalMs: o.pingIntervalMs,
         maxPendingPerProcess: o.maxPending ?? DEFAULTS.maxPending,
         workgroups: o.workgroups,
         auth: target.jwtSecret ? 'jwt' : 'none',

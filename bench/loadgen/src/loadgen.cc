@@ -104,6 +104,8 @@ struct Conn {
   bool live = false;
   // Reconnect: attempts since the last open (the backoff's exponent).
   uint16_t attempt = 0;
+  // Reconnect: the node's reconnectWindowMs from the last ping reply (0: none); the backoff's ceiling is at least it.
+  uint32_t window_ms = 0;
   uint32_t wait_messages = 0;
   uint32_t replies_left = 0;
   // kRefused: body bytes still to read (Content-Length).
@@ -132,6 +134,9 @@ struct Options {
   double backoff_max_ms = 30000;
   double backoff_factor = 2;
   double max_hint_ms = 240000;        // sdk/refusal.ts MAX_HINT_MS
+  double ping_interval_ms = 0;        // reconnect: ping every ready session this often (and once when it gets ready), 0: never
+  std::vector<uint8_t> ping_frame;    // the ping command's payload
+  int ping_opcode = 1;
   uint32_t connections = 0;
   std::vector<uint8_t> frames;        // every command payload, back to back
   std::vector<uint32_t> frame_ends;   // end offset of each payload in `frames`
@@ -187,6 +192,8 @@ class LoadGen : public Napi::ObjectWrap<LoadGen> {
   void Retry(uint32_t i, uint64_t delay_us);
   uint64_t BackoffUs(Conn& c);
   void OpenDue();
+  void PingDue();
+  void SendPing(uint32_t i);
   void CountSecond(std::vector<uint32_t>& v);
   Napi::Value SecondCounts(const Napi::CallbackInfo& info);
   void Release(uint32_t i);
@@ -213,6 +220,8 @@ class LoadGen : public Napi::ObjectWrap<LoadGen> {
   // 503 / 429 / another status; refusals that carried a hint; attempts with a ticket, and those refused all the same.
   uint64_t live_ = 0, retries_ = 0, connect_errors_ = 0, refused_503_ = 0, refused_429_ = 0, refused_other_ = 0;
   uint64_t hinted_ = 0, tickets_sent_ = 0, ticket_refusals_ = 0;
+  // Reconnect: pings sent, and their replies that carried reconnectWindowMs; the largest window seen.
+  uint64_t pings_sent_ = 0, window_replies_ = 0, max_window_ms_ = 0;
   int last_close_code_ = 0;
   std::string first_error_;
   uint64_t started_mono_ = 0, all_connected_mono_ = 0, all_ready_mono_ = 0;
@@ -227,6 +236,10 @@ class LoadGen : public Napi::ObjectWrap<LoadGen> {
   uint64_t now_us_ = 0;
   uint64_t last_timeout_check_ = 0;
   uint64_t rng_ = 0x9e3779b97f4a7c15ull;
+  // Pings: connections are pinged in index order at connections / ping_interval_ms per ms.
+  uint32_t ping_cursor_ = 0;
+  uint64_t last_ping_us_ = 0;
+  double ping_credit_ = 0;
   std::vector<uint8_t> read_buffer_;
   std::vector<uint8_t> frame_buffer_;
   std::string request_buffer_;
@@ -351,6 +364,12 @@ Options ParseOptions(Napi::Env env, Napi::Object obj) {
   o.backoff_max_ms = NumberField(env, obj, "backoffMaxMs", o.backoff_initial_ms, 3.6e6, std::max(30000.0, o.backoff_initial_ms));
   o.backoff_factor = NumberField(env, obj, "backoffFactor", 1, 100, 2);
   o.max_hint_ms = NumberField(env, obj, "maxHintMs", 0, 3.6e6, 240000);
+  o.ping_interval_ms = NumberField(env, obj, "pingIntervalMs", 0, 3.6e6, 0);
+  if (o.ping_interval_ms > 0) {
+    o.ping_frame = TypedField<uint8_t>(env, obj, "pingFrame", napi_uint8_array);
+    if (o.ping_frame.empty() || o.ping_frame.size() > 125) ThrowRangeError(env, "pingFrame must be 1 to 125 bytes.");
+    o.ping_opcode = static_cast<int>(NumberField(env, obj, "pingOpcode", 1, 2, 1));
+  }
   return o;
 }
 
@@ -425,16 +444,17 @@ Napi::Value LoadGen::Stats(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   // Copy under the lock, build the JS object after it: an allocation may run
   // the garbage collector, and the epoll thread must never wait for that.
-  uint64_t v[24];
+  uint64_t v[27];
   int last_close_code;
   double all_connected, all_ready, all_live_at;
   std::string first_error;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    uint64_t copy[24] = {opened_,       pending_,        connected_,      ready_,          failed_,         closed_,
+    uint64_t copy[27] = {opened_,       pending_,        connected_,      ready_,          failed_,         closed_,
                          messages_total_, bytes_,        replies_,        error_replies_,  other_messages_, pings_,
                          clock_skew_,   protocol_errors_, server_closes_, live_,           retries_,        connect_errors_,
-                         refused_503_,  refused_429_,    refused_other_,  hinted_,         tickets_sent_,   ticket_refusals_};
+                         refused_503_,  refused_429_,    refused_other_,  hinted_,         tickets_sent_,   ticket_refusals_,
+                         pings_sent_,   window_replies_, max_window_ms_};
     std::memcpy(v, copy, sizeof v);
     last_close_code = last_close_code_;
     all_connected = all_connected_mono_ ? (all_connected_mono_ - started_mono_) / 1e6 : -1;
@@ -442,14 +462,15 @@ Napi::Value LoadGen::Stats(const Napi::CallbackInfo& info) {
     all_live_at = static_cast<double>(all_live_at_ms_);
     first_error = first_error_;
   }
-  static constexpr const char* kNames[24] = {
+  static constexpr const char* kNames[27] = {
       "opened",        "pending",       "connected",      "ready",       "failed",     "closed",
       "messages",      "bytes",         "replies",        "errorReplies", "otherMessages", "pings",
       "clockSkew",     "protocolErrors", "serverCloses",  "live",        "retries",    "connectErrors",
-      "refused503",    "refused429",    "refusedOther",   "hinted",      "ticketsSent", "ticketRefusals"};
+      "refused503",    "refused429",    "refusedOther",   "hinted",      "ticketsSent", "ticketRefusals",
+      "pingsSent",     "windowReplies", "maxWindowMs"};
   Napi::Object s = Napi::Object::New(env);
   s.Set("connections", Napi::Number::New(env, o_.connections));
-  for (int k = 0; k < 24; k++) s.Set(kNames[k], Napi::Number::New(env, static_cast<double>(v[k])));
+  for (int k = 0; k < 27; k++) s.Set(kNames[k], Napi::Number::New(env, static_cast<double>(v[k])));
   // Reconnect: wall-clock ms of the last moment every session was ready, 0: not yet.
   s.Set("allLiveAtMs", Napi::Number::New(env, all_live_at));
   s.Set("lastCloseCode", Napi::Number::New(env, last_close_code));
@@ -516,6 +537,7 @@ void LoadGen::Run() {
       now_us_ = RealtimeMicros();
       OpenSome();
       OpenDue();
+      PingDue();
       CheckTimeouts();
     }
     bool opening = next_ < o_.connections;
@@ -565,8 +587,55 @@ void LoadGen::OpenDue() {
 }
 
 // Full jitter (sdk/backoff.ts): uniform in [0, min(max, initial * factor^attempt)); counts the attempt.
+// Pings (reconnect with ping_interval_ms): every ready session, spread evenly over the interval, as the SDK's own
+// ping timers are; the replies' reconnectWindowMs spreads the next reconnect (BackoffUs).
+void LoadGen::PingDue() {
+  if (o_.ping_interval_ms <= 0) return;
+  uint64_t now = MonotonicMicros();
+  if (last_ping_us_ != 0) ping_credit_ += static_cast<double>(now - last_ping_us_) * o_.connections / (o_.ping_interval_ms * 1000.0);
+  last_ping_us_ = now;
+  while (ping_credit_ >= 1) {
+    ping_credit_ -= 1;
+    uint32_t i = ping_cursor_;
+    ping_cursor_ = ping_cursor_ + 1 == o_.connections ? 0 : ping_cursor_ + 1;
+    if (conns_[i].state == kOpen && conns_[i].replies_left == UINT32_MAX) SendPing(i);
+  }
+}
+
+void LoadGen::SendPing(uint32_t i) {
+  pings_sent_++;
+  SendFrame(i, o_.ping_opcode, o_.ping_frame.data(), o_.ping_frame.size());
+}
+
+// The value of "reconnectWindowMs" in a ping reply's first bytes (JSON text or a msgpack map), or -1.
+int64_t WindowOf(int opcode, const uint8_t* head, size_t len) {
+  static constexpr char kJson[] = "\"reconnectWindowMs\":";
+  static constexpr uint8_t kPack[] = {0xb1, 'r', 'e', 'c', 'o', 'n', 'n', 'e', 'c', 't', 'W', 'i', 'n', 'd', 'o', 'w', 'M', 's'};
+  const uint8_t* end = head + len;
+  if (opcode == 1) {
+    const uint8_t* at = std::search(head, end, kJson, kJson + sizeof kJson - 1);
+    if (at == end) return -1;
+    int64_t v = 0;
+    const uint8_t* p = at + sizeof kJson - 1;
+    if (p == end || *p < '0' || *p > '9') return -1;
+    for (; p < end && *p >= '0' && *p <= '9' && v < 1000000000; p++) v = v * 10 + (*p - '0');
+    return v;
+  }
+  const uint8_t* at = std::search(head, end, kPack, kPack + sizeof kPack);
+  if (at == end) return -1;
+  const uint8_t* p = at + sizeof kPack;
+  if (p >= end) return -1;
+  if (*p < 0x80) return *p;
+  if (*p == 0xcc && p + 1 < end) return p[1];
+  if (*p == 0xcd && p + 2 < end) return (p[1] << 8) | p[2];
+  if (*p == 0xce && p + 4 < end) return (static_cast<int64_t>(p[1]) << 24) | (p[2] << 16) | (p[3] << 8) | p[4];
+  return -1;
+}
+
 uint64_t LoadGen::BackoffUs(Conn& c) {
   double ceiling = std::min(o_.backoff_max_ms, o_.backoff_initial_ms * std::pow(o_.backoff_factor, std::min<int>(c.attempt, 64)));
+  // The node's window (the SDK's rule, sdk/backoff.ts): a crowd cut off together spreads over it.
+  ceiling = std::max(ceiling, static_cast<double>(c.window_ms));
   if (c.attempt < UINT16_MAX) c.attempt++;
   rng_ ^= rng_ << 13;
   rng_ ^= rng_ >> 7;
@@ -834,6 +903,8 @@ void LoadGen::MarkReady(uint32_t i) {
     c.live = true;
     if (++live_ == o_.connections) all_live_at_ms_ = RealtimeMicros() / 1000u;
   }
+  // The SDK pings soon after it opens (the window it learns is the node's now).
+  if (o_.ping_interval_ms > 0 && c.state == kOpen) SendPing(i);
 }
 
 void LoadGen::SendCommands(uint32_t i) {
@@ -941,7 +1012,14 @@ void LoadGen::DataMessage(uint32_t i, int opcode, const uint8_t* head, size_t he
     return;
   }
   if (c.replies_left == 0 || c.replies_left == UINT32_MAX) {
-    other_messages_++;
+    int64_t w = o_.ping_interval_ms > 0 ? WindowOf(opcode, head, head_len) : -1;
+    if (w < 0) {
+      other_messages_++;
+      return;
+    }
+    window_replies_++;
+    c.window_ms = static_cast<uint32_t>(std::min<int64_t>(w, 3600000));
+    if (c.window_ms > max_window_ms_) max_window_ms_ = c.window_ms;
     return;
   }
   replies_++;
@@ -964,8 +1042,9 @@ void LoadGen::ServerClose(uint32_t i, int code) {
   last_close_code_ = code;
   uint8_t echo[2] = {static_cast<uint8_t>(code >> 8), static_cast<uint8_t>(code)};
   if (code != 1005) SendFrame(i, 8, echo, 2);
-  // Going away (1001), too slow (4000), token expired (4003): the SDK reconnects at once (the first time).
-  if (conns_[i].fd >= 0) CloseOpen(i, code == 1001 || code == 4000 || code == 4003);
+  // Going away (1001; spread over the node's window when it gave one), too slow (4000), token expired (4003): the
+  // SDK reconnects at once (the first time).
+  if (conns_[i].fd >= 0) CloseOpen(i, (code == 1001 && conns_[i].window_ms == 0) || code == 4000 || code == 4003);
 }
 
 void LoadGen::ProtocolError(uint32_t i, const char* why) {

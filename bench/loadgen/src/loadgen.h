@@ -95,7 +95,8 @@ inline uint64_t ReadBe64(const uint8_t* p) {
 template <class Handler>
 class FrameParser {
  public:
-  static constexpr size_t kHeadBytes = 24;
+  // 96: enough for a ping reply's reconnectWindowMs (reconnect mode reads it).
+  static constexpr size_t kHeadBytes = 96;
 
   // Parses `n` bytes; false once the stream is broken (OnProtocolError was
   // called, and every later call returns false at once).
