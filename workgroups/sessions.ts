@@ -73,6 +73,9 @@ export interface SessionsHost extends WorkgroupContext {
   failed(cause: string, err: unknown): void;
 }
 
+/** reconnectWindowMs is this many times sessions / rate: a crowd spread over it arrives at 80 % of the rate. */
+export const WINDOW_SLACK = 1.25;
+
 export class Sessions implements DeliverySessions, CommandsSessions {
   private readonly count: number;
   private readonly options: WorkgroupOptions;
@@ -495,17 +498,22 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   }
 
   /**
-   * With --admission-rate: the time this workgroup's sessions would take to
-   * come back at its rate, should they all lose it at once (at most the
-   * admission horizon). A client spreads its first reconnect attempt over it
-   * (the ping reply's reconnectWindowMs), so that a crowd comes back at the
-   * pace the node admits instead of all at once: refusing costs the node
-   * almost what a connection does (a 503 at the upgrade 53 µs of CPU, a
-   * plain 404 49 µs, measured in docs/PERFORMANCE.md). -1: admission is off.
+   * With --admission-rate: a little more than the time this workgroup's
+   * sessions would take to come back at its rate, should they all lose it
+   * at once (at most the admission horizon). A client spreads its reconnect
+   * attempts over it (the ping reply's reconnectWindowMs), so that a crowd
+   * comes back at the pace the node admits instead of all at once: refusing
+   * costs the node almost what a connection does (a 503 at the upgrade 53 µs
+   * of CPU, a plain 404 49 µs, measured in docs/PERFORMANCE.md). Arrivals
+   * spread over sessions / rate exactly would fill every second, and chance
+   * and the clients that tried while the node was down would overflow it:
+   * each refusal takes a place ahead, which pushes later arrivals out in
+   * turn. Over WINDOW_SLACK times that they arrive at 80 % of the rate.
+   * -1: admission is off.
    */
   reconnectWindowMs(): number {
     if (this.admission === null) return -1;
-    return Math.min(ADMISSION_HORIZON_SECONDS * 1000, Math.ceil((this.slab.size * 1000) / this.options.admissionRate));
+    return Math.min(ADMISSION_HORIZON_SECONDS * 1000, Math.ceil((WINDOW_SLACK * this.slab.size * 1000) / this.options.admissionRate));
   }
 
   /** Sends a reply; a reply dropped for backpressure means the session is too slow to keep. */
