@@ -254,7 +254,8 @@ describe('bench run, each scenario at small numbers', () => {
   });
 
   test('reconnect-storm: a node killed and started again on its port; with --admission-rate the crowd is refused with tickets and comes back at the pace given', async () => {
-    const r = await runScenario(['reconnect-storm', '--connections', '300', '--duration', '2', '--admission-rate', '100,0']);
+    // No pings: the crowd's return is not spread over the node's reconnectWindowMs, so that refusals and tickets happen.
+    const r = await runScenario(['reconnect-storm', '--connections', '300', '--duration', '2', '--admission-rate', '100,0', '--ping-interval-ms', '0']);
     expect(r.targets.map((t) => t.name)).toEqual(['c10m-admission100', 'c10m-admission-off']);
     const [on, off] = r.targets.map((t) => t.figures);
     // Every session back (a check), the admitted ones paced: refused with a hint and a ticket, none refused again on it.
@@ -265,6 +266,7 @@ describe('bench run, each scenario at small numbers', () => {
     expect(on.maxAdmittedPerSec as number).toBeLessThanOrEqual(200);
     expect(on.secondsToAllBack as number).toBeGreaterThan(1);
     expect(off).toMatchObject({ refused503: 0, ticketsSent: 0, admissionRate: 'off' });
+    expect(on).toMatchObject({ pingIntervalMs: 0, windowMsAtKill: 0 });
     for (const f of [on, off]) {
       expect(f.connectErrors as number).toBeGreaterThan(0);
       expect(f.calmP99Ms).toEqual(expect.any(Number));
