@@ -82,6 +82,7 @@ export const Stat = {
   ADMISSION_TICKETS_HONORED: 110, // upgrades admitted on a ticket whose time had come (their place was counted when given)
   ADMISSION_TICKETS_REFUSED: 111, // tickets presented and not honored: forged, already used, expired, or another workgroup's or an earlier start's
   SESSION_RATE_REFUSED: 112, // upgrades refused with 429 RATE_LIMITED: over --max-sessions-per-second-per-ip
+  LOOP_DELAY_MAX_MS: 113, // gauge: the longest event-loop delay of the last second, ms (perf_hooks monitorEventLoopDelay, 10 ms resolution)
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
@@ -104,6 +105,7 @@ export const GAUGES: readonly Stat[] = [
   Stat.HEARTBEAT_MS,
   Stat.HEAP_USED_BYTES,
   Stat.LOOP_UTILIZATION,
+  Stat.LOOP_DELAY_MAX_MS,
   Stat.ENGINE_STATE,
   Stat.REDIS_SUBSCRIPTIONS,
   Stat.AUTH_GRANTS,

@@ -92,6 +92,8 @@ export interface JmxWorkgroup extends Latency {
   SlowConsumerDisconnects: number;
   /** Fraction of the last second its event loop was busy, 0..1; null until the workgroup reports it. */
   EventLoopUtilization: number | null;
+  /** The longest event-loop delay of the last second, ms (10 ms resolution: a loop never blocked reads about 10); null until reported. */
+  EventLoopDelayMaxMs: number | null;
   HeapUsed: number | null;
   HeartbeatAgeSeconds: number | null;
   Engine: JmxEngineFigures;
@@ -252,6 +254,7 @@ export class JmxView {
         OutPublishBytesPerSecond: rate(Stat.BYTES_OUT, blk, old),
         SlowConsumerDisconnects: blk[Stat.SLOW_CONSUMER_CLOSES],
         EventLoopUtilization: elu > 0 ? elu : null,
+        EventLoopDelayMaxMs: blk[Stat.LOOP_DELAY_MAX_MS] > 0 ? blk[Stat.LOOP_DELAY_MAX_MS] : null,
         HeapUsed: heap > 0 ? heap : null,
         HeartbeatAgeSeconds: now.heartbeatAgeSeconds[id],
         ...windowLatency(blk, old),

@@ -38,6 +38,8 @@ interface SlotFamily {
   help: string;
   /** Gauges that a workgroup writes only once it runs (0 = not reported): no series until then. */
   reportedOnly?: boolean;
+  /** The slot's unit times this is the family's (ms slot, seconds family: 0.001). */
+  scale?: number;
 }
 
 export const SLOT_FAMILIES: readonly SlotFamily[] = [
@@ -184,6 +186,14 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
   // workgroup health
   { slot: Stat.LISTENING, name: 'c10m_workgroup_listening', kind: 'gauge', help: '1 while the workgroup listens on the public port.' },
   { slot: Stat.LOOP_UTILIZATION, name: 'c10m_workgroup_event_loop_utilization', kind: 'gauge', help: "Fraction of the last second the workgroup's event loop was busy (0..1).", reportedOnly: true },
+  {
+    slot: Stat.LOOP_DELAY_MAX_MS,
+    name: 'c10m_workgroup_event_loop_delay_max_seconds',
+    kind: 'gauge',
+    help: "Longest delay of the workgroup's event loop in the last second (a 10 ms timer's lateness; about 0.01 when never blocked).",
+    reportedOnly: true,
+    scale: 0.001,
+  },
   { slot: Stat.HEAP_USED_BYTES, name: 'c10m_workgroup_heap_used_bytes', kind: 'gauge', help: "V8 heap used by the workgroup's own isolate.", reportedOnly: true },
 ];
 
@@ -321,7 +331,7 @@ function slotSamples(s: StatsSnapshot, f: SlotFamily): Sample[] {
   for (let id = 0; id < s.blocks.length; id++) {
     const v = s.blocks[id][f.slot];
     if (f.reportedOnly && v === 0) continue;
-    out.push({ value: v, labels: { workgroup: id } });
+    out.push({ value: f.scale === undefined ? v : v * f.scale, labels: { workgroup: id } });
   }
   return out;
 }

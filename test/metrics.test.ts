@@ -385,6 +385,40 @@ describe('two workgroups', () => {
   });
 });
 
+describe('event-loop delay', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startServer(['--workgroups', '1', '--debug-routes']);
+  });
+  afterAll(async () => {
+    await server.stop();
+  });
+
+  test('the longest loop delay of the last second is reported per workgroup: small when idle, the stall when the loop is blocked', async () => {
+    let idle = 0;
+    await eventually(async () => {
+      const j = await jmx(server);
+      idle = j.Workgroups[0].EventLoopDelayMaxMs;
+      expect(idle).toEqual(expect.any(Number));
+    });
+    // A 10 ms timer's lateness: never far above its resolution on an idle loop.
+    expect(idle).toBeGreaterThan(0);
+    expect(idle).toBeLessThan(400);
+    const res = await fetch(server.adminUrl('/debug/stall?workgroup=0&ms=600'), { method: 'POST' });
+    await res.text();
+    expect(res.status).toBe(202);
+    let seenMs = 0;
+    await eventually(async () => {
+      seenMs = Math.max(seenMs, (await jmx(server)).Workgroups[0].EventLoopDelayMaxMs ?? 0);
+      expect(seenMs).toBeGreaterThanOrEqual(590);
+    }, 8000);
+    expect(seenMs).toBeLessThan(5000);
+    const m = await scrape(server);
+    expect(m.series('c10m_workgroup_event_loop_delay_max_seconds').map((x) => x.labels.workgroup)).toEqual(['0']);
+    expect(m.sum('c10m_workgroup_event_loop_delay_max_seconds')).toBeGreaterThan(0);
+  });
+});
+
 describe('protocol errors over HTTP', () => {
   let server: TestServer;
   beforeAll(async () => {

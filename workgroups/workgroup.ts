@@ -17,7 +17,7 @@
 //   session in uWS exactly when it reads subDone.
 // A port to this workgroup is the object itself (a direct call); to another,
 // its ring link. Nothing here posts messages between threads: rings only.
-import { performance } from 'node:perf_hooks';
+import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { getHeapStatistics } from 'node:v8';
 import { allocShared, allocSharedAsync } from '../native-io';
 import { loadUws, type TemplatedApp, type Uws } from '../native-io/uws';
@@ -83,12 +83,15 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
   private lastEvictions = 0;
   private elu = performance.eventLoopUtilization();
+  /** The loop's delays (a 10 ms timer's lateness): the longest of each second is reported, then reset. */
+  private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
   nowSec = Math.floor(Date.now() / 1000);
 
   constructor(
     init: WorkgroupInit,
     readonly log: Logger,
   ) {
+    this.loopDelay.enable();
     this.id = init.id;
     this.count = init.count;
     this.options = init.options;
@@ -330,6 +333,9 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     const elu = performance.eventLoopUtilization(this.elu);
     this.elu = performance.eventLoopUtilization();
     s[Stat.LOOP_UTILIZATION] = elu.utilization;
+    // max is 0 before the first sample; the histogram holds ns.
+    s[Stat.LOOP_DELAY_MAX_MS] = this.loopDelay.max / 1e6;
+    this.loopDelay.reset();
     s[Stat.HEAP_USED_BYTES] = getHeapStatistics().used_heap_size;
     s[Stat.HEARTBEAT_MS] = nowMs;
   }

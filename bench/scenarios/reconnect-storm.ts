@@ -51,6 +51,8 @@ interface StormSample {
   serverCpuPct: number | null;
   /** Upgrades refused (503, 429) in this second. */
   refused: number;
+  /** The node's longest event-loop delay over its workgroups, as /jmx read it this second (its last full second). */
+  serverLoopDelayMaxMs: number | null;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -131,7 +133,17 @@ export async function reconnectStorm(first: Target, o: RunOptions, progress: Pro
         maxMs: h.totalCount ? h.maxValue / 1000 : null,
         serverCpuPct: cpuPct,
         refused: s.refused503 + s.refused429 - lastRefused,
+        serverLoopDelayMaxMs: null,
       });
+      const sample = samples[samples.length - 1];
+      target
+        .jmx()
+        .then((j) => {
+          const ws = (j?.Workgroups ?? []) as { EventLoopDelayMaxMs?: number | null }[];
+          const d = ws.map((w) => w.EventLoopDelayMaxMs).filter((v): v is number => typeof v === 'number');
+          if (d.length) sample.serverLoopDelayMaxMs = round(Math.max(...d), 1);
+        })
+        .catch(() => undefined);
       sampleHistograms.push(h);
       lastRefused = s.refused503 + s.refused429;
       progress.update(s.live, `live, ${s.messages - lastMessages} msg/s, p99 ${h.totalCount ? h.getValueAtPercentile(99) / 1000 : '-'} ms`);
@@ -367,7 +379,10 @@ export async function reconnectStorm(first: Target, o: RunOptions, progress: Pro
           xLabel: 'seconds since the kill',
           yLabel: 'ms',
           log: true,
-          series: [{ name: 'p99', points: samples.filter((s) => s.p99Ms !== null).map((s) => [s.t, s.p99Ms as number] as [number, number]) }],
+          series: [
+            { name: 'p99', points: samples.filter((s) => s.p99Ms !== null).map((s) => [s.t, s.p99Ms as number] as [number, number]) },
+            { name: 'server loop delay max', points: samples.filter((s) => s.serverLoopDelayMaxMs !== null).map((s) => [s.t, s.serverLoopDelayMaxMs as number] as [number, number]) },
+          ],
         },
         { title: 'Sessions ready', xLabel: 'seconds since the kill', yLabel: 'sessions', series: [{ name: 'live', points: samples.map((s) => [s.t, s.live] as [number, number]) }] },
       ],
