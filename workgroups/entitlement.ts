@@ -40,9 +40,9 @@ export class Entitlement {
     return (this.verifier as Verifier).verify(token, nowSec);
   }
 
-  /** The verified token, without a signature check, when it was verified lately (one more grant reference), else null. */
-  cached(token: string, nowSec: number): Verified | null {
-    return (this.verifier as Verifier).cached(token, nowSec);
+  /** The verdict on a token when it needs no later turn (cached, or an HS token checked in place), else null: verify() it. */
+  verifyNow(token: string, nowSec: number): Verified | AuthFailure | null {
+    return (this.verifier as Verifier).verifyNow(token, nowSec);
   }
 
   release(v: Verified): void {
