@@ -36,6 +36,8 @@ export interface Grant {
   readonly key: string;
   readonly subscribe: PatternSet;
   readonly publish: PatternSet;
+  /** Whether a pattern names {sub}: only then does a session keep its subject's string (workgroups/entitlement.ts). */
+  readonly usesSubject: boolean;
 }
 
 /** A verified token: its grant, subject and expiry (unix seconds, 0: none). */
@@ -88,7 +90,8 @@ export class GrantTable {
     const p = PatternSet.compile(publish, 'publish');
     if (typeof p === 'string') return p;
     const id = this.freeIds.pop() ?? this.grants.length;
-    const grant: Grant = { id, key, subscribe: s, publish: p };
+    const usesSubject = s.patterns.some((x) => x.usesSubject) || p.patterns.some((x) => x.usesSubject);
+    const grant: Grant = { id, key, subscribe: s, publish: p, usesSubject };
     if (id >= this.refs.length) {
       const r = new Uint32Array(this.refs.length * 2);
       r.set(this.refs);

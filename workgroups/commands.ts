@@ -225,10 +225,10 @@ export class Commands {
           this.stats[Stat.AUTH_FAILURES]++;
           return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(v.code, v.message, cmd.id)));
         }
-        if (!e.isPending(slot) && e.subject(slot) !== v.sub) {
+        if (!e.isPending(slot) && !e.sameSubject(slot, v.sub)) {
           e.release(v);
           this.stats[Stat.AUTH_FAILURES]++;
-          const msg = `a refresh must carry the session's sub (${JSON.stringify(e.subject(slot))}); this token's is ${JSON.stringify(v.sub)}; the session keeps its token`;
+          const msg = `a refresh must carry the session's sub; this token's is ${JSON.stringify(v.sub)}; the session keeps its token`;
           return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.UNAUTHORIZED, msg, cmd.id)));
         }
         const revoked: string[] = [];
