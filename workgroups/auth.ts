@@ -3,7 +3,8 @@
 // its subscribe and publish claims compiled once into pattern sets
 // (protocol/patterns.ts), and the session keeps three words in the slab:
 // its grant's id, its token's expiry, and (beside the slab, like the
-// sockets) its subject. A check is per command, never per message.
+// sockets) its subject's hash, the string too when its patterns name {sub}
+// (workgroups/entitlement.ts). A check is per command, never per message.
 //
 // Grants are interned by their claims: a million users whose tokens name
 // the same patterns (with {sub} standing for each user) share one grant;
