@@ -158,6 +158,10 @@ describe('--auth jwt with an HS256 secret', () => {
     await c.until(() => c.replies.has('f149'), 5000, 'the 150th refusal');
     expect((await c.request({ op: 'ping' })).ok).toBe(true);
     expect(c.closeCode).toBeNull();
+    // A refresh keeps the subject: another is refused (the string kept for a {sub} grant), the same accepted.
+    const bob = await c.request({ op: 'auth', token: await hs256({ sub: 'bob', subscribe: ['/user/{sub}/>'] }) });
+    expect((bob.error as { code: string }).code).toBe('UNAUTHORIZED');
+    expect((await c.request({ op: 'auth', token: await hs256({ sub: 'alice', subscribe: ['/user/{sub}/>'] }) })).ok).toBe(true);
     // Counted: 3 sub topics + 2 pubs + 150 pubs refused, in /jmx (read at most once a second).
     let jmx = { AuthForbidden: 0, AuthGrants: 0 };
     for (let i = 0; i < 30 && (jmx.AuthForbidden < 157 || jmx.AuthGrants < 1); i++) {

@@ -3,13 +3,20 @@
 // its subscribe and publish claims compiled once into pattern sets
 // (protocol/patterns.ts), and the session keeps three words in the slab:
 // its grant's id, its token's expiry, and (beside the slab, like the
-// sockets) its subject. A check is per command, never per message.
+// sockets) its subject's hash, the string too when its patterns name {sub}
+// (workgroups/entitlement.ts). A check is per command, never per message.
 //
 // Grants are interned by their claims: a million users whose tokens name
 // the same patterns (with {sub} standing for each user) share one grant;
-// the subject is what differs. A verified token is cached (bounded), so a
-// client that reconnects with the same token costs no signature check.
-import { createPublicKey, createSecretKey, type KeyObject } from 'node:crypto';
+// the subject is what differs. An HS256/384/512 token that is plainly valid
+// is checked in place (one HMAC, no later turn, no cache entry: cheaper
+// than jose's asynchronous path, whose buffers fragment the workgroup's
+// malloc arena by ~100 B per verification, and than a cached token's
+// ~300 B); jose decides every other token (public keys, a JWKS, anything
+// unusual, and every refusal, so that its reasons are the ones given), and
+// those are cached (bounded), so that a client that reconnects with the
+// same token costs no second signature check.
+import { createHmac, createPublicKey, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { MAX_AUTH_TOKEN_CHARS } from '../protocol/codec';
 import { ErrorCode } from '../protocol/errors';
@@ -30,6 +37,8 @@ export interface Grant {
   readonly key: string;
   readonly subscribe: PatternSet;
   readonly publish: PatternSet;
+  /** Whether a pattern names {sub}: only then does a session keep its subject's string (workgroups/entitlement.ts). */
+  readonly usesSubject: boolean;
 }
 
 /** A verified token: its grant, subject and expiry (unix seconds, 0: none). */
@@ -82,7 +91,8 @@ export class GrantTable {
     const p = PatternSet.compile(publish, 'publish');
     if (typeof p === 'string') return p;
     const id = this.freeIds.pop() ?? this.grants.length;
-    const grant: Grant = { id, key, subscribe: s, publish: p };
+    const usesSubject = s.patterns.some((x) => x.usesSubject) || p.patterns.some((x) => x.usesSubject);
+    const grant: Grant = { id, key, subscribe: s, publish: p, usesSubject };
     if (id >= this.refs.length) {
       const r = new Uint32Array(this.refs.length * 2);
       r.set(this.refs);
@@ -147,11 +157,22 @@ export class Verifier {
     return v;
   }
 
-  /** Verifies a token: its grant (one more reference, the caller's to release) or why not. Never throws. */
-  async verify(token: string, nowSec: number): Promise<Verified | AuthFailure> {
+  /**
+   * A verdict without a later turn (one more grant reference when verified), or null when jose must decide:
+   * the cache, then an HS256/384/512 token checked in place when it is plainly valid. Never throws.
+   */
+  verifyNow(token: string, nowSec: number): Verified | AuthFailure | null {
     const hit = this.cached(token, nowSec);
     if (hit !== null) return hit;
     if (token.length === 0 || token.length > MAX_TOKEN_CHARS) return { code: ErrorCode.UNAUTHORIZED, message: `a token is 1 to ${MAX_TOKEN_CHARS} characters` };
+    const payload = this.secret === null ? null : hmacClaims(token, this.secret, this.options, nowSec);
+    return payload === null ? null : this.grantOf(payload, null);
+  }
+
+  /** Verifies a token: its grant (one more reference, the caller's to release) or why not. Never throws. */
+  async verify(token: string, nowSec: number): Promise<Verified | AuthFailure> {
+    const now = this.verifyNow(token, nowSec);
+    if (now !== null) return now;
     let payload: JWTPayload;
     try {
       const r = await jwtVerify(token, (header, t) => this.keyFor(header.alg, header, t), {
@@ -165,12 +186,18 @@ export class Verifier {
     } catch (err) {
       return failureOf(err);
     }
+    return this.grantOf(payload, token);
+  }
+
+  /** The grant and subject of verified claims (one more grant reference), cached under `token` unless null. */
+  private grantOf(payload: JWTPayload, token: string | null): Verified | AuthFailure {
     const sub = payload.sub;
     if (sub !== undefined && (typeof sub !== 'string' || sub.length > MAX_SUBJECT_CHARS))
       return { code: ErrorCode.UNAUTHORIZED, message: `the token's sub must be a string of at most ${MAX_SUBJECT_CHARS} characters` };
     const grant = this.grants.acquire(payload.subscribe, payload.publish);
     if (typeof grant === 'string') return { code: ErrorCode.UNAUTHORIZED, message: grant };
     const v: Verified = { grant, sub: sub ?? null, exp: typeof payload.exp === 'number' ? Math.floor(payload.exp) : 0 };
+    if (token === null) return v;
     // The cache holds its own reference.
     if (this.cache.size >= VERIFIED_CACHE_ENTRIES) {
       const [oldToken, old] = this.cache.entries().next().value as [string, Verified];
@@ -189,6 +216,50 @@ export class Verifier {
     else if (this.publicKey !== null) return this.publicKey;
     throw new joseErrors.JOSEAlgNotAllowed(`no key for alg ${String(alg)}`);
   }
+}
+
+const HMAC_DIGESTS: Record<string, string> = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' };
+const utf8 = new TextDecoder();
+
+/** A base64url segment as JSON (decoded as jose decodes it), or undefined. */
+function jsonOf(segment: string): unknown {
+  try {
+    return JSON.parse(utf8.decode(Buffer.from(segment, 'base64url'))) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The claims of a compact HS256/384/512 JWT signed with this secret and valid at nowSec by every check jwtVerify
+ * makes with our options (alg, no crit, a JSON object, iss and aud when configured, iat a number, nbf and exp with
+ * the clock skew), or null: then jose decides (a refusal comes from jose, with its reason). Accepts nothing jose
+ * would refuse: the signature is compared with the canonical base64url of the HMAC (a token jose would accept in
+ * another encoding of its signature goes to jose).
+ */
+export function hmacClaims(token: string, secret: KeyObject, o: AuthOptions, nowSec: number): JWTPayload | null {
+  const a = token.indexOf('.');
+  const b = a < 0 ? -1 : token.indexOf('.', a + 1);
+  if (b < 0 || token.indexOf('.', b + 1) >= 0) return null;
+  const header = jsonOf(token.slice(0, a));
+  if (!isPlainObject(header) || header.crit !== undefined || typeof header.alg !== 'string') return null;
+  const digest = HMAC_DIGESTS[header.alg];
+  if (digest === undefined) return null;
+  const mac = createHmac(digest, secret).update(token.slice(0, b)).digest('base64url');
+  const signature = token.slice(b + 1);
+  if (mac.length !== signature.length || !timingSafeEqual(Buffer.from(mac, 'latin1'), Buffer.from(signature, 'latin1'))) return null;
+  const p = jsonOf(token.slice(a + 1, b));
+  if (!isPlainObject(p)) return null;
+  if (o.issuer !== '' && p.iss !== o.issuer) return null;
+  if (o.audience !== '' && !(p.aud === o.audience || (Array.isArray(p.aud) && p.aud.includes(o.audience)))) return null;
+  if (p.iat !== undefined && typeof p.iat !== 'number') return null;
+  if (p.nbf !== undefined && (typeof p.nbf !== 'number' || p.nbf > nowSec + o.clockSkewSeconds)) return null;
+  if (p.exp !== undefined && (typeof p.exp !== 'number' || p.exp <= nowSec - o.clockSkewSeconds)) return null;
+  return p as JWTPayload;
 }
 
 /** The JWS algorithms a public key can verify. */

@@ -212,8 +212,9 @@ export class Commands {
    * The auth command: a first token (a session opened without one) or a
    * refresh. A refresh must name the session's subject; topics the new
    * token no longer allows are unsubscribed and listed as revoked. The
-   * signature check is asynchronous (the cache first): the answer may come
-   * in a later turn, after later commands' answers.
+   * signature check may be asynchronous (jose, after the cache and the
+   * HS* check in place): the answer may come in a later turn, after later
+   * commands' answers.
    */
   private authenticate(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, cmd: AuthCommand): void {
     const e = this.entitlement;
@@ -229,10 +230,10 @@ export class Commands {
           this.stats[Stat.AUTH_FAILURES]++;
           return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(v.code, v.message, cmd.id)));
         }
-        if (!e.isPending(slot) && e.subject(slot) !== v.sub) {
+        if (!e.isPending(slot) && !e.sameSubject(slot, v.sub)) {
           e.release(v);
           this.stats[Stat.AUTH_FAILURES]++;
-          const msg = `a refresh must carry the session's sub (${JSON.stringify(e.subject(slot))}); this token's is ${JSON.stringify(v.sub)}; the session keeps its token`;
+          const msg = `a refresh must carry the session's sub; this token's is ${JSON.stringify(v.sub)}; the session keeps its token`;
           return this.sessions.reply(ws, slot, encoding, errorReply(new ProtocolError(ErrorCode.UNAUTHORIZED, msg, cmd.id)));
         }
         const revoked: string[] = [];
@@ -248,8 +249,8 @@ export class Commands {
         this.sessions.reply(ws, slot, encoding, reply);
       });
     };
-    const hit = e.cached(cmd.token, this.host.nowSec);
-    if (hit !== null) return done(hit);
+    const now = e.verifyNow(cmd.token, this.host.nowSec);
+    if (now !== null) return done(now);
     e.verify(cmd.token, this.host.nowSec).then(done, (err) => this.host.failed('auth', err));
   }
 

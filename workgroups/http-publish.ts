@@ -26,9 +26,9 @@
 // --auth jwt. Every publish carries `Authorization: Bearer <credential>`:
 // an API key of --api-keys-file (looked up by the SHA-256 digest of the
 // credential, so that no comparison runs over the key's own bytes) or a
-// JWT (its publish claim, {sub} its sub). A key, and a JWT this
-// workgroup's verifier has cached (workgroups/auth.ts), are checked in
-// place and the publish keeps the path above. A JWT not seen before is
+// JWT (its publish claim, {sub} its sub). A key, an HS* JWT plainly valid
+// and a JWT this workgroup's verifier has cached (workgroups/auth.ts) are
+// checked in place and the publish keeps the path above. Any other JWT is
 // verified by jose, which is asynchronous: the verification starts when
 // the head is read (while the body arrives) and the publish is answered
 // from a later turn, like --engine redis publishes. The cost: the first
@@ -37,9 +37,9 @@
 // uWS (the connection closed, the first request aborted); later publishes
 // with the same token are checked in place. Seen on loopback: RS*/ES*/EdDSA
 // (crypto.verify on the thread pool) and --jwks-url (a fetch) answer in a
-// later turn; HS* (HMAC computed in place, only promises) resolves in the
+// later turn; an HS* token jose decides (a refusal) resolves in the
 // microtasks Node runs as the uWS handler returns, before the next
-// pipelined request is parsed, so the cost is not seen with a secret.
+// pipelined request is parsed.
 import { createHash } from 'node:crypto';
 import type { HttpRequest, HttpResponse, TemplatedApp } from '../native-io/uws';
 import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId, unpackr } from '../protocol/codec';
@@ -295,7 +295,8 @@ export class HttpPublishEndpoint {
 
   /**
    * --auth jwt: the credential of the request's Authorization header: an API
-   * key (by digest), a token verified lately, a refusal, or a verification
+   * key (by digest), a token verified in place (cached, or an HS* token
+   * plainly valid), a refusal, or a verification
    * under way (its Verified holds a grant reference: allowedOf releases it).
    */
   private credentialOf(h: RequestHeads): Allowed | AuthFailure | Promise<Verified | AuthFailure> {
@@ -312,8 +313,8 @@ export class HttpPublishEndpoint {
     }
     const e = this.host.entitlement;
     const nowSec = this.host.nowSec();
-    const hit = e.cached(credential, nowSec);
-    return hit !== null ? this.allowedOf(hit) : e.verify(credential, nowSec);
+    const now = e.verifyNow(credential, nowSec);
+    return now !== null ? this.allowedOf(now) : e.verify(credential, nowSec);
   }
 
   /** What a verified token allows (its grant reference released: the pattern set stays valid as a value), or the failure. */

@@ -279,23 +279,28 @@ export class Sessions implements DeliverySessions, CommandsSessions {
 
   /**
    * --auth jwt: a session without a token opens pending (auth command within
-   * --auth-timeout-seconds); a token verified lately is taken at once; any
-   * other is verified first (jose is asynchronous: the upgrade answers from
-   * a later turn; nothing of the session exists meanwhile).
+   * --auth-timeout-seconds); a token verified lately, or an HS* token
+   * plainly valid, is taken at once; any other is verified first by jose
+   * (asynchronous: the upgrade answers from a later turn; nothing of the
+   * session exists meanwhile).
    */
   private upgradeWithToken(res: HttpResponse, token: string, key: string, extensions: string, context: unknown, flags: number, ipHash: number): void {
     const e = this.entitlement;
     const nowSec = this.host.nowSec;
     if (token === '') return this.admit(res, key, extensions, context, flags, ipHash, PENDING);
-    const hit = e.cached(token, nowSec);
-    if (hit !== null) return this.admit(res, key, extensions, context, flags, ipHash, hit);
+    const undo = () => {
+      if (flags & SessionFlag.IP_COUNTED) this.ipTable.remove(ipHash);
+    };
+    const now = e.verifyNow(token, nowSec);
+    if (now !== null) {
+      if (!isFailure(now)) return this.admit(res, key, extensions, context, flags, ipHash, now);
+      undo();
+      return this.refuseToken(res, now);
+    }
     let aborted = false;
     res.onAborted(() => {
       aborted = true;
     });
-    const undo = () => {
-      if (flags & SessionFlag.IP_COUNTED) this.ipTable.remove(ipHash);
-    };
     e.verify(token, nowSec).then(
       (v) => {
         if (aborted || !this.host.isOpen()) {
