@@ -256,6 +256,15 @@ function runCommand(): Command {
     .addOption(opt('--steps <n>', 'fanout: rate steps, each doubling the rate', 'STEPS').argParser(int(1, 40)))
     .addOption(opt('--sizes <list>', 'idle-memory: session counts to measure at, e.g. 1000,5000,19000', 'SIZES').argParser((t: string) => t.split(',').map((x) => int(1, 10_000_000)(x.trim()))))
     .addOption(opt('--max-pending <n>', 'handshakes in progress at once per benchsub process', 'MAX_PENDING').argParser(int(1, 1_000_000)))
+    .addOption(
+      opt('--idle-seconds <early,late>', 'idle-memory: the two plain readings after the last burst, seconds after it (default 5,30; a forced-GC reading follows)', 'IDLE_SECONDS').argParser(
+        (t: string) => {
+          const v = t.split(',').map((x) => positive(x.trim()));
+          if (v.length !== 2 || v[0] > v[1]) throw new InvalidArgumentError('expected two numbers of seconds, the first not above the second, e.g. 5,30');
+          return v;
+        },
+      ),
+    )
     .addOption(opt('--settle-seconds <n>', 'idle-memory: seconds to let the server settle before each RSS reading (default 3)', 'SETTLE_SECONDS').argParser(positive))
     .addOption(opt('--peers <list>', `peers to run in the same harness (${PEERS.join(',')}, or none); reference-scaled runs them only when given`, 'PEERS').default(PEERS.join(',')))
     .addOption(opt('--results-dir <dir>', 'where to write the results', 'RESULTS_DIR').default(DEFAULT_RESULTS_DIR))
@@ -339,6 +348,7 @@ function runCommand(): Command {
         steps: o.steps ?? null,
         sizes: o.sizes ?? null,
         settleSeconds: o.settleSeconds ?? null,
+        idleSeconds: o.idleSeconds ?? null,
         rates: o.rates ?? null,
         phases: o.phases ?? null,
         maxPending: o.maxPending ?? null,

@@ -43,6 +43,8 @@ export interface RunOptions {
   sizes: number[] | null;
   /** idle-memory: seconds to let the server settle before each RSS reading. */
   settleSeconds: number | null;
+  /** idle-memory: the plain readings after the last burst, seconds after it (default 5 and 30). */
+  idleSeconds: number[] | null;
   /** cluster: the publish rates (msg/s) of the Redis saturation steps. */
   rates: number[] | null;
   /** cluster: which parts to run (compare, saturation, interest; default all). */

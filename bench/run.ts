@@ -96,7 +96,9 @@ async function runOn(t: RunTarget, scenario: Exclude<Scenario, 'cluster'>, optio
   const kind = t.kind;
   const o: RunOptions = { ...options, workgroups: t.workgroups, admissionRate: t.admissionRate ?? 0 };
   // --gc-readings: the inspector, through which every isolate is made to collect its garbage before a memory reading.
-  const execArgv = o.gcReadings && kind === 'c10m' ? [...o.serverNodeArgs, '--inspect=127.0.0.1:0'] : o.serverNodeArgs;
+  // idle-memory: every server can switch its inspector on later (SIGUSR1), for the forced-GC reading after the plain ones.
+  const execArgv =
+    o.gcReadings && kind === 'c10m' ? [...o.serverNodeArgs, '--inspect=127.0.0.1:0'] : scenario === 'idle-memory' ? [...o.serverNodeArgs, '--inspect-port=127.0.0.1:0'] : o.serverNodeArgs;
   const target =
     o.url && kind === 'c10m'
       ? externalTarget(o.url, o.serverPid)

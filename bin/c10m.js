@@ -4,6 +4,9 @@ const fs = require('node:fs');
 const path = require('node:path');
 
 const ROOT = path.join(__dirname, '..');
+// serve: the main thread's young generation kept at its first 1 MB while the server loads (else V8 grows it
+// to 32 MB and keeps it), and V8's gc() for collecting once quiet; see shm/heap.ts.
+if (process.argv[2] === 'serve') require('node:v8').setFlagsFromString('--semi-space-growth-factor=1 --expose-gc');
 // In a checkout (the TypeScript sources are here) dist/ is built when it is
 // missing or older than a source, and left alone when current (a few ms).
 // An installed package ships dist/ only and is never built here.

@@ -103,12 +103,17 @@ class StopBeforeStart extends Error {
 /** Checks run once `serve` is up (e.g. the descriptor-limit warning); each may warn. */
 export const serveStartHooks: ((config: Config, warn: (message: string) => void) => void)[] = [];
 
-/** Other folders add their commands here (ops, bench); each is optional so the CLI works without it. */
-function registerOptional(program: Command): void {
+/**
+ * Other folders add their commands here (ops, bench); each is optional so the CLI works without it. `serve` leaves
+ * the bench out: its modules (histograms with a WASM core, the load generator's addon, ws) were 4.7 MB of the server's
+ * main-thread heap, for nothing.
+ */
+function registerOptional(program: Command, command: string | undefined): void {
   for (const [mod, fn] of [
     ['../sysctl/cli', 'registerOpsCommands'],
     ['../bench/cli', 'registerBenchCommands'],
   ] as const) {
+    if (command === 'serve' && mod === '../bench/cli') continue;
     let loaded: Record<string, unknown>;
     try {
       loaded = require(mod);
@@ -127,10 +132,11 @@ function registerOptional(program: Command): void {
   }
 }
 
-export function buildProgram(): Command {
+/** command: the one to be run, when known (argv[2]); the program then registers only what it needs. */
+export function buildProgram(command?: string): Command {
   const program = new Command('c10m').description('c10m: a real-time publish/subscribe server for millions of WebSocket sessions per node').version(packageVersion()).exitOverride();
   program.addCommand(serveCommand());
-  registerOptional(program);
+  registerOptional(program, command);
   // A usage error is one line: commander's message and where to look, never a stack.
   for (const c of [program, ...program.commands]) {
     c.exitOverride();
@@ -148,7 +154,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  const program = buildProgram();
+  const program = buildProgram(argv[2]);
   try {
     await program.parseAsync(argv);
   } catch (err) {

@@ -22,6 +22,8 @@ export interface Config {
   maxBackpressureBytes: number;
   idleTimeoutSeconds: number;
   drainTimeoutSeconds: number;
+  /** Each workgroup's V8 young generation, MB (Worker resourceLimits); 0: V8's default (grows to 48). */
+  youngGenerationMb: number;
   maxConnectionsPerIp: number;
   maxSessionsPerSecondPerIp: number;
   /** New sessions per second for the node (0: no limit), split evenly among workgroups. */
@@ -145,6 +147,15 @@ export const OPTIONS: OptionSpec[] = [
     help: 'close a session silent this long (pings are automatic); 0 disables; otherwise 8..960',
     default: () => 120,
     check: (v) => (v !== 0 && v < 8 ? 'must be 0 or at least 8' : null),
+  },
+  {
+    key: 'youngGenerationMb',
+    flag: 'young-generation-mb',
+    kind: 'int',
+    min: 0,
+    max: 1024,
+    help: "each workgroup's V8 young generation in MB (3: semi-spaces of 1 MB, what V8 starts with); V8 grows it to 48 under a connect burst and keeps it; 0: V8's default",
+    default: () => 3,
   },
   { key: 'drainTimeoutSeconds', flag: 'drain-timeout-seconds', kind: 'int', min: 0, max: 3600, help: 'on SIGTERM, how long to wait for sessions to close before exiting', default: () => 10 },
   { key: 'maxConnectionsPerIp', flag: 'max-connections-per-ip', kind: 'int', min: 0, max: 10_000_000, help: 'sessions one client address may hold (0: no limit)', default: () => 0 },

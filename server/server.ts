@@ -10,6 +10,7 @@ import { checkRedis } from './redis-check';
 import { maskRedisUrl } from '../shm/redis-url';
 import { assertPortFree } from './ports';
 import { Supervisor } from './supervisor';
+import { collectGarbage, restoreYoungGrowth } from '../shm/heap';
 
 export interface RunningServer {
   config: Config;
@@ -122,6 +123,9 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     await admin.close();
     throw err;
   }
+  // Started: the main thread's young generation may grow again, and what loading the server left is collected (shm/heap.ts).
+  restoreYoungGrowth();
+  const gcMs = collectGarbage();
   log.info(
     {
       port: supervisor.port,
@@ -129,6 +133,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
       workgroups: supervisor.workgroups,
       uwsNative: uws.native,
       engine: config.engine,
+      startGcMs: gcMs === null ? null : Math.round(gcMs * 10) / 10,
       ...(config.engine === 'redis' ? { redis: config.redisUrl.map(maskRedisUrl) } : {}),
     },
     'c10m listening',

@@ -247,7 +247,9 @@ export class Supervisor extends EventEmitter {
         auth: this.auth,
       },
     };
-    const worker = new Worker(WORKER_ENTRY, { workerData: init });
+    // The young generation capped (shm/heap.ts): V8 grows it to 48 MB in a connect burst and keeps it committed.
+    const young = c.youngGenerationMb;
+    const worker = new Worker(WORKER_ENTRY, { workerData: init, ...(young > 0 ? { resourceLimits: { maxYoungGenerationSizeMb: young } } : {}) });
     slot.worker = worker;
     slot.listening = false;
     return new Promise((resolve, reject) => {

@@ -193,16 +193,21 @@ describe('bench run, each scenario at small numbers', () => {
     ]);
     for (const t of r.targets) expect(t.figures.sessionsPerSec as number).toBeGreaterThan(0);
     expect(r.ratios.find((x) => x.peer === 'ws' && x.key === 'sessionsPerSec')?.ratio).toEqual(expect.any(Number));
+    for (const t of r.targets) expect(t.figures.serverCpuUsPerSession).toEqual(expect.any(Number));
   });
 
-  test('idle-memory: RSS per session of c10m and the raw uWS peer at two sizes', async () => {
-    const r = await runScenario(['idle-memory', '--sizes', '100,300', '--settle-seconds', '0.5', '--peers', 'uws']);
+  test('idle-memory: RSS per session of c10m and the raw uWS peer at two sizes, plain and after a forced GC, with ratios', async () => {
+    const r = await runScenario(['idle-memory', '--sizes', '100,300', '--settle-seconds', '0.5', '--idle-seconds', '0.5,1', '--peers', 'uws']);
     expect(r.targets.map((t) => t.name)).toEqual(['c10m', 'uws']);
     for (const t of r.targets) {
       expect(t.figures.sessions).toBe(300);
       expect(t.figures['perSessionKB@100']).toEqual(expect.any(Number));
       expect(t.figures['perSessionKB@300']).toEqual(expect.any(Number));
+      // Both ways in one run: plain readings after the burst, then one after a GC forced through the inspector (SIGUSR1).
+      for (const k of ['rssEarlyMB', 'rssLateMB', 'rssGcMB', 'heapCommittedLateMB', 'heapCommittedGcMB', 'burstCpuUsPerSession']) expect(t.figures[k]).toEqual(expect.any(Number));
     }
+    expect(r.ratios.filter((x) => x.peer === 'uws').map((x) => x.key)).toEqual(expect.arrayContaining(['rssEarlyMB', 'rssLateMB', 'rssGcMB']));
+    expect(r.notes.join('\n')).toMatch(/c10m: JS heaps used\/committed MB per isolate/);
   });
 
   test('cluster: memory node against two Redis nodes, Redis saturation steps, interest routing by bytes', async () => {

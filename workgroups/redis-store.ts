@@ -22,7 +22,7 @@
 // commands of one event-loop turn in one write (standalone; with Redis
 // Cluster it is off, see the constructor).
 import { performance } from 'node:perf_hooks';
-import { Redis, Cluster, type RedisOptions as IoRedisOptions, type ClusterNode } from 'ioredis';
+import type { Redis, Cluster, RedisOptions as IoRedisOptions, ClusterNode } from 'ioredis';
 import type { RedisOptions } from '../shm/workgroup-init';
 import { redisConnectionOptions } from '../shm/redis-url';
 import calculateSlot from 'cluster-key-slot';
@@ -226,6 +226,8 @@ export class RedisStore {
       autoResendUnfulfilledCommands: false,
       enableAutoPipelining: true,
     };
+    // Loaded here: a workgroup of the memory engine never pays for ioredis (1.6 MB of heap per isolate).
+    const { Redis, Cluster } = require('ioredis') as typeof import('ioredis');
     // Checked by the control plane at start (shm/redis-url.ts): a bad list never gets this far.
     const endpoints = redisConnectionOptions(options.urls, options.cluster);
     if (options.cluster) {

@@ -31,6 +31,8 @@ const KEY_16_BYTES = /^[A-Za-z0-9+/]{21}[AQgw]==$/;
 
 /** Whether a comma-separated header value holds `token` (ASCII case-insensitive). */
 function hasToken(value: string, token: string): boolean {
+  // The usual value is the token alone ("websocket", "Upgrade"): no split, no array per upgrade.
+  if (value.length === token.length) return value.toLowerCase() === token;
   for (const part of value.split(',')) if (part.trim().toLowerCase() === token) return true;
   return false;
 }

@@ -23,6 +23,7 @@ import { allocShared, allocSharedAsync } from '../native-io';
 import { loadUws, type TemplatedApp, type Uws } from '../native-io/uws';
 import { CloseCode, CloseReason, ErrorCode } from '../protocol/errors';
 import { nowMicros } from '../protocol/frame';
+import { collectGarbage, IdleGc } from '../shm/heap';
 import { Stat } from '../protocol/stats';
 import { MessageCache } from './cache';
 import { HttpPublishEndpoint } from './http-publish';
@@ -82,6 +83,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   private readonly restarts: number;
   // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
   private lastEvictions = 0;
+  private readonly idleGc = new IdleGc(Date.now());
   private elu = performance.eventLoopUtilization();
   /** The loop's delays (a 10 ms timer's lateness): the longest of each second is reported, then reset. */
   private readonly loopDelay = monitorEventLoopDelay({ resolution: 10 });
@@ -336,6 +338,11 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     // max is 0 before the first sample; the histogram holds ns.
     s[Stat.LOOP_DELAY_MAX_MS] = this.loopDelay.max / 1e6;
     this.loopDelay.reset();
+    // After a burst of sessions, once quiet: one full GC (what the burst left in old space; shm/heap.ts).
+    if (this.idleGc.due(s[Stat.SESSIONS_OPENED], nowMs)) {
+      const ms = collectGarbage();
+      if (ms !== null) this.log.debug({ ms: Math.round(ms * 10) / 10, sessions: this.slab.size }, 'quiet after new sessions: collected the garbage');
+    }
     s[Stat.HEAP_USED_BYTES] = getHeapStatistics().used_heap_size;
     s[Stat.HEARTBEAT_MS] = nowMs;
   }

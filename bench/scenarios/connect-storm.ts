@@ -37,6 +37,7 @@ export async function connectStorm(target: Target, o: RunOptions, progress: Prog
         { key: 'connectP99Ms', label: 'handshake p99 ms', better: 'lower' },
         { key: 'readyP99Ms', label: 'subscribed p99 ms', better: 'lower' },
         { key: 'serverCpuSeconds', label: 'server CPU s', better: 'lower' },
+        { key: 'serverCpuUsPerSession', label: 'server CPU us per session', better: 'lower' },
       ],
       targets: [
         {
@@ -51,6 +52,7 @@ export async function connectStorm(target: Target, o: RunOptions, progress: Prog
             connectP99Ms: connect.p99Ms,
             readyP99Ms: ready.p99Ms,
             serverCpuSeconds: serverCpu === null ? null : Math.round(serverCpu * 100) / 100,
+            serverCpuUsPerSession: serverCpu === null || s.ready === 0 ? null : Math.round((serverCpu * 1e6) / s.ready),
             serverRssMB: rss,
             ...fleetFigures(after),
           },
