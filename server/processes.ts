@@ -19,6 +19,7 @@
 // Redis engine, as across the nodes of a cluster.
 import { fork, type ChildProcess } from 'node:child_process';
 import { EventEmitter } from 'node:events';
+import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { GAUGES, STATS_SLOTS } from '../protocol/stats';
 import { DESCRIPTOR_RESERVE_BASE, DESCRIPTOR_RESERVE_PER_WORKGROUP } from '../sysctl/costs';
@@ -230,7 +231,7 @@ export class ProcessSupervisor extends EventEmitter {
     const child = fork(ENTRY, [], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       serialization: 'advanced',
-      execArgv: [...process.execArgv, ...memberV8Flags(this.count)],
+      execArgv: [...process.execArgv, ...memberV8Flags(this.count, availableParallelism())],
     });
     m.child = child;
     m.pid = child.pid ?? 0;
@@ -325,10 +326,16 @@ export class ProcessSupervisor extends EventEmitter {
 }
 
 /**
- * V8 flags of a node process. Measured on an empty process (docs/PERFORMANCE.md): the young
- * generation's semi-spaces and the code space are the main thread's fixed cost; a node process's
- * main thread only supervises its workgroups, so it gets small ones.
+ * V8 flags of a node process (process-wide: its main thread and its workgroups), for the fixed
+ * cost that 50 of them multiply. Measured on empty processes (docs/PERFORMANCE.md): V8's young
+ * generation grows its semi-spaces to 8-16 MB per isolate while modules load and keeps them, about
+ * 16 MB of the 43 MB anonymous memory of a process with one workgroup; 1 MB semi-spaces cost
+ * more frequent scavenges, cheap while a process holds 1/N of the node's traffic, so they are
+ * used once processes are at least as many as cores. V8's platform threads (4 by default, each
+ * with its malloc arena) are the cores a process has, at least 1: -4.6 MB each.
  */
-export function memberV8Flags(_count: number): string[] {
-  return [];
+export function memberV8Flags(count: number, cores: number): string[] {
+  const flags = [`--v8-pool-size=${Math.max(1, Math.min(4, Math.floor(cores / count)))}`];
+  if (count >= cores) flags.push('--max-semi-space-size=1');
+  return flags;
 }

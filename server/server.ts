@@ -5,7 +5,7 @@ import { loadAuth } from './auth-config';
 import { isLoopbackHost, type Config } from './config';
 import { engineHealth } from './engine-health';
 import type { Logger } from './log';
-import { registerObservability } from './observability';
+import type { registerObservability as RegisterObservability } from './observability';
 import { checkRedis } from './redis-check';
 import { maskRedisUrl } from '../shm/redis-url';
 import { assertPortFree } from './ports';
@@ -46,7 +46,8 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     );
   }
   // Before anything binds or any workgroup starts: a Redis that is not there, refuses us or is too old stops the start here.
-  if (config.engine === 'redis') {
+  // A member process (--processes): the top checked Redis for the node.
+  if (config.engine === 'redis' && !options.member) {
     const r = await checkRedis({ urls: config.redisUrl, cluster: config.redisCluster, waitSeconds: config.redisWaitSeconds, signal: options.signal }, log);
     log.info({ url: r.url, redisVersion: r.redisVersion, attempts: r.attempts, cluster: config.redisCluster, prefix: config.redisPrefix }, 'redis reachable');
   }
@@ -89,6 +90,9 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
       redisUnreachable: engine.unreachable,
     });
   });
+  // Required here, not imported: a member process (--processes) has no admin port, and prom-client
+  // and the views would cost each of its main threads heap for nothing.
+  const { registerObservability } = require('./observability') as { registerObservability: typeof RegisterObservability };
   registerObservability(admin, supervisor, config);
   // Only on a loopback admin host (server/config.ts refuses the others).
   if (config.debugRoutes) {
