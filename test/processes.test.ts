@@ -221,3 +221,27 @@ test('a process killed with SIGKILL under 300 sessions is restarted alone: its s
   });
   expect(await metricSum(s, 'c10m_process_restarts_total')).toBe(1);
 });
+
+/** Whether a process of this pid runs (signal 0). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+test('SIGTERM drains every node process and exits 0; a top killed with SIGKILL leaves no node process behind', async () => {
+  const redis = await startRedis();
+  const a = await node(redis, 2);
+  const pidsA = (await processesOf(a)).map((p) => p.Pid);
+  expect(await a.stop()).toBe(0);
+  servers.splice(servers.indexOf(a), 1);
+  expect(pidsA.filter(alive)).toEqual([]);
+  const b = await node(redis, 2);
+  const pidsB = (await processesOf(b)).map((p) => p.Pid);
+  b.proc.kill('SIGKILL');
+  // They see the IPC channel close, drain and end.
+  await waitFor(() => pidsB.every((p) => !alive(p)), 20_000, 'the node processes to end after their top');
+});
