@@ -12,7 +12,7 @@ export interface NativeBinding {
   /** Absent from builds older than this file (C10M_NATIVE_ADDON may name one). */
   allocSharedAsync?(bytes: number, hugePages?: boolean): Promise<{ buffer: SharedArrayBuffer; path: NativeArenaPath; bytes: number }>;
   arenaStats(): { hugetlbBytes: number; thpBytes: number; normalBytes: number; jsBytes: number };
-  attachIpHash(port: number, groups: number): { attached: true; fd: number; sockets: number; fds: number[] };
+  attachIpHash(port: number, groups: number, acrossProcesses?: boolean): { attached: true; fd: number; sockets: number; fds: number[] };
   noFileLimit(): { soft: number; hard: number };
   raiseNoFileLimit(): { soft: number; hard: number; previousSoft: number };
 }

@@ -114,10 +114,12 @@ export type IpHashResult =
  * arguments, when no socket of this process listens on the port, when one
  * lacks SO_REUSEPORT, or when groups exceeds the listening sockets; returns
  * { attached: false, reason } on the fallback path, where the kernel's
- * 4-tuple hash stays in force.
+ * 4-tuple hash stays in force. acrossProcesses: the group also holds other
+ * processes' sockets (the kernel's group spans every process of the user
+ * bound to the port), so groups may exceed this process's own sockets.
  */
-export function attachIpHash(port: number, groups: number): IpHashResult {
-  if (native.binding) return native.binding.attachIpHash(port, groups);
+export function attachIpHash(port: number, groups: number, acrossProcesses = false): IpHashResult {
+  if (native.binding) return native.binding.attachIpHash(port, groups, acrossProcesses);
   return fallback.attachIpHash(port, groups, native.error ?? 'unknown reason');
 }
 

@@ -6,7 +6,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { UwsFallbackRefused } from '../native-io/uws';
 import { loadAuth } from './auth-config';
-import { ConfigError, OPTIONS, envName, resolveConfig, type Config } from './config';
+import { availableParallelism } from 'node:os';
+import { limitsReport } from '../native-io';
+import { ConfigError, OPTIONS, envName, readConfigFile, resolveConfig, type Config } from './config';
+import { startProcesses } from './node-admin';
+import { planProcesses, type ProcessPlan } from './processes';
 import { resolveLogFormat, serverLogger } from './log';
 import { RedisStartError } from './redis-check';
 import { startServer, type RunningServer } from './server';
@@ -43,20 +47,29 @@ function serveCommand(): Command {
     const config = resolveConfig(flags, process.env, configFile);
     // Key files and the like, checked before anything starts (a ConfigError: exit 2).
     loadAuth(config);
-    await serve(config);
+    const workgroupsGiven = flags.workgroups !== undefined || process.env[envName('workgroups')] !== undefined || (configFile !== undefined && readConfigFile(configFile).workgroups !== undefined);
+    const plan = planProcesses(config, workgroupsGiven, descriptorLimit(), availableParallelism());
+    await serve({ ...config, processes: plan.processes, workgroups: plan.workgroups }, plan);
   });
   return cmd;
 }
 
-async function serve(config: Config): Promise<void> {
+/** The descriptors a node process can get: its hard RLIMIT_NOFILE (Node raises the soft one to it), or fs.nr_open when unlimited. */
+function descriptorLimit(): number {
+  const l = limitsReport();
+  return Number.isFinite(l.nofileHard) ? l.nofileHard : (l.fsNrOpen ?? 1_048_576);
+}
+
+async function serve(config: Config, plan: ProcessPlan): Promise<void> {
   const log = serverLogger(config.logLevel, resolveLogFormat(config.logFormat));
   // Signals are handled from the first moment, so a SIGTERM during start-up still drains cleanly.
-  let server: RunningServer | null = null;
+  let server: Pick<RunningServer, 'shutdown'> | null = null;
   let stopRequested: string | null = null;
   let signals = 0;
   // A signal before the node is up ends the wait for Redis at once (nothing has started yet).
   const starting = new AbortController();
-  const stop = (s: RunningServer) =>
+  if (plan.arithmetic !== null && plan.processes === 1) log.info({ processes: 1, auto: plan.arithmetic }, `--processes auto: ${plan.arithmetic}`);
+  const stop = (s: Pick<RunningServer, 'shutdown'>) =>
     s.shutdown().then(
       () => process.exit(EXIT_OK),
       (err) => {
@@ -79,7 +92,7 @@ async function serve(config: Config): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
   try {
-    server = await startServer(config, log, { signal: starting.signal });
+    server = plan.processes > 1 ? await startProcesses(config, plan, log, { signal: starting.signal }) : await startServer(config, log, { signal: starting.signal });
   } catch (err) {
     if (err instanceof StopBeforeStart) {
       log.info({ signal: err.signal }, 'stopped before start');
@@ -90,7 +103,8 @@ async function serve(config: Config): Promise<void> {
     process.stderr.write(`c10m: ${reason.replace(/\s*\n\s*/g, ' ')}\n`);
     process.exit(err instanceof RedisStartError ? err.exitCode : EXIT_FAILURE);
   }
-  for (const hook of serveStartHooks) hook(config, (msg) => log.warn(msg));
+  // Each process is sized for its share of --max-sessions.
+  for (const hook of serveStartHooks) hook({ ...config, maxSessions: Math.ceil(config.maxSessions / plan.processes) }, (msg) => log.warn(msg));
   if (stopRequested !== null) stop(server);
 }
 

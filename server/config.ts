@@ -18,6 +18,8 @@ export interface Config {
   /** The /debug/* fault-injection routes on the admin port (tests); loopback admin hosts only. */
   debugRoutes: boolean;
   workgroups: number;
+  /** Node processes under one supervisor (--processes), or 'auto': from --max-sessions and the descriptor limit (server/processes.ts). */
+  processes: number | 'auto';
   maxPayloadBytes: number;
   maxBackpressureBytes: number;
   idleTimeoutSeconds: number;
@@ -72,7 +74,7 @@ export interface Config {
 export const AUTH_MODES = ['none', 'jwt'] as const;
 export type AuthMode = (typeof AUTH_MODES)[number];
 
-type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins' | 'choice' | 'redis-urls';
+type Kind = 'int' | 'string' | 'bool' | 'level' | 'host' | 'origins' | 'choice' | 'redis-urls' | 'int-or-auto';
 
 export interface OptionSpec {
   key: keyof Config;
@@ -100,6 +102,8 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 export const ENGINES: readonly EngineKind[] = ['memory', 'redis'];
+/** Most node processes --processes may ask for (each is a few tens of MB even empty). */
+export const MAX_PROCESSES = 1024;
 
 export const OPTIONS: OptionSpec[] = [
   { key: 'host', flag: 'host', kind: 'host', help: 'address the public WebSocket/HTTP port binds to', default: () => '0.0.0.0' },
@@ -128,6 +132,15 @@ export const OPTIONS: OptionSpec[] = [
     default: () => false,
   },
   { key: 'workgroups', flag: 'workgroups', kind: 'int', min: 1, max: 32, help: 'worker threads serving the public port (default: one per core)', default: () => Math.min(32, availableParallelism()) },
+  {
+    key: 'processes',
+    flag: 'processes',
+    kind: 'int-or-auto',
+    min: 1,
+    max: MAX_PROCESSES,
+    help: 'node processes on the public port, each with its workgroups, under one supervisor and one admin port; auto: as many as --max-sessions needs at the descriptor limit a process can get; more than 1 needs --engine redis (topics meet across processes through Redis)',
+    default: () => 1,
+  },
   { key: 'maxPayloadBytes', flag: 'max-payload-bytes', kind: 'int', min: 1, max: 16 * 1024 * 1024, help: 'largest publish data, in bytes once encoded', default: () => 64 * 1024 },
   {
     key: 'maxBackpressureBytes',
@@ -419,6 +432,14 @@ function parseValue(spec: OptionSpec, raw: unknown, source: string): Config[keyo
       if (extra) throw new ConfigError(`${where}: ${n} ${extra}`);
       return n;
     }
+    case 'int-or-auto':
+      if (typeof raw === 'string' && raw.trim().toLowerCase() === 'auto') return 'auto';
+      try {
+        return parseValue({ ...spec, kind: 'int' }, raw, source);
+      } catch (err) {
+        if (err instanceof ConfigError) throw new ConfigError(err.message.replace('expected a whole number', 'expected a whole number or auto'));
+        throw err;
+      }
     case 'level':
       if (typeof raw === 'string' && LOG_LEVELS.includes(raw)) return raw;
       throw new ConfigError(`${where}: expected one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(raw)}`);
@@ -527,6 +548,7 @@ export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env
     const why = cluster ? ` (${cluster} is ${config.redisCluster})` : config.redisCluster ? ' (several URLs mean Redis Cluster)' : '';
     throw new ConfigError(`${source.get('redisUrl') ?? '--redis-url'}: ${err.message}${why}`);
   }
+  if (typeof config.processes === 'number') assertProcessesEngine(config, config.processes, source.get('processes') ?? '--processes');
   if (config.ringBytes < config.maxPayloadBytes + 2048) {
     throw new ConfigError(`--ring-bytes ${config.ringBytes} is too small for --max-payload-bytes ${config.maxPayloadBytes}: it must be at least ${config.maxPayloadBytes + 2048}`);
   }
@@ -544,6 +566,15 @@ export function resolveConfig(flags: Partial<Record<keyof Config, unknown>>, env
     );
   }
   return config;
+}
+
+/** More than one process needs the Redis engine: each process's memory engine would sequence its own copy of every topic. */
+export function assertProcessesEngine(config: Config, processes: number, where: string): void {
+  if (processes > 1 && config.engine !== 'redis') {
+    throw new ConfigError(
+      `${where} ${processes} needs --engine redis: topics meet across node processes through Redis, and the memory engine serves one process; start a Redis 7 and add --engine redis --redis-url redis://HOST:PORT (C10M_ENGINE, C10M_REDIS_URL)`,
+    );
+  }
 }
 
 /** Parses the --cors-origins value: comma-separated exact origins, or '*'. Returns the list, or an error sentence. */

@@ -27,8 +27,35 @@ export interface StatsSnapshot {
   listening: number;
   /** Workgroups that died and are not listening again yet. */
   down: number;
-  /** process.cpuUsage() at the read: every thread of the process, workgroups included. */
+  /** process.cpuUsage() at the read: every thread of the process, workgroups included (with --processes: of every process). */
   cpu: NodeJS.CpuUsage;
+  /** With --processes: each node process (blocks then lists the workgroups of all, process by process). */
+  processes?: ProcessSnapshot[];
+}
+
+/** One node process of several (`--processes`), as its last report (server/processes.ts) says. */
+export interface ProcessSnapshot {
+  index: number;
+  pid: number;
+  listening: boolean;
+  /** Times the top restarted it. */
+  restarts: number;
+  /** Restarts of its workgroups, summed (in its current life). */
+  workgroupRestarts: number;
+  workgroups: number;
+  /** Its workgroups' blocks summed (HEARTBEAT_MS: the oldest; LOOP_UTILIZATION: the busiest). */
+  block: Float64Array;
+  /** null while it is down or before its first report. */
+  rss: number | null;
+  heapUsed: number | null;
+  openDescriptors: number | null;
+  heartbeatAgeSeconds: number | null;
+}
+
+/** What the views (/metrics, /jmx) read: Figures for one process, NodeFigures (server/node-admin.ts) for --processes. */
+export interface FigureSource {
+  snapshot(): StatsSnapshot;
+  processFigures(): ProcessFigures;
 }
 
 /** The process's own figures: memory, descriptors, native-io. */

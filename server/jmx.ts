@@ -15,7 +15,7 @@ import { bucketPercentile, LATENCY_BASE, LATENCY_BUCKETS, LATENCY_COUNT, LATENCY
 import type { EngineKind } from '../shm/workgroup-init';
 import { sendJson } from './admin';
 import { EngineState, engineHealth } from './engine-health';
-import type { Figures, StatsSnapshot } from './figures';
+import type { FigureSource, StatsSnapshot } from './figures';
 
 /** Length of the sliding window for rates and percentiles, in seconds. */
 export const JMX_WINDOW_SECONDS = 10;
@@ -181,6 +181,24 @@ export interface JmxDocument extends Latency {
   NormalPageArenaBytes: number;
   Engine: JmxEngine;
   Workgroups: JmxWorkgroup[];
+  /** With --processes: the node processes (Workgroups lists the workgroups of all, process by process; RSS and descriptors are their sum). */
+  Processes?: JmxProcess[];
+}
+
+export interface JmxProcess {
+  Id: number;
+  Pid: number;
+  Listening: boolean;
+  Restarts: number;
+  Workgroups: number;
+  ConnectedSessions: number;
+  Subscriptions: number;
+  InPublishMessages: number;
+  OutPublishMessages: number;
+  RSS: number | null;
+  HeapUsed: number | null;
+  OpenFileDescriptors: number | null;
+  HeartbeatAgeSeconds: number | null;
 }
 
 export class JmxView {
@@ -191,7 +209,7 @@ export class JmxView {
   private timer: NodeJS.Timeout | null = null;
 
   constructor(
-    private readonly figures: Figures,
+    private readonly figures: FigureSource,
     options: JmxOptions = {},
   ) {
     this.windowMs = (options.windowSeconds ?? JMX_WINDOW_SECONDS) * 1000;
@@ -335,12 +353,31 @@ export class JmxView {
       NormalPageArenaBytes: proc.arena.normalBytes,
       Engine: { Type: engine.kind, WorkgroupsUnavailable: engine.unreachable.length, ...engineFigures(t, b, spanMs, engine.unreachable.length > 0) },
       Workgroups: workgroups,
+      ...(now.processes ? { Processes: now.processes.map(jmxProcess) } : {}),
     };
   }
 
   serve(_req: http.IncomingMessage, res: http.ServerResponse): void {
     sendJson(res, 200, this.render());
   }
+}
+
+function jmxProcess(p: NonNullable<StatsSnapshot['processes']>[number]): JmxProcess {
+  return {
+    Id: p.index,
+    Pid: p.pid,
+    Listening: p.listening,
+    Restarts: p.restarts,
+    Workgroups: p.workgroups,
+    ConnectedSessions: p.block[Stat.SESSIONS],
+    Subscriptions: p.block[Stat.SUBSCRIPTIONS],
+    InPublishMessages: p.block[Stat.MESSAGES_IN],
+    OutPublishMessages: p.block[Stat.MESSAGES_OUT],
+    RSS: p.rss,
+    HeapUsed: p.heapUsed,
+    OpenFileDescriptors: p.openDescriptors,
+    HeartbeatAgeSeconds: p.heartbeatAgeSeconds,
+  };
 }
 
 /**

@@ -4,13 +4,16 @@
 // nothing on the message path knows a scrape happened.
 //
 // Per-workgroup series carry the label workgroup="<id>"; sum them for the
-// node (`sum(c10m_sessions)`). Counters continue across a workgroup's
+// node (`sum(c10m_sessions)`). With --processes, series are per process
+// instead (label process="<i>", its workgroups summed) and the latency
+// histograms are the node's alone, so that 50 processes stay about 50
+// series a family: `sum without (process) (...)` is the node. Counters continue across a workgroup's
 // restart (its block outlives the thread), so rate() needs no reset logic.
 import type http from 'node:http';
 import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { LATENCY_BASE, LATENCY_BOUNDS_MICROS, LATENCY_BUCKETS, LATENCY_SUM, REDIS_RTT_BASE, REDIS_RTT_SUM, Stat } from '../protocol/stats';
 import { engineHealth, engineUp } from './engine-health';
-import type { Figures, ProcessFigures, StatsSnapshot } from './figures';
+import type { FigureSource, ProcessFigures, StatsSnapshot } from './figures';
 import { packageVersion } from '../native-io/package-root';
 
 const VERSION = packageVersion();
@@ -221,7 +224,11 @@ export class PromMetrics {
   /** One snapshot serves every family of one scrape; dropped once the scrape's turn of the event loop ends. */
   private scrape: Scrape | null = null;
 
-  constructor(private readonly figures: Figures) {
+  /** options.processes: the node runs --processes (per-process families, process labels). */
+  constructor(
+    private readonly figures: FigureSource,
+    options: { processes?: boolean } = {},
+  ) {
     collectDefaultMetrics({ register: this.registry });
     // prom-client lists /proc/self/fd for this one on every scrape: about 50 ms at 19,000
     // sessions. Same name and meaning, counted in microseconds (observability.ts).
@@ -239,17 +246,20 @@ export class PromMetrics {
       'c10m_engine_up',
       "1 while the workgroup's engine can sequence publishes (the memory engine always), 0 while Redis is unreachable: publishes get UNAVAILABLE and /readyz answers 503.",
       'gauge',
-      (s) => s.stats.blocks.map((b, id) => ({ value: engineUp(b), labels: { workgroup: id } })),
+      (s) => units(s.stats).map((u) => ({ value: engineUp(u.block), labels: u.labels })),
     );
     this.add('c10m_redis_roundtrip_seconds', "Round trip of a publish to Redis (Redis engine): from the publish script sent to Redis's answer, pipelining and queueing included.", 'histogram', (s) =>
       histogramSamples(s.stats, 'c10m_redis_roundtrip_seconds', REDIS_RTT_BASE, REDIS_RTT_SUM),
     );
     this.add('c10m_workgroup_restarts_total', 'Times the supervisor restarted the workgroup after its thread ended.', 'counter', (s) =>
-      s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })),
+      s.stats.processes ? s.stats.processes.map((p) => ({ value: p.workgroupRestarts, labels: { process: p.index } })) : s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })),
     );
     this.add('c10m_workgroup_heartbeat_age_seconds', 'Seconds since the workgroup last wrote its once-a-second heartbeat (a stuck event loop grows it).', 'gauge', (s) =>
-      s.stats.heartbeatAgeSeconds.flatMap((age, id) => (age === null ? [] : [{ value: age, labels: { workgroup: id } }])),
+      s.stats.processes
+        ? s.stats.processes.flatMap((p) => (p.heartbeatAgeSeconds === null ? [] : [{ value: p.heartbeatAgeSeconds, labels: { process: p.index } }]))
+        : s.stats.heartbeatAgeSeconds.flatMap((age, id) => (age === null ? [] : [{ value: age, labels: { workgroup: id } }])),
     );
+    if (options.processes) this.addProcessFamilies();
     this.add('c10m_info', 'The c10m version running.', 'gauge', () => [{ value: 1, labels: { version: VERSION } }]);
     this.add('c10m_workgroups', 'Workgroups configured.', 'gauge', (s) => [{ value: s.stats.blocks.length }]);
     this.add('c10m_workgroups_listening', 'Workgroups listening on the public port.', 'gauge', (s) => [{ value: s.stats.listening }]);
@@ -298,6 +308,20 @@ export class PromMetrics {
     });
   }
 
+  /** With --processes: the node processes themselves. */
+  private addProcessFamilies(): void {
+    const each = (s: Scrape, value: (p: NonNullable<StatsSnapshot['processes']>[number]) => number | null): Sample[] =>
+      (s.stats.processes ?? []).flatMap((p) => {
+        const v = value(p);
+        return v === null ? [] : [{ value: v, labels: { process: p.index } }];
+      });
+    this.add('c10m_processes', 'Node processes configured (--processes).', 'gauge', (s) => [{ value: s.stats.processes?.length ?? 1 }]);
+    this.add('c10m_processes_listening', 'Node processes listening on the public port with every workgroup.', 'gauge', (s) => [{ value: (s.stats.processes ?? []).filter((p) => p.listening).length }]);
+    this.add('c10m_process_restarts_total', 'Times the top supervisor restarted the node process after it ended.', 'counter', (s) => each(s, (p) => p.restarts));
+    this.add('c10m_process_resident_memory_bytes', 'Resident memory of the node process (its main thread and workgroups).', 'gauge', (s) => each(s, (p) => p.rss));
+    this.add('c10m_process_open_descriptors', 'File descriptors the node process holds (sessions, listen sockets, files).', 'gauge', (s) => each(s, (p) => p.openDescriptors));
+  }
+
   private add(name: string, help: string, kind: Kind, values: (s: Scrape) => Sample[]): void {
     this.registry.registerMetric(new ScrapeFamily(name, help, kind, values, () => this.current()) as unknown as Metric);
   }
@@ -326,12 +350,18 @@ function optional(v: number | null | undefined): Sample[] {
   return v === null || v === undefined ? [] : [{ value: v }];
 }
 
+/** What the per-unit series are of: each workgroup, or with --processes each process (its workgroups summed). */
+function units(s: StatsSnapshot): { labels: Labels; block: Float64Array }[] {
+  if (s.processes) return s.processes.map((p) => ({ labels: { process: p.index }, block: p.block }));
+  return s.blocks.map((block, id) => ({ labels: { workgroup: id }, block }));
+}
+
 function slotSamples(s: StatsSnapshot, f: SlotFamily): Sample[] {
   const out: Sample[] = [];
-  for (let id = 0; id < s.blocks.length; id++) {
-    const v = s.blocks[id][f.slot];
+  for (const u of units(s)) {
+    const v = u.block[f.slot];
     if (f.reportedOnly && v === 0) continue;
-    out.push({ value: f.scale === undefined ? v : v * f.scale, labels: { workgroup: id } });
+    out.push({ value: f.scale === undefined ? v : v * f.scale, labels: u.labels });
   }
   return out;
 }
@@ -343,16 +373,17 @@ function slotSamples(s: StatsSnapshot, f: SlotFamily): Sample[] {
  */
 function histogramSamples(s: StatsSnapshot, name: string, base: number, sum: number): Sample[] {
   const out: Sample[] = [];
-  for (let id = 0; id < s.blocks.length; id++) {
-    const b = s.blocks[id];
+  // With --processes, the node's histogram alone: per process it would be 19 series times 50.
+  const list = s.processes ? [{ labels: {} as Labels, block: s.total }] : units(s);
+  for (const { labels, block: b } of list) {
     let cumulative = 0;
     for (let i = 0; i < LATENCY_BUCKETS; i++) {
       cumulative += b[base + i];
-      out.push({ metricName: `${name}_bucket`, value: cumulative, labels: { le: LE_SECONDS[i], workgroup: id } });
+      out.push({ metricName: `${name}_bucket`, value: cumulative, labels: { le: LE_SECONDS[i], ...labels } });
     }
-    out.push({ metricName: `${name}_sum`, value: b[sum] / 1e6, labels: { workgroup: id } });
+    out.push({ metricName: `${name}_sum`, value: b[sum] / 1e6, labels });
     // _count is the +Inf bucket, so the two agree even if the writer was between its two stores.
-    out.push({ metricName: `${name}_count`, value: cumulative, labels: { workgroup: id } });
+    out.push({ metricName: `${name}_count`, value: cumulative, labels });
   }
   return out;
 }

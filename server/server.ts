@@ -5,7 +5,7 @@ import { loadAuth } from './auth-config';
 import { isLoopbackHost, type Config } from './config';
 import { engineHealth } from './engine-health';
 import type { Logger } from './log';
-import { registerObservability } from './observability';
+import type { registerObservability as RegisterObservability } from './observability';
 import { checkRedis } from './redis-check';
 import { maskRedisUrl } from '../shm/redis-url';
 import { assertPortFree } from './ports';
@@ -26,6 +26,12 @@ export interface RunningServer {
 export interface StartOptions {
   /** Aborts the wait for Redis at start (e.g. a SIGTERM): startServer rejects with signal.reason. */
   signal?: AbortSignal;
+  /**
+   * One node process of several (`--processes`, server/processes.ts): the port is the one the top
+   * bound for all, there is no admin port here (the top has the node's), and the IP hash spans
+   * totalSockets listening sockets of every process.
+   */
+  member?: { index: number; totalSockets: number };
 }
 
 const AUTH_NONE_WARNING = '--auth none on a public --host: anyone who reaches the port may subscribe to and publish on any topic; see "Securing a node" in the README';
@@ -41,13 +47,16 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
     );
   }
   // Before anything binds or any workgroup starts: a Redis that is not there, refuses us or is too old stops the start here.
-  if (config.engine === 'redis') {
+  // A member process (--processes): the top checked Redis for the node.
+  if (config.engine === 'redis' && !options.member) {
     const r = await checkRedis({ urls: config.redisUrl, cluster: config.redisCluster, waitSeconds: config.redisWaitSeconds, signal: options.signal }, log);
     log.info({ url: r.url, redisVersion: r.redisVersion, attempts: r.attempts, cluster: config.redisCluster, prefix: config.redisPrefix }, 'redis reachable');
   }
   const auth = loadAuth(config);
-  if (auth.mode === 'none' && !isLoopbackHost(config.host)) log.warn({ host: config.host }, AUTH_NONE_WARNING);
-  const supervisor = new Supervisor(config, auth, log);
+  // A member process: the top supervisor warned once for the node.
+  if (auth.mode === 'none' && !isLoopbackHost(config.host) && !options.member) log.warn({ host: config.host }, AUTH_NONE_WARNING);
+  const member = options.member;
+  const supervisor = new Supervisor(config, auth, log, member ? { groups: member.totalSockets, acrossProcesses: true } : undefined);
   const admin = new AdminServer({ host: config.adminHost, port: config.adminPort, token: config.adminToken }, log);
   let shuttingDown = false;
   if (config.adminToken === '' && !isLoopbackHost(config.adminHost)) {
@@ -56,6 +65,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
       `!!! the admin port on ${config.adminHost} has no --admin-token (--admin-public is set): every figure and the dashboard are open to whoever reaches it !!!`,
     );
   }
+  if (member) return startMember(config, log, supervisor, admin, uws.native);
   // Liveness tells the truth: 503 while a workgroup that died is not listening again (its topics cannot be served).
   admin.route('/healthz', (_req, res) => {
     const down = supervisor.down();
@@ -81,6 +91,9 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
       redisUnreachable: engine.unreachable,
     });
   });
+  // Required here, not imported: a member process (--processes) has no admin port, and prom-client
+  // and the views would cost each of its main threads heap for nothing.
+  const { registerObservability } = require('./observability') as { registerObservability: typeof RegisterObservability };
   registerObservability(admin, supervisor, config);
   // Only on a loopback admin host (server/config.ts refuses the others).
   if (config.debugRoutes) {
@@ -155,6 +168,30 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
         await admin.close();
         log.info('shut down');
       })();
+      return shutdownPromise;
+    },
+  };
+}
+
+/** A member process (`--processes`): the workgroups only; the top supervisor serves the admin port and logs "c10m listening". */
+async function startMember(config: Config, log: Logger, supervisor: Supervisor, admin: AdminServer, uwsNative: boolean): Promise<RunningServer> {
+  try {
+    await supervisor.start();
+  } catch (err) {
+    await supervisor.drain(1000);
+    throw err;
+  }
+  log.info({ port: supervisor.port, workgroups: supervisor.workgroups, pid: process.pid }, 'node process listening');
+  let shutdownPromise: Promise<void> | null = null;
+  return {
+    config,
+    supervisor,
+    admin,
+    port: supervisor.port,
+    adminPort: 0,
+    uwsNative,
+    shutdown() {
+      shutdownPromise ??= supervisor.drain(config.drainTimeoutSeconds * 1000);
       return shutdownPromise;
     },
   };

@@ -74,6 +74,8 @@ export class Supervisor extends EventEmitter {
     private readonly config: Config,
     private readonly auth: AuthOptions,
     private readonly log: Logger,
+    /** With --processes: the IP hash indexes the sockets of every process (groups), not this one's workgroups. */
+    private readonly ipHashSpan?: { groups: number; acrossProcesses: true },
   ) {
     super();
     this.stats = Array.from({ length: config.workgroups }, () => new SharedArrayBuffer(STATS_BYTES));
@@ -165,12 +167,13 @@ export class Supervisor extends EventEmitter {
    * address goes to one place.
    */
   private attachIpHash(): void {
-    if (this.slots.length < 2 || this.config.benchmarkMode) return;
+    const groups = this.ipHashSpan?.groups ?? this.slots.length;
+    if (groups < 2 || this.config.benchmarkMode) return;
     try {
-      const r = attachIpHash(this.boundPort, this.slots.length);
+      const r = attachIpHash(this.boundPort, groups, this.ipHashSpan !== undefined);
       const attached = r.attached;
       this.ipHash = { attached, detail: r.attached ? `fd ${r.fd}, ${r.sockets} sockets` : r.reason };
-      if (attached) this.log.info({ port: this.boundPort, groups: this.slots.length }, 'connections IP-hashed to workgroups');
+      if (attached) this.log.info({ port: this.boundPort, groups }, 'connections IP-hashed to workgroups');
       else this.log.warn({ result: r }, 'could not IP-hash connections to workgroups: the kernel spreads them by 4-tuple (the per-IP cap is then per workgroup)');
     } catch (err) {
       this.ipHash = { attached: false, detail: (err as Error).message };

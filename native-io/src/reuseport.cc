@@ -1,6 +1,10 @@
 // attachIpHash(port, groups): steer each client address to one socket of the
 // SO_REUSEPORT group listening on `port`, with a classic-BPF program
 // (SO_ATTACH_REUSEPORT_CBPF) that returns hash(source address) mod groups.
+// The group is the kernel's: every socket bound to the address and port
+// with SO_REUSEPORT by the same user, whatever its process, so one program
+// attached by any of them indexes the sockets of all (attachIpHash(port,
+// groups, true) for a group spanning processes).
 //
 // uWebSockets.js does not expose its listening descriptor, so we find it:
 // every descriptor of this process (/proc/self/fd) that is a TCP socket in
@@ -125,6 +129,10 @@ Napi::Value AttachIpHash(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint16_t port = static_cast<uint16_t>(IntegerArg(info, 0, "port", 1, 65535));
   uint32_t groups = static_cast<uint32_t>(IntegerArg(info, 1, "groups", 1, 65535));
+  // acrossProcesses: the group also holds sockets of other processes (c10m serve --processes),
+  // which this process cannot see, so `groups` may exceed its own sockets. While fewer than
+  // `groups` sockets are in the group, the kernel hashes the indexes past its end by 4-tuple.
+  bool across_processes = info.Length() > 2 && info[2].IsBoolean() && info[2].As<Napi::Boolean>().Value();
 
   std::vector<Listener> listeners = FindListeners(env, port);
   if (listeners.empty()) {
@@ -146,7 +154,7 @@ Napi::Value AttachIpHash(const Napi::CallbackInfo& info) {
     reuse_groups[{l.family, l.bound_address}].push_back(l);
   }
   for (const auto& g : reuse_groups) {
-    if (groups > g.second.size()) {
+    if (!across_processes && groups > g.second.size()) {
       Napi::RangeError e = Napi::RangeError::New(
           env, "attachIpHash: groups (" + std::to_string(groups) + ") is more than the " +
                    std::to_string(g.second.size()) + " sockets of this process listening on port " +
