@@ -62,9 +62,10 @@ function stream(): Case {
   events.push({ type: 'delivery', ts: NOW - 1_000, bytes: 5_000, latency: 1_000 });
   parts.push(frame(2, delivery(NOW - 2, 126))); // smallest 16-bit length
   events.push({ type: 'delivery', ts: NOW - 2, bytes: 126, latency: 2 });
-  const text = Buffer.from('{"id":2,"error":{"code":"BAD_TOPIC"}}');
+  // Longer than the 96 bytes of a message's head the parser keeps (enough for a ping reply's reconnectWindowMs).
+  const text = Buffer.from('{"id":2,"error":{"code":"BAD_TOPIC","message":"a topic name is /-separated segments of letters, digits and _-."}}');
   parts.push(frame(1, text));
-  events.push({ type: 'message', opcode: 1, head: text.subarray(0, 24), bytes: text.length });
+  events.push({ type: 'message', opcode: 1, head: text.subarray(0, 96), bytes: text.length });
   // A delivery in three fragments, the header itself split, a pong in between.
   const fragmented = delivery(NOW - 40, 300);
   parts.push(frame(2, fragmented.subarray(0, 10), false));
