@@ -87,3 +87,45 @@ export class Doorbell {
     Atomics.notify(this.words, Doorbell.I_BELL);
   }
 }
+
+/** Batched doorbells rung this turn, and whether their flush is scheduled. */
+const pendingBells: BatchedDoorbell[] = [];
+let flushScheduled = false;
+
+/** Rings every BatchedDoorbell rung since the last flush (the end of the turn, or a caller about to wait with its loop stopped). */
+export function flushDoorbells(): void {
+  flushScheduled = false;
+  for (let i = 0; i < pendingBells.length; i++) pendingBells[i].flush();
+  pendingBells.length = 0;
+}
+
+/**
+ * A producer's doorbell that rings once per event-loop turn: ring() marks it,
+ * and the notification (only if the consumer sleeps) goes out at the end of
+ * the turn (setImmediate), or at flushDoorbells(). A consumer woken then finds
+ * every record the producer committed in that turn, and handles them in one
+ * turn of its own (one uWS drain for all their deliveries) instead of waking
+ * once per record. Nothing is missed: a consumer that is awake re-checks its
+ * rings after announcing sleep (RingInbox), and one that sleeps is rung at
+ * the end of the turn.
+ */
+export class BatchedDoorbell extends Doorbell {
+  private pending = false;
+
+  override ring(): void {
+    if (this.pending) return;
+    this.pending = true;
+    pendingBells.push(this);
+    if (!flushScheduled) {
+      flushScheduled = true;
+      setImmediate(flushDoorbells);
+    }
+  }
+
+  /** Rings now if ring() was called since the last flush. */
+  flush(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    super.ring();
+  }
+}

@@ -12,7 +12,7 @@ import type { Logger } from './log';
 import type { WorkgroupInit } from '../shm/workgroup-init';
 import type { OwnerPort, SubscriberPort } from './ports';
 import { RecordIn, RecordOut, RecordType, asBuffer, writeRecord } from './records';
-import { Doorbell } from '../shm/doorbell';
+import { BatchedDoorbell, Doorbell, flushDoorbells } from '../shm/doorbell';
 import { RingProducer } from '../shm/ring';
 import { RingInbox } from '../shm/ring-inbox';
 import { RingSender, SendStatus } from '../shm/ring-sender';
@@ -70,7 +70,7 @@ export class Links {
       if (to === this.id || !sab) {
         this.senders.push(null);
       } else {
-        const producer = new RingProducer(sab, 0, new Doorbell(init.doorbells[to]));
+        const producer = new RingProducer(sab, 0, new BatchedDoorbell(init.doorbells[to]));
         asBuffer(producer.data);
         this.senders.push(new RingSender(producer, { maxSpillBytes: init.options.maxRingSpillBytes, onDrain, onFlush }));
       }
@@ -116,6 +116,7 @@ export class Links {
   }
 
   close(): void {
+    flushDoorbells();
     this.inbox?.close();
     for (const s of this.senders) s?.close();
   }
@@ -187,6 +188,7 @@ export class Links {
   /** With the loop stopped (a synchronous wait): retries spilled records and reads inbound ones now; how many were read. */
   pollNow(): number {
     for (const s of this.senders) s?.flushNow();
+    flushDoorbells();
     return this.inbox?.pollNow() ?? 0;
   }
 
