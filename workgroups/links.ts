@@ -79,7 +79,9 @@ export class Links {
     }
     if (this.count > 1) {
       this.inbox = new RingInbox(new Doorbell(init.doorbells[this.id]), {
-        maxRecordsPerTurn: 1024,
+        // Records of one turn are delivered together: each subscriber's messages of the turn leave in one write
+        // (uWS drains them at the end of the turn), so a longer turn means fewer writes per message.
+        maxRecordsPerTurn: 8192,
         onError: (err) => host.failed('ring-record', err),
       });
       for (let from = 0; from < this.count; from++) {
