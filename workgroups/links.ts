@@ -12,8 +12,8 @@ import type { Logger } from './log';
 import type { WorkgroupInit } from '../shm/workgroup-init';
 import type { OwnerPort, SubscriberPort } from './ports';
 import { RecordIn, RecordOut, RecordType, asBuffer, writeRecord } from './records';
-import { BatchedDoorbell, Doorbell, flushDoorbells } from '../shm/doorbell';
-import { RingProducer } from '../shm/ring';
+import { Doorbell } from '../shm/doorbell';
+import { RingProducer, flushProducers } from '../shm/ring';
 import { RingInbox } from '../shm/ring-inbox';
 import { RingSender, SendStatus } from '../shm/ring-sender';
 import { Stat } from '../protocol/stats';
@@ -70,7 +70,8 @@ export class Links {
       if (to === this.id || !sab) {
         this.senders.push(null);
       } else {
-        const producer = new RingProducer(sab, 0, new BatchedDoorbell(init.doorbells[to]));
+        // Batched: one doorbell check per turn, not one per record.
+        const producer = new RingProducer(sab, 0, new Doorbell(init.doorbells[to]), true);
         asBuffer(producer.data);
         this.senders.push(new RingSender(producer, { maxSpillBytes: init.options.maxRingSpillBytes, onDrain, onFlush }));
       }
@@ -118,7 +119,7 @@ export class Links {
   }
 
   close(): void {
-    flushDoorbells();
+    flushProducers();
     this.inbox?.close();
     for (const s of this.senders) s?.close();
   }
@@ -190,7 +191,7 @@ export class Links {
   /** With the loop stopped (a synchronous wait): retries spilled records and reads inbound ones now; how many were read. */
   pollNow(): number {
     for (const s of this.senders) s?.flushNow();
-    flushDoorbells();
+    flushProducers();
     return this.inbox?.pollNow() ?? 0;
   }
 
