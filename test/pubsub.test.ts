@@ -143,3 +143,21 @@ test('a publish without ack gets no reply; ping answers', async () => {
   expect(typeof pong.ts).toBe('number');
   expect(c.replies.has('quiet')).toBe(false);
 });
+
+test("a session's deliveries of publishes it pipelined reach it before the reply to a command sent after them", async () => {
+  const s = await client('msgpack');
+  await s.sub(['/order/own']);
+  let deliveredAtReply = -1;
+  s.ws.on('message', () => {
+    if (deliveredAtReply < 0 && s.replies.has('after')) deliveredAtReply = s.deliveries.length;
+  });
+  // One write: the server reads the 100 publishes and the ping in one turn.
+  const frames = [...Array.from({ length: 100 }, (_, i) => packr.pack({ id: i, op: 'pub', topic: '/order/own', data: i })), packr.pack({ id: 'after', op: 'ping' })];
+  const sock = (s.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+  sock.cork();
+  for (const f of frames) s.ws.send(f, { binary: true });
+  sock.uncork();
+  await s.until(() => s.deliveries.length === 100 && s.replies.has('after'));
+  expect(deliveredAtReply).toBe(100);
+  expect(s.deliveries.map((d) => d.data)).toEqual(Array.from({ length: 100 }, (_, i) => i));
+});
