@@ -237,6 +237,8 @@ export class RingProducer {
   /** Batched: the doorbell is rung once per turn, not once per record (see announce). */
   private readonly batched: boolean;
   private pending = false;
+  /** Records committed since the last flush. */
+  private sinceFlush = 0;
 
   constructor(sab: SharedArrayBuffer, byteOffset = 0, doorbell: Doorbell | null = null, batched = false) {
     this.batched = batched;
@@ -352,6 +354,9 @@ export class RingProducer {
     if (!this.batched) {
       Atomics.store(this.header, I_FLUSHED, this.tail);
       if (this.doorbell !== null) this.doorbell.ring();
+    } else if (++this.sinceFlush >= FLUSH_EVERY_RECORDS) {
+      // A long turn: the consumer gets the records so far now, and works beside us.
+      this.flush();
     } else if (!this.pending) {
       this.pending = true;
       pendingProducers.push(this);
@@ -369,8 +374,9 @@ export class RingProducer {
    * flush's records or is rung by it (RingConsumer.hasAnnounced).
    */
   flush(): void {
-    if (!this.pending) return;
+    if (!this.pending && this.sinceFlush === 0) return;
     this.pending = false;
+    this.sinceFlush = 0;
     Atomics.store(this.header, I_FLUSHED, this.tail);
     if (this.doorbell !== null) this.doorbell.ring();
   }
@@ -418,6 +424,9 @@ export class RingProducer {
     else queueMicrotask(onSpace);
   }
 }
+
+/** A batched producer flushes at least every this many records, so that a long turn does not keep its consumer idle. */
+const FLUSH_EVERY_RECORDS = 256;
 
 /** Batched producers with records committed this turn, and whether their flush is scheduled. */
 const pendingProducers: RingProducer[] = [];
