@@ -37,7 +37,10 @@
 // record is contiguous and is read in place as a range of `data`.
 //
 // Wake-ups: a producer that publishes a record rings the consumer's Doorbell
-// (shm/doorbell.ts), which notifies only while the consumer sleeps. A
+// (shm/doorbell.ts), which notifies only while the consumer sleeps; a
+// batched producer publishes `flushed` and rings once per turn (and every
+// 256 records) instead, and a consumer about to sleep looks at `flushed`
+// (RingConsumer.hasAnnounced; docs/CONCURRENCY.md). A
 // producer whose ring is full spills (RingSender) and sleeps on the ring's
 // spaceSeq (RingProducer.waitForSpace) until the consumer has freed the
 // space it needs. Atomics.notify reaches only waiters of this process:
