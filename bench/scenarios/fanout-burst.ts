@@ -144,7 +144,14 @@ export async function fanoutBurst(target: Target, o: RunOptions, progress: Progr
       latency: null,
       checks,
       notes,
-      charts: [],
+      charts: [
+        {
+          title: 'Delivered messages per second of each burst',
+          xLabel: 'burst',
+          yLabel: 'messages/s',
+          series: [{ name: 'delivered/s', points: bursts.map((b, i) => [i + 1, b.deliveredPerSec] as [number, number]) }],
+        },
+      ],
       series: { [target.name]: bursts as unknown as Record<string, number | null>[] },
     };
   } finally {
