@@ -2,6 +2,7 @@ import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
 import { packr, unpackr } from '../protocol/codec';
 import { decodeBinaryFrame, isBinaryFrame } from '../protocol/frame';
+import { HOLD_MIN_SUBSCRIBERS } from '../workgroups/delivery';
 
 let server: TestServer;
 const clients: TestClient[] = [];
@@ -147,6 +148,9 @@ test('a publish without ack gets no reply; ping answers', async () => {
 test("a session's deliveries of publishes it pipelined reach it before the reply to a command sent after them", async () => {
   const s = await client('msgpack');
   await s.sub(['/order/own']);
+  // Enough subscribers that the workgroup holds the topic's frames for the end of the turn (HOLD_MIN_SUBSCRIBERS).
+  const others = await Promise.all(Array.from({ length: HOLD_MIN_SUBSCRIBERS }, () => client('msgpack')));
+  await Promise.all(others.map((o) => o.sub(['/order/own'])));
   let deliveredAtReply = -1;
   s.ws.on('message', () => {
     if (deliveredAtReply < 0 && s.replies.has('after')) deliveredAtReply = s.deliveries.length;

@@ -25,6 +25,9 @@ export const OWNER_TIMEOUT_MS = 10_000;
 
 const EMPTY_BUFFER = Buffer.alloc(0);
 
+/** Deliveries to a topic with at least this many subscribers in the workgroup are held for the end of the turn (workgroups/held.ts). */
+export const HOLD_MIN_SUBSCRIBERS = 64;
+
 /** The only thing uWS keeps for a socket of ours. */
 export interface SessionData {
   slot: number;
@@ -243,6 +246,12 @@ export class Delivery implements SubscriberPort {
     const nJson = app.numSubscribers(keyJson);
     const nMsgpack = app.numSubscribers(keyMsgpack);
     if (nJson + nMsgpack === 0) return;
+    // A topic with few subscribers here goes to uWS at once when nothing is held (nothing to overtake): uWS
+    // drains it at the end of this loop iteration, where held frames (setImmediate runs after uWS's drain)
+    // would wait for the next one. Holding pays where a subscriber gets many messages in one turn.
+    if (nJson + nMsgpack < HOLD_MIN_SUBSCRIBERS && this.held.count === 0 && !this.flushing) {
+      return this.publishNow(app, topic, epoch, seq, ts, receivedAt, msgpack, data, json, keyJson, keyMsgpack, nJson, nMsgpack);
+    }
     if (this.held.full) this.flushDeliveries();
     const held = this.held;
     // Data is checked at the publish so that both encodings can carry it; if a conversion still
@@ -268,6 +277,41 @@ export class Delivery implements SubscriberPort {
       this.flushScheduled = true;
       setImmediate(this.flushBound);
     }
+  }
+
+  private publishNow(
+    app: TemplatedApp,
+    topic: string,
+    epoch: number,
+    seq: number,
+    ts: number,
+    receivedAt: number,
+    msgpack: number,
+    data: Uint8Array,
+    json: string | null,
+    keyJson: string,
+    keyMsgpack: string,
+    nJson: number,
+    nMsgpack: number,
+  ): void {
+    if (nJson > 0) {
+      const text = json ?? (msgpack ? this.convertToJson(topic, seq, data) : textOf(data));
+      if (text !== null) {
+        const frame = encodeJsonFrame(topic, epoch, seq, ts, 0, text);
+        app.publish(keyJson, frame, false);
+        this.stats[Stat.BYTES_OUT] += nJson * frame.length;
+      }
+    }
+    if (nMsgpack > 0) {
+      const payload = msgpack ? data : this.convertToMsgpack(topic, seq, json, data);
+      if (payload !== null) {
+        const frame = encodeBinaryFrame(topic, epoch, seq, ts, 0, payload);
+        app.publish(keyMsgpack, frame, true);
+        this.stats[Stat.BYTES_OUT] += nMsgpack * frame.length;
+      }
+    }
+    this.stats[Stat.MESSAGES_OUT] += nJson + nMsgpack;
+    recordLatency(this.stats, nowMicros() - receivedAt);
   }
 
   /** Frames delivered this turn, not yet handed to uWS; and the other set, handed over while a flush runs. */
