@@ -254,6 +254,14 @@ function runCommand(): Command {
       }),
     )
     .addOption(opt('--steps <n>', 'fanout: rate steps, each doubling the rate', 'STEPS').argParser(int(1, 40)))
+    .addOption(
+      opt(
+        '--burst <n>',
+        'fanout: instead of the ramp, n publishes sent as fast as --pub-connections (default 4 here) pipelined connections take them, timed until every subscriber has every message',
+        'BURST',
+      ).argParser(int(1, 10_000_000)),
+    )
+    .addOption(opt('--bursts <n>', 'fanout --burst: bursts in a row on the same sessions, the median reported (default 3)', 'BURSTS').argParser(int(1, 100)))
     .addOption(opt('--sizes <list>', 'idle-memory: session counts to measure at, e.g. 1000,5000,19000', 'SIZES').argParser((t: string) => t.split(',').map((x) => int(1, 10_000_000)(x.trim()))))
     .addOption(opt('--max-pending <n>', 'handshakes in progress at once per benchsub process', 'MAX_PENDING').argParser(int(1, 1_000_000)))
     .addOption(
@@ -346,6 +354,8 @@ function runCommand(): Command {
         topics: o.topics ?? null,
         stepSeconds: o.stepSeconds ?? null,
         steps: o.steps ?? null,
+        burst: o.burst ?? null,
+        bursts: o.bursts ?? null,
         sizes: o.sizes ?? null,
         settleSeconds: o.settleSeconds ?? null,
         idleSeconds: o.idleSeconds ?? null,

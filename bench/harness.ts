@@ -40,6 +40,10 @@ export interface RunOptions {
   stepSeconds: number | null;
   /** fanout: rate steps (each doubles the rate). */
   steps: number | null;
+  /** fanout: a burst of this many publishes instead of the ramp (bench/scenarios/fanout-burst.ts). */
+  burst: number | null;
+  /** fanout --burst: bursts in a row on the same sessions (the median is the figure; default 3). */
+  bursts: number | null;
   sizes: number[] | null;
   /** idle-memory: seconds to let the server settle before each RSS reading. */
   settleSeconds: number | null;

@@ -22,6 +22,9 @@ interface Sender {
   send(topic: string, data: Buffer, ts: number): boolean;
   /** Resolves once everything sent is on the wire (ws) or answered (http). */
   flush(): Promise<void>;
+  /** ws: holds writes until uncork() (a burst's chunk goes out in few syscalls). */
+  cork?(): void;
+  uncork?(): void;
   close(): void;
 }
 
@@ -149,9 +152,40 @@ async function wsSenders(c: PubConfig): Promise<Sender[]> {
           check();
         }),
       close: () => ws.close(),
+      cork: () => (ws as unknown as { _socket: { cork(): void } })._socket.cork(),
+      uncork: () => (ws as unknown as { _socket: { uncork(): void } })._socket.uncork(),
     });
   }
   return out;
+}
+
+/** Messages each connection sends between two uncorks of a burst. */
+const BURST_CHUNK = 256;
+
+/** A burst (PubConfig.burst): maxMessages publishes as fast as the connections take them, all stamped with its start. */
+function burst(c: PubConfig, senders: Sender[], topics: string[], payload: Buffer): Promise<void> {
+  const ts = clockMicros();
+  let next = 0;
+  return new Promise<void>((resolve) => {
+    const turn = () => {
+      if (stopping || next >= c.maxMessages) return resolve();
+      for (const s of senders) s.cork?.();
+      const end = Math.min(c.maxMessages, next + BURST_CHUNK * senders.length);
+      let full = false;
+      while (next < end && !full) {
+        if (!senders[next % senders.length].send(topics[next % topics.length], payload, ts)) full = true;
+        else {
+          next++;
+          stats.published++;
+        }
+      }
+      for (const s of senders) s.uncork?.();
+      // A full send buffer: wait for the server to read.
+      if (full) setTimeout(turn, 1);
+      else setImmediate(turn);
+    };
+    turn();
+  });
 }
 
 function httpSenders(c: PubConfig, token: string): Sender[] {
@@ -241,6 +275,7 @@ async function run(c: PubConfig): Promise<void> {
   let next = 0;
   const tickTimer = setInterval(() => report({ type: 'tick', stats: { ...stats } }), c.tickMs);
   await new Promise<void>((resolve) => {
+    if (c.burst === true) return void burst(c, senders, topics, payload).then(resolve);
     const step = () => {
       const now = performance.now();
       const elapsed = (now - startedAt) / 1000;
@@ -281,8 +316,8 @@ async function run(c: PubConfig): Promise<void> {
 process.once('message', (m: { type: string; config?: PubConfig }) => {
   if (m.type !== 'start' || !m.config) return;
   const c = m.config;
-  if (c.ack === true && c.transport !== 'ws') {
-    report({ type: 'error', message: 'acks are timed over the ws transport only' });
+  if ((c.ack === true || c.burst === true) && c.transport !== 'ws') {
+    report({ type: 'error', message: 'acks and bursts are ws transport only' });
     process.exit(1);
   }
   process.on('message', (msg: { type: string }) => {

@@ -40,6 +40,12 @@ export interface PubConfig {
   jwtSecret?: string | null;
   /** ws only: a refused connect (a node being restarted) is tried again every 20 ms for this long (default 0: no). */
   connectRetrySeconds?: number;
+  /**
+   * ws only: a burst of maxMessages publishes, sent as fast as the connections take them (corked, in chunks, the
+   * schedule ignored), every one stamped with the burst's start: a subscriber's latency is then the time from the
+   * start of the burst to that delivery, and the largest is the burst's completion time.
+   */
+  burst?: boolean;
 }
 
 export interface PubStats {

@@ -8,6 +8,7 @@ import { ratios, writeResult, type ScenarioResult, type WrittenFiles } from './r
 import { cluster } from './scenarios/cluster';
 import { connectStorm } from './scenarios/connect-storm';
 import { fanout } from './scenarios/fanout';
+import { fanoutBurst } from './scenarios/fanout-burst';
 import { idleMemory } from './scenarios/idle-memory';
 import { reconnectStorm, DEFAULTS as RECONNECT_STORM } from './scenarios/reconnect-storm';
 import { referenceScaled } from './scenarios/reference-scaled';
@@ -24,7 +25,7 @@ type RunOne = (target: Target, o: RunOptions, progress: Progress) => Promise<Par
 /** The scenarios run once per target; cluster starts its own nodes and Redis (bench/scenarios/cluster.ts). */
 const RUNNERS: Record<Exclude<Scenario, 'cluster'>, RunOne> = {
   'reference-scaled': referenceScaled,
-  fanout,
+  fanout: (t, o, p) => (o.burst ? fanoutBurst(t, o, p) : fanout(t, o, p)),
   'connect-storm': connectStorm,
   'idle-memory': idleMemory,
   'reconnect-storm': reconnectStorm,
@@ -87,6 +88,13 @@ export function runTargets(scenario: Scenario, o: RunOptions): RunTarget[] {
       for (const v of variants) if (base !== undefined && v !== base) v.baseline = base.name;
       out.push(...variants);
     }
+  }
+  // Each target of another workgroup count against the same variant at the first count (wg2 / wg1).
+  const firstWg = out.filter((t) => t.workgroups === o.workgroupsList[0]);
+  for (const t of out) {
+    if (t.workgroups === o.workgroupsList[0] || t.baseline !== undefined) continue;
+    const same = firstWg.find((f) => f.name === t.name.replace(`-wg${t.workgroups}`, `-wg${o.workgroupsList[0]}`));
+    if (same) t.baseline = same.name;
   }
   if (WITH_PEERS.includes(scenario)) for (const p of o.peers) out.push({ kind: p, name: p, workgroups: 1, serveArgs: [] });
   return out;

@@ -135,8 +135,9 @@ export class RingInbox {
     // Announce sleep, then look again: a record committed before the announcement is seen here,
     // one committed after it rings the bell (producers read `sleeping` after publishing tail).
     const bell = this.doorbell.prepareSleep();
+    // Records announced before it are read now; later ones ring the bell at their producer's flush.
     for (let i = 0; i < this.consumers.length; i++) {
-      if (!this.consumers[i].isEmpty()) {
+      if (this.consumers[i].hasAnnounced()) {
         this.doorbell.awake();
         this.state = 'scheduled';
         setImmediate(this.turnBound);

@@ -28,7 +28,7 @@
 // the producer's and the consumer's hot words never share a cache line):
 //   line 0 (constants)  0: magic, 4: version, 8: capacity, 12: generation
 //   line 1 (consumer)  64: head, 68: spaceSeq, 72: recordsRead (f64), 80: bytesRead (f64)
-//   line 2 (producer) 128: tail, 136: recordsWritten, 144: bytesWritten,
+//   line 2 (producer) 128: tail, 132: flushed, 136: recordsWritten, 144: bytesWritten,
 //                     152: fullEvents, 160: spilledRecords, 168: wraps (f64 each)
 //   line 3 (shared)   192: spaceWanted (free bytes the waiting producer needs)
 //   data              256: capacity bytes of records
@@ -37,7 +37,10 @@
 // record is contiguous and is read in place as a range of `data`.
 //
 // Wake-ups: a producer that publishes a record rings the consumer's Doorbell
-// (shm/doorbell.ts), which notifies only while the consumer sleeps. A
+// (shm/doorbell.ts), which notifies only while the consumer sleeps; a
+// batched producer publishes `flushed` and rings once per turn (and every
+// 256 records) instead, and a consumer about to sleep looks at `flushed`
+// (RingConsumer.hasAnnounced; docs/CONCURRENCY.md). A
 // producer whose ring is full spills (RingSender) and sleeps on the ring's
 // spaceSeq (RingProducer.waitForSpace) until the consumer has freed the
 // space it needs. Atomics.notify reaches only waiters of this process:
@@ -68,6 +71,8 @@ const I_GENERATION = 3;
 const I_HEAD = 16;
 const I_SPACE_SEQ = 17;
 const I_TAIL = 32;
+/** The tail as of the producer's last doorbell check: records before it may have been announced while the consumer was awake. */
+const I_FLUSHED = 33;
 const I_SPACE_WANTED = 48;
 // Float64 indexes into the header (counters: written by one side, read by anyone; a stats reader may see a value one record old).
 const F_RECORDS_READ = 9;
@@ -166,6 +171,7 @@ export const Ring = {
     const generation = (header[I_GENERATION] + 1) | 0;
     Atomics.store(header, I_HEAD, 0);
     Atomics.store(header, I_TAIL, 0);
+    Atomics.store(header, I_FLUSHED, 0);
     Atomics.store(header, I_SPACE_WANTED, 0);
     for (const i of [F_RECORDS_READ, F_BYTES_READ, F_RECORDS_WRITTEN, F_BYTES_WRITTEN, F_FULL_EVENTS, F_SPILLED_RECORDS, F_WRAPS]) counters[i] = 0;
     Atomics.store(header, I_GENERATION, generation);
@@ -231,8 +237,14 @@ export class RingProducer {
   /** Position of the reserved record's length word, or -1 when nothing is reserved. */
   private reservedAt = -1;
   private reservedBytes = 0;
+  /** Batched: the doorbell is rung once per turn, not once per record (see announce). */
+  private readonly batched: boolean;
+  private pending = false;
+  /** Records committed since the last flush. */
+  private sinceFlush = 0;
 
-  constructor(sab: SharedArrayBuffer, byteOffset = 0, doorbell: Doorbell | null = null) {
+  constructor(sab: SharedArrayBuffer, byteOffset = 0, doorbell: Doorbell | null = null, batched = false) {
+    this.batched = batched;
     const { header, counters, capacity } = attach(sab, byteOffset);
     this.header = header;
     this.counters = counters;
@@ -294,7 +306,7 @@ export class RingProducer {
         this.counters[F_WRAPS]++;
         Atomics.store(this.header, I_TAIL, tail);
         // A sleeping consumer must pass the marker to free the space: wake it.
-        if (this.doorbell !== null) this.doorbell.ring();
+        this.announce();
         return -1;
       }
       this.words[off >> 2] = WRAP;
@@ -334,6 +346,41 @@ export class RingProducer {
     c[F_RECORDS_WRITTEN]++;
     c[F_BYTES_WRITTEN] += payloadBytes;
     Atomics.store(this.header, I_TAIL, tail);
+    this.announce();
+  }
+
+  /**
+   * Tells the consumer about what was committed: at once, or (batched) at
+   * the end of this turn for everything the turn committed (flushProducers).
+   */
+  private announce(): void {
+    if (!this.batched) {
+      Atomics.store(this.header, I_FLUSHED, this.tail);
+      if (this.doorbell !== null) this.doorbell.ring();
+    } else if (++this.sinceFlush >= FLUSH_EVERY_RECORDS) {
+      // A long turn: the consumer gets the records so far now, and works beside us.
+      this.flush();
+    } else if (!this.pending) {
+      this.pending = true;
+      pendingProducers.push(this);
+      if (!flushScheduled) {
+        flushScheduled = true;
+        setImmediate(flushProducers);
+      }
+    }
+  }
+
+  /**
+   * Batched: publishes the tail as flushed, then rings the doorbell (which
+   * notifies only a sleeping consumer). In this order, a consumer that
+   * announced sleep and finds no record before `flushed` either sees this
+   * flush's records or is rung by it (RingConsumer.hasAnnounced).
+   */
+  flush(): void {
+    if (!this.pending && this.sinceFlush === 0) return;
+    this.pending = false;
+    this.sinceFlush = 0;
+    Atomics.store(this.header, I_FLUSHED, this.tail);
     if (this.doorbell !== null) this.doorbell.ring();
   }
 
@@ -381,6 +428,24 @@ export class RingProducer {
   }
 }
 
+/** A batched producer flushes at least every this many records, so that a long turn does not keep its consumer idle. */
+const FLUSH_EVERY_RECORDS = 256;
+
+/** Batched producers with records committed this turn, and whether their flush is scheduled. */
+const pendingProducers: RingProducer[] = [];
+let flushScheduled = false;
+
+/**
+ * Flushes every batched producer that committed since the last flush: at the
+ * end of the turn (setImmediate), or now, before a caller waits with its
+ * loop stopped.
+ */
+export function flushProducers(): void {
+  flushScheduled = false;
+  for (let i = 0; i < pendingProducers.length; i++) pendingProducers[i].flush();
+  pendingProducers.length = 0;
+}
+
 /** Called once per record: the payload is data[offset, offset + length), valid only during the call. */
 export type RecordHandler = (data: Uint8Array, offset: number, length: number) => void;
 
@@ -413,6 +478,16 @@ export class RingConsumer {
     // A restarted consumer resumes after the last record its predecessor released.
     this.head = Atomics.load(header, I_HEAD);
     this.tailCache = Atomics.load(header, I_TAIL);
+  }
+
+  /**
+   * True when a record the producer announced (RingProducer.flush, or every
+   * commit of an unbatched producer) is still unread. A consumer that has
+   * announced sleep may sleep when this is false: what came after the
+   * announcement rings its doorbell at the producer's flush.
+   */
+  hasAnnounced(): boolean {
+    return ((Atomics.load(this.header, I_FLUSHED) - this.head) | 0) > 0;
   }
 
   /** True when no committed record is waiting (reads tail). */

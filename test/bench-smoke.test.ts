@@ -182,7 +182,27 @@ describe('bench run, each scenario at small numbers', () => {
     const r = await runScenario(['fanout', '--connections', '120', '--topics', '4', '--step-seconds', '2', '--steps', '2', '--peers', 'socketio']);
     expect(r.targets.map((t) => t.name)).toEqual(['c10m', 'socketio']);
     for (const t of r.targets) expect(t.figures.delivered).toBe((t.figures.published as number) * 30);
-    expect(r.ratios.filter((x) => x.peer === 'socketio').map((x) => x.key)).toEqual(['sustainedRate', 'sustainedDeliveredPerSec', 'peakDeliveredPerSec', 'p99AtSustainedMs']);
+    expect(r.ratios.filter((x) => x.peer === 'socketio').map((x) => x.key)).toEqual([
+      'sustainedRate',
+      'sustainedDeliveredPerSec',
+      'peakDeliveredPerSec',
+      'p99AtSustainedMs',
+      'cpuUsPerDelivery',
+      'cpuUsPerPublish',
+    ]);
+  });
+
+  test('fanout --burst: bursts on c10m at one and two workgroups and the raw uWS peer, every count exact, wg2 as a ratio to wg1', async () => {
+    const r = await runScenario(['fanout', '--connections', '200', '--topics', '10', '--burst', '500', '--bursts', '2', '--workgroups', '1,2', '--peers', 'uws']);
+    expect(r.targets.map((t) => t.name)).toEqual(['c10m-wg1', 'c10m-wg2', 'uws']);
+    expect(r.params).toMatchObject({ mode: 'burst', burst: 500, bursts: 2, pubConnections: 4 });
+    for (const t of r.targets) {
+      expect(t.figures.burstDeliveredPerSec as number).toBeGreaterThan(0);
+      expect(t.figures.cpuUsPerDelivery).toEqual(expect.any(Number));
+    }
+    expect(r.checks.every((c) => c.ok)).toBe(true);
+    expect(r.checks.map((c) => c.name)).toEqual(expect.arrayContaining(['c10m-wg2: every session got exactly its messages', 'uws: every session got exactly its messages']));
+    expect(r.ratios.filter((x) => x.subject === 'c10m-wg2' && x.peer === 'c10m-wg1').map((x) => x.key)).toEqual(expect.arrayContaining(['burstDeliveredPerSec', 'cpuUsPerDelivery']));
   });
 
   test('connect-storm: sessions/s of c10m and the ws peer', async () => {

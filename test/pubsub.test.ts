@@ -2,6 +2,7 @@ import { connect, httpPublish, type TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
 import { packr, unpackr } from '../protocol/codec';
 import { decodeBinaryFrame, isBinaryFrame } from '../protocol/frame';
+import { HOLD_MIN_SUBSCRIBERS } from '../workgroups/delivery';
 
 let server: TestServer;
 const clients: TestClient[] = [];
@@ -142,4 +143,25 @@ test('a publish without ack gets no reply; ping answers', async () => {
   expect(pong.ok).toBe(true);
   expect(typeof pong.ts).toBe('number');
   expect(c.replies.has('quiet')).toBe(false);
+});
+
+test("a session's deliveries of publishes it pipelined reach it before the reply to a command sent after them", async () => {
+  const s = await client('msgpack');
+  await s.sub(['/order/own']);
+  // Enough subscribers that the workgroup holds the topic's frames for the end of the turn (HOLD_MIN_SUBSCRIBERS).
+  const others = await Promise.all(Array.from({ length: HOLD_MIN_SUBSCRIBERS }, () => client('msgpack')));
+  await Promise.all(others.map((o) => o.sub(['/order/own'])));
+  let deliveredAtReply = -1;
+  s.ws.on('message', () => {
+    if (deliveredAtReply < 0 && s.replies.has('after')) deliveredAtReply = s.deliveries.length;
+  });
+  // One write: the server reads the 100 publishes and the ping in one turn.
+  const frames = [...Array.from({ length: 100 }, (_, i) => packr.pack({ id: i, op: 'pub', topic: '/order/own', data: i })), packr.pack({ id: 'after', op: 'ping' })];
+  const sock = (s.ws as unknown as { _socket: { cork(): void; uncork(): void } })._socket;
+  sock.cork();
+  for (const f of frames) s.ws.send(f, { binary: true });
+  sock.uncork();
+  await s.until(() => s.deliveries.length === 100 && s.replies.has('after'));
+  expect(deliveredAtReply).toBe(100);
+  expect(s.deliveries.map((d) => d.data)).toEqual(Array.from({ length: 100 }, (_, i) => i));
 });

@@ -202,6 +202,8 @@ export class Commands {
     const prefix = encoding === ENCODING_MSGPACK ? 'm' : 'j';
     let removed = 0;
     if (this.delivery.perSlot.has(slot)) this.delivery.cancelPendingSubs(slot, topics);
+    // Messages delivered before the unsub still reach the session (as when uWS had them).
+    this.delivery.flushDeliveries();
     // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
     for (const topic of topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
     this.slab.addSubscriptions(slot, -removed);

@@ -11,6 +11,7 @@ import type { HttpResponse, TemplatedApp, WebSocket } from '../native-io/uws';
 import { ENCODING_JSON, ENCODING_MSGPACK, dataToJson, errorReply, packr, unpackr, type EncodingId } from '../protocol/codec';
 import { ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
+import { HeldFrames } from './held';
 import { Stat, recordLatency } from '../protocol/stats';
 import type { HttpExchange, HttpPublishEndpoint } from './http-publish';
 import type { LogLimiter } from './log';
@@ -23,6 +24,9 @@ import type { LocalTopics } from './topics';
 export const OWNER_TIMEOUT_MS = 10_000;
 
 const EMPTY_BUFFER = Buffer.alloc(0);
+
+/** Deliveries to a topic with at least this many subscribers in the workgroup are held for the end of the turn (workgroups/held.ts). */
+export const HOLD_MIN_SUBSCRIBERS = 64;
 
 /** The only thing uWS keeps for a socket of ours. */
 export interface SessionData {
@@ -204,6 +208,8 @@ export class Delivery implements SubscriberPort {
       const ws = this.sessions.socket(ctx.slot) as WebSocket<SessionData>;
       const key = (ctx.encoding === ENCODING_MSGPACK ? 'm' : 'j') + topic;
       if (!p.cancelled && !ws.isSubscribed(key)) {
+        // Messages delivered before this subscription are not its own.
+        this.flushDeliveries();
         ws.subscribe(key);
         ctx.added.push(key);
         this.slab.addSubscriptions(ctx.slot, 1);
@@ -230,8 +236,8 @@ export class Delivery implements SubscriberPort {
 
   /**
    * Hands one message to this workgroup's subscribers: one uWS publish per
-   * encoding that has subscribers here, the frame encoded once. No
-   * allocation per subscriber.
+   * encoding that has subscribers here, the frame encoded once, held until
+   * the end of the turn (workgroups/held.ts). No allocation per subscriber.
    */
   deliver(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
     const app = this.host.app();
@@ -239,8 +245,55 @@ export class Delivery implements SubscriberPort {
     const keyMsgpack = 'm' + topic;
     const nJson = app.numSubscribers(keyJson);
     const nMsgpack = app.numSubscribers(keyMsgpack);
+    if (nJson + nMsgpack === 0) return;
+    // A topic with few subscribers here goes to uWS at once when nothing is held (nothing to overtake): uWS
+    // drains it at the end of this loop iteration, where held frames (setImmediate runs after uWS's drain)
+    // would wait for the next one. Holding pays where a subscriber gets many messages in one turn.
+    if (nJson + nMsgpack < HOLD_MIN_SUBSCRIBERS && this.held.count === 0 && !this.flushing) {
+      return this.publishNow(app, topic, epoch, seq, ts, receivedAt, msgpack, data, json, keyJson, keyMsgpack, nJson, nMsgpack);
+    }
+    if (this.held.full) this.flushDeliveries();
+    const held = this.held;
     // Data is checked at the publish so that both encodings can carry it; if a conversion still
     // fails, that message is lost for that encoding only (counted and logged), never the workgroup.
+    if (nJson > 0) {
+      const text = json ?? (msgpack ? this.convertToJson(topic, seq, data) : textOf(data));
+      if (text !== null) {
+        const frame = encodeJsonFrame(topic, epoch, seq, ts, 0, text);
+        held.addText(keyJson, frame, nMsgpack > 0 ? -1 : receivedAt);
+        this.stats[Stat.BYTES_OUT] += nJson * frame.length;
+      }
+    }
+    if (nMsgpack > 0) {
+      const payload = msgpack ? data : this.convertToMsgpack(topic, seq, json, data);
+      if (payload !== null) {
+        const before = held.used;
+        held.addBinary(keyMsgpack, topic, epoch, seq, ts, 0, payload, receivedAt);
+        this.stats[Stat.BYTES_OUT] += nMsgpack * (held.used - before);
+      }
+    }
+    this.stats[Stat.MESSAGES_OUT] += nJson + nMsgpack;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  private publishNow(
+    app: TemplatedApp,
+    topic: string,
+    epoch: number,
+    seq: number,
+    ts: number,
+    receivedAt: number,
+    msgpack: number,
+    data: Uint8Array,
+    json: string | null,
+    keyJson: string,
+    keyMsgpack: string,
+    nJson: number,
+    nMsgpack: number,
+  ): void {
     if (nJson > 0) {
       const text = json ?? (msgpack ? this.convertToJson(topic, seq, data) : textOf(data));
       if (text !== null) {
@@ -258,7 +311,50 @@ export class Delivery implements SubscriberPort {
       }
     }
     this.stats[Stat.MESSAGES_OUT] += nJson + nMsgpack;
-    if (nJson + nMsgpack > 0) recordLatency(this.stats, nowMicros() - receivedAt);
+    recordLatency(this.stats, nowMicros() - receivedAt);
+  }
+
+  /** Frames delivered this turn, not yet handed to uWS; and the other set, handed over while a flush runs. */
+  private held = new HeldFrames();
+  private spare = new HeldFrames();
+  private flushing = false;
+  private flushScheduled = false;
+  private readonly flushBound = (): void => {
+    this.flushScheduled = false;
+    this.flushDeliveries();
+  };
+
+  /**
+   * Hands the held frames to uWS, in order. Runs at the end of the turn, and
+   * before anything else reaches a session (a reply, a replayed message, a
+   * subscribe or unsubscribe in uWS), so that nothing overtakes them. A
+   * flush asked for during a flush (a callback of uWS) waits for it to end.
+   */
+  flushDeliveries(): void {
+    if (this.flushing || this.held.count === 0) return;
+    this.flushing = true;
+    try {
+      const app = this.host.app();
+      // Frames delivered while these go (uWS callbacks) go to the other set, after these.
+      while (this.held.count > 0) {
+        const h = this.held;
+        this.held = this.spare;
+        this.spare = h;
+        const now = nowMicros();
+        let start = 0;
+        for (let i = 0; i < h.count; i++) {
+          const text = h.texts[i];
+          const end = h.ends[i];
+          if (text !== null) app.publish(h.keys[i], text, false);
+          else app.publish(h.keys[i], h.bytes.subarray(start, end), true);
+          start = end;
+          if (h.receivedAt[i] >= 0) recordLatency(this.stats, now - h.receivedAt[i]);
+        }
+        h.clear();
+      }
+    } finally {
+      this.flushing = false;
+    }
   }
 
   /** msgpack data as JSON text for JSON subscribers, or null (counted, logged) when it cannot be converted. */
@@ -348,6 +444,7 @@ export class Delivery implements SubscriberPort {
       if (this.slab.isOpen(ctx.slot, ctx.generation)) {
         const ws = this.sessions.socket(ctx.slot) as WebSocket<SessionData>;
         let undone = 0;
+        this.flushDeliveries();
         for (const key of ctx.added) if (ws.unsubscribe(key)) undone++;
         this.slab.addSubscriptions(ctx.slot, -undone);
         this.stats[Stat.SUBSCRIPTIONS] -= undone;

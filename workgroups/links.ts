@@ -13,7 +13,7 @@ import type { WorkgroupInit } from '../shm/workgroup-init';
 import type { OwnerPort, SubscriberPort } from './ports';
 import { RecordIn, RecordOut, RecordType, asBuffer, writeRecord } from './records';
 import { Doorbell } from '../shm/doorbell';
-import { RingProducer } from '../shm/ring';
+import { RingProducer, flushProducers } from '../shm/ring';
 import { RingInbox } from '../shm/ring-inbox';
 import { RingSender, SendStatus } from '../shm/ring-sender';
 import { Stat } from '../protocol/stats';
@@ -70,7 +70,8 @@ export class Links {
       if (to === this.id || !sab) {
         this.senders.push(null);
       } else {
-        const producer = new RingProducer(sab, 0, new Doorbell(init.doorbells[to]));
+        // Batched: one doorbell check per turn, not one per record.
+        const producer = new RingProducer(sab, 0, new Doorbell(init.doorbells[to]), true);
         asBuffer(producer.data);
         this.senders.push(new RingSender(producer, { maxSpillBytes: init.options.maxRingSpillBytes, onDrain, onFlush }));
       }
@@ -79,7 +80,9 @@ export class Links {
     }
     if (this.count > 1) {
       this.inbox = new RingInbox(new Doorbell(init.doorbells[this.id]), {
-        maxRecordsPerTurn: 1024,
+        // Records of one turn are delivered together: each subscriber's messages of the turn leave in one write
+        // (uWS drains them at the end of the turn), so a longer turn means fewer writes per message.
+        maxRecordsPerTurn: 8192,
         onError: (err) => host.failed('ring-record', err),
       });
       for (let from = 0; from < this.count; from++) {
@@ -116,6 +119,7 @@ export class Links {
   }
 
   close(): void {
+    flushProducers();
     this.inbox?.close();
     for (const s of this.senders) s?.close();
   }
@@ -187,6 +191,7 @@ export class Links {
   /** With the loop stopped (a synchronous wait): retries spilled records and reads inbound ones now; how many were read. */
   pollNow(): number {
     for (const s of this.senders) s?.flushNow();
+    flushProducers();
     return this.inbox?.pollNow() ?? 0;
   }
 

@@ -106,7 +106,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   private readonly admission: Admission | null;
   /** Set by attach, before the App serves anything. */
   private uwsApp!: TemplatedApp;
-  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot'>;
+  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries'>;
 
   constructor(
     private readonly host: SessionsHost,
@@ -132,7 +132,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   }
 
   /** The App the sockets belong to, and the subscriber side's per-slot tables (built after the sessions). */
-  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot'>): void {
+  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries'>): void {
     this.uwsApp = app;
     this.delivery = delivery;
   }
@@ -528,6 +528,8 @@ export class Sessions implements DeliverySessions, CommandsSessions {
 
   sendToSession(ws: WebSocket<SessionData>, slot: number, bytes: string | Uint8Array, binary: boolean): void {
     if (this.slab.state(slot) !== SessionState.OPEN) return;
+    // Deliveries held for the end of the turn go first: nothing overtakes them.
+    this.delivery.flushDeliveries();
     const result = ws.send(bytes, binary);
     this.slab.recordOut(slot, bytes.length);
     if (result === SEND_DROPPED) this.closeSlow(ws, slot);

@@ -432,6 +432,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     };
     const timer = setTimeout(finish, timeoutMs);
     this.drained = finish;
+    this.delivery.flushDeliveries();
     this.sessions.endAll();
     if (this.slab.size === 0) finish();
   }
@@ -445,6 +446,8 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   close(failing = false): void {
     if (this.closed) return;
     this.closed = true;
+    // A dying workgroup hands uWS nothing more; a closing one, what it delivered this turn.
+    if (!failing) this.delivery.flushDeliveries();
     if (failing) this.sessions.failAll();
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.slowCheck) clearInterval(this.slowCheck);

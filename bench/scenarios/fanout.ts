@@ -136,6 +136,8 @@ export async function fanout(target: Target, o: RunOptions, progress: Progress):
         { key: 'peakDeliveredPerSec', label: 'peak delivered/s', better: 'higher' },
         { key: 'p99AtSustainedMs', label: 'p99 ms at that step', better: 'lower' },
         { key: 'serverCpuPctAtSustained', label: 'server CPU % at that step', better: 'none' },
+        { key: 'cpuUsPerDelivery', label: 'server CPU µs per delivery at that step', better: 'lower' },
+        { key: 'cpuUsPerPublish', label: 'server CPU µs per publish at that step', better: 'lower' },
         { key: 'fellBehind', label: 'fell behind', better: 'none' },
       ],
       targets: [
@@ -148,6 +150,8 @@ export async function fanout(target: Target, o: RunOptions, progress: Progress):
             p99AtSustainedMs: best?.p99Ms ?? null,
             serverCpuPctAtSustained: best?.serverCpuPct ?? null,
             clientCpuPctAtSustained: best?.clientCpuPct ?? null,
+            cpuUsPerDelivery: best?.serverCpuPct && best.deliveredPerSec ? Math.round((best.serverCpuPct / 100 / best.deliveredPerSec) * 1e6 * 100) / 100 : null,
+            cpuUsPerPublish: best?.serverCpuPct && best.rate ? Math.round((best.serverCpuPct / 100 / best.rate) * 1e6 * 100) / 100 : null,
             fellBehind: behind,
             sessionsPerWorkgroup: spread,
             serverRssMBAfter: mem ? Math.round((mem.rssBytes / 2 ** 20) * 10) / 10 : null,
