@@ -338,18 +338,23 @@ export class RedisOwner implements OwnerPort {
         if (this.follows.get(f.topic) !== f || this.closed) return;
         const tid = f.tid;
         const entries = r.entries;
-        if (f.state === LIVE && r.epoch === t.epoch[tid] && entries.length > 0 && entries[0].seq === after + 1) {
-          const last = entries[entries.length - 1].seq;
+        // The stream may already hold messages whose pub/sub copy has not come yet (another connection): they are
+        // not joined here (they come in order as messages), or the refill would fail on them and the resume
+        // be answered as a cache miss for nothing.
+        let n = entries.length;
+        while (n > 0 && entries[n - 1].seq > t.seq[tid]) n--;
+        if (f.state === LIVE && r.epoch === t.epoch[tid] && n > 0 && entries[0].seq === after + 1) {
+          const last = entries[n - 1].seq;
           const count = cache.countOf(tid);
           const meets = count === 0 ? cache.lastSeq(tid) <= last : cache.firstSeq(tid) <= last + 1;
-          if (meets && last <= t.seq[tid]) {
+          if (meets) {
             const newer: StoredMessage[] = [];
             cache.forEach(tid, last, (seq, ts, flags, data) => {
               newer.push({ seq, tsMicros: ts, receivedAtMicros: ts, flags: flags & CacheFlag.MSGPACK ? RecordFlag.MSGPACK : 0, data: Buffer.from(data) });
             });
             const lastSeq = cache.lastSeq(tid);
             cache.resetHistory(tid, after);
-            for (const m of entries) cache.append(tid, m.seq, m.tsMicros, cacheFlags(m.flags), m.data);
+            for (let k = 0; k < n; k++) cache.append(tid, entries[k].seq, entries[k].tsMicros, cacheFlags(entries[k].flags), entries[k].data);
             for (const m of newer) cache.append(tid, m.seq, m.tsMicros, cacheFlags(m.flags), m.data);
             // Nothing after the last cached seq was lost by the refill.
             if (cache.lastSeq(tid) < lastSeq) cache.resetHistory(tid, lastSeq);
