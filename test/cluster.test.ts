@@ -11,6 +11,7 @@ import { startRedis, stopAllRedis, type TestRedis } from './helpers/redis';
 import { startServer, type TestServer } from './helpers/server';
 import { metricSum, readyStatus, waitFor } from './helpers/workgroups';
 import { sleep } from './helpers/guaranteed';
+import { publishRounds } from './helpers/sdk';
 import { Redis } from 'ioredis';
 
 jest.setTimeout(120_000);
@@ -122,18 +123,11 @@ test('a node killed under 2,000 sessions: they resume on the other node with no 
   sdks.push(publisher);
   // Publishing all along on B: 20 topics, bounded in count and time.
   const PER_TOPIC = 60;
-  let published = 0;
-  const publishing = (async () => {
-    for (let round = 1; round <= PER_TOPIC; round++) {
-      await Promise.all(topics.map((t) => publisher.publish(t, { round })));
-      published += topics.length;
-      await sleep(25);
-    }
-  })();
-  await waitFor(() => published >= 10 * topics.length, 20_000, 'some publishes before the kill');
+  const publishing = publishRounds(publisher, topics, PER_TOPIC);
+  await waitFor(() => publishing.published() >= 10 * topics.length, 20_000, 'some publishes before the kill');
   a.proc.kill('SIGKILL');
-  await publishing;
-  expect(published).toBe(PER_TOPIC * topics.length);
+  await publishing.done;
+  expect(publishing.published()).toBe(PER_TOPIC * topics.length);
   await waitFor(() => received.every((r) => r.length >= PER_TOPIC), 60_000, `every session to get all ${PER_TOPIC} of its topic`).catch(async (err: Error) => {
     const short = received.map((r, i) => ({ i, n: r.length, last: r.at(-1) })).filter((x) => x.n < PER_TOPIC);
     const connected = sdks.filter((s) => s.state === 'connected').length;

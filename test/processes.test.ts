@@ -10,6 +10,7 @@ import { connect as sdkConnect, type C10mClient } from '../sdk';
 import type { WebSocketConstructor } from '../sdk/transport';
 import { connect, type TestClient } from './helpers/client';
 import { sleep } from './helpers/guaranteed';
+import { publishRounds } from './helpers/sdk';
 import { startRedis, stopAllRedis, type TestRedis } from './helpers/redis';
 import { runCli, startServer, type TestServer } from './helpers/server';
 import { jmx, metricSum, sourceAddresses, waitFor } from './helpers/workgroups';
@@ -192,17 +193,10 @@ test('a process killed with SIGKILL under 300 sessions is restarted alone: its s
   const publisher = sdkConnect(s.url(), { WebSocket: wsFrom('127.0.0.1') });
   sdks.push(publisher);
   const PER_TOPIC = 60;
-  let published = 0;
-  const publishing = (async () => {
-    for (let round = 1; round <= PER_TOPIC; round++) {
-      await Promise.all(topics.map((t) => publisher.publish(t, { round })));
-      published += topics.length;
-      await sleep(25);
-    }
-  })();
-  await waitFor(() => published >= 10 * topics.length, 20_000, 'some publishes before the kill');
+  const publishing = publishRounds(publisher, topics, PER_TOPIC);
+  await waitFor(() => publishing.published() >= 10 * topics.length, 20_000, 'some publishes before the kill');
   process.kill(before[victim].Pid, 'SIGKILL');
-  await publishing;
+  await publishing.done;
   await waitFor(() => received.every((r) => r.length >= PER_TOPIC), 60_000, `every session to get all ${PER_TOPIC} of its topic`);
   await sleep(300);
   for (const r of received) expect(r).toEqual(Array.from({ length: PER_TOPIC }, (_, i) => i + 1));

@@ -27,3 +27,20 @@ export function nextEvent<K extends keyof ClientEvents>(c: C10mClient, event: K,
     c.on(event, on);
   });
 }
+
+/**
+ * Publishes `rounds` rounds on `publisher`, each one acked message per topic
+ * (`{ round }`) then a pause: load that runs on while a test kills something.
+ * `published()` counts the acked messages so far; `done` settles after the last.
+ */
+export function publishRounds(publisher: C10mClient, topics: string[], rounds: number, pauseMs = 25): { published: () => number; done: Promise<void> } {
+  let published = 0;
+  const done = (async () => {
+    for (let round = 1; round <= rounds; round++) {
+      await Promise.all(topics.map((t) => publisher.publish(t, { round })));
+      published += topics.length;
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  })();
+  return { published: () => published, done };
+}
