@@ -17,7 +17,7 @@
 // those are cached (bounded), so that a client that reconnects with the
 // same token costs no second signature check.
 import { createHmac, createPublicKey, createSecretKey, timingSafeEqual, type KeyObject } from 'node:crypto';
-import { createRemoteJWKSet, errors as joseErrors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import { MAX_AUTH_TOKEN_CHARS } from '../protocol/codec';
 import { ErrorCode } from '../protocol/errors';
 import { PatternSet } from '../protocol/patterns';
@@ -122,6 +122,13 @@ export class GrantTable {
   }
 }
 
+type Jose = typeof import('jose');
+let joseModule: Jose | null = null;
+/** jose, loaded at the first Verifier: a node without --auth jwt never pays for it (1.1 MB of heap per isolate). */
+function jose(): Jose {
+  return (joseModule ??= require('jose') as Jose);
+}
+
 /** Verifies tokens with the configured keys; one per workgroup. */
 export class Verifier {
   private readonly secret: KeyObject | null;
@@ -136,7 +143,8 @@ export class Verifier {
   ) {
     this.secret = options.secret === '' ? null : createSecretKey(Buffer.from(options.secret, 'utf8'));
     this.publicKey = options.publicKeyPem === '' ? null : createPublicKey(options.publicKeyPem);
-    this.jwks = options.jwksUrl === '' ? null : createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: options.jwksCooldownSeconds * 1000, timeoutDuration: 5000, cacheMaxAge: 10 * 60_000 });
+    this.jwks =
+      options.jwksUrl === '' ? null : jose().createRemoteJWKSet(new URL(options.jwksUrl), { cooldownDuration: options.jwksCooldownSeconds * 1000, timeoutDuration: 5000, cacheMaxAge: 10 * 60_000 });
     const algs = new Set<string>();
     if (this.secret !== null) for (const a of ['HS256', 'HS384', 'HS512']) algs.add(a);
     if (this.publicKey !== null) for (const a of algorithmsFor(this.publicKey)) algs.add(a);
@@ -175,7 +183,7 @@ export class Verifier {
     if (now !== null) return now;
     let payload: JWTPayload;
     try {
-      const r = await jwtVerify(token, (header, t) => this.keyFor(header.alg, header, t), {
+      const r = await jose().jwtVerify(token, (header, t) => this.keyFor(header.alg, header, t), {
         algorithms: this.algorithms,
         issuer: this.options.issuer === '' ? undefined : this.options.issuer,
         audience: this.options.audience === '' ? undefined : this.options.audience,
@@ -214,7 +222,7 @@ export class Verifier {
       if (this.secret !== null) return this.secret;
     } else if (this.jwks !== null && (header.kid !== undefined || this.publicKey === null)) return this.jwks(header, token);
     else if (this.publicKey !== null) return this.publicKey;
-    throw new joseErrors.JOSEAlgNotAllowed(`no key for alg ${String(alg)}`);
+    throw new (jose().errors.JOSEAlgNotAllowed)(`no key for alg ${String(alg)}`);
   }
 }
 
@@ -283,6 +291,7 @@ export function algorithmsFor(key: KeyObject): string[] {
 
 /** A jose error as the client is told it (never a stack, never the key). */
 function failureOf(err: unknown): AuthFailure {
+  const joseErrors = jose().errors;
   if (err instanceof joseErrors.JWTExpired) return { code: ErrorCode.TOKEN_EXPIRED, message: 'the token has expired (exp); fetch a new one' };
   if (err instanceof joseErrors.JWTClaimValidationFailed) {
     if (err.claim === 'nbf') return { code: ErrorCode.TOKEN_EXPIRED, message: 'the token is not valid yet (nbf)' };
