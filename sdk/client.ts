@@ -309,7 +309,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     }
     if (typeof token !== 'string' || token === '')
       throw new C10mError(SdkErrorCode.TOKEN_UNAVAILABLE, `getToken() must return a non-empty string (or a promise of one), not ${token === '' ? 'an empty string' : typeof token}`);
-    return holdToken(token);
+    return holdToken(token, Date.now(), this.auth.random());
   }
 
   /** No token for this attempt: it fails like a connection that could not open, and the next one comes after the backoff. */

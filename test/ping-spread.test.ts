@@ -7,6 +7,7 @@ import WebSocket from 'ws';
 import { connect as sdkConnect, type C10mClient } from '../sdk';
 import type { WebSocketConstructor } from '../sdk/transport';
 import { FIRST_PING_MS, pingDelayMs } from '../sdk/ping-schedule';
+import { refreshAtMs } from '../sdk/token';
 import { PHASE_SLOTS_PER_TURN, PingPhase, phasePeriodMs, uwsFirstPingSeconds } from '../workgroups/ping-phase';
 import { SessionFlag, SessionSlab } from '../workgroups/slab';
 import { sleep } from './helpers/guaranteed';
@@ -144,4 +145,20 @@ test('SDK clients connected at once ping spread over the interval, not in the se
   const tenths = new Set(phase.map((p) => Math.floor(p / (EVERY / 10))));
   expect(tenths.size).toBeGreaterThanOrEqual(9);
   expect(busiestShare(phase, EVERY / 10)).toBeLessThan(0.25);
+});
+
+test("the SDK: a token's refresh comes refreshAheadMs before exp, up to twice that by the token's own spread, never before half its life", () => {
+  const at = (leftMs: number, aheadMs: number, spread: number) => {
+    const held = { token: 't', expMs: 1_000_000 + leftMs, receivedAtMs: 1_000_000, spread };
+    return (refreshAtMs(held, aheadMs) as number) - held.receivedAtMs;
+  };
+  expect(at(3_600_000, 30_000, 0)).toBe(3_570_000);
+  expect(at(3_600_000, 30_000, 0.5)).toBe(3_555_000);
+  expect(at(3_600_000, 30_000, 0.999)).toBeCloseTo(3_540_030, 0);
+  // Capped at half the lifetime left.
+  expect(at(40_000, 30_000, 0.9)).toBe(20_000);
+  // A crowd's tokens of one exp: refreshes spread over refreshAheadMs (30 s), not one second.
+  const times = Array.from({ length: 1000 }, (_, i) => at(3_600_000, 30_000, i / 1000));
+  expect(Math.max(...times) - Math.min(...times)).toBeGreaterThan(29_000);
+  expect(busiestShare(times, 1000)).toBeLessThan(0.05);
 });
