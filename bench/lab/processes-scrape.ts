@@ -61,7 +61,7 @@ async function scrape(adminPort: number, p: string, times: number): Promise<Scra
 async function runOne(name: string, cli: string, processes: number, scrapes: number, redisUrl: string): Promise<RunResult> {
   const t0 = Date.now();
   const s = await spawnUntilReady({
-    args: [cli, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--engine', 'redis', '--redis-url', redisUrl, '--processes', String(processes), '--log-level', 'warn'],
+    args: [cli, 'serve', '--port', '0', '--admin-port', '0', '--host', '127.0.0.1', '--engine', 'redis', '--redis-url', redisUrl, '--processes', String(processes), '--log-level', 'info'],
     stderr: 'inherit',
     keep: 0,
     ready: (l) => l.msg === 'c10m listening',
