@@ -10,6 +10,7 @@ import { C10mError, SdkErrorCode } from './errors';
 import { hintDelayMs, readRefusal, type UpgradeRefusal } from './refusal';
 import { TopicStream, type Gap, type SubReplyTopic } from './stream';
 import { holdToken, refreshAtMs, type HeldToken } from './token';
+import { pingDelayMs } from './ping-schedule';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './transport';
 import { defaultWebSocket } from './websocket';
 import { decodeIncoming, encodeCommand, type Message, type Reply } from './wire';
@@ -18,8 +19,6 @@ import type { PendingRequest, QueuedPublish, TokenState, TopicState } from './ty
 import type { ConnectOptions, SubscribeOptions, PublishOptions, PublishAck, ConnectionState, ClientEvents, MessageHandler, Subscription, ClientStats } from './types';
 export type { ConnectOptions, SubscribeOptions, PublishOptions, PublishAck, ConnectionState, ClientEvents, MessageHandler, Subscription, ClientStats } from './types';
 
-/** The first ping after an open comes 1-2 s after it (then every pingIntervalMs). */
-const FIRST_PING_MS = 1000;
 const DEFAULTS = { maxQueuedPublishes: 1000, requestTimeoutMs: 10_000, connectTimeoutMs: 10_000, pingIntervalMs: 25_000, refreshAheadMs: 30_000 };
 /** Most topics in one sub command (protocol/codec.ts MAX_TOPICS_PER_COMMAND). */
 const TOPICS_PER_SUB = 1024;
@@ -310,7 +309,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     }
     if (typeof token !== 'string' || token === '')
       throw new C10mError(SdkErrorCode.TOKEN_UNAVAILABLE, `getToken() must return a non-empty string (or a promise of one), not ${token === '' ? 'an empty string' : typeof token}`);
-    return holdToken(token);
+    return holdToken(token, Date.now(), this.auth.random());
   }
 
   /** No token for this attempt: it fails like a connection that could not open, and the next one comes after the backoff. */
@@ -486,8 +485,9 @@ export class C10mClient extends Emitter<ClientEvents> {
   private startPing(): void {
     const every = this.options.pingIntervalMs;
     if (every <= 0) return;
+    let n = 0;
     const tick = () => {
-      this.pingTimer = this.clock.setTimeout(tick, every);
+      this.pingTimer = this.clock.setTimeout(tick, pingDelayMs(++n, every, this.auth.random));
       const ws = this.ws;
       if (ws === null || !this.isOpen()) return;
       const id = this.nextId++;
@@ -497,8 +497,8 @@ export class C10mClient extends Emitter<ClientEvents> {
       this.requests.set(id, { kind: 'ping', timer });
       this.send({ id, op: 'ping' });
     };
-    // The first soon after the open, so that the node's reconnectWindowMs is known early; then every `every`.
-    this.pingTimer = this.clock.setTimeout(tick, Math.min(every, FIRST_PING_MS + Math.floor(this.auth.random() * FIRST_PING_MS)));
+    // The first soon after the open (the node's reconnectWindowMs known early), the second at a random phase: sdk/ping-schedule.ts.
+    this.pingTimer = this.clock.setTimeout(tick, pingDelayMs(0, every, this.auth.random));
   }
 
   private stopPing(): void {

@@ -11,15 +11,19 @@ export interface HeldToken {
   readonly expMs: number | null;
   /** When getToken() handed it over (Date.now()). */
   readonly receivedAtMs: number;
+  /** [0, 1): how much earlier than refreshAheadMs its refresh comes (up to refreshAheadMs more), drawn once per token. */
+  readonly spread?: number;
 }
 
-export function holdToken(token: string, nowMs: number = Date.now()): HeldToken {
+export function holdToken(token: string, nowMs: number = Date.now(), spread = 0): HeldToken {
   const exp = jwtExp(token);
-  return { token, expMs: exp === null ? null : exp * 1000, receivedAtMs: nowMs };
+  return { token, expMs: exp === null ? null : exp * 1000, receivedAtMs: nowMs, spread };
 }
 
 /**
- * When to fetch the next token: refreshAheadMs before exp, but no earlier
+ * When to fetch the next token: refreshAheadMs before exp (up to twice
+ * that with the token's spread, so that a crowd's tokens of one exp are not
+ * all refreshed in one second), but no earlier
  * than half-way through the lifetime left when it was received (a token of
  * 60 s with the default 30 s margin is refreshed after 30 s, one of 20 s
  * after 10 s), and no sooner than MIN_REFRESH_DELAY_MS after it was received.
@@ -30,7 +34,8 @@ export function refreshAtMs(held: HeldToken, refreshAheadMs: number): number | n
   if (held.expMs === null) return null;
   const leftMs = held.expMs - held.receivedAtMs;
   if (leftMs <= 0) return null;
-  const marginMs = Math.min(refreshAheadMs, leftMs / 2);
+  // Tokens minted in the same second expire in the same second: each client's own spread keeps their refreshes apart.
+  const marginMs = Math.min(refreshAheadMs * (1 + (held.spread ?? 0)), leftMs / 2);
   return held.receivedAtMs + Math.max(MIN_REFRESH_DELAY_MS, leftMs - marginMs);
 }
 

@@ -4,7 +4,7 @@
 // a bad one is a ConfigError (exit code 2), never a stack trace.
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { DEFAULT_MAX_SESSIONS } from '../sysctl/costs';
+import { DEFAULT_MAX_SESSIONS, MAX_PROCESSES } from '../sysctl/costs';
 import { RedisUrlError, parseRedisUrl, redisConnectionOptions, splitRedisUrls } from '../shm/redis-url';
 import type { EngineKind } from '../shm/workgroup-init';
 
@@ -102,8 +102,7 @@ export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', '
 export const LOG_FORMATS = ['auto', 'json', 'pretty'] as const;
 export type LogFormat = (typeof LOG_FORMATS)[number];
 export const ENGINES: readonly EngineKind[] = ['memory', 'redis'];
-/** Most node processes --processes may ask for (each is a few tens of MB even empty). */
-export const MAX_PROCESSES = 1024;
+export { MAX_PROCESSES };
 
 export const OPTIONS: OptionSpec[] = [
   { key: 'host', flag: 'host', kind: 'host', help: 'address the public WebSocket/HTTP port binds to', default: () => '0.0.0.0' },

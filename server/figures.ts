@@ -7,6 +7,7 @@ import { availableParallelism } from 'node:os';
 import { readdirSync, statSync } from 'node:fs';
 import { arenaStats, limitsReport, nativeStatus, type ArenaStats, type LimitsReport, type NativeStatus } from '../native-io';
 import { STATS_SLOTS, Stat } from '../protocol/stats';
+import { combineInto } from './aggregate';
 import type { Supervisor } from './supervisor';
 
 /** One read of every stats block, taken at one moment. */
@@ -17,7 +18,7 @@ export interface StatsSnapshot {
   wallMs: number;
   /** A copy of each workgroup's block, by workgroup id. */
   blocks: Float64Array[];
-  /** Slot-wise sum of the blocks (meaningless for HEARTBEAT_MS and LOOP_UTILIZATION: use blocks). */
+  /** The blocks combined (server/aggregate.ts: sums, but the busiest loop, the worst engine state, the oldest heartbeat). */
   total: Float64Array;
   /** Seconds since each workgroup's last once-a-second heartbeat (null before its first): a stuck event loop grows it. */
   heartbeatAgeSeconds: (number | null)[];
@@ -43,7 +44,7 @@ export interface ProcessSnapshot {
   /** Restarts of its workgroups, summed (in its current life). */
   workgroupRestarts: number;
   workgroups: number;
-  /** Its workgroups' blocks summed (HEARTBEAT_MS: the oldest; LOOP_UTILIZATION: the busiest). */
+  /** Its workgroups' blocks combined (server/aggregate.ts: HEARTBEAT_MS the oldest, loop figures the busiest). */
   block: Float64Array;
   /** null while it is down or before its first report. */
   rss: number | null;
@@ -96,7 +97,7 @@ export class Figures {
     for (let id = 0; id < n; id++) {
       const block = new Float64Array(sup.stats[id]).slice();
       blocks[id] = block;
-      for (let i = 0; i < STATS_SLOTS; i++) total[i] += block[i];
+      combineInto(total, block);
       restarts[id] = sup.restartsOf(id);
       const beat = block[Stat.HEARTBEAT_MS];
       heartbeatAge[id] = beat > 0 ? Math.max(0, (wallMs - beat) / 1000) : null;

@@ -78,6 +78,8 @@ export interface JmxEngine extends JmxEngineFigures {
 
 export interface JmxWorkgroup extends Latency {
   Id: number;
+  /** With --processes: the node process it runs in. */
+  Process?: number;
   Listening: boolean;
   Restarts: number;
   ConnectedSessions: number;
@@ -199,6 +201,10 @@ export interface JmxProcess {
   HeapUsed: number | null;
   OpenFileDescriptors: number | null;
   HeartbeatAgeSeconds: number | null;
+  OutPublishMessagesPerSecond: number;
+  /** Its busiest workgroup's loop (the maximum, server/aggregate.ts), 0..1, and its longest loop delay of the last second, ms; null until reported. */
+  EventLoopUtilization: number | null;
+  EventLoopDelayMaxMs: number | null;
 }
 
 export class JmxView {
@@ -253,12 +259,15 @@ export class JmxView {
     const b = base.total;
     const rate = (slot: Stat, cur: Float64Array, old: Float64Array) => (spanMs < 1 ? 0 : (Math.max(0, cur[slot] - old[slot]) * 1000) / spanMs);
     const cpuMicros = now.cpu.user + now.cpu.system - (base.cpu.user + base.cpu.system);
+    // With --processes, the blocks are listed process by process: which one each workgroup belongs to.
+    const processOf = now.processes?.flatMap((p) => new Array<number>(p.workgroups).fill(p.index));
     const workgroups: JmxWorkgroup[] = now.blocks.map((blk, id) => {
       const old = base.blocks[id] ?? blk;
       const elu = blk[Stat.LOOP_UTILIZATION];
       const heap = blk[Stat.HEAP_USED_BYTES];
       return {
         Id: id,
+        ...(processOf ? { Process: processOf[id] } : {}),
         Listening: blk[Stat.LISTENING] === 1,
         Restarts: now.restarts[id],
         ConnectedSessions: blk[Stat.SESSIONS],
@@ -353,7 +362,7 @@ export class JmxView {
       NormalPageArenaBytes: proc.arena.normalBytes,
       Engine: { Type: engine.kind, WorkgroupsUnavailable: engine.unreachable.length, ...engineFigures(t, b, spanMs, engine.unreachable.length > 0) },
       Workgroups: workgroups,
-      ...(now.processes ? { Processes: now.processes.map(jmxProcess) } : {}),
+      ...(now.processes ? { Processes: now.processes.map((p, i) => jmxProcess(p, base.processes?.[i]?.block ?? p.block, spanMs)) } : {}),
     };
   }
 
@@ -362,7 +371,9 @@ export class JmxView {
   }
 }
 
-function jmxProcess(p: NonNullable<StatsSnapshot['processes']>[number]): JmxProcess {
+function jmxProcess(p: NonNullable<StatsSnapshot['processes']>[number], old: Float64Array, spanMs: number): JmxProcess {
+  const elu = p.block[Stat.LOOP_UTILIZATION];
+  const delay = p.block[Stat.LOOP_DELAY_MAX_MS];
   return {
     Id: p.index,
     Pid: p.pid,
@@ -377,6 +388,9 @@ function jmxProcess(p: NonNullable<StatsSnapshot['processes']>[number]): JmxProc
     HeapUsed: p.heapUsed,
     OpenFileDescriptors: p.openDescriptors,
     HeartbeatAgeSeconds: p.heartbeatAgeSeconds,
+    OutPublishMessagesPerSecond: spanMs < 1 ? 0 : (Math.max(0, p.block[Stat.MESSAGES_OUT] - old[Stat.MESSAGES_OUT]) * 1000) / spanMs,
+    EventLoopUtilization: elu > 0 ? elu : null,
+    EventLoopDelayMaxMs: delay > 0 ? delay : null,
   };
 }
 

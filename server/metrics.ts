@@ -4,10 +4,12 @@
 // nothing on the message path knows a scrape happened.
 //
 // Per-workgroup series carry the label workgroup="<id>"; sum them for the
-// node (`sum(c10m_sessions)`). With --processes, series are per process
-// instead (label process="<i>", its workgroups summed) and the latency
-// histograms are the node's alone, so that 50 processes stay about 50
-// series a family: `sum without (process) (...)` is the node. Counters continue across a workgroup's
+// node (`sum(c10m_sessions)`). With --processes, a few key families have a
+// series per process instead (label process="<i>", its workgroups combined:
+// PER_PROCESS_SLOTS, engine up, heartbeat age, the process families) and
+// every other one, the latency histograms included, is the node's alone,
+// one series: `sum(...)` is the node either way, and 50 processes cost
+// about 50 series a key family. Counters continue across a workgroup's
 // restart (its block outlives the thread), so rate() needs no reset logic.
 import type http from 'node:http';
 import { Registry, collectDefaultMetrics, type Metric } from 'prom-client';
@@ -252,7 +254,7 @@ export class PromMetrics {
       histogramSamples(s.stats, 'c10m_redis_roundtrip_seconds', REDIS_RTT_BASE, REDIS_RTT_SUM),
     );
     this.add('c10m_workgroup_restarts_total', 'Times the supervisor restarted the workgroup after its thread ended.', 'counter', (s) =>
-      s.stats.processes ? s.stats.processes.map((p) => ({ value: p.workgroupRestarts, labels: { process: p.index } })) : s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })),
+      s.stats.processes ? [{ value: s.stats.processes.reduce((n, p) => n + p.workgroupRestarts, 0) }] : s.stats.restarts.map((r, id) => ({ value: r, labels: { workgroup: id } })),
     );
     this.add('c10m_workgroup_heartbeat_age_seconds', 'Seconds since the workgroup last wrote its once-a-second heartbeat (a stuck event loop grows it).', 'gauge', (s) =>
       s.stats.processes
@@ -356,9 +358,30 @@ function units(s: StatsSnapshot): { labels: Labels; block: Float64Array }[] {
   return s.blocks.map((block, id) => ({ labels: { workgroup: id }, block }));
 }
 
+/**
+ * With --processes, the families that keep a series per process (the label
+ * process); every other slot family is one series, the node's (its
+ * workgroups combined, server/aggregate.ts). Each series per process is 50
+ * at 50 processes: all of them were 3,409 series a scrape.
+ */
+export const PER_PROCESS_SLOTS: ReadonlySet<Stat> = new Set<Stat>([
+  Stat.SESSIONS,
+  Stat.SUBSCRIPTIONS,
+  Stat.MESSAGES_IN,
+  Stat.MESSAGES_OUT,
+  Stat.BYTES_OUT,
+  Stat.SLOW_CONSUMER_CLOSES,
+  Stat.INTERNAL_ERRORS,
+  Stat.LISTENING,
+  Stat.LOOP_UTILIZATION,
+  Stat.LOOP_DELAY_MAX_MS,
+  Stat.HEAP_USED_BYTES,
+]);
+
 function slotSamples(s: StatsSnapshot, f: SlotFamily): Sample[] {
   const out: Sample[] = [];
-  for (const u of units(s)) {
+  const list = s.processes && !PER_PROCESS_SLOTS.has(f.slot) ? [{ labels: {} as Labels, block: s.total }] : units(s);
+  for (const u of list) {
     const v = u.block[f.slot];
     if (f.reportedOnly && v === 0) continue;
     out.push({ value: f.scale === undefined ? v : v * f.scale, labels: u.labels });

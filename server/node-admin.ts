@@ -12,6 +12,7 @@ import { loadUws } from '../native-io/uws';
 import { maskRedisUrl } from '../shm/redis-url';
 import { STATS_SLOTS, Stat } from '../protocol/stats';
 import { AdminServer, sendJson } from './admin';
+import { combineInto } from './aggregate';
 import { isLoopbackHost, type Config } from './config';
 import { registerDashboard } from './dashboard';
 import { engineHealth } from './engine-health';
@@ -59,8 +60,6 @@ export class NodeFigures implements FigureSource {
     for (const m of sup.members) {
       const own = sup.blocksOf(m);
       const block = new Float64Array(STATS_SLOTS);
-      let oldestBeat = 0;
-      let busiest = 0;
       let wgRestarts = 0;
       own.forEach((b, i) => {
         blocks.push(b);
@@ -69,13 +68,10 @@ export class NodeFigures implements FigureSource {
         restarts.push(r);
         const beat = b[Stat.HEARTBEAT_MS];
         heartbeatAgeSeconds.push(beat > 0 ? Math.max(0, (wallMs - beat) / 1000) : null);
-        for (let k = 0; k < STATS_SLOTS; k++) block[k] += b[k];
-        if (beat > 0 && (oldestBeat === 0 || beat < oldestBeat)) oldestBeat = beat;
-        busiest = Math.max(busiest, b[Stat.LOOP_UTILIZATION]);
+        combineInto(block, b);
       });
-      block[Stat.HEARTBEAT_MS] = oldestBeat;
-      block[Stat.LOOP_UTILIZATION] = busiest;
-      for (let k = 0; k < STATS_SLOTS; k++) total[k] += block[k];
+      const oldestBeat = block[Stat.HEARTBEAT_MS];
+      combineInto(total, block);
       const s = m.stats;
       listening += s ? s.listening : 0;
       down += s ? s.down : m.started ? 0 : w;

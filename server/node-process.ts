@@ -21,7 +21,7 @@ function send(msg: ChildReport): void {
 
 async function run(start: ChildStart): Promise<void> {
   const { config, index } = start;
-  const log = serverLogger(config.logLevel, resolveLogFormat(config.logFormat)).child({ proc: index });
+  const log = serverLogger(config.logLevel, resolveLogFormat(config.logFormat)).child({ process: index, pid: process.pid });
   let server: RunningServer | null = null;
   let stopping: Promise<void> | null = null;
   const stop = (why: string): Promise<void> => {

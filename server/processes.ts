@@ -22,14 +22,15 @@ import { EventEmitter } from 'node:events';
 import { availableParallelism } from 'node:os';
 import path from 'node:path';
 import { GAUGES, STATS_SLOTS } from '../protocol/stats';
-import { DESCRIPTOR_RESERVE_BASE, DESCRIPTOR_RESERVE_PER_WORKGROUP } from '../sysctl/costs';
+import { AUTO_PROCESS_HEADROOM, DESCRIPTOR_RESERVE_BASE, DESCRIPTOR_RESERVE_PER_WORKGROUP } from '../sysctl/costs';
+import { autoProcesses } from '../sysctl/profile';
 import { ConfigError, MAX_PROCESSES, type Config } from './config';
 import type { Logger } from './log';
 
 const ENTRY = path.join(__dirname, 'node-process.js');
 
 /** --processes auto leaves this share of each process's sessions free: reconnect storms open a socket before the old one is closed. */
-export const AUTO_HEADROOM = 0.05;
+export const AUTO_HEADROOM = AUTO_PROCESS_HEADROOM;
 /** As the workgroups' restarts (server/supervisor.ts): 50 ms, doubling per death in a row, up to --max-restart-delay-ms. */
 const RESTART_DELAY_MS = 50;
 const RESTART_STABLE_MS = 60_000;
@@ -56,11 +57,9 @@ export function planProcesses(config: Config, workgroupsGiven: boolean, descript
   let sessionsPerProcess: number | null = null;
   let arithmetic: string | null = null;
   if (config.processes === 'auto') {
-    // One workgroup's reserve: with auto, processes are many and workgroups few.
-    const usable = Math.max(0, descriptorLimit - DESCRIPTOR_RESERVE_BASE - DESCRIPTOR_RESERVE_PER_WORKGROUP);
-    sessionsPerProcess = Math.floor(usable * (1 - AUTO_HEADROOM));
+    // The same arithmetic as `c10m doctor --processes auto` (sysctl/profile.ts).
+    ({ sessionsPerProcess, processes } = autoProcesses(config.maxSessions, descriptorLimit));
     if (sessionsPerProcess < 1) throw new ConfigError(`--processes auto: a process may open only ${descriptorLimit} descriptors, too few for any session`);
-    processes = Math.ceil(config.maxSessions / sessionsPerProcess);
     arithmetic =
       `--max-sessions ${config.maxSessions} / ${sessionsPerProcess} sessions per process ` +
       `(descriptor limit ${descriptorLimit} - ${DESCRIPTOR_RESERVE_BASE} reserved - ${DESCRIPTOR_RESERVE_PER_WORKGROUP} per workgroup, ` +
@@ -291,14 +290,14 @@ export class ProcessSupervisor extends EventEmitter {
     m.restarts++;
     this.totalRestarts++;
     m.nextRestartAtMs = Date.now() + delayMs;
-    this.log.warn({ proc: m.index, code, signal, restarts: m.restarts, deathsInARow: m.deathsInARow, delayMs }, 'node process exited; restarting it');
+    this.log.warn({ process: m.index, pid: m.pid, code, signal, restarts: m.restarts, deathsInARow: m.deathsInARow, delayMs }, 'node process exited; restarting it');
     setTimeout(() => {
       m.nextRestartAtMs = 0;
       if (this.shuttingDown) return;
       this.spawn(m).then(
-        () => this.log.info({ proc: m.index, pid: m.pid, restarts: m.restarts }, 'node process restarted'),
+        () => this.log.info({ process: m.index, pid: m.pid, restarts: m.restarts }, 'node process restarted'),
         // Its exit (which follows) schedules the next attempt.
-        (err) => this.log.error({ proc: m.index, err: (err as Error).message }, 'node process restart failed; trying again'),
+        (err) => this.log.error({ process: m.index, err: (err as Error).message }, 'node process restart failed; trying again'),
       );
     }, delayMs);
   }

@@ -56,7 +56,7 @@ export async function startServer(config: Config, log: Logger, options: StartOpt
   // A member process: the top supervisor warned once for the node.
   if (auth.mode === 'none' && !isLoopbackHost(config.host) && !options.member) log.warn({ host: config.host }, AUTH_NONE_WARNING);
   const member = options.member;
-  const supervisor = new Supervisor(config, auth, log, member ? { groups: member.totalSockets, acrossProcesses: true } : undefined);
+  const supervisor = new Supervisor(config, auth, log, member ? { groups: member.totalSockets, acrossProcesses: true, process: member.index } : undefined);
   const admin = new AdminServer({ host: config.adminHost, port: config.adminPort, token: config.adminToken }, log);
   let shuttingDown = false;
   if (config.adminToken === '' && !isLoopbackHost(config.adminHost)) {

@@ -75,7 +75,7 @@ export class Supervisor extends EventEmitter {
     private readonly auth: AuthOptions,
     private readonly log: Logger,
     /** With --processes: the IP hash indexes the sockets of every process (groups), not this one's workgroups. */
-    private readonly ipHashSpan?: { groups: number; acrossProcesses: true },
+    private readonly ipHashSpan?: { groups: number; acrossProcesses: true; process: number },
   ) {
     super();
     this.stats = Array.from({ length: config.workgroups }, () => new SharedArrayBuffer(STATS_BYTES));
@@ -236,6 +236,7 @@ export class Supervisor extends EventEmitter {
         allowSlowFallback: c.allowSlowFallback,
         logLevel: c.logLevel,
         logFormat: resolveLogFormat(c.logFormat),
+        processIndex: this.ipHashSpan?.process ?? -1,
         drainTimeoutSeconds: c.drainTimeoutSeconds,
         cacheMessages: c.cacheMessages,
         cacheSeconds: c.cacheSeconds,

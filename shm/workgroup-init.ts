@@ -24,6 +24,8 @@ export interface WorkgroupOptions {
   logLevel: string;
   /** --log-format as the control plane resolved it (auto: pretty on a terminal). */
   logFormat: 'json' | 'pretty';
+  /** With --processes: the node process's index (every log line carries it, and the pid); -1 otherwise. */
+  processIndex: number;
   drainTimeoutSeconds: number;
   /** Messages cached per topic (0: no cache). */
   cacheMessages: number;

@@ -9,7 +9,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { formatDoctorReport, runDoctor } from './doctor';
 import { computeProfile, descriptorsNeeded, MAX_PROFILE_SESSIONS, renderLimits, renderSysctl, sessionsForDescriptors, sessionsLabel } from './profile';
 import * as system from './system';
-import { DEFAULT_MAX_SESSIONS } from './costs';
+import { DEFAULT_MAX_SESSIONS, MAX_PROCESSES } from './costs';
 
 export const EXIT_OK = 0;
 export const EXIT_CHECKS_FAILED = 1;
@@ -44,6 +44,17 @@ function parseWorkgroups(text: string): number {
   return value;
 }
 
+function parseProcesses(text: string): number {
+  const value = parseCount(text);
+  if (value > MAX_PROCESSES) throw new InvalidArgumentError(`at most ${MAX_PROCESSES} processes.`);
+  return value;
+}
+
+/** A number of processes, or auto (as `c10m serve --processes auto`). */
+function parseProcessesOrAuto(text: string): number | 'auto' {
+  return text === 'auto' ? 'auto' : parseProcesses(text);
+}
+
 function parseBytes(text: string): number {
   const value = parseCount(text);
   if (value > 1 << 20) throw new InvalidArgumentError('at most 1048576 bytes per session.');
@@ -57,6 +68,7 @@ function exitOnUsageError(err: CommanderError): never {
 
 interface SysctlFlags {
   sessions: number;
+  processes?: number;
   workgroups?: number;
   memoryPerSession?: number;
   format: 'sysctl' | 'limits' | 'both';
@@ -65,15 +77,21 @@ interface SysctlFlags {
 
 interface DoctorFlags {
   sessions: number;
+  maxSessions?: number;
+  processes?: number | 'auto';
   workgroups?: number;
   memoryPerSession?: number;
+  loopbackClients?: boolean;
   json?: boolean;
 }
 
 function sysctlAction(flags: SysctlFlags): void {
+  const processes = flags.processes ?? 1;
   const profile = computeProfile({
     sessions: flags.sessions,
-    workgroups: flags.workgroups ?? system.readCores(),
+    processes,
+    // As `c10m serve`: with several processes and no --workgroups, the cores shared among them.
+    workgroups: flags.workgroups ?? (processes > 1 ? Math.max(1, Math.floor(system.readCores() / processes)) : system.readCores()),
     memoryPerSessionBytes: flags.memoryPerSession,
   });
   const label = sessionsLabel(profile.input.sessions);
@@ -99,9 +117,11 @@ function sysctlAction(flags: SysctlFlags): void {
 
 function doctorAction(flags: DoctorFlags): void {
   const report = runDoctor({
-    sessions: flags.sessions,
+    sessions: flags.maxSessions ?? flags.sessions,
+    processes: flags.processes,
     workgroups: flags.workgroups,
     memoryPerSessionBytes: flags.memoryPerSession,
+    loopbackClients: flags.loopbackClients,
   });
   process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatDoctorReport(report));
   process.exitCode = report.ok ? EXIT_OK : EXIT_CHECKS_FAILED;
@@ -113,7 +133,8 @@ export function registerOpsCommands(program: Command): void {
     .command('sysctl')
     .description('print the sysctl.d and limits.conf files computed for a target number of sessions, one comment per line saying why')
     .option('--sessions <n>', `target concurrent sessions on this host (10000000, 10m, 500k; default ${DEFAULT_SESSIONS}, serve's --max-sessions default)`, parseSessions, DEFAULT_SESSIONS)
-    .option('--workgroups <w>', "workgroups the server will run (default: this machine's cores)", parseWorkgroups)
+    .option('--processes <n>', 'node processes the sessions are spread over (c10m serve --processes; default 1): descriptor limits per process, system-wide counts N times them', parseProcesses)
+    .option('--workgroups <w>', "workgroups the server will run, per process (default: this machine's cores, shared among the processes)", parseWorkgroups)
     .option('--memory-per-session <bytes>', 'arena bytes per session, for huge pages and memory (default: measured 1024)', parseBytes)
     .addOption(new Option('--format <format>', 'which file to print').choices(['sysctl', 'limits', 'both']).default('both'))
     .option('--out <dir>', 'write c10m-<N>.conf and limits-<N>.conf into this folder instead of printing them')
@@ -124,8 +145,11 @@ export function registerOpsCommands(program: Command): void {
     .command('doctor')
     .description('compare what N sessions need with this system (limits, sysctls, huge pages, memory, cores, conntrack, IRQs); exit 0 only when every check passes')
     .option('--sessions <n>', `target concurrent sessions on this host (default ${DEFAULT_SESSIONS}, serve's --max-sessions default)`, parseSessions, DEFAULT_SESSIONS)
-    .option('--workgroups <w>', "workgroups the server will run (default: this machine's cores)", parseWorkgroups)
+    .option('--max-sessions <n>', 'the same as --sessions, as c10m serve names it', parseSessions)
+    .option('--processes <n|auto>', 'node processes, as c10m serve --processes: N, or auto (how many this descriptor limit needs; the doctor says)', parseProcessesOrAuto)
+    .option('--workgroups <w>', "workgroups the server will run, per process (default: this machine's cores, shared among the processes)", parseWorkgroups)
     .option('--memory-per-session <bytes>', 'arena bytes per session (default: measured 1024)', parseBytes)
+    .option('--loopback-clients', "a benchmark's clients run on this host over loopback: check their source addresses, processes and descriptors too")
     .option('--json', 'print the rows as JSON instead of a table')
     .exitOverride(exitOnUsageError)
     .action(doctorAction);

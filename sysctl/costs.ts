@@ -77,5 +77,10 @@ export const FLOORS = {
   conntrackMax: 262144,
 } as const;
 
+/** `--processes auto` sizes each node process this much below what its descriptor limit holds: reconnect storms open a socket before the old one is closed. */
+export const AUTO_PROCESS_HEADROOM = 0.05;
+/** Most node processes `--processes` may ask for (each is a few tens of MB even empty). */
+export const MAX_PROCESSES = 1024;
+
 /** Sessions a node is sized for when nobody says (serve's --max-sessions, and what doctor and the sysctl profile check by default). */
 export const DEFAULT_MAX_SESSIONS = 1_000_000;

@@ -3,8 +3,8 @@
 // the command that fixes a failure and a plain note when this process
 // cannot apply that fix itself.
 
-import { MEASURED, PAGE_BYTES } from './costs';
-import { computeProfile, Profile, ProfileInput, profileEntry, profileNofile, sessionsForDescriptors } from './profile';
+import { AUTO_PROCESS_HEADROOM, DESCRIPTOR_RESERVE_BASE, DESCRIPTOR_RESERVE_PER_WORKGROUP, MAX_PROCESSES, MEASURED, PAGE_BYTES } from './costs';
+import { autoProcesses, computeProfile, Profile, ProfileInput, profileEntry, profileNofile, sessionsForDescriptors } from './profile';
 import * as system from './system';
 
 export interface DoctorRow {
@@ -20,8 +20,17 @@ export interface DoctorRow {
   note: string;
 }
 
+/** What doctor checks: a profile's input, with --processes N or auto (as `c10m serve`), and load generators on this host. */
+export interface DoctorInput extends Omit<ProfileInput, 'processes'> {
+  processes?: number | 'auto';
+  /** A benchmark's clients run on this host over loopback: their sockets, ports and processes are checked too. */
+  loopbackClients?: boolean;
+}
+
 export interface DoctorReport {
   sessions: number;
+  /** Node processes (--processes, auto resolved as serve would); workgroups are per process. */
+  processes: number;
   workgroups: number;
   ok: boolean;
   rows: DoctorRow[];
@@ -99,7 +108,7 @@ function descriptorRows(profile: Profile): DoctorRow[] {
         `(bit ${system.CAP_SYS_RESOURCE} of CapEff in /proc/self/status) is not in its effective set` +
         (childCouldGain ? '' : ', nor in its bounding set, so no process started from here can gain it') +
         `; one process here holds at most ${most} sessions. Raise the limit where the server is started, ` +
-        'or spread the sessions over more processes.';
+        `or spread the sessions over more processes (c10m serve --processes auto --max-sessions ${profile.needs.sessions}: ${autoProcesses(profile.needs.sessions, limits.hard).processes} here).`;
     } else if (nrOpen !== null && nrOpen < need) {
       hardNote = `this process may raise it (it has CAP_SYS_RESOURCE), but not above fs.nr_open (${nrOpen}): raise fs.nr_open first`;
       hardFix = `${sysctlFix(profile, 'fs.nr_open')}; then prlimit --pid <server pid> --nofile=${nofile}:${nofile}`;
@@ -135,16 +144,84 @@ function atLeastRow(profile: Profile, check: string, key: string, need: number, 
   };
 }
 
-function fileMaxRow(profile: Profile): DoctorRow {
+function fileMaxRow(profile: Profile, loopbackClients: boolean): DoctorRow {
   const inUse = system.readFilesInUse() ?? 0;
-  const need = profile.needs.descriptorsPerProcess + inUse;
-  return atLeastRow(profile, 'fs.file-max', 'fs.file-max', need, 0, `the server's descriptors plus the ${inUse} open elsewhere now`);
+  const p = profile.needs.processes;
+  const server = p * profile.needs.descriptorsPerProcess;
+  const clients = loopbackClients ? profile.needs.sessions : 0;
+  const what = p === 1 ? "the server's descriptors" : `${p} node processes x ${profile.needs.descriptorsPerProcess} descriptors`;
+  return atLeastRow(
+    profile,
+    'fs.file-max',
+    'fs.file-max',
+    server + clients + inUse,
+    0,
+    `${what}${clients > 0 ? `, the ${clients} client sockets on this host` : ''} plus the ${inUse} open elsewhere now`,
+  );
 }
 
-function sendBufferRow(profile: Profile): DoctorRow {
+/** The descriptor limit a node process gets (as `c10m serve`: the hard limit, else fs.nr_open), or null when not visible. */
+function processDescriptorLimit(): number | null {
+  const limits = system.readDescriptorLimits();
+  if (!limits) return null;
+  return Number.isFinite(limits.hard) ? limits.hard : (system.readSysctlNumbers('fs.nr_open')?.[0] ?? 1_048_576);
+}
+
+/** With --processes: how many, how many sessions each, and the arithmetic auto does (server/processes.ts). */
+function processesRow(input: DoctorInput, profile: Profile, limit: number | null): DoctorRow {
+  const { processes: p, sessionsPerProcess: per, sessions: n, workgroups: w } = profile.needs;
+  const auto = input.processes === 'auto';
+  const check = auto ? 'processes (--processes auto)' : 'processes';
+  const actual = `descriptor limit ${limit === null ? NOT_VISIBLE : limit} per process, ${system.readCores()} cores`;
+  if (auto && limit === null) return unseen(check, `ceil(${n} / sessions per process)`, 'the descriptor limit is not readable: counted as 1 process');
+  const fits = auto ? autoProcesses(n, limit as number) : null;
+  const ok = p <= MAX_PROCESSES && (fits === null || fits.sessionsPerProcess >= 1);
+  const serve = `c10m serve --processes ${auto ? 'auto' : p} --max-sessions ${n}${p > 1 ? ' --engine redis' : ''}`;
+  const arithmetic =
+    fits !== null
+      ? `${fits.sessionsPerProcess} sessions per process = (descriptor limit ${limit} - ${DESCRIPTOR_RESERVE_BASE} reserved - ${DESCRIPTOR_RESERVE_PER_WORKGROUP} per workgroup) less ${AUTO_PROCESS_HEADROOM * 100}% headroom; `
+      : '';
+  return {
+    check,
+    needed: `${p} x ${per} sessions${auto ? ` = ceil(${n} / ${fits?.sessionsPerProcess})` : ''}, at most ${MAX_PROCESSES}`,
+    actual,
+    ok,
+    fix: ok ? '' : 'raise the descriptor limit (RLIMIT_NOFILE) where the server starts',
+    note:
+      `${arithmetic}${serve} starts ${p} node process${p === 1 ? '' : 'es'} of ${w} workgroup${w === 1 ? '' : 's'}${p > 1 ? ' and a top supervisor' : ''}` +
+      (p > 1 ? '; topics meet across processes through Redis (--engine redis)' : ''),
+  };
+}
+
+/** A benchmark's clients on this host (--loopback-clients): source addresses (each reaches one server port from every ephemeral port once), client processes, and ports. */
+function loopbackRow(profile: Profile, limit: number | null): DoctorRow {
+  const n = profile.needs.sessions;
+  const check = 'loopback clients';
+  const ports = system.readLocalPorts();
+  if (!ports) return unseen(check, `${n} client sockets`, 'net.ipv4.ip_local_port_range is not visible');
+  const reserved = ports.reserved.reduce((k, [a, b]) => k + Math.max(0, Math.min(b, ports.high) - Math.max(a, ports.low) + 1), 0);
+  const perAddress = Math.max(1, ports.high - ports.low + 1 - reserved);
+  const addresses = Math.ceil(n / perAddress);
+  const perClientProcess = limit === null ? null : sessionsForDescriptors(limit, 1);
+  const clientProcesses = perClientProcess === null || perClientProcess < 1 ? null : Math.ceil(n / perClientProcess);
+  const ok = addresses <= 16_777_214;
+  return {
+    check,
+    needed: `${addresses} source address${addresses === 1 ? '' : 'es'} of 127.0.0.0/8` + (clientProcesses === null ? '' : `, ${clientProcesses} client process${clientProcesses === 1 ? '' : 'es'}`),
+    actual: `ephemeral ports ${ports.low}-${ports.high} (${perAddress} per source address)`,
+    ok,
+    fix: '',
+    note:
+      `a client address reaches the server's one address and port once per ephemeral port; ` +
+      (perClientProcess === null ? '' : `a client process holds at most ${perClientProcess} sockets at this descriptor limit; `) +
+      `both ends are on this host: ${2 * n} sockets in tcp_mem and fs.file-max, and conntrack (when loaded) tracks loopback too`,
+  };
+}
+
+function sendBufferRow(profile: Profile, sockets: number): DoctorRow {
   // A fan-out burst fills send buffers; receive buffers stay near empty because the server reads at once.
   const check = 'net.ipv4.tcp_wmem (default)';
-  const n = profile.needs.sessions;
+  const n = sockets;
   const wmem = system.readSysctlNumbers('net.ipv4.tcp_wmem');
   const tcpMem = system.readSysctlNumbers('net.ipv4.tcp_mem');
   const needed = `${n} x default <= tcp_mem cap`;
@@ -200,6 +277,18 @@ function conntrackRow(profile: Profile): DoctorRow {
     return { check, needed: `>= ${n} entries, or untracked`, actual: `port ${port} untracked (NOTRACK)`, ok: true, fix: '', note: '' };
   }
   const need = n + conntrack.count;
+  // Loaded but hooked by no rule (the kernel registers its hooks on demand): nothing is tracked, however many sockets are open.
+  const tcp = system.readTcpInUse();
+  if (conntrack.count === 0 && tcp !== null && tcp >= IDLE_CONNTRACK_SOCKETS) {
+    return {
+      check,
+      needed: `>= ${need} entries, or untracked`,
+      actual: `max ${conntrack.max}, 0 in use with ${tcp} TCP sockets open`,
+      ok: true,
+      fix: '',
+      note: `nf_conntrack is loaded but tracks nothing now (no netfilter rule uses it); a rule that does (-m conntrack, NAT, a container runtime's) would need ${sysctlFix(profile, 'net.netfilter.nf_conntrack_max')} or the NOTRACK rules`,
+    };
+  }
   const ok = conntrack.max >= need;
   return {
     check,
@@ -216,6 +305,9 @@ function conntrackRow(profile: Profile): DoctorRow {
       : 'a full conntrack table drops new connections ("nf_conntrack: table full")' + (writableNote('net.netfilter.nf_conntrack_max') ? '; ' + writableNote('net.netfilter.nf_conntrack_max') : ''),
   };
 }
+
+/** With this many TCP sockets open and no conntrack entry, conntrack is not hooked. */
+const IDLE_CONNTRACK_SOCKETS = 100;
 
 function hugePagesRow(profile: Profile): DoctorRow {
   const need = profile.needs.hugePages;
@@ -301,15 +393,38 @@ function irqRow(): DoctorRow {
   };
 }
 
-export function runDoctor(input: ProfileInput): DoctorReport {
-  const profile = computeProfile({ ...input, workgroups: input.workgroups ?? system.readCores() });
+export function runDoctor(input: DoctorInput): DoctorReport {
+  const cores = system.readCores();
+  const limit = input.processes === undefined ? null : processDescriptorLimit();
+  let processes = 1;
+  if (input.processes === 'auto') {
+    const auto = limit === null ? null : autoProcesses(input.sessions, limit);
+    processes = auto === null || !Number.isFinite(auto.processes) ? 1 : Math.min(auto.processes, MAX_PROCESSES);
+  } else if (input.processes !== undefined) {
+    processes = input.processes;
+  }
+  // As `c10m serve`: with several processes and no --workgroups, the cores shared among them (at least one each).
+  const workgroups = input.workgroups ?? (processes > 1 ? Math.max(1, Math.floor(cores / processes)) : cores);
+  const profile = computeProfile({ sessions: input.sessions, workgroups, processes, memoryPerSessionBytes: input.memoryPerSessionBytes, publicPort: input.publicPort, adminPort: input.adminPort });
   const needs = profile.needs;
+  // With the clients on this host, both ends of every session are its sockets.
+  const sockets = input.loopbackClients === true ? 2 : 1;
+  // The TCP memory fixes are the profile's for every socket on this host.
+  const tcpProfile = sockets === 1 ? profile : computeProfile({ ...profile.input, sessions: needs.sessions * sockets });
   const rows: DoctorRow[] = [
+    ...(input.processes === undefined ? [] : [processesRow(input, profile, limit)]),
     ...descriptorRows(profile),
     atLeastRow(profile, 'fs.nr_open', 'fs.nr_open', needs.descriptorsPerProcess, 0, 'no process can have more descriptors than fs.nr_open'),
-    fileMaxRow(profile),
-    atLeastRow(profile, 'net.ipv4.tcp_mem (max, pages)', 'net.ipv4.tcp_mem', needs.tcpMemPages, 2, 'beyond the cap TCP drops data instead of queueing it'),
-    sendBufferRow(profile),
+    fileMaxRow(profile, input.loopbackClients === true),
+    atLeastRow(
+      tcpProfile,
+      'net.ipv4.tcp_mem (max, pages)',
+      'net.ipv4.tcp_mem',
+      needs.tcpMemPages * sockets,
+      2,
+      'beyond the cap TCP drops data instead of queueing it' + (sockets > 1 ? " (the clients' sockets on this host count too)" : ''),
+    ),
+    sendBufferRow(tcpProfile, needs.sessions * sockets),
     atLeastRow(profile, 'net.core.somaxconn', 'net.core.somaxconn', needs.listenBacklog, 0, `the kernel cuts uSockets' listen backlog (${needs.listenBacklog}) to somaxconn`),
     atLeastRow(profile, 'net.ipv4.tcp_max_syn_backlog', 'net.ipv4.tcp_max_syn_backlog', needs.listenBacklog, 0, 'half-open connections beyond it fall back to syncookies or are dropped'),
     portRangeRow(profile),
@@ -318,8 +433,9 @@ export function runDoctor(input: ProfileInput): DoctorReport {
     memoryRow(profile),
     coresRow(profile),
     irqRow(),
+    ...(input.loopbackClients === true ? [loopbackRow(profile, limit ?? processDescriptorLimit())] : []),
   ];
-  return { sessions: needs.sessions, workgroups: needs.workgroups, ok: rows.every((r) => r.ok), rows };
+  return { sessions: needs.sessions, processes: needs.processes, workgroups: needs.workgroups, ok: rows.every((r) => r.ok), rows };
 }
 
 /** The report as a plain-text table, then fixes and notes. */
@@ -333,7 +449,9 @@ export function formatDoctorReport(report: DoctorReport): string {
       .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i])))
       .join('  ')
       .trimEnd();
-  const out = [`c10m doctor: ${report.sessions} sessions, ${report.workgroups} workgroups`, '', line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)];
+  const wg = `${report.workgroups} workgroup${report.workgroups === 1 ? '' : 's'}`;
+  const shape = report.processes > 1 ? `${report.processes} node processes x ${wg}` : wg;
+  const out = [`c10m doctor: ${report.sessions} sessions, ${shape}`, '', line(header), line(widths.map((w) => '-'.repeat(w))), ...body.map(line)];
   const notes = report.rows.filter((r) => r.note);
   if (notes.length > 0) {
     out.push('', 'notes:');

@@ -5,6 +5,7 @@
 
 import {
   ARENA_BYTES_PER_WORKGROUP,
+  AUTO_PROCESS_HEADROOM,
   CONNTRACK_BYTES_PER_ENTRY,
   DEFAULT_ADMIN_PORT,
   DEFAULT_MEMORY_PER_SESSION_BYTES,
@@ -14,6 +15,7 @@ import {
   DESCRIPTOR_RESERVE_PER_WORKGROUP,
   FLOORS,
   HUGE_PAGE_BYTES,
+  MAX_PROCESSES,
   MEASURED,
   PAGE_BYTES,
   PROCESS_BASE_BYTES,
@@ -35,8 +37,10 @@ export const DEFAULT_PROFILE_WORKGROUPS = 12;
 export interface ProfileInput {
   /** Target concurrent sessions on this host. */
   sessions: number;
-  /** Workgroups (one per core by default in `c10m serve`). */
+  /** Workgroups (one per core by default in `c10m serve`); with processes, of each process. */
   workgroups?: number;
+  /** Node processes the sessions are spread over (`c10m serve --processes N`; default 1). */
+  processes?: number;
   /** Arena (session slab) bytes per session, for vm.nr_hugepages and the memory plan. */
   memoryPerSessionBytes?: number;
   publicPort?: number;
@@ -71,8 +75,11 @@ export interface LimitsEntry {
 
 /** What N sessions strictly need (no headroom, no floors): what `c10m doctor` checks. */
 export interface ProfileNeeds {
-  /** Open descriptors of the one server process: sessions plus its own. */
+  /** Open descriptors of one server process: its share of the sessions plus its own. */
   descriptorsPerProcess: number;
+  /** Node processes, and the sessions each holds (ceil(sessions / processes)). */
+  processes: number;
+  sessionsPerProcess: number;
   /** Pages of socket buffer memory TCP must be allowed (tcp_mem's hard cap must reach it). */
   tcpMemPages: number;
   /** Per-socket default buffers (rmem + wmem) times N must fit under tcp_mem's cap. */
@@ -123,12 +130,14 @@ export function normalizeInput(input: ProfileInput): Required<ProfileInput> {
   const full: Required<ProfileInput> = {
     sessions: input.sessions,
     workgroups: input.workgroups ?? DEFAULT_PROFILE_WORKGROUPS,
+    processes: input.processes ?? 1,
     memoryPerSessionBytes: input.memoryPerSessionBytes ?? DEFAULT_MEMORY_PER_SESSION_BYTES,
     publicPort: input.publicPort ?? DEFAULT_PUBLIC_PORT,
     adminPort: input.adminPort ?? DEFAULT_ADMIN_PORT,
   };
   checkInteger('sessions', full.sessions, 1, MAX_PROFILE_SESSIONS);
   checkInteger('workgroups', full.workgroups, 1, 1024);
+  checkInteger('processes', full.processes, 1, MAX_PROCESSES);
   checkInteger('memory per session (bytes)', full.memoryPerSessionBytes, 1, 1 << 20);
   checkInteger('public port', full.publicPort, 1, 65535);
   checkInteger('admin port', full.adminPort, 1, 65535);
@@ -138,6 +147,19 @@ export function normalizeInput(input: ProfileInput): Required<ProfileInput> {
 /** Descriptors one process needs for N sessions in W workgroups, without headroom. */
 export function descriptorsNeeded(sessions: number, workgroups: number): number {
   return sessions + DESCRIPTOR_RESERVE_BASE + DESCRIPTOR_RESERVE_PER_WORKGROUP * workgroups;
+}
+
+/**
+ * `--processes auto` (server/processes.ts) and `c10m doctor --processes auto`:
+ * the sessions one node process is sized for under the descriptor limit it
+ * can get (one workgroup's reserve: with auto, processes are many and
+ * workgroups few; less AUTO_PROCESS_HEADROOM), and the processes maxSessions
+ * then needs.
+ */
+export function autoProcesses(maxSessions: number, descriptorLimit: number): { sessionsPerProcess: number; processes: number } {
+  const usable = Math.max(0, descriptorLimit - DESCRIPTOR_RESERVE_BASE - DESCRIPTOR_RESERVE_PER_WORKGROUP);
+  const sessionsPerProcess = Math.floor(usable * (1 - AUTO_PROCESS_HEADROOM));
+  return { sessionsPerProcess, processes: sessionsPerProcess < 1 ? Infinity : Math.ceil(maxSessions / sessionsPerProcess) };
 }
 
 /** The most sessions one process can hold under a descriptor limit (the inverse of descriptorsNeeded). */
@@ -150,9 +172,16 @@ export function arenaBytes(sessions: number, workgroups: number, memoryPerSessio
   return sessions * memoryPerSessionBytes + workgroups * ARENA_BYTES_PER_WORKGROUP;
 }
 
-/** Memory of N idle sessions on one host: arenas, kernel sockets, process and workgroup baselines. */
-export function memoryNeeded(sessions: number, workgroups: number, memoryPerSessionBytes: number): number {
-  return arenaBytes(sessions, workgroups, memoryPerSessionBytes) + sessions * MEASURED.kernelBytesPerSocket + PROCESS_BASE_BYTES + workgroups * WORKGROUP_BASE_BYTES;
+/**
+ * Memory of N idle sessions on one host: arenas, kernel sockets, process and
+ * workgroup baselines; with P node processes of W workgroups each, P x W
+ * workgroups and P + 1 process baselines (the top supervisor).
+ */
+export function memoryNeeded(sessions: number, workgroups: number, memoryPerSessionBytes: number, processes = 1): number {
+  const processBases = processes === 1 ? 1 : processes + 1;
+  return (
+    arenaBytes(sessions, workgroups * processes, memoryPerSessionBytes) + sessions * MEASURED.kernelBytesPerSocket + processBases * PROCESS_BASE_BYTES + processes * workgroups * WORKGROUP_BASE_BYTES
+  );
 }
 
 /** OS and page cache left alone when sizing a node (the inverse of memoryNeeded subtracts it first). */
@@ -180,20 +209,23 @@ export function computeProfile(input: ProfileInput): Profile {
   const inp = normalizeInput(input);
   const n = inp.sessions;
   const w = inp.workgroups;
+  // With P node processes, descriptor limits are per process and the system-wide counts are P times them.
+  const p = inp.processes;
+  const perProcess = Math.ceil(n / p);
 
-  const descriptors = descriptorsNeeded(n, w);
+  const descriptors = descriptorsNeeded(perProcess, w);
   const nofile = Math.max(FLOORS.nofile, roundUp(descriptors * (1 + DESCRIPTOR_HEADROOM), 1024));
   const nrOpen = Math.max(FLOORS.nrOpen, nofile);
-  const fileMax = Math.max(FLOORS.fileMax, nofile + SYSTEM_FILES_RESERVE);
+  const fileMax = Math.max(FLOORS.fileMax, p * nofile + SYSTEM_FILES_RESERVE);
 
   const tcpBudgetPages = Math.ceil((n * TCP_BUFFER_BYTES_PER_SOCKET) / PAGE_BYTES);
   const tcpMem = TCP_MEM_FACTORS.map((f, i) => Math.max(FLOORS.tcpMemPages[i], Math.ceil(tcpBudgetPages * f)));
 
   const somaxconn = clamp(nextPowerOfTwo(Math.ceil(n / 256)), FLOORS.somaxconn, 65535);
   const synBacklog = clamp(nextPowerOfTwo(Math.ceil(n / 100)), FLOORS.synBacklog, 262144);
-  const conntrackMax = Math.max(FLOORS.conntrackMax, nofile);
+  const conntrackMax = Math.max(FLOORS.conntrackMax, p * nofile);
 
-  const arenas = arenaBytes(n, w, inp.memoryPerSessionBytes);
+  const arenas = arenaBytes(n, p * w, inp.memoryPerSessionBytes);
   const hugePages = Math.ceil(arenas / HUGE_PAGE_BYTES);
   const mib = (bytes: number) => `${Math.round(bytes / (1024 * 1024))} MiB`;
   const buffers = TCP_BUFFER_SIZES.join(' ');
@@ -209,7 +241,10 @@ export function computeProfile(input: ProfileInput): Profile {
     {
       key: 'fs.file-max',
       value: String(fileMax),
-      why: `system-wide open files: the server's ${nofile} plus ${SYSTEM_FILES_RESERVE} for everything else`,
+      why:
+        p === 1
+          ? `system-wide open files: the server's ${nofile} plus ${SYSTEM_FILES_RESERVE} for everything else`
+          : `system-wide open files: ${p} node processes x ${nofile} plus ${SYSTEM_FILES_RESERVE} for everything else`,
       mode: 'atLeast',
       optional: false,
     },
@@ -286,13 +321,16 @@ export function computeProfile(input: ProfileInput): Profile {
     {
       key: 'vm.nr_hugepages',
       value: String(hugePages),
-      why: `2 MiB pages for the arenas: ${n} x ${inp.memoryPerSessionBytes} B + ${w} workgroups x ${mib(ARENA_BYTES_PER_WORKGROUP)} = ${mib(arenas)}`,
+      why: `2 MiB pages for the arenas: ${n} x ${inp.memoryPerSessionBytes} B + ${p * w} workgroups x ${mib(ARENA_BYTES_PER_WORKGROUP)} = ${mib(arenas)}`,
       mode: 'atLeast',
       optional: false,
     },
   ];
 
-  const limitsWhy = `${n} sessions + ${descriptors - n} descriptors of the server itself, +${Math.round(DESCRIPTOR_HEADROOM * 100)}% for reconnect storms`;
+  const limitsWhy =
+    p === 1
+      ? `${n} sessions + ${descriptors - n} descriptors of the server itself, +${Math.round(DESCRIPTOR_HEADROOM * 100)}% for reconnect storms`
+      : `per node process: ${perProcess} sessions (${n} over ${p} processes) + ${descriptors - perProcess} descriptors of its own, +${Math.round(DESCRIPTOR_HEADROOM * 100)}% for reconnect storms`;
   const limits: LimitsEntry[] = [];
   // pam_limits' '*' does not apply to root, so root gets its own lines.
   for (const domain of ['*', 'root']) {
@@ -318,11 +356,13 @@ export function computeProfile(input: ProfileInput): Profile {
     notes,
     needs: {
       descriptorsPerProcess: descriptors,
+      processes: p,
+      sessionsPerProcess: perProcess,
       tcpMemPages: tcpBudgetPages,
       sessions: n,
       listenBacklog: USOCKETS_LISTEN_BACKLOG,
       hugePages,
-      memoryBytes: memoryNeeded(n, w, inp.memoryPerSessionBytes),
+      memoryBytes: memoryNeeded(n, w, inp.memoryPerSessionBytes, p),
       conntrackBytes: n * CONNTRACK_BYTES_PER_ENTRY,
       workgroups: w,
       ports: { public: inp.publicPort, admin: inp.adminPort },
@@ -341,7 +381,8 @@ export function profileNofile(profile: Profile): number {
 }
 
 function commandLine(inp: Required<ProfileInput>): string {
-  return `c10m sysctl --sessions ${inp.sessions} --workgroups ${inp.workgroups} --memory-per-session ${inp.memoryPerSessionBytes}`;
+  const processes = inp.processes > 1 ? ` --processes ${inp.processes}` : '';
+  return `c10m sysctl --sessions ${inp.sessions}${processes} --workgroups ${inp.workgroups} --memory-per-session ${inp.memoryPerSessionBytes}`;
 }
 
 /** Marker at the start of the comment of an `atLeast` entry; apply.sh reads it. */
@@ -351,7 +392,7 @@ export const AT_LEAST_MARKER = '[at least]';
 export function renderSysctl(profile: Profile): string {
   const inp = profile.input;
   const lines = [
-    `# c10m kernel profile for ${inp.sessions} sessions, ${inp.workgroups} workgroups, ${inp.memoryPerSessionBytes} arena bytes per session.`,
+    `# c10m kernel profile for ${inp.sessions} sessions, ${inp.processes > 1 ? `${inp.processes} node processes x ` : ''}${inp.workgroups} workgroups, ${inp.memoryPerSessionBytes} arena bytes per session.`,
     `# Generated by: ${commandLine(inp)} --format sysctl`,
     '# Install as /etc/sysctl.d/60-c10m.conf (sysctl --system), or apply now and keep the old values: sysctl/apply.sh FILE',
     `# ${AT_LEAST_MARKER}: a minimum; keep a higher value the system already has (apply.sh does).`,
@@ -370,7 +411,7 @@ export function renderSysctl(profile: Profile): string {
 export function renderLimits(profile: Profile): string {
   const inp = profile.input;
   const lines = [
-    `# c10m descriptor limits for ${inp.sessions} sessions, ${inp.workgroups} workgroups.`,
+    `# c10m descriptor limits for ${inp.sessions} sessions, ${inp.processes > 1 ? `${inp.processes} node processes x ` : ''}${inp.workgroups} workgroups.`,
     `# Generated by: ${commandLine(inp)} --format limits`,
     '# Install as /etc/security/limits.d/60-c10m.conf; applies to login sessions (pam_limits).',
     '# systemd services ignore it: use LimitNOFILE= in the unit (deploy/systemd/c10m.service).',

@@ -157,6 +157,16 @@ export interface ConntrackState {
 }
 
 /** nf_conntrack's table size and use, or null when the module is not loaded (nothing is tracked). */
+/** TCP sockets in use now (/proc/net/sockstat), or null. */
+export function readTcpInUse(): number | null {
+  try {
+    const m = /^TCP: inuse (\d+)/m.exec(fs.readFileSync('/proc/net/sockstat', 'utf8'));
+    return m ? Number(m[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
 export function readConntrack(): ConntrackState | null {
   const max = readSysctlNumbers('net.netfilter.nf_conntrack_max');
   if (!max) return null;

@@ -4,8 +4,9 @@ import pino from 'pino';
 export type Logger = pino.Logger;
 
 /** JSON lines for collectors, or pino-pretty's lines for a person at a terminal (the control plane resolves --log-format). */
-export function workgroupLogger(id: number, level: string, format: 'json' | 'pretty' = 'json'): Logger {
-  const options = { level, base: { wg: id } };
+export function workgroupLogger(id: number, level: string, format: 'json' | 'pretty' = 'json', processIndex = -1): Logger {
+  // With --processes, which process and its pid: workgroup 0 is in every process.
+  const options = { level, base: processIndex >= 0 ? { process: processIndex, pid: process.pid, wg: id } : { wg: id } };
   if (format === 'json') return pino(options, pino.destination({ fd: 1, sync: true }));
   // Synchronous, like the JSON destination: a workgroup that dies still writes its last line.
   // Loaded only for a terminal: requiring it costs an isolate 474 KB of heap after GC (measured on Node 20).

@@ -26,6 +26,7 @@ import { IpTable, addressHash } from './ip-table';
 import type { Links } from './links';
 import type { Logger } from './log';
 import { SessionFlag, SessionState, type SessionSlab } from './slab';
+import { PingPhase } from './ping-phase';
 import { ownerOf, type LocalTopics } from './topics';
 import { checkUpgrade } from './upgrade';
 import { bearerChallenge, isFailure, type AuthFailure, type Verified } from './auth';
@@ -99,6 +100,8 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   /** uWS's socket for each open slot (an array, not a Map: slots are dense). */
   private readonly sockets: (WebSocket<SessionData> | undefined)[] = [];
   private slowCursor = 0;
+  /** Moves each new session's uWS idle timer to its own phase (one ping), so that a crowd is not pinged in one turn. */
+  readonly pingPhase: PingPhase;
   private authCursor = 0;
   private readonly cors: CorsPolicy;
   /** --max-sessions-per-second-per-ip and --admission-rate (null: off). */
@@ -129,6 +132,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     this.cors = new CorsPolicy(host.options.corsOrigins);
     this.addressRate = host.options.maxSessionsPerSecondPerIp > 0 ? new AddressRate(host.options.maxSessionsPerSecondPerIp) : null;
     this.admission = host.options.admissionRate > 0 ? new Admission(host.options.admissionRate, randomBytes(32)) : null;
+    this.pingPhase = new PingPhase(host.options.idleTimeoutSeconds, this.slab, this.sockets);
   }
 
   /** The App the sockets belong to, and the subscriber side's per-slot tables (built after the sessions). */

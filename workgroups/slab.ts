@@ -30,6 +30,8 @@ export const SessionFlag = {
   IP_COUNTED: 1 << 1,
   /** --auth jwt: opened without a token; only auth and ping until one is accepted (tokenExpSec is then the deadline). */
   AUTH_PENDING: 1 << 2,
+  /** Pinged once by the ping-phase walk (workgroups/ping-phase.ts): its uWS idle timer has its own phase. */
+  PING_PHASED: 1 << 3,
 } as const;
 
 /** Fields: bytes per slot, summed for memory accounting. */
@@ -229,6 +231,9 @@ export class SessionSlab {
   }
   flags(slot: number): number {
     return this.chunks[slot >>> CHUNK_BITS].flags[slot & CHUNK_MASK];
+  }
+  setFlag(slot: number, bit: number): void {
+    this.chunks[slot >>> CHUNK_BITS].flags[slot & CHUNK_MASK] |= bit;
   }
   ipHash(slot: number): number {
     return this.chunks[slot >>> CHUNK_BITS].ipHash[slot & CHUNK_MASK];

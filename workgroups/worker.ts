@@ -12,7 +12,7 @@ import { workgroupLogger } from './log';
 import { Workgroup } from './workgroup';
 
 const init = workerData as WorkgroupInit;
-const log = workgroupLogger(init.id, init.options.logLevel, init.options.logFormat);
+const log = workgroupLogger(init.id, init.options.logLevel, init.options.logFormat, init.options.processIndex);
 const port = parentPort;
 if (port === null) throw new Error('workgroups/worker.js must run as a worker thread');
 

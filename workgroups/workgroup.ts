@@ -296,6 +296,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
           this.sessions.checkSlowConsumers();
           this.sessions.checkTokens();
           this.sessions.checkDescriptors();
+          this.sessions.pingPhase.step(Date.now());
         } catch (err) {
           this.failed('slow-consumer-check', err);
         }

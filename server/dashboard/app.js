@@ -203,7 +203,7 @@
     const rows = wgs.map((w) => {
       const tr = document.createElement('tr');
       const cells = [
-        w.Id,
+        w.Process == null ? w.Id : w.Id + ' (process ' + w.Process + ')',
         w.Listening ? 'yes' : 'no',
         w.ConnectedSessions.toLocaleString('en-US'),
         fmtCount(w.Subscriptions),
@@ -224,6 +224,37 @@
       return tr;
     });
     document.querySelector('#workgroup-table tbody').replaceChildren(...rows);
+    updateProcesses(doc.Processes);
+  }
+
+  /** With --processes: one row per node process (the table stays hidden otherwise). */
+  function updateProcesses(procs) {
+    $('process-section').hidden = !procs;
+    if (!procs) return;
+    const rows = procs.map((p) => {
+      const tr = document.createElement('tr');
+      const cells = [
+        p.Id,
+        p.Pid,
+        p.Listening ? 'yes' : 'no',
+        p.ConnectedSessions.toLocaleString('en-US'),
+        fmtCount(p.Subscriptions),
+        fmtCount(p.OutPublishMessagesPerSecond),
+        p.EventLoopUtilization == null ? '–' : fmtPercent(p.EventLoopUtilization * 100),
+        p.EventLoopDelayMaxMs == null ? '–' : p.EventLoopDelayMaxMs.toFixed(1) + ' ms',
+        p.RSS == null ? '–' : fmtBytes(p.RSS),
+        p.OpenFileDescriptors == null ? '–' : fmtCount(p.OpenFileDescriptors),
+        p.Restarts,
+        p.HeartbeatAgeSeconds == null ? '–' : p.HeartbeatAgeSeconds.toFixed(1) + ' s',
+      ];
+      for (const c of cells) {
+        const td = document.createElement('td');
+        td.textContent = String(c);
+        tr.appendChild(td);
+      }
+      return tr;
+    });
+    document.querySelector('#process-table tbody').replaceChildren(...rows);
   }
 
   /** memory, or redis and its state; with redis, a second tile: publish round-trip p99 and messages received per second. */
