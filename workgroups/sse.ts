@@ -9,9 +9,11 @@
 // A stream is not a uWS WebSocket, so uWS's topic tree does not reach it:
 // this workgroup keeps its own table, topic -> streams (and each one's
 // index of the topic), written to on delivery. A topic with no SSE stream
-// costs the delivery one check. Per stream and message: one string (its id
-// and the event) and one write, corked. Each stream holds its response,
-// its topics and positions, and two closures (onAborted, onWritable).
+// costs the delivery one check. Per stream and message: its id and the
+// event appended to the stream's writes of the turn (one string made per
+// message for all the streams of that topic alone), and one corked write
+// per stream at the end of the turn. Each stream holds its response, its
+// topics and positions, and two closures (onAborted, onWritable).
 //
 // Subscribing: for each topic, OwnerPort.subscribe with a token of this
 // workgroup's (the tokens of WebSocket subs come from the same counter);
@@ -91,6 +93,8 @@ class SseStream {
   closed = false;
   /** Cut as a slow reader inside a cork: closed once the cork returns. */
   cut = false;
+  /** Events of this turn, written at its end in one write. */
+  out = '';
   /** Characters written since the last write that found uWS's buffer empty. */
   unsent = 0;
   /** Characters replayed since then: allowed on top of the limit. */
@@ -229,7 +233,13 @@ export class SseEndpoint implements SseSide {
     const text = json ?? (msgpack ? this.toJson(topic, seq, data) : textOf(data));
     if (text === null) return;
     const tail = '\ndata: ' + encodeJsonFrame(topic, epoch, seq, tsMicros, 0, text) + '\n\n';
-    for (const [s, i] of streams) this.message(s, i, epoch, seq, tail, false);
+    const pos = positionText(epoch, seq);
+    // Every stream of this one topic alone has the same id: its event is made once.
+    let alone: string | null = null;
+    for (const [s, i] of streams) {
+      if (s.topics.length === 1) alone ??= 'id: ' + s.hash + '_' + pos + tail;
+      this.message(s, i, epoch, seq, pos, tail, s.topics.length === 1 ? alone : null, false);
+    }
   }
 
   replay(token: number, topic: string, epoch: number, seq: number, tsMicros: number, flags: number, data: Uint8Array): void {
@@ -246,15 +256,14 @@ export class SseEndpoint implements SseSide {
       return this.write(p.stream, 'data: ' + frame + '\n\n', true);
     }
     this.stats[Stat.REPLAYED_MESSAGES]++;
-    this.message(p.stream, p.index, epoch, seq, '\ndata: ' + frame + '\n\n', true);
+    this.message(p.stream, p.index, epoch, seq, positionText(epoch, seq), '\ndata: ' + frame + '\n\n', null, true);
   }
 
   corked(token: number, write: () => void): boolean {
     const p = this.pendingSubs.get(token);
     if (p === undefined || p.stream.closed) return false;
-    const s = p.stream;
-    s.res.cork(write);
-    if (s.cut) this.cutSlow(s);
+    // The replayed messages are buffered with the stream's other events of this turn (one write at its end).
+    write();
     return true;
   }
 
@@ -411,7 +420,7 @@ export class SseEndpoint implements SseSide {
   // ---- events -------------------------------------------------------------
 
   /** A message (live or replayed) to one stream: a gap first if it does not follow the stream's position; a duplicate is dropped. */
-  private message(s: SseStream, i: number, epoch: number, seq: number, tail: string, replayed: boolean): void {
+  private message(s: SseStream, i: number, epoch: number, seq: number, pos: string, tail: string, event: string | null, replayed: boolean): void {
     if (s.closed) return;
     const e0 = s.epochs[i];
     if (e0 !== 0) {
@@ -422,9 +431,11 @@ export class SseEndpoint implements SseSide {
         this.gap(s, i, 'epoch_changed', epoch, seq - 1);
       }
     }
-    this.move(s, i, epoch, seq);
+    s.epochs[i] = epoch;
+    s.seqs[i] = seq;
+    s.parts[i] = pos;
     this.stats[Stat.SSE_MESSAGES_OUT]++;
-    this.write(s, 'id: ' + s.id() + tail, replayed);
+    this.write(s, event ?? 'id: ' + s.id() + tail, replayed);
   }
 
   private move(s: SseStream, i: number, epoch: number, seq: number): void {
@@ -459,14 +470,48 @@ export class SseEndpoint implements SseSide {
     if (!this.ports.hasLocalInterest(topic)) this.ports.dropInterest(topic);
   }
 
-  /** Writes one event (or comment), corked; a stream over its limit is cut after the cork. */
+  /**
+   * Adds one event (or comment) to the stream's writes of this turn. They go
+   * out at its end, one write per stream (as uWS commits its pub/sub once
+   * per loop iteration): a write per event cost a send() each, 25 µs per
+   * event at 2,000 streams of one topic.
+   */
   private write(s: SseStream, text: string, replayed: boolean): void {
     if (s.closed) return;
     if (replayed) s.allowance += text.length;
     this.stats[Stat.BYTES_OUT] += text.length;
     s.lastWriteSec = this.host.nowSec;
+    if (s.out === '') this.dirty.push(s);
+    s.out += text;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(this.flushBound);
+    }
+  }
+
+  private dirty: SseStream[] = [];
+  private flushScheduled = false;
+  private readonly flushBound = (): void => {
+    this.flushScheduled = false;
+    try {
+      this.flush();
+    } catch (err) {
+      this.host.failed('sse-flush', err);
+    }
+  };
+
+  /** Writes every stream's events of this turn, corked; a stream over its limit is cut. */
+  private flush(): void {
+    const list = this.dirty;
+    this.dirty = [];
+    for (let k = 0; k < list.length; k++) this.flushStream(list[k]);
+  }
+
+  private flushStream(s: SseStream): void {
+    if (s.closed || s.out === '') return;
     this.wStream = s;
-    this.wText = text;
+    this.wText = s.out;
+    s.out = '';
     s.res.cork(this.corkedWrite);
     this.wStream = null;
     this.wText = '';
@@ -484,11 +529,11 @@ export class SseEndpoint implements SseSide {
   private end(s: SseStream, code: ErrorCodeT, message: string): void {
     if (s.closed) return;
     const res = s.res;
-    res.cork(() => {
-      res.write('event: end\ndata: ' + JSON.stringify({ code, message }) + '\n\n');
-      this.closeStream(s);
-      res.end();
-    });
+    this.write(s, 'event: end\ndata: ' + JSON.stringify({ code, message }) + '\n\n', false);
+    this.flushStream(s);
+    if (s.closed) return;
+    this.closeStream(s);
+    res.cork(() => res.end());
   }
 
   /** The stream is gone (client away, cut, ended): out of every topic's table; the owners told of topics no one here wants any more. */

@@ -351,7 +351,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     s[Stat.LOOP_DELAY_MAX_MS] = this.loopDelay.max / 1e6;
     this.loopDelay.reset();
     // After a burst of sessions, once quiet: one full GC (what the burst left in old space; shm/heap.ts).
-    if (this.idleGc.due(s[Stat.SESSIONS_OPENED], nowMs)) {
+    if (this.idleGc.due(s[Stat.SESSIONS_OPENED] + s[Stat.SSE_SESSIONS_OPENED], nowMs)) {
       const ms = collectGarbage();
       if (ms !== null) this.log.debug({ ms: Math.round(ms * 10) / 10, sessions: this.slab.size }, 'quiet after new sessions: collected the garbage');
     }
