@@ -11,7 +11,8 @@
 //   topics already live lose nothing and get nothing twice; the new
 //   stream's `event: ready` answers the sub commands (its entries are the
 //   WebSocket sub reply's).
-// - pub is POST /v1/publish, one at a time (publishes keep their order),
+// - pub is POST /v1/publish, one at a time (publishes keep their order), and
+//   after the subs sent before it have taken effect (as on a WebSocket),
 //   its answer turned into the pub reply.
 // - ping is answered here while the stream is alive (a byte within
 //   2.5 heartbeats: the server writes a comment at least every one).
@@ -246,7 +247,7 @@ export class SseSocket implements WebSocketLike {
         for (const t of p.topics) topics[t] = r.topics[t] ?? { error: { code: ErrorCode.INTERNAL, message: 'the stream did not name this topic' } };
         this.reply({ id: p.id, ok: true, topics });
       }
-      return;
+      return this.nextPublish();
     }
     if (type === 'end') {
       const e = JSON.parse(data) as { code: string; message: string };
@@ -300,6 +301,7 @@ export class SseSocket implements WebSocketLike {
         for (const t of p.topics) this.topics.delete(t);
         this.reply({ id: p.id, error });
       }
+      this.nextPublish();
       return this.openStream();
     }
     this.finish(1006, `SSE stream refused: HTTP ${res.status}`);
@@ -331,7 +333,8 @@ export class SseSocket implements WebSocketLike {
 
   /** One publish at a time, in order: POST /v1/publish, its answer as the pub reply. */
   private nextPublish(): void {
-    if (this.publishing || this.publishes.length === 0 || this.readyState !== OPEN) return;
+    // A publish after a sub waits for it to take effect, as the server would handle them on a WebSocket.
+    if (this.publishing || this.publishes.length === 0 || this.readyState !== OPEN || this.pending.length > 0) return;
     const cmd = this.publishes.shift() as Record<string, unknown>;
     this.publishing = true;
     const headers: Record<string, string> = { 'content-type': 'application/json' };
