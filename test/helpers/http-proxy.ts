@@ -13,10 +13,16 @@ export class UpgradeRefusingProxy {
   refusedUpgrades = 0;
   /** GET /v1/sse requests forwarded so far. */
   sseRequests = 0;
+  /** The Last-Event-ID headers of those requests (a browser's EventSource sends one when it reconnects). */
+  readonly lastEventIds: string[] = [];
 
   constructor(private readonly targetPort: number) {
     this.server = http.createServer((req, res) => {
-      if ((req.url ?? '').startsWith('/v1/sse')) this.sseRequests++;
+      if ((req.url ?? '').startsWith('/v1/sse')) {
+        this.sseRequests++;
+        const id = req.headers['last-event-id'];
+        if (typeof id === 'string') this.lastEventIds.push(id);
+      }
       const upstream = http.request({ host: '127.0.0.1', port: this.targetPort, method: req.method, path: req.url, headers: req.headers }, (up) => {
         res.writeHead(up.statusCode ?? 502, up.headers);
         up.pipe(res);
