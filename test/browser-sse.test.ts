@@ -51,7 +51,11 @@ test('the SDK falls back to SSE when the WebSocket upgrade is refused, receives,
   const topic = '/browser/sse';
   await page.evaluate(
     async ({ url, topic }) => {
-      const sdk = await import('/sdk/c10m.js' as string);
+      // Not import(): the test is compiled to CommonJS, which would turn it into require().
+      const load = new Function('u', 'return import(u)') as (u: string) => Promise<{
+        connect: (url: string, o: unknown) => { on(e: string, l: (g: unknown) => void): void; subscribe(t: string, h: (m: { seq: number; data: unknown }) => void): { ready: Promise<unknown> } };
+      }>;
+      const sdk = await load('/sdk/c10m.js');
       const w = window as unknown as Record<string, unknown>;
       const got: [number, unknown][] = [];
       const gaps: unknown[] = [];
@@ -75,9 +79,7 @@ test('the SDK falls back to SSE when the WebSocket upgrade is refused, receives,
   expect(proxy.dropAll()).toBeGreaterThanOrEqual(1);
   for (let i = 7; i <= 20; i++) await httpPublish(server.port, { topic, data: i });
   await page.waitForFunction(() => (window as unknown as { got: unknown[] }).got.length >= 20, undefined, { timeout: 15_000 });
-  const { got, gaps } = await page
-    .evaluate(() => window as unknown as { got: [number, unknown][]; gaps: unknown[] })
-    .then(() => page.evaluate(() => ({ got: (window as unknown as { got: [number, unknown][] }).got, gaps: (window as unknown as { gaps: unknown[] }).gaps })));
+  const { got, gaps } = await page.evaluate(() => ({ got: (window as unknown as { got: [number, unknown][] }).got, gaps: (window as unknown as { gaps: unknown[] }).gaps }));
   expect(got.map(([seq]) => seq)).toEqual(range(1, 20));
   expect(got[5][1]).toBe('from the page');
   expect(gaps).toEqual([]);

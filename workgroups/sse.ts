@@ -104,13 +104,14 @@ class SseStream {
   /** nowSec of the last write (heartbeats go to streams idle longer than the interval). */
   lastWriteSec = 0;
   /** The ready event's entries, until it is written. */
-  entries: Record<string, Record<string, unknown>> = {};
-  readonly epochs: Float64Array;
-  readonly seqs: Float64Array;
+  entries: Record<string, Record<string, unknown>> = EMPTY_ENTRIES;
+  // Plain arrays, not typed ones: a typed array costs about 150 B of heap and backing store even for one element.
+  readonly epochs: number[];
+  readonly seqs: number[];
   /** positionText of each topic: the id is the hash and these, joined. */
   readonly parts: string[];
   /** 1 while the stream is in the topic's table. */
-  readonly live: Uint8Array;
+  readonly live: number[];
 
   constructor(
     readonly res: HttpResponse,
@@ -121,16 +122,15 @@ class SseStream {
     positions: [number, number][] | null,
   ) {
     const n = topics.length;
-    this.epochs = new Float64Array(n);
-    this.seqs = new Float64Array(n);
-    this.live = new Uint8Array(n);
-    this.parts = new Array<string>(n);
+    this.epochs = [];
+    this.seqs = [];
+    this.live = [];
+    this.parts = [];
     for (let i = 0; i < n; i++) {
-      if (positions !== null) {
-        this.epochs[i] = positions[i][0];
-        this.seqs[i] = positions[i][1];
-      }
-      this.parts[i] = positionText(this.epochs[i], this.seqs[i]);
+      this.epochs.push(positions === null ? 0 : positions[i][0]);
+      this.seqs.push(positions === null ? 0 : positions[i][1]);
+      this.live.push(0);
+      this.parts.push(positionText(this.epochs[i], this.seqs[i]));
     }
   }
 
