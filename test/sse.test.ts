@@ -271,3 +271,13 @@ describe('--auth jwt', () => {
     expect(r.ofType('end')).toEqual([{ code: 'TOKEN_EXPIRED', message: expect.any(String) }]);
   });
 });
+
+test('a draining node ends its streams with event: end SHUTTING_DOWN', async () => {
+  const s = await startServer(['--workgroups', '1', '--drain-timeout-seconds', '2']);
+  const r = await stream(s.port, '/v1/sse?topics=/s9/drain');
+  await r.until(() => r.ofType('ready').length === 1, 10_000, 'ready');
+  const stopped = s.stop();
+  await r.until(() => r.ended, 10_000, 'the end of the stream');
+  expect(r.ofType('end')).toEqual([{ code: 'SHUTTING_DOWN', message: expect.any(String) }]);
+  expect(await stopped).toBe(0);
+});
