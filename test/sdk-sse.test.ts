@@ -4,6 +4,7 @@
 // encodings; transport "auto" behind a proxy that refuses WebSocket
 // upgrades falls back to SSE; a topic added or dropped while connected
 // keeps the others whole.
+import { SignJWT } from 'jose';
 import { startServer, type TestServer } from './helpers/server';
 import { until } from './helpers/sdk';
 import { UpgradeRefusingProxy } from './helpers/http-proxy';
@@ -120,4 +121,27 @@ test('a stream refused for a bad topic list fails that subscription alone', asyn
   expect(errors).toContain('TOO_MANY_SUBSCRIPTIONS');
   expect(c.state).toBe('connected');
   expect(Object.keys(c.positions())).toEqual(['/sdk-sse/fine']);
+});
+
+test('--auth jwt: the token goes in the stream query and the publishes; a topic it does not allow fails alone', async () => {
+  const SECRET = 'test-secret-of-more-than-32-bytes-for-hs256';
+  const auth = await startServer(['--workgroups', '1', '--auth', 'jwt', '--jwt-secret', SECRET]);
+  try {
+    const token = await new SignJWT({ subscribe: ['/jwt/>'], publish: ['/jwt/>'] })
+      .setProtectedHeader({ alg: 'HS256' })
+      .setSubject('u1')
+      .setExpirationTime(Math.floor(Date.now() / 1000) + 600)
+      .sign(new TextEncoder().encode(SECRET));
+    const c = client(`ws://127.0.0.1:${auth.port}`, { transport: 'sse', token });
+    const got: Message[] = [];
+    await c.subscribe('/jwt/a', (m) => got.push(m)).ready;
+    const ack = await c.publish('/jwt/a', 'signed');
+    await until(() => got.length === 1, 'the message');
+    expect(got[0]).toMatchObject({ data: 'signed', seq: ack.seq });
+    await expect(c.publish('/other', 'no')).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    await expect(c.subscribe('/other', () => undefined).ready).rejects.toMatchObject({ code: 'FORBIDDEN' });
+    expect(c.state).toBe('connected');
+  } finally {
+    await auth.stop();
+  }
 });
