@@ -83,6 +83,15 @@ export const Stat = {
   ADMISSION_TICKETS_REFUSED: 111, // tickets presented and not honored: forged, already used, expired, or another workgroup's or an earlier start's
   SESSION_RATE_REFUSED: 112, // upgrades refused with 429 RATE_LIMITED: over --max-sessions-per-second-per-ip
   LOOP_DELAY_MAX_MS: 113, // gauge: the longest event-loop delay of the last second, ms (perf_hooks monitorEventLoopDelay, 10 ms resolution)
+  // Server-Sent Events streams (GET /v1/sse, workgroups/sse.ts): slots 140-149
+  SSE_SESSIONS: 140, // gauge: open SSE streams
+  SSE_SUBSCRIPTIONS: 141, // gauge: topics the open SSE streams are subscribed to (live)
+  SSE_SESSIONS_OPENED: 142, // SSE streams opened (200 answered)
+  SSE_SESSIONS_CLOSED: 143, // SSE streams closed, for any reason
+  SSE_SESSIONS_REJECTED: 144, // SSE requests refused with an HTTP error (bad topics, resume id, token, draining)
+  SSE_MESSAGES_OUT: 145, // message events written to SSE streams (one per stream per message; not in MESSAGES_OUT)
+  SSE_SLOW_CLOSES: 146, // SSE streams cut for holding more than --max-backpressure-bytes unsent
+  SSE_GAPS: 147, // gap events written to SSE streams
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
@@ -109,6 +118,8 @@ export const GAUGES: readonly Stat[] = [
   Stat.ENGINE_STATE,
   Stat.REDIS_SUBSCRIPTIONS,
   Stat.AUTH_GRANTS,
+  Stat.SSE_SESSIONS,
+  Stat.SSE_SUBSCRIPTIONS,
 ];
 
 /**
@@ -129,7 +140,7 @@ export const REDIS_RTT_BASE = 84;
 export const REDIS_RTT_SUM = REDIS_RTT_BASE + LATENCY_BUCKETS;
 export const REDIS_RTT_COUNT = REDIS_RTT_SUM + 1;
 
-export const STATS_SLOTS = 128;
+export const STATS_SLOTS = 192;
 export const STATS_BYTES = STATS_SLOTS * 8;
 
 /** Index of the bucket for a latency in microseconds. No allocation. */

@@ -11,6 +11,7 @@ import { hintDelayMs, readRefusal, type UpgradeRefusal } from './refusal';
 import { TopicStream, type Gap, type SubReplyTopic } from './stream';
 import { holdToken, refreshAtMs, type HeldToken } from './token';
 import { pingDelayMs } from './ping-schedule';
+import { SseSocket, TransportChoice } from './sse-transport';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './transport';
 import { defaultWebSocket } from './websocket';
 import { decodeIncoming, encodeCommand, type Message, type Reply } from './wire';
@@ -35,7 +36,7 @@ export class C10mClient extends Emitter<ClientEvents> {
   readonly encoding: Encoding;
   readonly stats: ClientStats = { delivered: 0, duplicates: 0, gaps: 0, connections: 0 };
   private _state: ConnectionState = 'connecting';
-  private readonly options: Required<Omit<ConnectOptions, 'token' | 'getToken' | 'reconnect' | 'WebSocket' | 'clock' | 'random' | 'encoding'>>;
+  private readonly options: Required<Omit<ConnectOptions, 'token' | 'getToken' | 'reconnect' | 'WebSocket' | 'clock' | 'random' | 'encoding' | 'transport'>>;
   private readonly WebSocketImpl: WebSocketConstructor;
   private readonly clock: Clock;
   private readonly schedule: ReconnectSchedule | null;
@@ -53,6 +54,8 @@ export class C10mClient extends Emitter<ClientEvents> {
   private readyWaiters: { resolve: () => void; reject: (e: C10mError) => void }[] = [];
   private closedPromise: Promise<void> | null = null;
   private readonly auth: TokenState;
+  /** WebSocket or SSE for the next attempt (sdk/sse-transport.ts). */
+  private readonly transport: TransportChoice;
 
   constructor(url: string | string[], options: ConnectOptions = {}) {
     super();
@@ -90,6 +93,7 @@ export class C10mClient extends Emitter<ClientEvents> {
       random: options.random ?? Math.random,
     };
     this.WebSocketImpl = options.WebSocket ?? defaultWebSocket();
+    this.transport = new TransportChoice(options.transport ?? (options.WebSocket !== undefined ? 'websocket' : 'auto'));
     this.open();
   }
 
@@ -330,7 +334,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     const url = this.attemptUrl();
     let ws: WebSocketLike;
     try {
-      ws = new this.WebSocketImpl(url);
+      ws = this.transport.useSse ? new SseSocket(url) : new this.WebSocketImpl(url);
     } catch (e) {
       this.emit('error', new C10mError(SdkErrorCode.CONNECTION_LOST, `cannot open ${this.url}: ${(e as Error).message}`));
       this.onSocketGone(null, 1006, (e as Error).message);
@@ -417,6 +421,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     // The token and admission side: what the next attempt needs, and when it may come.
     if (code === CloseCode.TOKEN_EXPIRED || code === CloseCode.AUTH_TIMEOUT) this.auth.needFresh = true;
     const refused = refusal === null ? null : this.onRefusal(refusal);
+    if (ws !== null) this.transport.ended(wasConnected, refusal !== null && refusal.code !== null);
     if (refused === null && ws !== null && !wasConnected) this.onOpaqueFailure(ws);
     if (this.schedule === null) {
       this.finishClose(new C10mError(SdkErrorCode.CLOSED, `connection closed (${code} ${reason}) and reconnect is off`, undefined, code));

@@ -11,3 +11,4 @@ export { C10mError, SdkErrorCode } from './errors';
 export { ErrorCode, CloseCode } from '../protocol/errors';
 export { topicError, isValidTopic } from '../protocol/topic';
 export type { Encoding, Qos } from './encoding';
+export type { TransportMode } from './sse-transport';

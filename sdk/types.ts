@@ -6,6 +6,7 @@ import type { C10mError } from './errors';
 import type { Gap, Recovered, TopicStream } from './stream';
 import type { HeldToken } from './token';
 import type { WebSocketConstructor } from './transport';
+import type { TransportMode } from './sse-transport';
 import type { Message } from './wire';
 
 export interface ConnectOptions {
@@ -32,6 +33,12 @@ export interface ConnectOptions {
   connectTimeoutMs?: number;
   /** Application-level ping interval that detects a dead connection (0 = off). Default 25 s. */
   pingIntervalMs?: number;
+  /**
+   * "websocket", "sse" (GET /v1/sse and POST /v1/publish: for networks that break WebSockets), or
+   * "auto" (the default; "websocket" when the WebSocket option is given): a WebSocket, and SSE on the
+   * next attempt when one could not be opened.
+   */
+  transport?: TransportMode;
   /** WebSocket implementation; defaults to the platform's, or `ws` in Node without one. */
   WebSocket?: WebSocketConstructor;
   /** Timers and randomness, for tests. */

@@ -23,6 +23,7 @@ export interface Config {
   maxPayloadBytes: number;
   maxBackpressureBytes: number;
   idleTimeoutSeconds: number;
+  sseHeartbeatSeconds: number;
   drainTimeoutSeconds: number;
   /** Each workgroup's V8 young generation, MB (Worker resourceLimits); 0: V8's default (grows to 48). */
   youngGenerationMb: number;
@@ -159,6 +160,15 @@ export const OPTIONS: OptionSpec[] = [
     help: 'close a session silent this long (pings are automatic); 0 disables; otherwise 8..960',
     default: () => 120,
     check: (v) => (v !== 0 && v < 8 ? 'must be 0 or at least 8' : null),
+  },
+  {
+    key: 'sseHeartbeatSeconds',
+    flag: 'sse-heartbeat-seconds',
+    kind: 'int',
+    min: 1,
+    max: 3600,
+    help: 'write a comment line to an SSE stream (GET /v1/sse) idle this long, so that proxies keep it open',
+    default: () => 15,
   },
   {
     key: 'youngGenerationMb',

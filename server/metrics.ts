@@ -45,13 +45,15 @@ interface SlotFamily {
   reportedOnly?: boolean;
   /** The slot's unit times this is the family's (ms slot, seconds family: 0.001). */
   scale?: number;
+  /** The same figure for SSE streams (GET /v1/sse): the family gets a transport label, "websocket" (slot) and "sse" (this slot). */
+  sse?: Stat;
 }
 
 export const SLOT_FAMILIES: readonly SlotFamily[] = [
   // sessions
-  { slot: Stat.SESSIONS, name: 'c10m_sessions', kind: 'gauge', help: 'Open WebSocket sessions.' },
-  { slot: Stat.SESSIONS_OPENED, name: 'c10m_sessions_opened_total', kind: 'counter', help: 'Sessions opened.' },
-  { slot: Stat.SESSIONS_CLOSED, name: 'c10m_sessions_closed_total', kind: 'counter', help: 'Sessions closed, for any reason.' },
+  { slot: Stat.SESSIONS, sse: Stat.SSE_SESSIONS, name: 'c10m_sessions', kind: 'gauge', help: 'Open sessions: WebSocket sessions and SSE streams (label transport).' },
+  { slot: Stat.SESSIONS_OPENED, sse: Stat.SSE_SESSIONS_OPENED, name: 'c10m_sessions_opened_total', kind: 'counter', help: 'Sessions opened (label transport).' },
+  { slot: Stat.SESSIONS_CLOSED, sse: Stat.SSE_SESSIONS_CLOSED, name: 'c10m_sessions_closed_total', kind: 'counter', help: 'Sessions closed, for any reason (label transport).' },
   { slot: Stat.SESSIONS_REJECTED, name: 'c10m_sessions_rejected_total', kind: 'counter', help: 'WebSocket upgrades refused (per-address cap or rate, admission rate, draining, bad request).' },
   {
     slot: Stat.ADMISSION_REFUSED,
@@ -67,16 +69,35 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
     help: 'Admission tickets presented and not honored (forged, already used, expired, or issued by another workgroup or before a restart).',
   },
   { slot: Stat.SESSION_RATE_REFUSED, name: 'c10m_session_rate_refused_total', kind: 'counter', help: 'WebSocket upgrades refused with 429 RATE_LIMITED: over --max-sessions-per-second-per-ip.' },
-  { slot: Stat.SLOW_CONSUMER_CLOSES, name: 'c10m_slow_consumer_closes_total', kind: 'counter', help: 'Sessions closed because they could not keep up (backpressure over --max-backpressure-bytes).' },
+  {
+    slot: Stat.SLOW_CONSUMER_CLOSES,
+    sse: Stat.SSE_SLOW_CLOSES,
+    name: 'c10m_slow_consumer_closes_total',
+    kind: 'counter',
+    help: 'Sessions closed because they could not keep up (backpressure over --max-backpressure-bytes; label transport).',
+  },
   { slot: Stat.SLAB_CAPACITY, name: 'c10m_session_slab_capacity', kind: 'gauge', help: 'Session slots allocated in the workgroup slab.' },
   // subscriptions and topics
-  { slot: Stat.SUBSCRIPTIONS, name: 'c10m_subscriptions', kind: 'gauge', help: 'Subscriptions held by open sessions (one per session and topic).' },
+  { slot: Stat.SUBSCRIPTIONS, sse: Stat.SSE_SUBSCRIPTIONS, name: 'c10m_subscriptions', kind: 'gauge', help: 'Subscriptions held by open sessions (one per session and topic; label transport).' },
+  {
+    slot: Stat.SSE_SESSIONS_REJECTED,
+    name: 'c10m_sse_rejected_total',
+    kind: 'counter',
+    help: 'SSE requests (GET /v1/sse) refused with an HTTP error: bad topics or resume id, token, origin, draining.',
+  },
+  { slot: Stat.SSE_GAPS, name: 'c10m_sse_gaps_total', kind: 'counter', help: 'Gap events written to SSE streams (messages a resume or a live jump could not bring).' },
   { slot: Stat.TOPICS_OWNED, name: 'c10m_topics', kind: 'gauge', help: 'Topics the workgroup owns (sequences); updated once a second.' },
   // messages
   { slot: Stat.MESSAGES_IN, name: 'c10m_messages_in_total', kind: 'counter', help: 'Publishes accepted from clients, WebSocket and HTTP, by the workgroup that received them.' },
   { slot: Stat.HTTP_PUBLISHES, name: 'c10m_http_publishes_total', kind: 'counter', help: 'Publishes accepted over HTTP POST /v1/publish (included in c10m_messages_in_total).' },
   { slot: Stat.MESSAGES_SEQUENCED, name: 'c10m_messages_sequenced_total', kind: 'counter', help: 'Publishes sequenced by the workgroup as their topic owner.' },
-  { slot: Stat.MESSAGES_OUT, name: 'c10m_messages_out_total', kind: 'counter', help: 'Message frames handed to subscribers (one per subscriber per message).' },
+  {
+    slot: Stat.MESSAGES_OUT,
+    sse: Stat.SSE_MESSAGES_OUT,
+    name: 'c10m_messages_out_total',
+    kind: 'counter',
+    help: 'Message frames handed to subscribers (one per subscriber per message; label transport).',
+  },
   { slot: Stat.BYTES_OUT, name: 'c10m_bytes_out_total', kind: 'counter', help: 'Bytes of the message frames handed to subscribers.' },
   { slot: Stat.BYTES_IN, name: 'c10m_bytes_in_total', kind: 'counter', help: 'Bytes of commands received from sessions.' },
   { slot: Stat.PROTOCOL_ERRORS, name: 'c10m_protocol_errors_total', kind: 'counter', help: 'Malformed or refused commands and requests.' },
@@ -384,6 +405,10 @@ function slotSamples(s: StatsSnapshot, f: SlotFamily): Sample[] {
   for (const u of list) {
     const v = u.block[f.slot];
     if (f.reportedOnly && v === 0) continue;
+    if (f.sse !== undefined) {
+      out.push({ value: v, labels: { ...u.labels, transport: 'websocket' } }, { value: u.block[f.sse], labels: { ...u.labels, transport: 'sse' } });
+      continue;
+    }
     out.push({ value: f.scale === undefined ? v : v * f.scale, labels: u.labels });
   }
   return out;

@@ -225,6 +225,7 @@ export class Supervisor extends EventEmitter {
         maxPayloadBytes: c.maxPayloadBytes,
         maxBackpressureBytes: c.maxBackpressureBytes,
         idleTimeoutSeconds: c.idleTimeoutSeconds,
+        sseHeartbeatSeconds: c.sseHeartbeatSeconds,
         maxConnectionsPerIp: c.maxConnectionsPerIp,
         maxSessionsPerSecondPerIp: c.maxSessionsPerSecondPerIp,
         admissionRate: c.admissionRate / this.slots.length,

@@ -8,6 +8,8 @@ export interface WorkgroupOptions {
   maxPayloadBytes: number;
   maxBackpressureBytes: number;
   idleTimeoutSeconds: number;
+  /** --sse-heartbeat-seconds: a comment line to an SSE stream idle this long (workgroups/sse.ts; absent: 15). */
+  sseHeartbeatSeconds?: number;
   maxConnectionsPerIp: number;
   /** New sessions per second per client address, counted here (0: no limit). */
   maxSessionsPerSecondPerIp: number;

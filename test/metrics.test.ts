@@ -87,7 +87,11 @@ describe('one workgroup', () => {
     }
     expect(s.sum('c10m_workgroups')).toBe(1);
     expect(s.sum('c10m_workgroups_listening')).toBe(1);
-    expect(s.series('c10m_sessions').map((x) => x.labels.workgroup)).toEqual(['0']);
+    // One series per workgroup and transport (websocket, sse).
+    expect(s.series('c10m_sessions').map((x) => [x.labels.workgroup, x.labels.transport])).toEqual([
+      ['0', 'websocket'],
+      ['0', 'sse'],
+    ]);
     expect(s.sum('c10m_workgroup_restarts_total')).toBe(0);
     const buckets = s.series('c10m_publish_to_write_latency_seconds_bucket');
     expect(buckets.map((b) => b.labels.le)).toEqual([
@@ -343,7 +347,7 @@ describe('two workgroups', () => {
     await eventually(async () => {
       const s = await scrape(server);
       expect(s.sum('c10m_sessions')).toBe(n);
-      const perWorkgroup = s.series('c10m_sessions');
+      const perWorkgroup = s.series('c10m_sessions').filter((x) => x.labels.transport === 'websocket');
       expect(perWorkgroup.map((x) => x.labels.workgroup).sort()).toEqual(['0', '1']);
       // 24 connections spread by a hash: each workgroup has some (all on one: odds 2^-23).
       for (const x of perWorkgroup) expect(x.value).toBeGreaterThan(0);
@@ -359,6 +363,7 @@ describe('two workgroups', () => {
         expect(
           s
             .series(name)
+            .filter((x) => x.labels.transport !== 'sse')
             .map((x) => x.labels.workgroup)
             .sort(),
         ).toEqual(['0', '1']);

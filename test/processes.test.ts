@@ -153,8 +153,8 @@ test('two processes: topics meet across them, one admin port shows each process 
   // /metrics: one series per process, with the node's sum beside the process families.
   await waitFor(async () => (await metricSum(s, 'c10m_sessions')) === total, 10_000, '/metrics sessions');
   const text = await (await fetch(s.adminUrl('/metrics'))).text();
-  expect(text).toMatch(/^c10m_sessions\{process="0"\} \d+$/m);
-  expect(text).toMatch(/^c10m_sessions\{process="1"\} \d+$/m);
+  expect(text).toMatch(/^c10m_sessions\{process="0",transport="websocket"\} \d+$/m);
+  expect(text).toMatch(/^c10m_sessions\{process="1",transport="websocket"\} \d+$/m);
   expect(text).not.toMatch(/^c10m_sessions\{workgroup=/m);
   expect(text).toMatch(/^c10m_processes 2$/m);
   expect(text).toMatch(/^c10m_processes_listening 2$/m);

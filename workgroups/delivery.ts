@@ -19,6 +19,7 @@ import type { SubscriberPort } from './ports';
 import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
 import { SessionFlag, type SessionSlab } from './slab';
 import type { LocalTopics } from './topics';
+import type { SseSide } from './sse';
 
 /** A subscription or an ack the topic's owner has not answered after this long fails with OWNER_TIMEOUT. */
 export const OWNER_TIMEOUT_MS = 10_000;
@@ -98,6 +99,8 @@ export class Delivery implements SubscriberPort {
   private readonly slab: SessionSlab;
   private readonly local: LocalTopics;
   private readonly errors: LogLimiter;
+  /** SSE streams (workgroups/sse.ts): their subscriptions' tokens and topics are routed there. */
+  sse: SseSide | null = null;
 
   constructor(
     private readonly host: DeliveryHost,
@@ -138,6 +141,7 @@ export class Delivery implements SubscriberPort {
 
   /** Runs `write` corked on the socket the replayed messages of `token` go to (one write for many messages); false when it is gone. */
   corkReplay(token: number, write: () => void): boolean {
+    if (this.sse !== null && this.sse.owns(token)) return this.sse.corked(token, write);
     const ws = this.replaySocket(token);
     if (ws === null) return false;
     ws.cork(write);
@@ -160,6 +164,7 @@ export class Delivery implements SubscriberPort {
 
   /** One replayed message (or the snapshot) for a subscription waiting for SUB_DONE. */
   replay(token: number, topic: string, epoch: number, seq: number, ts: number, flags: number, data: Uint8Array): void {
+    if (this.sse !== null && this.sse.owns(token)) return this.sse.replay(token, topic, epoch, seq, ts, flags, data);
     const p = this.replayable(token);
     if (p === null) return;
     // A long replay is progress: the owner timeout counts from its last message (to the tick's second).
@@ -188,6 +193,7 @@ export class Delivery implements SubscriberPort {
 
   /** The owner answered one topic of a sub command: subscribe the session in uWS now (no gap, no duplicate). */
   subDone(token: number, epoch: number, seq: number, status: number, replayed: number): void {
+    if (this.sse !== null && this.sse.owns(token)) return this.sse.subDone(token, epoch, seq, status, replayed);
     const p = this.subs.get(token);
     if (p === undefined) return;
     this.subs.delete(token);
@@ -240,6 +246,7 @@ export class Delivery implements SubscriberPort {
    * the end of the turn (workgroups/held.ts). No allocation per subscriber.
    */
   deliver(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
+    if (this.sse !== null && this.sse.active) this.sse.deliver(topic, epoch, seq, ts, msgpack, data, json);
     const app = this.host.app();
     const keyJson = 'j' + topic;
     const keyMsgpack = 'm' + topic;

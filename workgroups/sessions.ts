@@ -109,7 +109,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   private readonly admission: Admission | null;
   /** Set by attach, before the App serves anything. */
   private uwsApp!: TemplatedApp;
-  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries'>;
+  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse'>;
 
   constructor(
     private readonly host: SessionsHost,
@@ -136,7 +136,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   }
 
   /** The App the sockets belong to, and the subscriber side's per-slot tables (built after the sessions). */
-  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries'>): void {
+  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse'>): void {
     this.uwsApp = app;
     this.delivery = delivery;
   }
@@ -152,6 +152,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
       if (ws === undefined) continue;
       for (const key of ws.getTopics()) into.add(key.slice(1));
     }
+    if (this.delivery.sse !== null) for (const topic of this.delivery.sse.topics()) into.add(topic);
   }
 
   // ---- the accept side ------------------------------------------------
@@ -442,11 +443,13 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     const other = (k.charCodeAt(0) === 106 /* j */ ? 'm' : 'j') + topic;
     if (this.uwsApp.numSubscribers(other) > 0) return;
     if (this.local.pending(topic) > 0) return;
+    if (this.delivery.sse !== null && this.delivery.sse.has(topic)) return;
     this.dropInterest(topic);
   }
 
   hasLocalInterest(topic: string): boolean {
     if (this.local.pending(topic) > 0) return true;
+    if (this.delivery.sse !== null && this.delivery.sse.has(topic)) return true;
     return this.uwsApp.numSubscribers('j' + topic) + this.uwsApp.numSubscribers('m' + topic) > 0;
   }
 

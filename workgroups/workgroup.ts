@@ -37,6 +37,7 @@ import { Owner } from './owner';
 import { RedisOwner } from './redis-owner';
 import { Sessions, SLOW_CHECK_MS, type SessionsHost } from './sessions';
 import { SessionSlab } from './slab';
+import { SseEndpoint } from './sse';
 import { registerStaticRoutes } from './static';
 import { LocalTopics, TopicTable, ownerOf } from './topics';
 
@@ -80,6 +81,8 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   /** The sessions: their sockets, upgrade, open and close, the slow-consumer sweep, and the accept side. */
   private readonly sessions: Sessions;
   readonly httpPublish: HttpPublishEndpoint;
+  /** GET /v1/sse: Server-Sent Events streams. */
+  private readonly sse: SseEndpoint;
   private readonly restarts: number;
   // Figures read from objects that count for themselves, as of the last tick (to add deltas to counters).
   private lastEvictions = 0;
@@ -194,6 +197,14 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
       nowSec: () => this.nowSec,
       isOpen: () => this.isOpen(),
     });
+    this.sse = new SseEndpoint(this, {
+      entitlement: this.entitlement,
+      takeToken: () => this.commands.takeToken(),
+      owner: (w) => this.links.owner(w),
+      hasLocalInterest: (topic) => this.sessions.hasLocalInterest(topic),
+      dropInterest: (topic) => this.sessions.dropInterest(topic),
+    });
+    this.delivery.sse = this.sse;
     this.uwsApp = this.buildApp();
     this.sessions.attach(this.uwsApp, this.delivery);
   }
@@ -245,6 +256,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
       },
     });
     this.httpPublish.register(app);
+    this.sse.register(app);
     registerStaticRoutes(app);
     app.any('/*', (res, req) => {
       res
@@ -340,7 +352,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     s[Stat.LOOP_DELAY_MAX_MS] = this.loopDelay.max / 1e6;
     this.loopDelay.reset();
     // After a burst of sessions, once quiet: one full GC (what the burst left in old space; shm/heap.ts).
-    if (this.idleGc.due(s[Stat.SESSIONS_OPENED], nowMs)) {
+    if (this.idleGc.due(s[Stat.SESSIONS_OPENED] + s[Stat.SSE_SESSIONS_OPENED], nowMs)) {
       const ms = collectGarbage();
       if (ms !== null) this.log.debug({ ms: Math.round(ms * 10) / 10, sessions: this.slab.size }, 'quiet after new sessions: collected the garbage');
     }
@@ -435,6 +447,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     this.drained = finish;
     this.delivery.flushDeliveries();
     this.sessions.endAll();
+    this.sse.endAll();
     if (this.slab.size === 0) finish();
   }
 
@@ -452,6 +465,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     if (failing) this.sessions.failAll();
     if (this.heartbeat) clearInterval(this.heartbeat);
     if (this.slowCheck) clearInterval(this.slowCheck);
+    this.sse.close();
     this.heartbeat = null;
     this.slowCheck = null;
     this.links.close();
