@@ -83,6 +83,13 @@ export const Stat = {
   ADMISSION_TICKETS_REFUSED: 111, // tickets presented and not honored: forged, already used, expired, or another workgroup's or an earlier start's
   SESSION_RATE_REFUSED: 112, // upgrades refused with 429 RATE_LIMITED: over --max-sessions-per-second-per-ip
   LOOP_DELAY_MAX_MS: 113, // gauge: the longest event-loop delay of the last second, ms (perf_hooks monitorEventLoopDelay, 10 ms resolution)
+  // conflation and idempotent publish (issue 19): slots 160-169
+  IDEMPOTENCY_KEYS: 160, // gauge: idempotency keys this workgroup holds for the topics it owns (memory engine)
+  IDEMPOTENCY_KEYS_EVICTED: 161, // keys forgotten before their window ended (--idempotency-keys-per-topic reached)
+  IDEMPOTENT_DUPLICATES: 162, // publishes not published again: their idempotency key was seen within the window
+  CONFLATION_GROUPS: 163, // gauge: (topic, interval) pairs with conflating sessions in this workgroup (one timer each at most)
+  CONFLATED_FRAMES: 164, // frames the conflation groups handed to uWS (one per group and encoding and interval, not per session)
+  CONFLATED_SKIPPED: 165, // messages a conflation group replaced by a later one before sending (per group, not per session)
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
@@ -109,6 +116,8 @@ export const GAUGES: readonly Stat[] = [
   Stat.ENGINE_STATE,
   Stat.REDIS_SUBSCRIPTIONS,
   Stat.AUTH_GRANTS,
+  Stat.IDEMPOTENCY_KEYS,
+  Stat.CONFLATION_GROUPS,
 ];
 
 /**
@@ -129,7 +138,7 @@ export const REDIS_RTT_BASE = 84;
 export const REDIS_RTT_SUM = REDIS_RTT_BASE + LATENCY_BUCKETS;
 export const REDIS_RTT_COUNT = REDIS_RTT_SUM + 1;
 
-export const STATS_SLOTS = 128;
+export const STATS_SLOTS = 192;
 export const STATS_BYTES = STATS_SLOTS * 8;
 
 /** Index of the bucket for a latency in microseconds. No allocation. */

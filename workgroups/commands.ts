@@ -323,6 +323,7 @@ export class Commands {
     if (req instanceof ProtocolError) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
     }
+    req.idempotencyKey = cmd.idempotencyKey;
     let token = 0;
     // An owner at its topic limit may refuse a publish, and with Redis any publish may fail (Redis unreachable or
     // not answering): then even one that asked for no ack needs a way back (an error reply; success stays silent).
@@ -362,10 +363,11 @@ export class Commands {
     return req;
   }
 
-  private readonly pubReq: PublishRequest = { topic: '', flags: 0, data: EMPTY_BUFFER, json: null, tsMicros: 0, receivedAtMicros: 0 };
+  private readonly pubReq: PublishRequest = { topic: '', flags: 0, data: EMPTY_BUFFER, json: null, tsMicros: 0, receivedAtMicros: 0, idempotencyKey: null };
 
   routePublish(req: PublishRequest, token: number): void {
-    this.links.owner(ownerOf(req.topic, this.count)).publish(this.id, req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, token);
+    this.links.owner(ownerOf(req.topic, this.count)).publish(this.id, req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, token, req.idempotencyKey);
+    req.idempotencyKey = null;
     // The frame's bytes are copied by now (cache, frames, ring): let go of them.
     req.data = EMPTY_BUFFER;
     req.json = null;

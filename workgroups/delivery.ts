@@ -383,9 +383,11 @@ export class Delivery implements SubscriberPort {
     const ack = this.acks.get(token);
     if (ack === undefined) return;
     this.acks.delete(token);
-    const refused = status !== AckStatus.OK;
+    // DUPLICATE: an idempotency key seen within the window; (epoch, seq) are the first publish's.
+    const duplicate = status === AckStatus.DUPLICATE;
+    const refused = status !== AckStatus.OK && !duplicate;
     if (ack.http !== null) {
-      if (!refused) return this.host.httpPublish.answer(ack.http, epoch, seq);
+      if (!refused) return this.host.httpPublish.answer(ack.http, epoch, seq, duplicate);
       const r = this.refusal(status);
       return this.host.httpPublish.fail(ack.http, '503 Service Unavailable', r.code, r.message, r.retryAfter);
     }
@@ -398,7 +400,7 @@ export class Delivery implements SubscriberPort {
       const r = this.refusal(status);
       return this.sessions.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(r.code, r.message, ack.id as CommandId)));
     }
-    this.sessions.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
+    this.sessions.reply(ws, ack.slot, encoding, duplicate ? { id: ack.id, ok: true, epoch, seq, duplicate } : { id: ack.id, ok: true, epoch, seq });
   }
 
   /** What a refused publish is told (AckStatus other than OK): made only for a refusal, never per ack. */
