@@ -8,12 +8,12 @@ import { MAX_RECONNECT_WINDOW_MS, ReconnectSchedule, backoffDelayMs, realClock, 
 import { Emitter } from './emitter';
 import { C10mError, SdkErrorCode } from './errors';
 import { hintDelayMs, readRefusal, type UpgradeRefusal } from './refusal';
-import { TopicStream, type Gap, type SubReplyTopic } from './stream';
+import type { Gap, SubReplyTopic } from './stream';
 import { holdToken, refreshAtMs, type HeldToken } from './token';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './transport';
 import { defaultWebSocket } from './websocket';
 import { decodeIncoming, encodeCommand, type Message, type Reply } from './wire';
-import { conflateOption, idempotencyKeyOption, requeueKeyed, subCommandGroups } from './options';
+import { idempotencyKeyOption, newTopicState, publishAck, requeueKeyed, subCommandGroups } from './options';
 
 import type { PendingRequest, QueuedPublish, TokenState, TopicState } from './types';
 import type { ConnectOptions, SubscribeOptions, PublishOptions, PublishAck, ConnectionState, ClientEvents, MessageHandler, Subscription, ClientStats } from './types';
@@ -130,19 +130,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     let t = this.topics.get(topic);
     const handler = onMessage as MessageHandler<never>;
     if (t === undefined) {
-      const conflateMs = conflateOption(topic, options.conflateMs);
-      t = {
-        topic,
-        qos: options.qos ?? 'guaranteed',
-        conflateMs,
-        stream: new TopicStream(topic),
-        handlers: new Set(),
-        pendingSubId: null,
-        resumedFrom: null,
-        early: [],
-        confirmed: false,
-        readyWaiters: [],
-      };
+      t = newTopicState(topic, options);
       this.topics.set(topic, t);
       t.handlers.add(handler);
       if (this.isOpen()) this.sendSub([t]);
@@ -649,7 +637,7 @@ export class C10mClient extends Emitter<ClientEvents> {
         if (error) {
           if (req.reject) req.reject(error);
           else this.emit('error', error);
-        } else req.resolve?.(reply.duplicate === true ? { epoch: reply.epoch as number, seq: reply.seq as number, duplicate: true } : { epoch: reply.epoch as number, seq: reply.seq as number });
+        } else req.resolve?.(publishAck(reply));
         return;
       case 'sub':
         return this.onSubReply(id as number, reply, error);

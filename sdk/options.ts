@@ -7,10 +7,18 @@ import { conflateError } from '../protocol/conflation';
 import { ErrorCode } from '../protocol/errors';
 import { idempotencyKeyError } from '../protocol/idempotency';
 import { C10mError } from './errors';
-import type { PendingRequest, QueuedPublish, TopicState } from './types';
+import { TopicStream } from './stream';
+import type { PendingRequest, PublishAck, QueuedPublish, SubscribeOptions, TopicState } from './types';
+
+/** A topic's state for its first subscribe() (throws C10mError(BAD_REQUEST) for a conflateMs the server would refuse). */
+export function newTopicState(topic: string, options: SubscribeOptions): TopicState {
+  const conflateMs = conflateOption(topic, options.conflateMs);
+  const stream = new TopicStream(topic);
+  return { topic, qos: options.qos ?? 'guaranteed', conflateMs, stream, handlers: new Set(), pendingSubId: null, resumedFrom: null, early: [], confirmed: false, readyWaiters: [] };
+}
 
 /** The subscription's conflation interval (0: none); throws C10mError(BAD_REQUEST) for one the server would refuse. */
-export function conflateOption(topic: string, ms: number | undefined): number {
+function conflateOption(topic: string, ms: number | undefined): number {
   if (ms === undefined || ms === 0) return 0;
   const err = conflateError(ms);
   if (err !== null) throw new C10mError(ErrorCode.BAD_REQUEST, err.replace('conflate', 'conflateMs'), topic);
@@ -58,4 +66,11 @@ export function requeueKeyed(lost: PendingRequest[], queue: QueuedPublish[]): Pe
   }
   queue.unshift(...again);
   return failed;
+}
+
+/** A pub reply's {epoch, seq}, with duplicate: true when the server had published the key before. */
+export function publishAck(reply: Record<string, unknown>): PublishAck {
+  const ack: PublishAck = { epoch: reply.epoch as number, seq: reply.seq as number };
+  if (reply.duplicate === true) ack.duplicate = true;
+  return ack;
 }
