@@ -140,7 +140,14 @@ export class Conflation<U> {
     }
   }
 
-  private readonly sendBound = (g: Group, nowMs: number): void => this.send(g, nowMs);
+  /** A group's timer: never throws (a timer's exception would end the workgroup); a failure is counted. */
+  private readonly sendBound = (g: Group, nowMs: number): void => {
+    try {
+      this.send(g, nowMs);
+    } catch {
+      this.delivery.stats[Stat.INTERNAL_ERRORS]++;
+    }
+  };
 
   /** Hands the group's message to uWS, once per encoding its sessions use. */
   private send(g: Group, nowMs: number): void {
