@@ -131,3 +131,22 @@ test('two nodes on one Redis: the same key retried on both (and at once) is publ
   expect(ttl).toBeGreaterThan(0);
   expect(ttl).toBeLessThanOrEqual(300_000);
 });
+
+test('Redis engine: the bound per topic and the window hold in the publish script too', async () => {
+  const redis = await startRedis();
+  const s = await server(['--engine', 'redis', '--redis-url', redis.url, '--idempotency-window-seconds', '1', '--idempotency-keys-per-topic', '2']);
+  const p = await client(s);
+  const topic = '/idem/redis-bounded';
+  expect(await p.pub(topic, 1, { idempotencyKey: 'a' })).toMatchObject({ seq: 1 });
+  expect(await p.pub(topic, 2, { idempotencyKey: 'b' })).toMatchObject({ seq: 2 });
+  expect(await p.pub(topic, 3, { idempotencyKey: 'c' })).toMatchObject({ seq: 3 });
+  // 'a' was forgotten for 'c'; 'b' and 'c' are held.
+  expect(await redis.command('HLEN', `${PREFIX}:{${topic}}:k`)).toBe(2);
+  expect(await redis.command('LLEN', `${PREFIX}:{${topic}}:l`)).toBe(2);
+  expect(await p.pub(topic, 'c?', { idempotencyKey: 'c' })).toMatchObject({ seq: 3, duplicate: true });
+  expect(await p.pub(topic, 'a again', { idempotencyKey: 'a' })).toMatchObject({ seq: 4 });
+  // Past the window every key is new again, and the script drops the expired ones as it goes.
+  await sleep(1300);
+  expect(await p.pub(topic, 'c after', { idempotencyKey: 'c' })).toMatchObject({ seq: 5 });
+  expect(await redis.command('HLEN', `${PREFIX}:{${topic}}:k`)).toBe(1);
+});
