@@ -72,6 +72,9 @@ function subCommand(): Command {
     .addOption(opt('--connect-timeout <seconds>', 'seconds to wait for every session to be ready', 'CONNECT_TIMEOUT').argParser(positive).default(120))
     .addOption(opt('--engine <engine>', 'auto, native (epoll addon) or js (ws package, small counts)', 'ENGINE').choices(['auto', 'native', 'js']).default('auto'))
     .addOption(opt('--out <file>', 'write the final figures and the HDR histogram (compressed base64) to this JSON file', 'OUT'))
+    .addOption(
+      opt('--conflate <ms>', 'subscribe with "conflate": at most one message per this many ms per topic, the latest (10..60000; default: every message)', 'CONFLATE').argParser(int(10, 60_000)),
+    )
     .action(async (o) => {
       const topicCount = o.topics ?? o.connections * o.topicsPerSession;
       const fleet = new SubscriberFleet({
@@ -86,6 +89,7 @@ function subCommand(): Command {
         maxPending: o.maxPending,
         engine: o.engine,
         tickMs: 250,
+        conflateMs: o.conflate ?? 0,
       });
       const onSignal = () => {
         fleet.kill();

@@ -22,12 +22,13 @@ function commandsFor(c: SubWorkerConfig): (i: number) => CommandFrame[] {
     if (c.protocol === 'socketio') {
       return [{ opcode: 1, payload: Buffer.from(`42${JSON.stringify(['sub', topics])}`) }];
     }
+    const conflate = c.conflateMs ? { conflate: c.conflateMs } : {};
     if (c.resume) {
       const resume: Record<string, [number, number]> = {};
       for (const t of topics) resume[t] = [c.resume.epoch, c.resume.seq];
-      return [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics, resume }) }];
+      return [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics, resume, ...conflate }) }];
     }
-    return [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics }) }];
+    return [{ opcode: 2, payload: packr.pack({ id: 1, op: 'sub', topics, ...conflate }) }];
   };
 }
 

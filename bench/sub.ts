@@ -26,6 +26,8 @@ export interface SubWorkerConfig {
   tickMs: number;
   /** Every topic resumes from this (epoch, seq): sub's `resume` map (bench/lab/resume.ts). */
   resume?: { epoch: number; seq: number } | null;
+  /** The sub's `conflate` interval in ms (0: none; bench/lab/conflation.ts). */
+  conflateMs?: number;
   /** --auth jwt: each session's own HS256 token (bench/tokens.ts), minted here with this secret, in the upgrade's query. */
   jwtSecret?: string | null;
   /** Open failed and closed sessions again, honoring the server's hints (loadgen's reconnect; native engine only). */
@@ -61,6 +63,8 @@ export interface SubFleetOptions {
   tickMs?: number;
   /** Every topic resumes from this (epoch, seq). */
   resume?: { epoch: number; seq: number } | null;
+  /** Subscribe with `conflate` (ms; 0: none). */
+  conflateMs?: number;
   /** --auth jwt: every session presents its own token, minted with this secret. */
   jwtSecret?: string | null;
   /** Open failed and closed sessions again, honoring the server's hints (native engine only). */
@@ -159,6 +163,7 @@ export class SubscriberFleet {
         engine: o.engine ?? 'auto',
         tickMs: o.tickMs ?? 500,
         resume: o.resume ?? null,
+        conflateMs: o.conflateMs ?? 0,
         jwtSecret: o.jwtSecret ?? null,
         reconnect: o.reconnect ?? false,
         pingIntervalMs: o.pingIntervalMs ?? 0,

@@ -2,6 +2,7 @@
 // msgpack binary frames). Parsing turns any input into a Command or a
 // ProtocolError: it never throws.
 import { Packr, Unpackr } from 'msgpackr';
+import { conflateError } from './conflation';
 import { checkMsgpackData } from './data';
 import { ENCODING_JSON, ENCODING_MSGPACK, type EncodingId } from './encoding';
 import { CommandId, ErrorCode, ProtocolError } from './errors';
@@ -21,6 +22,8 @@ export interface SubCommand {
   topics: string[];
   resume: Record<string, ResumePosition> | null;
   qos: Qos;
+  /** At most one message per this many ms per topic, the latest (protocol/conflation.ts); 0: every message. */
+  conflate: number;
 }
 export interface UnsubCommand {
   id: CommandId;
@@ -36,6 +39,8 @@ export interface PubCommand {
   retain: boolean;
   /** Creation time in microseconds given by the publisher (benchmarks), else null: the server's receive time is used. */
   ts: number | null;
+  /** A repeated key within the window is not published again (protocol/idempotency.ts); null: none. */
+  idempotencyKey: string | null;
   /**
    * msgpack sessions: the data value exactly as the publisher encoded it (a
    * view into the frame, valid while the command is handled), on the fast
@@ -149,7 +154,7 @@ export function validateCommand(value: unknown, raw: Uint8Array | null = null, e
     case 'pub': {
       const ack = optionalBoolean(value.ack);
       // Once per message: the command is the one object made; the checks fill it.
-      const cmd: PubCommand = { id, op: 'pub', topic: '', data: undefined, ack: ack === true, retain: false, ts: null, raw: null };
+      const cmd: PubCommand = { id, op: 'pub', topic: '', data: undefined, ack: ack === true, retain: false, ts: null, idempotencyKey: null, raw: null };
       const err = validatePublishFields(value, raw, encoding, cmd);
       if (err !== null) return new ProtocolError(err.code, err.message, id);
       if (ack === null) return new ProtocolError(ErrorCode.BAD_REQUEST, 'ack must be a boolean', id);
@@ -208,7 +213,9 @@ function validateSub(id: CommandId, value: Record<string, unknown>): SubCommand 
       resume[topic] = [pos[0], pos[1]];
     }
   }
-  return { id, op: 'sub', topics, resume, qos };
+  const conflateErr = conflateError(value.conflate);
+  if (conflateErr !== null) return new ProtocolError(ErrorCode.BAD_REQUEST, conflateErr, id);
+  return { id, op: 'sub', topics, resume, qos, conflate: (value.conflate as number | null | undefined) ?? 0 };
 }
 
 /** A field's value for an error message: never walks a nested value (it may be thousands of levels deep). */

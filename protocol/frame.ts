@@ -9,10 +9,13 @@
 //   8..15  seq, uint64 (two uint32 halves; JS keeps seq below 2^53)
 //   16..23 publish timestamp, microseconds since the Unix epoch, uint64
 //   24..   topic (ASCII), then the msgpack-encoded data to the end of the frame
+//   With FrameFlag.CONFLATED (only to sessions that asked for conflation,
+//   protocol/conflation.ts): 24..27 the skipped count, uint32, and the topic at 28.
 //
 // JSON delivery frame (JSON sessions), one text frame:
 //   {"op":"msg","topic":T,"epoch":E,"seq":S,"ts":MICROS,"data":D}
-//   plus "replay":true on recovered messages and "snapshot":true on a retained snapshot.
+//   plus "replay":true on recovered messages and "snapshot":true on a retained snapshot,
+//   and "conflated":N (messages skipped before this one) on a conflated subscription's frames.
 
 export const FRAME_MAGIC = 0xc1;
 export const FRAME_VERSION = 1;
@@ -24,6 +27,8 @@ export const FrameFlag = {
   REPLAY: 1 << 0,
   /** The topic's retained snapshot, sent first on subscribe. */
   SNAPSHOT: 1 << 1,
+  /** A conflated subscription's frame: a uint32 skipped count follows the header (protocol/conflation.ts). */
+  CONFLATED: 1 << 2,
 } as const;
 
 const TWO_32 = 4294967296;
@@ -79,6 +84,8 @@ export interface DecodedBinaryFrame {
   seq: number;
   tsMicros: number;
   flags: number;
+  /** FrameFlag.CONFLATED: messages of the topic skipped before this one; else 0. */
+  conflated: number;
   /** The msgpack-encoded data (a view into the frame). */
   payload: Uint8Array;
 }
@@ -94,16 +101,19 @@ export function decodeBinaryFrame(bytes: Uint8Array): DecodedBinaryFrame {
   if (bytes[1] !== FRAME_VERSION) throw new Error(`delivery frame version ${bytes[1]} is not supported`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const topicLength = bytes[3];
-  if (bytes.length < FRAME_HEADER_BYTES + topicLength) throw new Error('delivery frame is truncated');
+  const conflated = (bytes[2] & FrameFlag.CONFLATED) !== 0;
+  const at = conflated ? FRAME_HEADER_BYTES + 4 : FRAME_HEADER_BYTES;
+  if (bytes.length < at + topicLength) throw new Error('delivery frame is truncated');
   let topic = '';
-  for (let i = 0; i < topicLength; i++) topic += String.fromCharCode(bytes[FRAME_HEADER_BYTES + i]);
+  for (let i = 0; i < topicLength; i++) topic += String.fromCharCode(bytes[at + i]);
   return {
     topic,
     epoch: view.getUint32(4),
     seq: view.getUint32(8) * TWO_32 + view.getUint32(12),
     tsMicros: view.getUint32(16) * TWO_32 + view.getUint32(20),
     flags: bytes[2],
-    payload: bytes.subarray(FRAME_HEADER_BYTES + topicLength),
+    conflated: conflated ? view.getUint32(FRAME_HEADER_BYTES) : 0,
+    payload: bytes.subarray(at + topicLength),
   };
 }
 

@@ -19,6 +19,7 @@ export interface RawPub {
   ack: unknown;
   retain: unknown;
   ts: unknown;
+  idempotencyKey: unknown;
   /** The data value's msgpack bytes (a view into the frame), or null when the map has no data field. */
   raw: Uint8Array | null;
   /** The same view, undefined without a data field: the object can be validated as a command as it is. */
@@ -50,7 +51,7 @@ export function readRawEnvelope(b: Uint8Array): RawPub | null {
     n = (b[p] << 8) | b[p + 1];
     p += 2;
   } else return null;
-  const out: RawPub = { id: undefined, op: undefined, topic: undefined, ack: undefined, retain: undefined, ts: undefined, raw: null, data: undefined };
+  const out: RawPub = { id: undefined, op: undefined, topic: undefined, ack: undefined, retain: undefined, ts: undefined, idempotencyKey: undefined, raw: null, data: undefined };
   for (let i = 0; i < n; i++) {
     // Key: a string of at most 31 bytes (our keys are short); anything else takes the general path.
     if (p >= len) return null;
@@ -91,6 +92,9 @@ export function readRawEnvelope(b: Uint8Array): RawPub | null {
       case KEY_TS:
         out.ts = v;
         break;
+      case KEY_IDEMPOTENCY_KEY:
+        out.idempotencyKey = v;
+        break;
       default:
         break; // unknown keys are ignored, as on the general path
     }
@@ -106,6 +110,8 @@ const KEY_TOPIC = 3;
 const KEY_ACK = 4;
 const KEY_RETAIN = 5;
 const KEY_TS = 6;
+const KEY_IDEMPOTENCY_KEY = 7;
+const IDEMPOTENCY_KEY = 'idempotencyKey';
 
 function keyOf(b: Uint8Array, s: number, l: number): number {
   switch (l) {
@@ -120,6 +126,9 @@ function keyOf(b: Uint8Array, s: number, l: number): number {
       return b[s] === 116 && b[s + 1] === 111 && b[s + 2] === 112 && b[s + 3] === 105 && b[s + 4] === 99 ? KEY_TOPIC : KEY_OTHER; // topic
     case 6:
       return b[s] === 114 && b[s + 1] === 101 && b[s + 2] === 116 && b[s + 3] === 97 && b[s + 4] === 105 && b[s + 5] === 110 ? KEY_RETAIN : KEY_OTHER; // retain
+    case 14:
+      for (let i = 0; i < 14; i++) if (b[s + i] !== IDEMPOTENCY_KEY.charCodeAt(i)) return KEY_OTHER;
+      return KEY_IDEMPOTENCY_KEY;
     default:
       return KEY_OTHER;
   }

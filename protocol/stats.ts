@@ -92,6 +92,13 @@ export const Stat = {
   SSE_MESSAGES_OUT: 145, // message events written to SSE streams (one per stream per message; not in MESSAGES_OUT)
   SSE_SLOW_CLOSES: 146, // SSE streams cut for holding more than --max-backpressure-bytes unsent
   SSE_GAPS: 147, // gap events written to SSE streams
+  // conflation and idempotent publish (issue 19): slots 160-169
+  IDEMPOTENCY_KEYS: 160, // gauge: idempotency keys this workgroup holds for the topics it owns (memory engine)
+  IDEMPOTENCY_KEYS_EVICTED: 161, // keys forgotten before their window ended (--idempotency-keys-per-topic reached)
+  IDEMPOTENT_DUPLICATES: 162, // publishes not published again: their idempotency key was seen within the window
+  CONFLATION_GROUPS: 163, // gauge: (topic, interval) pairs with conflating sessions in this workgroup (one timer each at most)
+  CONFLATED_FRAMES: 164, // frames the conflation groups handed to uWS (one per group and encoding and interval, not per session)
+  CONFLATED_SKIPPED: 165, // messages a conflation group replaced by a later one before sending (per group, not per session)
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
@@ -120,6 +127,8 @@ export const GAUGES: readonly Stat[] = [
   Stat.AUTH_GRANTS,
   Stat.SSE_SESSIONS,
   Stat.SSE_SUBSCRIPTIONS,
+  Stat.IDEMPOTENCY_KEYS,
+  Stat.CONFLATION_GROUPS,
 ];
 
 /**

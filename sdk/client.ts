@@ -8,13 +8,14 @@ import { MAX_RECONNECT_WINDOW_MS, ReconnectSchedule, backoffDelayMs, realClock, 
 import { Emitter } from './emitter';
 import { C10mError, SdkErrorCode } from './errors';
 import { hintDelayMs, readRefusal, type UpgradeRefusal } from './refusal';
-import { TopicStream, type Gap, type SubReplyTopic } from './stream';
+import type { Gap, SubReplyTopic } from './stream';
 import { holdToken, refreshAtMs, type HeldToken } from './token';
 import { pingDelayMs } from './ping-schedule';
 import { SseSocket, TransportChoice } from './sse-transport';
 import { OPEN, type WebSocketConstructor, type WebSocketLike } from './transport';
 import { defaultWebSocket } from './websocket';
 import { decodeIncoming, encodeCommand, type Message, type Reply } from './wire';
+import { idempotencyKeyOption, newTopicState, publishAck, requeueKeyed, subCommandGroups } from './options';
 
 import type { PendingRequest, QueuedPublish, TokenState, TopicState } from './types';
 import type { ConnectOptions, SubscribeOptions, PublishOptions, PublishAck, ConnectionState, ClientEvents, MessageHandler, Subscription, ClientStats } from './types';
@@ -132,7 +133,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     let t = this.topics.get(topic);
     const handler = onMessage as MessageHandler<never>;
     if (t === undefined) {
-      t = { topic, qos: options.qos ?? 'guaranteed', stream: new TopicStream(topic), handlers: new Set(), pendingSubId: null, resumedFrom: null, early: [], confirmed: false, readyWaiters: [] };
+      t = newTopicState(topic, options);
       this.topics.set(topic, t);
       t.handlers.add(handler);
       if (this.isOpen()) this.sendSub([t]);
@@ -174,29 +175,26 @@ export class C10mClient extends Emitter<ClientEvents> {
   }
 
   private sendSub(states: TopicState[]): void {
-    for (let i = 0; i < states.length; i += TOPICS_PER_SUB) {
-      const batch = states.slice(i, i + TOPICS_PER_SUB);
-      // One command per qos (the qos field applies to every topic of a command).
-      for (const qos of ['guaranteed', 'standard'] as const) {
-        const group = batch.filter((t) => t.qos === qos);
-        if (group.length === 0) continue;
-        const id = this.nextId++;
-        const resume: Record<string, [number, number]> = {};
-        let resuming = false;
-        for (const t of group) {
-          t.pendingSubId = id;
-          t.resumedFrom = t.stream.position();
-          t.early = [];
-          if (t.resumedFrom !== null) {
-            resume[t.topic] = t.resumedFrom;
-            resuming = true;
-          }
+    // One command per qos and conflation interval (they apply to every topic of a command).
+    for (const group of subCommandGroups(states, TOPICS_PER_SUB)) {
+      const { qos, conflateMs } = group[0];
+      const id = this.nextId++;
+      const resume: Record<string, [number, number]> = {};
+      let resuming = false;
+      for (const t of group) {
+        t.pendingSubId = id;
+        t.resumedFrom = t.stream.position();
+        t.early = [];
+        if (t.resumedFrom !== null) {
+          resume[t.topic] = t.resumedFrom;
+          resuming = true;
         }
-        this.requests.set(id, { kind: 'sub', timer: null });
-        const cmd: Record<string, unknown> = { id, op: 'sub', topics: group.map((t) => t.topic), qos };
-        if (resuming) cmd.resume = resume;
-        this.send(cmd);
       }
+      this.requests.set(id, { kind: 'sub', timer: null });
+      const cmd: Record<string, unknown> = { id, op: 'sub', topics: group.map((t) => t.topic), qos };
+      if (resuming) cmd.resume = resume;
+      if (conflateMs > 0) cmd.conflate = conflateMs;
+      this.send(cmd);
     }
   }
 
@@ -218,8 +216,10 @@ export class C10mClient extends Emitter<ClientEvents> {
     if (this._state === 'closed') return Promise.reject(new C10mError(SdkErrorCode.CLOSED, 'the client is closed', topic));
     const ack = options.ack !== false;
     const retain = options.retain === true;
+    const idempotencyKey = idempotencyKeyOption(topic, options.idempotencyKey);
+    if (idempotencyKey instanceof C10mError) return Promise.reject(idempotencyKey);
     return new Promise((resolve, reject) => {
-      const p: QueuedPublish = { topic, data, ack, retain, resolve, reject };
+      const p: QueuedPublish = { topic, data, ack, retain, idempotencyKey, resolve, reject };
       if (this.isOpen() && this.queue.length === 0) return this.sendPublish(p);
       if (this.queue.length >= this.options.maxQueuedPublishes) {
         return reject(new C10mError(SdkErrorCode.QUEUE_FULL, `not connected and ${this.queue.length} publishes are already queued (maxQueuedPublishes)`, topic));
@@ -232,11 +232,12 @@ export class C10mClient extends Emitter<ClientEvents> {
     const id = this.nextId++;
     const cmd: Record<string, unknown> = { id, op: 'pub', topic: p.topic, data: p.data, ack: p.ack };
     if (p.retain) cmd.retain = true;
+    if (p.idempotencyKey !== undefined) cmd.idempotencyKey = p.idempotencyKey;
     if (p.ack) {
       const timer = this.clock.setTimeout(() => {
         if (this.requests.delete(id)) p.reject(new C10mError(SdkErrorCode.TIMEOUT, `no ack within ${this.options.requestTimeoutMs} ms`, p.topic));
       }, this.options.requestTimeoutMs);
-      this.requests.set(id, { kind: 'pub', topic: p.topic, resolve: p.resolve, reject: p.reject, timer });
+      this.requests.set(id, { kind: 'pub', topic: p.topic, resolve: p.resolve, reject: p.reject, timer, publish: p });
     } else {
       // Errors for an unacked publish still come back with its id; they are reported as 'error' events.
       this.requests.set(id, { kind: 'pub', topic: p.topic, timer: null });
@@ -406,13 +407,14 @@ export class C10mClient extends Emitter<ClientEvents> {
     this.stopRefresh();
     const wasConnected = this._state === 'connected';
     const url = this.url;
-    // Requests in flight on a lost connection: subs are re-sent on reconnect; publishes fail (applied or not, we cannot know).
-    for (const [id, req] of this.requests) {
-      if (req.timer) this.clock.clearTimeout(req.timer);
+    // Requests in flight on a lost connection: subs are re-sent on reconnect; publishes with an idempotency key are
+    // queued to be sent again with it; the others fail (applied or not, we cannot know).
+    for (const req of this.requests.values()) if (req.timer) this.clock.clearTimeout(req.timer);
+    for (const req of requeueKeyed([...this.requests.values()], this.queue)) {
       if (req.kind === 'pub' && req.reject)
         req.reject(new C10mError(SdkErrorCode.CONNECTION_LOST, `connection lost before the ack (close ${code}); the publish may or may not have been applied`, req.topic, code));
-      this.requests.delete(id);
     }
+    this.requests.clear();
     for (const t of this.topics.values()) {
       t.pendingSubId = null;
       t.early = [];
@@ -640,7 +642,7 @@ export class C10mClient extends Emitter<ClientEvents> {
         if (error) {
           if (req.reject) req.reject(error);
           else this.emit('error', error);
-        } else req.resolve?.({ epoch: reply.epoch as number, seq: reply.seq as number });
+        } else req.resolve?.(publishAck(reply));
         return;
       case 'sub':
         return this.onSubReply(id as number, reply, error);

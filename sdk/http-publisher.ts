@@ -9,6 +9,7 @@ import type { Encoding } from './encoding';
 import { ErrorCode } from '../protocol/errors';
 import { topicError } from '../protocol/topic';
 import { C10mError, SdkErrorCode } from './errors';
+import { idempotencyKeyOption } from './options';
 
 export interface HttpPublisherOptions {
   /** Body encoding: "json" (default) or "msgpack" (content-type application/msgpack). */
@@ -30,12 +31,23 @@ export interface HttpPublisherOptions {
   maxSockets?: number;
   /** Time a publish may take, connection included. Default 10 s. */
   timeoutMs?: number;
+  /**
+   * A publish with an idempotencyKey that fails in a way that may be passing (the connection broke, no answer in
+   * time, 503 UNAVAILABLE or OVERLOADED, 504 OWNER_TIMEOUT) is sent again this many times, with the same key,
+   * after 100 ms, 200 ms, ...: the server publishes it once. Default 2; publishes without a key are never retried.
+   */
+  retries?: number;
 }
 
 export interface HttpPublishAck {
   epoch: number;
   seq: number;
+  /** The idempotency key was already published: epoch and seq are that publish's, nothing was published now. */
+  duplicate?: boolean;
 }
+
+/** Failures a keyed publish is retried after: the publish may not have been applied, and trying again may work. */
+const RETRIED = new Set<string>([SdkErrorCode.CONNECTION_LOST, SdkErrorCode.TIMEOUT, ErrorCode.UNAVAILABLE, ErrorCode.OVERLOADED, ErrorCode.OWNER_TIMEOUT]);
 
 export class HttpPublisher {
   readonly endpoint: URL;
@@ -45,6 +57,7 @@ export class HttpPublisher {
   private readonly headers: Record<string, string>;
   private readonly timeoutMs: number;
   private readonly getToken: (() => string | Promise<string>) | null;
+  private readonly retries: number;
   private readonly sockets = new WeakSet<object>();
   /** TCP connections opened so far (keep-alive keeps this small). */
   connectionsOpened = 0;
@@ -61,19 +74,36 @@ export class HttpPublisher {
     this.transport = u.protocol === 'https:' ? https : http;
     this.agent = new this.transport.Agent({ keepAlive: true, maxSockets: options.maxSockets ?? 16 });
     this.timeoutMs = options.timeoutMs ?? 10_000;
+    this.retries = Math.max(0, Math.floor(options.retries ?? 2));
     this.headers = { 'content-type': this.encoding === 'msgpack' ? 'application/msgpack' : 'application/json', accept: 'application/json' };
     if (options.token !== undefined && options.getToken !== undefined) throw new TypeError('give an HTTP publisher token or getToken, not both');
     if (options.token !== undefined) this.headers.authorization = bearer(options.token);
     this.getToken = options.getToken ?? null;
   }
 
-  /** Publishes one message; resolves with the {epoch, seq} the server gave it. */
-  publish(topic: string, data: unknown, options: { retain?: boolean } = {}): Promise<HttpPublishAck> {
+  /**
+   * Publishes one message; resolves with the {epoch, seq} the server gave it. With an idempotencyKey, a failure
+   * that may be passing is retried with the same key (`retries`), and a repeat is answered `duplicate: true`.
+   */
+  publish(topic: string, data: unknown, options: { retain?: boolean; idempotencyKey?: string } = {}): Promise<HttpPublishAck> {
     const err = topicError(topic);
     if (err !== null) return Promise.reject(new C10mError(ErrorCode.BAD_TOPIC, `${String(topic).slice(0, 300)}: ${err}`, String(topic)));
     if (data === undefined) return Promise.reject(new C10mError(ErrorCode.BAD_DATA, 'a publish needs data (undefined cannot be sent)', topic));
+    const key = idempotencyKeyOption(topic, options.idempotencyKey);
+    if (key instanceof C10mError) return Promise.reject(key);
     const message: Record<string, unknown> = { topic, data };
     if (options.retain === true) message.retain = true;
+    if (key === undefined) return this.publishOnce(topic, message);
+    message.idempotencyKey = key;
+    const attempt = (n: number): Promise<HttpPublishAck> =>
+      this.publishOnce(topic, message).catch((e: unknown) => {
+        if (n >= this.retries || !(e instanceof C10mError) || !RETRIED.has(e.code)) throw e;
+        return new Promise<void>((resolve) => setTimeout(resolve, 100 * 2 ** n)).then(() => attempt(n + 1));
+      });
+    return attempt(0);
+  }
+
+  private publishOnce(topic: string, message: Record<string, unknown>): Promise<HttpPublishAck> {
     let body: Buffer;
     try {
       body = this.encoding === 'msgpack' ? Buffer.from(packr.pack(message)) : Buffer.from(JSON.stringify(message));
@@ -108,7 +138,7 @@ export class HttpPublisher {
           }
           const error = reply?.error as { code?: string; message?: string } | undefined;
           if (status >= 200 && status < 300 && reply !== null && typeof reply.seq === 'number' && typeof reply.epoch === 'number') {
-            resolve({ epoch: reply.epoch, seq: reply.seq });
+            resolve(reply.duplicate === true ? { epoch: reply.epoch, seq: reply.seq, duplicate: true } : { epoch: reply.epoch, seq: reply.seq });
           } else if (error && typeof error.code === 'string') {
             reject(new C10mError(error.code as ErrorCode, error.message ?? `HTTP ${status}`, topic, status));
           } else if (status === 401 || status === 403) {

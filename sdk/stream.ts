@@ -51,6 +51,8 @@ export interface DeliveryPosition {
   seq: number;
   replay: boolean;
   snapshot: boolean;
+  /** A conflated frame: messages the server skipped before it on purpose (not a gap). */
+  conflated?: number;
 }
 
 export interface AcceptResult {
@@ -188,7 +190,10 @@ export class TopicStream {
       this.seq = d.seq;
       this.snapshotWelcome = false;
       if (d.seq === expected) return DELIVER;
-      return { deliver: true, gap: { topic: this.topic, reason: 'seq_jump', epoch: d.epoch, fromSeq: expected, toSeq: d.seq - 1, lastEpoch: d.epoch, lastSeq } };
+      // Conflation skips the `conflated` messages just before this one: a jump they cover is no gap; the rest is.
+      const skipped = d.conflated ?? 0;
+      if (d.seq - expected <= skipped) return DELIVER;
+      return { deliver: true, gap: { topic: this.topic, reason: 'seq_jump', epoch: d.epoch, fromSeq: expected, toSeq: d.seq - 1 - skipped, lastEpoch: d.epoch, lastSeq } };
     }
     const gap = this.epochGap('epoch_changed', d.epoch);
     this.epoch = d.epoch;

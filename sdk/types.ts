@@ -49,6 +49,11 @@ export interface ConnectOptions {
 export interface SubscribeOptions {
   /** "guaranteed" (default): resumed without loss where the server's cache allows, gaps reported. "standard": live only. */
   qos?: Qos;
+  /**
+   * At most one message per this many ms (10 to 60,000), the latest; each says in `conflated` how many were
+   * skipped before it (not reported as gaps). A resume gets only the latest missed message. Default: every message.
+   */
+  conflateMs?: number;
 }
 
 export interface PublishOptions {
@@ -56,11 +61,19 @@ export interface PublishOptions {
   ack?: boolean;
   /** Keep as the topic's retained message, sent to new subscribers first. */
   retain?: boolean;
+  /**
+   * 1 to 128 printable ASCII characters. The server publishes a key once per topic within its window (default
+   * 5 minutes): a repeat is answered with the first one's {epoch, seq} and `duplicate: true`. An acked publish
+   * with a key that was in flight when the connection dropped is sent again, with the key, on reconnect.
+   */
+  idempotencyKey?: string;
 }
 
 export interface PublishAck {
   epoch: number;
   seq: number;
+  /** The idempotency key was already published: epoch and seq are that publish's, nothing was published now. */
+  duplicate?: boolean;
 }
 
 export type ConnectionState = 'connecting' | 'connected' | 'reconnecting' | 'closed';
@@ -102,6 +115,8 @@ export interface ClientStats {
 export interface TopicState {
   topic: string;
   qos: Qos;
+  /** The sub's conflate interval, 0 for none. */
+  conflateMs: number;
   stream: TopicStream;
   handlers: Set<MessageHandler<never>>;
   /** Id of the sub command in flight, or null once confirmed (or while disconnected). */
@@ -143,6 +158,7 @@ export interface QueuedPublish {
   data: unknown;
   ack: boolean;
   retain: boolean;
+  idempotencyKey: string | undefined;
   resolve: (a: PublishAck | undefined) => void;
   reject: (e: C10mError) => void;
 }
@@ -155,4 +171,6 @@ export interface PendingRequest {
   resolve?: (a: PublishAck | undefined) => void;
   reject?: (e: C10mError) => void;
   timer: unknown;
+  /** An acked publish: sent again after a reconnect when it has an idempotency key (sdk/options.ts). */
+  publish?: QueuedPublish;
 }

@@ -17,6 +17,8 @@ export interface Message<T = unknown> {
   replay: boolean;
   /** The topic's retained message, sent first on subscribe. */
   snapshot: boolean;
+  /** A conflated subscription (conflateMs): messages of the topic skipped before this one; else 0. */
+  conflated: number;
 }
 
 /** A reply to a command: `{"id":..,"ok":true,...}` or `{"id":..,"error":{"code","message"}}`. */
@@ -37,7 +39,10 @@ export function decodeIncoming(encoding: Encoding, data: unknown): Incoming {
       const m = JSON.parse(data);
       if (m === null || typeof m !== 'object') return { kind: 'bad', why: 'frame is not a map' };
       if (m.op === 'msg') {
-        return { kind: 'msg', msg: { topic: m.topic, data: m.data, epoch: m.epoch, seq: m.seq, tsMicros: m.ts, replay: m.replay === true, snapshot: m.snapshot === true } };
+        return {
+          kind: 'msg',
+          msg: { topic: m.topic, data: m.data, epoch: m.epoch, seq: m.seq, tsMicros: m.ts, replay: m.replay === true, snapshot: m.snapshot === true, conflated: m.conflated ?? 0 },
+        };
       }
       return { kind: 'reply', reply: m as Reply };
     }
@@ -55,6 +60,7 @@ export function decodeIncoming(encoding: Encoding, data: unknown): Incoming {
           tsMicros: f.tsMicros,
           replay: (f.flags & FrameFlag.REPLAY) !== 0,
           snapshot: (f.flags & FrameFlag.SNAPSHOT) !== 0,
+          conflated: f.conflated,
         },
       };
     }

@@ -46,6 +46,8 @@ export interface Config {
   cacheTopicBytes: number;
   cacheBytes: number;
   snapshotTtlSeconds: number;
+  idempotencyWindowSeconds: number;
+  idempotencyKeysPerTopic: number;
   ringBytes: number;
   maxRingSpillBytes: number;
   /** Exact origins, or ['*']; empty: none (parsed from the comma-separated flag). */
@@ -278,6 +280,24 @@ export const OPTIONS: OptionSpec[] = [
     max: 365 * 86400,
     help: 'how long a retained message stays the topic snapshot; 0 keeps it until replaced',
     default: () => 0,
+  },
+  {
+    key: 'idempotencyWindowSeconds',
+    flag: 'idempotency-window-seconds',
+    kind: 'int',
+    min: 1,
+    max: 86400,
+    help: 'how long a publish idempotencyKey is remembered: a publish repeating it to the same topic within this time is answered with the first one and not published again',
+    default: () => 300,
+  },
+  {
+    key: 'idempotencyKeysPerTopic',
+    flag: 'idempotency-keys-per-topic',
+    kind: 'int',
+    min: 1,
+    max: 1_000_000,
+    help: "most idempotency keys remembered per topic; past it a new key makes the topic's oldest one be forgotten early (c10m_idempotency_keys_evicted_total)",
+    default: () => 10_000,
   },
   {
     key: 'maxRingSpillBytes',

@@ -209,6 +209,23 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
     help: 'Sessions closed with 4002: opened without a token, no valid auth command within --auth-timeout-seconds.',
   },
   { slot: Stat.AUTH_GRANTS, name: 'c10m_auth_grants', kind: 'gauge', help: 'Distinct grants (claim sets, shared by the sessions whose tokens name the same patterns) held in memory.' },
+  // conflation and idempotent publish (issue 19)
+  { slot: Stat.IDEMPOTENCY_KEYS, name: 'c10m_idempotency_keys', kind: 'gauge', help: 'Idempotency keys held for the topics the node owns (memory engine).' },
+  {
+    slot: Stat.IDEMPOTENCY_KEYS_EVICTED,
+    name: 'c10m_idempotency_keys_evicted_total',
+    kind: 'counter',
+    help: 'Idempotency keys forgotten before their window ended (--idempotency-keys-per-topic reached): a retry of one would be published again.',
+  },
+  { slot: Stat.IDEMPOTENT_DUPLICATES, name: 'c10m_idempotent_duplicates_total', kind: 'counter', help: 'Publishes answered with the first publish of their idempotency key, not published again.' },
+  { slot: Stat.CONFLATION_GROUPS, name: 'c10m_conflation_groups', kind: 'gauge', help: 'Topic and interval pairs with conflating sessions (one timer each at most, whatever the sessions).' },
+  {
+    slot: Stat.CONFLATED_FRAMES,
+    name: 'c10m_conflated_frames_total',
+    kind: 'counter',
+    help: 'Frames sent by conflation groups (one per group, encoding and interval; each reaches every session of the group).',
+  },
+  { slot: Stat.CONFLATED_SKIPPED, name: 'c10m_conflated_skipped_total', kind: 'counter', help: 'Messages a conflation group replaced by a later one (stated in the next frame as its skipped count).' },
   // workgroup health
   { slot: Stat.LISTENING, name: 'c10m_workgroup_listening', kind: 'gauge', help: '1 while the workgroup listens on the public port.' },
   { slot: Stat.LOOP_UTILIZATION, name: 'c10m_workgroup_event_loop_utilization', kind: 'gauge', help: "Fraction of the last second the workgroup's event loop was busy (0..1).", reportedOnly: true },

@@ -244,6 +244,8 @@ export class Supervisor extends EventEmitter {
         cacheTopicBytes: c.cacheTopicBytes,
         cacheBytes: Math.floor(c.cacheBytes / this.slots.length),
         snapshotTtlSeconds: c.snapshotTtlSeconds,
+        idempotencyWindowSeconds: c.idempotencyWindowSeconds,
+        idempotencyKeysPerTopic: c.idempotencyKeysPerTopic,
         maxRingSpillBytes: c.maxRingSpillBytes,
         corsOrigins: c.corsOrigins,
         faultInjection: c.debugRoutes,

@@ -37,6 +37,9 @@ export interface WorkgroupOptions {
   cacheBytes: number;
   /** Lifetime of a retained snapshot (0: until replaced). */
   snapshotTtlSeconds: number;
+  /** Idempotent publish: how long a key is remembered, and at most how many per topic. */
+  idempotencyWindowSeconds: number;
+  idempotencyKeysPerTopic: number;
   /** Spill bytes (any workgroup's) past which publishes are refused with OVERLOADED. */
   maxRingSpillBytes: number;
   /** --cors-origins: exact web origins allowed cross-origin, or ['*']; empty: none. */

@@ -33,6 +33,7 @@ import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionState, ty
 import { ownerOf, type LocalTopics } from './topics';
 import { isFailure, type AuthFailure, type Verified } from './auth';
 import { Entitlement } from './entitlement';
+import { topicOfKey } from './conflation';
 
 /** A session that sent this many bad commands is closed (1008). */
 export const MAX_ERRORS_PER_SESSION = 100;
@@ -205,7 +206,10 @@ export class Commands {
     // Messages delivered before the unsub still reach the session (as when uWS had them).
     this.delivery.flushDeliveries();
     // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
-    for (const topic of topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
+    for (const topic of topics) {
+      const key = this.delivery.conflation.subscribedKey(ws, prefix, topic);
+      if (key !== null && ws.unsubscribe(key)) removed++;
+    }
     this.slab.addSubscriptions(slot, -removed);
     this.stats[Stat.SUBSCRIPTIONS] -= removed;
   }
@@ -240,7 +244,7 @@ export class Commands {
         }
         const revoked: string[] = [];
         for (const key of ws.getTopics()) {
-          const topic = key.slice(1);
+          const topic = topicOfKey(key);
           if (!Entitlement.allowsSubscribe(v, topic)) revoked.push(topic);
         }
         if (revoked.length > 0) this.unsubscribe(ws, slot, encoding, revoked);
@@ -279,20 +283,31 @@ export class Commands {
       }
     }
     let fresh = 0;
-    for (const topic of topics) if (!ws.isSubscribed(prefix + topic)) fresh++;
+    const conflation = this.delivery.conflation;
+    for (const topic of topics) if (conflation.subscribedKey(ws, prefix, topic) === null) fresh++;
     const inFlight = this.delivery.perSlot.get(slot) ?? 0;
     if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
     }
     if (topics.length === 0) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
-    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: topics.length, topics: forbidden ?? {}, added: [], failed: false };
+    const ctx: SubContext = {
+      slot,
+      generation: this.slab.generation(slot),
+      id: cmd.id,
+      encoding,
+      remaining: topics.length,
+      topics: forbidden ?? {},
+      added: [],
+      failed: false,
+      conflateMs: cmd.conflate,
+    };
     const nowMs = Date.now();
     const standard = cmd.qos === 'standard';
     if (fresh > 0) this.delivery.perSlot.set(slot, inFlight + fresh);
     for (const topic of topics) {
       const token = this.takeToken();
       this.local.add(topic);
-      this.delivery.subs.set(token, { ctx, topic, createdMs: nowMs, fresh: !ws.isSubscribed(prefix + topic), cancelled: false });
+      this.delivery.subs.set(token, { ctx, topic, createdMs: nowMs, fresh: conflation.subscribedKey(ws, prefix, topic) === null, cancelled: false });
       const resume = cmd.resume === null ? undefined : cmd.resume[topic];
       const flags = standard ? RecordFlag.STANDARD : resume !== undefined ? RecordFlag.RESUME : 0;
       const epoch = resume === undefined ? 0 : resume[0];
@@ -323,6 +338,7 @@ export class Commands {
     if (req instanceof ProtocolError) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(req.code, req.message, cmd.id));
     }
+    req.idempotencyKey = cmd.idempotencyKey;
     let token = 0;
     // An owner at its topic limit may refuse a publish, and with Redis any publish may fail (Redis unreachable or
     // not answering): then even one that asked for no ack needs a way back (an error reply; success stays silent).
@@ -362,10 +378,11 @@ export class Commands {
     return req;
   }
 
-  private readonly pubReq: PublishRequest = { topic: '', flags: 0, data: EMPTY_BUFFER, json: null, tsMicros: 0, receivedAtMicros: 0 };
+  private readonly pubReq: PublishRequest = { topic: '', flags: 0, data: EMPTY_BUFFER, json: null, tsMicros: 0, receivedAtMicros: 0, idempotencyKey: null };
 
   routePublish(req: PublishRequest, token: number): void {
-    this.links.owner(ownerOf(req.topic, this.count)).publish(this.id, req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, token);
+    this.links.owner(ownerOf(req.topic, this.count)).publish(this.id, req.topic, req.flags, req.data, req.json, req.tsMicros, req.receivedAtMicros, token, req.idempotencyKey);
+    req.idempotencyKey = null;
     // The frame's bytes are copied by now (cache, frames, ring): let go of them.
     req.data = EMPTY_BUFFER;
     req.json = null;

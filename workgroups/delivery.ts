@@ -12,6 +12,7 @@ import { ENCODING_JSON, ENCODING_MSGPACK, dataToJson, errorReply, packr, unpackr
 import { ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { FrameFlag, encodeBinaryFrame, encodeJsonFrame, nowMicros } from '../protocol/frame';
 import { HeldFrames } from './held';
+import { Conflation, subscriptionKey } from './conflation';
 import { Stat, recordLatency } from '../protocol/stats';
 import type { HttpExchange, HttpPublishEndpoint } from './http-publish';
 import type { LogLimiter } from './log';
@@ -58,6 +59,8 @@ export interface SubContext {
   /** Keys this command subscribed in uWS (undone if the command fails). */
   added: string[];
   failed: boolean;
+  /** The sub's conflation interval in ms (workgroups/conflation.ts), 0 for none. */
+  conflateMs: number;
 }
 
 export interface PendingSub {
@@ -95,6 +98,8 @@ export class Delivery implements SubscriberPort {
   readonly perSlot = new Map<number, number>();
   /** Bytes a session may hold beyond --max-backpressure-bytes because we replayed them (decays as they drain). */
   readonly replayAllowance = new Map<number, number>();
+  /** Conflating sessions' groups, one per (topic, interval). */
+  readonly conflation: Conflation<SessionData>;
   private readonly stats: Float64Array;
   private readonly slab: SessionSlab;
   private readonly local: LocalTopics;
@@ -110,6 +115,14 @@ export class Delivery implements SubscriberPort {
     this.slab = host.slab;
     this.local = host.local;
     this.errors = host.errors;
+    this.conflation = new Conflation<SessionData>({
+      stats: this.stats,
+      app: () => host.app(),
+      convertToJson: (topic, seq, data) => this.convertToJson(topic, seq, data),
+      convertToMsgpack: (topic, seq, json, data) => this.convertToMsgpack(topic, seq, json, data),
+      replayAllowance: this.replayAllowance,
+      sendToSession: (ws, slot, bytes, binary) => sessions.sendToSession(ws, slot, bytes, binary),
+    });
   }
 
   /** The pending subscription replayed messages of `token` go to, or null when it is gone (answered, cancelled, failed, session closed). */
@@ -172,6 +185,8 @@ export class Delivery implements SubscriberPort {
     const ctx = p.ctx;
     const ws = this.sessions.socket(ctx.slot) as WebSocket<SessionData>;
     const snapshot = (flags & RecordFlag.RETAIN) !== 0;
+    // A conflating resume gets only the latest replayed message, written at subDone.
+    if (ctx.conflateMs > 0 && !snapshot) return this.conflation.holdReplay(p, topic, epoch, seq, ts, flags, data);
     const frameFlags = snapshot ? FrameFlag.SNAPSHOT : FrameFlag.REPLAY;
     let frame: string | Uint8Array;
     if (ctx.encoding === ENCODING_JSON) {
@@ -210,16 +225,19 @@ export class Delivery implements SubscriberPort {
     const ctx = p.ctx;
     this.settlePending(p);
     const open = this.slab.isOpen(ctx.slot, ctx.generation) && !ctx.failed;
+    if (ctx.conflateMs > 0) this.conflation.endReplay(p, open && !p.cancelled ? this.sessions.socket(ctx.slot) : undefined, ctx.slot, ctx.encoding);
     if (open) {
       const ws = this.sessions.socket(ctx.slot) as WebSocket<SessionData>;
-      const key = (ctx.encoding === ENCODING_MSGPACK ? 'm' : 'j') + topic;
+      const key = subscriptionKey(ctx.encoding === ENCODING_MSGPACK ? 'm' : 'j', topic, ctx.conflateMs);
       if (!p.cancelled && !ws.isSubscribed(key)) {
         // Messages delivered before this subscription are not its own.
         this.flushDeliveries();
-        ws.subscribe(key);
-        ctx.added.push(key);
-        this.slab.addSubscriptions(ctx.slot, 1);
-        this.stats[Stat.SUBSCRIPTIONS]++;
+        // One subscription per session and topic: another interval (or none) is replaced, not added.
+        if (!this.conflation.subscribe(ws, key, topic, ctx.conflateMs)) {
+          ctx.added.push(key);
+          this.slab.addSubscriptions(ctx.slot, 1);
+          this.stats[Stat.SUBSCRIPTIONS]++;
+        }
       }
       const entry: Record<string, unknown> = { epoch, seq };
       if (status === SubStatus.RECOVERED) {
@@ -247,6 +265,7 @@ export class Delivery implements SubscriberPort {
    */
   deliver(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
     if (this.sse !== null && this.sse.active) this.sse.deliver(topic, epoch, seq, ts, msgpack, data, json);
+    if (this.conflation.topics > 0) this.conflation.offer(topic, epoch, seq, ts, msgpack, data, json);
     const app = this.host.app();
     const keyJson = 'j' + topic;
     const keyMsgpack = 'm' + topic;
@@ -390,9 +409,11 @@ export class Delivery implements SubscriberPort {
     const ack = this.acks.get(token);
     if (ack === undefined) return;
     this.acks.delete(token);
-    const refused = status !== AckStatus.OK;
+    // DUPLICATE: an idempotency key seen within the window; (epoch, seq) are the first publish's.
+    const duplicate = status === AckStatus.DUPLICATE;
+    const refused = status !== AckStatus.OK && !duplicate;
     if (ack.http !== null) {
-      if (!refused) return this.host.httpPublish.answer(ack.http, epoch, seq);
+      if (!refused) return this.host.httpPublish.answer(ack.http, epoch, seq, duplicate);
       const r = this.refusal(status);
       return this.host.httpPublish.fail(ack.http, '503 Service Unavailable', r.code, r.message, r.retryAfter);
     }
@@ -405,7 +426,7 @@ export class Delivery implements SubscriberPort {
       const r = this.refusal(status);
       return this.sessions.reply(ws, ack.slot, encoding, errorReply(new ProtocolError(r.code, r.message, ack.id as CommandId)));
     }
-    this.sessions.reply(ws, ack.slot, encoding, { id: ack.id, ok: true, epoch, seq });
+    this.sessions.reply(ws, ack.slot, encoding, duplicate ? { id: ack.id, ok: true, epoch, seq, duplicate } : { id: ack.id, ok: true, epoch, seq });
   }
 
   /** What a refused publish is told (AckStatus other than OK): made only for a refusal, never per ack. */
@@ -443,6 +464,7 @@ export class Delivery implements SubscriberPort {
   /** One topic of a sub command failed (already out of pendingSubs): the whole command fails, once, and what it subscribed is undone. */
   private failSub(p: PendingSub, code: ErrorCode, message: string): void {
     this.settlePending(p);
+    if (p.ctx.conflateMs > 0) this.conflation.endReplay(p, undefined, 0, p.ctx.encoding);
     this.local.done(p.topic);
     const ctx = p.ctx;
     ctx.remaining--;

@@ -177,7 +177,7 @@ export function encodingOf(contentType: string): EncodingId | null {
 export class HttpPublishEndpoint {
   private readonly cors: CorsPolicy;
   /** The fields of the publish being handled (filled by validatePublishFields; let go of once made into a request). */
-  private readonly fields: PublishFields = { topic: '', data: undefined, retain: false, ts: null, raw: null };
+  private readonly fields: PublishFields = { topic: '', data: undefined, retain: false, ts: null, idempotencyKey: null, raw: null };
   /** --auth jwt. */
   private readonly authOn: boolean;
   /** --api-keys-file, by the SHA-256 digest of each key: what it allows (patterns compiled once). */
@@ -384,6 +384,7 @@ export class HttpPublishEndpoint {
       f.data = undefined;
       f.raw = null;
       if (req instanceof ProtocolError) return this.httpError(res, '413 Payload Too Large', req.code, req.message);
+      req.idempotencyKey = f.idempotencyKey;
       host.stats[Stat.HTTP_PUBLISHES]++;
       const token = host.submit(req, res);
       // Answered before this handler returns (a pipelined request may follow in the same read), unless the engine answers later.
@@ -401,14 +402,14 @@ export class HttpPublishEndpoint {
   }
 
   /** The owner's ack: 200 {epoch, seq}. */
-  answer(ex: HttpExchange, epoch: number, seq: number): void {
+  answer(ex: HttpExchange, epoch: number, seq: number, duplicate = false): void {
     if (ex.finished) return;
     ex.finished = true;
     const res = ex.res;
     res.cork(() => {
       res.writeHeader('content-type', 'application/json');
       if (ex.allowOrigin !== null) res.writeHeader('access-control-allow-origin', ex.allowOrigin).writeHeader('vary', 'Origin');
-      res.end(`{"epoch":${epoch},"seq":${seq}}`);
+      res.end(duplicate ? `{"epoch":${epoch},"seq":${seq},"duplicate":true}` : `{"epoch":${epoch},"seq":${seq}}`);
     });
   }
 

@@ -240,7 +240,9 @@ export class Links {
     const subscriber = this.localSubscriber as SubscriberPort;
     switch (r.type) {
       case RecordType.PUBLISH:
-        return owner.publish(from, r.topic, r.flags, r.data, null, r.ts, r.receivedAt, r.token);
+        // aux: the idempotency key's length; the key was written after the topic.
+        if (r.aux === 0) return owner.publish(from, r.topic, r.flags, r.data, null, r.ts, r.receivedAt, r.token, null);
+        return owner.publish(from, r.topic.slice(0, -r.aux), r.flags, r.data, null, r.ts, r.receivedAt, r.token, r.topic.slice(-r.aux));
       case RecordType.SUB:
         return owner.subscribe(from, r.token, r.topic, r.flags, r.epoch, r.seq);
       case RecordType.INTEREST:
@@ -274,8 +276,9 @@ class RingOwnerPort implements OwnerPort {
     private readonly to: number,
   ) {}
 
-  publish(_from: number, topic: string, flags: number, data: Uint8Array, _json: string | null, tsMicros: number, receivedAtMicros: number, token: number): void {
-    const r = this.links.record(RecordType.PUBLISH, flags, topic);
+  publish(_from: number, topic: string, flags: number, data: Uint8Array, _json: string | null, tsMicros: number, receivedAtMicros: number, token: number, idempotencyKey: string | null = null): void {
+    const r = this.links.record(RecordType.PUBLISH, flags, idempotencyKey === null ? topic : topic + idempotencyKey);
+    if (idempotencyKey !== null) r.aux = idempotencyKey.length;
     r.token = token;
     r.ts = tsMicros;
     r.receivedAt = receivedAtMicros;

@@ -14,6 +14,8 @@ import type { OwnerPort, SubscriberPort } from './ports';
 import { AckStatus, RecordFlag, SubStatus } from './records';
 import { Replays, resumeStart, resumeStatus, type LocalReplay, type ReplayJob, type ReplayLinks, type ReplayOwner } from './replay';
 import type { TopicTable } from './topics';
+import { IdempotencyKeys } from './idempotency';
+import { DEFAULT_IDEMPOTENCY_KEYS_PER_TOPIC, DEFAULT_IDEMPOTENCY_WINDOW_SECONDS } from '../protocol/idempotency';
 
 /** Topic rows looked at per second for release (idle, no interest, nothing cached). */
 const RELEASE_SCAN_ROWS = 65_536;
@@ -29,10 +31,14 @@ export interface OwnerOptions {
   snapshotTtlSeconds: number;
   /** Rows that must stay although idle (the Redis engine's followed topics). */
   keepRow?: (tid: number) => boolean;
+  /** Idempotent publish: how long a key is remembered, and at most how many per topic (defaults: protocol/idempotency.ts). */
+  idempotencyWindowSeconds?: number;
+  idempotencyKeysPerTopic?: number;
 }
 
 export class Owner implements OwnerPort, ReplayOwner {
   private readonly replays: Replays;
+  readonly idempotency: IdempotencyKeys;
   private releaseCursor = 0;
   /** The clock in whole seconds, as of the workgroup's last tick. */
   nowSec = Math.floor(Date.now() / 1000);
@@ -49,6 +55,11 @@ export class Owner implements OwnerPort, ReplayOwner {
     onError: (err: unknown) => void,
   ) {
     this.replays = new Replays(id, topics, cache, links, this, local, onError);
+    this.idempotency = new IdempotencyKeys(
+      (options.idempotencyWindowSeconds ?? DEFAULT_IDEMPOTENCY_WINDOW_SECONDS) * 1000,
+      options.idempotencyKeysPerTopic ?? DEFAULT_IDEMPOTENCY_KEYS_PER_TOPIC,
+      stats,
+    );
   }
 
   /** Resumes being replayed (tests, figures). */
@@ -56,7 +67,14 @@ export class Owner implements OwnerPort, ReplayOwner {
     return this.replays.size;
   }
 
-  publish(from: number, topic: string, flags: number, data: Uint8Array, json: string | null, tsMicros: number, receivedAtMicros: number, token: number): void {
+  publish(from: number, topic: string, flags: number, data: Uint8Array, json: string | null, tsMicros: number, receivedAtMicros: number, token: number, idempotencyKey: string | null = null): void {
+    // A key seen within the window: answered with the first publish's position, nothing sequenced or delivered.
+    const first = idempotencyKey === null ? null : this.idempotency.find(topic, idempotencyKey, Date.now());
+    if (first !== null) {
+      this.stats[Stat.IDEMPOTENT_DUPLICATES]++;
+      if (token !== 0) this.links.subscriber(from).ack(token, first.epoch, first.seq, AckStatus.DUPLICATE);
+      return;
+    }
     const t = this.topics;
     let tid = t.find(topic);
     if (tid < 0) {
@@ -72,6 +90,7 @@ export class Owner implements OwnerPort, ReplayOwner {
     const epoch = t.epoch[tid];
     this.stats[Stat.MESSAGES_SEQUENCED]++;
     this.accept(tid, topic, epoch, seq, flags, data, json, tsMicros, receivedAtMicros);
+    if (idempotencyKey !== null) this.idempotency.remember(topic, idempotencyKey, epoch, seq, Date.now());
     if (token !== 0) this.links.subscriber(from).ack(token, epoch, seq, AckStatus.OK);
   }
 
@@ -202,6 +221,7 @@ export class Owner implements OwnerPort, ReplayOwner {
    * history (new epoch), which resuming clients are told about.
    */
   releaseIdleTopics(): void {
+    this.idempotency.sweep(Date.now());
     const t = this.topics;
     const rows = t.rows;
     if (rows === 0) return;

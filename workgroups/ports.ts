@@ -20,8 +20,11 @@ export interface OwnerPort {
    * (after the delivers: a publisher that also subscribes sees its message
    * before its ack). A topic the owner cannot take (over --max-topics) is
    * refused through the ack, and only when there is a token to answer.
+   * idempotencyKey: a key seen for the topic within the window is not
+   * sequenced again: the ack (AckStatus.DUPLICATE) carries the first one's
+   * (epoch, seq), checked in the same step that would assign the seq.
    */
-  publish(from: number, topic: string, flags: number, data: Uint8Array, json: string | null, tsMicros: number, receivedAtMicros: number, token: number): void;
+  publish(from: number, topic: string, flags: number, data: Uint8Array, json: string | null, tsMicros: number, receivedAtMicros: number, token: number, idempotencyKey?: string | null): void;
   /**
    * A session of `from` subscribes (RecordFlag.RESUME: from epoch and seq).
    * The owner marks `from`'s interest, replays what the resume misses (from
@@ -65,4 +68,6 @@ export interface PublishRequest {
   json: string | null;
   tsMicros: number;
   receivedAtMicros: number;
+  /** protocol/idempotency.ts; null: none. */
+  idempotencyKey: string | null;
 }

@@ -9,7 +9,7 @@
 //   +2  u16  topic length
 //   +4  u32  token: ack token (PUBLISH, ACK) or subscription token (SUB, REPLAY, SUB_DONE)
 //   +8  u32  epoch (DELIVER, ACK, REPLAY, SUB_DONE; SUB: the epoch to resume from)
-//   +12 u32  aux: SUB_DONE: messages replayed; HELLO: restarts of the sender
+//   +12 u32  aux: SUB_DONE: messages replayed; HELLO: restarts of the sender; PUBLISH: idempotency key length (the key follows the topic)
 //   +16 f64  seq (DELIVER, ACK, REPLAY, SUB_DONE; SUB: the seq to resume after)
 //   +24 f64  publish timestamp, micros (PUBLISH, DELIVER, REPLAY)
 //   +32 f64  receive timestamp at the first workgroup, micros (PUBLISH, DELIVER): latency is measured from it
@@ -85,6 +85,8 @@ export const AckStatus = {
   UNAVAILABLE: 2,
   /** Failed: the store's connection broke with the publish in flight; it may or may not have been sequenced. */
   UNCERTAIN: 3,
+  /** Not sequenced again: the publish's idempotency key was seen within the window; epoch and seq are the first publish's. */
+  DUPLICATE: 4,
 } as const;
 
 /** Reason strings of recovered:false, by SubStatus. */

@@ -123,19 +123,25 @@ export class RedisOwner implements OwnerPort {
 
   // ---- OwnerPort ----------------------------------------------------------
 
-  publish(from: number, topic: string, flags: number, data: Uint8Array, _json: string | null, tsMicros: number, receivedAtMicros: number, token: number): void {
+  publish(from: number, topic: string, flags: number, data: Uint8Array, _json: string | null, tsMicros: number, receivedAtMicros: number, token: number, idempotencyKey: string | null = null): void {
     if (!this.store.up) {
       this.stats[Stat.PUBLISHES_UNAVAILABLE]++;
       if (token !== 0) this.links.subscriber(from).ack(token, 0, 0, AckStatus.UNAVAILABLE);
       return;
     }
     const wire = flags & (RecordFlag.MSGPACK | RecordFlag.RETAIN);
-    this.store.publish(topic, wire, (flags & RecordFlag.RETAIN) !== 0, data, tsMicros, receivedAtMicros, (err, epoch, seq) => {
+    this.store.publish(topic, wire, (flags & RecordFlag.RETAIN) !== 0, data, tsMicros, receivedAtMicros, idempotencyKey, (err, epoch, seq, duplicate) => {
       if (this.closed) return;
       if (err !== null) {
         this.stats[Stat.PUBLISHES_UNAVAILABLE]++;
         if (err !== NOT_SENT) this.onError('redis-publish', err);
         if (token !== 0) this.links.subscriber(from).ack(token, 0, 0, err === NOT_SENT ? AckStatus.UNAVAILABLE : AckStatus.UNCERTAIN);
+        return;
+      }
+      if (duplicate) {
+        // The key was seen within the window (checked in the publish script): nothing was sequenced or sent.
+        this.stats[Stat.IDEMPOTENT_DUPLICATES]++;
+        if (token !== 0) this.links.subscriber(from).ack(token, epoch, seq, AckStatus.DUPLICATE);
         return;
       }
       this.stats[Stat.MESSAGES_SEQUENCED]++;

@@ -12,6 +12,9 @@
 //                   --cache-seconds without a publish
 //   P:{T}:s  string the retained snapshot: seq (f64) + payload
 //   P:{T}:c  the channel: epoch (u32) + seq (f64) + payload
+//   P:{T}:k  hash   idempotency key -> "epoch seq expires-at-ms" (publishes that carried one)
+//   P:{T}:l  list   those keys, oldest first: trimmed to --idempotency-keys-per-topic and to the window
+//                   (both expire a window after the last keyed publish)
 // payload = ts micros (f64) + received-at micros (f64) + flags (u8) + data.
 // The meta hash lives META_TTL_SECONDS after the last publish or subscribe:
 // when it is gone (expired, flushed, Redis restarted without persistence)
@@ -26,6 +29,7 @@ import type { Redis, Cluster, RedisOptions as IoRedisOptions, ClusterNode } from
 import type { RedisOptions } from '../shm/workgroup-init';
 import { redisConnectionOptions } from '../shm/redis-url';
 import calculateSlot from 'cluster-key-slot';
+import { DEFAULT_IDEMPOTENCY_KEYS_PER_TOPIC, DEFAULT_IDEMPOTENCY_WINDOW_SECONDS } from '../protocol/idempotency';
 import { REDIS_RTT_BASE, REDIS_RTT_COUNT, REDIS_RTT_SUM, Stat, latencyBucket } from '../protocol/stats';
 
 /** A topic's meta hash outlives its last publish or subscribe by this long. */
@@ -77,10 +81,25 @@ export function scriptsFor(limits: StoreLimits, publishCommand: string): { publi
   const maxLen = Math.max(0, Math.floor(limits.cacheMessages));
   const streamTtlMs = Math.max(1, limits.cacheSeconds) * 1000;
   const snapshotTtlMs = Math.max(0, limits.snapshotTtlSeconds) * 1000;
-  // ARGV: payload, candidate epoch, run_id. The payload's flags byte (17th) says whether it is retained.
+  const windowMs = Math.max(1, limits.idempotencyWindowSeconds ?? DEFAULT_IDEMPOTENCY_WINDOW_SECONDS) * 1000;
+  const maxKeys = Math.max(1, limits.idempotencyKeysPerTopic ?? DEFAULT_IDEMPOTENCY_KEYS_PER_TOPIC);
+  // ARGV: payload, candidate epoch, run_id, idempotency key ('' for none). The payload's flags byte (17th) says
+  // whether it is retained. A key seen within the window returns the first publish's {epoch, seq, 1}, having
+  // written nothing: checked and remembered in this one script, so two nodes retrying one key cannot both publish.
   const publish =
     PRELUDE +
     `
+local K = base .. 'k'
+local now = 0
+if ARGV[4] ~= '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local v = redis.call('HGET', K, ARGV[4])
+  if v then
+    local e0, s0, x0 = string.match(v, '^(%d+) (%d+) (%d+)$')
+    if x0 and tonumber(x0) > now then return {tonumber(e0), tonumber(s0), 1} end
+  end
+end
 local m = redis.call('HMGET', KEYS[1], 'e', 'b')
 local e = m[1]
 local seq
@@ -105,6 +124,24 @@ if bit.band(string.byte(ARGV[1], ${PAYLOAD_HEADER}), ${RETAIN_FLAG}) ~= 0 then
   redis.call('SET', S, struct.pack('>d', seq) .. ARGV[1]${snapshotTtlMs > 0 ? `, 'PX', ${snapshotTtlMs}` : ''})
 end
 redis.call('${publishCommand}', base .. 'c', struct.pack('>I4d', tonumber(e), seq) .. ARGV[1])
+if ARGV[4] ~= '' then
+  local L = base .. 'l'
+  redis.call('HSET', K, ARGV[4], string.format('%d %d %d', tonumber(e), seq, now + ${windowMs}))
+  local n = redis.call('RPUSH', L, ARGV[4])
+  -- Oldest first: past the bound, or expired (a key taken again after its window is in the list twice; only
+  -- its hash entry's time counts).
+  while n > 0 do
+    local first = redis.call('LINDEX', L, 0)
+    local v = redis.call('HGET', K, first)
+    local x = v and tonumber(string.match(v, ' (%d+)$')) or 0
+    if n <= ${maxKeys} and x > now then break end
+    redis.call('LPOP', L)
+    n = n - 1
+    if v and (x <= now or n >= ${maxKeys}) then redis.call('HDEL', K, first) end
+  end
+  redis.call('PEXPIRE', K, ${windowMs})
+  redis.call('PEXPIRE', L, ${windowMs})
+end
 return {tonumber(e), seq}
 `;
   // ARGV: candidate epoch, run_id. Starts a history when there is none (a subscriber's first position must be
@@ -170,11 +207,14 @@ export interface StoreLimits {
   cacheMessages: number;
   cacheSeconds: number;
   snapshotTtlSeconds: number;
+  /** Idempotent publish (defaults: protocol/idempotency.ts). */
+  idempotencyWindowSeconds?: number;
+  idempotencyKeysPerTopic?: number;
 }
 
 type Client = Redis | Cluster;
 type ScriptClient = Client & {
-  c10mPublish(meta: string, payload: Buffer, epoch: number, runId: string): Promise<[number, number]>;
+  c10mPublish(meta: string, payload: Buffer, epoch: number, runId: string, idempotencyKey: string): Promise<[number, number, number?]>;
   c10mHeadBuffer(meta: string, epoch: number, runId: string): Promise<[number, number, Buffer | null, number]>;
   c10mReadBuffer(meta: string, epoch: number, after: number, count: number, runId: string): Promise<[number, number, [Buffer, Buffer[]][]]>;
 };
@@ -418,7 +458,16 @@ export class RedisStore {
    * (it may be a view into a ring). `done` gets the (epoch, seq) Redis gave
    * it, or the error (the message may or may not have been sequenced).
    */
-  publish(topic: string, flags: number, retain: boolean, data: Uint8Array, tsMicros: number, receivedAtMicros: number, done: (err: Error | null, epoch: number, seq: number) => void): void {
+  publish(
+    topic: string,
+    flags: number,
+    retain: boolean,
+    data: Uint8Array,
+    tsMicros: number,
+    receivedAtMicros: number,
+    idempotencyKey: string | null,
+    done: (err: Error | null, epoch: number, seq: number, duplicate: boolean) => void,
+  ): void {
     const payload = Buffer.allocUnsafe(PAYLOAD_HEADER + data.length);
     payload.writeDoubleBE(tsMicros, 0);
     payload.writeDoubleBE(receivedAtMicros, 8);
@@ -428,22 +477,22 @@ export class RedisStore {
     const runId = this.runIdFor(metaKey);
     if (runId === null) {
       // A shard whose server we have not asked yet (a failover just moved the slot): refused, nothing sent.
-      done(NOT_SENT, 0, 0);
+      done(NOT_SENT, 0, 0, false);
       return;
     }
     const epoch = 1 + Math.floor(Math.random() * 0xfffffffe);
     const started = performance.now();
     this.counted();
-    this.cmd.c10mPublish(metaKey, payload, epoch, runId).then(
+    this.cmd.c10mPublish(metaKey, payload, epoch, runId, idempotencyKey ?? '').then(
       (r) => {
         this.recordRoundTrip(started);
-        done(null, Number(r[0]), Number(r[1]));
+        done(null, Number(r[0]), Number(r[1]), r[2] === 1);
       },
       (err: Error) => {
         if (/timed out/i.test(err.message)) this.hung();
         // Redis Cluster: a shard failing over; its channels may have missed messages meanwhile.
         if (this.options.cluster) this.resyncSoon();
-        done(err, 0, 0);
+        done(err, 0, 0, false);
       },
     );
   }

@@ -31,6 +31,7 @@ import { ownerOf, type LocalTopics } from './topics';
 import { checkUpgrade } from './upgrade';
 import { bearerChallenge, isFailure, type AuthFailure, type Verified } from './auth';
 import { AUTH_EXPIRED, AUTH_OK, Entitlement } from './entitlement';
+import { topicOfKey } from './conflation';
 
 /** An upgrade without a token under --auth jwt: the session opens, waiting for an auth command. */
 const PENDING = 'pending' as const;
@@ -109,7 +110,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   private readonly admission: Admission | null;
   /** Set by attach, before the App serves anything. */
   private uwsApp!: TemplatedApp;
-  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse'>;
+  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse' | 'conflation'>;
 
   constructor(
     private readonly host: SessionsHost,
@@ -136,7 +137,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   }
 
   /** The App the sockets belong to, and the subscriber side's per-slot tables (built after the sessions). */
-  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse'>): void {
+  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse' | 'conflation'>): void {
     this.uwsApp = app;
     this.delivery = delivery;
   }
@@ -150,7 +151,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     // Rare (a workgroup restarted): the topics come from uWS, once per subscribed topic.
     for (const ws of this.sockets) {
       if (ws === undefined) continue;
-      for (const key of ws.getTopics()) into.add(key.slice(1));
+      for (const key of ws.getTopics()) into.add(topicOfKey(key));
     }
     if (this.delivery.sse !== null) for (const topic of this.delivery.sse.topics()) into.add(topic);
   }
@@ -438,17 +439,14 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   /** uWS: a topic key's subscriber count here changed (subscribe, unsubscribe, close). */
   onSubscriptionCount(key: ArrayBuffer, newCount: number): void {
     if (newCount !== 0 || !this.host.isOpen()) return;
-    const k = Buffer.from(key).toString('latin1');
-    const topic = k.slice(1);
-    const other = (k.charCodeAt(0) === 106 /* j */ ? 'm' : 'j') + topic;
-    if (this.uwsApp.numSubscribers(other) > 0) return;
-    if (this.local.pending(topic) > 0) return;
-    if (this.delivery.sse !== null && this.delivery.sse.has(topic)) return;
+    // A conflation group's key: the group goes when its last session does (workgroups/conflation.ts).
+    const topic = this.delivery.conflation.release(Buffer.from(key).toString('latin1'));
+    if (this.hasLocalInterest(topic)) return;
     this.dropInterest(topic);
   }
 
   hasLocalInterest(topic: string): boolean {
-    if (this.local.pending(topic) > 0) return true;
+    if (this.local.pending(topic) > 0 || this.delivery.conflation.has(topic)) return true;
     if (this.delivery.sse !== null && this.delivery.sse.has(topic)) return true;
     return this.uwsApp.numSubscribers('j' + topic) + this.uwsApp.numSubscribers('m' + topic) > 0;
   }

@@ -145,12 +145,13 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     this.sessions = new Sessions(this, this.uws, init.ipTables, this.links, this.entitlement);
     this.delivery = new Delivery(this, this.sessions);
     const o2 = this.options;
+    const idem = { idempotencyWindowSeconds: o2.idempotencyWindowSeconds, idempotencyKeysPerTopic: o2.idempotencyKeysPerTopic };
     this.owner = new Owner(
       this.id,
       this.topics,
       this.cache,
       this.stats,
-      { maxTopics: o2.maxTopics, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds, keepRow: (tid) => this.redis !== null && this.redis.keepRow(tid) },
+      { maxTopics: o2.maxTopics, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds, keepRow: (tid) => this.redis !== null && this.redis.keepRow(tid), ...idem },
       this.links,
       { corked: (token, write) => this.delivery.corkReplay(token, write) },
       (err) => this.failed('replay', err),
@@ -163,7 +164,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
             this.links,
             this.stats,
             o2.maxTopics,
-            { cacheMessages: o2.cacheMessages, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds },
+            { cacheMessages: o2.cacheMessages, cacheSeconds: o2.cacheSeconds, snapshotTtlSeconds: o2.snapshotTtlSeconds, ...idem },
             o2.redis,
             this.log,
             // Connection errors are the network's state, not our bugs: logged (rate-limited), not counted as internal errors.

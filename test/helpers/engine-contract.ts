@@ -286,5 +286,30 @@ export function runEngineContract(name: string, make: (workgroups: number, limit
       ]);
       expect(w1.of('deliver').map((d) => [d.topic, d.seq])).toEqual([['/c/a', 2]]);
     });
+
+    test('a publish repeating an idempotency key is not sequenced again: its ack carries the first (epoch, seq)', async () => {
+      e = await make(2, { cacheMessages: 100, maxTopics: 100 });
+      const [w0, w1] = e.workgroups;
+      e.engine.subscribe(1, 1, '/c/idem', 0, 0, 0);
+      await e.settle();
+      const keyed = (topic: string, data: string, token: number, key: string) => e.engine.publish(0, topic, 0, enc(data), null, 1, 1, token, key);
+      // Sent together (no settle between): the check and the sequencing are one step, so only the first is published.
+      keyed('/c/idem', 'a', 11, 'key-1');
+      keyed('/c/idem', 'a again', 12, 'key-1');
+      keyed('/c/idem', 'b', 13, 'key-2');
+      await e.settle();
+      keyed('/c/idem', 'a once more', 14, 'key-1');
+      // Keys are per topic.
+      keyed('/c/idem-other', 'c', 15, 'key-1');
+      await e.settle();
+      const acks = new Map(w0.of('ack').map((a) => [a.token, a]));
+      const first = acks.get(11);
+      expect(first).toMatchObject({ seq: 1, status: AckStatus.OK });
+      expect(acks.get(12)).toMatchObject({ epoch: first?.epoch, seq: 1, status: AckStatus.DUPLICATE });
+      expect(acks.get(13)).toMatchObject({ epoch: first?.epoch, seq: 2, status: AckStatus.OK });
+      expect(acks.get(14)).toMatchObject({ epoch: first?.epoch, seq: 1, status: AckStatus.DUPLICATE });
+      expect(acks.get(15)).toMatchObject({ seq: 1, status: AckStatus.OK });
+      expect(w1.of('deliver').map((d) => d.data)).toEqual(['"a"', '"b"']);
+    });
   });
 }
