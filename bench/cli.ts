@@ -365,8 +365,8 @@ function runCommand(): Command {
               sampleSessions: o.sampleSessions ?? MILLION.sampleSessions,
               // Pings at a million sessions are a load of their own: only when asked for.
               pingIntervalMs: given('pingIntervalMs') ? (o.pingIntervalMs as number) : 0,
-              // The ramp at its rate, three times over, and two minutes more.
-              connectTimeoutSeconds: given('connectTimeout') ? (o.connectTimeout as number) : Math.ceil((sessions / Math.max(1000, o.rampRate ?? MILLION.rampRate)) * 3 + 120),
+              // The ramp at its rate, four times over, and three minutes more.
+              connectTimeoutSeconds: given('connectTimeout') ? (o.connectTimeout as number) : Math.ceil((sessions / Math.max(1000, o.rampRate ?? MILLION.rampRate)) * 4 + 180),
             }
           : null;
       const options: RunOptions = {

@@ -64,12 +64,17 @@ export function sysctlPlan(sessions: number, sourceAddresses: number): SysctlChe
   );
   const ct = readConntrack();
   if (ct !== null) {
+    // Loaded but tracking nothing (no rule in this namespace needs it): no entries with TCP sockets open.
+    const open = readKernel().tcpInUse;
+    const tracking = ct.count > 0 || open === 0;
     const need = Math.ceil(sessions * CONNTRACK_PER_SESSION) + ct.count;
     check(
       'net.netfilter.nf_conntrack_max',
-      ct.max < need,
+      tracking && ct.max < need,
       String(Math.max(need, Number(val('net.netfilter.nf_conntrack_max')))),
-      `loopback connections are tracked: ${CONNTRACK_PER_SESSION} x ${sessions} + ${ct.count} in use`,
+      tracking
+        ? `loopback connections are tracked: ${CONNTRACK_PER_SESSION} x ${sessions} + ${ct.count} in use`
+        : `the module is loaded but tracks nothing here (0 entries with ${open} TCP sockets open)`,
     );
   }
   const range = readSysctl('net.ipv4.ip_local_port_range');

@@ -277,8 +277,11 @@ export async function million(o: RunOptions, progress: Progress): Promise<Omit<S
       detail: `/jmx, summed over the processes: ConnectedSessions ${heldSessions}, Subscriptions ${heldSubscriptions} (${native} benchsub + ${sampleN} SDK sessions, and the sample's publisher)`,
     });
 
-    // 4. Memory with every session held.
+    // 4. Memory with every session held; the server's CPU while nothing is published (timers, sweeps).
+    const idleCpu0 = cpuOf([procs.top, ...procs.members]);
+    const idleAt = performance.now();
     await sleep(DEFAULTS.settleSeconds * 1000);
+    const idleCpuPct = round(((cpuOf([procs.top, ...procs.members]) - idleCpu0) / ((performance.now() - idleAt) / 1000)) * 100, 1);
     const heldRss = rssSum(procs);
     const kernel1 = readKernel();
     const userPerSession = (heldRss - emptyRss) / N;
@@ -286,6 +289,7 @@ export async function million(o: RunOptions, progress: Progress): Promise<Omit<S
     const unreclaimPerSession = (kernel1.sunreclaimBytes - kernel0.sunreclaimBytes) / N;
     const tcpMemPerSession = (kernel1.tcpMemBytes - kernel0.tcpMemBytes) / N;
     const conntrackPerSession = kernel1.conntrack !== null && kernel0.conntrack !== null ? (kernel1.conntrack - kernel0.conntrack) / N : null;
+    log(`idle: server CPU ${idleCpuPct}% (every node process and the top, nothing published, ${DEFAULTS.settleSeconds} s)`);
     log(`memory: user ${kb(userPerSession)} KB/session; kernel slab ${kb(slabPerSession)} KB, socket pages ${kb(tcpMemPerSession)} KB per session (both ends)`);
 
     // 5. The reference load scaled: each topic once a minute, for --hold-seconds.
@@ -433,6 +437,7 @@ export async function million(o: RunOptions, progress: Progress): Promise<Omit<S
       socketPagesKBPerSession: kb(tcpMemPerSession),
       conntrackPerSession: conntrackPerSession === null ? null : round(conntrackPerSession, 3),
       memAvailableHeldMB: mb(kernel1.memAvailableBytes),
+      idleServerCpuPct: idleCpuPct,
       holdSeconds: m.holdSeconds,
       holdPublished: holdFinal.published,
       holdDelivered: holdWant,
@@ -502,6 +507,7 @@ export async function million(o: RunOptions, progress: Progress): Promise<Omit<S
         { key: 'userKBPerSession', label: 'user KB/session', better: 'lower' },
         { key: 'slabKBPerSession', label: 'slab KB/session (both ends)', better: 'lower' },
         { key: 'socketPagesKBPerSession', label: 'socket pages KB/session', better: 'lower' },
+        { key: 'idleServerCpuPct', label: 'idle server CPU %', better: 'lower' },
         { key: 'p50Ms', label: 'hold p50 ms', better: 'lower' },
         { key: 'p99Ms', label: 'hold p99 ms', better: 'lower' },
         { key: 'maxMs', label: 'hold max ms', better: 'lower' },
