@@ -192,7 +192,20 @@ export async function million(o: RunOptions, progress: Progress): Promise<Omit<S
     const kernel0 = readKernel();
     log(`${serverProcesses} node processes listening ${startSeconds} s after the start; RSS summed over them and the top: ${mb(emptyRss)} MB empty`);
 
-    // 3. The ramp.
+    // 3. The SDK sample first, while the machine is quiet (1,000 JS clients starve behind a million-session ramp).
+    sample = new SdkSample({
+      url: target.subUrl.replace(/\?.*$/, ''),
+      clients: sampleN,
+      topics: sampleTopics,
+      topicPrefix: '/million/sample/',
+      addresses: millionAddresses(4, 2),
+      periodMs: 1000,
+      maxRounds: 3600,
+      readyTimeoutMs: 300_000,
+    });
+    if (sampleN > 0) await sample.start();
+
+    // The ramp.
     const rampStart = Date.now();
     let stoppedForMemory: KernelReading | null = null;
     const fleetRef: { f: SubscriberFleet | null } = { f: null };
@@ -251,18 +264,6 @@ export async function million(o: RunOptions, progress: Progress): Promise<Omit<S
     });
     if (!connected.allReady || ramped.live !== native) throw new Error(`only ${ramped.live} of ${native} sessions held (${ramped.firstError ?? 'no error reported'})`);
 
-    // The SDK sample: real clients among the N.
-    sample = new SdkSample({
-      url: target.subUrl.replace(/\?.*$/, ''),
-      clients: sampleN,
-      topics: sampleTopics,
-      topicPrefix: '/million/sample/',
-      addresses: millionAddresses(4, 2),
-      periodMs: 1000,
-      maxRounds: 3600,
-      readyTimeoutMs: 120_000,
-    });
-    if (sampleN > 0) await sample.start();
     // The processes report once a second: their sums, once they reach N (or after 15 s).
     let heldSessions = 0;
     let heldSubscriptions = 0;
