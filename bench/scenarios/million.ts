@@ -25,7 +25,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { connectFleet, countChecks, cpuOf, expectedDeliveries, fleetFigures, pubConfig, Sampler, settle, startPublisher, summarize, type Progress, type RunOptions } from '../harness';
 import type { Publisher } from '../pub';
 import { killAllRedis, startRedis, type BenchRedis } from '../redis';
-import type { Check, ScenarioResult, Table } from '../report';
+import type { ChartPanel, Check, ScenarioResult, Table } from '../report';
 import { SdkSample, type SampleFigures } from '../sdk-sample';
 import type { SubscriberFleet } from '../sub';
 import { startTarget, type Target } from '../targets';
@@ -122,6 +122,19 @@ function recorder(fleet: () => SubscriberFleet | null, procs: () => NodeProcesse
     lastLive = live;
   }, 1000);
   return { samples, stop: () => clearInterval(timer) };
+}
+
+/** The ramp's chart: sessions live, and connects per second (x 10, on the same axis). */
+function rampChart(samples: TimedSample[]): ChartPanel {
+  return {
+    title: 'Ramp: sessions live and connects per second',
+    xLabel: 'seconds since the ramp began',
+    yLabel: 'sessions',
+    series: [
+      { name: 'live', points: samples.map((x) => [x.t, x.live] as [number, number]) },
+      { name: 'connects/s x 10', points: samples.map((x) => [x.t, x.connectsPerSec * 10] as [number, number]) },
+    ],
+  };
 }
 
 /** The server's CPU (% of one core) over the next 5 s. */
@@ -315,15 +328,7 @@ export async function million(o: RunOptions, progress: Progress): Promise<Omit<S
         checks,
         notes,
         charts: [
-          {
-            title: 'Ramp: sessions live and connects per second',
-            xLabel: 'seconds since the ramp began',
-            yLabel: 'sessions',
-            series: [
-              { name: 'live', points: rampSamples.map((x) => [x.t, x.live] as [number, number]) },
-              { name: 'connects/s x 10', points: rampSamples.map((x) => [x.t, x.connectsPerSec * 10] as [number, number]) },
-            ],
-          },
+          rampChart(rampSamples),
           {
             title: 'Memory during the ramp (MB)',
             xLabel: 'seconds since the ramp began',
@@ -595,15 +600,7 @@ export async function million(o: RunOptions, progress: Progress): Promise<Omit<S
       checks,
       notes,
       charts: [
-        {
-          title: 'Ramp: sessions live and connects per second',
-          xLabel: 'seconds since the ramp began',
-          yLabel: 'sessions',
-          series: [
-            { name: 'live', points: rampSamples.map((s) => [s.t, s.live] as [number, number]) },
-            { name: 'connects/s x 10', points: rampSamples.map((s) => [s.t, s.connectsPerSec * 10] as [number, number]) },
-          ],
-        },
+        rampChart(rampSamples),
         {
           title: 'Hold: delivery latency per second (ms)',
           xLabel: 'seconds',
