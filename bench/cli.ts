@@ -12,6 +12,7 @@ import { Publisher, type PubTransport } from './pub';
 import { markdown } from './report';
 import { DEFAULT_RESULTS_DIR, SCENARIOS, runScenario, type Scenario } from './run';
 import { PHASES } from './scenarios/cluster';
+import { DEFAULTS as MILLION } from './scenarios/million';
 import { SubscriberFleet } from './sub';
 import { PEERS, type TargetKind } from './targets';
 import { newJwtSecret } from './tokens';
@@ -225,7 +226,22 @@ function runCommand(): Command {
       }),
     )
     .addOption(opt('--connections <n>', 'sessions (default: per scenario, 19,000 for one server process)', 'CONNECTIONS').argParser(int(1, 10_000_000)))
-    .addOption(opt('--processes <n>', 'benchsub processes', 'PROCESSES').argParser(int(1, 1024)).default(1))
+    .addOption(
+      opt('--processes <n>', 'benchsub processes (million: the server processes, a number or auto, its default; benchsub processes follow from --sessions)', 'PROCESSES')
+        .argParser((t: string) => (t === 'auto' ? 0 : int(1, 1024)(t)))
+        .default(1),
+    )
+    .addOption(opt('--sessions <n>', `million: sessions held (default ${MILLION.sessions.toLocaleString('en-US')})`, 'SESSIONS').argParser(int(20, 10_000_000)))
+    .addOption(opt('--hold-seconds <n>', `million: seconds of the reference load (each topic once a minute; default ${MILLION.holdSeconds})`, 'HOLD_SECONDS').argParser(positive))
+    .addOption(opt('--message-bytes <n>', `million: payload bytes (default ${MILLION.messageBytes})`, 'MESSAGE_BYTES').argParser(int(0, 1024 * 1024)))
+    .addOption(opt('--ramp-rate <n>', `million: connects per second the fleet aims at (0: as fast as --max-pending allows; default ${MILLION.rampRate})`, 'RAMP_RATE').argParser(int(0, 10_000_000)))
+    .addOption(
+      opt(
+        '--sample-sessions <n>',
+        `million: real SDK sessions among the N, in one process, for the no-loss proof (default ${MILLION.sampleSessions}; at most a tenth of N)`,
+        'SAMPLE_SESSIONS',
+      ).argParser(int(0, 100_000)),
+    )
     .addOption(
       opt('--source-addresses <list>', 'loopback source addresses of benchsub', 'SOURCE_ADDRESSES')
         .argParser(addresses)
@@ -338,6 +354,25 @@ function runCommand(): Command {
         cmd.error('c10m bench run: --url targets one running server: --workgroups, --cache-messages, --auth, --admission-rate and --gc-readings need servers the run starts', { exitCode: 2 });
       if (scenario === 'cluster' && (o.auth || o.admissionRate)) cmd.error('c10m bench run: cluster: --auth and --admission-rate are not options of the cluster scenario', { exitCode: 2 });
       if (o.gcReadings && scenario !== 'reference-scaled') cmd.error('c10m bench run: --gc-readings is an option of reference-scaled', { exitCode: 2 });
+      if (scenario !== 'million' && o.processes === 0) cmd.error('c10m bench run: --processes auto is for million (its server processes)', { exitCode: 2 });
+      if (scenario === 'million' && o.url) cmd.error('c10m bench run: million starts its own node and Redis: --url does not apply', { exitCode: 2 });
+      const sessions = (o.sessions as number | undefined) ?? MILLION.sessions;
+      const given = (name: string) => cmd.getOptionValueSource(name) !== 'default' && cmd.getOptionValueSource(name) !== undefined;
+      const million =
+        scenario === 'million'
+          ? {
+              sessions,
+              holdSeconds: o.holdSeconds ?? MILLION.holdSeconds,
+              messageBytes: o.messageBytes ?? o.size ?? MILLION.messageBytes,
+              rampRate: o.rampRate ?? MILLION.rampRate,
+              serverProcesses: given('processes') && o.processes !== 0 ? (o.processes as number) : ('auto' as const),
+              sampleSessions: o.sampleSessions ?? MILLION.sampleSessions,
+              // Pings at a million sessions are a load of their own: only when asked for.
+              pingIntervalMs: given('pingIntervalMs') ? (o.pingIntervalMs as number) : 0,
+              // The ramp at its rate, four times over, and three minutes more.
+              connectTimeoutSeconds: given('connectTimeout') ? (o.connectTimeout as number) : Math.ceil((sessions / Math.max(1000, o.rampRate ?? MILLION.rampRate)) * 4 + 180),
+            }
+          : null;
       const options: RunOptions = {
         url: o.url ?? null,
         serverPid: o.serverPid ?? null,
@@ -378,6 +413,7 @@ function runCommand(): Command {
         pingIntervalMs: o.pingIntervalMs,
         gcReadings: o.gcReadings === true,
         jwtSecret: o.jwtSecret ?? newJwtSecret(),
+        million,
       };
       const { result, files } = await runScenario(scenario as Scenario, options);
       process.stdout.write(markdown(result));

@@ -8,6 +8,7 @@ import { Publisher, type PubConfig, type PubStats, type RateStep, type PubTransp
 import type { Check, Figure } from './report';
 import { SubscriberFleet, type FleetStats } from './sub';
 import { readCpuSeconds, type Target, type TargetKind } from './targets';
+import type { MillionOptions } from './scenarios/million';
 
 export interface RunOptions {
   /** Target an already running c10m at this ws:// URL instead of starting one. */
@@ -74,6 +75,8 @@ export interface RunOptions {
   gcReadings: boolean;
   /** The HS256 secret of the --auth jwt targets and of the tokens the bench mints (random per run unless given). */
   jwtSecret: string;
+  /** million: its own options (bench/scenarios/million.ts); null for the other scenarios. */
+  million: MillionOptions | null;
 }
 
 export const DEFAULT_SOURCE_ADDRESSES = '127.0.1.1-127.0.1.16';
@@ -234,6 +237,10 @@ export interface FleetParams {
   reconnect?: boolean;
   /** With reconnect: each session pings this often, as the SDK does, and spreads its reconnects over the node's reconnectWindowMs. */
   pingIntervalMs?: number;
+  /** Called with the fleet once its processes are forked (to watch it while it connects). */
+  onFleet?: (fleet: SubscriberFleet) => void;
+  /** Stop waiting (not every session ready) once this holds, e.g. memory running out. */
+  stopWhen?: (s: FleetStats) => boolean;
 }
 
 /** Starts a fleet on `target` and waits until every session is ready (or the timeout). */
@@ -258,6 +265,7 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
   });
   const started = performance.now();
   progress.phase(target.name, label, p.connections);
+  p.onFleet?.(fleet);
   try {
     await fleet.start();
   } catch (err) {
@@ -265,12 +273,13 @@ export async function connectFleet(target: Target, p: FleetParams, o: RunOptions
     throw err;
   }
   const allReady = await fleet.until(
-    (s) => (p.reconnect ? s.live : s.ready) + s.failed >= p.connections,
+    (s) => (p.reconnect ? s.live : s.ready) + s.failed >= p.connections || (p.stopWhen?.(s) ?? false),
     o.connectTimeoutSeconds * 1000,
     (s) => progress.update(p.reconnect ? s.live : s.ready, `ready, ${s.failed} failed, ${s.pending} pending${p.reconnect ? `, ${s.refused503 + s.refused429} refused with a hint` : ''}`),
   );
   progress.stop();
-  return { fleet, allReady: allReady && fleet.stats().failed === 0, seconds: (performance.now() - started) / 1000 };
+  const end = fleet.stats();
+  return { fleet, allReady: allReady && end.failed === 0 && (p.reconnect ? end.live : end.ready) >= p.connections, seconds: (performance.now() - started) / 1000 };
 }
 
 export function pubConfig(

@@ -10,20 +10,22 @@ import { connectStorm } from './scenarios/connect-storm';
 import { fanout } from './scenarios/fanout';
 import { fanoutBurst } from './scenarios/fanout-burst';
 import { idleMemory } from './scenarios/idle-memory';
+import { million } from './scenarios/million';
 import { reconnectStorm, DEFAULTS as RECONNECT_STORM } from './scenarios/reconnect-storm';
 import { referenceScaled } from './scenarios/reference-scaled';
 import { externalTarget, startTarget, type Target, type TargetKind } from './targets';
 import { ROOT } from './paths';
 import { freePort } from '../server/ports';
 
-export const SCENARIOS = ['reference-scaled', 'fanout', 'connect-storm', 'idle-memory', 'cluster', 'reconnect-storm'] as const;
+export const SCENARIOS = ['reference-scaled', 'fanout', 'connect-storm', 'idle-memory', 'cluster', 'reconnect-storm', 'million'] as const;
 export type Scenario = (typeof SCENARIOS)[number];
 
 type PartialResult = Omit<ScenarioResult, 'env' | 'scenario'>;
 type RunOne = (target: Target, o: RunOptions, progress: Progress) => Promise<PartialResult>;
 
-/** The scenarios run once per target; cluster starts its own nodes and Redis (bench/scenarios/cluster.ts). */
-const RUNNERS: Record<Exclude<Scenario, 'cluster'>, RunOne> = {
+/** The scenarios run once per target; cluster and million start their own nodes and Redis (bench/scenarios/cluster.ts, million.ts). */
+type OwnServers = 'cluster' | 'million';
+const RUNNERS: Record<Exclude<Scenario, OwnServers>, RunOne> = {
   'reference-scaled': referenceScaled,
   fanout: (t, o, p) => (o.burst ? fanoutBurst(t, o, p) : fanout(t, o, p)),
   'connect-storm': connectStorm,
@@ -100,7 +102,7 @@ export function runTargets(scenario: Scenario, o: RunOptions): RunTarget[] {
   return out;
 }
 
-async function runOn(t: RunTarget, scenario: Exclude<Scenario, 'cluster'>, options: RunOptions, progress: Progress): Promise<PartialResult> {
+async function runOn(t: RunTarget, scenario: Exclude<Scenario, OwnServers>, options: RunOptions, progress: Progress): Promise<PartialResult> {
   const kind = t.kind;
   const o: RunOptions = { ...options, workgroups: t.workgroups, admissionRate: t.admissionRate ?? 0 };
   // --gc-readings: the inspector, through which every isolate is made to collect its garbage before a memory reading.
@@ -169,9 +171,10 @@ export async function runScenario(scenario: Scenario, o: RunOptions): Promise<{ 
   const loadAtStart = Math.round(os.loadavg()[0] * 100) / 100;
   const progress = new Progress(o.progress, scenario);
   const parts: PartialResult[] = [];
-  const targets = scenario === 'cluster' ? [] : runTargets(scenario, o);
+  const targets = scenario === 'cluster' || scenario === 'million' ? [] : runTargets(scenario, o);
   try {
     if (scenario === 'cluster') parts.push(await cluster(o, progress));
+    else if (scenario === 'million') parts.push(await million(o, progress));
     else for (const t of targets) parts.push(await runOn(t, scenario, o, progress));
   } finally {
     progress.stop();

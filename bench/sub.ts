@@ -176,7 +176,8 @@ export class SubscriberFleet {
     }
     await Promise.all(
       this.children.map((c) => {
-        const started = this.waitFor(c, (m) => m.type === 'started' || m.type === 'error', 20000);
+        // Many processes start at once on few cores: a second more for each.
+        const started = this.waitFor(c, (m) => m.type === 'started' || m.type === 'error', 20000 + 1000 * o.processes);
         c.proc.send({ type: 'start', config: c.config } satisfies SubWorkerRequest);
         return started.then((m) => {
           if (m.type === 'error') throw new Error(`benchsub process: ${m.message}`);

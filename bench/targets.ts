@@ -58,6 +58,8 @@ export interface TargetOptions {
   jwtSecret?: string | null;
   /** The port to listen on (default 0: any); a restart takes the port it had. */
   port?: number;
+  /** How long to wait for "c10m listening" (default 20 s; a node of many processes takes longer). */
+  readyTimeoutMs?: number;
 }
 
 const CLOCK_TICKS = 100;
@@ -142,9 +144,9 @@ export async function startTarget(kind: TargetKind, options: TargetOptions = {})
     args: [...(options.execArgv ?? []), ...args],
     env: kind === 'c10m' && options.jwtSecret ? { C10M_JWT_SECRET: options.jwtSecret } : {},
     ready: (m) => m.msg === 'c10m listening' || m.msg === 'peer listening',
-    readyTimeoutMs: 20000,
+    readyTimeoutMs: options.readyTimeoutMs ?? 20000,
     readyErrors: {
-      timeout: () => new Error(`${kind} did not start within 20 s: ${output.slice(-5).join(' ')}`),
+      timeout: () => new Error(`${kind} did not start within ${(options.readyTimeoutMs ?? 20000) / 1000} s: ${output.slice(-5).join(' ')}`),
       exit: (code) => new Error(`${kind} exited (${code}) before listening: ${output.slice(-5).join(' ')}`),
     },
     killAfterMs: 20000,
