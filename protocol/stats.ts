@@ -83,6 +83,9 @@ export const Stat = {
   ADMISSION_TICKETS_REFUSED: 111, // tickets presented and not honored: forged, already used, expired, or another workgroup's or an earlier start's
   SESSION_RATE_REFUSED: 112, // upgrades refused with 429 RATE_LIMITED: over --max-sessions-per-second-per-ip
   LOOP_DELAY_MAX_MS: 113, // gauge: the longest event-loop delay of the last second, ms (perf_hooks monitorEventLoopDelay, 10 ms resolution)
+  // wildcard subscriptions (issue 19: slots 150-159)
+  PATTERN_SUBSCRIPTIONS: 150, // gauge: patterns held by this workgroup's sessions (one per session and pattern)
+  PATTERN_HORIZONS_LOST: 151, // counter: pattern resumes an owner could not cover (its journal no longer reached the client's horizon)
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
@@ -109,6 +112,7 @@ export const GAUGES: readonly Stat[] = [
   Stat.ENGINE_STATE,
   Stat.REDIS_SUBSCRIPTIONS,
   Stat.AUTH_GRANTS,
+  Stat.PATTERN_SUBSCRIPTIONS,
 ];
 
 /**
@@ -129,7 +133,7 @@ export const REDIS_RTT_BASE = 84;
 export const REDIS_RTT_SUM = REDIS_RTT_BASE + LATENCY_BUCKETS;
 export const REDIS_RTT_COUNT = REDIS_RTT_SUM + 1;
 
-export const STATS_SLOTS = 128;
+export const STATS_SLOTS = 192;
 export const STATS_BYTES = STATS_SLOTS * 8;
 
 /** Index of the bucket for a latency in microseconds. No allocation. */

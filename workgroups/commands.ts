@@ -33,6 +33,7 @@ import { BUDGET_CLOSE, BUDGET_DROP, BUDGET_REFUSE, SessionFlag, SessionState, ty
 import { ownerOf, type LocalTopics } from './topics';
 import { isFailure, type AuthFailure, type Verified } from './auth';
 import { Entitlement } from './entitlement';
+import type { PatternSubs } from './pattern-subs';
 
 /** A session that sent this many bad commands is closed (1008). */
 export const MAX_ERRORS_PER_SESSION = 100;
@@ -72,6 +73,8 @@ export class Commands {
   private readonly rateLimitedMessage: string;
   /** Fault injection (tests): commands left to fail inside their handler. */
   private toFail = 0;
+  /** Wildcard subscriptions (set by the workgroup). */
+  patterns: PatternSubs | null = null;
 
   constructor(
     private readonly host: CommandsHost,
@@ -190,6 +193,7 @@ export class Commands {
       case 'sub':
         return this.subscribe(ws, slot, encoding, cmd);
       case 'unsub':
+        if (cmd.patterns !== null) this.patterns?.unsubscribe(ws, slot, cmd.patterns);
         this.unsubscribe(ws, slot, encoding, cmd.topics);
         this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true });
         return;
@@ -205,7 +209,14 @@ export class Commands {
     // Messages delivered before the unsub still reach the session (as when uWS had them).
     this.delivery.flushDeliveries();
     // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
-    for (const topic of topics) if (ws.isSubscribed(prefix + topic) && ws.unsubscribe(prefix + topic)) removed++;
+    const patterns = this.patterns !== null && this.patterns.has(slot) ? this.patterns : null;
+    for (const topic of topics) {
+      if (!ws.isSubscribed(prefix + topic)) continue;
+      // A pattern of the session that matches the topic keeps its uWS subscription.
+      const kept = patterns === null ? -1 : patterns.keeps(slot, topic);
+      if (kept >= 0) removed += kept;
+      else if (ws.unsubscribe(prefix + topic)) removed++;
+    }
     this.slab.addSubscriptions(slot, -removed);
     this.stats[Stat.SUBSCRIPTIONS] -= removed;
   }
@@ -284,8 +295,13 @@ export class Commands {
     if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
     }
-    if (topics.length === 0) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
-    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: topics.length, topics: forbidden ?? {}, added: [], failed: false };
+    if (cmd.patterns !== null) {
+      const refused = this.patterns === null ? new ProtocolError(ErrorCode.BAD_REQUEST, 'wildcard subscriptions are off', cmd.id) : this.patterns.check(slot, cmd, ws);
+      if (refused !== null) return this.rejectCommand(ws, slot, encoding, refused);
+    }
+    const patternCount = cmd.patterns === null ? 0 : cmd.patterns.length;
+    if (topics.length + patternCount === 0) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
+    const ctx: SubContext = { slot, generation: this.slab.generation(slot), id: cmd.id, encoding, remaining: topics.length + patternCount, topics: forbidden ?? {}, added: [], failed: false };
     const nowMs = Date.now();
     const standard = cmd.qos === 'standard';
     if (fresh > 0) this.delivery.perSlot.set(slot, inFlight + fresh);
@@ -299,6 +315,7 @@ export class Commands {
       const seq = resume === undefined ? 0 : resume[1];
       this.links.owner(ownerOf(topic, this.count)).subscribe(this.id, token, topic, flags, epoch, seq);
     }
+    if (cmd.patterns !== null) this.patterns?.subscribe(ws, ctx, cmd);
   }
 
   takeToken(): number {

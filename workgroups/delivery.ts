@@ -19,6 +19,7 @@ import type { SubscriberPort } from './ports';
 import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
 import { SessionFlag, type SessionSlab } from './slab';
 import type { LocalTopics } from './topics';
+import type { PatternPendingSub, PatternSubs } from './pattern-subs';
 
 /** A subscription or an ack the topic's owner has not answered after this long fails with OWNER_TIMEOUT. */
 export const OWNER_TIMEOUT_MS = 10_000;
@@ -98,6 +99,8 @@ export class Delivery implements SubscriberPort {
   private readonly slab: SessionSlab;
   private readonly local: LocalTopics;
   private readonly errors: LogLimiter;
+  /** Wildcard subscriptions (set by the workgroup). */
+  patterns: PatternSubs | null = null;
 
   constructor(
     private readonly host: DeliveryHost,
@@ -191,6 +194,7 @@ export class Delivery implements SubscriberPort {
     const p = this.subs.get(token);
     if (p === undefined) return;
     this.subs.delete(token);
+    if ((p as PatternPendingSub).pattern !== undefined) return (this.patterns as PatternSubs).topicDone(p as PatternPendingSub, epoch, seq, status, replayed);
     if (status === SubStatus.TOO_MANY_TOPICS) {
       return this.failSub(
         p,
@@ -215,6 +219,7 @@ export class Delivery implements SubscriberPort {
         this.slab.addSubscriptions(ctx.slot, 1);
         this.stats[Stat.SUBSCRIPTIONS]++;
       }
+      this.patterns?.exactDone(ctx.slot, topic);
       const entry: Record<string, unknown> = { epoch, seq };
       if (status === SubStatus.RECOVERED) {
         entry.recovered = true;
@@ -240,6 +245,7 @@ export class Delivery implements SubscriberPort {
    * the end of the turn (workgroups/held.ts). No allocation per subscriber.
    */
   deliver(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
+    if (this.patterns !== null && this.patterns.size !== 0) this.patterns.onDeliver(topic);
     const app = this.host.app();
     const keyJson = 'j' + topic;
     const keyMsgpack = 'm' + topic;

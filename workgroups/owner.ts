@@ -14,6 +14,7 @@ import type { OwnerPort, SubscriberPort } from './ports';
 import { AckStatus, RecordFlag, SubStatus } from './records';
 import { Replays, resumeStart, resumeStatus, type LocalReplay, type ReplayJob, type ReplayLinks, type ReplayOwner } from './replay';
 import type { TopicTable } from './topics';
+import type { PatternOwner } from './pattern-owner';
 
 /** Topic rows looked at per second for release (idle, no interest, nothing cached). */
 const RELEASE_SCAN_ROWS = 65_536;
@@ -36,6 +37,8 @@ export class Owner implements OwnerPort, ReplayOwner {
   private releaseCursor = 0;
   /** The clock in whole seconds, as of the workgroup's last tick. */
   nowSec = Math.floor(Date.now() / 1000);
+  /** Wildcard subscriptions' interest and journal (set by the workgroup). */
+  patterns: PatternOwner | null = null;
 
   constructor(
     private readonly id: number,
@@ -92,6 +95,7 @@ export class Owner implements OwnerPort, ReplayOwner {
       this.cache.setSnapshot(tid, seq, tsMicros, cacheFlags, data, ttl > 0 ? nowMicros() + ttl * 1e6 : Infinity);
     }
     let mask = t.interest[tid];
+    if (this.patterns !== null && this.patterns.on) mask |= this.patterns.onAccept(tid, topic, epoch, seq);
     while (mask !== 0) {
       const w = 31 - Math.clz32(mask);
       mask &= ~(1 << w);
@@ -146,6 +150,7 @@ export class Owner implements OwnerPort, ReplayOwner {
     const bit = ~(1 << from);
     const t = this.topics;
     this.replays.forget(from);
+    this.patterns?.forget(from);
     for (let id = 0; id < t.rows; id++) t.interest[id] &= bit;
   }
 

@@ -106,7 +106,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   private readonly admission: Admission | null;
   /** Set by attach, before the App serves anything. */
   private uwsApp!: TemplatedApp;
-  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries'>;
+  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'patterns'>;
 
   constructor(
     private readonly host: SessionsHost,
@@ -132,7 +132,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   }
 
   /** The App the sockets belong to, and the subscriber side's per-slot tables (built after the sessions). */
-  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries'>): void {
+  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'patterns'>): void {
     this.uwsApp = app;
     this.delivery = delivery;
   }
@@ -424,6 +424,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     this.sockets[slot] = undefined;
     if (this.delivery.replayAllowance.size > 0) this.delivery.replayAllowance.delete(slot);
     if (this.delivery.perSlot.size > 0) this.delivery.perSlot.delete(slot);
+    if (this.delivery.patterns !== null && this.delivery.patterns.size > 0) this.delivery.patterns.close(slot);
     this.slab.close(slot);
     this.stats[Stat.SESSIONS_CLOSED]++;
     this.stats[Stat.SESSIONS] = this.slab.size;
