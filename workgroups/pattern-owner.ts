@@ -19,7 +19,6 @@
 // Concurrency: the owner workgroup's thread only, like the topic table.
 import { compilePattern, matchPattern } from '../protocol/patterns';
 import type { TopicTable } from './topics';
-import { MAX_WORKGROUPS } from './topics';
 import { PatternTrie } from './pattern-trie';
 
 /** Flag bits of a PATTERN record (one comment per bit). */
@@ -48,10 +47,12 @@ export interface PatternSubscriberPort {
 }
 
 class OwnedPattern {
-  /** Sessions of each workgroup subscribed to it. */
-  readonly counts = new Uint32Array(MAX_WORKGROUPS);
   mask = 0;
-  constructor(readonly source: string) {}
+  constructor(
+    readonly source: string,
+    /** Sessions of each workgroup subscribed to it. */
+    readonly counts: Uint32Array,
+  ) {}
 }
 
 const EMPTY = new Uint8Array(0);
@@ -81,6 +82,8 @@ export class PatternOwner implements PatternOwnerPort {
 
   constructor(
     private readonly id: number,
+    /** Workgroups in the node (at most MAX_WORKGROUPS). */
+    private readonly workgroups: number,
     private readonly topics: TopicTable,
     private readonly capacity: number,
     private readonly subscriber: (w: number) => PatternSubscriberPort,
@@ -124,7 +127,7 @@ export class PatternOwner implements PatternOwnerPort {
     if (!this.on) this.start();
     let p = this.byPattern.get(pattern);
     if (p === undefined) {
-      p = new OwnedPattern(pattern);
+      p = new OwnedPattern(pattern, new Uint32Array(this.workgroups));
       this.byPattern.set(pattern, p);
       this.trie.add(pattern, p);
     }

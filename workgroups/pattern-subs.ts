@@ -28,8 +28,7 @@ import type { SubCommand } from '../protocol/codec';
 import { ENCODING_MSGPACK, type EncodingId } from '../protocol/codec';
 import { ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { Stat } from '../protocol/stats';
-import { compilePattern, matchPattern, type CompiledPattern } from '../protocol/patterns';
-import type { PatternResume } from '../protocol/wildcard';
+import { wildcardMatches, type PatternResume } from '../protocol/wildcard';
 import type { WorkgroupContext } from './context';
 import type { Delivery, PendingSub, SessionData, SubContext } from './delivery';
 import { PatternFlag, PatternStatus, type PatternOwnerPort, type PatternSubscriberPort } from './pattern-owner';
@@ -43,15 +42,14 @@ class SessionPattern {
   /** Bit o: owner o has answered; the session receives its matching topics. */
   live = 0;
   closed = false;
-  /** Topics whose resume on this pattern's behalf is in flight: not subscribed by the live path until their subDone. */
-  readonly excluded = new Set<string>();
+  /** Topics whose resume on this pattern's behalf is in flight: not subscribed by the live path until their subDone (made at the first). */
+  excluded: Set<string> | null = null;
   /** While the sub command waits: the owners still to answer, and the reply being built. */
   pending: PendingPattern | null = null;
   constructor(
     readonly slot: number,
     readonly generation: number,
     readonly source: string,
-    readonly compiled: CompiledPattern,
     /** 'j' or 'm': the session's uWS key prefix. */
     readonly prefix: string,
   ) {}
@@ -70,6 +68,8 @@ interface PendingPattern {
 export interface PatternPendingSub extends PendingSub {
   pattern: SessionPattern;
   reply: Record<string, Record<string, unknown>>;
+  /** The position resumed from (the client's, or the one before the first message it missed). */
+  from: [number, number];
 }
 
 export interface PatternSubsHost extends Pick<WorkgroupContext, 'id' | 'count' | 'options' | 'stats' | 'slab' | 'local'> {
@@ -96,7 +96,7 @@ export class PatternSubs implements PatternSubscriberPort {
   private matchTopic = '';
   private readonly subscribeMatching = (e: SessionPattern): void => {
     const t = this.matchTopic;
-    if (e.closed || !(e.live & (1 << ownerOf(t, this.host.count))) || e.excluded.has(t)) return;
+    if (e.closed || !(e.live & (1 << ownerOf(t, this.host.count))) || e.excluded?.has(t) === true) return;
     this.subscribeSession(e, t);
   };
 
@@ -150,7 +150,7 @@ export class PatternSubs implements PatternSubscriberPort {
         this.complete(ctx);
         continue;
       }
-      const e = new SessionPattern(ctx.slot, ctx.generation, source, compilePattern(source) as CompiledPattern, prefix);
+      const e = new SessionPattern(ctx.slot, ctx.generation, source, prefix);
       const resume = cmd.patternResume?.[source] ?? null;
       e.pending = { ctx, owners: h.count, resume, exact: cmd.topics, reply: { pattern: true, horizon: new Array<number>(2 * h.count).fill(0), topics: {} } };
       const token = h.takeToken();
@@ -190,14 +190,14 @@ export class PatternSubs implements PatternSubscriberPort {
       for (const [t, pos] of Object.entries(pd.resume.topics)) if (ownerOf(t, h.count) === owner) from.set(t, pos);
       for (const [t, [ep, s]] of from) {
         if (pd.exact.includes(t)) continue;
-        e.excluded.add(t);
+        (e.excluded ??= new Set()).add(t);
         this.resumeTopic(e, pd, owner, t, ep, s);
       }
     }
     e.live |= 1 << owner;
     if (!e.closed) {
       for (const t of this.known) {
-        if (ownerOf(t, h.count) === owner && !e.excluded.has(t) && matchPattern(e.compiled, t, null)) this.subscribeSession(e, t);
+        if (ownerOf(t, h.count) === owner && e.excluded?.has(t) !== true && wildcardMatches(e.source, t)) this.subscribeSession(e, t);
       }
     }
     if (--pd.owners > 0) return;
@@ -210,7 +210,7 @@ export class PatternSubs implements PatternSubscriberPort {
   private resumeTopic(e: SessionPattern, pd: PendingPattern, owner: number, topic: string, epoch: number, seq: number): void {
     const h = this.host;
     const token = h.takeToken();
-    const p: PatternPendingSub = { ctx: pd.ctx, topic, createdMs: Date.now(), fresh: false, cancelled: false, pattern: e, reply: pd.reply.topics };
+    const p: PatternPendingSub = { ctx: pd.ctx, topic, createdMs: Date.now(), fresh: false, cancelled: false, pattern: e, reply: pd.reply.topics, from: [epoch, seq] };
     this.delivery.subs.set(token, p);
     h.local.add(topic);
     pd.ctx.remaining++;
@@ -223,7 +223,7 @@ export class PatternSubs implements PatternSubscriberPort {
     const e = p.pattern;
     const topic = p.topic;
     h.local.done(topic);
-    e.excluded.delete(topic);
+    e.excluded?.delete(topic);
     const ctx = p.ctx;
     const open = h.slab.isOpen(ctx.slot, ctx.generation) && !e.closed && !p.cancelled;
     let entry: Record<string, unknown>;
@@ -231,7 +231,7 @@ export class PatternSubs implements PatternSubscriberPort {
       entry = { recovered: false, reason: SUB_STATUS_REASON[status] };
     } else {
       if (open) this.subscribeSession(e, topic);
-      entry = { epoch, seq };
+      entry = { epoch, seq, from: p.from };
       if (status === SubStatus.RECOVERED) {
         entry.recovered = true;
         entry.replayed = replayed;
@@ -285,7 +285,7 @@ export class PatternSubs implements PatternSubscriberPort {
   keeps(slot: number, topic: string): number {
     const exact = this.exactBySlot.get(slot)?.delete(topic) === true ? 1 : 0;
     const mine = this.bySlot.get(slot);
-    return mine !== undefined && mine.some((e) => matchPattern(e.compiled, topic, null)) ? exact : -1;
+    return mine !== undefined && mine.some((e) => wildcardMatches(e.source, topic)) ? exact : -1;
   }
 
   /** An unsub naming patterns: each is let go of, and the topics only it held are unsubscribed in uWS. */
@@ -305,7 +305,7 @@ export class PatternSubs implements PatternSubscriberPort {
     this.delivery.flushDeliveries();
     for (const key of ws.getTopics()) {
       const t = key.slice(1);
-      if (exact?.has(t) || !gone.some((e) => matchPattern(e.compiled, t, null)) || left.some((e) => matchPattern(e.compiled, t, null))) continue;
+      if (exact?.has(t) || !gone.some((e) => wildcardMatches(e.source, t)) || left.some((e) => wildcardMatches(e.source, t))) continue;
       ws.unsubscribe(key);
     }
     if (left.length === 0) this.exactBySlot.delete(slot);

@@ -4,16 +4,17 @@
 // patterns. Built once per pattern (add), never per message: callers match
 // a topic once and keep the result (workgroups/pattern-owner.ts, pattern-subs.ts).
 
+// Fields are made when first needed: most nodes of a large set of patterns hold one child and nothing else.
 class TrieNode<V> {
-  readonly children = new Map<string, TrieNode<V>>();
+  children: Map<string, TrieNode<V>> | null = null;
   star: TrieNode<V> | null = null;
   /** Values of patterns that end here (`/a/b`, `/a/*`). */
-  readonly here: V[] = [];
+  here: V[] | null = null;
   /** Values of patterns ending in `>` here: one or more segments follow. */
-  readonly rest: V[] = [];
+  rest: V[] | null = null;
 
   empty(): boolean {
-    return this.children.size === 0 && this.star === null && this.here.length === 0 && this.rest.length === 0;
+    return (this.children === null || this.children.size === 0) && this.star === null && (this.here === null || this.here.length === 0) && (this.rest === null || this.rest.length === 0);
   }
 }
 
@@ -33,18 +34,19 @@ export class PatternTrie<V> {
     for (let i = 1; i < parts.length; i++) {
       const s = parts[i];
       if (s === '>') {
-        n.rest.push(value);
+        (n.rest ??= []).push(value);
         this.count++;
         return;
       }
       if (s === '*') n = n.star ??= new TrieNode<V>();
       else {
-        let c = n.children.get(s);
-        if (c === undefined) n.children.set(s, (c = new TrieNode<V>()));
+        const children = (n.children ??= new Map());
+        let c = children.get(s);
+        if (c === undefined) children.set(s, (c = new TrieNode<V>()));
         n = c;
       }
     }
-    n.here.push(value);
+    (n.here ??= []).push(value);
     this.count++;
   }
 
@@ -53,18 +55,19 @@ export class PatternTrie<V> {
     const parts = pattern.split('/');
     const path: TrieNode<V>[] = [this.root];
     let n: TrieNode<V> | null | undefined = this.root;
-    let list: V[] | null = null;
+    let list: V[] | null | undefined;
     for (let i = 1; i < parts.length && n !== null && n !== undefined; i++) {
       const s = parts[i];
       if (s === '>') {
         list = n.rest;
         break;
       }
-      n = s === '*' ? n.star : n.children.get(s);
+      n = s === '*' ? n.star : n.children?.get(s);
       if (n !== null && n !== undefined) path.push(n);
     }
     if (n === null || n === undefined) return false;
-    list ??= n.here;
+    if (list === undefined) list = n.here;
+    if (list === null) return false;
     const at = list.indexOf(value);
     if (at < 0) return false;
     list[at] = list[list.length - 1];
@@ -75,7 +78,7 @@ export class PatternTrie<V> {
       const parent = path[i - 1];
       const s = parts[i];
       if (s === '*') parent.star = null;
-      else parent.children.delete(s);
+      else parent.children?.delete(s);
     }
     return true;
   }
@@ -87,12 +90,12 @@ export class PatternTrie<V> {
   }
 
   private walk(n: TrieNode<V>, parts: string[], i: number, visit: (v: V) => void): void {
-    if (i < parts.length) for (const v of n.rest) visit(v);
+    if (i < parts.length && n.rest !== null) for (const v of n.rest) visit(v);
     if (i === parts.length) {
-      for (const v of n.here) visit(v);
+      if (n.here !== null) for (const v of n.here) visit(v);
       return;
     }
-    const c = n.children.get(parts[i]);
+    const c = n.children?.get(parts[i]);
     if (c !== undefined) this.walk(c, parts, i + 1, visit);
     if (n.star !== null) this.walk(n.star, parts, i + 1, visit);
   }

@@ -372,7 +372,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
   /** Wildcard subscriptions: the owner's interest and journal, the sessions' patterns (workgroups/pattern-*.ts). */
   private wirePatterns(): void {
     const o = this.options;
-    const owner = new PatternOwner(this.id, this.topics, o.patternJournalEntries, (w) => this.links.patternSubscriber(w));
+    const owner = new PatternOwner(this.id, this.count, this.topics, o.patternJournalEntries, (w) => this.links.patternSubscriber(w));
     const subs = new PatternSubs(
       {
         id: this.id,
