@@ -474,7 +474,8 @@ export class Delivery implements SubscriberPort {
   cancelPendingSubs(slot: number, topics: string[]): void {
     const generation = this.slab.generation(slot);
     for (const p of this.subs.values()) {
-      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic)) p.cancelled = true;
+      // A resume on a pattern's behalf is the pattern's: an exact unsub does not stop it.
+      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic) && (p as PatternPendingSub).pattern === undefined) p.cancelled = true;
     }
   }
 }

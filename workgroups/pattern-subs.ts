@@ -225,7 +225,7 @@ export class PatternSubs implements PatternSubscriberPort {
     h.local.done(topic);
     e.excluded?.delete(topic);
     const ctx = p.ctx;
-    const open = h.slab.isOpen(ctx.slot, ctx.generation) && !e.closed && !p.cancelled;
+    const open = h.slab.isOpen(ctx.slot, ctx.generation) && !e.closed;
     let entry: Record<string, unknown>;
     if (status === SubStatus.TOO_MANY_TOPICS || status === SubStatus.UNAVAILABLE) {
       entry = { recovered: false, reason: SUB_STATUS_REASON[status] };
@@ -341,6 +341,8 @@ export class PatternSubs implements PatternSubscriberPort {
     this.size--;
     h.stats[Stat.PATTERN_SUBSCRIPTIONS] = this.size;
     for (let o = 0; o < h.count; o++) h.patternOwner(o).pattern(h.id, 0, e.source, 0, 0, 0);
+    // Its resumes still in flight replay nothing more (their answers still count toward the sub's reply).
+    if (e.excluded !== null && e.excluded.size > 0) for (const p of this.delivery.subs.values()) if ((p as PatternPendingSub).pattern === e) p.cancelled = true;
     if (this.size === 0) this.known.clear();
   }
 }
