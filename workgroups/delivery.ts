@@ -19,7 +19,6 @@ import type { SubscriberPort } from './ports';
 import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
 import { SessionFlag, type SessionSlab } from './slab';
 import type { LocalTopics } from './topics';
-import type { PatternPendingSub, PatternSubs } from './pattern-subs';
 
 /** A subscription or an ack the topic's owner has not answered after this long fails with OWNER_TIMEOUT. */
 export const OWNER_TIMEOUT_MS = 10_000;
@@ -68,6 +67,18 @@ export interface PendingSub {
   fresh: boolean;
   /** An unsub of the topic came after this sub: answer it, but do not subscribe. */
   cancelled: boolean;
+  /** A resume sent on a wildcard pattern's behalf: that pattern (workgroups/pattern-subs.ts answers it). */
+  pattern?: object;
+}
+
+/** What the subscriber side asks of wildcard subscriptions (workgroups/pattern-subs.ts). */
+export interface PatternHooks {
+  /** Session patterns here (0: nothing to do per delivery). */
+  readonly size: number;
+  onDeliver(topic: string): void;
+  topicDone(p: PendingSub, epoch: number, seq: number, status: number, replayed: number): void;
+  exactDone(slot: number, topic: string): void;
+  close(slot: number): void;
 }
 
 /** What the subscriber side needs of its workgroup. */
@@ -100,7 +111,7 @@ export class Delivery implements SubscriberPort {
   private readonly local: LocalTopics;
   private readonly errors: LogLimiter;
   /** Wildcard subscriptions (set by the workgroup). */
-  patterns: PatternSubs | null = null;
+  patterns: PatternHooks | null = null;
 
   constructor(
     private readonly host: DeliveryHost,
@@ -194,7 +205,7 @@ export class Delivery implements SubscriberPort {
     const p = this.subs.get(token);
     if (p === undefined) return;
     this.subs.delete(token);
-    if ((p as PatternPendingSub).pattern !== undefined) return (this.patterns as PatternSubs).topicDone(p as PatternPendingSub, epoch, seq, status, replayed);
+    if (p.pattern !== undefined) return (this.patterns as PatternHooks).topicDone(p, epoch, seq, status, replayed);
     if (status === SubStatus.TOO_MANY_TOPICS) {
       return this.failSub(
         p,
@@ -475,7 +486,7 @@ export class Delivery implements SubscriberPort {
     const generation = this.slab.generation(slot);
     for (const p of this.subs.values()) {
       // A resume on a pattern's behalf is the pattern's: an exact unsub does not stop it.
-      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic) && (p as PatternPendingSub).pattern === undefined) p.cancelled = true;
+      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic) && p.pattern === undefined) p.cancelled = true;
     }
   }
 }

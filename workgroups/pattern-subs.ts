@@ -30,7 +30,7 @@ import { ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { Stat } from '../protocol/stats';
 import { wildcardMatches, type PatternResume } from '../protocol/wildcard';
 import type { WorkgroupContext } from './context';
-import type { Delivery, PendingSub, SessionData, SubContext } from './delivery';
+import type { Delivery, PatternHooks, PendingSub, SessionData, SubContext } from './delivery';
 import { PatternFlag, PatternStatus, type PatternOwnerPort, type PatternSubscriberPort } from './pattern-owner';
 import { PatternTrie } from './pattern-trie';
 import type { OwnerPort } from './ports';
@@ -82,7 +82,7 @@ export interface PatternSubsHost extends Pick<WorkgroupContext, 'id' | 'count' |
   dropInterest(topic: string): void;
 }
 
-export class PatternSubs implements PatternSubscriberPort {
+export class PatternSubs implements PatternSubscriberPort, PatternHooks {
   /** Session patterns in this workgroup (0: the delivery path skips everything here). */
   size = 0;
   private readonly trie = new PatternTrie<SessionPattern>();
@@ -218,7 +218,8 @@ export class PatternSubs implements PatternSubscriberPort {
   }
 
   /** The owner answered a resume sent on a pattern's behalf (out of delivery.subs already): the session goes live on the topic now. */
-  topicDone(p: PatternPendingSub, epoch: number, seq: number, status: number, replayed: number): void {
+  topicDone(pending: PendingSub, epoch: number, seq: number, status: number, replayed: number): void {
+    const p = pending as PatternPendingSub;
     const h = this.host;
     const e = p.pattern;
     const topic = p.topic;

@@ -401,7 +401,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
 
   /** A restarted workgroup: forget its interest in our topics, and tell it ours in its topics. */
   onHello(from: number): void {
-    this.delivery.patterns?.reannounce(from);
+    this.commands.patterns?.reannounce(from);
     // Its sessions are gone, and with them the subscriptions we were replaying to.
     if (this.redis !== null) this.redis.forget(from);
     else this.owner.forget(from);
