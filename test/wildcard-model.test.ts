@@ -11,7 +11,7 @@ import { connect, type TestClient } from './helpers/client';
 import { startServer, type TestServer } from './helpers/server';
 
 /** What the runs exercised (checked at the end: a model that never resumed anything proves nothing). */
-const exercised = { replayed: 0, unseenRecovered: 0, gaps: 0, deliveries: 0 };
+const exercised = { replayed: 0, unseenRecovered: 0, gaps: 0, deliveries: 0, workgroups: new Set<number>() };
 
 type Cmd =
   | { kind: 'pub'; topic: number; count: number }
@@ -75,6 +75,8 @@ class PatternClient {
       });
       const resume = this.horizon === null ? undefined : { [this.pattern]: { horizon: this.horizon, topics: Object.fromEntries(this.positions) } };
       c.send({ id: 'sub', op: 'sub', topics: [this.pattern], ...(resume ? { resume } : {}) });
+      // Which workgroup took the session (--benchmark-mode spreads them): a resume may land on the other one.
+      c.send({ id: 'ping', op: 'ping' });
     });
   }
 
@@ -83,6 +85,8 @@ class PatternClient {
     const knownBefore = new Set(this.positions.keys());
     await c.until(() => c.replies.has('sub'), 10_000, 'the sub reply');
     const r = c.replies.get('sub') as Record<string, unknown>;
+    await c.until(() => c.replies.has('ping'), 10_000, 'the ping reply');
+    exercised.workgroups.add(c.replies.get('ping')?.wg as number);
     if (r.ok !== true) throw new Error(`sub failed: ${JSON.stringify(r)}`);
     const entry = (r.topics as Record<string, Record<string, unknown>>)[this.pattern];
     if (entry.recovered === false) this.problems.push(`horizon lost: ${JSON.stringify(entry)}`);
@@ -196,11 +200,11 @@ describe('wildcard resume, model-checked on a real node', () => {
   let server: TestServer;
   let small: TestServer;
   beforeAll(async () => {
-    [server, small] = await Promise.all([startServer(['--workgroups', '2']), startServer(['--workgroups', '2', '--cache-messages', '3'])]);
+    [server, small] = await Promise.all([startServer(['--workgroups', '2', '--benchmark-mode']), startServer(['--workgroups', '2', '--benchmark-mode', '--cache-messages', '3'])]);
   });
   afterAll(async () => {
     await Promise.all([server.stop(), small.stop()]);
-    process.stderr.write(`wildcard model: ${JSON.stringify(exercised)}\n`);
+    process.stderr.write(`wildcard model: ${JSON.stringify({ ...exercised, workgroups: [...exercised.workgroups] })}\n`);
   });
 
   test('every message of every matching topic once, in order, across disconnects and resumes', async () => {
@@ -214,6 +218,7 @@ describe('wildcard resume, model-checked on a real node', () => {
     // Resumes replayed messages, some of topics the client had never seen.
     expect(exercised.replayed).toBeGreaterThan(0);
     expect(exercised.unseenRecovered).toBeGreaterThan(0);
+    expect([...exercised.workgroups].sort()).toEqual([0, 1]);
   }, 120_000);
 
   test('with a 3-message cache, a message is missing only where the resume reported a gap for its topic', async () => {
