@@ -25,12 +25,12 @@
 // the reply like an exact one (cache_miss, epoch_mismatch).
 import type { WebSocket } from '../native-io/uws';
 import type { SubCommand } from '../protocol/codec';
-import { ENCODING_MSGPACK, type EncodingId } from '../protocol/codec';
+import { ENCODING_MSGPACK, errorReply, type EncodingId } from '../protocol/codec';
 import { ErrorCode, ProtocolError, type CommandId } from '../protocol/errors';
 import { Stat } from '../protocol/stats';
 import { wildcardMatches, type PatternResume } from '../protocol/wildcard';
 import type { WorkgroupContext } from './context';
-import type { Delivery, PatternHooks, PendingSub, SessionData, SubContext } from './delivery';
+import { OWNER_TIMEOUT_MS, type Delivery, type PatternHooks, type PendingSub, type SessionData, type SubContext } from './delivery';
 import { PatternFlag, PatternStatus, type PatternOwnerPort, type PatternSubscriberPort } from './pattern-owner';
 import { PatternTrie } from './pattern-trie';
 import type { OwnerPort } from './ports';
@@ -57,6 +57,7 @@ class SessionPattern {
 
 interface PendingPattern {
   ctx: SubContext;
+  createdMs: number;
   owners: number;
   resume: PatternResume | null;
   /** Exact topics of the same command: their own resume covers them. */
@@ -152,7 +153,7 @@ export class PatternSubs implements PatternSubscriberPort, PatternHooks {
       }
       const e = new SessionPattern(ctx.slot, ctx.generation, source, prefix);
       const resume = cmd.patternResume?.[source] ?? null;
-      e.pending = { ctx, owners: h.count, resume, exact: cmd.topics, reply: { pattern: true, horizon: new Array<number>(2 * h.count).fill(0), topics: {} } };
+      e.pending = { ctx, createdMs: Date.now(), owners: h.count, resume, exact: cmd.topics, reply: { pattern: true, horizon: new Array<number>(2 * h.count).fill(0), topics: {} } };
       const token = h.takeToken();
       this.tokens.set(token, e);
       this.trie.add(source, e);
@@ -310,6 +311,23 @@ export class PatternSubs implements PatternSubscriberPort, PatternHooks {
       ws.unsubscribe(key);
     }
     if (left.length === 0) this.exactBySlot.delete(slot);
+  }
+
+  /** Fails pattern subscriptions some owner has not answered in OWNER_TIMEOUT_MS (it may have restarted): the command fails, the pattern goes. */
+  failOverdue(nowMs: number): void {
+    for (const [token, e] of this.tokens) {
+      const pd = e.pending as PendingPattern;
+      if (pd.createdMs > nowMs - OWNER_TIMEOUT_MS) continue;
+      this.tokens.delete(token);
+      e.pending = null;
+      if (!e.closed) this.release(e);
+      const ctx = pd.ctx;
+      if (ctx.failed) continue;
+      ctx.failed = true;
+      const ws = this.host.slab.isOpen(ctx.slot, ctx.generation) ? this.host.socket(ctx.slot) : undefined;
+      const message = `a workgroup did not answer the subscription of ${e.source} in time; nothing of it was subscribed; subscribe again`;
+      if (ws !== undefined) this.host.reply(ws, ctx.slot, ctx.encoding, errorReply(new ProtocolError(ErrorCode.OWNER_TIMEOUT, message, ctx.id)));
+    }
   }
 
   /** The session closed: its patterns go (uWS drops its topics). */

@@ -325,6 +325,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     this.owner.releaseIdleTopics();
     this.redis?.tick(nowMs);
     this.delivery.failOverdue(nowMs);
+    this.commands.patterns?.failOverdue(nowMs);
     const s = this.stats;
     s[Stat.SESSIONS] = this.slab.size;
     s[Stat.SLAB_CAPACITY] = this.slab.capacity;
