@@ -129,3 +129,40 @@ test('a horizon the node does not know is reported lost; seen topics still resum
   expect(seqsOf(c, t)).toEqual([2, 3]);
   await Promise.all([c.close(), pub.close()]);
 });
+
+/** The node's c10m_pattern_subscriptions gauge: the sum of its workgroups' series. */
+async function patternGauge(): Promise<number> {
+  const text = await (await fetch(server.adminUrl('/metrics'))).text();
+  const lines = text.split('\n').filter((l) => l.startsWith('c10m_pattern_subscriptions{'));
+  expect(lines.length).toBe(2);
+  return lines.reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
+}
+
+test('two sessions on one pattern: one leaving leaves the other served; the gauge counts both, then none', async () => {
+  const before = await patternGauge();
+  const a = await connect(server.url());
+  const b = await connect(server.url());
+  const pub = await connect(server.url());
+  expect((await a.sub(['/two/*'])).ok).toBe(true);
+  expect((await b.sub(['/two/*'])).ok).toBe(true);
+  expect(await patternGauge()).toBe(before + 2);
+  const t = ownedBy(1, '/two');
+  await pub.pub(t, 1);
+  await a.until(() => a.deliveries.length === 1, 5000, 'a delivery to a');
+  await b.until(() => b.deliveries.length === 1, 5000, 'a delivery to b');
+  expect((await a.request({ op: 'unsub', topics: ['/two/*'] })).ok).toBe(true);
+  await b.close();
+  const c = await connect(server.url());
+  expect((await c.sub(['/two/*'])).ok).toBe(true);
+  await pub.pub(t, 2);
+  await pub.pub(ownedBy(0, '/two'), 1);
+  await c.until(() => c.deliveries.length === 2, 5000, 'two deliveries to c');
+  expect(a.deliveries.length).toBe(1);
+  await c.close();
+  await a.close();
+  await pub.close();
+  // Written as it changes; the admin port reads the blocks when asked.
+  const deadline = Date.now() + 5000;
+  while ((await patternGauge()) !== before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  expect(await patternGauge()).toBe(before);
+});
