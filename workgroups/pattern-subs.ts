@@ -46,13 +46,19 @@ class SessionPattern {
   excluded: Set<string> | null = null;
   /** While the sub command waits: the owners still to answer, and the reply being built. */
   pending: PendingPattern | null = null;
+  /** The pattern up to its first wildcard (`/prices/` of `/prices/*`): a cheap first test of a topic. */
+  readonly literal: string;
   constructor(
     readonly slot: number,
     readonly generation: number,
     readonly source: string,
     /** 'j' or 'm': the session's uWS key prefix. */
     readonly prefix: string,
-  ) {}
+  ) {
+    const star = source.indexOf('*');
+    const rest = source.indexOf('>');
+    this.literal = source.slice(0, Math.min(star < 0 ? source.length : star, rest < 0 ? source.length : rest));
+  }
 }
 
 interface PendingPattern {
@@ -198,7 +204,7 @@ export class PatternSubs implements PatternSubscriberPort, PatternHooks {
     e.live |= 1 << owner;
     if (!e.closed) {
       for (const t of this.known) {
-        if (ownerOf(t, h.count) === owner && e.excluded?.has(t) !== true && wildcardMatches(e.source, t)) this.subscribeSession(e, t);
+        if (t.startsWith(e.literal) && ownerOf(t, h.count) === owner && e.excluded?.has(t) !== true && wildcardMatches(e.source, t)) this.subscribeSession(e, t);
       }
     }
     if (--pd.owners > 0) return;
