@@ -50,8 +50,8 @@ class OwnedPattern {
   mask = 0;
   constructor(
     readonly source: string,
-    /** Sessions of each workgroup subscribed to it. */
-    readonly counts: Uint32Array,
+    /** Sessions of each workgroup subscribed to it (a plain array: a typed array costs ~200 B per pattern). */
+    readonly counts: number[],
   ) {}
 }
 
@@ -127,7 +127,7 @@ export class PatternOwner implements PatternOwnerPort {
     if (!this.on) this.start();
     let p = this.byPattern.get(pattern);
     if (p === undefined) {
-      p = new OwnedPattern(pattern, new Uint32Array(this.workgroups));
+      p = new OwnedPattern(pattern, new Array<number>(this.workgroups).fill(0));
       this.byPattern.set(pattern, p);
       this.trie.add(pattern, p);
     }
