@@ -166,3 +166,20 @@ test('two sessions on one pattern: one leaving leaves the other served; the gaug
   while ((await patternGauge()) !== before && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   expect(await patternGauge()).toBe(before);
 });
+
+test('--max-patterns bounds the node: past it a sub is refused, and a pattern let go of makes room', async () => {
+  const small = await startServer(['--workgroups', '1', '--max-patterns', '2']);
+  try {
+    const a = await connect(small.url());
+    const b = await connect(small.url());
+    expect((await a.sub(['/n/1/*', '/n/2/*'])).ok).toBe(true);
+    const r = await b.sub(['/n/3/*']);
+    expect(r.error).toMatchObject({ code: 'TOO_MANY_PATTERNS' });
+    expect((r.error as { message: string }).message).toMatch(/--max-patterns/);
+    expect((await a.request({ op: 'unsub', topics: ['/n/1/*'] })).ok).toBe(true);
+    expect((await b.sub(['/n/3/*'])).ok).toBe(true);
+    await Promise.all([a.close(), b.close()]);
+  } finally {
+    await small.stop();
+  }
+});
