@@ -254,6 +254,12 @@ export class Commands {
           const topic = key.slice(1);
           if (!Entitlement.allowsSubscribe(v, topic)) revoked.push(topic);
         }
+        if (this.patterns !== null && this.patterns.has(slot)) {
+          // Patterns the new token no longer covers go first (their topics with them), then the topics it does not allow.
+          const gone = this.patterns.sources(slot).filter((p) => !v.grant.subscribe.allowsPattern(p, v.sub));
+          this.patterns.unsubscribe(ws, slot, gone);
+          revoked.push(...gone);
+        }
         if (revoked.length > 0) this.unsubscribe(ws, slot, encoding, revoked);
         e.attach(slot, v);
         this.stats[Stat.AUTH_ACCEPTED]++;

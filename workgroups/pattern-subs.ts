@@ -87,6 +87,8 @@ export interface PatternSubsHost extends Pick<WorkgroupContext, 'id' | 'count' |
   reply(ws: WebSocket<SessionData>, slot: number, encoding: EncodingId, reply: Record<string, unknown>): void;
   hasLocalInterest(topic: string): boolean;
   dropInterest(topic: string): void;
+  /** --auth jwt: whether the session's token covers everything the pattern can match. */
+  canSubscribePattern(slot: number, pattern: string): boolean;
 }
 
 export class PatternSubs implements PatternSubscriberPort, PatternHooks {
@@ -126,7 +128,11 @@ export class PatternSubs implements PatternSubscriberPort, PatternHooks {
     const patterns = cmd.patterns as string[];
     const o = this.host.options;
     if (o.engine === 'redis') return new ProtocolError(ErrorCode.BAD_REQUEST, 'wildcard subscriptions need --engine memory in this version; subscribe to topics by name', cmd.id);
-    if (o.auth.mode !== 'none') return new ProtocolError(ErrorCode.FORBIDDEN, 'wildcard subscriptions are not available with --auth jwt in this version; subscribe to topics by name', cmd.id);
+    for (const p of patterns) {
+      if (this.host.canSubscribePattern(slot, p)) continue;
+      this.host.stats[Stat.AUTH_FORBIDDEN]++;
+      return new ProtocolError(ErrorCode.FORBIDDEN, `this session's token does not allow subscribing to every topic ${p} matches; nothing was subscribed`, cmd.id);
+    }
     const mine = this.bySlot.get(slot);
     let fresh = 0;
     for (const p of patterns) if (mine === undefined || !mine.some((e) => e.source === p)) fresh++;
@@ -294,6 +300,11 @@ export class PatternSubs implements PatternSubscriberPort, PatternHooks {
     const exact = this.exactBySlot.get(slot)?.delete(topic) === true ? 1 : 0;
     const mine = this.bySlot.get(slot);
     return mine !== undefined && mine.some((e) => wildcardMatches(e.source, topic)) ? exact : -1;
+  }
+
+  /** The session's patterns (a token refresh checks them). */
+  sources(slot: number): string[] {
+    return (this.bySlot.get(slot) ?? []).map((e) => e.source);
   }
 
   /** An unsub naming patterns: each is let go of, and the topics only it held are unsubscribed in uWS. */

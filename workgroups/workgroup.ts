@@ -389,6 +389,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
         reply: (ws, slot, encoding, reply) => this.sessions.reply(ws, slot, encoding, reply),
         hasLocalInterest: (topic) => this.sessions.hasLocalInterest(topic),
         dropInterest: (topic) => this.sessions.dropInterest(topic),
+        canSubscribePattern: (slot, pattern) => this.entitlement.canSubscribePattern(slot, pattern),
       },
       this.delivery,
       o.maxPatternsPerSession,
