@@ -4,6 +4,7 @@
 // the client saw and topics it never saw.
 import { ownerOf } from '../workgroups/topics';
 import { connect, type TestClient } from './helpers/client';
+import { startRedis } from './helpers/redis';
 import { startServer, type TestServer } from './helpers/server';
 
 let server: TestServer;
@@ -181,5 +182,21 @@ test('--max-patterns bounds the node: past it a sub is refused, and a pattern le
     await Promise.all([a.close(), b.close()]);
   } finally {
     await small.stop();
+  }
+});
+
+test('--engine redis refuses patterns with a clear error (not in this version) and keeps serving topics', async () => {
+  const redis = await startRedis();
+  const node = await startServer(['--workgroups', '1', '--engine', 'redis', '--redis-url', redis.url]);
+  try {
+    const c = await connect(node.url());
+    const r = await c.sub(['/px/*', '/px/a']);
+    expect(r.error).toMatchObject({ code: 'BAD_REQUEST' });
+    expect((r.error as { message: string }).message).toMatch(/--engine memory/);
+    expect((await c.sub(['/px/a'])).ok).toBe(true);
+    await c.close();
+  } finally {
+    await node.stop();
+    await redis.stop();
   }
 });
