@@ -9,6 +9,7 @@ import { CommandId, ErrorCode, ProtocolError } from './errors';
 import { findRawData, readRawPub } from './msgpack-pub';
 import { validatePublishFields } from './publish';
 import { topicError } from './topic';
+import { isWildcard, parsePatternResume, wildcardError, type PatternResume } from './wildcard';
 
 export { MAX_DATA_DEPTH, checkJsonData, checkMsgpackData } from './data';
 export { ENCODING_JSON, ENCODING_MSGPACK, encodingId, type Encoding, type EncodingId } from './encoding';
@@ -24,11 +25,16 @@ export interface SubCommand {
   qos: Qos;
   /** At most one message per this many ms per topic, the latest (protocol/conflation.ts); 0: every message. */
   conflate: number;
+  /** Wildcard patterns (protocol/wildcard.ts), apart from `topics`; null: none. */
+  patterns: string[] | null;
+  /** A resume position per pattern that has one; null: none. */
+  patternResume: Record<string, PatternResume> | null;
 }
 export interface UnsubCommand {
   id: CommandId;
   op: 'unsub';
   topics: string[];
+  patterns: string[] | null;
 }
 export interface PubCommand {
   id: CommandId;
@@ -149,7 +155,9 @@ export function validateCommand(value: unknown, raw: Uint8Array | null = null, e
       return validateSub(id, value);
     case 'unsub': {
       const topics = validateTopics(id, value.topics);
-      return topics instanceof ProtocolError ? topics : { id, op: 'unsub', topics };
+      if (topics instanceof ProtocolError) return topics;
+      const patterns = splitPatterns(topics);
+      return { id, op: 'unsub', topics: patterns === null ? topics : topics.filter((t) => !isWildcard(t)), patterns };
     }
     case 'pub': {
       const ack = optionalBoolean(value.ack);
@@ -187,15 +195,25 @@ function validateTopics(id: CommandId, topics: unknown): string[] | ProtocolErro
   if (!Array.isArray(topics) || topics.length === 0) return new ProtocolError(ErrorCode.BAD_REQUEST, 'topics must be a non-empty array of topic names', id);
   if (topics.length > MAX_TOPICS_PER_COMMAND) return new ProtocolError(ErrorCode.BAD_REQUEST, `at most ${MAX_TOPICS_PER_COMMAND} topics per command`, id);
   for (const t of topics) {
-    const err = topicError(t);
+    const err = typeof t === 'string' && isWildcard(t) ? wildcardError(t) : topicError(t);
     if (err !== null) return new ProtocolError(ErrorCode.BAD_TOPIC, `${describe(t)}: ${err}`, id);
   }
   return topics as string[];
 }
 
+/** The wildcard patterns among a command's names, or null when there are none. */
+function splitPatterns(names: string[]): string[] | null {
+  let out: string[] | null = null;
+  for (const n of names) if (isWildcard(n)) (out ??= []).push(n);
+  return out;
+}
+
 function validateSub(id: CommandId, value: Record<string, unknown>): SubCommand | ProtocolError {
-  const topics = validateTopics(id, value.topics);
-  if (topics instanceof ProtocolError) return topics;
+  const names = validateTopics(id, value.topics);
+  if (names instanceof ProtocolError) return names;
+  const patterns = splitPatterns(names);
+  const topics = patterns === null ? names : names.filter((t) => !isWildcard(t));
+  let patternResume: Record<string, PatternResume> | null = null;
   let qos: Qos = 'guaranteed';
   if (value.qos !== undefined && value.qos !== null) {
     if (value.qos !== 'standard' && value.qos !== 'guaranteed') return new ProtocolError(ErrorCode.BAD_REQUEST, 'qos must be "standard" or "guaranteed"', id);
@@ -206,6 +224,12 @@ function validateSub(id: CommandId, value: Record<string, unknown>): SubCommand 
     if (!isPlainMap(value.resume)) return new ProtocolError(ErrorCode.BAD_REQUEST, 'resume must be a map of topic to [epoch, seq]', id);
     resume = {};
     for (const [topic, pos] of Object.entries(value.resume)) {
+      if (patterns !== null && patterns.includes(topic)) {
+        const r = parsePatternResume(topic, pos);
+        if (typeof r === 'string') return new ProtocolError(ErrorCode.BAD_REQUEST, r, id);
+        (patternResume ??= {})[topic] = r;
+        continue;
+      }
       if (!topics.includes(topic)) return new ProtocolError(ErrorCode.BAD_REQUEST, `resume names ${topic.slice(0, 300)}, which is not in topics`, id);
       if (!Array.isArray(pos) || pos.length !== 2 || !isUint(pos[0], 0xffffffff) || !isUint(pos[1], Number.MAX_SAFE_INTEGER)) {
         return new ProtocolError(ErrorCode.BAD_REQUEST, `resume position of ${topic} must be [epoch, seq], two non-negative integers`, id);
@@ -215,7 +239,7 @@ function validateSub(id: CommandId, value: Record<string, unknown>): SubCommand 
   }
   const conflateErr = conflateError(value.conflate);
   if (conflateErr !== null) return new ProtocolError(ErrorCode.BAD_REQUEST, conflateErr, id);
-  return { id, op: 'sub', topics, resume, qos, conflate: (value.conflate as number | null | undefined) ?? 0 };
+  return { id, op: 'sub', topics, resume, qos, conflate: (value.conflate as number | null | undefined) ?? 0, patterns, patternResume };
 }
 
 /** A field's value for an error message: never walks a nested value (it may be thousands of levels deep). */

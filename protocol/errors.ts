@@ -20,6 +20,8 @@ export const ErrorCode = {
   PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
   /** A session subscribed to more topics than `--max-subscriptions-per-session`. */
   TOO_MANY_SUBSCRIPTIONS: 'TOO_MANY_SUBSCRIPTIONS',
+  /** A sub would pass `--max-patterns-per-session` or the node's `--max-patterns` (wildcard subscriptions). */
+  TOO_MANY_PATTERNS: 'TOO_MANY_PATTERNS',
   /** The server is draining for shutdown and takes no new work. */
   SHUTTING_DOWN: 'SHUTTING_DOWN',
   /** HTTP publish: the content type is not application/json or application/msgpack (415). */

@@ -93,6 +93,28 @@ export function matchPattern(p: CompiledPattern, topic: string, subject: string 
   return pos === n + 1;
 }
 
+/**
+ * Whether every topic a valid subscription pattern (protocol/wildcard.ts:
+ * `*` one segment, `>` the rest) can match also matches the claim pattern
+ * `p`: a wildcard subscription is allowed only as a whole.
+ */
+export function coversPattern(p: CompiledPattern, pattern: string, subject: string | null): boolean {
+  const segs = p.segments;
+  const parts = pattern.split('/');
+  for (let i = 0; i < segs.length; i++) {
+    const s = segs[i];
+    const q = parts[i + 1];
+    if (q === undefined) return false;
+    if (s.kind === REST) return true;
+    if (q === '>') return false;
+    if (s.kind === ONE) continue;
+    if (q === '*') return false;
+    if (s.kind === LITERAL && q !== s.text) return false;
+    if (s.kind === WITH_SUBJECT && (subject === null || q !== s.text + subject + s.after)) return false;
+  }
+  return parts.length === segs.length + 1;
+}
+
 /** A list of compiled patterns: a topic is allowed when one matches. */
 export class PatternSet {
   private constructor(readonly patterns: readonly CompiledPattern[]) {}
@@ -120,6 +142,13 @@ export class PatternSet {
   allows(topic: string, subject: string | null): boolean {
     const ps = this.patterns;
     for (let i = 0; i < ps.length; i++) if (matchPattern(ps[i], topic, subject)) return true;
+    return false;
+  }
+
+  /** Whether one pattern of the set covers a wildcard subscription's pattern (coversPattern). */
+  allowsPattern(pattern: string, subject: string | null): boolean {
+    const ps = this.patterns;
+    for (let i = 0; i < ps.length; i++) if (coversPattern(ps[i], pattern, subject)) return true;
     return false;
   }
 }

@@ -99,6 +99,9 @@ export const Stat = {
   CONFLATION_GROUPS: 163, // gauge: (topic, interval) pairs with conflating sessions in this workgroup (one timer each at most)
   CONFLATED_FRAMES: 164, // frames the conflation groups handed to uWS (one per group and encoding and interval, not per session)
   CONFLATED_SKIPPED: 165, // messages a conflation group replaced by a later one before sending (per group, not per session)
+  // wildcard subscriptions (issue 19: slots 150-159)
+  PATTERN_SUBSCRIPTIONS: 150, // gauge: patterns held by this workgroup's sessions (one per session and pattern)
+  PATTERN_HORIZONS_LOST: 151, // counter: pattern resumes an owner could not cover (its journal no longer reached the client's horizon)
 } as const;
 export type Stat = (typeof Stat)[keyof typeof Stat];
 
@@ -129,6 +132,7 @@ export const GAUGES: readonly Stat[] = [
   Stat.SSE_SUBSCRIPTIONS,
   Stat.IDEMPOTENCY_KEYS,
   Stat.CONFLATION_GROUPS,
+  Stat.PATTERN_SUBSCRIPTIONS,
 ];
 
 /**

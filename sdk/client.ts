@@ -4,6 +4,8 @@
 import type { Encoding } from './encoding';
 import { CloseCode, ErrorCode } from '../protocol/errors';
 import { topicError } from '../protocol/topic';
+import { isWildcard } from '../protocol/wildcard';
+import { PatternSubscriptions } from './patterns';
 import { MAX_RECONNECT_WINDOW_MS, ReconnectSchedule, backoffDelayMs, realClock, resolveBackoff, type Clock } from './backoff';
 import { Emitter } from './emitter';
 import { C10mError, SdkErrorCode } from './errors';
@@ -57,6 +59,17 @@ export class C10mClient extends Emitter<ClientEvents> {
   private readonly auth: TokenState;
   /** WebSocket or SSE for the next attempt (sdk/sse-transport.ts). */
   private readonly transport: TransportChoice;
+  /** Wildcard subscriptions (sdk/patterns.ts). */
+  private readonly patterns = new PatternSubscriptions(
+    this,
+    (event, payload) => this.emit(event, payload),
+    (kind, cmd) => {
+      const id = this.nextId++;
+      this.requests.set(id, { kind, timer: null });
+      this.send({ id, ...cmd });
+      return id;
+    },
+  );
 
   constructor(url: string | string[], options: ConnectOptions = {}) {
     super();
@@ -126,6 +139,8 @@ export class C10mClient extends Emitter<ClientEvents> {
    * Several handlers of one topic share one server subscription (and the qos of the first).
    */
   subscribe<T = unknown>(topic: string, onMessage: MessageHandler<T>, options: SubscribeOptions = {}): Subscription {
+    // A pattern (/prices/*, /chat/>): every matching topic, resumed across reconnects (sdk/patterns.ts).
+    if (typeof topic === 'string' && isWildcard(topic) && this._state !== 'closed') return this.patterns.subscribe(topic, onMessage);
     const err = topicError(topic);
     if (err !== null) throw new C10mError(ErrorCode.BAD_TOPIC, `${String(topic).slice(0, 300)}: ${err}`, String(topic));
     if (this._state === 'closed') throw new C10mError(SdkErrorCode.CLOSED, 'the client is closed', topic);
@@ -369,6 +384,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     this.scheduleRefresh();
     // Subscriptions first, then the queued publishes: the server handles a session's commands in order.
     if (this.topics.size > 0) this.sendSub([...this.topics.values()]);
+    if (this.patterns.size > 0) this.patterns.resubscribe();
     const queued = this.queue.splice(0);
     for (const p of queued) this.sendPublish(p);
     this.startPing();
@@ -595,6 +611,7 @@ export class C10mClient extends Emitter<ClientEvents> {
   }
 
   private onDelivery(msg: Message): void {
+    if (this.patterns.size > 0) this.patterns.onDelivery(msg);
     const t = this.topics.get(msg.topic);
     // A delivery racing an unsubscribe.
     if (t === undefined) return;
@@ -646,6 +663,8 @@ export class C10mClient extends Emitter<ClientEvents> {
         return;
       case 'sub':
         return this.onSubReply(id as number, reply, error);
+      case 'psub':
+        return this.patterns.onSubReply(id as number, reply, error);
       case 'unsub':
         if (error) this.emit('error', error);
         return;
@@ -724,6 +743,7 @@ export class C10mClient extends Emitter<ClientEvents> {
       t.readyWaiters = [];
     }
     this.topics.clear();
+    this.patterns.clear(new C10mError(SdkErrorCode.CLOSED, 'the client was closed'));
     this.finishClose(new C10mError(SdkErrorCode.CLOSED, 'the client was closed'));
     if (wasConnected) this.emit('disconnected', { url, code: CloseCode.NORMAL, reason: 'closed by the client', willReconnect: false });
     this.closedPromise = new Promise<void>((resolve) => {

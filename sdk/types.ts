@@ -164,7 +164,7 @@ export interface QueuedPublish {
 }
 
 export interface PendingRequest {
-  kind: 'pub' | 'sub' | 'unsub' | 'ping' | 'auth';
+  kind: 'pub' | 'sub' | 'unsub' | 'ping' | 'auth' | 'psub';
   topic?: string;
   /** auth: the token sent, taken into use when the server accepts it. */
   held?: HeldToken;

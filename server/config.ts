@@ -35,6 +35,10 @@ export interface Config {
   maxCommandsPerSecond: number;
   maxBytesPerSecond: number;
   maxTopics: number;
+  /** Wildcard subscriptions: patterns per session, per node, and each owner's journal of positions for their resume. */
+  maxPatternsPerSession: number;
+  maxPatterns: number;
+  patternJournalEntries: number;
   maxSessions: number;
   benchmarkMode: boolean;
   allowSlowFallback: boolean;
@@ -228,6 +232,33 @@ export const OPTIONS: OptionSpec[] = [
     max: 1_000_000_000,
     help: 'topics the node holds at once (split among workgroups); a publish or subscription that would create one more is refused with TOO_MANY_TOPICS',
     default: () => 2_000_000,
+  },
+  {
+    key: 'maxPatternsPerSession',
+    flag: 'max-patterns-per-session',
+    kind: 'int',
+    min: 0,
+    max: 100_000,
+    help: 'wildcard patterns (/prices/*, /chat/>) one session may subscribe to; past it a sub is refused with TOO_MANY_PATTERNS; 0: no wildcard subscriptions',
+    default: () => 16,
+  },
+  {
+    key: 'maxPatterns',
+    flag: 'max-patterns',
+    kind: 'int',
+    min: 0,
+    max: 100_000_000,
+    help: 'wildcard patterns all sessions of the node may hold at once (one per session and pattern, split among workgroups); past it a sub is refused with TOO_MANY_PATTERNS',
+    default: () => 200_000,
+  },
+  {
+    key: 'patternJournalEntries',
+    flag: 'pattern-journal-entries',
+    kind: 'int',
+    min: 1024,
+    max: 100_000_000,
+    help: 'messages per workgroup that a resuming wildcard subscription can look back over for topics it never saw (16 bytes each, taken at the first pattern); a client away for longer is told horizon_lost',
+    default: () => 262_144,
   },
   {
     key: 'maxSessions',

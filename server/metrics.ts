@@ -86,6 +86,13 @@ export const SLOT_FAMILIES: readonly SlotFamily[] = [
     help: 'SSE requests (GET /v1/sse) refused with an HTTP error: bad topics or resume id, token, origin, draining.',
   },
   { slot: Stat.SSE_GAPS, name: 'c10m_sse_gaps_total', kind: 'counter', help: 'Gap events written to SSE streams (messages a resume or a live jump could not bring).' },
+  { slot: Stat.PATTERN_SUBSCRIPTIONS, name: 'c10m_pattern_subscriptions', kind: 'gauge', help: 'Wildcard patterns held by open sessions (one per session and pattern).' },
+  {
+    slot: Stat.PATTERN_HORIZONS_LOST,
+    name: 'c10m_pattern_horizons_lost_total',
+    kind: 'counter',
+    help: "Pattern resumes whose horizon an owner's journal no longer reached (reported to the client as horizon_lost).",
+  },
   { slot: Stat.TOPICS_OWNED, name: 'c10m_topics', kind: 'gauge', help: 'Topics the workgroup owns (sequences); updated once a second.' },
   // messages
   { slot: Stat.MESSAGES_IN, name: 'c10m_messages_in_total', kind: 'counter', help: 'Publishes accepted from clients, WebSocket and HTTP, by the workgroup that received them.' },

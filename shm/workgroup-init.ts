@@ -21,6 +21,10 @@ export interface WorkgroupOptions {
   maxBytesPerSecond: number;
   /** Topics this workgroup may own at once (its share of --max-topics). */
   maxTopics: number;
+  /** Wildcard subscriptions: per session, the node's (not split), and each owner's journal entries. */
+  maxPatternsPerSession: number;
+  maxPatterns: number;
+  patternJournalEntries: number;
   benchmarkMode: boolean;
   allowSlowFallback: boolean;
   logLevel: string;

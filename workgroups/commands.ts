@@ -34,6 +34,7 @@ import { ownerOf, type LocalTopics } from './topics';
 import { isFailure, type AuthFailure, type Verified } from './auth';
 import { Entitlement } from './entitlement';
 import { topicOfKey } from './conflation';
+import type { PatternSubs } from './pattern-subs';
 
 /** A session that sent this many bad commands is closed (1008). */
 export const MAX_ERRORS_PER_SESSION = 100;
@@ -73,6 +74,8 @@ export class Commands {
   private readonly rateLimitedMessage: string;
   /** Fault injection (tests): commands left to fail inside their handler. */
   private toFail = 0;
+  /** Wildcard subscriptions (set by the workgroup). */
+  patterns: PatternSubs | null = null;
 
   constructor(
     private readonly host: CommandsHost,
@@ -191,6 +194,7 @@ export class Commands {
       case 'sub':
         return this.subscribe(ws, slot, encoding, cmd);
       case 'unsub':
+        if (cmd.patterns !== null) this.patterns?.unsubscribe(ws, slot, cmd.patterns);
         this.unsubscribe(ws, slot, encoding, cmd.topics);
         this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true });
         return;
@@ -206,9 +210,14 @@ export class Commands {
     // Messages delivered before the unsub still reach the session (as when uWS had them).
     this.delivery.flushDeliveries();
     // uWS calls onSubscriptionCount for each, which drops the interest when it was the last one.
+    const patterns = this.patterns !== null && this.patterns.has(slot) ? this.patterns : null;
     for (const topic of topics) {
       const key = this.delivery.conflation.subscribedKey(ws, prefix, topic);
-      if (key !== null && ws.unsubscribe(key)) removed++;
+      if (key === null) continue;
+      // A pattern of the session that matches the topic keeps its uWS subscription.
+      const kept = patterns === null ? -1 : patterns.keeps(slot, topic);
+      if (kept >= 0) removed += kept;
+      else if (ws.unsubscribe(key)) removed++;
     }
     this.slab.addSubscriptions(slot, -removed);
     this.stats[Stat.SUBSCRIPTIONS] -= removed;
@@ -246,6 +255,12 @@ export class Commands {
         for (const key of ws.getTopics()) {
           const topic = topicOfKey(key);
           if (!Entitlement.allowsSubscribe(v, topic)) revoked.push(topic);
+        }
+        if (this.patterns !== null && this.patterns.has(slot)) {
+          // Patterns the new token no longer covers go first (their topics with them), then the topics it does not allow.
+          const gone = this.patterns.sources(slot).filter((p) => !v.grant.subscribe.allowsPattern(p, v.sub));
+          this.patterns.unsubscribe(ws, slot, gone);
+          revoked.push(...gone);
         }
         if (revoked.length > 0) this.unsubscribe(ws, slot, encoding, revoked);
         e.attach(slot, v);
@@ -289,13 +304,20 @@ export class Commands {
     if (this.slab.subscriptions(slot) + inFlight + fresh > max) {
       return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.TOO_MANY_SUBSCRIPTIONS, `at most ${max} subscriptions per session`, cmd.id));
     }
-    if (topics.length === 0) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
+    if (cmd.patterns !== null) {
+      if (cmd.conflate > 0)
+        return this.rejectCommand(ws, slot, encoding, new ProtocolError(ErrorCode.BAD_REQUEST, 'conflate applies to topics, not to wildcard patterns: send them in two sub commands', cmd.id));
+      const refused = this.patterns === null ? new ProtocolError(ErrorCode.BAD_REQUEST, 'wildcard subscriptions are off', cmd.id) : this.patterns.check(slot, cmd, ws);
+      if (refused !== null) return this.rejectCommand(ws, slot, encoding, refused);
+    }
+    const patternCount = cmd.patterns === null ? 0 : cmd.patterns.length;
+    if (topics.length + patternCount === 0) return this.sessions.reply(ws, slot, encoding, { id: cmd.id, ok: true, topics: {} });
     const ctx: SubContext = {
       slot,
       generation: this.slab.generation(slot),
       id: cmd.id,
       encoding,
-      remaining: topics.length,
+      remaining: topics.length + patternCount,
       topics: forbidden ?? {},
       added: [],
       failed: false,
@@ -314,6 +336,7 @@ export class Commands {
       const seq = resume === undefined ? 0 : resume[1];
       this.links.owner(ownerOf(topic, this.count)).subscribe(this.id, token, topic, flags, epoch, seq);
     }
+    if (cmd.patterns !== null) this.patterns?.subscribe(ws, ctx, cmd);
   }
 
   takeToken(): number {

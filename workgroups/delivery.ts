@@ -71,6 +71,18 @@ export interface PendingSub {
   fresh: boolean;
   /** An unsub of the topic came after this sub: answer it, but do not subscribe. */
   cancelled: boolean;
+  /** A resume sent on a wildcard pattern's behalf: that pattern (workgroups/pattern-subs.ts answers it). */
+  pattern?: object;
+}
+
+/** What the subscriber side asks of wildcard subscriptions (workgroups/pattern-subs.ts). */
+export interface PatternHooks {
+  /** Session patterns here (0: nothing to do per delivery). */
+  readonly size: number;
+  onDeliver(topic: string): void;
+  topicDone(p: PendingSub, epoch: number, seq: number, status: number, replayed: number): void;
+  exactDone(slot: number, topic: string): void;
+  close(slot: number): void;
 }
 
 /** What the subscriber side needs of its workgroup. */
@@ -106,6 +118,8 @@ export class Delivery implements SubscriberPort {
   private readonly errors: LogLimiter;
   /** SSE streams (workgroups/sse.ts): their subscriptions' tokens and topics are routed there. */
   sse: SseSide | null = null;
+  /** Wildcard subscriptions (set by the workgroup). */
+  patterns: PatternHooks | null = null;
 
   constructor(
     private readonly host: DeliveryHost,
@@ -212,6 +226,7 @@ export class Delivery implements SubscriberPort {
     const p = this.subs.get(token);
     if (p === undefined) return;
     this.subs.delete(token);
+    if (p.pattern !== undefined) return (this.patterns as PatternHooks).topicDone(p, epoch, seq, status, replayed);
     if (status === SubStatus.TOO_MANY_TOPICS) {
       return this.failSub(
         p,
@@ -239,6 +254,7 @@ export class Delivery implements SubscriberPort {
           this.stats[Stat.SUBSCRIPTIONS]++;
         }
       }
+      this.patterns?.exactDone(ctx.slot, topic);
       const entry: Record<string, unknown> = { epoch, seq };
       if (status === SubStatus.RECOVERED) {
         entry.recovered = true;
@@ -264,6 +280,7 @@ export class Delivery implements SubscriberPort {
    * the end of the turn (workgroups/held.ts). No allocation per subscriber.
    */
   deliver(topic: string, epoch: number, seq: number, ts: number, receivedAt: number, msgpack: number, data: Uint8Array, json: string | null): void {
+    if (this.patterns !== null && this.patterns.size !== 0) this.patterns.onDeliver(topic);
     if (this.sse !== null && this.sse.active) this.sse.deliver(topic, epoch, seq, ts, msgpack, data, json);
     if (this.conflation.topics > 0) this.conflation.offer(topic, epoch, seq, ts, msgpack, data, json);
     const app = this.host.app();
@@ -497,7 +514,8 @@ export class Delivery implements SubscriberPort {
   cancelPendingSubs(slot: number, topics: string[]): void {
     const generation = this.slab.generation(slot);
     for (const p of this.subs.values()) {
-      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic)) p.cancelled = true;
+      // A resume on a pattern's behalf is the pattern's: an exact unsub does not stop it.
+      if (p.ctx.slot === slot && p.ctx.generation === generation && topics.includes(p.topic) && p.pattern === undefined) p.cancelled = true;
     }
   }
 }

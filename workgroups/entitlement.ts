@@ -104,6 +104,13 @@ export class Entitlement {
     return g !== undefined && g.subscribe.allows(topic, this.subjects[slot] ?? null);
   }
 
+  /** A wildcard subscription: allowed when one of the token's subscribe patterns covers all it can match. */
+  canSubscribePattern(slot: number, pattern: string): boolean {
+    if (!this.on) return true;
+    const g = this.grants.get(this.slab.grant(slot));
+    return g !== undefined && g.subscribe.allowsPattern(pattern, this.subjects[slot] ?? null);
+  }
+
   canPublish(slot: number, topic: string): boolean {
     if (!this.on) return true;
     const g = this.grants.get(this.slab.grant(slot));

@@ -11,6 +11,7 @@
 import type { Logger } from './log';
 import type { WorkgroupInit } from '../shm/workgroup-init';
 import type { OwnerPort, SubscriberPort } from './ports';
+import type { PatternOwnerPort, PatternSubscriberPort } from './pattern-owner';
 import { RecordIn, RecordOut, RecordType, asBuffer, writeRecord } from './records';
 import { Doorbell } from '../shm/doorbell';
 import { RingProducer, flushProducers } from '../shm/ring';
@@ -48,6 +49,7 @@ export class Links {
   private readonly subscribers: SubscriberPort[] = [];
   private localOwner: OwnerPort | null = null;
   private localSubscriber: SubscriberPort | null = null;
+  private localPatterns: { owner: PatternOwnerPort; subscriber: PatternSubscriberPort } | null = null;
   // Figures read from the senders and the inbox as of the last tick (to add deltas to counters).
   private lastFull = 0;
   private lastWakeups = 0;
@@ -102,6 +104,21 @@ export class Links {
     this.localSubscriber = subscriber;
     this.owners[this.id] = owner;
     this.subscribers[this.id] = subscriber;
+  }
+
+  /** The local sides of wildcard subscriptions (workgroups/pattern-owner.ts, pattern-subs.ts). */
+  attachPatterns(owner: PatternOwnerPort, subscriber: PatternSubscriberPort): void {
+    this.localPatterns = { owner, subscriber };
+  }
+
+  /** The pattern owner side of workgroup w: ourselves, or its ring. */
+  patternOwner(w: number): PatternOwnerPort {
+    return w === this.id ? (this.localPatterns as { owner: PatternOwnerPort }).owner : (this.owners[w] as RingOwnerPort);
+  }
+
+  /** The pattern subscriber side of workgroup w: ourselves, or its ring. */
+  patternSubscriber(w: number): PatternSubscriberPort {
+    return w === this.id ? (this.localPatterns as { subscriber: PatternSubscriberPort }).subscriber : (this.subscribers[w] as RingSubscriberPort);
   }
 
   /** The owner side of workgroup w: ourselves, or its ring. */
@@ -262,6 +279,10 @@ export class Links {
         return subscriber.subDone(r.token, r.epoch, r.seq, r.flags, r.aux);
       case RecordType.HELLO:
         return this.host.onHello(from);
+      case RecordType.PATTERN:
+        return this.localPatterns?.owner.pattern(from, r.token, r.topic, r.flags, r.epoch, r.seq);
+      case RecordType.PATTERN_DONE:
+        return this.localPatterns?.subscriber.patternDone(from, r.token, r.flags, r.epoch, r.seq, r.data);
       default:
         this.host.stats[Stat.INTERNAL_ERRORS]++;
         this.host.log.error({ from, type: r.type }, 'unknown ring record type');
@@ -270,7 +291,7 @@ export class Links {
 }
 
 /** The owner side of another workgroup: each call one record on our ring to it. */
-class RingOwnerPort implements OwnerPort {
+class RingOwnerPort implements OwnerPort, PatternOwnerPort {
   constructor(
     private readonly links: Links,
     private readonly to: number,
@@ -298,10 +319,18 @@ class RingOwnerPort implements OwnerPort {
     this.links.record(on ? RecordType.INTEREST : RecordType.UNINTEREST, 0, topic);
     this.links.send(this.to);
   }
+
+  pattern(_from: number, token: number, pattern: string, flags: number, journalEpoch: number, horizon: number): void {
+    const r = this.links.record(RecordType.PATTERN, flags, pattern);
+    r.token = token;
+    r.epoch = journalEpoch;
+    r.seq = horizon;
+    this.links.send(this.to);
+  }
 }
 
 /** The subscriber side of another workgroup: each call one record on our ring to it. */
-class RingSubscriberPort implements SubscriberPort {
+class RingSubscriberPort implements SubscriberPort, PatternSubscriberPort {
   constructor(
     private readonly links: Links,
     private readonly to: number,
@@ -350,6 +379,15 @@ class RingSubscriberPort implements SubscriberPort {
     r.epoch = epoch;
     r.seq = seq;
     r.aux = replayed;
+    this.links.send(this.to);
+  }
+
+  patternDone(_owner: number, token: number, status: number, journalEpoch: number, position: number, topics: Uint8Array): void {
+    const r = this.links.record(RecordType.PATTERN_DONE, status, '');
+    r.token = token;
+    r.epoch = journalEpoch;
+    r.seq = position;
+    r.data = topics.length > 0 ? topics : null;
     this.links.send(this.to);
   }
 }

@@ -16,6 +16,7 @@ import { Replays, resumeStart, resumeStatus, type LocalReplay, type ReplayJob, t
 import type { TopicTable } from './topics';
 import { IdempotencyKeys } from './idempotency';
 import { DEFAULT_IDEMPOTENCY_KEYS_PER_TOPIC, DEFAULT_IDEMPOTENCY_WINDOW_SECONDS } from '../protocol/idempotency';
+import type { PatternOwner } from './pattern-owner';
 
 /** Topic rows looked at per second for release (idle, no interest, nothing cached). */
 const RELEASE_SCAN_ROWS = 65_536;
@@ -42,6 +43,8 @@ export class Owner implements OwnerPort, ReplayOwner {
   private releaseCursor = 0;
   /** The clock in whole seconds, as of the workgroup's last tick. */
   nowSec = Math.floor(Date.now() / 1000);
+  /** Wildcard subscriptions' interest and journal (set by the workgroup). */
+  patterns: PatternOwner | null = null;
 
   constructor(
     private readonly id: number,
@@ -111,6 +114,7 @@ export class Owner implements OwnerPort, ReplayOwner {
       this.cache.setSnapshot(tid, seq, tsMicros, cacheFlags, data, ttl > 0 ? nowMicros() + ttl * 1e6 : Infinity);
     }
     let mask = t.interest[tid];
+    if (this.patterns !== null && this.patterns.on) mask |= this.patterns.onAccept(tid, topic, epoch, seq);
     while (mask !== 0) {
       const w = 31 - Math.clz32(mask);
       mask &= ~(1 << w);
@@ -165,6 +169,7 @@ export class Owner implements OwnerPort, ReplayOwner {
     const bit = ~(1 << from);
     const t = this.topics;
     this.replays.forget(from);
+    this.patterns?.forget(from);
     for (let id = 0; id < t.rows; id++) t.interest[id] &= bit;
   }
 

@@ -47,6 +47,10 @@ export const RecordType = {
    * u8 flags: RecordFlag.MSGPACK) followed by the message bytes.
    */
   REPLAY_BATCH: 10,
+  /** subscriber's workgroup → every owner: a session subscribes to a wildcard pattern, or lets go (flags: PatternFlag; epoch, seq: the horizon). */
+  PATTERN: 20,
+  /** owner → subscriber's workgroup: the pattern is in effect from here (flags: PatternStatus; epoch, seq: journal epoch and position; data: topics to resume). */
+  PATTERN_DONE: 21,
 } as const;
 
 /** Flag bits (one byte; meaning per record type). */

@@ -110,7 +110,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   private readonly admission: Admission | null;
   /** Set by attach, before the App serves anything. */
   private uwsApp!: TemplatedApp;
-  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse' | 'conflation'>;
+  private delivery!: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse' | 'conflation' | 'patterns'>;
 
   constructor(
     private readonly host: SessionsHost,
@@ -137,7 +137,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
   }
 
   /** The App the sockets belong to, and the subscriber side's per-slot tables (built after the sessions). */
-  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse' | 'conflation'>): void {
+  attach(app: TemplatedApp, delivery: Pick<Delivery, 'replayAllowance' | 'perSlot' | 'flushDeliveries' | 'sse' | 'conflation' | 'patterns'>): void {
     this.uwsApp = app;
     this.delivery = delivery;
   }
@@ -430,6 +430,7 @@ export class Sessions implements DeliverySessions, CommandsSessions {
     this.sockets[slot] = undefined;
     if (this.delivery.replayAllowance.size > 0) this.delivery.replayAllowance.delete(slot);
     if (this.delivery.perSlot.size > 0) this.delivery.perSlot.delete(slot);
+    if (this.delivery.patterns !== null && this.delivery.patterns.size > 0) this.delivery.patterns.close(slot);
     this.slab.close(slot);
     this.stats[Stat.SESSIONS_CLOSED]++;
     this.stats[Stat.SESSIONS] = this.slab.size;

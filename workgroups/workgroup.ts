@@ -34,6 +34,8 @@ import { Delivery, type DeliveryHost, type SessionData } from './delivery';
 import { Entitlement } from './entitlement';
 import { Links, type LinkHost } from './links';
 import { Owner } from './owner';
+import { PatternOwner } from './pattern-owner';
+import { PatternSubs } from './pattern-subs';
 import { RedisOwner } from './redis-owner';
 import { Sessions, SLOW_CHECK_MS, type SessionsHost } from './sessions';
 import { SessionSlab } from './slab';
@@ -137,6 +139,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
       Stat.ENGINE_STATE,
       Stat.REDIS_SUBSCRIPTIONS,
       Stat.AUTH_GRANTS,
+      Stat.PATTERN_SUBSCRIPTIONS,
     ])
       this.stats[g] = 0;
 
@@ -173,6 +176,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
         : null;
     this.links.attach(this.redis ?? this.owner, this.delivery);
     this.commands = new Commands(this, this.delivery, this.links, this.sessions, this.entitlement);
+    this.wirePatterns();
     this.httpPublish = new HttpPublishEndpoint({
       stats: this.stats,
       log: this.log,
@@ -335,6 +339,7 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     this.owner.releaseIdleTopics();
     this.redis?.tick(nowMs);
     this.delivery.failOverdue(nowMs);
+    this.commands.patterns?.failOverdue(nowMs);
     const s = this.stats;
     s[Stat.SESSIONS] = this.slab.size;
     s[Stat.SLAB_CAPACITY] = this.slab.capacity;
@@ -379,8 +384,40 @@ export class Workgroup implements LinkHost, DeliveryHost, CommandsHost, Sessions
     this.owner.resumeReplays();
   }
 
+  /** Wildcard subscriptions: the owner's interest and journal, the sessions' patterns (workgroups/pattern-*.ts). */
+  private wirePatterns(): void {
+    const o = this.options;
+    const owner = new PatternOwner(this.id, this.count, this.topics, o.patternJournalEntries, (w) => this.links.patternSubscriber(w));
+    const subs = new PatternSubs(
+      {
+        id: this.id,
+        count: this.count,
+        options: this.options,
+        stats: this.stats,
+        slab: this.slab,
+        local: this.local,
+        takeToken: () => this.commands.takeToken(),
+        owner: (w) => this.links.owner(w),
+        patternOwner: (w) => this.links.patternOwner(w),
+        socket: (slot) => this.sessions.socket(slot),
+        reply: (ws, slot, encoding, reply) => this.sessions.reply(ws, slot, encoding, reply),
+        hasLocalInterest: (topic) => this.sessions.hasLocalInterest(topic),
+        dropInterest: (topic) => this.sessions.dropInterest(topic),
+        canSubscribePattern: (slot, pattern) => this.entitlement.canSubscribePattern(slot, pattern),
+      },
+      this.delivery,
+      o.maxPatternsPerSession,
+      o.maxPatterns,
+    );
+    this.owner.patterns = owner;
+    this.delivery.patterns = subs;
+    this.commands.patterns = subs;
+    this.links.attachPatterns(owner, subs);
+  }
+
   /** A restarted workgroup: forget its interest in our topics, and tell it ours in its topics. */
   onHello(from: number): void {
+    this.commands.patterns?.reannounce(from);
     // Its sessions are gone, and with them the subscriptions we were replaying to.
     if (this.redis !== null) this.redis.forget(from);
     else this.owner.forget(from);
