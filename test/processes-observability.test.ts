@@ -93,21 +93,28 @@ test('three processes of two workgroups: per-process key series, node series for
   const all = await samples(s);
   const of = (name: string) => all.filter((x) => x.name === name);
   // Key families: one series per process.
-  for (const name of ['c10m_sessions', 'c10m_messages_out_total', 'c10m_workgroup_event_loop_delay_max_seconds', 'c10m_workgroup_event_loop_utilization', 'c10m_process_resident_memory_bytes']) {
+  for (const name of ['c10m_workgroup_event_loop_delay_max_seconds', 'c10m_workgroup_event_loop_utilization', 'c10m_process_resident_memory_bytes']) {
     expect(of(name).map((x) => x.labels)).toEqual(['{process="0"}', '{process="1"}', '{process="2"}']);
+  }
+  // Session and delivery families also carry the transport (WebSocket or SSE).
+  for (const name of ['c10m_sessions', 'c10m_messages_out_total']) {
+    expect(of(name).map((x) => x.labels)).toEqual(['0', '1', '2'].flatMap((p) => [`{process="${p}",transport="websocket"}`, `{process="${p}",transport="sse"}`]));
   }
   expect(of('c10m_sessions').reduce((n, x) => n + x.value, 0)).toBe(N);
   // Two workgroups up on Redis are up (state 1 each; summed, 2 read as unreachable).
   expect(of('c10m_engine_up').map((x) => x.value)).toEqual([1, 1, 1]);
   // Every other family: one series, the node's.
-  for (const name of ['c10m_cache_messages', 'c10m_ring_spill_peak_bytes', 'c10m_sessions_opened_total', 'c10m_redis_subscriptions', 'c10m_workgroup_restarts_total']) {
+  for (const name of ['c10m_cache_messages', 'c10m_ring_spill_peak_bytes', 'c10m_redis_subscriptions', 'c10m_workgroup_restarts_total']) {
     expect(of(name).map((x) => x.labels)).toEqual(['']);
   }
-  expect(of('c10m_sessions_opened_total')[0].value).toBe(N);
+  expect(of('c10m_sessions_opened_total').map((x) => x.labels)).toEqual(['{transport="websocket"}', '{transport="sse"}']);
+  expect(of('c10m_sessions_opened_total').map((x) => x.value)).toEqual([N, 0]);
   // Labelled by process: the key families and the process ones, 3 series each; nothing else.
   const labelled = new Set(all.filter((x) => x.labels.includes('process=')).map((x) => x.name));
   expect(labelled.size).toBeLessThanOrEqual(17);
-  expect(all.filter((x) => x.labels.includes('process=')).length).toBe(labelled.size * 3);
+  // Three series (one per process) for each family and its other labels (transport).
+  const perProcess = all.filter((x) => x.labels.includes('process='));
+  expect(perProcess.length).toBe(new Set(perProcess.map((x) => x.name + x.labels.replace(/process="\d+",?/, ''))).size * 3);
 
   // Logs: every line of a node process (its control plane and its workgroups) names the process and its pid.
   const pids = new Map(procs.map((p) => [p.Id, p.Pid]));
