@@ -140,7 +140,11 @@ export class C10mClient extends Emitter<ClientEvents> {
    */
   subscribe<T = unknown>(topic: string, onMessage: MessageHandler<T>, options: SubscribeOptions = {}): Subscription {
     // A pattern (/prices/*, /chat/>): every matching topic, resumed across reconnects (sdk/patterns.ts).
-    if (typeof topic === 'string' && isWildcard(topic) && this._state !== 'closed') return this.patterns.subscribe(topic, onMessage);
+    if (typeof topic === 'string' && isWildcard(topic) && this._state !== 'closed') {
+      // SSE streams carry exact topics only: a pattern needs the WebSocket.
+      if (this.transport.mode === 'sse') throw new C10mError(ErrorCode.BAD_REQUEST, `${topic}: wildcard patterns need transport 'websocket' or 'auto'`, topic);
+      return this.patterns.subscribe(topic, onMessage);
+    }
     const err = topicError(topic);
     if (err !== null) throw new C10mError(ErrorCode.BAD_TOPIC, `${String(topic).slice(0, 300)}: ${err}`, String(topic));
     if (this._state === 'closed') throw new C10mError(SdkErrorCode.CLOSED, 'the client is closed', topic);
@@ -350,7 +354,7 @@ export class C10mClient extends Emitter<ClientEvents> {
     const url = this.attemptUrl();
     let ws: WebSocketLike;
     try {
-      ws = this.transport.useSse ? new SseSocket(url) : new this.WebSocketImpl(url);
+      ws = this.transport.useSse && this.patterns.size === 0 ? new SseSocket(url) : new this.WebSocketImpl(url);
     } catch (e) {
       this.emit('error', new C10mError(SdkErrorCode.CONNECTION_LOST, `cannot open ${this.url}: ${(e as Error).message}`));
       this.onSocketGone(null, 1006, (e as Error).message);
