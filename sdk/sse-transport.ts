@@ -50,6 +50,7 @@ export type TransportMode = 'auto' | 'websocket' | 'sse';
  */
 export class TransportChoice {
   private sse: boolean;
+  private webSocketWorked = false;
   constructor(readonly mode: TransportMode) {
     if (mode !== 'auto' && mode !== 'websocket' && mode !== 'sse') throw new TypeError('transport must be "auto", "websocket" or "sse"');
     this.sse = mode === 'sse';
@@ -60,9 +61,14 @@ export class TransportChoice {
     return this.sse;
   }
 
-  /** An attempt ended: `opened` it had opened; `c10mRefusal`: the server answered it with a c10m error (401, 429, 503 ...). */
+  /**
+   * An attempt ended: `opened` it had opened; `c10mRefusal`: the server answered it with a c10m error (401, 429, 503 ...).
+   * Once a WebSocket has opened, the client stays on WebSocket: a node that went away (refused connects while it
+   * restarts) is not a network that breaks WebSockets, and its crowd must not come back over SSE.
+   */
   ended(opened: boolean, c10mRefusal: boolean): void {
-    if (this.mode === 'auto' && !opened && !c10mRefusal) this.sse = !this.sse;
+    if (opened && !this.sse) this.webSocketWorked = true;
+    if (this.mode === 'auto' && !this.webSocketWorked && !opened && !c10mRefusal) this.sse = !this.sse;
   }
 }
 
