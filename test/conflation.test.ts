@@ -96,9 +96,10 @@ test('a conflating session gets at most one frame per interval, the latest last,
   checkConflated(mf, from, lastSeq);
   expect(jf[jf.length - 1].data).toEqual({ n: 199 });
   expect(mf[mf.length - 1].data).toEqual({ n: 199 });
-  // At most one frame per 100 ms of the server's sending, which fits in what the client waited.
-  expect(jf.length).toBeLessThanOrEqual(Math.floor(elapsedMs / 100) + 1);
-  expect(mf.length).toBeLessThanOrEqual(Math.floor(elapsedMs / 100) + 1);
+  // At most one frame per 100 ms of the server's sending, which fits in what the client waited (a slow machine only
+  // lowers the count): one more for the frame sent at once, one for intervals measured in whole milliseconds.
+  expect(jf.length).toBeLessThanOrEqual(Math.floor(elapsedMs / 100) + 2);
+  expect(mf.length).toBeLessThanOrEqual(Math.floor(elapsedMs / 100) + 2);
   expect(jf.length).toBeLessThan(100);
   // The plain session beside them gets every message, unflagged.
   expect(pf.every((f) => f.conflated === undefined)).toBe(true);
