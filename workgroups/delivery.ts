@@ -17,7 +17,7 @@ import { Stat, recordLatency } from '../protocol/stats';
 import type { HttpExchange, HttpPublishEndpoint } from './http-publish';
 import type { LogLimiter } from './log';
 import type { SubscriberPort } from './ports';
-import { AckStatus, RecordFlag, SUB_STATUS_REASON, SubStatus, asBuffer, readReplayBatch } from './records';
+import { AckStatus, RecordFlag, SubStatus, asBuffer, readReplayBatch, withResumeOutcome } from './records';
 import { SessionFlag, type SessionSlab } from './slab';
 import type { LocalTopics } from './topics';
 import type { SseSide } from './sse';
@@ -255,17 +255,7 @@ export class Delivery implements SubscriberPort {
         }
       }
       this.patterns?.exactDone(ctx.slot, topic);
-      const entry: Record<string, unknown> = { epoch, seq };
-      if (status === SubStatus.RECOVERED) {
-        entry.recovered = true;
-        entry.replayed = replayed;
-      } else if (status !== SubStatus.FRESH) {
-        entry.recovered = false;
-        entry.reason = SUB_STATUS_REASON[status];
-        // The old epoch is lost; the new one was replayed from seq 1 up to `replayed` (the client needs it to keep them).
-        if (status === SubStatus.EPOCH_MISMATCH) entry.replayed = replayed;
-      }
-      ctx.topics[topic] = entry;
+      ctx.topics[topic] = withResumeOutcome({ epoch, seq }, status, replayed);
     }
     if ((!open || p.cancelled) && !this.sessions.hasLocalInterest(topic)) this.sessions.dropInterest(topic);
     if (--ctx.remaining === 0 && open) {

@@ -34,7 +34,7 @@ import { OWNER_TIMEOUT_MS, type Delivery, type PatternHooks, type PendingSub, ty
 import { PatternFlag, PatternStatus, type PatternOwnerPort, type PatternSubscriberPort } from './pattern-owner';
 import { PatternTrie } from './pattern-trie';
 import type { OwnerPort } from './ports';
-import { RecordFlag, SUB_STATUS_REASON, SubStatus } from './records';
+import { RecordFlag, SUB_STATUS_REASON, SubStatus, withResumeOutcome } from './records';
 import { ownerOf } from './topics';
 
 /** One session's subscription to one pattern. */
@@ -245,15 +245,7 @@ export class PatternSubs implements PatternSubscriberPort, PatternHooks {
       entry = { recovered: false, reason: SUB_STATUS_REASON[status] };
     } else {
       if (open) this.subscribeSession(e, topic);
-      entry = { epoch, seq, from: p.from };
-      if (status === SubStatus.RECOVERED) {
-        entry.recovered = true;
-        entry.replayed = replayed;
-      } else if (status !== SubStatus.FRESH) {
-        entry.recovered = false;
-        entry.reason = SUB_STATUS_REASON[status];
-        if (status === SubStatus.EPOCH_MISMATCH) entry.replayed = replayed;
-      }
+      entry = withResumeOutcome({ epoch, seq, from: p.from }, status, replayed);
     }
     p.reply[topic] = entry;
     if (!open && !h.hasLocalInterest(topic)) h.dropInterest(topic);

@@ -96,6 +96,22 @@ export const AckStatus = {
 /** Reason strings of recovered:false, by SubStatus. */
 export const SUB_STATUS_REASON: readonly string[] = ['', '', 'epoch_mismatch', 'cache_miss', 'unknown_position', 'too_many_topics', 'unavailable'];
 
+/**
+ * A sub reply's topic entry with what its resume brought: recovered and replayed, or recovered:false and the reason
+ * (after a new epoch, `replayed` is what came of it from seq 1: the client needs it to keep them). Returns `entry`.
+ */
+export function withResumeOutcome(entry: Record<string, unknown>, status: number, replayed: number): Record<string, unknown> {
+  if (status === SubStatus.RECOVERED) {
+    entry.recovered = true;
+    entry.replayed = replayed;
+  } else if (status !== SubStatus.FRESH) {
+    entry.recovered = false;
+    entry.reason = SUB_STATUS_REASON[status];
+    if (status === SubStatus.EPOCH_MISMATCH) entry.replayed = replayed;
+  }
+  return entry;
+}
+
 /** One outbound record's fields. Reused (one per workgroup): no allocation per record. */
 export class RecordOut {
   type = 0;
