@@ -47,7 +47,7 @@ import { CorsPolicy } from './cors';
 import { Entitlement } from './entitlement';
 import type { LogLimiter, Logger } from './log';
 import type { OwnerPort } from './ports';
-import { RecordFlag, SUB_STATUS_REASON, SubStatus } from './records';
+import { RecordFlag, SUB_STATUS_REASON, SubStatus, withResumeOutcome } from './records';
 import { ownerOf } from './topics';
 
 /** Default seconds between heartbeat comments on a stream that had nothing else to say (--sse-heartbeat-seconds). */
@@ -286,17 +286,9 @@ export class SseEndpoint implements SseSide {
       if (!this.ports.hasLocalInterest(topic)) this.ports.dropInterest(topic);
       return;
     }
-    const entry: Record<string, unknown> = { epoch, seq };
-    if (status === SubStatus.RECOVERED) {
-      entry.recovered = true;
-      entry.replayed = replayed;
-    } else if (status !== SubStatus.FRESH) {
-      entry.recovered = false;
-      entry.reason = SUB_STATUS_REASON[status];
-      if (status === SubStatus.EPOCH_MISMATCH) entry.replayed = replayed;
-      // What the replays did not bring (a gap they showed was reported as it came).
-      if (s.epochs[i] !== 0 && (s.epochs[i] !== epoch || s.seqs[i] !== seq)) this.gap(s, i, SUB_STATUS_REASON[status], epoch, seq);
-    }
+    const entry = withResumeOutcome({ epoch, seq }, status, replayed);
+    // What the replays did not bring (a gap they showed was reported as it came).
+    if (entry.recovered === false && s.epochs[i] !== 0 && (s.epochs[i] !== epoch || s.seqs[i] !== seq)) this.gap(s, i, SUB_STATUS_REASON[status], epoch, seq);
     this.move(s, i, epoch, seq);
     let streams = this.byTopic.get(topic);
     if (streams === undefined) {
